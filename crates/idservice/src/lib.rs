@@ -1,0 +1,1 @@
+//! idservice library.

@@ -1,0 +1,1 @@
+//! Filter parsing (delegated to `scim_v2`) and evaluation against a resource.
