@@ -63,7 +63,11 @@ pub struct ScimError {
 
 impl ScimError {
     pub fn new(status: u16, scim_type: Option<ScimType>, detail: impl Into<String>) -> Self {
-        ScimError { status, scim_type, detail: detail.into() }
+        ScimError {
+            status,
+            scim_type,
+            detail: detail.into(),
+        }
     }
     /// 400 with a `scimType`.
     pub fn bad_request(scim_type: ScimType, detail: impl Into<String>) -> Self {
@@ -112,11 +116,25 @@ impl ScimError {
     pub fn from_json(http_status: u16, body: &Value) -> Self {
         let status = match body.get("status") {
             Some(Value::String(s)) => s.parse().unwrap_or(http_status),
-            Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()).unwrap_or(http_status),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .and_then(|n| u16::try_from(n).ok())
+                .unwrap_or(http_status),
             _ => http_status,
         };
-        let scim_type = body.get("scimType").and_then(Value::as_str).and_then(ScimType::parse);
-        let detail = body.get("detail").and_then(Value::as_str).unwrap_or_default().to_string();
-        ScimError { status, scim_type, detail }
+        let scim_type = body
+            .get("scimType")
+            .and_then(Value::as_str)
+            .and_then(ScimType::parse);
+        let detail = body
+            .get("detail")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        ScimError {
+            status,
+            scim_type,
+            detail,
+        }
     }
 }

@@ -1,0 +1,186 @@
+//! Rows of the `groups` and `group_members` tables.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use super::Conn;
+
+/// One stored group. `resource` is the SCIM JSON without id, meta and members.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GroupRow {
+    pub id: String,
+    pub display_name: String,
+    pub display_name_lc: String,
+    pub external_id: Option<String>,
+    pub created: String,
+    pub last_modified: String,
+    pub version: i64,
+    pub resource: String,
+}
+
+/// The columns selected for a [`GroupRow`], in order.
+pub const GROUP_COLUMNS: &str =
+    "id, display_name, display_name_lc, external_id, created, last_modified, version, resource";
+
+/// One membership as shown in `members`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub value: String,
+    pub ty: String,
+    pub display: Option<String>,
+}
+
+pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<GroupRow>, sqlx::Error> {
+    sqlx::query_as::<_, GroupRow>(
+        "SELECT id, display_name, display_name_lc, external_id, created, last_modified, \
+         version, resource FROM groups WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Groups holding either key (lower-cased displayName, or externalId).
+pub async fn find_by_keys(
+    conn: &mut Conn,
+    display_name_lc: &str,
+    external_id: Option<&str>,
+) -> Result<Vec<GroupRow>, sqlx::Error> {
+    sqlx::query_as::<_, GroupRow>(
+        "SELECT id, display_name, display_name_lc, external_id, created, last_modified, \
+         version, resource FROM groups \
+         WHERE display_name_lc = ?1 OR (?2 IS NOT NULL AND external_id = ?2)",
+    )
+    .bind(display_name_lc)
+    .bind(external_id)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn insert(conn: &mut Conn, row: &GroupRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO groups (id, display_name, display_name_lc, external_id, created, \
+         last_modified, version, resource) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&row.id)
+    .bind(&row.display_name)
+    .bind(&row.display_name_lc)
+    .bind(&row.external_id)
+    .bind(&row.created)
+    .bind(&row.last_modified)
+    .bind(row.version)
+    .bind(&row.resource)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn update(conn: &mut Conn, row: &GroupRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE groups SET display_name = ?, display_name_lc = ?, external_id = ?, \
+         created = ?, last_modified = ?, version = ?, resource = ? WHERE id = ?",
+    )
+    .bind(&row.display_name)
+    .bind(&row.display_name_lc)
+    .bind(&row.external_id)
+    .bind(&row.created)
+    .bind(&row.last_modified)
+    .bind(row.version)
+    .bind(&row.resource)
+    .bind(&row.id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes a group, its own membership rows (cascade) and its membership in other groups.
+pub async fn delete(conn: &mut Conn, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM group_members WHERE member_id = ?")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM groups WHERE id = ?").bind(id).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Members of a group. With `include_pending = false`, users pending deletion are left out.
+pub async fn members(
+    conn: &mut Conn,
+    group_id: &str,
+    include_pending: bool,
+) -> Result<Vec<Member>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT m.member_id, m.member_type, \
+           COALESCE(json_extract(u.resource, '$.displayName'), u.user_name, g.display_name) \
+         FROM group_members m \
+         LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id \
+         LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id \
+         WHERE m.group_id = ?1 AND (?2 OR u.state IS NULL OR u.state <> 'pendingDeletion') \
+         ORDER BY m.member_id",
+    )
+    .bind(group_id)
+    .bind(include_pending)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Member {
+                value: r.try_get(0)?,
+                ty: r.try_get(1)?,
+                display: r.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+/// Adds memberships (ignoring ones that already exist).
+pub async fn add_members(
+    conn: &mut Conn,
+    group_id: &str,
+    members: &[(String, String)],
+) -> Result<(), sqlx::Error> {
+    for (id, ty) in members {
+        sqlx::query(
+            "INSERT INTO group_members (group_id, member_id, member_type) VALUES (?, ?, ?) \
+             ON CONFLICT (group_id, member_id) DO NOTHING",
+        )
+        .bind(group_id)
+        .bind(id)
+        .bind(ty)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn remove_members(conn: &mut Conn, group_id: &str, ids: &[String]) -> Result<(), sqlx::Error> {
+    for id in ids {
+        sqlx::query("DELETE FROM group_members WHERE group_id = ? AND member_id = ?")
+            .bind(group_id)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// For each id, whether it names a user (`User`) or a group (`Group`); unknown ids are absent.
+pub async fn member_kinds(
+    conn: &mut Conn,
+    ids: &[String],
+) -> Result<HashMap<String, String>, sqlx::Error> {
+    let mut out = HashMap::new();
+    for id in ids {
+        let row = sqlx::query(
+            "SELECT 'User' FROM users WHERE id = ?1 UNION ALL SELECT 'Group' FROM groups WHERE id = ?1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(r) = row {
+            out.insert(id.clone(), r.try_get::<String, _>(0)?);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,146 @@
+//! Rows of the `users` table and the user side of memberships.
+
+use sqlx::Row;
+
+use super::Conn;
+
+/// One stored user. `resource` is the SCIM JSON without the parts kept in columns or
+/// computed on read (id, meta, groups, state).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: String,
+    pub user_name: String,
+    pub user_name_lc: String,
+    pub external_id: Option<String>,
+    pub active: bool,
+    pub state: String,
+    pub pending_since: Option<String>,
+    pub created: String,
+    pub last_modified: String,
+    pub version: i64,
+    pub resource: String,
+}
+
+/// The columns selected for a [`UserRow`], in order.
+pub const USER_COLUMNS: &str = "id, user_name, user_name_lc, external_id, active, state, \
+    pending_since, created, last_modified, version, resource";
+
+pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<UserRow>, sqlx::Error> {
+    sqlx::query_as::<_, UserRow>(
+        "SELECT id, user_name, user_name_lc, external_id, active, state, pending_since, \
+         created, last_modified, version, resource FROM users WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Users holding either key (lower-cased userName, or externalId): the uniqueness candidates.
+pub async fn find_by_keys(
+    conn: &mut Conn,
+    user_name_lc: &str,
+    external_id: Option<&str>,
+) -> Result<Vec<UserRow>, sqlx::Error> {
+    sqlx::query_as::<_, UserRow>(
+        "SELECT id, user_name, user_name_lc, external_id, active, state, pending_since, \
+         created, last_modified, version, resource FROM users \
+         WHERE user_name_lc = ?1 OR (?2 IS NOT NULL AND external_id = ?2)",
+    )
+    .bind(user_name_lc)
+    .bind(external_id)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn insert(conn: &mut Conn, row: &UserRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO users (id, user_name, user_name_lc, external_id, active, state, \
+         pending_since, created, last_modified, version, resource) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&row.id)
+    .bind(&row.user_name)
+    .bind(&row.user_name_lc)
+    .bind(&row.external_id)
+    .bind(row.active)
+    .bind(&row.state)
+    .bind(&row.pending_since)
+    .bind(&row.created)
+    .bind(&row.last_modified)
+    .bind(row.version)
+    .bind(&row.resource)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Overwrites every column of an existing row (by id).
+pub async fn update(conn: &mut Conn, row: &UserRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE users SET user_name = ?, user_name_lc = ?, external_id = ?, active = ?, \
+         state = ?, pending_since = ?, created = ?, last_modified = ?, version = ?, \
+         resource = ? WHERE id = ?",
+    )
+    .bind(&row.user_name)
+    .bind(&row.user_name_lc)
+    .bind(&row.external_id)
+    .bind(row.active)
+    .bind(&row.state)
+    .bind(&row.pending_since)
+    .bind(&row.created)
+    .bind(&row.last_modified)
+    .bind(row.version)
+    .bind(&row.resource)
+    .bind(&row.id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes a user for good, with its memberships.
+pub async fn purge(conn: &mut Conn, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM group_members WHERE member_id = ?")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM users WHERE id = ?").bind(id).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// The groups a user is a direct member of: (group id, displayName).
+pub async fn groups_of(conn: &mut Conn, user_id: &str) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT g.id, g.display_name FROM group_members m JOIN groups g ON g.id = m.group_id \
+         WHERE m.member_id = ? ORDER BY g.display_name_lc",
+    )
+    .bind(user_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
+        .collect()
+}
+
+/// Pending users, oldest first; with `before`, only those pending since before that instant.
+pub async fn pending(conn: &mut Conn, before: Option<&str>) -> Result<Vec<UserRow>, sqlx::Error> {
+    sqlx::query_as::<_, UserRow>(
+        "SELECT id, user_name, user_name_lc, external_id, active, state, pending_since, \
+         created, last_modified, version, resource FROM users \
+         WHERE state = 'pendingDeletion' AND (?1 IS NULL OR pending_since < ?1) \
+         ORDER BY pending_since, id",
+    )
+    .bind(before)
+    .fetch_all(conn)
+    .await
+}
+
+/// Finds a user by lower-cased userName, any state.
+pub async fn by_user_name(conn: &mut Conn, user_name_lc: &str) -> Result<Option<UserRow>, sqlx::Error> {
+    sqlx::query_as::<_, UserRow>(
+        "SELECT id, user_name, user_name_lc, external_id, active, state, pending_since, \
+         created, last_modified, version, resource FROM users WHERE user_name_lc = ?",
+    )
+    .bind(user_name_lc)
+    .fetch_optional(conn)
+    .await
+}

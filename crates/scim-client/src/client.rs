@@ -1,0 +1,483 @@
+//! The SCIM client: one `reqwest::Client` per service, the request/retry loop, and the
+//! resource operations built on it.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::{Method, StatusCode, header};
+use scim::{AttrExp, AttrPath, CompValue, CompareOp, Filter, PatchOperation, ScimError};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+use crate::auth::{Auth, Authenticator};
+use crate::discovery::ServiceProviderInfo;
+use crate::error::ClientError;
+use crate::retry;
+
+const SCIM_JSON: &str = "application/scim+json";
+
+/// The two resource types the agent manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum ResourceKind {
+    Users,
+    Groups,
+}
+
+impl ResourceKind {
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            ResourceKind::Users => "Users",
+            ResourceKind::Groups => "Groups",
+        }
+    }
+}
+
+pub struct ProxyOptions {
+    /// `http://host:port`
+    pub url: String,
+    pub user: Option<String>,
+    pub password: Option<SecretString>,
+}
+
+pub struct ClientOptions {
+    /// The SCIM base URL, e.g. `http://127.0.0.1:8443/scim/v2`.
+    pub base_url: String,
+    pub auth: Auth,
+    pub proxy: Option<ProxyOptions>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Retries after the first attempt for retryable failures.
+    pub max_retries: usize,
+    /// `count` asked for when listing.
+    pub page_size: usize,
+}
+
+impl ClientOptions {
+    pub fn new(base_url: impl Into<String>, auth: Auth) -> Self {
+        ClientOptions {
+            base_url: base_url.into(),
+            auth,
+            proxy: None,
+            timeout: Duration::from_secs(60),
+            max_retries: 5,
+            page_size: 500,
+        }
+    }
+}
+
+/// One operation of a Bulk request (RFC 7644 §3.7).
+#[derive(Debug, Clone)]
+pub struct BulkOperation {
+    pub method: Method,
+    /// Relative to the base URL: `/Users`, `/Groups/{id}`.
+    pub path: String,
+    pub bulk_id: Option<String>,
+    pub data: Option<Value>,
+}
+
+/// The outcome of one Bulk operation.
+#[derive(Debug, Clone)]
+pub struct BulkResult {
+    pub bulk_id: Option<String>,
+    pub status: u16,
+    /// The id of the created or changed resource, from `location`.
+    pub id: Option<String>,
+    /// The operation's `response` (the SCIM error body on failure).
+    pub response: Option<Value>,
+}
+
+impl BulkResult {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+    /// The SCIM error of a failed operation.
+    pub fn error(&self) -> Option<ScimError> {
+        if self.is_success() {
+            return None;
+        }
+        Some(ScimError::from_json(self.status, self.response.as_ref().unwrap_or(&Value::Null)))
+    }
+}
+
+pub struct ScimClient {
+    http: reqwest::Client,
+    base_url: String,
+    auth: Authenticator,
+    max_retries: usize,
+    page_size: usize,
+}
+
+struct Response {
+    body: Option<Value>,
+}
+
+impl ScimClient {
+    pub fn new(options: ClientOptions) -> Result<Self, ClientError> {
+        // reqwest is built without a default crypto provider so that one (ring) is used
+        // everywhere; installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let base = url::Url::parse(&options.base_url)
+            .map_err(|e| ClientError::Config(format!("base URL {:?}: {e}", options.base_url)))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(ClientError::Config(format!(
+                "base URL {:?} must start with http:// or https://",
+                options.base_url
+            )));
+        }
+        let mut builder = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout.min(Duration::from_secs(15)))
+            .user_agent(concat!("dirsync-scim-client/", env!("CARGO_PKG_VERSION")));
+        match &options.proxy {
+            Some(p) => {
+                let mut proxy = reqwest::Proxy::all(&p.url)
+                    .map_err(|e| ClientError::Config(format!("proxy {:?}: {e}", p.url)))?;
+                if let Some(user) = &p.user {
+                    let password = p.password.as_ref().map(|s| s.expose_secret()).unwrap_or("");
+                    proxy = proxy.basic_auth(user, password);
+                }
+                builder = builder.proxy(proxy);
+            }
+            // An explicit configuration decides; the environment's proxy does not sneak in.
+            None => builder = builder.no_proxy(),
+        }
+        let http = builder.build().map_err(|e| ClientError::Config(e.to_string()))?;
+        Ok(ScimClient {
+            http,
+            base_url: options.base_url.trim_end_matches('/').to_string(),
+            auth: Authenticator::new(options.auth),
+            max_retries: options.max_retries,
+            page_size: options.page_size.max(1),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `/ServiceProviderConfig`, reduced to what the agent acts on.
+    pub async fn service_provider_config(&self) -> Result<ServiceProviderInfo, ClientError> {
+        let r = self.send(Method::GET, "/ServiceProviderConfig", None, &[], true).await?;
+        let body = r.body.ok_or_else(|| protocol("empty /ServiceProviderConfig"))?;
+        Ok(ServiceProviderInfo::from_json(&body))
+    }
+
+    /// Every resource of `kind` that matches `filter`, following pagination to the end.
+    pub async fn list(
+        &self,
+        kind: ResourceKind,
+        filter: Option<&Filter>,
+        attributes: Option<&str>,
+    ) -> Result<Vec<Value>, ClientError> {
+        let mut all = Vec::new();
+        let mut start = 1usize;
+        loop {
+            let mut query = vec![
+                ("startIndex".to_string(), start.to_string()),
+                ("count".to_string(), self.page_size.to_string()),
+            ];
+            if let Some(f) = filter {
+                query.push(("filter".into(), f.to_string()));
+            }
+            if let Some(a) = attributes {
+                query.push(("attributes".into(), a.to_string()));
+            }
+            let path = format!("/{}", kind.endpoint());
+            let r = self.send(Method::GET, &path, None, &query, true).await?;
+            let body = r.body.ok_or_else(|| protocol("empty list response"))?;
+            let total = body.get("totalResults").and_then(Value::as_u64).unwrap_or(0);
+            let page = match body.get("Resources") {
+                Some(Value::Array(items)) => items.clone(),
+                None | Some(Value::Null) => Vec::new(),
+                Some(_) => return Err(protocol("list response: Resources is not an array")),
+            };
+            let got = page.len();
+            all.extend(page);
+            // Don't trust itemsPerPage; stop at totalResults or on an empty page.
+            if got == 0 || all.len() as u64 >= total {
+                return Ok(all);
+            }
+            start += got;
+        }
+    }
+
+    /// The resource whose externalId is `external_id`, if any (exact match).
+    pub async fn find_by_external_id(
+        &self,
+        kind: ResourceKind,
+        external_id: &str,
+    ) -> Result<Option<Value>, ClientError> {
+        let filter = eq_filter("externalId", external_id);
+        let mut found = self.list(kind, Some(&filter), None).await?;
+        Ok(if found.is_empty() { None } else { Some(found.swap_remove(0)) })
+    }
+
+    /// `POST /{kind}/.search` (RFC 7644 §3.4.3).
+    pub async fn search(
+        &self,
+        kind: ResourceKind,
+        filter: &Filter,
+    ) -> Result<Vec<Value>, ClientError> {
+        let body = json!({
+            "schemas": [scim::urn::SEARCH_REQUEST],
+            "filter": filter.to_string(),
+            "startIndex": 1,
+            "count": self.page_size,
+        });
+        let path = format!("/{}/.search", kind.endpoint());
+        let r = self.send(Method::POST, &path, Some(&body), &[], true).await?;
+        let body = r.body.ok_or_else(|| protocol("empty search response"))?;
+        Ok(match body.get("Resources") {
+            Some(Value::Array(items)) => items.clone(),
+            _ => Vec::new(),
+        })
+    }
+
+    /// `GET /{kind}/{id}`; `None` when the service says 404.
+    pub async fn get(&self, kind: ResourceKind, id: &str) -> Result<Option<Value>, ClientError> {
+        let path = format!("/{}/{}", kind.endpoint(), encode_segment(id));
+        match self.send(Method::GET, &path, None, &[], true).await {
+            Ok(r) => Ok(r.body),
+            Err(ClientError::Rejected(e)) if e.status == 404 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /{kind}`: the created resource as the service returned it.
+    pub async fn create(&self, kind: ResourceKind, resource: &Value) -> Result<Value, ClientError> {
+        let path = format!("/{}", kind.endpoint());
+        // Not idempotent: a 5xx or a timeout after sending is not retried here; the next run
+        // finds the object by externalId instead of creating it twice.
+        let r = self.send(Method::POST, &path, Some(resource), &[], false).await?;
+        r.body.ok_or_else(|| protocol("POST answered without the created resource"))
+    }
+
+    /// `PATCH /{kind}/{id}`: the resource when the service answers 200, `None` for 204.
+    pub async fn patch(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        operations: &[PatchOperation],
+    ) -> Result<Option<Value>, ClientError> {
+        let ops = serde_json::to_value(operations)
+            .map_err(|e| protocol(&format!("cannot encode PATCH operations: {e}")))?;
+        let body = json!({ "schemas": [scim::urn::PATCH_OP], "Operations": ops });
+        let path = format!("/{}/{}", kind.endpoint(), encode_segment(id));
+        // PATCH with add/remove of set members and replace of values is safe to repeat.
+        let r = self.send(Method::PATCH, &path, Some(&body), &[], true).await?;
+        Ok(r.body)
+    }
+
+    /// `PUT /{kind}/{id}`.
+    pub async fn replace(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        resource: &Value,
+    ) -> Result<Value, ClientError> {
+        let path = format!("/{}/{}", kind.endpoint(), encode_segment(id));
+        let r = self.send(Method::PUT, &path, Some(resource), &[], true).await?;
+        r.body.ok_or_else(|| protocol("PUT answered without the resource"))
+    }
+
+    /// `DELETE /{kind}/{id}`. Returns false when it was already gone (404), which is the
+    /// state the caller wanted.
+    pub async fn delete(&self, kind: ResourceKind, id: &str) -> Result<bool, ClientError> {
+        let path = format!("/{}/{}", kind.endpoint(), encode_segment(id));
+        match self.send(Method::DELETE, &path, None, &[], true).await {
+            Ok(_) => Ok(true),
+            Err(ClientError::Rejected(e)) if e.status == 404 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /Bulk` (RFC 7644 §3.7). Per-operation failures are in the results; only a
+    /// failure of the whole request is an `Err`.
+    pub async fn bulk(
+        &self,
+        operations: &[BulkOperation],
+        fail_on_errors: Option<usize>,
+    ) -> Result<Vec<BulkResult>, ClientError> {
+        let ops: Vec<Value> = operations
+            .iter()
+            .map(|op| {
+                let mut o = json!({ "method": op.method.as_str(), "path": op.path });
+                if let Some(map) = o.as_object_mut() {
+                    if let Some(b) = &op.bulk_id {
+                        map.insert("bulkId".into(), Value::String(b.clone()));
+                    }
+                    if let Some(d) = &op.data {
+                        map.insert("data".into(), d.clone());
+                    }
+                }
+                o
+            })
+            .collect();
+        let mut body = json!({ "schemas": [scim::urn::BULK_REQUEST], "Operations": ops });
+        if let (Some(n), Some(map)) = (fail_on_errors, body.as_object_mut()) {
+            map.insert("failOnErrors".into(), json!(n));
+        }
+        // A Bulk request mixes creates; never repeat it blindly.
+        let r = self.send(Method::POST, "/Bulk", Some(&body), &[], false).await?;
+        let body = r.body.ok_or_else(|| protocol("empty Bulk response"))?;
+        let results = body
+            .get("Operations")
+            .and_then(Value::as_array)
+            .ok_or_else(|| protocol("Bulk response without Operations"))?;
+        Ok(results.iter().map(bulk_result).collect())
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        query: &[(String, String)],
+        idempotent: bool,
+    ) -> Result<Response, ClientError> {
+        let url = format!("{}{}", self.base_url, path);
+        let mut delays = retry::schedule(self.max_retries);
+        let mut refreshed_token = false;
+        loop {
+            let mut request = self
+                .http
+                .request(method.clone(), &url)
+                .header(header::ACCEPT, format!("{SCIM_JSON}, application/json"));
+            if !query.is_empty() {
+                request = request.query(query);
+            }
+            if let Some(b) = body {
+                let bytes = serde_json::to_vec(b)
+                    .map_err(|e| protocol(&format!("cannot encode request: {e}")))?;
+                request = request.header(header::CONTENT_TYPE, SCIM_JSON).body(bytes);
+            }
+            if let Some(auth) = self.auth.header(&self.http).await? {
+                let mut value = header::HeaderValue::from_str(auth.expose_secret())
+                    .map_err(|_| ClientError::Config("the token is not a valid header".into()))?;
+                value.set_sensitive(true);
+                request = request.header(header::AUTHORIZATION, value);
+            }
+            let response = match request.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    // Connect failures were never sent; timeouts may have been applied.
+                    let safe = e.is_connect() || idempotent;
+                    if safe && let Some(delay) = delays.next() {
+                        tracing::debug!(%method, path, error = %e.without_url(), "retrying");
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    return Err(ClientError::Unreachable {
+                        url: self.base_url.clone(),
+                        reason: error_chain(&e),
+                    });
+                }
+            };
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let bytes = response.bytes().await.map_err(|e| ClientError::Unreachable {
+                url: self.base_url.clone(),
+                reason: error_chain(&e),
+            })?;
+            let parsed: Option<Value> =
+                if bytes.is_empty() { None } else { serde_json::from_slice(&bytes).ok() };
+            if status.is_success() {
+                if parsed.is_none() && !bytes.is_empty() {
+                    return Err(protocol(&format!("{method} {path}: response is not JSON")));
+                }
+                return Ok(Response { body: parsed });
+            }
+            let code = status.as_u16();
+            if code == 401 || code == 403 {
+                if code == 401 && !refreshed_token && self.auth.invalidate().await {
+                    refreshed_token = true;
+                    continue;
+                }
+                return Err(ClientError::Unauthorized {
+                    status: code,
+                    credential: self.auth.credential().to_string(),
+                    detail: detail_of(parsed.as_ref(), &bytes),
+                });
+            }
+            if retry::retryable_status(code, idempotent)
+                && let Some(backoff) = delays.next()
+            {
+                let asked = retry::retry_after(retry_after.as_deref(), SystemTime::now());
+                let delay = asked.map_or(backoff, |a| a.max(backoff));
+                tracing::debug!(%method, path, status = code, ?delay, "retrying");
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            if status.is_server_error() || code == 429 {
+                return Err(ClientError::Server {
+                    status: code,
+                    detail: detail_of(parsed.as_ref(), &bytes),
+                });
+            }
+            let error = match &parsed {
+                Some(v) if v.is_object() => ScimError::from_json(code, v),
+                _ => ScimError::new(code, None, detail_of(None, &bytes)),
+            };
+            return Err(ClientError::Rejected(error));
+        }
+    }
+}
+
+/// `attr eq "value"`, built through the AST so that quoting is always right.
+pub(crate) fn eq_filter(attr: &str, value: &str) -> Filter {
+    Filter::Attr(AttrExp::Comparison(
+        AttrPath::with_name(attr),
+        CompareOp::Eq,
+        CompValue::Str(value.to_string()),
+    ))
+}
+
+fn bulk_result(op: &Value) -> BulkResult {
+    let status = match op.get("status") {
+        Some(Value::String(s)) => s.parse().unwrap_or(0),
+        Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()).unwrap_or(0),
+        _ => 0,
+    };
+    let id = op
+        .get("location")
+        .and_then(Value::as_str)
+        .and_then(|l| l.trim_end_matches('/').rsplit('/').next())
+        .map(str::to_string);
+    BulkResult {
+        bulk_id: op.get("bulkId").and_then(Value::as_str).map(str::to_string),
+        status,
+        id,
+        response: op.get("response").cloned(),
+    }
+}
+
+fn detail_of(parsed: Option<&Value>, bytes: &[u8]) -> String {
+    if let Some(d) = parsed.and_then(|v| v.get("detail")).and_then(Value::as_str) {
+        return d.to_string();
+    }
+    let text = String::from_utf8_lossy(bytes);
+    text.chars().take(300).collect()
+}
+
+fn error_chain(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn encode_segment(id: &str) -> String {
+    url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>().replace('+', "%20")
+}
+
+fn protocol(what: &str) -> ClientError {
+    ClientError::Protocol(what.to_string())
+}

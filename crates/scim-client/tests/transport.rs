@@ -1,0 +1,135 @@
+//! Transport behaviour that no real SCIM server produces on demand: a service that answers
+//! 429 with `Retry-After`, 503 twice, or refuses the token. A minimal axum server plays it.
+//! (End-to-end behaviour against real servers is tested in the dirsync crate.)
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use scim_client::{Auth, ClientError, ClientOptions, ResourceKind, ScimClient};
+use serde_json::json;
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/scim/v2")
+}
+
+fn client(url: String, token: &str) -> ScimClient {
+    let auth = Auth::Bearer {
+        token: token.to_string().into(),
+        credential: "iid.scim.token in secret.yml".into(),
+    };
+    let mut options = ClientOptions::new(url, auth);
+    options.max_retries = 3;
+    ScimClient::new(options).unwrap()
+}
+
+#[tokio::test]
+async fn honours_retry_after_on_429_then_succeeds() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = Router::new().route(
+        "/scim/v2/Users/{id}",
+        get(move || {
+            let h = h.clone();
+            async move {
+                if h.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let mut headers = HeaderMap::new();
+                    headers.insert("retry-after", "1".parse().unwrap());
+                    (StatusCode::TOO_MANY_REQUESTS, headers, "slow down").into_response()
+                } else {
+                    axum::Json(json!({"id": "u1", "userName": "alice"})).into_response()
+                }
+            }
+        }),
+    );
+    let c = client(serve(app).await, "tok");
+    let started = Instant::now();
+    let user = c.get(ResourceKind::Users, "u1").await.unwrap().unwrap();
+    assert_eq!(user["userName"], "alice");
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    assert!(started.elapsed() >= Duration::from_millis(950), "Retry-After was not honoured");
+}
+
+#[tokio::test]
+async fn post_is_not_repeated_after_a_500() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = Router::new().route(
+        "/scim/v2/Users",
+        post(move || {
+            let h = h.clone();
+            async move {
+                h.fetch_add(1, Ordering::SeqCst);
+                (StatusCode::INTERNAL_SERVER_ERROR, "boom")
+            }
+        }),
+    );
+    let c = client(serve(app).await, "tok");
+    let err = c.create(ResourceKind::Users, &json!({"userName": "a"})).await.unwrap_err();
+    assert!(matches!(err, ClientError::Server { status: 500, .. }), "{err:?}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn refused_token_stops_the_run_and_names_the_credential_not_the_secret() {
+    let app = Router::new().route(
+        "/scim/v2/Users",
+        get(|| async {
+            (StatusCode::UNAUTHORIZED, axum::Json(json!({"status": "401", "detail": "token expired"})))
+        }),
+    );
+    let c = client(serve(app).await, "super-secret-token-value");
+    let err = c.list(ResourceKind::Users, None, None).await.unwrap_err();
+    assert!(err.stops_run());
+    let text = err.to_string();
+    assert!(text.contains("iid.scim.token in secret.yml"), "{text}");
+    assert!(text.contains("token expired"), "{text}");
+    assert!(!text.contains("super-secret-token-value"), "{text}");
+    assert!(!format!("{err:?}").contains("super-secret-token-value"));
+}
+
+#[tokio::test]
+async fn rejected_object_carries_the_scim_error() {
+    let app = Router::new().route(
+        "/scim/v2/Users",
+        post(|| async {
+            (
+                StatusCode::CONFLICT,
+                axum::Json(json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                    "status": "409", "scimType": "uniqueness",
+                    "detail": "externalId has already been taken"
+                })),
+            )
+        }),
+    );
+    let c = client(serve(app).await, "tok");
+    let err = c.create(ResourceKind::Users, &json!({"userName": "a"})).await.unwrap_err();
+    assert!(!err.stops_run());
+    let scim = err.scim().unwrap();
+    assert_eq!(scim.status, 409);
+    assert_eq!(scim.scim_type, Some(scim::ScimType::Uniqueness));
+    assert_eq!(scim.detail, "externalId has already been taken");
+}
+
+#[tokio::test]
+async fn unreachable_service_is_reported_once_with_its_url() {
+    // Bind then drop to get a port with nothing listening.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut options = ClientOptions::new(format!("http://127.0.0.1:{port}/scim/v2"), Auth::None);
+    options.max_retries = 1;
+    let c = ScimClient::new(options).unwrap();
+    let err = c.service_provider_config().await.unwrap_err();
+    assert!(err.stops_run());
+    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+}
