@@ -1,1 +1,3 @@
 //! The directory synchronisation agent.
+
+pub mod state;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use reqwest::{Method, StatusCode, header};
+use reqwest::{Method, header};
 use scim::{AttrExp, AttrPath, CompValue, CompareOp, Filter, PatchOperation, ScimError};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};

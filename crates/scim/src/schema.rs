@@ -350,11 +350,7 @@ impl ResourceSchema {
         uri: Option<&str>,
         name: &str,
     ) -> Option<(&'static SchemaDef, &'static AttributeDef)> {
-        let core_or_common = || {
-            self.core
-                .attribute(name)
-                .or_else(|| find_attr(COMMON_ATTRIBUTES, name))
-        };
+        let core_or_common = || self.core.attribute(name).or_else(|| common_attribute(name));
         match uri {
             None => Some((self.core, core_or_common()?)),
             Some(uri) if uri.eq_ignore_ascii_case(self.core.id) => {
@@ -425,6 +421,11 @@ impl ResourceSchema {
 /// Case-insensitive lookup in a definition list (RFC 7643 §2.1: names are case-insensitive).
 fn find_attr(attrs: &'static [AttributeDef], name: &str) -> Option<&'static AttributeDef> {
     attrs.iter().find(|a| a.name.eq_ignore_ascii_case(name))
+}
+
+/// The common attribute (`id`, `externalId`, `meta`) with this name, case-insensitively.
+pub fn common_attribute(name: &str) -> Option<&'static AttributeDef> {
+    find_attr(COMMON_ATTRIBUTES, name)
 }
 
 /// RFC 7643 §6 representation of a resource type. `meta.location` is relative.

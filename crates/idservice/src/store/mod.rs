@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod filter_sql;
 pub mod groups;
+pub mod search;
 pub mod users;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,387 @@
+//! The agent's local state (SPEC 4.6) in SQLite (sqlx): which target object each source
+//! object became, what was last confirmed on the target, the agent's own pending-deletion
+//! dates for plain targets, incremental cursors, run history, and the run lock.
+//!
+//! It is a cache, never the truth: recovery mode (`reset`) or deleting the directory is
+//! always safe. It does not know LDAP or SCIM; it stores anchors, ids and strings.
+
+mod lock;
+
+use std::path::Path;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{Row, SqliteConnection};
+
+pub use lock::RunLock;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("another dirsync run holds the lock {0} (one run per instance at a time)")]
+    Locked(std::path::PathBuf),
+    #[error("state store: {0}")]
+    Io(String),
+    #[error("state database {path}: {reason}")]
+    Database { path: String, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum ObjectKind {
+    User,
+    Group,
+}
+
+impl ObjectKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::User => "user",
+            ObjectKind::Group => "group",
+        }
+    }
+}
+
+/// What the agent remembers of one synchronised object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRecord {
+    pub kind: ObjectKind,
+    /// The source anchor, sent as externalId.
+    pub anchor: String,
+    pub target_id: String,
+    pub dn: Option<String>,
+    pub name: Option<String>,
+    pub fingerprint: Option<String>,
+    pub owned: bool,
+    pub pending_since: Option<DateTime<Utc>>,
+}
+
+/// An incremental-read cursor for one source (a DC, a slapd).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub source: String,
+    pub kind: String,
+    pub cookie: Option<Vec<u8>>,
+    pub usn: Option<i64>,
+    pub invocation_id: Option<String>,
+}
+
+pub struct StateStore {
+    pool: SqlitePool,
+    path: String,
+}
+
+/// SHA-256 of a JSON value in its canonical (key-sorted) form: the same attributes give the
+/// same fingerprint whatever order they were built in.
+pub fn fingerprint(value: &serde_json::Value) -> String {
+    fn canonical(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut keys: Vec<_> = map.keys().collect();
+                keys.sort();
+                let sorted: serde_json::Map<String, serde_json::Value> =
+                    keys.into_iter().map(|k| (k.clone(), canonical(&map[k]))).collect();
+                serde_json::Value::Object(sorted)
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(canonical).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    let bytes = serde_json::to_vec(&canonical(value)).unwrap_or_default();
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl StateStore {
+    /// Opens (creating if needed) `<dir>/state.db` and brings its schema up to date.
+    pub async fn open(dir: &Path) -> Result<StateStore, StateError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StateError::Io(format!("cannot create {}: {e}", dir.display())))?;
+        let file = dir.join("state.db");
+        let path = file.display().to_string();
+        let db_err =
+            |e: sqlx::Error| StateError::Database { path: path.clone(), reason: e.to_string() };
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+            .map_err(db_err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool =
+            SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(db_err)?;
+        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StateError::Database {
+            path: path.clone(),
+            reason: format!("{e} (the state is a cache: delete {path} to rebuild it)"),
+        })?;
+        Ok(StateStore { pool, path })
+    }
+
+    fn err(&self, e: sqlx::Error) -> StateError {
+        StateError::Database { path: self.path.clone(), reason: e.to_string() }
+    }
+
+    /// Recovery mode: forget everything learned; the next steps rebuild it from the target.
+    pub async fn reset(&self) -> Result<(), StateError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        for statement in ["DELETE FROM objects", "DELETE FROM cursors", "DELETE FROM meta"] {
+            sqlx::query(statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    pub async fn meta(&self, key: &str) -> Result<Option<String>, StateError> {
+        sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    pub async fn set_meta(&self, key: &str, value: &str) -> Result<(), StateError> {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES (?, ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub async fn objects(&self, kind: ObjectKind) -> Result<Vec<ObjectRecord>, StateError> {
+        let rows = sqlx::query(
+            "SELECT anchor, target_id, dn, name, fingerprint, owned, pending_since \
+             FROM objects WHERE kind = ? ORDER BY anchor",
+        )
+        .bind(kind.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|r| {
+                let pending: Option<String> = r.try_get("pending_since")?;
+                Ok(ObjectRecord {
+                    kind,
+                    anchor: r.try_get("anchor")?,
+                    target_id: r.try_get("target_id")?,
+                    dn: r.try_get("dn")?,
+                    name: r.try_get("name")?,
+                    fingerprint: r.try_get("fingerprint")?,
+                    owned: r.try_get::<i64, _>("owned")? != 0,
+                    pending_since: pending
+                        .and_then(|p| DateTime::parse_from_rfc3339(&p).ok())
+                        .map(|d| d.with_timezone(&Utc)),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records one object right after the target confirmed a write, so that a crash after
+    /// this point does not repeat the write.
+    pub async fn upsert_object(&self, record: &ObjectRecord) -> Result<(), StateError> {
+        let mut conn = self.pool.acquire().await.map_err(|e| self.err(e))?;
+        upsert(&mut conn, record).await.map_err(|e| self.err(e))
+    }
+
+    /// Many records in one transaction (bulk writes, recovery).
+    pub async fn upsert_objects(&self, records: &[ObjectRecord]) -> Result<(), StateError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        for record in records {
+            upsert(&mut tx, record).await.map_err(|e| self.err(e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    pub async fn remove_object(&self, kind: ObjectKind, anchor: &str) -> Result<(), StateError> {
+        sqlx::query("DELETE FROM objects WHERE kind = ? AND anchor = ?")
+            .bind(kind.as_str())
+            .bind(anchor)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub async fn cursor(&self, source: &str) -> Result<Option<Cursor>, StateError> {
+        let row = sqlx::query(
+            "SELECT source, kind, cookie, usn, invocation_id FROM cursors WHERE source = ?",
+        )
+        .bind(source)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        row.map(|r| {
+            Ok(Cursor {
+                source: r.try_get("source")?,
+                kind: r.try_get("kind")?,
+                cookie: r.try_get("cookie")?,
+                usn: r.try_get("usn")?,
+                invocation_id: r.try_get("invocation_id")?,
+            })
+        })
+        .transpose()
+        .map_err(|e: sqlx::Error| self.err(e))
+    }
+
+    pub async fn set_cursor(&self, cursor: &Cursor) -> Result<(), StateError> {
+        sqlx::query(
+            "INSERT INTO cursors (source, kind, cookie, usn, invocation_id, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET kind = excluded.kind, \
+             cookie = excluded.cookie, usn = excluded.usn, invocation_id = excluded.invocation_id, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(&cursor.source)
+        .bind(&cursor.kind)
+        .bind(&cursor.cookie)
+        .bind(cursor.usn)
+        .bind(&cursor.invocation_id)
+        .bind(Utc::now().to_rfc3339())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub async fn begin_run(&self, id: &str, mode: &str, dry_run: bool) -> Result<(), StateError> {
+        sqlx::query("INSERT INTO runs (id, started_at, mode, dry_run) VALUES (?, ?, ?, ?)")
+            .bind(id)
+            .bind(Utc::now().to_rfc3339())
+            .bind(mode)
+            .bind(dry_run)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub async fn finish_run(
+        &self,
+        id: &str,
+        exit_code: i32,
+        report: &serde_json::Value,
+    ) -> Result<(), StateError> {
+        sqlx::query("UPDATE runs SET finished_at = ?, exit_code = ?, report = ? WHERE id = ?")
+            .bind(Utc::now().to_rfc3339())
+            .bind(exit_code)
+            .bind(report.to_string())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+async fn upsert(conn: &mut SqliteConnection, r: &ObjectRecord) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO objects (kind, anchor, target_id, dn, name, fingerprint, owned, \
+         pending_since, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (kind, anchor) DO UPDATE SET target_id = excluded.target_id, \
+         dn = excluded.dn, name = excluded.name, fingerprint = excluded.fingerprint, \
+         owned = excluded.owned, pending_since = excluded.pending_since, \
+         updated_at = excluded.updated_at",
+    )
+    .bind(r.kind.as_str())
+    .bind(&r.anchor)
+    .bind(&r.target_id)
+    .bind(&r.dn)
+    .bind(&r.name)
+    .bind(&r.fingerprint)
+    .bind(r.owned)
+    .bind(r.pending_since.map(|d| d.to_rfc3339()))
+    .bind(Utc::now().to_rfc3339())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(anchor: &str, id: &str) -> ObjectRecord {
+        ObjectRecord {
+            kind: ObjectKind::User,
+            anchor: anchor.into(),
+            target_id: id.into(),
+            dn: Some(format!("uid={anchor},ou=people,dc=example,dc=test")),
+            name: Some(format!("{anchor}@example.test")),
+            fingerprint: Some(fingerprint(&json!({"a": 1}))),
+            owned: true,
+            pending_since: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn objects_round_trip_and_reset_forgets_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).await.unwrap();
+        store.upsert_object(&record("a", "1")).await.unwrap();
+        let mut b = record("b", "2");
+        b.pending_since = Some(Utc::now());
+        store.upsert_objects(&[b.clone(), record("c", "3")]).await.unwrap();
+        store.upsert_object(&record("a", "9")).await.unwrap();
+        let all = store.objects(ObjectKind::User).await.unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].target_id, "9");
+        assert!(all[1].pending_since.is_some());
+        assert!(store.objects(ObjectKind::Group).await.unwrap().is_empty());
+        store.remove_object(ObjectKind::User, "c").await.unwrap();
+        assert_eq!(store.objects(ObjectKind::User).await.unwrap().len(), 2);
+        store.set_meta("config_fingerprint", "x").await.unwrap();
+        store.reset().await.unwrap();
+        assert!(store.objects(ObjectKind::User).await.unwrap().is_empty());
+        assert_eq!(store.meta("config_fingerprint").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn state_survives_reopen_and_cursors_update() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = StateStore::open(dir.path()).await.unwrap();
+            store.upsert_object(&record("a", "1")).await.unwrap();
+            let mut c = Cursor {
+                source: "ldap://dc1".into(),
+                kind: "syncrepl".into(),
+                cookie: Some(b"rid=000,csn=1".to_vec()),
+                usn: None,
+                invocation_id: None,
+            };
+            store.set_cursor(&c).await.unwrap();
+            c.cookie = Some(b"rid=000,csn=2".to_vec());
+            store.set_cursor(&c).await.unwrap();
+            store.close().await;
+        }
+        let store = StateStore::open(dir.path()).await.unwrap();
+        assert_eq!(store.objects(ObjectKind::User).await.unwrap().len(), 1);
+        let c = store.cursor("ldap://dc1").await.unwrap().unwrap();
+        assert_eq!(c.cookie.as_deref(), Some(&b"rid=000,csn=2"[..]));
+    }
+
+    #[test]
+    fn a_second_lock_is_refused_and_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = RunLock::acquire(dir.path()).unwrap();
+        let second = RunLock::acquire(dir.path());
+        assert!(matches!(second, Err(StateError::Locked(_))));
+        drop(first);
+        assert!(RunLock::acquire(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn fingerprint_ignores_key_order() {
+        assert_eq!(fingerprint(&json!({"a": 1, "b": [1, 2]})), fingerprint(&json!({"b": [1, 2], "a": 1})));
+        assert_ne!(fingerprint(&json!({"a": 1})), fingerprint(&json!({"a": 2})));
+    }
+}

@@ -1,0 +1,133 @@
+//! The service's behaviour, independent of HTTP: user states and pending deletion, tenant
+//! rules, groups and memberships, bulk, tokens and scopes, and the discovery documents.
+
+pub mod bulk;
+pub mod discovery;
+pub mod groups;
+pub mod rules;
+pub mod tokens;
+pub mod users;
+
+use scim::{Filter, ScimError};
+
+use crate::store::filter_sql::Kind;
+use crate::store::{Store, admin};
+
+pub use tokens::{Scope, Scopes};
+
+/// Settings key holding the retention period (days) of users pending deletion.
+pub const RETENTION_KEY: &str = "retention_days";
+pub const DEFAULT_RETENTION_DAYS: i64 = 30;
+/// RFC 7644 §3.7: advertised and enforced.
+pub const BULK_MAX_OPERATIONS: usize = 1000;
+/// The most resources one list page returns (`filter.maxResults`).
+pub const MAX_RESULTS: u64 = 1000;
+
+/// The service: the store plus the settings the rules need.
+#[derive(Clone, Debug)]
+pub struct Service {
+    pub store: Store,
+    pub retention_days: i64,
+    /// Largest request body accepted (advertised as bulk `maxPayloadSize`).
+    pub max_body_bytes: usize,
+}
+
+/// The current instant in the stored form: UTC, millisecond precision, `Z`. Fixed width, so
+/// string order is time order.
+pub fn now() -> String {
+    fmt_time(chrono::Utc::now())
+}
+
+pub fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// Maps a database failure to a 500 without leaking SQL to the client (it is logged).
+pub fn db(e: sqlx::Error) -> ScimError {
+    tracing::error!(error = %e, "database error");
+    ScimError::new(500, None, "internal database error")
+}
+
+/// The weak ETag of a version counter.
+pub fn etag(version: i64) -> String {
+    format!("W/\"{version}\"")
+}
+
+/// Checks an `If-Match` header value against the current version: `*` or any listed tag
+/// (weak or strong form of the same opaque value) matches; otherwise 412.
+pub fn check_if_match(if_match: Option<&str>, version: i64) -> Result<(), ScimError> {
+    let Some(header) = if_match else { return Ok(()) };
+    let current = version.to_string();
+    let ok = header.split(',').map(str::trim).any(|tag| {
+        tag == "*" || tag.trim_start_matches("W/").trim_matches('"') == current
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ScimError::new(
+            412,
+            None,
+            format!("resource version {} does not match If-Match {header}", etag(version)),
+        ))
+    }
+}
+
+/// A list request after parsing (RFC 7644 §3.4.2).
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub filter: Option<Filter>,
+    pub sort_by: Option<scim::AttrPath>,
+    pub descending: bool,
+    /// 1-based.
+    pub start_index: u64,
+    /// `None`: the default page size.
+    pub count: Option<u64>,
+}
+
+/// One page of a list.
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    pub total: u64,
+    pub start_index: u64,
+    pub resources: Vec<serde_json::Value>,
+}
+
+impl ListQuery {
+    /// (offset, limit) for the store.
+    pub fn window(&self) -> (u64, u64) {
+        let offset = self.start_index.max(1) - 1;
+        let limit = self.count.unwrap_or(100).min(MAX_RESULTS);
+        (offset, limit)
+    }
+}
+
+impl Service {
+    /// Opens the store and loads the retention setting (an explicit value is saved).
+    pub fn new(store: Store, retention_days: i64, max_body_bytes: usize) -> Service {
+        Service { store, retention_days, max_body_bytes }
+    }
+
+    /// Reads the retention period saved in the settings table (default 30 days).
+    pub async fn stored_retention_days(store: &Store) -> Result<i64, sqlx::Error> {
+        let mut conn = store.read().await?;
+        Ok(admin::get_setting(&mut conn, RETENTION_KEY)
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_RETENTION_DAYS))
+    }
+
+    /// Saves the retention period.
+    pub async fn save_retention_days(store: &Store, days: i64) -> Result<(), sqlx::Error> {
+        let mut tx = store.begin().await?;
+        admin::set_setting(&mut tx, RETENTION_KEY, &days.to_string()).await?;
+        tx.commit().await
+    }
+
+    /// Lists users or groups.
+    pub async fn list(&self, kind: Kind, q: &ListQuery, base: &str) -> Result<ListPage, ScimError> {
+        match kind {
+            Kind::User => users::list(self, q, base).await,
+            Kind::Group => groups::list(self, q, base).await,
+        }
+    }
+}

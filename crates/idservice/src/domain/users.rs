@@ -1,0 +1,482 @@
+//! Users: create (and restore), read, replace, patch, delete into pending deletion, list,
+//! and purge. Applies the SPEC 7.2 rules and the SPEC 7.3 states.
+//!
+//! States: `active` / `disabled` follow the `active` attribute; DELETE moves a user to
+//! `pendingDeletion` (it keeps userName and externalId, it is hidden from reads, lists and
+//! `members`, and its memberships are kept but hidden). A POST with the same userName *and*
+//! externalId as a pending user restores it (same id; attributes overwritten from the request).
+
+use scim::ScimError;
+use scim::schema::{Mutability, ResourceSchema};
+use serde_json::{Map, Value, json};
+
+use super::rules::{self, MSG_EXTERNAL_ID_TAKEN, MSG_ORGANIZATION_NOT_FOUND, MSG_USER_NAME_TAKEN};
+use super::{ListPage, ListQuery, Service, check_if_match, db, etag, now};
+use crate::store::filter_sql::{self, Kind};
+use crate::store::search::{self, SearchSpec};
+use crate::store::users::{self as su, UserRow};
+use crate::store::{Conn, admin};
+
+pub const STATE_ACTIVE: &str = "active";
+pub const STATE_DISABLED: &str = "disabled";
+pub const STATE_PENDING: &str = "pendingDeletion";
+
+fn schema() -> &'static ResourceSchema {
+    scim::schema::user()
+}
+
+/// A validated request body, ready to store.
+#[derive(Debug, Clone)]
+pub struct PreparedUser {
+    /// Canonical resource without read-only attributes.
+    pub resource: Value,
+    pub user_name: String,
+    pub user_name_lc: String,
+    pub external_id: Option<String>,
+    pub active: bool,
+}
+
+/// Removes what clients may not set (RFC 7643 readOnly): id, meta, groups, the IIJ state.
+fn strip_read_only(map: &mut Map<String, Value>) {
+    for key in ["id", "meta", "groups"] {
+        map.remove(key);
+    }
+    if let Some(Value::Object(ext)) = map.get_mut(scim::urn::IIJ_USER) {
+        ext.remove("state");
+        ext.remove("pendingDeletionSince");
+    }
+    // An extension object left empty by the stripping is dropped with its schema URN.
+    if matches!(map.get(scim::urn::IIJ_USER), Some(Value::Object(o)) if o.is_empty()) {
+        map.remove(scim::urn::IIJ_USER);
+        if let Some(Value::Array(s)) = map.get_mut("schemas") {
+            s.retain(|v| v.as_str() != Some(scim::urn::IIJ_USER));
+        }
+    }
+}
+
+/// Validates and normalises a User body (POST, PUT, or the result of a PATCH).
+pub fn prepare(body: Value) -> Result<PreparedUser, ScimError> {
+    let mut body = body;
+    if !body.is_object() {
+        return Err(ScimError::invalid_syntax("a User must be a JSON object"));
+    }
+    scim::resource::canonicalize(&mut body, schema());
+    let Some(map) = body.as_object_mut() else {
+        return Err(ScimError::invalid_syntax("a User must be a JSON object"));
+    };
+    strip_read_only(map);
+    let user_name = match map.get("userName") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            return Err(ScimError::invalid_value("userName is required"));
+        }
+        Some(_) => return Err(ScimError::invalid_value("userName must be a string")),
+    };
+    let external_id = match map.get("externalId") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        None | Some(Value::Null) => None,
+        Some(Value::String(_)) => {
+            map.remove("externalId");
+            None
+        }
+        Some(_) => return Err(ScimError::invalid_value("externalId must be a string")),
+    };
+    let active = match map.get("active") {
+        Some(Value::Bool(b)) => *b,
+        None | Some(Value::Null) => true,
+        Some(_) => return Err(ScimError::invalid_value("active must be a boolean")),
+    };
+    map.insert("active".into(), Value::Bool(active));
+    rules::check_user(&body)?;
+    Ok(PreparedUser {
+        user_name_lc: user_name.to_lowercase(),
+        user_name,
+        external_id,
+        active,
+        resource: body,
+    })
+}
+
+/// The registered-domain rule. With no domain registered the rule is off (a fresh install
+/// works); once one is, every userName must be `local@registered-domain`.
+async fn check_domain(conn: &mut Conn, user_name: &str) -> Result<(), ScimError> {
+    let domain = rules::user_name_domain(user_name).unwrap_or_default();
+    let ok: bool = sqlx::query_scalar(
+        "SELECT NOT EXISTS (SELECT 1 FROM domains) OR EXISTS (SELECT 1 FROM domains WHERE name = ?)",
+    )
+    .bind(&domain)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db)?;
+    if ok { Ok(()) } else { Err(ScimError::not_found(MSG_ORGANIZATION_NOT_FOUND)) }
+}
+
+/// What the uniqueness check found for a create.
+enum Collision {
+    None,
+    /// A pending user with the same userName and externalId: restore it.
+    Restore(Box<UserRow>),
+}
+
+/// Uniqueness of userName (case-insensitive) and externalId, pending users included.
+/// `own_id` excludes the user being updated.
+async fn check_unique(
+    conn: &mut Conn,
+    p: &PreparedUser,
+    own_id: Option<&str>,
+) -> Result<Collision, ScimError> {
+    let found = su::find_by_keys(conn, &p.user_name_lc, p.external_id.as_deref()).await.map_err(db)?;
+    let others: Vec<UserRow> = found.into_iter().filter(|u| Some(u.id.as_str()) != own_id).collect();
+    if others.is_empty() {
+        return Ok(Collision::None);
+    }
+    if own_id.is_none()
+        && let [only] = others.as_slice()
+        && only.state == STATE_PENDING
+        && only.user_name_lc == p.user_name_lc
+        && p.external_id.is_some()
+        && only.external_id == p.external_id
+    {
+        return Ok(Collision::Restore(Box::new(only.clone())));
+    }
+    if p.external_id.is_some() && others.iter().any(|u| u.external_id == p.external_id) {
+        return Err(ScimError::uniqueness(MSG_EXTERNAL_ID_TAKEN));
+    }
+    Err(ScimError::uniqueness(MSG_USER_NAME_TAKEN))
+}
+
+fn state_of(active: bool) -> &'static str {
+    if active { STATE_ACTIVE } else { STATE_DISABLED }
+}
+
+/// The user's location.
+pub fn location(base: &str, id: &str) -> String {
+    format!("{base}/Users/{id}")
+}
+
+/// The full SCIM representation: stored attributes plus id, computed `groups`, the IIJ
+/// state, and meta.
+pub async fn render(conn: &mut Conn, row: &UserRow, base: &str) -> Result<Value, ScimError> {
+    let pending = row.state == STATE_PENDING;
+    let groups = if pending { Vec::new() } else { su::groups_of(conn, &row.id).await.map_err(db)? };
+    Ok(render_with_groups(row, &groups, base))
+}
+
+/// [`render`] with the groups already known (none for a new user).
+pub fn render_with_groups(row: &UserRow, groups: &[(String, String)], base: &str) -> Value {
+    let stored: Map<String, Value> = match serde_json::from_str(&row.resource) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    let mut out = Map::with_capacity(stored.len() + 5);
+    let mut schemas = match stored.get("schemas") {
+        Some(Value::Array(s)) => s.clone(),
+        _ => vec![json!(scim::urn::USER)],
+    };
+    if !schemas.iter().any(|s| s.as_str() == Some(scim::urn::IIJ_USER)) {
+        schemas.push(json!(scim::urn::IIJ_USER));
+    }
+    out.insert("schemas".into(), Value::Array(schemas));
+    out.insert("id".into(), Value::String(row.id.clone()));
+    let mut ext = Map::new();
+    for (k, v) in stored {
+        match k.as_str() {
+            "schemas" => {}
+            "active" => {
+                out.insert(k, Value::Bool(row.active));
+            }
+            scim::urn::IIJ_USER => {
+                if let Value::Object(m) = v {
+                    ext = m;
+                }
+            }
+            _ => {
+                out.insert(k, v);
+            }
+        }
+    }
+    if !groups.is_empty() {
+        let g: Vec<Value> = groups
+            .iter()
+            .map(|(id, name)| {
+                json!({"value": id, "$ref": format!("{base}/Groups/{id}"), "display": name, "type": "direct"})
+            })
+            .collect();
+        out.insert("groups".into(), Value::Array(g));
+    }
+    ext.insert("state".into(), Value::String(row.state.clone()));
+    if let Some(since) = &row.pending_since {
+        ext.insert("pendingDeletionSince".into(), Value::String(since.clone()));
+    }
+    out.insert(scim::urn::IIJ_USER.into(), Value::Object(ext));
+    out.insert(
+        "meta".into(),
+        json!({
+            "resourceType": "User",
+            "created": row.created,
+            "lastModified": row.last_modified,
+            "location": location(base, &row.id),
+            "version": etag(row.version),
+        }),
+    );
+    Value::Object(out)
+}
+
+fn resource_text(p: &PreparedUser) -> Result<String, ScimError> {
+    serde_json::to_string(&p.resource)
+        .map_err(|e| ScimError::new(500, None, format!("cannot serialise resource: {e}")))
+}
+
+/// POST /Users inside a transaction. Returns the resource and whether a pending user was
+/// restored (both answer 201).
+pub async fn create_in(conn: &mut Conn, body: Value, base: &str) -> Result<(Value, bool), ScimError> {
+    let p = prepare(body)?;
+    check_domain(conn, &p.user_name).await?;
+    let at = now();
+    match check_unique(conn, &p, None).await? {
+        Collision::None => {
+            let row = UserRow {
+                id: uuid::Uuid::new_v4().to_string(),
+                user_name: p.user_name.clone(),
+                user_name_lc: p.user_name_lc.clone(),
+                external_id: p.external_id.clone(),
+                active: p.active,
+                state: state_of(p.active).to_string(),
+                pending_since: None,
+                created: at.clone(),
+                last_modified: at,
+                version: 1,
+                resource: resource_text(&p)?,
+            };
+            su::insert(conn, &row).await.map_err(map_unique)?;
+            Ok((render_with_groups(&row, &[], base), false))
+        }
+        Collision::Restore(old) => {
+            let row = UserRow {
+                id: old.id.clone(),
+                user_name: p.user_name.clone(),
+                user_name_lc: p.user_name_lc.clone(),
+                external_id: p.external_id.clone(),
+                active: p.active,
+                state: state_of(p.active).to_string(),
+                pending_since: None,
+                created: old.created.clone(),
+                last_modified: at,
+                version: old.version + 1,
+                resource: resource_text(&p)?,
+            };
+            su::update(conn, &row).await.map_err(map_unique)?;
+            tracing::info!(id = %row.id, "user restored from pending deletion");
+            Ok((render(conn, &row, base).await?, true))
+        }
+    }
+}
+
+/// A UNIQUE violation that slipped past the explicit check (a race) is still a 409.
+fn map_unique(e: sqlx::Error) -> ScimError {
+    if crate::store::is_unique_violation(&e) {
+        let msg = e.to_string();
+        if msg.contains("external_id") {
+            ScimError::uniqueness(MSG_EXTERNAL_ID_TAKEN)
+        } else {
+            ScimError::uniqueness(MSG_USER_NAME_TAKEN)
+        }
+    } else {
+        db(e)
+    }
+}
+
+fn not_found(id: &str) -> ScimError {
+    ScimError::not_found(format!("User {id} not found"))
+}
+
+/// A visible (not pending) user, or 404.
+async fn visible(conn: &mut Conn, id: &str) -> Result<UserRow, ScimError> {
+    match su::get(conn, id).await.map_err(db)? {
+        Some(row) if row.state != STATE_PENDING => Ok(row),
+        _ => Err(not_found(id)),
+    }
+}
+
+/// GET /Users/{id}.
+pub async fn get(svc: &Service, id: &str, base: &str) -> Result<Value, ScimError> {
+    let mut conn = svc.store.read().await.map_err(db)?;
+    let row = visible(&mut conn, id).await?;
+    render(&mut conn, &row, base).await
+}
+
+/// Immutable attributes (RFC 7643 §2.2) may be set once but not changed.
+fn check_immutable(old: &Value, new: &Value) -> Result<(), ScimError> {
+    for sch in schema().schemas() {
+        let (old_c, new_c) = if sch.id == schema().core.id {
+            (Some(old), Some(new))
+        } else {
+            (old.get(sch.id), new.get(sch.id))
+        };
+        for a in sch.attributes.iter().filter(|a| a.mutability == Mutability::Immutable) {
+            let before = old_c.and_then(|o| o.get(a.name));
+            let after = new_c.and_then(|o| o.get(a.name));
+            if before.is_some_and(|b| !b.is_null()) && before != after {
+                return Err(ScimError::mutability(format!("{} is immutable", a.name)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes a replacement of an existing user (PUT, or the result of a PATCH).
+async fn store_replacement(
+    conn: &mut Conn,
+    old: UserRow,
+    p: PreparedUser,
+    base: &str,
+) -> Result<Value, ScimError> {
+    let old_resource: Value = serde_json::from_str(&old.resource).unwrap_or(Value::Null);
+    check_immutable(&old_resource, &p.resource)?;
+    if p.user_name_lc != old.user_name_lc {
+        check_domain(conn, &p.user_name).await?;
+    }
+    if p.user_name_lc != old.user_name_lc || p.external_id != old.external_id {
+        check_unique(conn, &p, Some(&old.id)).await?;
+    }
+    let row = UserRow {
+        id: old.id.clone(),
+        user_name: p.user_name.clone(),
+        user_name_lc: p.user_name_lc.clone(),
+        external_id: p.external_id.clone(),
+        active: p.active,
+        state: state_of(p.active).to_string(),
+        pending_since: None,
+        created: old.created.clone(),
+        last_modified: now(),
+        version: old.version + 1,
+        resource: resource_text(&p)?,
+    };
+    su::update(conn, &row).await.map_err(map_unique)?;
+    render(conn, &row, base).await
+}
+
+/// PUT /Users/{id}.
+pub async fn replace_in(
+    conn: &mut Conn,
+    id: &str,
+    body: Value,
+    if_match: Option<&str>,
+    base: &str,
+) -> Result<Value, ScimError> {
+    let old = visible(conn, id).await?;
+    check_if_match(if_match, old.version)?;
+    let p = prepare(body)?;
+    store_replacement(conn, old, p, base).await
+}
+
+/// PATCH /Users/{id}: applies the operations to the stored resource, then stores it as a
+/// replacement (so every rule is checked on the result).
+pub async fn patch_in(
+    conn: &mut Conn,
+    id: &str,
+    body: &Value,
+    if_match: Option<&str>,
+    base: &str,
+) -> Result<Value, ScimError> {
+    let req = scim::patch::parse_request(body)?;
+    let old = visible(conn, id).await?;
+    check_if_match(if_match, old.version)?;
+    let mut resource: Value = serde_json::from_str(&old.resource).unwrap_or_else(|_| json!({}));
+    if let Value::Object(m) = &mut resource {
+        m.insert("id".into(), Value::String(old.id.clone()));
+    }
+    scim::patch::apply(&mut resource, &req.operations, schema())?;
+    let p = prepare(resource)?;
+    store_replacement(conn, old, p, base).await
+}
+
+/// DELETE /Users/{id}: moves the user to pending deletion.
+pub async fn delete_in(conn: &mut Conn, id: &str, if_match: Option<&str>) -> Result<(), ScimError> {
+    let mut row = visible(conn, id).await?;
+    check_if_match(if_match, row.version)?;
+    let at = now();
+    row.state = STATE_PENDING.to_string();
+    row.pending_since = Some(at.clone());
+    row.active = false;
+    row.last_modified = at;
+    row.version += 1;
+    su::update(conn, &row).await.map_err(db)?;
+    tracing::info!(id = %row.id, "user moved to pending deletion");
+    Ok(())
+}
+
+/// GET /Users with filter, sort and page. Pending users are listed only when the filter
+/// names the IIJ `state` (or `pendingDeletionSince`) attribute.
+pub async fn list(svc: &Service, q: &ListQuery, base: &str) -> Result<ListPage, ScimError> {
+    let condition = match &q.filter {
+        Some(f) => Some(filter_sql::condition(Kind::User, f)?),
+        None => None,
+    };
+    let include_pending = q.filter.as_ref().is_some_and(filter_sql::mentions_state);
+    let sort = match &q.sort_by {
+        Some(p) => Some((filter_sql::sort_expr(Kind::User, p)?, q.descending)),
+        None => None,
+    };
+    let (offset, limit) = q.window();
+    let spec = SearchSpec { kind: Kind::User, condition, include_pending, sort, offset, limit };
+    let mut conn = svc.store.read().await.map_err(db)?;
+    let (total, rows) = search::users(&mut conn, &spec).await.map_err(db)?;
+    let mut resources = Vec::with_capacity(rows.len());
+    for row in &rows {
+        resources.push(render(&mut conn, row, base).await?);
+    }
+    Ok(ListPage { total: u64::try_from(total).unwrap_or(0), start_index: offset + 1, resources })
+}
+
+/// Which pending users a purge removes.
+#[derive(Debug, Clone)]
+pub enum Purge {
+    /// Those pending for longer than the retention period.
+    Expired { retention_days: i64 },
+    /// Every pending user.
+    All,
+    /// One pending user, by userName.
+    User(String),
+}
+
+/// Lists users pending deletion (oldest first).
+pub async fn list_pending(svc: &Service) -> Result<Vec<UserRow>, ScimError> {
+    let mut conn = svc.store.read().await.map_err(db)?;
+    su::pending(&mut conn, None).await.map_err(db)
+}
+
+/// Purges pending users for good; returns the userNames purged.
+pub async fn purge(svc: &Service, what: Purge) -> Result<Vec<String>, ScimError> {
+    let mut tx = svc.store.begin().await.map_err(db)?;
+    let victims = match &what {
+        Purge::Expired { retention_days } => {
+            let cutoff = super::fmt_time(chrono::Utc::now() - chrono::Duration::days(*retention_days));
+            su::pending(&mut tx, Some(&cutoff)).await.map_err(db)?
+        }
+        Purge::All => su::pending(&mut tx, None).await.map_err(db)?,
+        Purge::User(name) => match su::by_user_name(&mut tx, &name.to_lowercase()).await.map_err(db)? {
+            Some(u) if u.state == STATE_PENDING => vec![u],
+            Some(_) => {
+                return Err(ScimError::invalid_value(format!(
+                    "user {name} is not pending deletion; only pending users can be purged"
+                )));
+            }
+            None => return Err(ScimError::not_found(format!("no user named {name}"))),
+        },
+    };
+    for u in &victims {
+        su::purge(&mut tx, &u.id).await.map_err(db)?;
+    }
+    tx.commit().await.map_err(db)?;
+    for u in &victims {
+        tracing::info!(id = %u.id, user_name = %u.user_name, "pending user purged");
+    }
+    Ok(victims.into_iter().map(|u| u.user_name).collect())
+}
+
+/// Registered domains (lower-case).
+pub async fn domains(svc: &Service) -> Result<Vec<String>, ScimError> {
+    let mut conn = svc.store.read().await.map_err(db)?;
+    admin::list_domains(&mut conn).await.map_err(db)
+}
