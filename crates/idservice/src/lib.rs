@@ -6,3 +6,4 @@
 //! types and the store never decides rules.
 
 pub mod store;
+pub mod domain;

@@ -16,7 +16,10 @@ use crate::error::ClientError;
 /// "iid.scim.token in /etc/dirsync/secret.yml") so that a refusal can say which to fix.
 pub enum Auth {
     None,
-    Bearer { token: SecretString, credential: String },
+    Bearer {
+        token: SecretString,
+        credential: String,
+    },
     OAuth2(OAuth2ClientCredentials),
 }
 
@@ -52,7 +55,10 @@ struct TokenResponse {
 
 impl Authenticator {
     pub(crate) fn new(auth: Auth) -> Self {
-        Authenticator { auth, cached: Mutex::new(None) }
+        Authenticator {
+            auth,
+            cached: Mutex::new(None),
+        }
     }
 
     pub(crate) fn credential(&self) -> &str {
@@ -66,9 +72,10 @@ impl Authenticator {
     ) -> Result<Option<SecretString>, ClientError> {
         match &self.auth {
             Auth::None => Ok(None),
-            Auth::Bearer { token, .. } => {
-                Ok(Some(SecretString::from(format!("Bearer {}", token.expose_secret()))))
-            }
+            Auth::Bearer { token, .. } => Ok(Some(SecretString::from(format!(
+                "Bearer {}",
+                token.expose_secret()
+            )))),
             Auth::OAuth2(cc) => {
                 let mut cached = self.cached.lock().await;
                 if let Some((token, until)) = cached.as_ref()
@@ -104,14 +111,23 @@ async fn fetch_token(
     let mut form = vec![
         ("grant_type", "client_credentials".to_string()),
         ("client_id", cc.client_id.clone()),
-        ("client_secret", cc.client_secret.expose_secret().to_string()),
+        (
+            "client_secret",
+            cc.client_secret.expose_secret().to_string(),
+        ),
     ];
     if let Some(scope) = &cc.scope {
         form.push(("scope", scope.clone()));
     }
-    let response = http.post(&cc.token_url).form(&form).send().await.map_err(|e| {
-        ClientError::Unreachable { url: cc.token_url.clone(), reason: e.without_url().to_string() }
-    })?;
+    let response = http
+        .post(&cc.token_url)
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| ClientError::Unreachable {
+            url: cc.token_url.clone(),
+            reason: e.without_url().to_string(),
+        })?;
     let status = response.status().as_u16();
     if !response.status().is_success() {
         return Err(ClientError::Unauthorized {
@@ -120,10 +136,9 @@ async fn fetch_token(
             detail: "the OAuth2 token endpoint refused the client credentials".into(),
         });
     }
-    let body: TokenResponse = response
-        .json()
-        .await
-        .map_err(|e| ClientError::Protocol(format!("OAuth2 token response: {}", e.without_url())))?;
+    let body: TokenResponse = response.json().await.map_err(|e| {
+        ClientError::Protocol(format!("OAuth2 token response: {}", e.without_url()))
+    })?;
     // Renew a minute early so a token never expires in flight.
     let lifetime = Duration::from_secs(body.expires_in.unwrap_or(300).saturating_sub(60));
     Ok((body.access_token, Instant::now() + lifetime))

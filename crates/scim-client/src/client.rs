@@ -94,7 +94,10 @@ impl BulkResult {
         if self.is_success() {
             return None;
         }
-        Some(ScimError::from_json(self.status, self.response.as_ref().unwrap_or(&Value::Null)))
+        Some(ScimError::from_json(
+            self.status,
+            self.response.as_ref().unwrap_or(&Value::Null),
+        ))
     }
 }
 
@@ -140,7 +143,9 @@ impl ScimClient {
             // An explicit configuration decides; the environment's proxy does not sneak in.
             None => builder = builder.no_proxy(),
         }
-        let http = builder.build().map_err(|e| ClientError::Config(e.to_string()))?;
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::Config(e.to_string()))?;
         Ok(ScimClient {
             http,
             base_url: options.base_url.trim_end_matches('/').to_string(),
@@ -156,8 +161,12 @@ impl ScimClient {
 
     /// `/ServiceProviderConfig`, reduced to what the agent acts on.
     pub async fn service_provider_config(&self) -> Result<ServiceProviderInfo, ClientError> {
-        let r = self.send(Method::GET, "/ServiceProviderConfig", None, &[], true).await?;
-        let body = r.body.ok_or_else(|| protocol("empty /ServiceProviderConfig"))?;
+        let r = self
+            .send(Method::GET, "/ServiceProviderConfig", None, &[], true)
+            .await?;
+        let body = r
+            .body
+            .ok_or_else(|| protocol("empty /ServiceProviderConfig"))?;
         Ok(ServiceProviderInfo::from_json(&body))
     }
 
@@ -184,7 +193,10 @@ impl ScimClient {
             let path = format!("/{}", kind.endpoint());
             let r = self.send(Method::GET, &path, None, &query, true).await?;
             let body = r.body.ok_or_else(|| protocol("empty list response"))?;
-            let total = body.get("totalResults").and_then(Value::as_u64).unwrap_or(0);
+            let total = body
+                .get("totalResults")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
             let page = match body.get("Resources") {
                 Some(Value::Array(items)) => items.clone(),
                 None | Some(Value::Null) => Vec::new(),
@@ -208,7 +220,11 @@ impl ScimClient {
     ) -> Result<Option<Value>, ClientError> {
         let filter = eq_filter("externalId", external_id);
         let mut found = self.list(kind, Some(&filter), None).await?;
-        Ok(if found.is_empty() { None } else { Some(found.swap_remove(0)) })
+        Ok(if found.is_empty() {
+            None
+        } else {
+            Some(found.swap_remove(0))
+        })
     }
 
     /// `POST /{kind}/.search` (RFC 7644 §3.4.3).
@@ -224,7 +240,9 @@ impl ScimClient {
             "count": self.page_size,
         });
         let path = format!("/{}/.search", kind.endpoint());
-        let r = self.send(Method::POST, &path, Some(&body), &[], true).await?;
+        let r = self
+            .send(Method::POST, &path, Some(&body), &[], true)
+            .await?;
         let body = r.body.ok_or_else(|| protocol("empty search response"))?;
         Ok(match body.get("Resources") {
             Some(Value::Array(items)) => items.clone(),
@@ -247,8 +265,11 @@ impl ScimClient {
         let path = format!("/{}", kind.endpoint());
         // Not idempotent: a 5xx or a timeout after sending is not retried here; the next run
         // finds the object by externalId instead of creating it twice.
-        let r = self.send(Method::POST, &path, Some(resource), &[], false).await?;
-        r.body.ok_or_else(|| protocol("POST answered without the created resource"))
+        let r = self
+            .send(Method::POST, &path, Some(resource), &[], false)
+            .await?;
+        r.body
+            .ok_or_else(|| protocol("POST answered without the created resource"))
     }
 
     /// `PATCH /{kind}/{id}`: the resource when the service answers 200, `None` for 204.
@@ -263,7 +284,9 @@ impl ScimClient {
         let body = json!({ "schemas": [scim::urn::PATCH_OP], "Operations": ops });
         let path = format!("/{}/{}", kind.endpoint(), encode_segment(id));
         // PATCH with add/remove of set members and replace of values is safe to repeat.
-        let r = self.send(Method::PATCH, &path, Some(&body), &[], true).await?;
+        let r = self
+            .send(Method::PATCH, &path, Some(&body), &[], true)
+            .await?;
         Ok(r.body)
     }
 
@@ -275,8 +298,11 @@ impl ScimClient {
         resource: &Value,
     ) -> Result<Value, ClientError> {
         let path = format!("/{}/{}", kind.endpoint(), encode_segment(id));
-        let r = self.send(Method::PUT, &path, Some(resource), &[], true).await?;
-        r.body.ok_or_else(|| protocol("PUT answered without the resource"))
+        let r = self
+            .send(Method::PUT, &path, Some(resource), &[], true)
+            .await?;
+        r.body
+            .ok_or_else(|| protocol("PUT answered without the resource"))
     }
 
     /// `DELETE /{kind}/{id}`. Returns false when it was already gone (404), which is the
@@ -317,7 +343,9 @@ impl ScimClient {
             map.insert("failOnErrors".into(), json!(n));
         }
         // A Bulk request mixes creates; never repeat it blindly.
-        let r = self.send(Method::POST, "/Bulk", Some(&body), &[], false).await?;
+        let r = self
+            .send(Method::POST, "/Bulk", Some(&body), &[], false)
+            .await?;
         let body = r.body.ok_or_else(|| protocol("empty Bulk response"))?;
         let results = body
             .get("Operations")
@@ -378,12 +406,18 @@ impl ScimClient {
                 .get(header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let bytes = response.bytes().await.map_err(|e| ClientError::Unreachable {
-                url: self.base_url.clone(),
-                reason: error_chain(&e),
-            })?;
-            let parsed: Option<Value> =
-                if bytes.is_empty() { None } else { serde_json::from_slice(&bytes).ok() };
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| ClientError::Unreachable {
+                    url: self.base_url.clone(),
+                    reason: error_chain(&e),
+                })?;
+            let parsed: Option<Value> = if bytes.is_empty() {
+                None
+            } else {
+                serde_json::from_slice(&bytes).ok()
+            };
             if status.is_success() {
                 if parsed.is_none() && !bytes.is_empty() {
                     return Err(protocol(&format!("{method} {path}: response is not JSON")));
@@ -475,7 +509,9 @@ fn error_chain(e: &reqwest::Error) -> String {
 }
 
 fn encode_segment(id: &str) -> String {
-    url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>().replace('+', "%20")
+    url::form_urlencoded::byte_serialize(id.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }
 
 fn protocol(what: &str) -> ClientError {

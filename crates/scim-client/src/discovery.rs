@@ -20,7 +20,10 @@ pub struct ServiceProviderInfo {
 impl ServiceProviderInfo {
     pub fn from_json(spc: &Value) -> Self {
         let supported = |key: &str| {
-            spc.get(key).and_then(|v| v.get("supported")).and_then(Value::as_bool).unwrap_or(false)
+            spc.get(key)
+                .and_then(|v| v.get("supported"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
         };
         let number = |key: &str, field: &str| {
             spc.get(key)

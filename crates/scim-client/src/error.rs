@@ -9,10 +9,12 @@ pub enum ClientError {
     #[error("{0}")]
     Rejected(ScimError),
     /// The credentials were refused: the run must stop once, not fail every object.
-    #[error(
-        "the SCIM service refused the credentials from {credential} (HTTP {status}): {detail}"
-    )]
-    Unauthorized { status: u16, credential: String, detail: String },
+    #[error("the SCIM service refused the credentials from {credential} (HTTP {status}): {detail}")]
+    Unauthorized {
+        status: u16,
+        credential: String,
+        detail: String,
+    },
     /// No answer (connection refused, DNS, TLS, timeout) after the retries allowed.
     #[error("cannot reach the SCIM service at {url}: {reason}")]
     Unreachable { url: String, reason: String },
@@ -31,7 +33,10 @@ pub enum ClientError {
 impl ClientError {
     /// True when no further request to this service can succeed in this run.
     pub fn stops_run(&self) -> bool {
-        matches!(self, ClientError::Unauthorized { .. } | ClientError::Unreachable { .. })
+        matches!(
+            self,
+            ClientError::Unauthorized { .. } | ClientError::Unreachable { .. }
+        )
     }
 
     /// The SCIM error of a rejected request, if that is what this is.

@@ -14,6 +14,8 @@ mod error;
 mod retry;
 
 pub use auth::{Auth, OAuth2ClientCredentials};
-pub use client::{BulkOperation, BulkResult, ClientOptions, ProxyOptions, ResourceKind, ScimClient};
+pub use client::{
+    BulkOperation, BulkResult, ClientOptions, ProxyOptions, ResourceKind, ScimClient,
+};
 pub use discovery::ServiceProviderInfo;
 pub use error::ClientError;

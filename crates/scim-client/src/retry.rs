@@ -47,9 +47,15 @@ mod tests {
     fn retry_after_seconds_and_dates() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
         assert_eq!(retry_after(Some("7"), now), Some(Duration::from_secs(7)));
-        assert_eq!(retry_after(Some("100000"), now), Some(Duration::from_secs(300)));
+        assert_eq!(
+            retry_after(Some("100000"), now),
+            Some(Duration::from_secs(300))
+        );
         let later = httpdate::fmt_http_date(now + Duration::from_secs(12));
-        assert_eq!(retry_after(Some(&later), now), Some(Duration::from_secs(12)));
+        assert_eq!(
+            retry_after(Some(&later), now),
+            Some(Duration::from_secs(12))
+        );
         let earlier = httpdate::fmt_http_date(now - Duration::from_secs(12));
         assert_eq!(retry_after(Some(&earlier), now), Some(Duration::ZERO));
         assert_eq!(retry_after(Some("soon"), now), None);

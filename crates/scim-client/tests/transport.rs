@@ -54,7 +54,10 @@ async fn honours_retry_after_on_429_then_succeeds() {
     let user = c.get(ResourceKind::Users, "u1").await.unwrap().unwrap();
     assert_eq!(user["userName"], "alice");
     assert_eq!(hits.load(Ordering::SeqCst), 2);
-    assert!(started.elapsed() >= Duration::from_millis(950), "Retry-After was not honoured");
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "Retry-After was not honoured"
+    );
 }
 
 #[tokio::test]
@@ -72,8 +75,14 @@ async fn post_is_not_repeated_after_a_500() {
         }),
     );
     let c = client(serve(app).await, "tok");
-    let err = c.create(ResourceKind::Users, &json!({"userName": "a"})).await.unwrap_err();
-    assert!(matches!(err, ClientError::Server { status: 500, .. }), "{err:?}");
+    let err = c
+        .create(ResourceKind::Users, &json!({"userName": "a"}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Server { status: 500, .. }),
+        "{err:?}"
+    );
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
 
@@ -82,7 +91,10 @@ async fn refused_token_stops_the_run_and_names_the_credential_not_the_secret() {
     let app = Router::new().route(
         "/scim/v2/Users",
         get(|| async {
-            (StatusCode::UNAUTHORIZED, axum::Json(json!({"status": "401", "detail": "token expired"})))
+            (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"status": "401", "detail": "token expired"})),
+            )
         }),
     );
     let c = client(serve(app).await, "super-secret-token-value");
@@ -111,7 +123,10 @@ async fn rejected_object_carries_the_scim_error() {
         }),
     );
     let c = client(serve(app).await, "tok");
-    let err = c.create(ResourceKind::Users, &json!({"userName": "a"})).await.unwrap_err();
+    let err = c
+        .create(ResourceKind::Users, &json!({"userName": "a"}))
+        .await
+        .unwrap_err();
     assert!(!err.stops_run());
     let scim = err.scim().unwrap();
     assert_eq!(scim.status, 409);
@@ -131,5 +146,8 @@ async fn unreachable_service_is_reported_once_with_its_url() {
     let c = ScimClient::new(options).unwrap();
     let err = c.service_provider_config().await.unwrap_err();
     assert!(err.stops_run());
-    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
 }

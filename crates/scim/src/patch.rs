@@ -1096,7 +1096,7 @@ fn diff_attribute(
         }),
         (old, Some(new)) if old == Some(new) => {}
         (old, Some(new)) => match def {
-            Some(def) if is_member_list(def) => diff_members(old, new, path, def, ops),
+            Some(def) if is_member_list(def) => diff_members(old, new, path, ops),
             Some(def) if def.ty == AttrType::Complex && !def.multi_valued => {
                 // Replace merges sub-attributes, so dropped ones need their own remove.
                 if let (Some(Value::Object(old_obj)), Value::Object(new_obj)) = (old, new) {
@@ -1149,13 +1149,7 @@ fn is_member_list(def: &AttributeDef) -> bool {
             .is_some_and(|v| v.mutability == Mutability::Immutable)
 }
 
-fn diff_members(
-    old: Option<&Value>,
-    new: &Value,
-    path: &AttrPath,
-    def: &AttributeDef,
-    ops: &mut Vec<PatchOperation>,
-) {
+fn diff_members(old: Option<&Value>, new: &Value, path: &AttrPath, ops: &mut Vec<PatchOperation>) {
     let elements = |v: Option<&Value>| -> Vec<Value> {
         v.and_then(Value::as_array).cloned().unwrap_or_default()
     };
@@ -1197,7 +1191,6 @@ fn diff_members(
         }
     }
     if !added.is_empty() {
-        let _ = def;
         ops.push(PatchOperation::Add(OperationTarget::WithPath {
             path: PatchPath::Attr(path.clone()),
             value: Some(Value::Array(added)),

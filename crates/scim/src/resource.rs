@@ -77,9 +77,7 @@ pub fn canonicalize(resource: &mut Value, schema: &ResourceSchema) {
     };
     let mut canonical = Map::with_capacity(map.len());
     for (key, mut value) in std::mem::take(map) {
-        let name = if key.eq_ignore_ascii_case("schemas") {
-            "schemas".to_string()
-        } else if let Some(ext) = schema.extension(&key) {
+        let name = if let Some(ext) = schema.extension(&key) {
             canonicalize_members(&mut value, ext.attributes);
             ext.id.to_string()
         } else if let Some(def) = schema

@@ -469,8 +469,17 @@ use AttrType as T;
 use Mutability as M;
 use Returned as R;
 
-/// RFC 7643 §3.1 common attributes, present on every resource but part of no schema.
+/// RFC 7643 §3 `schemas` and §3.1 common attributes, present on every resource but part of
+/// no schema.
 pub static COMMON_ATTRIBUTES: &[AttributeDef] = &[
+    // Defined so that `schemas eq "urn:..."` filters (RFC 7644 §3.4.2.2) and projections work.
+    // readOnly because the service derives it from the extensions present.
+    AttributeDef::new("schemas", T::Reference)
+        .multi()
+        .mutability(M::ReadOnly)
+        .returned(R::Always)
+        .refs(&["uri"])
+        .desc("The schema URNs the resource conforms to."),
     AttributeDef::string("id")
         .case_exact()
         .mutability(M::ReadOnly)

@@ -19,7 +19,6 @@ fn absolute(mut v: Value, base: &str) -> Value {
 pub fn service_provider_config(svc: &Service, base: &str) -> Value {
     json!({
         "schemas": [scim::urn::SERVICE_PROVIDER_CONFIG, scim::urn::IIJ_SERVICE_PROVIDER_CONFIG],
-        "documentationUri": "https://github.com/ (see crates/idservice/README.md)",
         "patch": {"supported": true},
         "bulk": {
             "supported": true,

@@ -492,10 +492,13 @@ fn attr_exp(kind: Kind, exp: &AttrExp) -> Result<Frag, ScimError> {
     }
 }
 
+/// A sub-attribute of one element: its SQL, type, caseExact, and whether already lowered.
+type ElemAttr = (Frag, AttrType, bool, bool);
+
 /// Translates the inner filter of a value path, over one element `e` (or membership `gm`).
 fn val_filter(
     f: &ValFilter,
-    elem_sub: &dyn Fn(&AttrPath) -> Result<(Frag, AttrType, bool, bool), ScimError>,
+    elem_sub: &dyn Fn(&AttrPath) -> Result<ElemAttr, ScimError>,
 ) -> Result<Frag, ScimError> {
     match f {
         ValFilter::Attr(exp) => {

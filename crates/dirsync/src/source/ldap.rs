@@ -1,0 +1,354 @@
+//! The LDAP network source (ldap3 over rustls/ring): address failover, LDAPS/StartTLS with
+//! certificate verification, simple bind, paged searches, and range retrieval of large
+//! multi-valued attributes. It returns raw entries; it knows nothing of SCIM or mapping.
+//!
+//! A search that ends with anything but success (size or time limit, a lost page, a dropped
+//! connection mid-read) yields a read marked incomplete, which the planner never deletes on.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::Entry;
+
+/// How to reach and authenticate to the directory.
+pub struct LdapSettings {
+    /// Host names or addresses, tried in order; the first that answers is used.
+    pub addresses: Vec<String>,
+    pub port: u16,
+    pub encryption: Encryption,
+    /// Verify the server certificate (SPEC 2.2: on unless explicitly switched off).
+    pub verify: bool,
+    /// PEM file with the CA certificates to trust instead of the system roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    pub bind_dn: String,
+    pub password: SecretString,
+    /// Operation timeout.
+    pub timeout: Duration,
+    pub page_size: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encryption {
+    None,
+    StartTls,
+    Ldaps,
+}
+
+/// One search: base, the effective filter, the attributes to fetch.
+pub struct SearchSpec {
+    pub base: String,
+    pub filter: String,
+    pub attributes: Vec<String>,
+}
+
+/// The entries of one search and whether the directory said it was complete.
+#[derive(Debug)]
+pub struct SearchOutcome {
+    pub entries: Vec<Entry>,
+    pub complete: bool,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LdapSourceError {
+    #[error("cannot reach any LDAP server ({tried}): {last}")]
+    Unreachable { tried: String, last: String },
+    #[error("LDAP bind as {dn} on {server} failed: {reason}")]
+    Bind { dn: String, server: String, reason: String },
+    #[error("LDAP TLS setting: {0}")]
+    Tls(String),
+    #[error("LDAP search under {base} failed: {reason}")]
+    Search { base: String, reason: String },
+    #[error("the LDAP client failed while decoding a response (malformed data from the server)")]
+    Crashed,
+}
+
+/// A bound connection to the first server that answered.
+pub struct LdapSource {
+    ldap: Ldap,
+    server: String,
+    timeout: Duration,
+    page_size: i32,
+}
+
+impl LdapSource {
+    /// Connects to the first address that answers and binds.
+    pub async fn connect(settings: &LdapSettings) -> Result<LdapSource, LdapSourceError> {
+        let tls = tls_config(settings)?;
+        let mut last = String::from("no address configured");
+        for address in &settings.addresses {
+            let scheme = if settings.encryption == Encryption::Ldaps { "ldaps" } else { "ldap" };
+            let url = format!("{scheme}://{}:{}", host_for_url(address), settings.port);
+            let mut conn_settings = LdapConnSettings::new()
+                .set_conn_timeout(settings.timeout.min(Duration::from_secs(30)))
+                .set_starttls(settings.encryption == Encryption::StartTls);
+            if settings.encryption != Encryption::None {
+                if let Some(config) = &tls {
+                    conn_settings = conn_settings.set_config(config.clone());
+                }
+                if !settings.verify {
+                    conn_settings = conn_settings.set_no_tls_verify(true);
+                }
+            }
+            let (conn, mut ldap) = match LdapConnAsync::with_settings(conn_settings, &url).await {
+                Ok(pair) => pair,
+                Err(e) => {
+                    last = explain_connect_error(&url, &e.to_string(), settings);
+                    tracing::warn!(server = %url, error = %last, "LDAP server did not answer; trying the next one");
+                    continue;
+                }
+            };
+            ldap3::drive!(conn);
+            let bound = ldap
+                .with_timeout(settings.timeout)
+                .simple_bind(&settings.bind_dn, settings.password.expose_secret())
+                .await
+                .and_then(|r| r.success());
+            return match bound {
+                Ok(_) => Ok(LdapSource {
+                    ldap,
+                    server: url,
+                    timeout: settings.timeout,
+                    page_size: settings.page_size.max(1),
+                }),
+                Err(e) => Err(LdapSourceError::Bind {
+                    dn: settings.bind_dn.clone(),
+                    server: url,
+                    reason: e.to_string(),
+                }),
+            };
+        }
+        Err(LdapSourceError::Unreachable { tried: settings.addresses.join(", "), last })
+    }
+
+    /// The server this source is bound to.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Reads the rootDSE (flavor detection, highestCommittedUSN, supported controls).
+    pub async fn root_dse(&mut self, attributes: &[&str]) -> Result<Entry, LdapSourceError> {
+        let result = self
+            .ldap
+            .with_timeout(self.timeout)
+            .search("", Scope::Base, "(objectClass=*)", attributes.to_vec())
+            .await
+            .map_err(|e| LdapSourceError::Search { base: "rootDSE".into(), reason: e.to_string() })?;
+        let (entries, _) = result
+            .success()
+            .map_err(|e| LdapSourceError::Search { base: "rootDSE".into(), reason: e.to_string() })?;
+        let entry = entries.into_iter().next().map(SearchEntry::construct);
+        Ok(entry.map(to_entry).unwrap_or_else(|| Entry { dn: String::new(), attrs: BTreeMap::new() }))
+    }
+
+    /// A paged subtree search, with ranged attributes completed. Runs in its own task:
+    /// ldap3 panics on some malformed responses, and that must fail this read, not the agent.
+    pub async fn search(&self, spec: SearchSpec) -> Result<SearchOutcome, LdapSourceError> {
+        let ldap = self.ldap.clone();
+        let timeout = self.timeout;
+        let page_size = self.page_size;
+        tokio::spawn(async move { paged_search(ldap, spec, timeout, page_size).await })
+            .await
+            .map_err(|_| LdapSourceError::Crashed)?
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ldap.unbind().await;
+    }
+}
+
+async fn paged_search(
+    mut ldap: Ldap,
+    spec: SearchSpec,
+    timeout: Duration,
+    page_size: i32,
+) -> Result<SearchOutcome, LdapSourceError> {
+    let search_err =
+        |e: ldap3::LdapError| LdapSourceError::Search { base: spec.base.clone(), reason: e.to_string() };
+    let adapters: Vec<Box<dyn Adapter<_, _>>> =
+        vec![Box::new(EntriesOnly::new()), Box::new(PagedResults::new(page_size))];
+    let mut stream = ldap
+        .with_timeout(timeout)
+        .streaming_search_with(adapters, &spec.base, Scope::Subtree, &spec.filter, spec.attributes.clone())
+        .await
+        .map_err(search_err)?;
+    let mut entries = Vec::new();
+    let mut notes = Vec::new();
+    let mut complete = true;
+    loop {
+        match stream.next().await {
+            Ok(Some(raw)) => entries.push(SearchEntry::construct(raw)),
+            Ok(None) => break,
+            Err(e) => {
+                complete = false;
+                notes.push(format!("search under {} stopped early: {e}", spec.base));
+                break;
+            }
+        }
+    }
+    let result = stream.finish().await;
+    if result.rc != 0 {
+        complete = false;
+        notes.push(format!(
+            "search under {} ended with LDAP result {} ({}) after {} entries",
+            spec.base,
+            result.rc,
+            result.text,
+            entries.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let entry = complete_ranges(&mut ldap, entry, timeout, &mut complete, &mut notes).await;
+        out.push(to_entry(entry));
+    }
+    Ok(SearchOutcome { entries: out, complete, notes })
+}
+
+/// Range retrieval (`member;range=0-1499`): ask for the next range from `high + 1` until the
+/// server answers a range ending in `*`, then store all values under the plain name. The
+/// step size is the server's choice; never assume it.
+async fn complete_ranges(
+    ldap: &mut Ldap,
+    mut entry: SearchEntry,
+    timeout: Duration,
+    complete: &mut bool,
+    notes: &mut Vec<String>,
+) -> SearchEntry {
+    let ranged: Vec<String> = entry.attrs.keys().filter(|k| parse_range(k).is_some()).cloned().collect();
+    for key in ranged {
+        let Some((name, _, mut high)) = parse_range(&key) else { continue };
+        let mut values = entry.attrs.remove(&key).unwrap_or_default();
+        let mut guard = 0usize;
+        while let Some(h) = high {
+            guard += 1;
+            if guard > 100_000 {
+                *complete = false;
+                notes.push(format!("{}: range retrieval of {name} did not end", entry.dn));
+                break;
+            }
+            let wanted = format!("{name};range={}-*", h + 1);
+            let result = ldap
+                .with_timeout(timeout)
+                .search(&entry.dn, Scope::Base, "(objectClass=*)", vec![wanted.as_str()])
+                .await
+                .and_then(|r| r.success());
+            let Ok((mut found, _)) = result else {
+                *complete = false;
+                notes.push(format!("{}: range retrieval of {name} failed", entry.dn));
+                break;
+            };
+            let Some(next) = found.pop().map(SearchEntry::construct) else {
+                *complete = false;
+                notes.push(format!("{}: range retrieval of {name} returned nothing", entry.dn));
+                break;
+            };
+            let mut advanced = false;
+            for (k, v) in next.attrs {
+                if let Some((n, _, next_high)) = parse_range(&k)
+                    && n.eq_ignore_ascii_case(&name)
+                {
+                    values.extend(v);
+                    high = next_high;
+                    advanced = true;
+                }
+            }
+            if !advanced {
+                *complete = false;
+                notes.push(format!("{}: range retrieval of {name} lost its range", entry.dn));
+                break;
+            }
+        }
+        entry.attrs.entry(name).or_default().extend(values);
+    }
+    entry
+}
+
+/// `member;range=0-1499` → ("member", 0, Some(1499)); `member;range=1500-*` → (.., None).
+pub(crate) fn parse_range(key: &str) -> Option<(String, u64, Option<u64>)> {
+    let (name, options) = key.split_once(';')?;
+    let range = options.split(';').find_map(|o| {
+        let lower = o.to_ascii_lowercase();
+        lower.strip_prefix("range=").map(str::to_string)
+    })?;
+    let (low, high) = range.split_once('-')?;
+    let low = low.parse().ok()?;
+    let high = if high == "*" { None } else { Some(high.parse().ok()?) };
+    Some((name.to_string(), low, high))
+}
+
+fn to_entry(e: SearchEntry) -> Entry {
+    let mut attrs: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    for (k, v) in e.attrs {
+        attrs.entry(k.to_ascii_lowercase()).or_default().extend(v.into_iter().map(String::into_bytes));
+    }
+    for (k, v) in e.bin_attrs {
+        attrs.entry(k.to_ascii_lowercase()).or_default().extend(v);
+    }
+    Entry { dn: e.dn, attrs }
+}
+
+fn tls_config(settings: &LdapSettings) -> Result<Option<Arc<rustls::ClientConfig>>, LdapSourceError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Some(ca_file) = &settings.ca_file else { return Ok(None) };
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca_file)
+        .map_err(|e| LdapSourceError::Tls(format!("cannot read ca_file {}: {e}", ca_file.display())))?;
+    for cert in certs {
+        let cert = cert
+            .map_err(|e| LdapSourceError::Tls(format!("ca_file {}: {e}", ca_file.display())))?;
+        roots
+            .add(cert)
+            .map_err(|e| LdapSourceError::Tls(format!("ca_file {}: {e}", ca_file.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(LdapSourceError::Tls(format!("ca_file {} holds no certificate", ca_file.display())));
+    }
+    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    Ok(Some(Arc::new(config)))
+}
+
+/// A certificate failure says how to fix it (SPEC 2.2).
+fn explain_connect_error(url: &str, error: &str, settings: &LdapSettings) -> String {
+    let lower = error.to_ascii_lowercase();
+    if settings.encryption != Encryption::None
+        && (lower.contains("certificate") || lower.contains("invalidcertificate") || lower.contains("unknownissuer"))
+    {
+        format!(
+            "{url}: the server certificate was not accepted ({error}). Set ad.ldap.server.ca_file to \
+             the CA that issued it (the certificate must name the host in its subjectAltName), or \
+             write verify_mode: false to skip verification explicitly"
+        )
+    } else {
+        format!("{url}: {error}")
+    }
+}
+
+fn host_for_url(address: &str) -> String {
+    if address.contains(':') && !address.starts_with('[') {
+        format!("[{address}]")
+    } else {
+        address.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_options_parse() {
+        assert_eq!(parse_range("member;range=0-1499"), Some(("member".into(), 0, Some(1499))));
+        assert_eq!(parse_range("member;range=1500-*"), Some(("member".into(), 1500, None)));
+        assert_eq!(parse_range("Member;Range=3-4"), Some(("Member".into(), 3, Some(4))));
+        assert_eq!(parse_range("member"), None);
+        assert_eq!(parse_range("cn;lang-en"), None);
+        assert_eq!(parse_range("member;range=x-1"), None);
+    }
+}

@@ -1,0 +1,293 @@
+//! Test harness: starts the real peers the tests talk to — a private OpenLDAP `slapd` and
+//! the independent `scim2-server` (PyPI) — on free loopback ports in temporary directories,
+//! and stops them when the handle is dropped.
+//!
+//! It drives the recipes in `testenv/peers/` (shell scripts that install what is missing,
+//! start, and stop by PID), so a person can run the same peers by hand. It knows nothing of
+//! dirsync or idservice. Errors are returned as strings: a test that cannot start its peer
+//! fails with the script's own output.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// `testenv/peers/` in this repository.
+pub fn peers_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testenv/peers")
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("local_addr: {e}"))
+}
+
+fn run_script(script: &str, envs: &[(&str, String)], args: &[&str]) -> Result<String, String> {
+    let path = peers_dir().join(script);
+    let output = Command::new("bash")
+        .arg(&path)
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        return Err(format!(
+            "{script} failed ({}):\n{stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(stdout)
+}
+
+fn parse_env(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// A private slapd with the example tree (`ou=people`, `ou=groups`, `ou=services` under
+/// `dc=example,dc=test`), a read-only service account, and syncprov/accesslog overlays.
+pub struct Slapd {
+    pub uri: String,
+    pub port: u16,
+    pub base: String,
+    pub admin_dn: String,
+    pub admin_pw: String,
+    pub sync_dn: String,
+    pub sync_pw: String,
+    dir: tempfile::TempDir,
+}
+
+impl Slapd {
+    pub fn start() -> Result<Slapd, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("dirsync-slapd-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let mut last = String::new();
+        // A port can be taken between probing and binding: try a few.
+        for _ in 0..5 {
+            let port = free_port()?;
+            let envs = [
+                ("LDAP_PORT", port.to_string()),
+                ("LDAP_DIR", dir.path().join("slapd").display().to_string()),
+                ("LDAP_NOSYNC", "1".to_string()),
+            ];
+            match run_script("ldap_start.sh", &envs, &[]) {
+                Ok(out) => {
+                    let env = parse_env(&out);
+                    let get = |k: &str| {
+                        env.get(k)
+                            .cloned()
+                            .ok_or_else(|| format!("ldap_start.sh did not print {k}"))
+                    };
+                    return Ok(Slapd {
+                        uri: get("LDAP_URI")?,
+                        port,
+                        base: get("LDAP_BASE")?,
+                        admin_dn: get("LDAP_ADMIN_DN")?,
+                        admin_pw: get("LDAP_ADMIN_PW")?,
+                        sync_dn: get("LDAP_SYNC_DN")?,
+                        sync_pw: get("LDAP_SYNC_PW")?,
+                        dir,
+                    });
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn slapd_dir(&self) -> PathBuf {
+        self.dir.path().join("slapd")
+    }
+
+    fn ldap_tool(&self, tool: &str, extra: &[&str], ldif: &str) -> Result<String, String> {
+        let file = self.dir.path().join(format!("{tool}-input.ldif"));
+        std::fs::write(&file, ldif).map_err(|e| e.to_string())?;
+        let file_arg = file.display().to_string();
+        let mut args = vec![
+            "-x",
+            "-H",
+            &self.uri,
+            "-D",
+            &self.admin_dn,
+            "-w",
+            &self.admin_pw,
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["-f", &file_arg]);
+        let output = Command::new(tool)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {tool}: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "{tool} failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Adds entries over LDAP as the rootdn (overlays see the change).
+    pub fn add(&self, ldif: &str) -> Result<(), String> {
+        self.ldap_tool("ldapadd", &[], ldif).map(|_| ())
+    }
+
+    /// Applies an LDIF change file (changetype: modify / delete / modrdn) as the rootdn.
+    pub fn modify(&self, ldif: &str) -> Result<(), String> {
+        self.ldap_tool("ldapmodify", &[], ldif).map(|_| ())
+    }
+
+    /// Deletes entries by DN.
+    pub fn delete(&self, dns: &[&str]) -> Result<(), String> {
+        let ldif: String = dns
+            .iter()
+            .map(|dn| format!("dn: {dn}\nchangetype: delete\n\n"))
+            .collect();
+        self.modify(&ldif)
+    }
+
+    /// Loads generated data offline (`slapadd -q -w`, fast; overlays bypassed), restarting
+    /// slapd around it: `gen_ldap_data.py users groups [extra args]`.
+    pub fn load_generated(
+        &self,
+        users: usize,
+        groups: usize,
+        extra: &[&str],
+    ) -> Result<(), String> {
+        let ldif = self.dir.path().join("generated.ldif");
+        let output = Command::new("python3")
+            .arg(peers_dir().join("gen_ldap_data.py"))
+            .arg(users.to_string())
+            .arg(groups.to_string())
+            .args(["--base", &self.base])
+            .args(extra)
+            .output()
+            .map_err(|e| format!("gen_ldap_data.py: {e}"))?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        std::fs::write(&ldif, &output.stdout).map_err(|e| e.to_string())?;
+        self.load_ldif_offline(&ldif)
+    }
+
+    /// `slapadd -q -w` of an LDIF file while slapd is stopped, then restart.
+    pub fn load_ldif_offline(&self, ldif: &Path) -> Result<(), String> {
+        let envs = self.envs();
+        run_script("ldap_stop.sh", &envs, &[])?;
+        let output = Command::new("slapadd")
+            .args(["-q", "-w", "-n2", "-F"])
+            .arg(self.slapd_dir().join("slapd.d"))
+            .arg("-l")
+            .arg(ldif)
+            .output()
+            .map_err(|e| format!("slapadd: {e}"))?;
+        let restart = self.restart();
+        if !output.status.success() {
+            return Err(format!(
+                "slapadd failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        restart
+    }
+
+    fn envs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("LDAP_PORT", self.port.to_string()),
+            ("LDAP_DIR", self.slapd_dir().display().to_string()),
+            ("LDAP_NOSYNC", "1".to_string()),
+        ]
+    }
+
+    /// Stops slapd (the data stays).
+    pub fn stop(&self) -> Result<(), String> {
+        run_script("ldap_stop.sh", &self.envs(), &[]).map(|_| ())
+    }
+
+    /// Starts slapd again on the same port with the same data.
+    pub fn restart(&self) -> Result<(), String> {
+        let mut envs = self.envs();
+        envs.push(("LDAP_FRESH", "0".to_string()));
+        run_script("ldap_start.sh", &envs, &[]).map(|_| ())
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        let _ = run_script("ldap_stop.sh", &self.envs(), &["--purge"]);
+    }
+}
+
+/// The independent SCIM 2.0 server `scim2-server` (PyPI, in memory), in the venv made by
+/// `scripts/install-test-deps` (`DIRSYNC_PEERS_VENV`).
+pub struct Scim2Server {
+    /// Base URL, e.g. `http://127.0.0.1:PORT/v2`.
+    pub url: String,
+    pub token: String,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Scim2Server {
+    pub fn start(token: &str) -> Result<Scim2Server, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("dirsync-scim2-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port()?;
+            let mut envs = vec![
+                ("SCIM_PORT", port.to_string()),
+                ("SCIM_DIR", dir.path().join("scim").display().to_string()),
+                ("SCIM_TOKEN", token.to_string()),
+            ];
+            if let Ok(venv) = std::env::var("DIRSYNC_PEERS_VENV") {
+                envs.push(("SCIM_VENV", venv));
+            }
+            match run_script("scim_start.sh", &envs, &[]) {
+                Ok(out) => {
+                    let env = parse_env(&out);
+                    let url = env
+                        .get("SCIM_URL")
+                        .cloned()
+                        .ok_or("scim_start.sh did not print SCIM_URL")?;
+                    return Ok(Scim2Server {
+                        url,
+                        token: token.to_string(),
+                        port,
+                        dir,
+                    });
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+}
+
+impl Drop for Scim2Server {
+    fn drop(&mut self) {
+        let envs = [
+            ("SCIM_PORT", self.port.to_string()),
+            (
+                "SCIM_DIR",
+                self.dir.path().join("scim").display().to_string(),
+            ),
+        ];
+        let _ = run_script("scim_stop.sh", &envs, &["--purge"]);
+    }
+}
