@@ -85,9 +85,20 @@ pub fn parse(text: &str) -> Result<LdapFilter, FilterError> {
     }
     let chars: Vec<char> = full.chars().collect();
     let mut p = Parser { chars, pos: 0 };
-    let filter = p.filter().map_err(|e| FilterError {
-        position: back(e.position),
-        message: e.message,
+    let text_len = text.trim_end().chars().count();
+    let filter = p.filter().map_err(|e| {
+        if wrapped && e.position == 1 {
+            // Our own added '(' was left open: some '(' in the text lacks its ')'.
+            FilterError {
+                position: text_len.max(1),
+                message: "unbalanced parentheses: a '(' is never closed".into(),
+            }
+        } else {
+            FilterError {
+                position: back(e.position),
+                message: e.message,
+            }
+        }
     })?;
     if p.pos < p.chars.len() {
         return Err(FilterError {

@@ -1,3 +1,6 @@
 //! The directory synchronisation agent.
 
+pub mod config;
+pub mod ldap_filter;
+pub mod source;
 pub mod state;

@@ -7,3 +7,5 @@
 
 pub mod store;
 pub mod domain;
+pub mod http;
+pub mod server;

@@ -293,9 +293,9 @@ fn target_of<'p>(path: &'p PatchPath, schema: &ResourceSchema) -> Result<Target<
             sub_attr,
         }) => {
             let mut loc = locate(attr, schema)?;
-            if loc.sub.is_some() || loc.def.is_some_and(|d| d.ty != AttrType::Complex) {
+            if loc.sub.is_some() || loc.def.is_some_and(|d| !d.is_multi_complex()) {
                 return Err(ScimError::invalid_path(format!(
-                    "{path}: a value filter needs a complex attribute"
+                    "{path}: a value filter needs a multi-valued complex attribute"
                 )));
             }
             if let Some(sub) = sub_attr {
@@ -786,7 +786,7 @@ fn remove(
                     }
                     single => remove_member(single, sub),
                 }
-                if !is_present(current) {
+                if !is_assigned(current) {
                     container.shift_remove(&key);
                 }
             }
@@ -824,7 +824,7 @@ fn remove(
             if !matched {
                 return Err(no_match());
             }
-            if !is_present(current) {
+            if !is_assigned(current) {
                 container.shift_remove(&key);
             }
             Ok(())
@@ -894,17 +894,12 @@ fn finish(before: &Value, work: &mut Value, schema: &ResourceSchema) -> Result<(
         return Ok(());
     };
     for ext in schema.extensions {
-        let Some(key) = stored_key(map, ext.id) else {
-            continue;
-        };
-        if map.get(&key).is_some_and(|v| !is_present(v)) {
-            map.shift_remove(&key);
+        // The resource is canonical, so the extension object sits under its exact URN.
+        if map.get(ext.id).is_some_and(|v| !is_assigned(v)) {
+            map.shift_remove(ext.id);
         }
-        let was_present = member(before, ext.id).is_some();
-        if was_present
-            && !map.contains_key(&key)
-            && let Some(Value::Array(schemas)) = map.get_mut("schemas")
-        {
+        let removed = member(before, ext.id).is_some() && !map.contains_key(ext.id);
+        if removed && let Some(Value::Array(schemas)) = map.get_mut("schemas") {
             schemas.retain(|s| !s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(ext.id)));
         }
     }
@@ -1017,6 +1012,7 @@ fn is_diffable(def: &AttributeDef) -> bool {
 /// The operations that turn `old` into `new` for every attribute `new` has, plus removal of
 /// those it lacks (`id`, `meta`, `schemas`, `password` and read-only attributes aside).
 /// `members` changes are per-member add/remove so that large groups are never rewritten.
+/// Keys the schema does not define are not diffed (an open extension's members are).
 pub fn diff(old: &Value, new: &Value, schema: &ResourceSchema) -> Vec<PatchOperation> {
     let (mut old, mut new) = (old.clone(), new.clone());
     canonicalize(&mut old, schema);
@@ -1195,5 +1191,311 @@ fn diff_members(old: Option<&Value>, new: &Value, path: &AttrPath, ops: &mut Vec
             path: PatchPath::Attr(path.clone()),
             value: Some(Value::Array(added)),
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::ScimType;
+    use crate::schema::{group, user};
+    use serde_json::json;
+
+    fn run(resource: &Value, operations: Value) -> Result<Value, ScimError> {
+        let body = json!({"schemas": [urn::PATCH_OP], "Operations": operations});
+        let request = parse_request(&body)?;
+        let mut out = resource.clone();
+        apply(&mut out, &request.operations, user())?;
+        Ok(out)
+    }
+
+    fn base() -> Value {
+        json!({
+            "schemas": [urn::USER],
+            "id": "u1",
+            "userName": "alice",
+            "emails": [{"value": "a@x", "type": "work", "primary": true}],
+            "meta": {"resourceType": "User"}
+        })
+    }
+
+    fn scim_type(r: Result<Value, ScimError>) -> Option<ScimType> {
+        r.unwrap_err().scim_type
+    }
+
+    #[test]
+    fn parse_request_errors() {
+        let no_schema = json!({"Operations": [{"op": "add", "value": {}}]});
+        assert_eq!(
+            parse_request(&no_schema).unwrap_err().scim_type,
+            Some(ScimType::InvalidSyntax)
+        );
+        let bad_op = json!({"schemas": [urn::PATCH_OP], "Operations": [{"op": "move"}]});
+        assert_eq!(
+            parse_request(&bad_op).unwrap_err().scim_type,
+            Some(ScimType::InvalidSyntax)
+        );
+        let bad_path = json!({"schemas": [urn::PATCH_OP], "Operations": [{"op": "add", "path": "a..b", "value": 1}]});
+        assert_eq!(
+            parse_request(&bad_path).unwrap_err().scim_type,
+            Some(ScimType::InvalidPath)
+        );
+        let remove_no_path = json!({"schemas": [urn::PATCH_OP], "Operations": [{"op": "remove"}]});
+        assert_eq!(
+            parse_request(&remove_no_path).unwrap_err().scim_type,
+            Some(ScimType::NoTarget)
+        );
+        let empty = json!({"schemas": [urn::PATCH_OP], "Operations": []});
+        assert_eq!(
+            parse_request(&empty).unwrap_err().scim_type,
+            Some(ScimType::InvalidSyntax)
+        );
+        let capitalised = json!({"schemas": [urn::PATCH_OP], "Operations": [{"op": "REPLACE", "path": "title", "value": "x"}]});
+        assert!(matches!(
+            parse_request(&capitalised).unwrap().operations[0],
+            PatchOperation::Replace(_)
+        ));
+    }
+
+    #[test]
+    fn case_insensitive_names_stored_canonically() {
+        let out = run(
+            &base(),
+            json!([{"op": "add", "path": "NAME.GIVENNAME", "value": "Alice"}]),
+        )
+        .unwrap();
+        assert_eq!(out["name"], json!({"givenName": "Alice"}));
+        let out = run(
+            &out,
+            json!([{"op": "replace", "value": {"DisplayName": "A", "name.familyName": "L"}}]),
+        )
+        .unwrap();
+        assert_eq!(out["displayName"], "A");
+        assert_eq!(
+            out["name"],
+            json!({"givenName": "Alice", "familyName": "L"})
+        );
+    }
+
+    #[test]
+    fn extension_paths_and_schemas() {
+        let out = run(
+            &base(),
+            json!([{"op": "add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "value": "Ops"}]),
+        )
+        .unwrap();
+        assert_eq!(out[urn::ENTERPRISE_USER]["department"], "Ops");
+        assert_eq!(out["schemas"], json!([urn::USER, urn::ENTERPRISE_USER]));
+        let out = run(
+            &out,
+            json!([{"op": "remove", "path": urn::ENTERPRISE_USER}]),
+        )
+        .unwrap();
+        assert!(out.get(urn::ENTERPRISE_USER).is_none());
+        assert_eq!(out["schemas"], json!([urn::USER]));
+        let out = run(
+            &base(),
+            json!([{"op": "add", "value": {urn::IIJ_USER: {"downstreamId": "d1"}}}]),
+        )
+        .unwrap();
+        assert_eq!(out[urn::IIJ_USER]["downstreamId"], "d1");
+        assert_eq!(out["schemas"], json!([urn::USER, urn::IIJ_USER]));
+        // Removing the last member of an extension drops the object and its URN.
+        let out = run(
+            &out,
+            json!([{"op": "remove", "path": format!("{}:downstreamId", urn::IIJ_USER)}]),
+        )
+        .unwrap();
+        assert_eq!(out["schemas"], json!([urn::USER]));
+    }
+
+    #[test]
+    fn open_extension_accepts_undefined_members() {
+        let path = format!("{}:anything", urn::OIDFJ_USER);
+        let out = run(
+            &base(),
+            json!([{"op": "add", "path": path, "value": "kept"}]),
+        )
+        .unwrap();
+        assert_eq!(out[urn::OIDFJ_USER]["anything"], "kept");
+        assert_eq!(
+            scim_type(run(
+                &base(),
+                json!([{"op": "add", "path": "nope", "value": 1}])
+            )),
+            Some(ScimType::InvalidPath)
+        );
+    }
+
+    #[test]
+    fn mutability() {
+        for op in [
+            json!({"op": "replace", "path": "id", "value": "u2"}),
+            json!({"op": "remove", "path": "meta"}),
+            json!({"op": "add", "path": "groups", "value": [{"value": "g"}]}),
+            json!({"op": "replace", "value": {"id": "u2"}}),
+            json!({"op": "add", "path": format!("{}:state", urn::IIJ_USER), "value": "disabled"}),
+        ] {
+            assert_eq!(
+                scim_type(run(&base(), json!([op]))),
+                Some(ScimType::Mutability)
+            );
+        }
+        // Clients echo id/meta back unchanged; that is accepted.
+        let out = run(
+            &base(),
+            json!([{"op": "replace", "value": {"id": "u1", "active": false}}]),
+        )
+        .unwrap();
+        assert_eq!(out["active"], false);
+        // Removing a required attribute is refused.
+        assert_eq!(
+            scim_type(run(&base(), json!([{"op": "remove", "path": "userName"}]))),
+            Some(ScimType::InvalidValue)
+        );
+    }
+
+    #[test]
+    fn immutable_member_value() {
+        let g = json!({"schemas": [urn::GROUP], "displayName": "g", "members": [{"value": "a"}]});
+        let body = json!({"schemas": [urn::PATCH_OP], "Operations": [{"op": "replace", "path": "members[value eq \"a\"].value", "value": "b"}]});
+        let request = parse_request(&body).unwrap();
+        let mut out = g.clone();
+        let err = apply(&mut out, &request.operations, group()).unwrap_err();
+        assert_eq!(err.scim_type, Some(ScimType::Mutability));
+        assert_eq!(out, g);
+    }
+
+    #[test]
+    fn type_checks() {
+        for op in [
+            json!({"op": "replace", "path": "active", "value": 3}),
+            json!({"op": "replace", "path": "userName", "value": {"a": 1}}),
+            json!({"op": "add", "path": "emails", "value": [{"value": "b@x", "bogus": 1}]}),
+            json!({"op": "add", "path": "meta.lastModified", "value": "x"}),
+            json!({"op": "add", "path": "emails", "value": [{"value": "b@x", "primary": true}, {"value": "c@x", "primary": true}]}),
+        ] {
+            let r = run(&base(), json!([op.clone()]));
+            assert!(
+                matches!(
+                    r.as_ref().map_err(|e| e.scim_type),
+                    Err(Some(ScimType::InvalidValue | ScimType::Mutability))
+                ),
+                "{op}: {r:?}"
+            );
+        }
+        // Entra's boolean strings.
+        let out = run(
+            &base(),
+            json!([{"op": "Replace", "path": "active", "value": "False"}]),
+        )
+        .unwrap();
+        assert_eq!(out["active"], false);
+        // Entra's bare manager id.
+        let path = format!("{}:manager", urn::ENTERPRISE_USER);
+        let out = run(&base(), json!([{"op": "add", "path": path, "value": "m1"}])).unwrap();
+        assert_eq!(out[urn::ENTERPRISE_USER]["manager"], json!({"value": "m1"}));
+    }
+
+    #[test]
+    fn primary_is_unique() {
+        let out = run(&base(), json!([{"op": "add", "path": "emails", "value": [{"value": "b@x", "type": "home", "primary": true}]}])).unwrap();
+        assert_eq!(
+            out["emails"],
+            json!([
+                {"value": "a@x", "type": "work", "primary": false},
+                {"value": "b@x", "type": "home", "primary": true}
+            ])
+        );
+        let out = run(
+            &out,
+            json!([{"op": "replace", "path": "emails[type eq \"work\"].primary", "value": true}]),
+        )
+        .unwrap();
+        assert_eq!(out["emails"][0]["primary"], true);
+        assert_eq!(out["emails"][1]["primary"], false);
+    }
+
+    #[test]
+    fn add_through_unmatched_filter_creates_the_element() {
+        let out = run(&base(), json!([{"op": "add", "path": "phoneNumbers[type eq \"work\"].value", "value": "tel:+81-3-1234-5678"}])).unwrap();
+        assert_eq!(
+            out["phoneNumbers"],
+            json!([{"type": "work", "value": "tel:+81-3-1234-5678"}])
+        );
+        let out = run(&out, json!([{"op": "add", "path": "phoneNumbers[type eq \"work\"].value", "value": "tel:+81-3-0000-0000"}])).unwrap();
+        assert_eq!(
+            out["phoneNumbers"],
+            json!([{"type": "work", "value": "tel:+81-3-0000-0000"}])
+        );
+    }
+
+    #[test]
+    fn remove_with_unmatched_filter_is_no_target() {
+        let r = run(
+            &base(),
+            json!([{"op": "remove", "path": "emails[type eq \"home\"]"}]),
+        );
+        assert_eq!(scim_type(r), Some(ScimType::NoTarget));
+    }
+
+    #[test]
+    fn replace_null_clears() {
+        let out = run(
+            &base(),
+            json!([{"op": "replace", "path": "emails", "value": null}]),
+        )
+        .unwrap();
+        assert!(out.get("emails").is_none());
+        let out = run(
+            &base(),
+            json!([{"op": "replace", "path": "emails", "value": []}]),
+        )
+        .unwrap();
+        assert!(out.get("emails").is_none());
+    }
+
+    #[test]
+    fn apply_is_atomic() {
+        let original = base();
+        let mut resource = original.clone();
+        let ops = parse_request(&json!({"schemas": [urn::PATCH_OP], "Operations": [
+            {"op": "replace", "path": "title", "value": "Boss"},
+            {"op": "replace", "path": "id", "value": "nope"}
+        ]}))
+        .unwrap();
+        assert!(apply(&mut resource, &ops.operations, user()).is_err());
+        assert_eq!(resource, original);
+    }
+
+    #[test]
+    fn diff_members_per_member() {
+        let old = json!({"displayName": "g", "members": [{"value": "a"}, {"value": "b"}]});
+        let new = json!({"displayName": "g", "members": [{"value": "b"}, {"value": "c"}]});
+        let ops = diff(&old, &new, group());
+        let wire = serde_json::to_value(&ops).unwrap();
+        assert_eq!(
+            wire,
+            json!([
+                {"op": "remove", "path": "members[value eq \"a\"]"},
+                {"op": "add", "path": "members", "value": [{"value": "c"}]}
+            ])
+        );
+        let mut patched = old.clone();
+        apply(&mut patched, &ops, group()).unwrap();
+        assert_eq!(patched["members"], new["members"]);
+    }
+
+    #[test]
+    fn diff_complex_drops_removed_sub_attributes() {
+        let old = json!({"userName": "a", "name": {"givenName": "A", "familyName": "B"}});
+        let new = json!({"userName": "a", "name": {"givenName": "C"}});
+        let ops = diff(&old, &new, user());
+        let mut patched = old.clone();
+        apply(&mut patched, &ops, user()).unwrap();
+        assert_eq!(patched["name"], new["name"]);
+        assert!(diff(&new, &new, user()).is_empty());
     }
 }

@@ -2,6 +2,7 @@
 //! typed views for User and Group that keep unknown extension attributes.
 
 use scim_v2::filter::AttrPath;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::schema::{AttrLocation, AttributeDef, ResourceSchema, common_attribute};
@@ -90,7 +91,7 @@ pub fn canonicalize(resource: &mut Value, schema: &ResourceSchema) {
         } else {
             key
         };
-        // Two spellings of one attribute: the one already under the canonical key wins.
+        // Two spellings of one attribute: the first one wins.
         if !canonical.contains_key(&name) {
             canonical.insert(name, value);
         }
@@ -165,5 +166,404 @@ pub(crate) fn ensure_schemas(map: &mut Map<String, Value>, schema: &ResourceSche
                 listed.push(Value::String(id.to_string()));
             }
         }
+    }
+}
+
+/// `meta` (RFC 7643 §3.1). Times are kept as sent so that a round trip is byte-exact.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// `name` (RFC 7643 §4.1.1); also the shape of the IIJ `localNames`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Name {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub formatted: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub middle_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub honorific_prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub honorific_suffix: Option<String>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// One value of a multi-valued attribute such as `emails` (RFC 7643 §2.4).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MultiValue {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary: Option<bool>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// A group member (RFC 7643 §4.2), also the shape of a user's `groups` entries.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    #[serde(rename = "$ref", skip_serializing_if = "Option::is_none")]
+    pub ref_: Option<String>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// The enterprise extension's `manager` (RFC 7643 §4.3).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manager {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(rename = "$ref", skip_serializing_if = "Option::is_none")]
+    pub ref_: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// `urn:ietf:params:scim:schemas:extension:enterprise:2.0:User` (RFC 7643 §4.3).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnterpriseUser {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub employee_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_center: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub division: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manager: Option<Manager>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// The identity service's `idTokenClaims`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IdTokenClaims {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// `urn:iij:params:scim:schemas:extension:enterprisejp:2.0:User`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IijUser {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downstream_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_user_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_names: Option<Name>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token_claims: Option<IdTokenClaims>,
+    /// `active`, `disabled` or `pendingDeletion`; set by the service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_deletion_since: Option<String>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// A typed view of a User. Anything not modelled (addresses, the OIDF-J extension, unknown
+/// extensions) stays in `other`, so JSON → `User` → JSON keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schemas: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Name>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nick_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preferred_language: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emails: Option<Vec<MultiValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_numbers: Option<Vec<MultiValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ims: Option<Vec<MultiValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub photos: Option<Vec<MultiValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entitlements: Option<Vec<MultiValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<MultiValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x509_certificates: Option<Vec<MultiValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<Member>>,
+    #[serde(
+        rename = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub enterprise: Option<EnterpriseUser>,
+    #[serde(
+        rename = "urn:iij:params:scim:schemas:extension:enterprisejp:2.0:User",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub iij: Option<IijUser>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// `urn:iij:params:scim:schemas:extension:enterprisejp:2.0:Group`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IijGroup {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_type: Option<String>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// A typed view of a Group; unknown attributes stay in `other`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Group {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schemas: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<Member>>,
+    #[serde(
+        rename = "urn:iij:params:scim:schemas:extension:enterprisejp:2.0:Group",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub iij: Option<IijGroup>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::schema::{group, user};
+    use crate::urn;
+    use serde_json::json;
+
+    fn path(s: &str) -> AttrPath {
+        match s.parse::<scim_v2::filter::PatchPath>().unwrap() {
+            scim_v2::filter::PatchPath::Attr(p) => p,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn extension_keys_match_urns() {
+        let u = User {
+            enterprise: Some(EnterpriseUser::default()),
+            iij: Some(IijUser::default()),
+            ..User::default()
+        };
+        let v = serde_json::to_value(&u).unwrap();
+        assert!(v.get(urn::ENTERPRISE_USER).is_some());
+        assert!(v.get(urn::IIJ_USER).is_some());
+        let g = serde_json::to_value(Group {
+            iij: Some(IijGroup::default()),
+            ..Group::default()
+        })
+        .unwrap();
+        assert!(g.get(urn::IIJ_GROUP).is_some());
+    }
+
+    #[test]
+    fn user_round_trip_keeps_unknown_attributes() {
+        let original = json!({
+            "schemas": [urn::USER, urn::ENTERPRISE_USER, urn::IIJ_USER, urn::OIDFJ_USER],
+            "id": "u1",
+            "externalId": "e1",
+            "userName": "alice@example.jp",
+            "name": {"familyName": "Yamada", "givenName": "Hanako", "x-extra": 1},
+            "active": true,
+            "emails": [{"value": "a@example.jp", "type": "work", "primary": true}],
+            "addresses": [{"locality": "Tokyo"}],
+            "groups": [{"value": "g1", "$ref": "../Groups/g1", "display": "G"}],
+            urn::ENTERPRISE_USER: {"department": "Ops", "manager": {"value": "m1", "displayName": "Boss"}},
+            urn::IIJ_USER: {
+                "downstreamId": "d1",
+                "localNames": {"familyName": "ヤマダ"},
+                "idTokenClaims": {"issuer": "https://op", "subject": "s"},
+                "state": "active"
+            },
+            urn::OIDFJ_USER: {"anything": "kept"},
+            "urn:example:other:2.0:User": {"x": [1, 2]},
+            "meta": {"resourceType": "User", "version": "W/\"1\""}
+        });
+        let typed: User = serde_json::from_value(original.clone()).unwrap();
+        assert_eq!(
+            typed.name.as_ref().unwrap().family_name.as_deref(),
+            Some("Yamada")
+        );
+        assert_eq!(
+            typed.iij.as_ref().unwrap().downstream_id.as_deref(),
+            Some("d1")
+        );
+        assert_eq!(
+            typed.groups.as_ref().unwrap()[0].ref_.as_deref(),
+            Some("../Groups/g1")
+        );
+        assert!(typed.other.contains_key(urn::OIDFJ_USER));
+        let back = serde_json::to_value(&typed).unwrap();
+        let mut a = original.as_object().unwrap().clone();
+        let mut b = back.as_object().unwrap().clone();
+        a.sort_keys();
+        b.sort_keys();
+        assert_eq!(Value::Object(a), Value::Object(b));
+    }
+
+    #[test]
+    fn group_round_trip() {
+        let original = json!({
+            "schemas": [urn::GROUP, urn::IIJ_GROUP],
+            "id": "g1",
+            "displayName": "Sales",
+            "members": [{"value": "u1", "$ref": "../Users/u1", "type": "User", "display": "A"}],
+            urn::IIJ_GROUP: {"description": "d", "email": "sales@example.jp", "groupType": "security"},
+            "custom": true
+        });
+        let typed: Group = serde_json::from_value(original.clone()).unwrap();
+        assert_eq!(
+            typed.members.as_ref().unwrap()[0].type_.as_deref(),
+            Some("User")
+        );
+        assert_eq!(
+            typed.iij.as_ref().unwrap().group_type.as_deref(),
+            Some("security")
+        );
+        let back = serde_json::to_value(&typed).unwrap();
+        let mut a = original.as_object().unwrap().clone();
+        let mut b = back.as_object().unwrap().clone();
+        a.sort_keys();
+        b.sort_keys();
+        assert_eq!(Value::Object(a), Value::Object(b));
+    }
+
+    #[test]
+    fn canonicalize_renames_and_lists_extensions() {
+        let mut v = json!({
+            "USERNAME": "a",
+            "Name": {"GIVENNAME": "A"},
+            "EMAILS": [{"VALUE": "a@x", "Type": "work"}],
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:user": {"DEPARTMENT": "Ops"},
+            "Custom": 1
+        });
+        canonicalize(&mut v, user());
+        assert_eq!(
+            v,
+            json!({
+                "userName": "a",
+                "name": {"givenName": "A"},
+                "emails": [{"value": "a@x", "type": "work"}],
+                urn::ENTERPRISE_USER: {"department": "Ops"},
+                "Custom": 1,
+                "schemas": [urn::USER, urn::ENTERPRISE_USER]
+            })
+        );
+        let mut g = json!({"schemas": [urn::GROUP], "DisplayName": "g"});
+        canonicalize(&mut g, group());
+        assert_eq!(g, json!({"schemas": [urn::GROUP], "displayName": "g"}));
+    }
+
+    #[test]
+    fn get_by_path() {
+        let v = json!({
+            "userName": "a",
+            "name": {"givenName": "A"},
+            "emails": [{"value": "w@x", "type": "work"}, {"value": "h@x", "primary": true}],
+            urn::ENTERPRISE_USER: {"department": "Ops"}
+        });
+        assert_eq!(get(&v, &path("username"), user()), Some(&json!("a")));
+        assert_eq!(get(&v, &path("name.givenName"), user()), Some(&json!("A")));
+        assert_eq!(
+            get(&v, &path("emails.value"), user()),
+            Some(&json!("h@x")),
+            "primary wins"
+        );
+        assert_eq!(
+            get(
+                &v,
+                &path("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"),
+                user()
+            ),
+            Some(&json!("Ops"))
+        );
+        assert_eq!(get(&v, &path("title"), user()), None);
     }
 }

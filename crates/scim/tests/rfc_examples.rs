@@ -139,7 +139,10 @@ fn ops(operations: Value) -> Value {
 fn s3_5_2_1_add_member() {
     // Starts without Babs so that the add is visible (the RFC group already holds her).
     let mut group_without_babs = tour_guides();
-    group_without_babs["members"].as_array_mut().unwrap().remove(0);
+    group_without_babs["members"]
+        .as_array_mut()
+        .unwrap()
+        .remove(0);
     let body = ops(json!([{
       "op": "add",
       "path": "members",
@@ -172,7 +175,9 @@ fn s3_5_2_1_add_without_path() {
       }
     }]));
     let result = patched(bjensen(), body, user());
-    insta::assert_json_snapshot!(json!({"emails": result["emails"], "nickName": result["nickName"]}));
+    insta::assert_json_snapshot!(
+        json!({"emails": result["emails"], "nickName": result["nickName"]})
+    );
 }
 
 #[test]
@@ -299,7 +304,8 @@ fn s3_5_2_3_replace_without_path() {
 
 #[test]
 fn s3_5_2_3_replace_with_unmatched_filter_is_no_target() {
-    let body = ops(json!([{"op": "replace", "path": "emails[type eq \"pager\"].value", "value": "x@y"}]));
+    let body =
+        ops(json!([{"op": "replace", "path": "emails[type eq \"pager\"].value", "value": "x@y"}]));
     let request = patch::parse_request(&body).unwrap();
     let mut resource = bjensen();
     let err = patch::apply(&mut resource, &request.operations, user()).unwrap_err();

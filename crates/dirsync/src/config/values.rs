@@ -60,7 +60,11 @@ impl<'de> Deserialize<'de> for ScimFilterText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         let parsed = scim::filter::parse(&text).map_err(|e| {
-            de::Error::custom(format!("invalid SCIM filter {text:?}: {}", e.detail))
+            // The parser's detail repeats the text and spans lines; keep one line.
+            let detail = e.detail.replace('\n', "; ");
+            let prefix = format!("invalid filter {text:?}: ");
+            let detail = detail.strip_prefix(&prefix).unwrap_or(&detail).to_string();
+            de::Error::custom(format!("invalid SCIM filter {text:?}: {detail}"))
         })?;
         Ok(ScimFilterText { text, parsed })
     }

@@ -1,0 +1,327 @@
+//! Malformed config.yml / secret.yml files: every error names the file, line, column and key
+//! path, and never contains a secret. Each case is a snapshot of the error's `Display`, with
+//! the temporary directory replaced by `<dir>`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use dirsync::config::{Config, ConfigError};
+
+/// A minimal valid config to which each case adds or changes one thing.
+const BASE: &str = "\
+ad:
+  ldap:
+    server:
+      addresses: [dc1.example.jp]
+iid:
+  scim:
+    base_url: https://idp.example.jp/scim/v2
+";
+
+const SECRET_VALUE: &str = "s3cr3t-Hunter2";
+
+fn load_err(config: &str, secret: Option<&str>) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(&cfg, config).unwrap();
+    if let Some(s) = secret {
+        write_secret(dir.path(), s);
+    }
+    let err = Config::load(&cfg, None).expect_err("the config must be rejected");
+    let shown = err.to_string();
+    assert!(!shown.contains(SECRET_VALUE), "a secret leaked: {shown}");
+    assert!(!format!("{err:?}").contains(SECRET_VALUE), "a secret leaked in Debug");
+    shown.replace(&dir.path().display().to_string(), "<dir>")
+}
+
+fn write_secret(dir: &Path, text: &str) {
+    let p = dir.join("secret.yml");
+    std::fs::write(&p, text).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+#[test]
+fn bad_yaml_syntax() {
+    insta::assert_snapshot!(load_err(
+        "ad:\n  ldap:\n    server:\n      addresses: [dc1.example.jp\niid:\n  scim:\n    base_url: https://x\n",
+        None
+    ));
+}
+
+#[test]
+fn unknown_key_typo() {
+    insta::assert_snapshot!(load_err(
+        &BASE.replace("addresses:", "adresses:"),
+        None
+    ));
+}
+
+#[test]
+fn wrong_type_port() {
+    insta::assert_snapshot!(load_err(
+        &BASE.replace("      addresses: [dc1.example.jp]\n", "      addresses: [dc1.example.jp]\n      port: \"abc\"\n"),
+        None
+    ));
+}
+
+#[test]
+fn timeout_out_of_range() {
+    insta::assert_snapshot!(load_err(
+        &BASE.replace("      addresses: [dc1.example.jp]\n", "      addresses: [dc1.example.jp]\n      timeout: 36001\n"),
+        None
+    ));
+}
+
+#[test]
+fn duplicate_key() {
+    insta::assert_snapshot!(load_err(
+        &BASE.replace("      addresses: [dc1.example.jp]\n", "      addresses: [dc1.example.jp]\n      addresses: [dc2.example.jp]\n"),
+        None
+    ));
+}
+
+#[test]
+fn bad_ldap_filter() {
+    insta::assert_snapshot!(load_err(
+        &format!("{BASE}{}", "").replace(
+            "    server:\n",
+            "    filter:\n      user: '&(objectClass=user)(cn=foo'\n    server:\n"
+        ),
+        None
+    ));
+}
+
+#[test]
+fn bad_regex() {
+    insta::assert_snapshot!(load_err(
+        &format!(
+            "{BASE}    attribute:\n      user:\n        convert:\n          userName:\n            - pattern: '(@EXAMPLE'\n              replacement: '@example.jp'\n"
+        ),
+        None
+    ));
+}
+
+#[test]
+fn bad_scim_filter() {
+    insta::assert_snapshot!(load_err(
+        &format!("{BASE}    filter:\n      user: 'externalId prr'\n"),
+        None
+    ));
+}
+
+#[test]
+fn issuer_rule() {
+    insta::assert_snapshot!(load_err(
+        &format!(
+            "{BASE}    attribute:\n      user:\n        ad_bind:\n          externalUserName: userPrincipalName\n"
+        ),
+        None
+    ));
+}
+
+#[test]
+fn missing_base_url() {
+    insta::assert_snapshot!(load_err(
+        &BASE.replace("    base_url: https://idp.example.jp/scim/v2\n", "    filter: {}\n"),
+        None
+    ));
+}
+
+#[test]
+fn base_url_not_http() {
+    insta::assert_snapshot!(load_err(
+        &BASE.replace("https://idp.example.jp/scim/v2", "ftp://idp.example.jp/"),
+        None
+    ));
+}
+
+#[test]
+fn secret_unknown_key_does_not_echo_value() {
+    insta::assert_snapshot!(load_err(
+        BASE,
+        Some(&format!("ad:\n  ldap:\n    server:\n      pasword: '{SECRET_VALUE}'\n"))
+    ));
+}
+
+#[test]
+fn secret_wrong_type_does_not_echo_value() {
+    insta::assert_snapshot!(load_err(
+        BASE,
+        Some(&format!("iid:\n  scim:\n    token: [{SECRET_VALUE}]\n"))
+    ));
+}
+
+#[test]
+fn secret_syntax_error_does_not_echo_value() {
+    insta::assert_snapshot!(load_err(
+        BASE,
+        Some(&format!("iid:\n  scim:\n    token: '{SECRET_VALUE}\n"))
+    ));
+}
+
+#[test]
+fn bad_encryption_enum() {
+    insta::assert_snapshot!(load_err(
+        &BASE.replace("      addresses: [dc1.example.jp]\n", "      addresses: [dc1.example.jp]\n      encryption: tls\n"),
+        None
+    ));
+}
+
+#[test]
+fn bad_retention_duration() {
+    insta::assert_snapshot!(load_err(
+        &format!("{BASE}sync:\n  pending_deletion:\n    retention: 30 days\n"),
+        None
+    ));
+}
+
+#[test]
+fn bad_ratio() {
+    insta::assert_snapshot!(load_err(
+        &format!("{BASE}sync:\n  max_deletion_ratio: 10\n"),
+        None
+    ));
+}
+
+#[test]
+fn unknown_convert_target() {
+    insta::assert_snapshot!(load_err(
+        &format!(
+            "{BASE}    attribute:\n      user:\n        convert:\n          usrName:\n            - pattern: 'a'\n              replacement: 'b'\n"
+        ),
+        None
+    ));
+}
+
+#[test]
+fn oauth2_without_token_url() {
+    insta::assert_snapshot!(load_err(
+        &format!("{BASE}    auth:\n      type: oauth2\n      client_id: dirsync\n"),
+        None
+    ));
+}
+
+#[test]
+fn no_directory_configured() {
+    insta::assert_snapshot!(load_err(
+        &BASE.replace("      addresses: [dc1.example.jp]\n", "      port: 389\n"),
+        None
+    ));
+}
+
+#[test]
+fn explicit_secret_file_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(&cfg, BASE).unwrap();
+    let err = Config::load(&cfg, Some(&dir.path().join("nope.yml"))).unwrap_err();
+    assert!(matches!(err, ConfigError::Io { .. }), "{err}");
+}
+
+/// The SPEC 2.1 sample, verbatim, plus the required `iid.scim.base_url`.
+const SPEC_SAMPLE: &str = r#"
+log:
+  loglevel: info            # error | warn | info | debug
+  logger: syslog            # eventlog (Windows) | syslog ; [better] also stderr, journald, file, json
+ad:
+  ldap:
+    server:
+      addresses: [dc1.example.jp, dc2.example.jp]   # failover: first that answers
+      port: 389
+      user: 'CN=sync,CN=Users,DC=example,DC=jp'      # bind DN
+      timeout: 3600                                   # seconds, 1..36000
+      encryption: none        # none | start_tls   ([better] also ldaps)
+      verify_mode: true       # verify the server certificate when encrypted (see 2.2)
+    base_dn: 'DC=example,DC=jp'
+    filter:
+      user:  'memberOf:1.2.840.113556.1.4.1941:=CN=IDaaS users,OU=Groups,DC=example,DC=jp'
+      group: 'memberOf:1.2.840.113556.1.4.1941:=CN=IDaaS users,OU=Groups,DC=example,DC=jp'
+    search:                   # mostly for OpenLDAP
+      user:  { object_class: inetOrgPerson }
+      group: { object_class: groupOfNames, member_attribute: member, member_user_attribute: dn }
+    cache_disabled: true      # accepted; see 4.6
+iid:
+  scim:
+    base_url: https://idp.example.jp/scim/v2
+    filter:                   # SCIM filters that bound what this instance may touch (4.4)
+      user:  'externalId pr'
+      group: 'displayName eq ""'
+    http:
+      proxy: { use: true, address: proxy.example.jp, port: 8080, user: proxyuser }
+    attribute:
+      user:
+        default:              # constants applied to every user
+          emails: [ { primary: true } ]
+          preferredLanguage: ja-JP
+          idTokenClaims: { issuer: 'https://idp.example.jp/op' }
+          phoneNumbers: { type: work }
+        ad_bind:              # SCIM attribute <- directory attribute (a list = first non-empty wins)
+          externalId: objectGUID
+          downstreamId: [mS-DS-ConsistencyGuid, objectGUID]
+          userName: userPrincipalName
+          name: { familyName: sn, givenName: givenName }
+          localNames: { familyName: msDS-PhoneticLastName, givenName: msDS-PhoneticFirstName }
+          active: [userAccountControl, accountExpires]
+          externalUserName: userPrincipalName
+          emails: [ { value: proxyAddresses }, { value: mail } ]
+          title: title
+          department: department
+          preferredLanguage: preferredLanguage
+          phoneNumbers: { value: telephoneNumber }
+        convert:              # ordered regex rewrites applied after binding
+          externalUserName:
+            - pattern: '@EXAMPLE\.JP\z'
+              replacement: '@example.jp'
+      group:
+        ad_bind: { externalId: objectGUID, displayName: name, email: mail }
+"#;
+
+#[test]
+fn spec_sample_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(&cfg, SPEC_SAMPLE).unwrap();
+    write_secret(
+        dir.path(),
+        &format!(
+            "ad:   {{ ldap: {{ server: {{ password: '{SECRET_VALUE}' }} }} }}\niid:  {{ scim: {{ token: 'tok', http: {{ proxy: {{ password: 'pp' }} }} }} }}\n"
+        ),
+    );
+    let (config, warnings) = Config::load(&cfg, None).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(config.ad.ldap.server.addresses.len(), 2);
+    assert_eq!(config.ad.ldap.server.effective_port(), 389);
+    assert_eq!(
+        config.ad.ldap.filter.user.as_ref().unwrap().normalized(),
+        "(memberOf:1.2.840.113556.1.4.1941:=CN=IDaaS users,OU=Groups,DC=example,DC=jp)"
+    );
+    assert_eq!(config.iid.scim.base_url.0, "https://idp.example.jp/scim/v2");
+    assert_eq!(config.state_dir, dir.path().join("state"));
+    let rule = &config.iid.scim.attribute.user.convert[0].1[0];
+    assert_eq!(rule.apply("Taro@EXAMPLE.JP"), "Taro@example.jp");
+    assert!(config.secrets.ldap_password.is_some());
+    let debug = format!("{config:?}");
+    assert!(!debug.contains(SECRET_VALUE), "{debug}");
+    assert_eq!(config.sync.max_deletions, 500);
+}
+
+#[cfg(unix)]
+#[test]
+fn world_readable_secret_warns() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(&cfg, BASE).unwrap();
+    let secret = dir.path().join("secret.yml");
+    std::fs::write(&secret, format!("iid: {{scim: {{token: '{SECRET_VALUE}'}}}}\n")).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (config, warnings) = Config::load(&cfg, None).unwrap();
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].message.contains("chmod 600"));
+    assert!(!warnings[0].to_string().contains(SECRET_VALUE));
+    assert!(config.secrets.scim_token.is_some());
+}
