@@ -74,7 +74,11 @@ pub fn parse(text: &str) -> Result<LdapFilter, FilterError> {
     // Character offsets of the normalised text map back to the original: minus the opening
     // parenthesis we added, plus the leading whitespace we trimmed.
     let back = |pos: usize| -> usize {
-        let p = if wrapped { pos.saturating_sub(1).max(1) } else { pos };
+        let p = if wrapped {
+            pos.saturating_sub(1).max(1)
+        } else {
+            pos
+        };
         p + leading_ws
     };
     if trimmed.is_empty() {
@@ -103,8 +107,7 @@ pub fn parse(text: &str) -> Result<LdapFilter, FilterError> {
     if p.pos < p.chars.len() {
         return Err(FilterError {
             position: back(p.pos + 1),
-            message: "unexpected text after the end of the filter (unbalanced parentheses?)"
-                .into(),
+            message: "unexpected text after the end of the filter (unbalanced parentheses?)".into(),
         });
     }
     Ok(filter)
@@ -198,10 +201,10 @@ impl Parser {
         let name: String = self.chars[start..self.pos].iter().collect();
         if let Some(first) = name.chars().next()
             && first.is_ascii_digit()
-            && !name
-                .split(';')
-                .next()
-                .is_some_and(|oid| oid.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
+            && !name.split(';').next().is_some_and(|oid| {
+                oid.split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            })
         {
             return self.err(
                 start,
@@ -391,9 +394,7 @@ impl LdapFilter {
                 false
             }
             LdapFilter::Not(inner) => !inner.matches(entry)?,
-            LdapFilter::Present(attr) => {
-                is_objectclass(attr) || !values(entry, attr).is_empty()
-            }
+            LdapFilter::Present(attr) => is_objectclass(attr) || !values(entry, attr).is_empty(),
             LdapFilter::Equal(attr, v) | LdapFilter::Approx(attr, v) => {
                 let want = fold(v);
                 values(entry, attr).iter().any(|x| fold(x) == want)
@@ -526,7 +527,7 @@ mod tests {
             ("cn=a(b", 5, "unescaped '('"),
             ("(cn=a\\zz)", 6, "two hex digits"),
             ("(=x)", 2, "missing attribute"),
-            ("(cn=x))", 8, "unexpected text"),
+            ("(cn=x))", 7, "unexpected text"),
             ("(cn x)", 4, "expected '='"),
             ("  (cn~x)", 6, "expected '='"),
         ];

@@ -30,7 +30,10 @@ fn load_err(config: &str, secret: Option<&str>) -> String {
     let err = Config::load(&cfg, None).expect_err("the config must be rejected");
     let shown = err.to_string();
     assert!(!shown.contains(SECRET_VALUE), "a secret leaked: {shown}");
-    assert!(!format!("{err:?}").contains(SECRET_VALUE), "a secret leaked in Debug");
+    assert!(
+        !format!("{err:?}").contains(SECRET_VALUE),
+        "a secret leaked in Debug"
+    );
     shown.replace(&dir.path().display().to_string(), "<dir>")
 }
 
@@ -54,16 +57,16 @@ fn bad_yaml_syntax() {
 
 #[test]
 fn unknown_key_typo() {
-    insta::assert_snapshot!(load_err(
-        &BASE.replace("addresses:", "adresses:"),
-        None
-    ));
+    insta::assert_snapshot!(load_err(&BASE.replace("addresses:", "adresses:"), None));
 }
 
 #[test]
 fn wrong_type_port() {
     insta::assert_snapshot!(load_err(
-        &BASE.replace("      addresses: [dc1.example.jp]\n", "      addresses: [dc1.example.jp]\n      port: \"abc\"\n"),
+        &BASE.replace(
+            "      addresses: [dc1.example.jp]\n",
+            "      addresses: [dc1.example.jp]\n      port: \"abc\"\n"
+        ),
         None
     ));
 }
@@ -71,7 +74,10 @@ fn wrong_type_port() {
 #[test]
 fn timeout_out_of_range() {
     insta::assert_snapshot!(load_err(
-        &BASE.replace("      addresses: [dc1.example.jp]\n", "      addresses: [dc1.example.jp]\n      timeout: 36001\n"),
+        &BASE.replace(
+            "      addresses: [dc1.example.jp]\n",
+            "      addresses: [dc1.example.jp]\n      timeout: 36001\n"
+        ),
         None
     ));
 }
@@ -79,7 +85,10 @@ fn timeout_out_of_range() {
 #[test]
 fn duplicate_key() {
     insta::assert_snapshot!(load_err(
-        &BASE.replace("      addresses: [dc1.example.jp]\n", "      addresses: [dc1.example.jp]\n      addresses: [dc2.example.jp]\n"),
+        &BASE.replace(
+            "      addresses: [dc1.example.jp]\n",
+            "      addresses: [dc1.example.jp]\n      addresses: [dc2.example.jp]\n"
+        ),
         None
     ));
 }
@@ -126,7 +135,10 @@ fn issuer_rule() {
 #[test]
 fn missing_base_url() {
     insta::assert_snapshot!(load_err(
-        &BASE.replace("    base_url: https://idp.example.jp/scim/v2\n", "    filter: {}\n"),
+        &BASE.replace(
+            "    base_url: https://idp.example.jp/scim/v2\n",
+            "    filter: {}\n"
+        ),
         None
     ));
 }
@@ -143,7 +155,9 @@ fn base_url_not_http() {
 fn secret_unknown_key_does_not_echo_value() {
     insta::assert_snapshot!(load_err(
         BASE,
-        Some(&format!("ad:\n  ldap:\n    server:\n      pasword: '{SECRET_VALUE}'\n"))
+        Some(&format!(
+            "ad:\n  ldap:\n    server:\n      pasword: '{SECRET_VALUE}'\n"
+        ))
     ));
 }
 
@@ -166,7 +180,10 @@ fn secret_syntax_error_does_not_echo_value() {
 #[test]
 fn bad_encryption_enum() {
     insta::assert_snapshot!(load_err(
-        &BASE.replace("      addresses: [dc1.example.jp]\n", "      addresses: [dc1.example.jp]\n      encryption: tls\n"),
+        &BASE.replace(
+            "      addresses: [dc1.example.jp]\n",
+            "      addresses: [dc1.example.jp]\n      encryption: tls\n"
+        ),
         None
     ));
 }
@@ -317,7 +334,11 @@ fn world_readable_secret_warns() {
     let cfg = dir.path().join("config.yml");
     std::fs::write(&cfg, BASE).unwrap();
     let secret = dir.path().join("secret.yml");
-    std::fs::write(&secret, format!("iid: {{scim: {{token: '{SECRET_VALUE}'}}}}\n")).unwrap();
+    std::fs::write(
+        &secret,
+        format!("iid: {{scim: {{token: '{SECRET_VALUE}'}}}}\n"),
+    )
+    .unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (config, warnings) = Config::load(&cfg, None).unwrap();
     assert_eq!(warnings.len(), 1);

@@ -5,7 +5,7 @@
 //! rules, tokens, bulk) → [`store`] (sqlx SQLite, filter → SQL). The domain never sees HTTP
 //! types and the store never decides rules.
 
-pub mod store;
 pub mod domain;
 pub mod http;
 pub mod server;
+pub mod store;

@@ -158,12 +158,20 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
 }
 
 async fn service(data: &std::path::Path) -> Result<idservice::domain::Service, String> {
-    server::open_service(data, None, 0).await.map_err(|e| e.to_string())
+    server::open_service(data, None, 0)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn run(cmd: Command) -> Result<(), String> {
     match cmd {
-        Command::Serve { listen, data, retention_days, max_body_bytes, request_timeout } => {
+        Command::Serve {
+            listen,
+            data,
+            retention_days,
+            max_body_bytes,
+            request_timeout,
+        } => {
             if retention_days.is_some_and(|d| d < 0) {
                 return Err("--retention-days must not be negative".into());
             }
@@ -177,11 +185,18 @@ async fn run(cmd: Command) -> Result<(), String> {
             server::serve(opts).await.map_err(|e| e.to_string())
         }
         Command::Token { command } => match command {
-            TokenCommand::Create { data, scope, expires, owner } => {
+            TokenCommand::Create {
+                data,
+                scope,
+                expires,
+                owner,
+            } => {
                 let scopes = Scopes::parse_list(&scope)?;
                 let valid_for = tokens::parse_duration(&expires)?;
                 let svc = service(&data).await?;
-                let t = tokens::create(&svc.store, scopes, valid_for, owner).await.map_err(|e| e.to_string())?;
+                let t = tokens::create(&svc.store, scopes, valid_for, owner)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 println!("{}", t.secret);
                 eprintln!(
                     "token {} created (scopes {}, expires {}); it is shown only once",
@@ -218,7 +233,10 @@ async fn run(cmd: Command) -> Result<(), String> {
             }
             TokenCommand::Revoke { data, id } => {
                 let svc = service(&data).await?;
-                if tokens::revoke(&svc.store, &id).await.map_err(|e| e.to_string())? {
+                if tokens::revoke(&svc.store, &id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
                     println!("token {id} revoked");
                     Ok(())
                 } else {
@@ -237,13 +255,17 @@ async fn run(cmd: Command) -> Result<(), String> {
             match (op, name) {
                 ("list", _) => {
                     let mut conn = svc.store.read().await.map_err(|e| e.to_string())?;
-                    for d in admin::list_domains(&mut conn).await.map_err(|e| e.to_string())? {
+                    for d in admin::list_domains(&mut conn)
+                        .await
+                        .map_err(|e| e.to_string())?
+                    {
                         println!("{d}");
                     }
                     Ok(())
                 }
                 (op, Some(name)) => {
-                    if name.is_empty() || !name.contains('.') || name.contains(char::is_whitespace) {
+                    if name.is_empty() || !name.contains('.') || name.contains(char::is_whitespace)
+                    {
                         return Err(format!("{name:?} is not a domain name"));
                     }
                     let mut tx = svc.store.begin().await.map_err(|e| e.to_string())?;
@@ -286,7 +308,9 @@ async fn run(cmd: Command) -> Result<(), String> {
                 let what = match (user, all) {
                     (Some(u), _) => Purge::User(u),
                     (None, true) => Purge::All,
-                    (None, false) => Purge::Expired { retention_days: svc.retention_days },
+                    (None, false) => Purge::Expired {
+                        retention_days: svc.retention_days,
+                    },
                 };
                 let purged = users::purge(&svc, what).await.map_err(|e| e.detail)?;
                 for name in &purged {

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::domain::users::{self, Purge};
 use crate::domain::Service;
+use crate::domain::users::{self, Purge};
 use crate::store::{Store, StoreError};
 
 /// How often expired pending users are purged (also once at start).
@@ -32,7 +32,10 @@ pub enum ServeError {
     #[error("address {0} is already in use")]
     AddrInUse(SocketAddr),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
     #[error("database error: {0}")]
@@ -40,7 +43,11 @@ pub enum ServeError {
 }
 
 /// Opens the store and builds the service with the effective retention period.
-pub async fn open_service(data: &std::path::Path, retention_days: Option<i64>, max_body_bytes: usize) -> Result<Service, ServeError> {
+pub async fn open_service(
+    data: &std::path::Path,
+    retention_days: Option<i64>,
+    max_body_bytes: usize,
+) -> Result<Service, ServeError> {
     let store = Store::open(data).await?;
     let days = match retention_days {
         Some(d) => {
@@ -77,13 +84,18 @@ async fn shutdown_signal() {
 /// Serves until a shutdown signal.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let svc = Arc::new(open_service(&opts.data, opts.retention_days, opts.max_body_bytes).await?);
-    let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AddrInUse {
-            ServeError::AddrInUse(opts.listen)
-        } else {
-            ServeError::Bind { addr: opts.listen, source: e }
-        }
-    })?;
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                ServeError::AddrInUse(opts.listen)
+            } else {
+                ServeError::Bind {
+                    addr: opts.listen,
+                    source: e,
+                }
+            }
+        })?;
     let addr = listener.local_addr()?;
     {
         // Tests and scripts read this line to learn the port chosen for `:0`.
@@ -99,9 +111,19 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             let mut tick = tokio::time::interval(PURGE_INTERVAL);
             loop {
                 tick.tick().await;
-                match users::purge(&svc, Purge::Expired { retention_days: svc.retention_days }).await {
+                match users::purge(
+                    &svc,
+                    Purge::Expired {
+                        retention_days: svc.retention_days,
+                    },
+                )
+                .await
+                {
                     Ok(names) if !names.is_empty() => {
-                        tracing::info!(count = names.len(), "purged users past the retention period");
+                        tracing::info!(
+                            count = names.len(),
+                            "purged users past the retention period"
+                        );
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "automatic purge failed"),
@@ -111,7 +133,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     };
 
     let app = crate::http::router(svc.clone(), opts.request_timeout);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     purger.abort();
     svc.store.close().await;
     Ok(())

@@ -11,7 +11,14 @@ fn patch(ops: Value) -> Value {
 }
 
 fn member_ids(g: &Value) -> Vec<String> {
-    let mut v: Vec<String> = g["members"].as_array().map(|a| a.iter().map(|m| m["value"].as_str().unwrap().to_string()).collect()).unwrap_or_default();
+    let mut v: Vec<String> = g["members"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| m["value"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
     v.sort();
     v
 }
@@ -19,17 +26,39 @@ fn member_ids(g: &Value) -> Vec<String> {
 #[tokio::test]
 async fn groups_and_members() {
     let s = Server::start();
-    let a = s.create_user(user("a@example.jp", "a")).await["id"].as_str().unwrap().to_string();
-    let b = s.create_user(user("b@example.jp", "b")).await["id"].as_str().unwrap().to_string();
+    let a = s.create_user(user("a@example.jp", "a")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = s.create_user(user("b@example.jp", "b")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
-    s.post("/Groups", json!({"displayName": ""})).await.assert_error(400, Some("invalidValue"), None);
-    s.post("/Groups", json!({"displayName": "X", "members": [{"value": "nope"}]})).await.assert_error(400, Some("invalidValue"), None);
+    s.post("/Groups", json!({"displayName": ""}))
+        .await
+        .assert_error(400, Some("invalidValue"), None);
+    s.post(
+        "/Groups",
+        json!({"displayName": "X", "members": [{"value": "nope"}]}),
+    )
+    .await
+    .assert_error(400, Some("invalidValue"), None);
     let g = s.post("/Groups", json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Team", "members": [{"value": a, "type": "User"}]})).await;
     assert_eq!(g.status, 201, "{}", g.body);
     let gid = g.id();
     assert_eq!(g.body["members"][0]["type"], "User");
-    assert_eq!(g.body["members"][0]["$ref"], json!(format!("{}/Users/{a}", s.base)));
-    s.post("/Groups", json!({"displayName": "team"})).await.assert_error(409, Some("uniqueness"), Some("displayName has already been taken"));
+    assert_eq!(
+        g.body["members"][0]["$ref"],
+        json!(format!("{}/Users/{a}", s.base))
+    );
+    s.post("/Groups", json!({"displayName": "team"}))
+        .await
+        .assert_error(
+            409,
+            Some("uniqueness"),
+            Some("displayName has already been taken"),
+        );
 
     // The user's read-only groups attribute is computed from the membership table.
     let ua = s.get(&format!("/Users/{a}")).await;
@@ -37,24 +66,50 @@ async fn groups_and_members() {
     assert_eq!(ua.body["groups"][0]["display"], "Team");
 
     // Nested group membership.
-    let parent = s.post("/Groups", json!({"displayName": "Parent", "members": [{"value": gid}]})).await;
+    let parent = s
+        .post(
+            "/Groups",
+            json!({"displayName": "Parent", "members": [{"value": gid}]}),
+        )
+        .await;
     assert_eq!(parent.body["members"][0]["type"], "Group");
 
     // PUT replaces the member set.
-    let put = s.put(&format!("/Groups/{gid}"), json!({"displayName": "Team", "members": [{"value": b}]})).await;
+    let put = s
+        .put(
+            &format!("/Groups/{gid}"),
+            json!({"displayName": "Team", "members": [{"value": b}]}),
+        )
+        .await;
     assert_eq!(put.status, 200, "{}", put.body);
     assert_eq!(member_ids(&put.body), vec![b.clone()]);
-    assert!(s.get(&format!("/Users/{a}")).await.body.get("groups").is_none());
+    assert!(
+        s.get(&format!("/Users/{a}"))
+            .await
+            .body
+            .get("groups")
+            .is_none()
+    );
 
     // excludedAttributes=members skips members.
-    let ex = s.get(&format!("/Groups/{gid}?excludedAttributes=members")).await;
+    let ex = s
+        .get(&format!("/Groups/{gid}?excludedAttributes=members"))
+        .await;
     assert!(ex.body.get("members").is_none());
     assert_eq!(ex.body["displayName"], "Team");
 
     // Deleting a group removes it from its parent; 204 then 404.
     assert_eq!(s.delete(&format!("/Groups/{gid}")).await.status, 204);
-    s.get(&format!("/Groups/{gid}")).await.assert_error(404, None, None);
-    assert!(s.get(&format!("/Groups/{}", parent.id())).await.body.get("members").is_none());
+    s.get(&format!("/Groups/{gid}"))
+        .await
+        .assert_error(404, None, None);
+    assert!(
+        s.get(&format!("/Groups/{}", parent.id()))
+            .await
+            .body
+            .get("members")
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -62,9 +117,18 @@ async fn rfc7644_patch_cases() {
     let s = Server::start();
     let mut ids = Vec::new();
     for i in 0..3 {
-        ids.push(s.create_user(user(&format!("p{i}@example.jp"), &format!("p{i}"))).await["id"].as_str().unwrap().to_string());
+        ids.push(
+            s.create_user(user(&format!("p{i}@example.jp"), &format!("p{i}")))
+                .await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
-    let gid = s.post("/Groups", json!({"displayName": "Patchers"})).await.id();
+    let gid = s
+        .post("/Groups", json!({"displayName": "Patchers"}))
+        .await
+        .id();
     let gp = format!("/Groups/{gid}");
 
     // Add members (§3.5.2.1).
@@ -72,9 +136,19 @@ async fn rfc7644_patch_cases() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(member_ids(&r.body).len(), 2);
     // Unknown member → 400.
-    s.patch(&gp, patch(json!([{"op": "add", "path": "members", "value": [{"value": "ghost"}]}]))).await.assert_error(400, Some("invalidValue"), None);
+    s.patch(
+        &gp,
+        patch(json!([{"op": "add", "path": "members", "value": [{"value": "ghost"}]}])),
+    )
+    .await
+    .assert_error(400, Some("invalidValue"), None);
     // Remove one member by value path (§3.5.2.2).
-    let r = s.patch(&gp, patch(json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", ids[0])}]))).await;
+    let r = s
+        .patch(
+            &gp,
+            patch(json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", ids[0])}])),
+        )
+        .await;
     assert_eq!(member_ids(&r.body), vec![ids[1].clone()]);
     // Mixed operations go through the general engine: add + rename.
     let r = s.patch(&gp, patch(json!([{"op": "add", "path": "members", "value": [{"value": ids[2]}]}, {"op": "replace", "path": "displayName", "value": "Patchers 2"}]))).await;
@@ -82,26 +156,53 @@ async fn rfc7644_patch_cases() {
     assert_eq!(r.body["displayName"], "Patchers 2");
     assert_eq!(member_ids(&r.body).len(), 2);
     // Remove all members (§3.5.2.2).
-    let r = s.patch(&gp, patch(json!([{"op": "remove", "path": "members"}]))).await;
+    let r = s
+        .patch(&gp, patch(json!([{"op": "remove", "path": "members"}])))
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.get("members").is_none());
 
     // Users: replace emails[type eq "work"].value (§3.5.2.3) and replace without a path.
     let mut body = user("mail@example.jp", "m1");
     body["emails"] = json!([{"value": "old@example.jp", "type": "work"}, {"value": "home@example.jp", "type": "home"}]);
-    let uid = s.create_user(body).await["id"].as_str().unwrap().to_string();
+    let uid = s.create_user(body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let up = format!("/Users/{uid}");
     let r = s.patch(&up, patch(json!([{"op": "replace", "path": "emails[type eq \"work\"].value", "value": "new@example.jp"}]))).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["emails"][0]["value"], "new@example.jp");
     assert_eq!(r.body["emails"][1]["value"], "home@example.jp");
-    let r = s.patch(&up, patch(json!([{"op": "replace", "value": {"displayName": "Mail User", "nickName": "mu"}}]))).await;
+    let r = s
+        .patch(
+            &up,
+            patch(
+                json!([{"op": "replace", "value": {"displayName": "Mail User", "nickName": "mu"}}]),
+            ),
+        )
+        .await;
     assert_eq!(r.body["displayName"], "Mail User");
     assert_eq!(r.body["nickName"], "mu");
     // Rules apply to the PATCH result too.
-    s.patch(&up, patch(json!([{"op": "add", "path": "emails", "value": [{"value": "broken"}]}]))).await.assert_error(400, Some("invalidValue"), None);
+    s.patch(
+        &up,
+        patch(json!([{"op": "add", "path": "emails", "value": [{"value": "broken"}]}])),
+    )
+    .await
+    .assert_error(400, Some("invalidValue"), None);
     // A PATCH with a stale If-Match is 412.
-    let stale = s.send(Some(&s.token), reqwest::Method::PATCH, &up, Some(patch(json!([{"op": "replace", "path": "title", "value": "t"}]))), &[("If-Match", "W/\"1\"")]).await;
+    let stale = s
+        .send(
+            Some(&s.token),
+            reqwest::Method::PATCH,
+            &up,
+            Some(patch(
+                json!([{"op": "replace", "path": "title", "value": "t"}]),
+            )),
+            &[("If-Match", "W/\"1\"")],
+        )
+        .await;
     stale.assert_error(412, None, None);
 }
 
@@ -121,11 +222,17 @@ async fn bulk_with_bulk_ids() {
     let r = s.post("/Bulk", req).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let ops = r.body["Operations"].as_array().unwrap();
-    assert_eq!(r.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:BulkResponse");
+    assert_eq!(
+        r.body["schemas"][0],
+        "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
+    );
     assert_eq!(ops[0]["status"], "201", "{}", r.body);
     assert_eq!(ops[1]["status"], "201");
     assert_eq!(ops[2]["status"], "409");
-    assert_eq!(ops[2]["response"]["detail"], "userName has already been taken");
+    assert_eq!(
+        ops[2]["response"]["detail"],
+        "userName has already been taken"
+    );
     assert_eq!(ops[3]["status"], "200", "{}", r.body);
     let uloc = ops[1]["location"].as_str().unwrap();
     let uid = uloc.rsplit('/').next().unwrap();
@@ -147,7 +254,11 @@ async fn bulk_with_bulk_ids() {
     let ops = r.body["Operations"].as_array().unwrap();
     assert_eq!(ops.len(), 1, "{}", r.body);
     assert_eq!(ops[0]["status"], "409");
-    assert!(s.user_names("userName eq \"never@example.jp\"").await.is_empty());
+    assert!(
+        s.user_names("userName eq \"never@example.jp\"")
+            .await
+            .is_empty()
+    );
 
     // Unresolvable reference; DELETE in bulk.
     let req = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": [
@@ -160,7 +271,9 @@ async fn bulk_with_bulk_ids() {
     assert_eq!(ops[1]["status"], "204");
 
     // More than maxOperations → 413.
-    let many: Vec<Value> = (0..1001).map(|i| json!({"method": "DELETE", "path": format!("/Users/{i}")})).collect();
+    let many: Vec<Value> = (0..1001)
+        .map(|i| json!({"method": "DELETE", "path": format!("/Users/{i}")}))
+        .collect();
     s.post("/Bulk", json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": many})).await.assert_error(413, None, None);
 }
 
@@ -172,11 +285,15 @@ async fn discovery_endpoints() {
     assert_eq!(spc.body["etag"]["supported"], true);
     let schemas = s.get("/Schemas").await;
     assert!(schemas.body["totalResults"].as_u64().unwrap() >= 6);
-    let one = s.get("/Schemas/urn:ietf:params:scim:schemas:core:2.0:User").await;
+    let one = s
+        .get("/Schemas/urn:ietf:params:scim:schemas:core:2.0:User")
+        .await;
     assert_eq!(one.body["id"], "urn:ietf:params:scim:schemas:core:2.0:User");
     let rts = s.get("/ResourceTypes").await;
     assert_eq!(rts.body["totalResults"], 2);
     let rt = s.get("/ResourceTypes/User").await;
     assert_eq!(rt.body["endpoint"], "/Users");
-    s.get("/ResourceTypes/Nope").await.assert_error(404, None, None);
+    s.get("/ResourceTypes/Nope")
+        .await
+        .assert_error(404, None, None);
 }

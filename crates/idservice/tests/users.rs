@@ -30,7 +30,10 @@ async fn user_crud_and_etags() {
     assert_ne!(id, "client-chosen", "id is readOnly");
     assert!(r.body.get("groups").is_none());
     assert_eq!(r.header("etag").unwrap(), "W/\"1\"");
-    assert_eq!(r.header("location").unwrap(), format!("{}/Users/{id}", s.base));
+    assert_eq!(
+        r.header("location").unwrap(),
+        format!("{}/Users/{id}", s.base)
+    );
     assert_eq!(r.body["meta"]["resourceType"], "User");
     assert_eq!(r.body[IIJ]["state"], "active");
 
@@ -39,15 +42,39 @@ async fn user_crud_and_etags() {
     assert_eq!(g.body["name"]["givenName"], "Taro");
 
     // If-None-Match with the current tag → 304.
-    let nm = s.send(Some(&s.token), Method::GET, &format!("/Users/{id}"), None, &[("If-None-Match", "W/\"1\"")]).await;
+    let nm = s
+        .send(
+            Some(&s.token),
+            Method::GET,
+            &format!("/Users/{id}"),
+            None,
+            &[("If-None-Match", "W/\"1\"")],
+        )
+        .await;
     assert_eq!(nm.status, 304);
 
     // PUT replaces; attributes left out disappear; a stale If-Match is 412.
     let mut body = user("taro@example.jp", "guid-1");
     body["displayName"] = json!("Taro Y");
-    let stale = s.send(Some(&s.token), Method::PUT, &format!("/Users/{id}"), Some(body.clone()), &[("If-Match", "W/\"7\"")]).await;
+    let stale = s
+        .send(
+            Some(&s.token),
+            Method::PUT,
+            &format!("/Users/{id}"),
+            Some(body.clone()),
+            &[("If-Match", "W/\"7\"")],
+        )
+        .await;
     stale.assert_error(412, None, None);
-    let put = s.send(Some(&s.token), Method::PUT, &format!("/Users/{id}"), Some(body), &[("If-Match", "W/\"1\"")]).await;
+    let put = s
+        .send(
+            Some(&s.token),
+            Method::PUT,
+            &format!("/Users/{id}"),
+            Some(body),
+            &[("If-Match", "W/\"1\"")],
+        )
+        .await;
     assert_eq!(put.status, 200, "{}", put.body);
     assert_eq!(put.body["displayName"], "Taro Y");
     assert!(put.body.get("name").is_none());
@@ -65,26 +92,64 @@ async fn user_crud_and_etags() {
     assert_eq!(p.body["active"], false);
     assert_eq!(p.body[IIJ]["state"], "disabled");
 
-    let stale_del = s.send(Some(&s.token), Method::DELETE, &format!("/Users/{id}"), None, &[("If-Match", "W/\"1\"")]).await;
+    let stale_del = s
+        .send(
+            Some(&s.token),
+            Method::DELETE,
+            &format!("/Users/{id}"),
+            None,
+            &[("If-Match", "W/\"1\"")],
+        )
+        .await;
     stale_del.assert_error(412, None, None);
     let d = s.delete(&format!("/Users/{id}")).await;
     assert_eq!(d.status, 204);
-    s.get(&format!("/Users/{id}")).await.assert_error(404, None, None);
-    s.get("/Users/does-not-exist").await.assert_error(404, None, None);
+    s.get(&format!("/Users/{id}"))
+        .await
+        .assert_error(404, None, None);
+    s.get("/Users/does-not-exist")
+        .await
+        .assert_error(404, None, None);
 }
 
 #[tokio::test]
 async fn protocol_errors_are_scim_errors() {
     let s = Server::start();
-    let bad = s.client.post(format!("{}/Users", s.base)).bearer_auth(&s.token).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let bad = s
+        .client
+        .post(format!("{}/Users", s.base))
+        .bearer_auth(&s.token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
     let body: serde_json::Value = bad.json().await.unwrap();
     assert_eq!(body["scimType"], "invalidSyntax");
-    s.filter("/Users", "userName eq").await.assert_error(400, Some("invalidFilter"), None);
+    s.filter("/Users", "userName eq")
+        .await
+        .assert_error(400, Some("invalidFilter"), None);
     s.get("/NoSuchThing").await.assert_error(404, None, None);
-    s.send(Some(&s.token), Method::DELETE, "/ServiceProviderConfig", None, &[]).await.assert_error(405, None, None);
+    s.send(
+        Some(&s.token),
+        Method::DELETE,
+        "/ServiceProviderConfig",
+        None,
+        &[],
+    )
+    .await
+    .assert_error(405, None, None);
     // Plain application/json is accepted too.
-    let ok = s.client.post(format!("{}/Users", s.base)).bearer_auth(&s.token).header("content-type", "application/json").body(user("json@example.jp", "j1").to_string()).send().await.unwrap();
+    let ok = s
+        .client
+        .post(format!("{}/Users", s.base))
+        .bearer_auth(&s.token)
+        .header("content-type", "application/json")
+        .body(user("json@example.jp", "j1").to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 201);
 }
 
@@ -104,50 +169,105 @@ async fn spec_7_2_rules() {
     s.create_user(user("hanako@example.jp", "ext-1")).await;
 
     // externalId taken.
-    s.post("/Users", user("other@example.jp", "ext-1")).await.assert_error(409, Some("uniqueness"), Some("externalId has already been taken"));
+    s.post("/Users", user("other@example.jp", "ext-1"))
+        .await
+        .assert_error(
+            409,
+            Some("uniqueness"),
+            Some("externalId has already been taken"),
+        );
     // userName taken, case-insensitively.
-    s.post("/Users", user("HANAKO@example.jp", "ext-2")).await.assert_error(409, Some("uniqueness"), Some("userName has already been taken"));
+    s.post("/Users", user("HANAKO@example.jp", "ext-2"))
+        .await
+        .assert_error(
+            409,
+            Some("uniqueness"),
+            Some("userName has already been taken"),
+        );
 
     // Issuer rule.
     let mut b = user("sub@example.jp", "ext-3");
     b[IIJ] = json!({"externalUserName": "sub@idp"});
-    s.post("/Users", b.clone()).await.assert_error(400, Some("invalidValue"), None);
+    s.post("/Users", b.clone())
+        .await
+        .assert_error(400, Some("invalidValue"), None);
     b[IIJ] = json!({"idTokenClaims": {"subject": "abc"}});
-    s.post("/Users", b.clone()).await.assert_error(400, Some("invalidValue"), None);
+    s.post("/Users", b.clone())
+        .await
+        .assert_error(400, Some("invalidValue"), None);
     b[IIJ] = json!({"externalUserName": "sub@idp", "idTokenClaims": {"issuer": "https://idp.example", "subject": "abc"}});
     assert_eq!(s.post("/Users", b).await.status, 201);
 
     // Email and phone formats.
     let mut e = user("mail@example.jp", "ext-4");
     e["emails"] = json!([{"value": "not-an-email", "type": "work"}]);
-    s.post("/Users", e).await.assert_error(400, Some("invalidValue"), None);
+    s.post("/Users", e)
+        .await
+        .assert_error(400, Some("invalidValue"), None);
     let mut p = user("phone@example.jp", "ext-5");
     p["phoneNumbers"] = json!([{"value": "03-1234-5678", "type": "work"}]);
-    s.post("/Users", p.clone()).await.assert_error(400, Some("invalidValue"), None);
+    s.post("/Users", p.clone())
+        .await
+        .assert_error(400, Some("invalidValue"), None);
     p["phoneNumbers"] = json!([{"value": "tel:+81-3-1234-5678", "type": "work"}, {"value": "+81312345678", "type": "mobile"}]);
     assert_eq!(s.post("/Users", p).await.status, 201);
 
     // Limits: 5 emails (one primary), 10 phones, 10 ims.
     let mut l = user("limits@example.jp", "ext-6");
-    l["emails"] = json!((0..6).map(|i| json!({"value": format!("a{i}@example.jp")})).collect::<Vec<_>>());
-    s.post("/Users", l.clone()).await.assert_error(400, Some("invalidValue"), None);
+    l["emails"] = json!(
+        (0..6)
+            .map(|i| json!({"value": format!("a{i}@example.jp")}))
+            .collect::<Vec<_>>()
+    );
+    s.post("/Users", l.clone())
+        .await
+        .assert_error(400, Some("invalidValue"), None);
     l["emails"] = json!([{"value": "a@example.jp", "primary": true}, {"value": "b@example.jp", "primary": true}]);
-    s.post("/Users", l.clone()).await.assert_error(400, Some("invalidValue"), None);
-    l["emails"] = json!((0..5).map(|i| json!({"value": format!("a{i}@example.jp"), "primary": i == 0})).collect::<Vec<_>>());
-    l["phoneNumbers"] = json!((0..11).map(|i| json!({"value": format!("+8130000000{i:02}")})).collect::<Vec<_>>());
-    s.post("/Users", l.clone()).await.assert_error(400, Some("invalidValue"), None);
+    s.post("/Users", l.clone())
+        .await
+        .assert_error(400, Some("invalidValue"), None);
+    l["emails"] = json!(
+        (0..5)
+            .map(|i| json!({"value": format!("a{i}@example.jp"), "primary": i == 0}))
+            .collect::<Vec<_>>()
+    );
+    l["phoneNumbers"] = json!(
+        (0..11)
+            .map(|i| json!({"value": format!("+8130000000{i:02}")}))
+            .collect::<Vec<_>>()
+    );
+    s.post("/Users", l.clone())
+        .await
+        .assert_error(400, Some("invalidValue"), None);
     l["phoneNumbers"] = json!([]);
-    l["ims"] = json!((0..11).map(|i| json!({"value": format!("im{i}"), "type": "skype"})).collect::<Vec<_>>());
-    s.post("/Users", l.clone()).await.assert_error(400, Some("invalidValue"), None);
-    l["ims"] = json!((0..10).map(|i| json!({"value": format!("im{i}"), "type": "skype"})).collect::<Vec<_>>());
+    l["ims"] = json!(
+        (0..11)
+            .map(|i| json!({"value": format!("im{i}"), "type": "skype"}))
+            .collect::<Vec<_>>()
+    );
+    s.post("/Users", l.clone())
+        .await
+        .assert_error(400, Some("invalidValue"), None);
+    l["ims"] = json!(
+        (0..10)
+            .map(|i| json!({"value": format!("im{i}"), "type": "skype"}))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(s.post("/Users", l).await.status, 201);
 
     // Domains: with none registered anything goes; once one is, userNames must be in it.
     let out = s.cli(&["domain", "add", "example.jp"]);
     assert!(out.status.success());
-    s.post("/Users", user("x@unknown.example", "ext-7")).await.assert_error(404, None, Some("organization is not found."));
-    s.post("/Users", user("nodomain", "ext-8")).await.assert_error(404, None, Some("organization is not found."));
-    assert_eq!(s.post("/Users", user("y@EXAMPLE.jp", "ext-9")).await.status, 201);
+    s.post("/Users", user("x@unknown.example", "ext-7"))
+        .await
+        .assert_error(404, None, Some("organization is not found."));
+    s.post("/Users", user("nodomain", "ext-8"))
+        .await
+        .assert_error(404, None, Some("organization is not found."));
+    assert_eq!(
+        s.post("/Users", user("y@EXAMPLE.jp", "ext-9")).await.status,
+        201
+    );
     let list = s.cli(&["domain", "list"]);
     assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "example.jp");
 }
@@ -156,28 +276,67 @@ async fn spec_7_2_rules() {
 async fn pending_deletion_lifecycle() {
     let s = Server::start_with(&["--retention-days", "7"]);
     let spc = s.get("/ServiceProviderConfig").await;
-    assert!(spc.body["schemas"].as_array().unwrap().iter().any(|v| v == "urn:iij:params:scim:schemas:extension:enterprisejp:2.0:ServiceProviderConfig"));
-    assert_eq!(spc.body["urn:iij:params:scim:schemas:extension:enterprisejp:2.0:ServiceProviderConfig"]["pendingDeletion"], json!({"supported": true, "retentionDays": 7}));
+    assert!(spc.body["schemas"].as_array().unwrap().iter().any(
+        |v| v == "urn:iij:params:scim:schemas:extension:enterprisejp:2.0:ServiceProviderConfig"
+    ));
+    assert_eq!(
+        spc.body["urn:iij:params:scim:schemas:extension:enterprisejp:2.0:ServiceProviderConfig"]["pendingDeletion"],
+        json!({"supported": true, "retentionDays": 7})
+    );
 
     let u = s.create_user(user("jiro@example.jp", "guid-j")).await;
     let id = u["id"].as_str().unwrap().to_string();
-    let g = s.post("/Groups", json!({"displayName": "Sales", "members": [{"value": id}]})).await;
+    let g = s
+        .post(
+            "/Groups",
+            json!({"displayName": "Sales", "members": [{"value": id}]}),
+        )
+        .await;
     assert_eq!(g.status, 201, "{}", g.body);
     let gid = g.id();
 
     assert_eq!(s.delete(&format!("/Users/{id}")).await.status, 204);
     // Hidden: GET by id, lists, group members.
-    s.get(&format!("/Users/{id}")).await.assert_error(404, None, None);
-    assert!(s.user_names("userName eq \"jiro@example.jp\"").await.is_empty());
-    assert!(s.get(&format!("/Groups/{gid}")).await.body.get("members").is_none());
+    s.get(&format!("/Users/{id}"))
+        .await
+        .assert_error(404, None, None);
+    assert!(
+        s.user_names("userName eq \"jiro@example.jp\"")
+            .await
+            .is_empty()
+    );
+    assert!(
+        s.get(&format!("/Groups/{gid}"))
+            .await
+            .body
+            .get("members")
+            .is_none()
+    );
     // Visible when the filter names the state.
-    let pending = s.filter("/Users", &format!("{IIJ}:state eq \"pendingDeletion\"")).await;
+    let pending = s
+        .filter("/Users", &format!("{IIJ}:state eq \"pendingDeletion\""))
+        .await;
     assert_eq!(pending.body["totalResults"], 1, "{}", pending.body);
-    assert_eq!(pending.body["Resources"][0][IIJ]["state"], "pendingDeletion");
+    assert_eq!(
+        pending.body["Resources"][0][IIJ]["state"],
+        "pendingDeletion"
+    );
     assert!(pending.body["Resources"][0][IIJ]["pendingDeletionSince"].is_string());
     // Collisions with a pending user.
-    s.post("/Users", user("jiro@example.jp", "guid-other")).await.assert_error(409, Some("uniqueness"), Some("userName has already been taken"));
-    s.post("/Users", user("jiro2@example.jp", "guid-j")).await.assert_error(409, Some("uniqueness"), Some("externalId has already been taken"));
+    s.post("/Users", user("jiro@example.jp", "guid-other"))
+        .await
+        .assert_error(
+            409,
+            Some("uniqueness"),
+            Some("userName has already been taken"),
+        );
+    s.post("/Users", user("jiro2@example.jp", "guid-j"))
+        .await
+        .assert_error(
+            409,
+            Some("uniqueness"),
+            Some("externalId has already been taken"),
+        );
     let listed = s.cli(&["users", "list-pending"]);
     assert!(String::from_utf8_lossy(&listed.stdout).contains("jiro@example.jp"));
 
@@ -190,7 +349,10 @@ async fn pending_deletion_lifecycle() {
     assert_eq!(r.body["displayName"], "Jiro Restored");
     assert_eq!(r.body[IIJ]["state"], "active");
     assert_eq!(r.body["groups"][0]["value"], gid);
-    assert_eq!(s.get(&format!("/Groups/{gid}")).await.body["members"][0]["value"], id);
+    assert_eq!(
+        s.get(&format!("/Groups/{gid}")).await.body["members"][0]["value"],
+        id
+    );
 
     // Delete again; purge that is not yet due purges nothing; purge --user purges it.
     assert_eq!(s.delete(&format!("/Users/{id}")).await.status, 204);
@@ -198,9 +360,15 @@ async fn pending_deletion_lifecycle() {
     assert!(none.status.success());
     assert!(String::from_utf8_lossy(&none.stdout).is_empty());
     let purge = s.cli(&["users", "purge-pending", "--user", "jiro@example.jp"]);
-    assert!(purge.status.success(), "{}", String::from_utf8_lossy(&purge.stderr));
+    assert!(
+        purge.status.success(),
+        "{}",
+        String::from_utf8_lossy(&purge.stderr)
+    );
     assert!(String::from_utf8_lossy(&purge.stdout).contains("purged jiro@example.jp"));
-    let pending = s.filter("/Users", &format!("{IIJ}:state eq \"pendingDeletion\"")).await;
+    let pending = s
+        .filter("/Users", &format!("{IIJ}:state eq \"pendingDeletion\""))
+        .await;
     assert_eq!(pending.body["totalResults"], 0);
     // userName (and externalId) reusable; the membership went with the purge.
     let fresh = s.create_user(user("jiro@example.jp", "guid-new")).await;

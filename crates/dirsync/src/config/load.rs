@@ -153,7 +153,11 @@ fn permission_warning(_path: &Path) -> Option<Warning> {
 
 /// Parses one YAML document into `T` with file, line, column and key path on error.
 /// `secret` hides the parser's message (see the module doc).
-fn parse_yaml<T: DeserializeOwned>(text: &str, file: &Path, secret: bool) -> Result<T, ConfigError> {
+fn parse_yaml<T: DeserializeOwned>(
+    text: &str,
+    file: &Path,
+    secret: bool,
+) -> Result<T, ConfigError> {
     let mut options = serde_saphyr::Options::default();
     options.with_snippet = false;
     let mut key_path: Option<String> = None;
@@ -171,7 +175,11 @@ fn parse_yaml<T: DeserializeOwned>(text: &str, file: &Path, secret: bool) -> Res
         let mut key = clean_path(key_path.as_deref().unwrap_or(""));
         let message = if let Some(dup) = duplicate_key(&raw) {
             // Duplicates are reported at the parent mapping; name the key itself.
-            key = if key.is_empty() { dup.clone() } else { format!("{key}.{dup}") };
+            key = if key.is_empty() {
+                dup.clone()
+            } else {
+                format!("{key}.{dup}")
+            };
             format!("duplicate key `{dup}` (each key may appear only once)")
         } else if secret {
             redacted_message(&raw)
@@ -191,7 +199,12 @@ fn parse_yaml<T: DeserializeOwned>(text: &str, file: &Path, secret: bool) -> Res
 /// The key name of serde-saphyr's "duplicate mapping key: NAME, set DuplicateKeyPolicy…".
 fn duplicate_key(raw: &str) -> Option<String> {
     let rest = raw.strip_prefix("duplicate mapping key: ")?;
-    Some(rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest).to_string())
+    Some(
+        rest.split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest)
+            .to_string(),
+    )
 }
 
 /// `serde_path_to_error` writes the root as `.` and unknown segments as `?`.

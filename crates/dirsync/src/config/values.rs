@@ -263,7 +263,9 @@ impl<'de> Deserialize<'de> for DurationText {
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || {
-        format!("invalid duration {text:?}: expected a number with a unit s, m, h, d or w (e.g. \"30d\", \"1h30m\")")
+        format!(
+            "invalid duration {text:?}: expected a number with a unit s, m, h, d or w (e.g. \"30d\", \"1h30m\")"
+        )
     };
     let t = text.trim();
     if t.is_empty() {
@@ -347,9 +349,7 @@ impl<'de, const MAX: u32> Deserialize<'de> for Bounded<MAX> {
         if (1..=u64::from(MAX)).contains(&n) {
             Ok(Bounded(n as u32))
         } else {
-            Err(de::Error::custom(format!(
-                "{n} is out of range: 1..{MAX}"
-            )))
+            Err(de::Error::custom(format!("{n} is out of range: 1..{MAX}")))
         }
     }
 }
@@ -470,8 +470,14 @@ mod tests {
     #[test]
     fn ruby_anchors_and_replacements() {
         // \z: end of text only.
-        assert_eq!(rewrite(r"@EXAMPLE\.JP\z", "@example.jp", "a@EXAMPLE.JP"), "a@example.jp");
-        assert_eq!(rewrite(r"@EXAMPLE\.JP\z", "@example.jp", "a@EXAMPLE.JP\n"), "a@EXAMPLE.JP\n");
+        assert_eq!(
+            rewrite(r"@EXAMPLE\.JP\z", "@example.jp", "a@EXAMPLE.JP"),
+            "a@example.jp"
+        );
+        assert_eq!(
+            rewrite(r"@EXAMPLE\.JP\z", "@example.jp", "a@EXAMPLE.JP\n"),
+            "a@EXAMPLE.JP\n"
+        );
         // \Z: also before a final newline.
         assert_eq!(rewrite(r"JP\Z", "jp", "a.JP\n"), "a.jp");
         assert_eq!(rewrite(r"JP\Z", "jp", "a.JP"), "a.jp");
@@ -479,7 +485,10 @@ mod tests {
         assert_eq!(rewrite(r"\Ax", "y", "x\nx"), "y\nx");
         assert_eq!(rewrite(r"^x", "y", "x\nx"), "y\ny");
         // Back-references.
-        assert_eq!(rewrite(r"\A(\w+)@(\w+)\z", r"\2+\1", "taro@corp"), "corp+taro");
+        assert_eq!(
+            rewrite(r"\A(\w+)@(\w+)\z", r"\2+\1", "taro@corp"),
+            "corp+taro"
+        );
         assert_eq!(rewrite(r"(?<u>\w+)@", r"\k<u>.", "taro@corp"), "taro.corp");
         assert_eq!(rewrite(r"a", r"[\&]", "a"), "[a]");
         assert_eq!(rewrite(r"a", r"$1", "a"), "$1");
@@ -491,7 +500,10 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(30 * 86400));
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86400)
+        );
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         for bad in ["", "30", "d", "30x", "-1d", "1.5h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");

@@ -21,9 +21,8 @@ pub fn render(attr: &str, raw: &[u8]) -> Result<String, String> {
         {
             return Ok(text.to_string());
         }
-        return guid_text(raw).ok_or_else(|| {
-            format!("{attr} is not a GUID ({} bytes, expected 16)", raw.len())
-        });
+        return guid_text(raw)
+            .ok_or_else(|| format!("{attr} is not a GUID ({} bytes, expected 16)", raw.len()));
     }
     if a == "objectsid" {
         if let Ok(text) = std::str::from_utf8(raw)
@@ -44,8 +43,22 @@ pub fn guid_text(b: &[u8]) -> Option<String> {
     let b: &[u8; 16] = b.try_into().ok()?;
     Some(format!(
         "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-        b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13],
-        b[14], b[15]
+        b[3],
+        b[2],
+        b[1],
+        b[0],
+        b[5],
+        b[4],
+        b[7],
+        b[6],
+        b[8],
+        b[9],
+        b[10],
+        b[11],
+        b[12],
+        b[13],
+        b[14],
+        b[15]
     ))
 }
 
@@ -183,7 +196,10 @@ mod tests {
             "00112233-4455-6677-8899-aabbccddeeff"
         );
         let text = "00112233-4455-6677-8899-AABBCCDDEEFF";
-        assert_eq!(render("mS-DS-ConsistencyGuid", text.as_bytes()).unwrap(), text);
+        assert_eq!(
+            render("mS-DS-ConsistencyGuid", text.as_bytes()).unwrap(),
+            text
+        );
         assert!(render("objectGUID", b"short").is_err());
         // S-1-5-21-1-2-3-500
         let mut sid = vec![1u8, 5, 0, 0, 0, 0, 0, 5];
@@ -215,7 +231,11 @@ mod tests {
             ("userAccountControl", "", None),
         ];
         for (attr, value, want) in table {
-            assert_eq!(account_disabled(attr, &v(value), now), *want, "{attr}={value}");
+            assert_eq!(
+                account_disabled(attr, &v(value), now),
+                *want,
+                "{attr}={value}"
+            );
         }
         assert_eq!(account_disabled("userAccountControl", &[], now), None);
     }
@@ -231,7 +251,14 @@ mod tests {
         for (input, want) in ok {
             assert_eq!(phone_uri(input).unwrap(), want);
         }
-        for bad in ["03-1234-5678", "+", "+81-3-1234-5678;ext=1", "+81-ABC", "+1234567890123456", "+-1"] {
+        for bad in [
+            "03-1234-5678",
+            "+",
+            "+81-3-1234-5678;ext=1",
+            "+81-ABC",
+            "+1234567890123456",
+            "+-1",
+        ] {
             assert!(phone_uri(bad).is_err(), "{bad}");
         }
     }

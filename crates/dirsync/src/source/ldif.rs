@@ -65,7 +65,10 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Entry>, LdifError> {
             continue;
         }
         let Some(colon) = line.find(':') else {
-            return Err(err(number, format!("expected 'attribute: value', found {line:?}")));
+            return Err(err(
+                number,
+                format!("expected 'attribute: value', found {line:?}"),
+            ));
         };
         let name = &line[..colon];
         let rest = &line[colon + 1..];
@@ -123,8 +126,7 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Entry>, LdifError> {
                 if base.eq_ignore_ascii_case("dn") {
                     return Err(err(
                         number,
-                        "a second 'dn:' in one record (missing blank line between records?)"
-                            .into(),
+                        "a second 'dn:' in one record (missing blank line between records?)".into(),
                     ));
                 }
                 entry.push(base, value);
@@ -278,7 +280,10 @@ member: uid=taro,ou=People,dc=example,dc=jp\n";
         assert!(read.complete);
         assert_eq!((read.users.len(), read.groups.len()), (1, 1));
 
-        let read = select(entries.clone(), &selection(Some("uid=jiro"), Some("!(cn=*)")));
+        let read = select(
+            entries.clone(),
+            &selection(Some("uid=jiro"), Some("!(cn=*)")),
+        );
         assert_eq!((read.users.len(), read.groups.len()), (0, 0));
         assert!(read.complete);
 

@@ -95,6 +95,33 @@ pub struct Selection {
     pub group_filter: Option<crate::ldap_filter::LdapFilter>,
 }
 
+impl Selection {
+    /// From `ad.ldap.*`, with the flavor's object classes where none is configured.
+    pub fn from_config(
+        ldap: &crate::config::LdapConfig,
+        kind: crate::mapping::DirectoryKind,
+    ) -> Self {
+        let d = kind.defaults();
+        Selection {
+            base_dn: ldap.base_dn.clone(),
+            user_object_class: ldap
+                .search
+                .user
+                .object_class
+                .clone()
+                .unwrap_or_else(|| d.user_object_class.to_string()),
+            user_filter: ldap.filter.user.as_ref().map(|f| f.parsed.clone()),
+            group_object_class: ldap
+                .search
+                .group
+                .object_class
+                .clone()
+                .unwrap_or_else(|| d.group_object_class.to_string()),
+            group_filter: ldap.filter.group.as_ref().map(|f| f.parsed.clone()),
+        }
+    }
+}
+
 /// Whether `dn` is `base` or below it. DNs compare case-insensitively with spaces around
 /// RDN separators ignored; an empty base contains everything.
 pub fn dn_within(dn: &str, base: &str) -> bool {
@@ -156,7 +183,10 @@ mod tests {
 
     #[test]
     fn dn_scope() {
-        assert!(dn_within("CN=Taro, OU=People,DC=Example,DC=jp", "dc=example, dc=jp"));
+        assert!(dn_within(
+            "CN=Taro, OU=People,DC=Example,DC=jp",
+            "dc=example, dc=jp"
+        ));
         assert!(dn_within("dc=example,dc=jp", "DC=example,DC=jp"));
         assert!(!dn_within("cn=x,dc=badexample,dc=jp", "dc=example,dc=jp"));
         assert!(dn_within("cn=x", ""));

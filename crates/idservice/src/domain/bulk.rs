@@ -33,17 +33,32 @@ struct Outcome {
 }
 
 fn parse_op(v: &Value) -> Result<Op, ScimError> {
-    let o = v.as_object().ok_or_else(|| ScimError::invalid_syntax("each operation must be an object"))?;
-    let s = |k: &str| scim::resource::member(v, k).and_then(Value::as_str).map(str::to_string);
+    let o = v
+        .as_object()
+        .ok_or_else(|| ScimError::invalid_syntax("each operation must be an object"))?;
+    let s = |k: &str| {
+        scim::resource::member(v, k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     let method = s("method")
         .ok_or_else(|| ScimError::invalid_syntax("operation has no method"))?
         .to_ascii_uppercase();
     let path = s("path").ok_or_else(|| ScimError::invalid_syntax("operation has no path"))?;
-    let data = o.get("data").cloned().or_else(|| scim::resource::member(v, "data").cloned());
+    let data = o
+        .get("data")
+        .cloned()
+        .or_else(|| scim::resource::member(v, "data").cloned());
     if method == "POST" && s("bulkId").is_none() {
         return Err(ScimError::invalid_syntax("a POST operation needs a bulkId"));
     }
-    Ok(Op { method, path, bulk_id: s("bulkId"), version: s("version"), data })
+    Ok(Op {
+        method,
+        path,
+        bulk_id: s("bulkId"),
+        version: s("version"),
+        data,
+    })
 }
 
 /// `bulkId:x` references in a JSON value.
@@ -75,10 +90,12 @@ fn substitute(v: &mut Value, ids: &HashMap<String, String>) {
 
 fn substitute_path(path: &str, ids: &HashMap<String, String>) -> String {
     path.split('/')
-        .map(|seg| match seg.strip_prefix("bulkId:").and_then(|b| ids.get(b)) {
-            Some(id) => id.clone(),
-            None => seg.to_string(),
-        })
+        .map(
+            |seg| match seg.strip_prefix("bulkId:").and_then(|b| ids.get(b)) {
+                Some(id) => id.clone(),
+                None => seg.to_string(),
+            },
+        )
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -93,7 +110,11 @@ fn error_outcome(index: usize, op: Option<&Op>, e: &ScimError) -> Outcome {
     }
     m.insert("status".into(), json!(e.status.to_string()));
     m.insert("response".into(), e.to_json());
-    Outcome { index, json: Value::Object(m), failed: true }
+    Outcome {
+        index,
+        json: Value::Object(m),
+        failed: true,
+    }
 }
 
 /// Runs one operation on `conn`; returns (status, id, resource) on success.
@@ -109,18 +130,37 @@ async fn execute(
     let (kind, id) = match segs.as_slice() {
         [k] => (*k, None),
         [k, id] => (*k, Some(*id)),
-        _ => return Err(ScimError::invalid_value(format!("unsupported bulk path {path}"))),
+        _ => {
+            return Err(ScimError::invalid_value(format!(
+                "unsupported bulk path {path}"
+            )));
+        }
     };
     let is_user = match kind {
         "Users" => true,
         "Groups" => false,
-        _ => return Err(ScimError::invalid_value(format!("unsupported bulk path {path}"))),
+        _ => {
+            return Err(ScimError::invalid_value(format!(
+                "unsupported bulk path {path}"
+            )));
+        }
     };
-    let scope = if is_user { Scope::WriteUsers } else { Scope::WriteGroups };
+    let scope = if is_user {
+        Scope::WriteUsers
+    } else {
+        Scope::WriteGroups
+    };
     if !scopes.has(scope) {
-        return Err(ScimError::new(403, None, format!("the token lacks the {} scope", scope.as_str())));
+        return Err(ScimError::new(
+            403,
+            None,
+            format!("the token lacks the {} scope", scope.as_str()),
+        ));
     }
-    let need_data = || data.clone().ok_or_else(|| ScimError::invalid_syntax("operation has no data"));
+    let need_data = || {
+        data.clone()
+            .ok_or_else(|| ScimError::invalid_syntax("operation has no data"))
+    };
     let if_match = op.version.as_deref();
     match (op.method.as_str(), id) {
         ("POST", None) => {
@@ -156,14 +196,23 @@ async fn execute(
             }
             Ok((204, None))
         }
-        (m, _) => Err(ScimError::invalid_value(format!("method {m} is not allowed on {path}"))),
+        (m, _) => Err(ScimError::invalid_value(format!(
+            "method {m} is not allowed on {path}"
+        ))),
     }
 }
 
 /// Runs a bulk request and returns the BulkResponse.
-pub async fn run(svc: &Service, body: &Value, scopes: Scopes, base: &str) -> Result<Value, ScimError> {
+pub async fn run(
+    svc: &Service,
+    body: &Value,
+    scopes: Scopes,
+    base: &str,
+) -> Result<Value, ScimError> {
     if !body.is_object() {
-        return Err(ScimError::invalid_syntax("a BulkRequest must be a JSON object"));
+        return Err(ScimError::invalid_syntax(
+            "a BulkRequest must be a JSON object",
+        ));
     }
     let ops_json = scim::resource::member(body, "Operations")
         .and_then(Value::as_array)
@@ -172,13 +221,20 @@ pub async fn run(svc: &Service, body: &Value, scopes: Scopes, base: &str) -> Res
         return Err(ScimError::new(
             413,
             None,
-            format!("the bulk request has {} operations; maxOperations is {BULK_MAX_OPERATIONS}", ops_json.len()),
+            format!(
+                "the bulk request has {} operations; maxOperations is {BULK_MAX_OPERATIONS}",
+                ops_json.len()
+            ),
         ));
     }
     let fail_on_errors = match scim::resource::member(body, "failOnErrors") {
         None | Some(Value::Null) => None,
         Some(v) => match v.as_u64() {
-            Some(0) | None => return Err(ScimError::invalid_value("failOnErrors must be a positive integer")),
+            Some(0) | None => {
+                return Err(ScimError::invalid_value(
+                    "failOnErrors must be a positive integer",
+                ));
+            }
             Some(n) => Some(n),
         },
     };
@@ -193,7 +249,11 @@ pub async fn run(svc: &Service, body: &Value, scopes: Scopes, base: &str) -> Res
                 if let Some(b) = &op.bulk_id
                     && !defined.insert(b.clone())
                 {
-                    outcomes.push(error_outcome(i, Some(&op), &ScimError::invalid_value(format!("bulkId {b} is used twice"))));
+                    outcomes.push(error_outcome(
+                        i,
+                        Some(&op),
+                        &ScimError::invalid_value(format!("bulkId {b} is used twice")),
+                    ));
                     continue;
                 }
                 let mut refs = HashSet::new();
@@ -247,14 +307,20 @@ pub async fn run(svc: &Service, body: &Value, scopes: Scopes, base: &str) -> Res
                         if let Some(ver) = r.pointer("/meta/version") {
                             m.insert("version".into(), ver.clone());
                         }
-                        if let (Some(b), Some(id)) = (&op.bulk_id, r.get("id").and_then(Value::as_str)) {
+                        if let (Some(b), Some(id)) =
+                            (&op.bulk_id, r.get("id").and_then(Value::as_str))
+                        {
                             ids.insert(b.clone(), id.to_string());
                         }
                     } else {
                         m.insert("location".into(), json!(format!("{base}{path}")));
                     }
                     m.insert("status".into(), json!(status.to_string()));
-                    outcomes.push(Outcome { index: i, json: Value::Object(m), failed: false });
+                    outcomes.push(Outcome {
+                        index: i,
+                        json: Value::Object(m),
+                        failed: false,
+                    });
                 }
                 Err(e) => {
                     sp.rollback().await.map_err(db)?;
@@ -277,7 +343,9 @@ pub async fn run(svc: &Service, body: &Value, scopes: Scopes, base: &str) -> Res
         let e = ScimError::new(
             409,
             Some(scim::ScimType::InvalidValue),
-            format!("bulkId reference(s) {missing:?} cannot be resolved (unknown, failed or circular)"),
+            format!(
+                "bulkId reference(s) {missing:?} cannot be resolved (unknown, failed or circular)"
+            ),
         );
         errors += 1;
         outcomes.push(error_outcome(i, Some(&op), &e));

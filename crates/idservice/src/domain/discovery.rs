@@ -58,15 +58,24 @@ fn all_schemas() -> Vec<&'static SchemaDef> {
 }
 
 pub fn schemas(base: &str) -> Vec<Value> {
-    all_schemas().into_iter().map(|s| absolute(s.to_json(), base)).collect()
+    all_schemas()
+        .into_iter()
+        .map(|s| absolute(s.to_json(), base))
+        .collect()
 }
 
 pub fn schema(base: &str, id: &str) -> Option<Value> {
-    all_schemas().into_iter().find(|s| s.id.eq_ignore_ascii_case(id)).map(|s| absolute(s.to_json(), base))
+    all_schemas()
+        .into_iter()
+        .find(|s| s.id.eq_ignore_ascii_case(id))
+        .map(|s| absolute(s.to_json(), base))
 }
 
 pub fn resource_type_list(base: &str) -> Vec<Value> {
-    resource_types().iter().map(|rt| absolute(scim::schema::resource_type_json(rt), base)).collect()
+    resource_types()
+        .iter()
+        .map(|rt| absolute(scim::schema::resource_type_json(rt), base))
+        .collect()
 }
 
 pub fn resource_type(base: &str, name: &str) -> Option<Value> {

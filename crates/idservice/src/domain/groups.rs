@@ -8,7 +8,9 @@
 use std::collections::HashSet;
 
 use scim::schema::ResourceSchema;
-use scim::{AttrExp, CompValue, CompareOp, OperationTarget, PatchOperation, PatchPath, ScimError, ValFilter};
+use scim::{
+    AttrExp, CompValue, CompareOp, OperationTarget, PatchOperation, PatchPath, ScimError, ValFilter,
+};
 use serde_json::{Map, Value, json};
 
 use super::rules::{MSG_DISPLAY_NAME_TAKEN, MSG_EXTERNAL_ID_TAKEN};
@@ -89,9 +91,18 @@ pub fn prepare(body: Value) -> Result<PreparedGroup, ScimError> {
     })
 }
 
-async fn check_unique(conn: &mut Conn, p: &PreparedGroup, own_id: Option<&str>) -> Result<(), ScimError> {
-    let found = sg::find_by_keys(conn, &p.display_name_lc, p.external_id.as_deref()).await.map_err(db)?;
-    let others: Vec<&GroupRow> = found.iter().filter(|g| Some(g.id.as_str()) != own_id).collect();
+async fn check_unique(
+    conn: &mut Conn,
+    p: &PreparedGroup,
+    own_id: Option<&str>,
+) -> Result<(), ScimError> {
+    let found = sg::find_by_keys(conn, &p.display_name_lc, p.external_id.as_deref())
+        .await
+        .map_err(db)?;
+    let others: Vec<&GroupRow> = found
+        .iter()
+        .filter(|g| Some(g.id.as_str()) != own_id)
+        .collect();
     if p.external_id.is_some() && others.iter().any(|g| g.external_id == p.external_id) {
         return Err(ScimError::uniqueness(MSG_EXTERNAL_ID_TAKEN));
     }
@@ -111,7 +122,9 @@ async fn resolve_members(
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         if id == group_id {
-            return Err(ScimError::invalid_value("a group cannot be a member of itself"));
+            return Err(ScimError::invalid_value(
+                "a group cannot be a member of itself",
+            ));
         }
         match kinds.get(id) {
             Some(ty) => out.push((id.clone(), ty.clone())),
@@ -133,7 +146,10 @@ fn member_json(m: &Member, base: &str) -> Value {
     let kind = if m.ty == "Group" { "Groups" } else { "Users" };
     let mut o = Map::new();
     o.insert("value".into(), Value::String(m.value.clone()));
-    o.insert("$ref".into(), Value::String(format!("{base}/{kind}/{}", m.value)));
+    o.insert(
+        "$ref".into(),
+        Value::String(format!("{base}/{kind}/{}", m.value)),
+    );
     o.insert("type".into(), Value::String(m.ty.clone()));
     if let Some(d) = &m.display {
         o.insert("display".into(), Value::String(d.clone()));
@@ -143,8 +159,17 @@ fn member_json(m: &Member, base: &str) -> Value {
 
 /// The SCIM representation; `with_members = false` skips the membership query (when the
 /// projection leaves `members` out).
-pub async fn render(conn: &mut Conn, row: &GroupRow, base: &str, with_members: bool) -> Result<Value, ScimError> {
-    let members = if with_members { sg::members(conn, &row.id, false).await.map_err(db)? } else { Vec::new() };
+pub async fn render(
+    conn: &mut Conn,
+    row: &GroupRow,
+    base: &str,
+    with_members: bool,
+) -> Result<Value, ScimError> {
+    let members = if with_members {
+        sg::members(conn, &row.id, false).await.map_err(db)?
+    } else {
+        Vec::new()
+    };
     Ok(render_with(row, &members, base))
 }
 
@@ -156,7 +181,10 @@ fn render_with(row: &GroupRow, members: &[Member], base: &str) -> Value {
     let mut out = Map::with_capacity(stored.len() + 4);
     out.insert(
         "schemas".into(),
-        stored.get("schemas").cloned().unwrap_or_else(|| json!([scim::urn::GROUP])),
+        stored
+            .get("schemas")
+            .cloned()
+            .unwrap_or_else(|| json!([scim::urn::GROUP])),
     );
     out.insert("id".into(), Value::String(row.id.clone()));
     for (k, v) in stored {
@@ -165,7 +193,10 @@ fn render_with(row: &GroupRow, members: &[Member], base: &str) -> Value {
         }
     }
     if !members.is_empty() {
-        out.insert("members".into(), Value::Array(members.iter().map(|m| member_json(m, base)).collect()));
+        out.insert(
+            "members".into(),
+            Value::Array(members.iter().map(|m| member_json(m, base)).collect()),
+        );
     }
     out.insert(
         "meta".into(),
@@ -181,7 +212,8 @@ fn render_with(row: &GroupRow, members: &[Member], base: &str) -> Value {
 }
 
 fn text(v: &Value) -> Result<String, ScimError> {
-    serde_json::to_string(v).map_err(|e| ScimError::new(500, None, format!("cannot serialise resource: {e}")))
+    serde_json::to_string(v)
+        .map_err(|e| ScimError::new(500, None, format!("cannot serialise resource: {e}")))
 }
 
 fn map_unique(e: sqlx::Error) -> ScimError {
@@ -223,11 +255,19 @@ fn not_found(id: &str) -> ScimError {
 }
 
 async fn existing(conn: &mut Conn, id: &str) -> Result<GroupRow, ScimError> {
-    sg::get(conn, id).await.map_err(db)?.ok_or_else(|| not_found(id))
+    sg::get(conn, id)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| not_found(id))
 }
 
 /// GET /Groups/{id}.
-pub async fn get(svc: &Service, id: &str, base: &str, with_members: bool) -> Result<Value, ScimError> {
+pub async fn get(
+    svc: &Service,
+    id: &str,
+    base: &str,
+    with_members: bool,
+) -> Result<Value, ScimError> {
     let mut conn = svc.store.read().await.map_err(db)?;
     let row = existing(&mut conn, id).await?;
     render(&mut conn, &row, base, with_members).await
@@ -244,11 +284,24 @@ async fn store_replacement(
     if p.display_name_lc != old.display_name_lc || p.external_id != old.external_id {
         check_unique(conn, &p, Some(&old.id)).await?;
     }
-    let before: HashSet<String> =
-        sg::members(conn, &old.id, false).await.map_err(db)?.into_iter().map(|m| m.value).collect();
+    let before: HashSet<String> = sg::members(conn, &old.id, false)
+        .await
+        .map_err(db)?
+        .into_iter()
+        .map(|m| m.value)
+        .collect();
     let after: HashSet<&String> = p.members.iter().collect();
-    let removed: Vec<String> = before.iter().filter(|id| !after.contains(id)).cloned().collect();
-    let added_ids: Vec<String> = p.members.iter().filter(|id| !before.contains(*id)).cloned().collect();
+    let removed: Vec<String> = before
+        .iter()
+        .filter(|id| !after.contains(id))
+        .cloned()
+        .collect();
+    let added_ids: Vec<String> = p
+        .members
+        .iter()
+        .filter(|id| !before.contains(*id))
+        .cloned()
+        .collect();
     let added = resolve_members(conn, &added_ids, &old.id).await?;
     let row = GroupRow {
         id: old.id.clone(),
@@ -261,7 +314,9 @@ async fn store_replacement(
         resource: text(&p.resource)?,
     };
     sg::update(conn, &row).await.map_err(map_unique)?;
-    sg::remove_members(conn, &row.id, &removed).await.map_err(db)?;
+    sg::remove_members(conn, &row.id, &removed)
+        .await
+        .map_err(db)?;
     sg::add_members(conn, &row.id, &added).await.map_err(db)?;
     render(conn, &row, base, true).await
 }
@@ -289,7 +344,9 @@ enum MemberDelta {
 fn is_members(p: &scim::AttrPath) -> bool {
     p.name.eq_ignore_ascii_case("members")
         && p.sub_attr.is_none()
-        && p.uri.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(scim::urn::GROUP))
+        && p.uri
+            .as_deref()
+            .is_none_or(|u| u.eq_ignore_ascii_case(scim::urn::GROUP))
 }
 
 /// Recognises PATCHes that only add members or remove members by id (what sync agents
@@ -302,26 +359,29 @@ fn member_fast_path(ops: &[PatchOperation]) -> Option<Vec<MemberDelta>> {
     let mut out = Vec::with_capacity(ops.len());
     for op in ops {
         match op {
-            PatchOperation::Add(OperationTarget::WithPath { path: PatchPath::Attr(p), value: Some(v) })
-                if is_members(p) =>
-            {
+            PatchOperation::Add(OperationTarget::WithPath {
+                path: PatchPath::Attr(p),
+                value: Some(v),
+            }) if is_members(p) => {
                 out.push(MemberDelta::Add(ids(v)?));
             }
-            PatchOperation::Remove { path: PatchPath::Attr(p), value: Some(v) } if is_members(p) => {
+            PatchOperation::Remove {
+                path: PatchPath::Attr(p),
+                value: Some(v),
+            } if is_members(p) => {
                 out.push(MemberDelta::Remove(ids(v)?));
             }
-            PatchOperation::Remove { path: PatchPath::Value(vp), value: None }
-                if is_members(&vp.attr) && vp.sub_attr.is_none() =>
-            {
-                match &vp.filter {
-                    ValFilter::Attr(AttrExp::Comparison(p, CompareOp::Eq, CompValue::Str(id)))
-                        if p.name.eq_ignore_ascii_case("value") && p.sub_attr.is_none() =>
-                    {
-                        out.push(MemberDelta::Remove(vec![id.clone()]));
-                    }
-                    _ => return None,
+            PatchOperation::Remove {
+                path: PatchPath::Value(vp),
+                value: None,
+            } if is_members(&vp.attr) && vp.sub_attr.is_none() => match &vp.filter {
+                ValFilter::Attr(AttrExp::Comparison(p, CompareOp::Eq, CompValue::Str(id)))
+                    if p.name.eq_ignore_ascii_case("value") && p.sub_attr.is_none() =>
+                {
+                    out.push(MemberDelta::Remove(vec![id.clone()]));
                 }
-            }
+                _ => return None,
+            },
             _ => return None,
         }
     }
@@ -344,9 +404,13 @@ pub async fn patch_in(
             match d {
                 MemberDelta::Add(ids) => {
                     let resolved = resolve_members(conn, &ids, &old.id).await?;
-                    sg::add_members(conn, &old.id, &resolved).await.map_err(db)?;
+                    sg::add_members(conn, &old.id, &resolved)
+                        .await
+                        .map_err(db)?;
                 }
-                MemberDelta::Remove(ids) => sg::remove_members(conn, &old.id, &ids).await.map_err(db)?,
+                MemberDelta::Remove(ids) => {
+                    sg::remove_members(conn, &old.id, &ids).await.map_err(db)?
+                }
             }
         }
         let mut row = old;
@@ -375,7 +439,12 @@ pub async fn list(svc: &Service, q: &ListQuery, base: &str) -> Result<ListPage, 
 }
 
 /// [`list`], optionally without loading members.
-pub async fn list_with(svc: &Service, q: &ListQuery, base: &str, with_members: bool) -> Result<ListPage, ScimError> {
+pub async fn list_with(
+    svc: &Service,
+    q: &ListQuery,
+    base: &str,
+    with_members: bool,
+) -> Result<ListPage, ScimError> {
     let condition = match &q.filter {
         Some(f) => Some(filter_sql::condition(Kind::Group, f)?),
         None => None,
@@ -385,12 +454,23 @@ pub async fn list_with(svc: &Service, q: &ListQuery, base: &str, with_members: b
         None => None,
     };
     let (offset, limit) = q.window();
-    let spec = SearchSpec { kind: Kind::Group, condition, include_pending: true, sort, offset, limit };
+    let spec = SearchSpec {
+        kind: Kind::Group,
+        condition,
+        include_pending: true,
+        sort,
+        offset,
+        limit,
+    };
     let mut conn = svc.store.read().await.map_err(db)?;
     let (total, rows) = search::groups(&mut conn, &spec).await.map_err(db)?;
     let mut resources = Vec::with_capacity(rows.len());
     for row in &rows {
         resources.push(render(&mut conn, row, base, with_members).await?);
     }
-    Ok(ListPage { total: u64::try_from(total).unwrap_or(0), start_index: offset + 1, resources })
+    Ok(ListPage {
+        total: u64::try_from(total).unwrap_or(0),
+        start_index: offset + 1,
+        resources,
+    })
 }

@@ -56,18 +56,24 @@ pub fn etag(version: i64) -> String {
 /// Checks an `If-Match` header value against the current version: `*` or any listed tag
 /// (weak or strong form of the same opaque value) matches; otherwise 412.
 pub fn check_if_match(if_match: Option<&str>, version: i64) -> Result<(), ScimError> {
-    let Some(header) = if_match else { return Ok(()) };
+    let Some(header) = if_match else {
+        return Ok(());
+    };
     let current = version.to_string();
-    let ok = header.split(',').map(str::trim).any(|tag| {
-        tag == "*" || tag.trim_start_matches("W/").trim_matches('"') == current
-    });
+    let ok = header
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/").trim_matches('"') == current);
     if ok {
         Ok(())
     } else {
         Err(ScimError::new(
             412,
             None,
-            format!("resource version {} does not match If-Match {header}", etag(version)),
+            format!(
+                "resource version {} does not match If-Match {header}",
+                etag(version)
+            ),
         ))
     }
 }
@@ -104,7 +110,11 @@ impl ListQuery {
 impl Service {
     /// Opens the store and loads the retention setting (an explicit value is saved).
     pub fn new(store: Store, retention_days: i64, max_body_bytes: usize) -> Service {
-        Service { store, retention_days, max_body_bytes }
+        Service {
+            store,
+            retention_days,
+            max_body_bytes,
+        }
     }
 
     /// Reads the retention period saved in the settings table (default 30 days).

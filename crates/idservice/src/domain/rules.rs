@@ -19,13 +19,16 @@ pub const MSG_ORGANIZATION_NOT_FOUND: &str = "organization is not found.";
 /// A pragmatic email address check: `local@domain` with a dotted domain of DNS labels and a
 /// local part without spaces, quotes or a second `@`.
 pub fn is_email(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else { return false };
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
     if local.is_empty() || local.len() > 64 || domain.len() > 253 {
         return false;
     }
-    let local_ok = local.chars().all(|c| {
-        c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c) || !c.is_ascii()
-    }) && !local.starts_with('.')
+    let local_ok = local
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c) || !c.is_ascii())
+        && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..");
     let labels: Vec<&str> = domain.split('.').collect();
@@ -35,7 +38,8 @@ pub fn is_email(s: &str) -> bool {
                 && l.len() <= 63
                 && !l.starts_with('-')
                 && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
         });
     local_ok && domain_ok
 }
@@ -66,12 +70,17 @@ pub fn is_rfc3966(s: &str) -> bool {
         digits.chars().any(|c| c.is_ascii_digit())
             && digits.chars().all(|c| c.is_ascii_digit() || visual(c))
     } else {
-        let has_context = params
-            .iter()
-            .any(|p| p.split_once('=').is_some_and(|(n, v)| n.eq_ignore_ascii_case("phone-context") && !v.is_empty()));
+        let has_context = params.iter().any(|p| {
+            p.split_once('=')
+                .is_some_and(|(n, v)| n.eq_ignore_ascii_case("phone-context") && !v.is_empty())
+        });
         has_context
-            && number.chars().any(|c| c.is_ascii_hexdigit() || c == '*' || c == '#')
-            && number.chars().all(|c| c.is_ascii_hexdigit() || c == '*' || c == '#' || visual(c))
+            && number
+                .chars()
+                .any(|c| c.is_ascii_hexdigit() || c == '*' || c == '#')
+            && number
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == '*' || c == '#' || visual(c))
     }
 }
 
@@ -92,7 +101,10 @@ pub fn check_user(user: &Value) -> Result<(), ScimError> {
             emails.len()
         )));
     }
-    let primaries = emails.iter().filter(|e| e.get("primary") == Some(&Value::Bool(true))).count();
+    let primaries = emails
+        .iter()
+        .filter(|e| e.get("primary") == Some(&Value::Bool(true)))
+        .count();
     if primaries > 1 {
         return Err(ScimError::invalid_value("at most one email can be primary"));
     }
@@ -100,7 +112,9 @@ pub fn check_user(user: &Value) -> Result<(), ScimError> {
         match e.get("value") {
             Some(Value::String(v)) if is_email(v) => {}
             Some(Value::String(v)) => {
-                return Err(ScimError::invalid_value(format!("\"{v}\" is not an email address")));
+                return Err(ScimError::invalid_value(format!(
+                    "\"{v}\" is not an email address"
+                )));
             }
             _ => return Err(ScimError::invalid_value("every email needs a string value")),
         }
@@ -120,7 +134,11 @@ pub fn check_user(user: &Value) -> Result<(), ScimError> {
                     "\"{v}\" is not an RFC 3966 telephone number (e.g. tel:+81-3-1234-5678)"
                 )));
             }
-            _ => return Err(ScimError::invalid_value("every phone number needs a string value")),
+            _ => {
+                return Err(ScimError::invalid_value(
+                    "every phone number needs a string value",
+                ));
+            }
         }
     }
     let ims = array(user, "ims")?;

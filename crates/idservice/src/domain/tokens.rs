@@ -6,8 +6,8 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::{fmt_time, now};
-use crate::store::admin::{self, TokenRow};
 use crate::store::Store;
+use crate::store::admin::{self, TokenRow};
 
 /// Prefix of every token, so leaked tokens are recognisable (secret scanners, logs).
 pub const TOKEN_PREFIX: &str = "ids_";
@@ -22,7 +22,12 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::ReadUsers, Scope::WriteUsers, Scope::ReadGroups, Scope::WriteGroups];
+    pub const ALL: [Scope; 4] = [
+        Scope::ReadUsers,
+        Scope::WriteUsers,
+        Scope::ReadGroups,
+        Scope::WriteGroups,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -79,7 +84,12 @@ impl Scopes {
         Ok(out)
     }
     pub fn to_list(self) -> String {
-        Scope::ALL.into_iter().filter(|s| self.has(*s)).map(Scope::as_str).collect::<Vec<_>>().join(",")
+        Scope::ALL
+            .into_iter()
+            .filter(|s| self.has(*s))
+            .map(Scope::as_str)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -119,7 +129,10 @@ pub async fn create(
 ) -> Result<NewToken, sqlx::Error> {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    let secret = format!("{TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    let secret = format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
     let mut id_bytes = [0u8; 6];
     rand::rng().fill_bytes(&mut id_bytes);
     let id = hex::encode(id_bytes);
@@ -136,7 +149,11 @@ pub async fn create(
     let mut tx = store.begin().await?;
     admin::insert_token(&mut tx, &row).await?;
     tx.commit().await?;
-    Ok(NewToken { id, secret, expires })
+    Ok(NewToken {
+        id,
+        secret,
+        expires,
+    })
 }
 
 /// Checks a presented bearer token and returns its scopes.
@@ -181,7 +198,9 @@ pub fn parse_duration(s: &str) -> Result<Option<chrono::Duration>, String> {
         return Ok(None);
     }
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num.parse().map_err(|_| format!("invalid duration {s:?} (use e.g. 90d, 12h, 30m, 45s)"))?;
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (use e.g. 90d, 12h, 30m, 45s)"))?;
     let d = match unit {
         "d" => chrono::Duration::days(n),
         "h" => chrono::Duration::hours(n),

@@ -108,7 +108,11 @@ async fn check_domain(conn: &mut Conn, user_name: &str) -> Result<(), ScimError>
     .fetch_one(&mut *conn)
     .await
     .map_err(db)?;
-    if ok { Ok(()) } else { Err(ScimError::not_found(MSG_ORGANIZATION_NOT_FOUND)) }
+    if ok {
+        Ok(())
+    } else {
+        Err(ScimError::not_found(MSG_ORGANIZATION_NOT_FOUND))
+    }
 }
 
 /// What the uniqueness check found for a create.
@@ -125,8 +129,13 @@ async fn check_unique(
     p: &PreparedUser,
     own_id: Option<&str>,
 ) -> Result<Collision, ScimError> {
-    let found = su::find_by_keys(conn, &p.user_name_lc, p.external_id.as_deref()).await.map_err(db)?;
-    let others: Vec<UserRow> = found.into_iter().filter(|u| Some(u.id.as_str()) != own_id).collect();
+    let found = su::find_by_keys(conn, &p.user_name_lc, p.external_id.as_deref())
+        .await
+        .map_err(db)?;
+    let others: Vec<UserRow> = found
+        .into_iter()
+        .filter(|u| Some(u.id.as_str()) != own_id)
+        .collect();
     if others.is_empty() {
         return Ok(Collision::None);
     }
@@ -158,7 +167,11 @@ pub fn location(base: &str, id: &str) -> String {
 /// state, and meta.
 pub async fn render(conn: &mut Conn, row: &UserRow, base: &str) -> Result<Value, ScimError> {
     let pending = row.state == STATE_PENDING;
-    let groups = if pending { Vec::new() } else { su::groups_of(conn, &row.id).await.map_err(db)? };
+    let groups = if pending {
+        Vec::new()
+    } else {
+        su::groups_of(conn, &row.id).await.map_err(db)?
+    };
     Ok(render_with_groups(row, &groups, base))
 }
 
@@ -173,7 +186,10 @@ pub fn render_with_groups(row: &UserRow, groups: &[(String, String)], base: &str
         Some(Value::Array(s)) => s.clone(),
         _ => vec![json!(scim::urn::USER)],
     };
-    if !schemas.iter().any(|s| s.as_str() == Some(scim::urn::IIJ_USER)) {
+    if !schemas
+        .iter()
+        .any(|s| s.as_str() == Some(scim::urn::IIJ_USER))
+    {
         schemas.push(json!(scim::urn::IIJ_USER));
     }
     out.insert("schemas".into(), Value::Array(schemas));
@@ -229,7 +245,11 @@ fn resource_text(p: &PreparedUser) -> Result<String, ScimError> {
 
 /// POST /Users inside a transaction. Returns the resource and whether a pending user was
 /// restored (both answer 201).
-pub async fn create_in(conn: &mut Conn, body: Value, base: &str) -> Result<(Value, bool), ScimError> {
+pub async fn create_in(
+    conn: &mut Conn,
+    body: Value,
+    base: &str,
+) -> Result<(Value, bool), ScimError> {
     let p = prepare(body)?;
     check_domain(conn, &p.user_name).await?;
     let at = now();
@@ -313,7 +333,11 @@ fn check_immutable(old: &Value, new: &Value) -> Result<(), ScimError> {
         } else {
             (old.get(sch.id), new.get(sch.id))
         };
-        for a in sch.attributes.iter().filter(|a| a.mutability == Mutability::Immutable) {
+        for a in sch
+            .attributes
+            .iter()
+            .filter(|a| a.mutability == Mutability::Immutable)
+        {
             let before = old_c.and_then(|o| o.get(a.name));
             let after = new_c.and_then(|o| o.get(a.name));
             if before.is_some_and(|b| !b.is_null()) && before != after {
@@ -419,14 +443,25 @@ pub async fn list(svc: &Service, q: &ListQuery, base: &str) -> Result<ListPage, 
         None => None,
     };
     let (offset, limit) = q.window();
-    let spec = SearchSpec { kind: Kind::User, condition, include_pending, sort, offset, limit };
+    let spec = SearchSpec {
+        kind: Kind::User,
+        condition,
+        include_pending,
+        sort,
+        offset,
+        limit,
+    };
     let mut conn = svc.store.read().await.map_err(db)?;
     let (total, rows) = search::users(&mut conn, &spec).await.map_err(db)?;
     let mut resources = Vec::with_capacity(rows.len());
     for row in &rows {
         resources.push(render(&mut conn, row, base).await?);
     }
-    Ok(ListPage { total: u64::try_from(total).unwrap_or(0), start_index: offset + 1, resources })
+    Ok(ListPage {
+        total: u64::try_from(total).unwrap_or(0),
+        start_index: offset + 1,
+        resources,
+    })
 }
 
 /// Which pending users a purge removes.
@@ -451,11 +486,15 @@ pub async fn purge(svc: &Service, what: Purge) -> Result<Vec<String>, ScimError>
     let mut tx = svc.store.begin().await.map_err(db)?;
     let victims = match &what {
         Purge::Expired { retention_days } => {
-            let cutoff = super::fmt_time(chrono::Utc::now() - chrono::Duration::days(*retention_days));
+            let cutoff =
+                super::fmt_time(chrono::Utc::now() - chrono::Duration::days(*retention_days));
             su::pending(&mut tx, Some(&cutoff)).await.map_err(db)?
         }
         Purge::All => su::pending(&mut tx, None).await.map_err(db)?,
-        Purge::User(name) => match su::by_user_name(&mut tx, &name.to_lowercase()).await.map_err(db)? {
+        Purge::User(name) => match su::by_user_name(&mut tx, &name.to_lowercase())
+            .await
+            .map_err(db)?
+        {
             Some(u) if u.state == STATE_PENDING => vec![u],
             Some(_) => {
                 return Err(ScimError::invalid_value(format!(

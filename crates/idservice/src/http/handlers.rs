@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::wire::{
-    ApiError, ApiResult, ScimBody, Shape, created, if_match, list_query, list_response, not_modified, scim,
-    search_body, shape,
+    ApiError, ApiResult, ScimBody, Shape, created, if_match, list_query, list_response,
+    not_modified, scim, search_body, shape,
 };
 use crate::domain::{self, ListPage, ListQuery, Scope, Scopes, bulk, discovery, groups, users};
 use crate::store::filter_sql::Kind;
@@ -25,7 +25,11 @@ fn need(scopes: Scopes, s: Scope) -> Result<(), ApiError> {
     if scopes.has(s) {
         Ok(())
     } else {
-        Err(ApiError(ScimError::new(403, None, format!("the token lacks the {} scope", s.as_str()))))
+        Err(ApiError(ScimError::new(
+            403,
+            None,
+            format!("the token lacks the {} scope", s.as_str()),
+        )))
     }
 }
 
@@ -47,7 +51,13 @@ fn write_scope(kind: Kind) -> Scope {
     }
 }
 
-async fn run_list(st: &AppState, kind: Kind, q: &ListQuery, sh: &Shape, base: &str) -> Result<Value, ScimError> {
+async fn run_list(
+    st: &AppState,
+    kind: Kind,
+    q: &ListQuery,
+    sh: &Shape,
+    base: &str,
+) -> Result<Value, ScimError> {
     // Validate the projection before doing any work.
     if sh.attributes.is_some() || sh.excluded.is_some() {
         sh.projection()?;
@@ -56,24 +66,46 @@ async fn run_list(st: &AppState, kind: Kind, q: &ListQuery, sh: &Shape, base: &s
         Kind::User => users::list(&st.svc, q, base).await?,
         Kind::Group => groups::list_with(&st.svc, q, base, sh.wants_members()).await?,
     };
-    let resources =
-        page.resources.iter().map(|r| shape(r, sh, kind_schema(kind))).collect::<Result<Vec<_>, _>>()?;
+    let resources = page
+        .resources
+        .iter()
+        .map(|r| shape(r, sh, kind_schema(kind)))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(list_response(&page, resources))
 }
 
-async fn list(st: AppState, kind: Kind, scopes: Scopes, params: Vec<(String, String)>, base: Base) -> ApiResult {
+async fn list(
+    st: AppState,
+    kind: Kind,
+    scopes: Scopes,
+    params: Vec<(String, String)>,
+    base: Base,
+) -> ApiResult {
     need(scopes, read_scope(kind))?;
     let (q, sh) = list_query(&params)?;
-    Ok(scim(StatusCode::OK, &run_list(&st, kind, &q, &sh, &base.0).await?))
+    Ok(scim(
+        StatusCode::OK,
+        &run_list(&st, kind, &q, &sh, &base.0).await?,
+    ))
 }
 
 async fn search(st: AppState, kind: Kind, scopes: Scopes, body: Value, base: Base) -> ApiResult {
     need(scopes, read_scope(kind))?;
     let (q, sh) = search_body(&body)?;
-    Ok(scim(StatusCode::OK, &run_list(&st, kind, &q, &sh, &base.0).await?))
+    Ok(scim(
+        StatusCode::OK,
+        &run_list(&st, kind, &q, &sh, &base.0).await?,
+    ))
 }
 
-async fn create(st: AppState, kind: Kind, scopes: Scopes, params: Vec<(String, String)>, body: Value, base: Base) -> ApiResult {
+async fn create(
+    st: AppState,
+    kind: Kind,
+    scopes: Scopes,
+    params: Vec<(String, String)>,
+    body: Value,
+    base: Base,
+) -> ApiResult {
     need(scopes, write_scope(kind))?;
     let (_, sh) = list_query(&params)?;
     let mut tx = st.svc.store.begin().await.map_err(domain::db)?;
@@ -85,7 +117,15 @@ async fn create(st: AppState, kind: Kind, scopes: Scopes, params: Vec<(String, S
     Ok(created(&shape(&r, &sh, kind_schema(kind))?))
 }
 
-async fn get_one(st: AppState, kind: Kind, scopes: Scopes, id: String, params: Vec<(String, String)>, headers: HeaderMap, base: Base) -> ApiResult {
+async fn get_one(
+    st: AppState,
+    kind: Kind,
+    scopes: Scopes,
+    id: String,
+    params: Vec<(String, String)>,
+    headers: HeaderMap,
+    base: Base,
+) -> ApiResult {
     need(scopes, read_scope(kind))?;
     let (_, sh) = list_query(&params)?;
     let r = match kind {
@@ -94,7 +134,11 @@ async fn get_one(st: AppState, kind: Kind, scopes: Scopes, id: String, params: V
     };
     if not_modified(&headers, &r) {
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
-        if let Some(v) = r.pointer("/meta/version").and_then(Value::as_str).and_then(|v| v.parse().ok()) {
+        if let Some(v) = r
+            .pointer("/meta/version")
+            .and_then(Value::as_str)
+            .and_then(|v| v.parse().ok())
+        {
             resp.headers_mut().insert(axum::http::header::ETAG, v);
         }
         return Ok(resp);
@@ -108,22 +152,57 @@ enum Write {
     Patch,
 }
 
-async fn write(st: AppState, kind: Kind, how: Write, scopes: Scopes, id: String, params: Vec<(String, String)>, headers: HeaderMap, body: Value, base: Base) -> ApiResult {
+/// The per-request context shared by the write handlers.
+struct Ctx {
+    st: AppState,
+    kind: Kind,
+    scopes: Scopes,
+    base: Base,
+}
+
+async fn write(
+    c: Ctx,
+    how: Write,
+    id: String,
+    params: Vec<(String, String)>,
+    headers: HeaderMap,
+    body: Value,
+) -> ApiResult {
+    let Ctx {
+        st,
+        kind,
+        scopes,
+        base,
+    } = c;
     need(scopes, write_scope(kind))?;
     let (_, sh) = list_query(&params)?;
     let im = if_match(&headers);
     let mut tx = st.svc.store.begin().await.map_err(domain::db)?;
     let r = match (kind, how) {
-        (Kind::User, Write::Put) => users::replace_in(&mut tx, &id, body, im.as_deref(), &base.0).await?,
-        (Kind::User, Write::Patch) => users::patch_in(&mut tx, &id, &body, im.as_deref(), &base.0).await?,
-        (Kind::Group, Write::Put) => groups::replace_in(&mut tx, &id, body, im.as_deref(), &base.0).await?,
-        (Kind::Group, Write::Patch) => groups::patch_in(&mut tx, &id, &body, im.as_deref(), &base.0).await?,
+        (Kind::User, Write::Put) => {
+            users::replace_in(&mut tx, &id, body, im.as_deref(), &base.0).await?
+        }
+        (Kind::User, Write::Patch) => {
+            users::patch_in(&mut tx, &id, &body, im.as_deref(), &base.0).await?
+        }
+        (Kind::Group, Write::Put) => {
+            groups::replace_in(&mut tx, &id, body, im.as_deref(), &base.0).await?
+        }
+        (Kind::Group, Write::Patch) => {
+            groups::patch_in(&mut tx, &id, &body, im.as_deref(), &base.0).await?
+        }
     };
     tx.commit().await.map_err(domain::db)?;
     Ok(scim(StatusCode::OK, &shape(&r, &sh, kind_schema(kind))?))
 }
 
-async fn delete(st: AppState, kind: Kind, scopes: Scopes, id: String, headers: HeaderMap) -> ApiResult {
+async fn delete(
+    st: AppState,
+    kind: Kind,
+    scopes: Scopes,
+    id: String,
+    headers: HeaderMap,
+) -> ApiResult {
     need(scopes, write_scope(kind))?;
     let im = if_match(&headers);
     let mut tx = st.svc.store.begin().await.map_err(domain::db)?;
@@ -139,39 +218,139 @@ type Params = Query<Vec<(String, String)>>;
 
 macro_rules! resource_handlers {
     ($kind:expr, $list:ident, $search:ident, $create:ident, $get:ident, $put:ident, $patch:ident, $delete:ident) => {
-        pub async fn $list(State(st): State<AppState>, Extension(s): Extension<Scopes>, Extension(b): Extension<Base>, Query(p): Params) -> ApiResult {
+        pub async fn $list(
+            State(st): State<AppState>,
+            Extension(s): Extension<Scopes>,
+            Extension(b): Extension<Base>,
+            Query(p): Params,
+        ) -> ApiResult {
             list(st, $kind, s, p, b).await
         }
-        pub async fn $search(State(st): State<AppState>, Extension(s): Extension<Scopes>, Extension(b): Extension<Base>, ScimBody(body): ScimBody) -> ApiResult {
+        pub async fn $search(
+            State(st): State<AppState>,
+            Extension(s): Extension<Scopes>,
+            Extension(b): Extension<Base>,
+            ScimBody(body): ScimBody,
+        ) -> ApiResult {
             search(st, $kind, s, body, b).await
         }
-        pub async fn $create(State(st): State<AppState>, Extension(s): Extension<Scopes>, Extension(b): Extension<Base>, Query(p): Params, ScimBody(body): ScimBody) -> ApiResult {
+        pub async fn $create(
+            State(st): State<AppState>,
+            Extension(s): Extension<Scopes>,
+            Extension(b): Extension<Base>,
+            Query(p): Params,
+            ScimBody(body): ScimBody,
+        ) -> ApiResult {
             create(st, $kind, s, p, body, b).await
         }
-        pub async fn $get(State(st): State<AppState>, Extension(s): Extension<Scopes>, Extension(b): Extension<Base>, Path(id): Path<String>, Query(p): Params, h: HeaderMap) -> ApiResult {
+        pub async fn $get(
+            State(st): State<AppState>,
+            Extension(s): Extension<Scopes>,
+            Extension(b): Extension<Base>,
+            Path(id): Path<String>,
+            Query(p): Params,
+            h: HeaderMap,
+        ) -> ApiResult {
             get_one(st, $kind, s, id, p, h, b).await
         }
-        pub async fn $put(State(st): State<AppState>, Extension(s): Extension<Scopes>, Extension(b): Extension<Base>, Path(id): Path<String>, Query(p): Params, h: HeaderMap, ScimBody(body): ScimBody) -> ApiResult {
-            write(st, $kind, Write::Put, s, id, p, h, body, b).await
+        pub async fn $put(
+            State(st): State<AppState>,
+            Extension(s): Extension<Scopes>,
+            Extension(b): Extension<Base>,
+            Path(id): Path<String>,
+            Query(p): Params,
+            h: HeaderMap,
+            ScimBody(body): ScimBody,
+        ) -> ApiResult {
+            write(
+                Ctx {
+                    st,
+                    kind: $kind,
+                    scopes: s,
+                    base: b,
+                },
+                Write::Put,
+                id,
+                p,
+                h,
+                body,
+            )
+            .await
         }
-        pub async fn $patch(State(st): State<AppState>, Extension(s): Extension<Scopes>, Extension(b): Extension<Base>, Path(id): Path<String>, Query(p): Params, h: HeaderMap, ScimBody(body): ScimBody) -> ApiResult {
-            write(st, $kind, Write::Patch, s, id, p, h, body, b).await
+        pub async fn $patch(
+            State(st): State<AppState>,
+            Extension(s): Extension<Scopes>,
+            Extension(b): Extension<Base>,
+            Path(id): Path<String>,
+            Query(p): Params,
+            h: HeaderMap,
+            ScimBody(body): ScimBody,
+        ) -> ApiResult {
+            write(
+                Ctx {
+                    st,
+                    kind: $kind,
+                    scopes: s,
+                    base: b,
+                },
+                Write::Patch,
+                id,
+                p,
+                h,
+                body,
+            )
+            .await
         }
-        pub async fn $delete(State(st): State<AppState>, Extension(s): Extension<Scopes>, Path(id): Path<String>, h: HeaderMap) -> ApiResult {
+        pub async fn $delete(
+            State(st): State<AppState>,
+            Extension(s): Extension<Scopes>,
+            Path(id): Path<String>,
+            h: HeaderMap,
+        ) -> ApiResult {
             delete(st, $kind, s, id, h).await
         }
     };
 }
 
-resource_handlers!(Kind::User, list_users, search_users, create_user, get_user, put_user, patch_user, delete_user);
-resource_handlers!(Kind::Group, list_groups, search_groups, create_group, get_group, put_group, patch_group, delete_group);
+resource_handlers!(
+    Kind::User,
+    list_users,
+    search_users,
+    create_user,
+    get_user,
+    put_user,
+    patch_user,
+    delete_user
+);
+resource_handlers!(
+    Kind::Group,
+    list_groups,
+    search_groups,
+    create_group,
+    get_group,
+    put_group,
+    patch_group,
+    delete_group
+);
 
 /// `POST /.search`: Users then Groups (those the token may read), paged as one list.
-pub async fn search_root(State(st): State<AppState>, Extension(s): Extension<Scopes>, Extension(b): Extension<Base>, ScimBody(body): ScimBody) -> ApiResult {
+pub async fn search_root(
+    State(st): State<AppState>,
+    Extension(s): Extension<Scopes>,
+    Extension(b): Extension<Base>,
+    ScimBody(body): ScimBody,
+) -> ApiResult {
     let (q, sh) = search_body(&body)?;
-    let kinds: Vec<Kind> = [Kind::User, Kind::Group].into_iter().filter(|k| s.has(read_scope(*k))).collect();
+    let kinds: Vec<Kind> = [Kind::User, Kind::Group]
+        .into_iter()
+        .filter(|k| s.has(read_scope(*k)))
+        .collect();
     if kinds.is_empty() {
-        return Err(ApiError(ScimError::new(403, None, "the token may read neither Users nor Groups")));
+        return Err(ApiError(ScimError::new(
+            403,
+            None,
+            "the token may read neither Users nor Groups",
+        )));
     }
     if sh.attributes.is_some() || sh.excluded.is_some() {
         sh.projection()?;
@@ -181,11 +360,18 @@ pub async fn search_root(State(st): State<AppState>, Extension(s): Extension<Sco
     let mut total = 0;
     let mut resources = Vec::new();
     for kind in kinds {
-        let count_only = ListQuery { count: Some(0), ..q.clone() };
+        let count_only = ListQuery {
+            count: Some(0),
+            ..q.clone()
+        };
         let n = st.svc.list(kind, &count_only, &b.0).await?.total;
         total += n;
         if remaining > 0 && offset < n {
-            let page_q = ListQuery { start_index: offset + 1, count: Some(remaining), ..q.clone() };
+            let page_q = ListQuery {
+                start_index: offset + 1,
+                count: Some(remaining),
+                ..q.clone()
+            };
             let page = st.svc.list(kind, &page_q, &b.0).await?;
             remaining -= page.resources.len() as u64;
             for r in &page.resources {
@@ -196,17 +382,32 @@ pub async fn search_root(State(st): State<AppState>, Extension(s): Extension<Sco
             offset = offset.saturating_sub(n);
         }
     }
-    let page = ListPage { total, start_index, resources: Vec::new() };
+    let page = ListPage {
+        total,
+        start_index,
+        resources: Vec::new(),
+    };
     Ok(scim(StatusCode::OK, &list_response(&page, resources)))
 }
 
-pub async fn bulk(State(st): State<AppState>, Extension(s): Extension<Scopes>, Extension(b): Extension<Base>, ScimBody(body): ScimBody) -> ApiResult {
+pub async fn bulk(
+    State(st): State<AppState>,
+    Extension(s): Extension<Scopes>,
+    Extension(b): Extension<Base>,
+    ScimBody(body): ScimBody,
+) -> ApiResult {
     let r = bulk::run(&st.svc, &body, s, &b.0).await?;
     Ok(scim(StatusCode::OK, &r))
 }
 
-pub async fn service_provider_config(State(st): State<AppState>, Extension(b): Extension<Base>) -> Response {
-    scim(StatusCode::OK, &discovery::service_provider_config(&st.svc, &b.0))
+pub async fn service_provider_config(
+    State(st): State<AppState>,
+    Extension(b): Extension<Base>,
+) -> Response {
+    scim(
+        StatusCode::OK,
+        &discovery::service_provider_config(&st.svc, &b.0),
+    )
 }
 
 fn discovery_list(items: Vec<Value>) -> Response {
@@ -239,5 +440,9 @@ pub async fn resource_types(Extension(b): Extension<Base>) -> Response {
 pub async fn resource_type(Extension(b): Extension<Base>, Path(name): Path<String>) -> ApiResult {
     discovery::resource_type(&b.0, &name)
         .map(|v| scim(StatusCode::OK, &v))
-        .ok_or_else(|| ApiError(ScimError::not_found(format!("ResourceType {name} not found"))))
+        .ok_or_else(|| {
+            ApiError(ScimError::not_found(format!(
+                "ResourceType {name} not found"
+            )))
+        })
 }

@@ -16,8 +16,8 @@ use axum::routing::{get, post};
 use scim::ScimError;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::domain::tokens::{self, AuthError};
 use crate::domain::Service;
+use crate::domain::tokens::{self, AuthError};
 use handlers as h;
 use wire::{ApiError, SCIM_JSON};
 
@@ -37,10 +37,22 @@ pub fn router(svc: Arc<Service>, request_timeout: Duration) -> Router {
     let api = Router::new()
         .route("/Users", get(h::list_users).post(h::create_user))
         .route("/Users/.search", post(h::search_users))
-        .route("/Users/{id}", get(h::get_user).put(h::put_user).patch(h::patch_user).delete(h::delete_user))
+        .route(
+            "/Users/{id}",
+            get(h::get_user)
+                .put(h::put_user)
+                .patch(h::patch_user)
+                .delete(h::delete_user),
+        )
         .route("/Groups", get(h::list_groups).post(h::create_group))
         .route("/Groups/.search", post(h::search_groups))
-        .route("/Groups/{id}", get(h::get_group).put(h::put_group).patch(h::patch_group).delete(h::delete_group))
+        .route(
+            "/Groups/{id}",
+            get(h::get_group)
+                .put(h::put_group)
+                .patch(h::patch_group)
+                .delete(h::delete_group),
+        )
         .route("/.search", post(h::search_root))
         .route("/Bulk", post(h::bulk))
         .route("/ServiceProviderConfig", get(h::service_provider_config))
@@ -54,7 +66,10 @@ pub fn router(svc: Arc<Service>, request_timeout: Duration) -> Router {
         .fallback(not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            request_timeout,
+        ))
         .layer(middleware::from_fn(scim_errors))
         .layer(middleware::from_fn(base_url))
         .layer(middleware::from_fn(log_request))
@@ -72,7 +87,9 @@ async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_string())
         });
     let result = match presented {
         None => Err(AuthError::Missing),
@@ -83,7 +100,9 @@ async fn authenticate(State(st): State<AppState>, mut req: Request, next: Next) 
             req.extensions_mut().insert(scopes);
             next.run(req).await
         }
-        Err(AuthError::Internal) => ApiError(ScimError::new(500, None, "token check failed")).into_response(),
+        Err(AuthError::Internal) => {
+            ApiError(ScimError::new(500, None, "token check failed")).into_response()
+        }
         Err(e) => ApiError(ScimError::new(401, None, format!("{e}"))).into_response(),
     }
 }
@@ -103,7 +122,8 @@ async fn base_url(mut req: Request, next: Next) -> Response {
         .filter(|p| *p == "https" || *p == "http")
         .unwrap_or("http")
         .to_string();
-    req.extensions_mut().insert(h::Base(format!("{proto}://{host}{BASE_PATH}")));
+    req.extensions_mut()
+        .insert(h::Base(format!("{proto}://{host}{BASE_PATH}")));
     next.run(req).await
 }
 
@@ -124,7 +144,9 @@ async fn scim_errors(req: Request, next: Next) -> Response {
         let detail = match status {
             StatusCode::METHOD_NOT_ALLOWED => "method not allowed on this endpoint".to_string(),
             StatusCode::SERVICE_UNAVAILABLE => "request timed out".to_string(),
-            StatusCode::PAYLOAD_TOO_LARGE => "request body is larger than the service accepts".to_string(),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                "request body is larger than the service accepts".to_string()
+            }
             s => s.canonical_reason().unwrap_or("error").to_string(),
         };
         let mut out = ApiError(ScimError::new(status.as_u16(), None, detail)).into_response();

@@ -25,11 +25,14 @@ impl From<ScimError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, self.0.to_json().to_string()).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
         if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     }
@@ -42,7 +45,11 @@ pub fn scim(status: StatusCode, body: &Value) -> Response {
     let mut resp = (status, body.to_string()).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
-    if let Some(v) = body.pointer("/meta/version").and_then(Value::as_str).and_then(|v| HeaderValue::from_str(v).ok()) {
+    if let Some(v) = body
+        .pointer("/meta/version")
+        .and_then(Value::as_str)
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
         h.insert(header::ETAG, v);
     }
     resp
@@ -51,7 +58,11 @@ pub fn scim(status: StatusCode, body: &Value) -> Response {
 /// [`scim`] plus a `Location` header taken from `meta.location`.
 pub fn created(body: &Value) -> Response {
     let mut resp = scim(StatusCode::CREATED, body);
-    if let Some(v) = body.pointer("/meta/location").and_then(Value::as_str).and_then(|v| HeaderValue::from_str(v).ok()) {
+    if let Some(v) = body
+        .pointer("/meta/location")
+        .and_then(Value::as_str)
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
         resp.headers_mut().insert(header::LOCATION, v);
     }
     resp
@@ -79,28 +90,47 @@ impl<S: Send + Sync> FromRequest<S> for ScimBody {
         let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
             let status = rej.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError(ScimError::new(413, None, "request body is larger than the service accepts"))
+                ApiError(ScimError::new(
+                    413,
+                    None,
+                    "request body is larger than the service accepts",
+                ))
             } else {
                 ApiError(ScimError::new(status.as_u16(), None, rej.body_text()))
             }
         })?;
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError(ScimError::invalid_syntax(format!("request body is not valid JSON: {e}"))))?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError(ScimError::invalid_syntax(format!(
+                "request body is not valid JSON: {e}"
+            )))
+        })?;
         Ok(ScimBody(v))
     }
 }
 
 /// The `If-Match` header.
 pub fn if_match(h: &HeaderMap) -> Option<String> {
-    h.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string)
+    h.get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 /// Whether `If-None-Match` matches the resource's current ETag (→ 304).
 pub fn not_modified(h: &HeaderMap, body: &Value) -> bool {
-    let Some(inm) = h.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) else { return false };
-    let Some(current) = body.pointer("/meta/version").and_then(Value::as_str) else { return false };
-    let opaque = |t: &str| t.trim().trim_start_matches("W/").trim_matches('"').to_string();
-    inm.split(',').any(|t| t.trim() == "*" || opaque(t) == opaque(current))
+    let Some(inm) = h.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some(current) = body.pointer("/meta/version").and_then(Value::as_str) else {
+        return false;
+    };
+    let opaque = |t: &str| {
+        t.trim()
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .to_string()
+    };
+    inm.split(',')
+        .any(|t| t.trim() == "*" || opaque(t) == opaque(current))
 }
 
 /// `attributes` / `excludedAttributes`, as given.
@@ -116,10 +146,13 @@ impl Shape {
         let names = |s: &str| {
             s.split(',').any(|a| {
                 let a = a.trim().to_ascii_lowercase();
-                a == "members" || a.starts_with("members.") || a.ends_with(":members") || a.contains(":members.")
+                a == "members"
+                    || a.starts_with("members.")
+                    || a.ends_with(":members")
+                    || a.contains(":members.")
             })
         };
-        if self.excluded.as_deref().is_some_and(|e| names(e)) {
+        if self.excluded.as_deref().is_some_and(names) {
             return false;
         }
         self.attributes.as_deref().is_none_or(names)
@@ -131,7 +164,11 @@ impl Shape {
 }
 
 /// Applies the projection to one resource.
-pub fn shape(v: &Value, shape: &Shape, schema: &scim::schema::ResourceSchema) -> Result<Value, ScimError> {
+pub fn shape(
+    v: &Value,
+    shape: &Shape,
+    schema: &scim::schema::ResourceSchema,
+) -> Result<Value, ScimError> {
     if shape.attributes.is_none() && shape.excluded.is_none() {
         return Ok(v.clone());
     }
@@ -142,14 +179,25 @@ pub fn shape(v: &Value, shape: &Shape, schema: &scim::schema::ResourceSchema) ->
 pub fn attr_path(s: &str) -> Result<AttrPath, ScimError> {
     match scim::filter::parse(&format!("{s} pr")) {
         Ok(Filter::Attr(AttrExp::Present(p))) => Ok(p),
-        _ => Err(ScimError::invalid_value(format!("{s:?} is not an attribute path"))),
+        _ => Err(ScimError::invalid_value(format!(
+            "{s:?} is not an attribute path"
+        ))),
     }
 }
 
 /// Query parameters of a list or search, parsed.
 pub fn list_query(params: &[(String, String)]) -> Result<(ListQuery, Shape), ScimError> {
-    let get = |name: &str| params.iter().rev().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
-    let mut q = ListQuery { start_index: 1, ..ListQuery::default() };
+    let get = |name: &str| {
+        params
+            .iter()
+            .rev()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let mut q = ListQuery {
+        start_index: 1,
+        ..ListQuery::default()
+    };
     if let Some(f) = get("filter")
         && !f.trim().is_empty()
     {
@@ -164,42 +212,70 @@ pub fn list_query(params: &[(String, String)]) -> Result<(ListQuery, Shape), Sci
         q.descending = parse_order(&o)?;
     }
     if let Some(s) = get("startIndex") {
-        let n: i64 = s.trim().parse().map_err(|_| ScimError::invalid_value(format!("startIndex {s:?} is not an integer")))?;
+        let n: i64 = s
+            .trim()
+            .parse()
+            .map_err(|_| ScimError::invalid_value(format!("startIndex {s:?} is not an integer")))?;
         q.start_index = u64::try_from(n.max(1)).unwrap_or(1);
     }
     if let Some(c) = get("count") {
-        let n: i64 = c.trim().parse().map_err(|_| ScimError::invalid_value(format!("count {c:?} is not an integer")))?;
+        let n: i64 = c
+            .trim()
+            .parse()
+            .map_err(|_| ScimError::invalid_value(format!("count {c:?} is not an integer")))?;
         q.count = Some(u64::try_from(n.max(0)).unwrap_or(0));
     }
-    Ok((q, Shape { attributes: get("attributes"), excluded: get("excludedAttributes") }))
+    Ok((
+        q,
+        Shape {
+            attributes: get("attributes"),
+            excluded: get("excludedAttributes"),
+        },
+    ))
 }
 
 fn parse_order(o: &str) -> Result<bool, ScimError> {
     match o.trim().to_ascii_lowercase().as_str() {
         "ascending" | "" => Ok(false),
         "descending" => Ok(true),
-        _ => Err(ScimError::invalid_value(format!("sortOrder must be ascending or descending, got {o:?}"))),
+        _ => Err(ScimError::invalid_value(format!(
+            "sortOrder must be ascending or descending, got {o:?}"
+        ))),
     }
 }
 
 /// A SearchRequest body (RFC 7644 §3.4.3) turned into the same form as query parameters.
 pub fn search_body(body: &Value) -> Result<(ListQuery, Shape), ScimError> {
     if !body.is_object() {
-        return Err(ScimError::invalid_syntax("a SearchRequest must be a JSON object"));
+        return Err(ScimError::invalid_syntax(
+            "a SearchRequest must be a JSON object",
+        ));
     }
     let mut params = Vec::new();
     let mut push = |k: &str, v: &Value| -> Result<(), ScimError> {
         let s = match v {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
-            Value::Array(a) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
+            Value::Array(a) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
             Value::Null => return Ok(()),
             _ => return Err(ScimError::invalid_value(format!("{k} has an invalid type"))),
         };
         params.push((k.to_string(), s));
         Ok(())
     };
-    for k in ["filter", "sortBy", "sortOrder", "startIndex", "count", "attributes", "excludedAttributes"] {
+    for k in [
+        "filter",
+        "sortBy",
+        "sortOrder",
+        "startIndex",
+        "count",
+        "attributes",
+        "excludedAttributes",
+    ] {
         if let Some(v) = scim::resource::member(body, k) {
             push(k, v)?;
         }

@@ -68,7 +68,10 @@ pub async fn add_domain(conn: &mut Conn, name: &str, at: &str) -> Result<bool, s
 }
 
 pub async fn remove_domain(conn: &mut Conn, name: &str) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query("DELETE FROM domains WHERE name = ?").bind(name).execute(conn).await?;
+    let r = sqlx::query("DELETE FROM domains WHERE name = ?")
+        .bind(name)
+        .execute(conn)
+        .await?;
     Ok(r.rows_affected() > 0)
 }
 

@@ -50,10 +50,16 @@ pub struct Frag {
 
 impl Frag {
     fn new(sql: impl Into<String>) -> Frag {
-        Frag { sql: sql.into(), values: Vec::new() }
+        Frag {
+            sql: sql.into(),
+            values: Vec::new(),
+        }
     }
     fn with(sql: impl Into<String>, values: Vec<Value>) -> Frag {
-        Frag { sql: sql.into(), values }
+        Frag {
+            sql: sql.into(),
+            values,
+        }
     }
     /// Turns the fragment into a sea-query expression.
     pub fn into_expr(self) -> Expr {
@@ -75,10 +81,20 @@ enum Target {
     /// A real column (possibly an expression over columns).
     Column(ColumnInfo, &'static AttributeDef),
     /// A scalar inside the resource JSON at a path.
-    Json { path: String, ty: AttrType, case_exact: bool },
+    Json {
+        path: String,
+        ty: AttrType,
+        case_exact: bool,
+    },
     /// A multi-valued attribute in the JSON; `sub` is the sub-attribute compared on each
     /// element (`None`: the element itself, for multi-valued simple attributes).
-    JsonArray { path: String, sub: Option<String>, ty: AttrType, case_exact: bool, complex: bool },
+    JsonArray {
+        path: String,
+        sub: Option<String>,
+        ty: AttrType,
+        case_exact: bool,
+        complex: bool,
+    },
     /// The membership relation (`members` of a group, `groups` of a user).
     Relation(Relation),
     /// An attribute no row ever has (e.g. `meta.location`, computed on output).
@@ -128,7 +144,11 @@ impl Relation {
 /// JSON path (`$."a"."b"`) for an attribute, inside its extension object if any.
 fn json_path(extension: Option<&str>, name: &str, sub: Option<&str>) -> String {
     let mut p = String::from("$");
-    for part in extension.into_iter().chain(std::iter::once(name)).chain(sub) {
+    for part in extension
+        .into_iter()
+        .chain(std::iter::once(name))
+        .chain(sub)
+    {
         p.push_str(".\"");
         p.push_str(part);
         p.push('"');
@@ -140,7 +160,13 @@ fn column_for(kind: Kind, ext: Option<&str>, name: &str, sub: Option<&str>) -> O
     let lc = |s: &str| s.to_ascii_lowercase();
     let name = lc(name);
     let sub = sub.map(lc);
-    let col = |sql, nullable, lowered| Some(ColumnInfo { sql, nullable, lowered });
+    let col = |sql, nullable, lowered| {
+        Some(ColumnInfo {
+            sql,
+            nullable,
+            lowered,
+        })
+    };
     match (ext, name.as_str(), sub.as_deref()) {
         (None, "id", None) => col("id", false, false),
         (None, "externalid", None) => col("external_id", true, false),
@@ -157,7 +183,9 @@ fn column_for(kind: Kind, ext: Option<&str>, name: &str, sub: Option<&str>) -> O
         (Some(e), "state", None) if kind == Kind::User && e == scim::urn::IIJ_USER => {
             col("state", false, false)
         }
-        (Some(e), "pendingdeletionsince", None) if kind == Kind::User && e == scim::urn::IIJ_USER => {
+        (Some(e), "pendingdeletionsince", None)
+            if kind == Kind::User && e == scim::urn::IIJ_USER =>
+        {
             col("pending_since", true, false)
         }
         _ => None,
@@ -168,7 +196,9 @@ fn target(kind: Kind, path: &AttrPath) -> Result<Target, ScimError> {
     let schema = kind.schema();
     // Unknown attributes never match (as in `scim::filter::matches`): they narrow a search
     // rather than failing it.
-    let Some(loc) = schema.locate(path) else { return Ok(Target::Never) };
+    let Some(loc) = schema.locate(path) else {
+        return Ok(Target::Never);
+    };
     let Some(def) = loc.def else {
         // An undefined member of an open extension: a case-insensitive string.
         return Ok(Target::Json {
@@ -196,7 +226,9 @@ fn target(kind: Kind, path: &AttrPath) -> Result<Target, ScimError> {
             // RFC 7644 §3.4.2.2: a complex multi-valued attribute without a sub-attribute
             // compares its `value`.
             let sub_name = loc.sub.clone().unwrap_or_else(|| "value".to_string());
-            let Some(sub_def) = def.sub_attribute(&sub_name) else { return Ok(Target::Never) };
+            let Some(sub_def) = def.sub_attribute(&sub_name) else {
+                return Ok(Target::Never);
+            };
             return Ok(Target::JsonArray {
                 path: array_path,
                 sub: Some(sub_def.name.to_string()),
@@ -225,7 +257,11 @@ fn target(kind: Kind, path: &AttrPath) -> Result<Target, ScimError> {
             ty: AttrType::Complex,
             case_exact: false,
         }),
-        _ => Ok(Target::Json { path: array_path, ty: def.ty, case_exact: def.case_exact }),
+        _ => Ok(Target::Json {
+            path: array_path,
+            ty: def.ty,
+            case_exact: def.case_exact,
+        }),
     }
 }
 
@@ -241,9 +277,11 @@ fn qualify(table: &str, sql: &str) -> String {
 /// Normalises a dateTime literal to the stored form (UTC, milliseconds, `Z`) so that string
 /// comparison orders instants correctly.
 pub fn normalise_datetime(s: &str) -> Option<String> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|d| d.with_timezone(&chrono::Utc).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+    chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| {
+        d.with_timezone(&chrono::Utc)
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string()
+    })
 }
 
 /// Escapes `%`, `_` and `\` for `LIKE ... ESCAPE '\'`.
@@ -307,14 +345,18 @@ fn compare(
         CompValue::Null => match op {
             CompareOp::Eq => Ok(Frag::with(format!("({x} IS NULL)"), xv.to_vec())),
             CompareOp::Ne => Ok(Frag::with(format!("({x} IS NOT NULL)"), xv.to_vec())),
-            _ => Err(ScimError::invalid_filter("null can only be compared with eq or ne")),
+            _ => Err(ScimError::invalid_filter(
+                "null can only be compared with eq or ne",
+            )),
         },
         CompValue::True | CompValue::False => {
             let b = i64::from(matches!(value, CompValue::True));
             match op {
                 CompareOp::Eq => Ok(guard(format!("{x} = ?"), vec![Value::from(b)])),
                 CompareOp::Ne => Ok(ne(format!("{x} <> ?"), vec![Value::from(b)])),
-                _ => Err(ScimError::invalid_filter("booleans can only be compared with eq or ne")),
+                _ => Err(ScimError::invalid_filter(
+                    "booleans can only be compared with eq or ne",
+                )),
             }
         }
         CompValue::Number(n) => {
@@ -330,9 +372,9 @@ fn compare(
                 CompareOp::Ge => Ok(guard(format!("{x} >= ?"), vec![v])),
                 CompareOp::Lt => Ok(guard(format!("{x} < ?"), vec![v])),
                 CompareOp::Le => Ok(guard(format!("{x} <= ?"), vec![v])),
-                CompareOp::Co | CompareOp::Sw | CompareOp::Ew => {
-                    Err(ScimError::invalid_filter("co, sw and ew need a string value"))
-                }
+                CompareOp::Co | CompareOp::Sw | CompareOp::Ew => Err(ScimError::invalid_filter(
+                    "co, sw and ew need a string value",
+                )),
             }
         }
         CompValue::Str(s) => {
@@ -341,7 +383,10 @@ fn compare(
                     "a boolean attribute cannot be compared with the string \"{s}\""
                 )));
             }
-            let is_order = matches!(op, CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le);
+            let is_order = matches!(
+                op,
+                CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le
+            );
             let is_eq = matches!(op, CompareOp::Eq | CompareOp::Ne);
             let s = if ty == AttrType::DateTime && (is_order || is_eq) {
                 normalise_datetime(s).ok_or_else(|| {
@@ -372,7 +417,10 @@ fn compare(
                         CompareOp::Sw => format!("{e}%"),
                         _ => format!("%{e}"),
                     };
-                    Ok(guard(format!("{lx} LIKE ? ESCAPE '\\'"), vec![Value::from(pattern)]))
+                    Ok(guard(
+                        format!("{lx} LIKE ? ESCAPE '\\'"),
+                        vec![Value::from(pattern)],
+                    ))
                 }
             }
         }
@@ -380,7 +428,10 @@ fn compare(
 }
 
 fn fold_for(case_exact: bool, ty: AttrType, lowered_column: bool) -> Fold {
-    let textual = matches!(ty, AttrType::String | AttrType::Reference | AttrType::Binary);
+    let textual = matches!(
+        ty,
+        AttrType::String | AttrType::Reference | AttrType::Binary
+    );
     if lowered_column {
         Fold::Unicode
     } else if textual && !case_exact {
@@ -408,14 +459,22 @@ fn attr_exp(kind: Kind, exp: &AttrExp) -> Result<Frag, ScimError> {
         Target::Column(c, def) => {
             let x = qualify(table, c.sql);
             match exp {
-                AttrExp::Present(_) => Ok(if c.nullable { present(&x, &[]) } else { Frag::new("1") }),
+                AttrExp::Present(_) => Ok(if c.nullable {
+                    present(&x, &[])
+                } else {
+                    Frag::new("1")
+                }),
                 AttrExp::Comparison(_, op, v) => {
                     let fold = fold_for(def.case_exact, def.ty, c.lowered);
                     compare(&x, &[], c.nullable, def.ty, fold, op, v)
                 }
             }
         }
-        Target::Json { path, ty, case_exact } => {
+        Target::Json {
+            path,
+            ty,
+            case_exact,
+        } => {
             let x = format!("json_extract({table}.resource, ?)");
             let xv = vec![Value::from(path.clone())];
             match exp {
@@ -451,29 +510,49 @@ fn attr_exp(kind: Kind, exp: &AttrExp) -> Result<Frag, ScimError> {
                 }
             }
         }
-        Target::JsonArray { path, sub, ty, case_exact, complex } => {
+        Target::JsonArray {
+            path,
+            sub,
+            ty,
+            case_exact,
+            complex,
+        } => {
             let elem = match &sub {
-                Some(s) => Frag::with("json_extract(e.value, ?)", vec![Value::from(json_path(None, s, None))]),
+                Some(s) => Frag::with(
+                    "json_extract(e.value, ?)",
+                    vec![Value::from(json_path(None, s, None))],
+                ),
                 None => Frag::new("e.value"),
             };
             let inner = match exp {
                 // `emails pr`: at least one element.
                 AttrExp::Present(p) if p.sub_attr.is_none() || !complex => Frag::new("1"),
                 AttrExp::Present(_) => present(&elem.sql, &elem.values),
-                AttrExp::Comparison(_, op, v) => {
-                    compare(&elem.sql, &elem.values, true, ty, fold_for(case_exact, ty, false), op, v)?
-                }
+                AttrExp::Comparison(_, op, v) => compare(
+                    &elem.sql,
+                    &elem.values,
+                    true,
+                    ty,
+                    fold_for(case_exact, ty, false),
+                    op,
+                    v,
+                )?,
             };
             let mut values = vec![Value::from(path)];
             values.extend(inner.values);
             Ok(Frag::with(
-                format!("EXISTS (SELECT 1 FROM json_each({table}.resource, ?) AS e WHERE {})", inner.sql),
+                format!(
+                    "EXISTS (SELECT 1 FROM json_each({table}.resource, ?) AS e WHERE {})",
+                    inner.sql
+                ),
                 values,
             ))
         }
         Target::Relation(rel) => {
             let sub = path.sub_attr.clone().unwrap_or_else(|| "value".to_string());
-            let Some((col, case_exact)) = rel.sub_sql(&sub) else { return Ok(Frag::new("0")) };
+            let Some((col, case_exact)) = rel.sub_sql(&sub) else {
+                return Ok(Frag::new("0"));
+            };
             let inner = match exp {
                 AttrExp::Present(_) if path.sub_attr.is_none() => Frag::new("1"),
                 AttrExp::Present(_) => present(col, &[]),
@@ -487,7 +566,10 @@ fn attr_exp(kind: Kind, exp: &AttrExp) -> Result<Frag, ScimError> {
                     v,
                 )?,
             };
-            Ok(Frag::with(format!("{}{})", rel.exists_prefix(), inner.sql), inner.values))
+            Ok(Frag::with(
+                format!("{}{})", rel.exists_prefix(), inner.sql),
+                inner.values,
+            ))
         }
     }
 }
@@ -508,9 +590,15 @@ fn val_filter(
             let (x, ty, case_exact, lowered) = elem_sub(p)?;
             match exp {
                 AttrExp::Present(_) => Ok(present(&x.sql, &x.values)),
-                AttrExp::Comparison(_, op, v) => {
-                    compare(&x.sql, &x.values, true, ty, fold_for(case_exact, ty, lowered), op, v)
-                }
+                AttrExp::Comparison(_, op, v) => compare(
+                    &x.sql,
+                    &x.values,
+                    true,
+                    ty,
+                    fold_for(case_exact, ty, lowered),
+                    op,
+                    v,
+                ),
             }
         }
         ValFilter::Not(inner) => {
@@ -518,7 +606,11 @@ fn val_filter(
             Ok(Frag::with(format!("(NOT {})", i.sql), i.values))
         }
         ValFilter::And(ops) | ValFilter::Or(ops) => {
-            let joiner = if matches!(f, ValFilter::And(_)) { " AND " } else { " OR " };
+            let joiner = if matches!(f, ValFilter::And(_)) {
+                " AND "
+            } else {
+                " OR "
+            };
             let mut sqls = Vec::new();
             let mut values = Vec::new();
             for o in ops.as_slice() {
@@ -537,14 +629,23 @@ fn value_path(kind: Kind, vp: &scim::ValuePath) -> Result<Frag, ScimError> {
         Target::Relation(rel) => {
             let sub = |p: &AttrPath| {
                 Ok(match rel.sub_sql(&p.name) {
-                    Some((col, case_exact)) => (Frag::new(col), AttrType::String, case_exact, false),
+                    Some((col, case_exact)) => {
+                        (Frag::new(col), AttrType::String, case_exact, false)
+                    }
                     None => (Frag::new("NULL"), AttrType::String, true, false),
                 })
             };
             let inner = val_filter(&vp.filter, &sub)?;
-            Ok(Frag::with(format!("{}{})", rel.exists_prefix(), inner.sql), inner.values))
+            Ok(Frag::with(
+                format!("{}{})", rel.exists_prefix(), inner.sql),
+                inner.values,
+            ))
         }
-        Target::JsonArray { path, complex: true, .. } => {
+        Target::JsonArray {
+            path,
+            complex: true,
+            ..
+        } => {
             let schema = kind.schema();
             let Some(def) = schema.locate(&vp.attr).and_then(|l| l.def) else {
                 return Ok(Frag::new("0"));
@@ -568,7 +669,10 @@ fn value_path(kind: Kind, vp: &scim::ValuePath) -> Result<Frag, ScimError> {
             let mut values = vec![Value::from(path)];
             values.extend(inner.values);
             Ok(Frag::with(
-                format!("EXISTS (SELECT 1 FROM json_each({table}.resource, ?) AS e WHERE {})", inner.sql),
+                format!(
+                    "EXISTS (SELECT 1 FROM json_each({table}.resource, ?) AS e WHERE {})",
+                    inner.sql
+                ),
                 values,
             ))
         }
@@ -612,7 +716,9 @@ pub fn mentions_state(f: &Filter) -> bool {
             && (l.name == "state" || l.name == "pendingDeletionSince"))
     }
     match f {
-        Filter::Attr(AttrExp::Present(p)) | Filter::Attr(AttrExp::Comparison(p, _, _)) => is_state(p),
+        Filter::Attr(AttrExp::Present(p)) | Filter::Attr(AttrExp::Comparison(p, _, _)) => {
+            is_state(p)
+        }
         Filter::ValuePath(_) => false,
         Filter::Not(inner) => mentions_state(inner),
         Filter::And(ops) | Filter::Or(ops) => ops.as_slice().iter().any(mentions_state),
@@ -626,11 +732,21 @@ pub fn sort_expr(kind: Kind, path: &AttrPath) -> Result<Frag, ScimError> {
     let t = target(kind, path)?;
     Ok(match t {
         Target::Column(c, _) => Frag::new(qualify(table, c.sql)),
-        Target::Json { path, ty, case_exact } => {
+        Target::Json {
+            path,
+            ty,
+            case_exact,
+        } => {
             if fold_for(case_exact, ty, false).is_ascii() {
-                Frag::with(format!("lower(json_extract({table}.resource, ?))"), vec![Value::from(path)])
+                Frag::with(
+                    format!("lower(json_extract({table}.resource, ?))"),
+                    vec![Value::from(path)],
+                )
             } else {
-                Frag::with(format!("json_extract({table}.resource, ?)"), vec![Value::from(path)])
+                Frag::with(
+                    format!("json_extract({table}.resource, ?)"),
+                    vec![Value::from(path)],
+                )
             }
         }
         Target::JsonArray { path, sub, .. } => {
@@ -638,7 +754,10 @@ pub fn sort_expr(kind: Kind, path: &AttrPath) -> Result<Frag, ScimError> {
                 Some(s) => format!("{path}[0].\"{s}\""),
                 None => format!("{path}[0]"),
             };
-            Frag::with(format!("json_extract({table}.resource, ?)"), vec![Value::from(p)])
+            Frag::with(
+                format!("json_extract({table}.resource, ?)"),
+                vec![Value::from(p)],
+            )
         }
         Target::Relation(_) | Target::Never => Frag::new("NULL"),
     })

@@ -100,7 +100,10 @@ pub async fn delete(conn: &mut Conn, id: &str) -> Result<(), sqlx::Error> {
         .bind(id)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("DELETE FROM groups WHERE id = ?").bind(id).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM groups WHERE id = ?")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -154,7 +157,11 @@ pub async fn add_members(
     Ok(())
 }
 
-pub async fn remove_members(conn: &mut Conn, group_id: &str, ids: &[String]) -> Result<(), sqlx::Error> {
+pub async fn remove_members(
+    conn: &mut Conn,
+    group_id: &str,
+    ids: &[String],
+) -> Result<(), sqlx::Error> {
     for id in ids {
         sqlx::query("DELETE FROM group_members WHERE group_id = ? AND member_id = ?")
             .bind(group_id)

@@ -31,9 +31,15 @@ pub const DB_FILE: &str = "idservice.db";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create data directory {dir}: {source}")]
-    CreateDir { dir: PathBuf, source: std::io::Error },
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error("data directory {dir} is not writable: {source}")]
-    NotWritable { dir: PathBuf, source: std::io::Error },
+    NotWritable {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{file} is not a SQLite database (or it is corrupt): {detail}")]
     NotADatabase { file: PathBuf, detail: String },
     #[error("cannot open database {file}: {detail}")]
@@ -71,7 +77,10 @@ impl Store {
         let file = data_dir.join(DB_FILE);
         let url = format!("sqlite://{}", file.display());
         let base = SqliteConnectOptions::from_str(&url)
-            .map_err(|e| StoreError::Open { file: file.clone(), detail: e.to_string() })?
+            .map_err(|e| StoreError::Open {
+                file: file.clone(),
+                detail: e.to_string(),
+            })?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -95,7 +104,11 @@ impl Store {
             .connect_with(base.read_only(true))
             .await
             .map_err(|e| classify_open_error(&file, e))?;
-        Ok(Store { writer, reader, file })
+        Ok(Store {
+            writer,
+            reader,
+            file,
+        })
     }
 
     /// The database file.
@@ -132,18 +145,30 @@ fn is_not_a_database(e: &sqlx::Error) -> bool {
 
 fn classify_open_error(file: &Path, e: sqlx::Error) -> StoreError {
     if is_not_a_database(&e) {
-        StoreError::NotADatabase { file: file.to_path_buf(), detail: e.to_string() }
+        StoreError::NotADatabase {
+            file: file.to_path_buf(),
+            detail: e.to_string(),
+        }
     } else {
-        StoreError::Open { file: file.to_path_buf(), detail: e.to_string() }
+        StoreError::Open {
+            file: file.to_path_buf(),
+            detail: e.to_string(),
+        }
     }
 }
 
 fn classify_migrate_error(file: &Path, e: sqlx::migrate::MigrateError) -> StoreError {
     let detail = e.to_string();
     if detail.contains("not a database") || detail.contains("malformed") {
-        StoreError::NotADatabase { file: file.to_path_buf(), detail }
+        StoreError::NotADatabase {
+            file: file.to_path_buf(),
+            detail,
+        }
     } else {
-        StoreError::Migrate { file: file.to_path_buf(), detail }
+        StoreError::Migrate {
+            file: file.to_path_buf(),
+            detail,
+        }
     }
 }
 

@@ -46,7 +46,11 @@ async fn count(conn: &mut Conn, spec: &SearchSpec, cond: Condition) -> Result<i6
         .await
 }
 
-fn page_query(spec: &SearchSpec, cond: Condition, columns: &'static str) -> (String, sea_query_sqlx::SqlxValues) {
+fn page_query(
+    spec: &SearchSpec,
+    cond: Condition,
+    columns: &'static str,
+) -> (String, sea_query_sqlx::SqlxValues) {
     let table = spec.kind.table();
     let mut q = Query::select();
     q.expr(Expr::cust(columns)).from(table).cond_where(cond);
@@ -80,7 +84,10 @@ pub async fn users(conn: &mut Conn, spec: &SearchSpec) -> Result<(i64, Vec<UserR
 }
 
 /// Total matches and one page of groups.
-pub async fn groups(conn: &mut Conn, spec: &SearchSpec) -> Result<(i64, Vec<GroupRow>), sqlx::Error> {
+pub async fn groups(
+    conn: &mut Conn,
+    spec: &SearchSpec,
+) -> Result<(i64, Vec<GroupRow>), sqlx::Error> {
     let cond = base_condition(spec);
     let total = count(conn, spec, cond.clone()).await?;
     if spec.limit == 0 || total == 0 {

@@ -103,12 +103,18 @@ pub async fn purge(conn: &mut Conn, id: &str) -> Result<(), sqlx::Error> {
         .bind(id)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("DELETE FROM users WHERE id = ?").bind(id).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM users WHERE id = ?")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
 /// The groups a user is a direct member of: (group id, displayName).
-pub async fn groups_of(conn: &mut Conn, user_id: &str) -> Result<Vec<(String, String)>, sqlx::Error> {
+pub async fn groups_of(
+    conn: &mut Conn,
+    user_id: &str,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT g.id, g.display_name FROM group_members m JOIN groups g ON g.id = m.group_id \
          WHERE m.member_id = ? ORDER BY g.display_name_lc",
@@ -135,7 +141,10 @@ pub async fn pending(conn: &mut Conn, before: Option<&str>) -> Result<Vec<UserRo
 }
 
 /// Finds a user by lower-cased userName, any state.
-pub async fn by_user_name(conn: &mut Conn, user_name_lc: &str) -> Result<Option<UserRow>, sqlx::Error> {
+pub async fn by_user_name(
+    conn: &mut Conn,
+    user_name_lc: &str,
+) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as::<_, UserRow>(
         "SELECT id, user_name, user_name_lc, external_id, active, state, pending_since, \
          created, last_modified, version, resource FROM users WHERE user_name_lc = ?",

@@ -11,7 +11,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_idservice");
-pub const ALL_SCOPES: &str = "escim_read_users,escim_write_users,escim_read_groups,escim_write_groups";
+pub const ALL_SCOPES: &str =
+    "escim_read_users,escim_write_users,escim_read_groups,escim_write_groups";
 pub const IIJ: &str = "urn:iij:params:scim:schemas:extension:enterprisejp:2.0:User";
 
 /// A running idservice.
@@ -34,7 +35,9 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).map(|v| v.to_str().unwrap().to_string())
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
     }
     pub fn id(&self) -> String {
         self.body["id"].as_str().expect("id").to_string()
@@ -42,7 +45,11 @@ impl Resp {
     /// Asserts an RFC 7644 §3.12 error with this status, scimType and detail (if given).
     pub fn assert_error(&self, status: u16, scim_type: Option<&str>, detail: Option<&str>) {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
-        assert_eq!(self.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error", "{}", self.body);
+        assert_eq!(
+            self.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+            "{}",
+            self.body
+        );
         assert_eq!(self.body["status"], status.to_string());
         match scim_type {
             Some(t) => assert_eq!(self.body["scimType"], t, "{}", self.body),
@@ -60,13 +67,26 @@ pub fn install_crypto() {
 
 /// Runs the CLI with `args` and `--data DIR` appended.
 pub fn cli(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN).args(args).arg("--data").arg(dir).env("NO_COLOR", "1").output().expect("run idservice")
+    Command::new(BIN)
+        .args(args)
+        .arg("--data")
+        .arg(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run idservice")
 }
 
 /// Creates a token through the CLI.
 pub fn create_token(dir: &Path, scopes: &str, expires: &str) -> String {
-    let out = cli(dir, &["token", "create", "--scope", scopes, "--expires", expires]);
-    assert!(out.status.success(), "token create failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(
+        dir,
+        &["token", "create", "--scope", scopes, "--expires", expires],
+    );
+    assert!(
+        out.status.success(),
+        "token create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -84,7 +104,11 @@ pub fn spawn_serve(dir: &Path, extra: &[&str]) -> (Child, String) {
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("unexpected: {line:?}")).to_string();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected: {line:?}"))
+        .to_string();
     (child, addr)
 }
 
@@ -117,8 +141,19 @@ impl Server {
     }
 
     /// A request with full control.
-    pub async fn send(&self, token: Option<&str>, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Resp {
-        let url = if path.starts_with("http") { path.to_string() } else { format!("{}{}", self.base, path) };
+    pub async fn send(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let url = if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{}", self.base, path)
+        };
         let mut rb = self.client.request(method, url);
         if let Some(t) = token {
             rb = rb.bearer_auth(t);
@@ -127,35 +162,54 @@ impl Server {
             rb = rb.header(*k, *v);
         }
         if let Some(b) = body {
-            rb = rb.header("content-type", "application/scim+json").body(b.to_string());
+            rb = rb
+                .header("content-type", "application/scim+json")
+                .body(b.to_string());
         }
         let resp = rb.send().await.expect("request");
         let status = resp.status();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        Resp { status, body, headers }
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Resp {
+            status,
+            body,
+            headers,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Resp {
-        self.send(Some(&self.token), Method::GET, path, None, &[]).await
+        self.send(Some(&self.token), Method::GET, path, None, &[])
+            .await
     }
     pub async fn post(&self, path: &str, body: Value) -> Resp {
-        self.send(Some(&self.token), Method::POST, path, Some(body), &[]).await
+        self.send(Some(&self.token), Method::POST, path, Some(body), &[])
+            .await
     }
     pub async fn put(&self, path: &str, body: Value) -> Resp {
-        self.send(Some(&self.token), Method::PUT, path, Some(body), &[]).await
+        self.send(Some(&self.token), Method::PUT, path, Some(body), &[])
+            .await
     }
     pub async fn patch(&self, path: &str, body: Value) -> Resp {
-        self.send(Some(&self.token), Method::PATCH, path, Some(body), &[]).await
+        self.send(Some(&self.token), Method::PATCH, path, Some(body), &[])
+            .await
     }
     pub async fn delete(&self, path: &str) -> Resp {
-        self.send(Some(&self.token), Method::DELETE, path, None, &[]).await
+        self.send(Some(&self.token), Method::DELETE, path, None, &[])
+            .await
     }
 
     /// Lists with a filter (URL-encoded here), returning the ListResponse.
     pub async fn filter(&self, endpoint: &str, filter: &str) -> Resp {
-        let url = reqwest::Url::parse_with_params(&format!("{}{}", self.base, endpoint), [("filter", filter)]).unwrap();
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}{}", self.base, endpoint),
+            [("filter", filter)],
+        )
+        .unwrap();
         self.get(url.as_str()).await
     }
 
