@@ -59,26 +59,29 @@ pub async fn open_service(
     Ok(Service::new(store, days, max_body_bytes))
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers the shutdown signals now (so a SIGTERM that arrives right after the
+/// `listening on` line is not fatal) and returns a future that resolves on the first one.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+            tracing::info!("shutting down");
+        })
     }
-    tracing::info!("shutting down");
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        })
+    }
 }
 
 /// Serves until a shutdown signal.
@@ -97,6 +100,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             }
         })?;
     let addr = listener.local_addr()?;
+    let shutdown = shutdown_signal()?;
     {
         // Tests and scripts read this line to learn the port chosen for `:0`.
         let mut out = std::io::stdout().lock();
@@ -134,7 +138,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
 
     let app = crate::http::router(svc.clone(), opts.request_timeout);
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await?;
     purger.abort();
     svc.store.close().await;
