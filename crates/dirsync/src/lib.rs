@@ -1,8 +1,15 @@
-//! The directory synchronisation agent.
+//! The directory synchronisation agent: reads users and groups from an LDAP directory (or an
+//! LDIF file), maps them to SCIM resources, plans the difference with what a SCIM 2.0 target
+//! holds, and applies it safely. See ARCHITECTURE.md for the module map.
 
+pub mod apply;
 pub mod config;
+pub mod journal;
 pub mod ldap_filter;
 pub mod mapping;
 pub mod plan;
+pub mod report;
+pub mod run;
 pub mod source;
 pub mod state;
+pub mod target;

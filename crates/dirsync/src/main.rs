@@ -1,1 +1,220 @@
-fn main() {}
+//! The `dirsync` command: parses the command line, loads the configuration, runs, prints the
+//! report, and turns the outcome into the exit code of SPEC 5 (0 success, 1 some objects
+//! failed, 2 run refused, 3 cannot reach source or target).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use dirsync::config::{Config, LogLevel};
+use dirsync::report::{EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE};
+use dirsync::run::{SyncOptions, sync};
+
+#[derive(Parser)]
+#[command(name = "dirsync", version, about = "Synchronise an LDAP / Active Directory directory to a SCIM 2.0 service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log level (overrides log.loglevel): error, warn, info, debug.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct Files {
+    /// config.yml
+    #[arg(long, short)]
+    config: PathBuf,
+    /// secret.yml (default: secret.yml beside config.yml)
+    #[arg(long)]
+    secret: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read the directory, plan, and apply the changes to the target.
+    Sync {
+        #[command(flatten)]
+        files: Files,
+        /// Compute and show the plan; send nothing, change no state.
+        #[arg(long)]
+        dry_run: bool,
+        /// Discard the local state and rebuild it from the target first.
+        #[arg(long)]
+        recovery: bool,
+        /// Let this run through even if it moves up to N users (and N group deletions and
+        /// member removals) over the deletion thresholds.
+        #[arg(long, value_name = "N")]
+        allow_deletions: Option<u64>,
+        /// Take over target objects that match directory objects but were not created by
+        /// this instance.
+        #[arg(long)]
+        adopt: bool,
+        /// Report format on stdout.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        report: ReportFormat,
+    },
+    /// Validate the files, test the directory bind and the target token, count objects.
+    Check {
+        #[command(flatten)]
+        files: Files,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dirsync: cannot start: {e}");
+            return ExitCode::from(EXIT_UNREACHABLE as u8);
+        }
+    };
+    let code = runtime.block_on(async_main(cli));
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn load(files: &Files) -> Result<(Config, Vec<String>), i32> {
+    match Config::load(&files.config, files.secret.as_deref()) {
+        Ok((config, warnings)) => Ok((config, warnings.into_iter().map(|w| w.to_string()).collect())),
+        Err(e) => {
+            eprintln!("dirsync: {e}");
+            Err(EXIT_REFUSED)
+        }
+    }
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},sqlx=warn,hyper=warn,reqwest=warn,rustls=warn"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn level_name(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+    }
+}
+
+async fn async_main(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Sync { files, dry_run, recovery, allow_deletions, adopt, report } => {
+            let (config, warnings) = match load(&files) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let level = cli.log_level.clone().unwrap_or_else(|| level_name(config.log.loglevel).to_string());
+            init_logging(&level, cli.log_format);
+            for w in &warnings {
+                tracing::warn!("{w}");
+            }
+            let options = SyncOptions { dry_run, recovery, allow_deletions, adopt };
+            let result = sync(&config, warnings, &options).await;
+            match report {
+                ReportFormat::Json => {
+                    let json = serde_json::json!({ "report": result.report, "plan": result.plan });
+                    println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+                }
+                ReportFormat::Text => {
+                    if dry_run && let Some(plan) = &result.plan {
+                        println!("plan:\n{plan}\n");
+                    }
+                    print!("{}", result.report.to_text());
+                }
+            }
+            result.report.exit_code
+        }
+        Command::Check { files } => {
+            let (config, warnings) = match load(&files) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_logging(cli.log_level.as_deref().unwrap_or("warn"), cli.log_format);
+            check(&config, &warnings).await
+        }
+    }
+}
+
+async fn check(config: &Config, warnings: &[String]) -> i32 {
+    let tty = std::io::stdout().is_terminal();
+    let mark = |ok: bool| if ok { "ok  " } else { "FAIL" };
+    println!("{} configuration {} (secrets: {})", mark(true), config.config_path.display(), config.secret_path.display());
+    for w in warnings {
+        println!("warn {w}");
+    }
+    let mut code = EXIT_OK;
+    match dirsync::source::read(config).await {
+        Ok(read) => {
+            println!(
+                "{} directory {} ({}): {} users, {} groups in scope{}",
+                mark(read.read.complete),
+                read.description,
+                dirsync::run::kind_name(read.kind),
+                read.read.users.len(),
+                read.read.groups.len(),
+                if read.read.complete { "" } else { " (read incomplete)" }
+            );
+        }
+        Err(e) => {
+            println!("{} directory: {e}", mark(false));
+            code = EXIT_UNREACHABLE;
+        }
+    }
+    match dirsync::run::scim_client(config) {
+        Ok(client) => match client.service_provider_config().await {
+            Ok(spc) => {
+                let probe = scim::filter::parse("userName eq \"dirsync-check-probe\"");
+                let token_ok = match probe {
+                    Ok(f) => client.list(scim_client::ResourceKind::Users, Some(&f), None).await,
+                    Err(e) => Err(scim_client::ClientError::Protocol(e.detail)),
+                };
+                match token_ok {
+                    Ok(_) => println!(
+                        "{} target {} (bulk: {}, keeps pending users: {})",
+                        mark(true),
+                        client.base_url(),
+                        spc.bulk,
+                        spc.keeps_pending_users
+                    ),
+                    Err(e) => {
+                        println!("{} target {}: {e}", mark(false), client.base_url());
+                        code = EXIT_UNREACHABLE;
+                    }
+                }
+            }
+            Err(e) => {
+                println!("{} target {}: {e}", mark(false), client.base_url());
+                code = EXIT_UNREACHABLE;
+            }
+        },
+        Err(e) => {
+            println!("{} target: {e}", mark(false));
+            code = EXIT_REFUSED;
+        }
+    }
+    let _ = tty;
+    code
+}

@@ -5,7 +5,11 @@
 //! only mapping knows how to render them. This module does not know LDAP connections, SCIM,
 //! or the configuration; the selection of users and groups lives with each source.
 
+pub mod ldap;
 pub mod ldif;
+mod read;
+
+pub use read::{SourceError, SourceRead, read};
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,499 @@
+//! Executes a plan against the target through the SCIM client: operations in plan order,
+//! independent operations of one kind concurrently (bounded), each write journaled and, when
+//! it changes what this instance owns or keeps pending, recorded in the state right after the
+//! target confirmed it.
+//!
+//! It decides nothing the plan did not say, with two exceptions that keep runs convergent
+//! after a crash: a create answered "already exists" adopts the existing object found by
+//! externalId, and a member removal that finds nothing to remove counts as done.
+//! A refused token or an unreachable target stops the run once (no error per object).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use scim::{AttrExp, AttrPath, CompValue, CompareOp, PatchOperation, ValFilter};
+use scim_client::{ClientError, ResourceKind, ScimClient};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::journal::{Journal, JournalEntry};
+use crate::plan::{GroupRef, MemberRef, Operation, Plan};
+use crate::state::{ObjectKind, ObjectRecord, StateStore, fingerprint};
+
+/// What apply needs besides the plan.
+pub struct ApplyContext<'a> {
+    pub client: &'a ScimClient,
+    pub state: &'a StateStore,
+    pub journal: &'a Mutex<Journal>,
+    pub run_id: &'a str,
+    pub concurrency: usize,
+    pub now: DateTime<Utc>,
+    /// Target id → source anchor, for every target object whose anchor is known.
+    pub anchors: &'a HashMap<String, String>,
+}
+
+/// Counts for the report (SPEC 5).
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub created: usize,
+    pub updated: usize,
+    pub enabled: usize,
+    pub disabled: usize,
+    pub pending_deletion: usize,
+    pub restored: usize,
+    pub deleted: usize,
+    pub adopted: usize,
+    pub groups_created: usize,
+    pub groups_updated: usize,
+    pub groups_deleted: usize,
+    pub members_added: usize,
+    pub members_removed: usize,
+    pub failed: usize,
+}
+
+/// One object that failed, with the target's message.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub operation: String,
+    pub object: String,
+    pub message: String,
+}
+
+#[derive(Debug, Default)]
+pub struct ApplyOutcome {
+    pub counts: Counts,
+    pub failures: Vec<Failure>,
+    /// Set when the run had to stop (credentials refused, target unreachable).
+    pub stopped: Option<String>,
+}
+
+/// Applies `plan` in order. Consecutive operations of the same kind run concurrently.
+pub async fn apply(plan: &Plan, ctx: &ApplyContext<'_>) -> ApplyOutcome {
+    let run = Run {
+        ctx,
+        new_users: Mutex::new(HashMap::new()),
+        new_groups: Mutex::new(HashMap::new()),
+        outcome: Mutex::new(ApplyOutcome::default()),
+        stop: AtomicBool::new(false),
+    };
+    let mut start = 0;
+    while start < plan.operations.len() {
+        let kind = std::mem::discriminant(&plan.operations[start]);
+        let mut end = start;
+        while end < plan.operations.len() && std::mem::discriminant(&plan.operations[end]) == kind {
+            end += 1;
+        }
+        let batch = &plan.operations[start..end];
+        futures::stream::iter(batch)
+            .map(|op| run.execute(op))
+            .buffer_unordered(ctx.concurrency.max(1))
+            .collect::<Vec<()>>()
+            .await;
+        if run.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        start = end;
+    }
+    run.outcome.into_inner().unwrap_or_default()
+}
+
+struct Run<'a, 'b> {
+    ctx: &'b ApplyContext<'a>,
+    /// Anchor → id of objects created in this run (for member references).
+    new_users: Mutex<HashMap<String, String>>,
+    new_groups: Mutex<HashMap<String, String>>,
+    outcome: Mutex<ApplyOutcome>,
+    stop: AtomicBool,
+}
+
+/// The result of one operation, before it is counted.
+enum Done {
+    Ok,
+    /// Member operations count members, not requests.
+    Members(usize),
+}
+
+impl Run<'_, '_> {
+    async fn execute(&self, op: &Operation) {
+        if self.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let (name, object) = describe(op);
+        let result = self.perform(op).await;
+        let mut outcome = match self.outcome.lock() {
+            Ok(o) => o,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match result {
+            Ok(done) => count(&mut outcome.counts, op, &done),
+            Err(e) => {
+                let message = e.to_string();
+                self.journal(name, &object, None, None, &format!("failed: {message}"), None, None);
+                if e.stops_run() {
+                    self.stop.store(true, Ordering::SeqCst);
+                    if outcome.stopped.is_none() {
+                        outcome.stopped = Some(message);
+                    }
+                } else {
+                    outcome.counts.failed += 1;
+                    outcome.failures.push(Failure { operation: name.to_string(), object, message });
+                }
+            }
+        }
+    }
+
+    async fn perform(&self, op: &Operation) -> Result<Done, ClientError> {
+        let client = self.ctx.client;
+        let (name, _) = describe(op);
+        match op {
+            Operation::CreateUser { anchor, user_name, dn, resource } => {
+                let (id, existed) = self.create(ResourceKind::Users, anchor, resource).await?;
+                self.new_users_insert(anchor, &id);
+                self.record(ObjectKind::User, anchor, &id, Some(dn), user_name, Some(resource), None)
+                    .await;
+                let outcome = if existed { "ok (already existed; adopted by externalId)" } else { "ok" };
+                self.journal(name, user_name, Some(anchor), Some(&id), outcome, None, Some(resource.clone()));
+                Ok(Done::Ok)
+            }
+            Operation::AdoptUser { id, user_name } => {
+                if let Some(anchor) = self.ctx.anchors.get(id) {
+                    self.record(ObjectKind::User, anchor, id, None, user_name, None, None).await;
+                }
+                self.journal(name, user_name, None, Some(id), "ok", None, None);
+                Ok(Done::Ok)
+            }
+            Operation::UpdateUser { id, user_name, changes, patch }
+            | Operation::UpdateGroup { id, display_name: user_name, changes, patch } => {
+                let kind = if matches!(op, Operation::UpdateUser { .. }) {
+                    ResourceKind::Users
+                } else {
+                    ResourceKind::Groups
+                };
+                client.patch(kind, id, patch).await?;
+                let before: serde_json::Map<String, Value> = changes
+                    .iter()
+                    .map(|c| (c.path.clone(), c.old.clone().unwrap_or(Value::Null)))
+                    .collect();
+                let after: serde_json::Map<String, Value> = changes
+                    .iter()
+                    .map(|c| (c.path.clone(), c.new.clone().unwrap_or(Value::Null)))
+                    .collect();
+                self.journal(name, user_name, None, Some(id), "ok", Some(before.into()), Some(after.into()));
+                Ok(Done::Ok)
+            }
+            Operation::EnableUser { id, user_name } | Operation::DisableUser { id, user_name } => {
+                let active = matches!(op, Operation::EnableUser { .. });
+                client.patch(ResourceKind::Users, id, &[replace("active", json!(active))?]).await?;
+                self.journal(
+                    name,
+                    user_name,
+                    None,
+                    Some(id),
+                    "ok",
+                    Some(json!({"active": !active})),
+                    Some(json!({"active": active})),
+                );
+                Ok(Done::Ok)
+            }
+            Operation::RestoreUser { id, user_name, anchor, resource, patch } => {
+                if patch.is_empty() {
+                    // A target that keeps pending users restores on POST with the same
+                    // userName and externalId.
+                    let restored = client.create(ResourceKind::Users, resource).await?;
+                    let new_id = id_of(&restored).unwrap_or_else(|| id.clone());
+                    self.record(ObjectKind::User, anchor, &new_id, None, user_name, Some(resource), None)
+                        .await;
+                } else {
+                    client.patch(ResourceKind::Users, id, patch).await?;
+                    self.record(ObjectKind::User, anchor, id, None, user_name, Some(resource), None).await;
+                }
+                self.journal(name, user_name, Some(anchor), Some(id), "ok", None, Some(resource.clone()));
+                Ok(Done::Ok)
+            }
+            Operation::DeleteUser { id, user_name } => {
+                client.delete(ResourceKind::Users, id).await?;
+                self.journal(name, user_name, None, Some(id), "ok (pending deletion)", None, None);
+                Ok(Done::Ok)
+            }
+            Operation::AgentPendUser { id, user_name } => {
+                client.patch(ResourceKind::Users, id, &[replace("active", json!(false))?]).await?;
+                if let Some(anchor) = self.ctx.anchors.get(id) {
+                    self.record(ObjectKind::User, anchor, id, None, user_name, None, Some(self.ctx.now))
+                        .await;
+                }
+                self.journal(name, user_name, None, Some(id), "ok (disabled, pending deletion kept by the agent)", None, None);
+                Ok(Done::Ok)
+            }
+            Operation::PurgeUser { id, user_name, .. } => {
+                client.delete(ResourceKind::Users, id).await?;
+                if let Some(anchor) = self.ctx.anchors.get(id) {
+                    self.forget(ObjectKind::User, anchor).await;
+                }
+                self.journal(name, user_name, None, Some(id), "ok", None, None);
+                Ok(Done::Ok)
+            }
+            Operation::CreateGroup { anchor, display_name, dn, resource } => {
+                let (id, existed) = self.create(ResourceKind::Groups, anchor, resource).await?;
+                if let Ok(mut map) = self.new_groups.lock() {
+                    map.insert(anchor.clone(), id.clone());
+                }
+                self.record(ObjectKind::Group, anchor, &id, Some(dn), display_name, Some(resource), None)
+                    .await;
+                let outcome = if existed { "ok (already existed; adopted by externalId)" } else { "ok" };
+                self.journal(name, display_name, Some(anchor), Some(&id), outcome, None, Some(resource.clone()));
+                Ok(Done::Ok)
+            }
+            Operation::AdoptGroup { id, display_name } => {
+                if let Some(anchor) = self.ctx.anchors.get(id) {
+                    self.record(ObjectKind::Group, anchor, id, None, display_name, None, None).await;
+                }
+                self.journal(name, display_name, None, Some(id), "ok", None, None);
+                Ok(Done::Ok)
+            }
+            Operation::DeleteGroup { id, display_name } => {
+                client.delete(ResourceKind::Groups, id).await?;
+                if let Some(anchor) = self.ctx.anchors.get(id) {
+                    self.forget(ObjectKind::Group, anchor).await;
+                }
+                self.journal(name, display_name, None, Some(id), "ok", None, None);
+                Ok(Done::Ok)
+            }
+            Operation::AddMembers { group, display_name, members }
+            | Operation::RemoveMembers { group, display_name, members } => {
+                let adding = matches!(op, Operation::AddMembers { .. });
+                let Some(group_id) = self.group_id(group) else {
+                    return Err(ClientError::Rejected(scim::ScimError::no_target(format!(
+                        "group {display_name} was not created in this run"
+                    ))));
+                };
+                let ids: Vec<String> = members.iter().filter_map(|m| self.member_id(m)).collect();
+                if ids.is_empty() {
+                    return Ok(Done::Members(0));
+                }
+                let patch = if adding { add_members(&ids)? } else { remove_members(&ids)? };
+                match client.patch(ResourceKind::Groups, &group_id, &[patch]).await {
+                    Ok(_) => {}
+                    // Nothing left to remove: the state the plan wanted.
+                    Err(ClientError::Rejected(e))
+                        if !adding && e.scim_type == Some(scim::ScimType::NoTarget) => {}
+                    Err(e) => return Err(e),
+                }
+                let names: Vec<&str> = members.iter().map(|m| m.user_name.as_str()).collect();
+                let change = json!({ "members": names });
+                let (before, after) = if adding { (None, Some(change)) } else { (Some(change), None) };
+                self.journal(name, display_name, None, Some(&group_id), "ok", before, after);
+                Ok(Done::Members(ids.len()))
+            }
+        }
+    }
+
+    /// POST, or — when the target says the object already exists — the existing one found
+    /// by externalId (a previous run may have created it and been killed before recording).
+    async fn create(
+        &self,
+        kind: ResourceKind,
+        anchor: &str,
+        resource: &Value,
+    ) -> Result<(String, bool), ClientError> {
+        match self.ctx.client.create(kind, resource).await {
+            Ok(created) => id_of(&created)
+                .map(|id| (id, false))
+                .ok_or_else(|| ClientError::Protocol("created resource has no id".into())),
+            Err(ClientError::Rejected(e)) if e.status == 409 => {
+                match self.ctx.client.find_by_external_id(kind, anchor).await? {
+                    Some(existing) => id_of(&existing)
+                        .map(|id| (id, true))
+                        .ok_or_else(|| ClientError::Protocol("resource has no id".into())),
+                    None => Err(ClientError::Rejected(e)),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn new_users_insert(&self, anchor: &str, id: &str) {
+        if let Ok(mut map) = self.new_users.lock() {
+            map.insert(anchor.to_string(), id.to_string());
+        }
+    }
+
+    fn group_id(&self, group: &GroupRef) -> Option<String> {
+        match group {
+            GroupRef::Id(id) => Some(id.clone()),
+            GroupRef::New(anchor) => self.new_groups.lock().ok()?.get(anchor).cloned(),
+        }
+    }
+
+    fn member_id(&self, member: &MemberRef) -> Option<String> {
+        if let Some(id) = &member.id {
+            return Some(id.clone());
+        }
+        let anchor = member.anchor.as_ref()?;
+        self.new_users.lock().ok()?.get(anchor).cloned()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        kind: ObjectKind,
+        anchor: &str,
+        id: &str,
+        dn: Option<&String>,
+        name: &str,
+        resource: Option<&Value>,
+        pending_since: Option<DateTime<Utc>>,
+    ) {
+        let record = ObjectRecord {
+            kind,
+            anchor: anchor.to_string(),
+            target_id: id.to_string(),
+            dn: dn.cloned(),
+            name: Some(name.to_string()),
+            fingerprint: resource.map(fingerprint),
+            owned: true,
+            pending_since,
+        };
+        if let Err(e) = self.ctx.state.upsert_object(&record).await {
+            // The target is the truth; a lost state row is rebuilt next run.
+            tracing::warn!(error = %e, object = name, "could not record the object in the local state");
+        }
+    }
+
+    async fn forget(&self, kind: ObjectKind, anchor: &str) {
+        if let Err(e) = self.ctx.state.remove_object(kind, anchor).await {
+            tracing::warn!(error = %e, "could not update the local state");
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn journal(
+        &self,
+        operation: &str,
+        object: &str,
+        anchor: Option<&str>,
+        target_id: Option<&str>,
+        outcome: &str,
+        before: Option<Value>,
+        after: Option<Value>,
+    ) {
+        let entry = JournalEntry {
+            time: Utc::now(),
+            run_id: self.ctx.run_id,
+            operation,
+            object,
+            anchor,
+            target_id,
+            outcome,
+            before,
+            after,
+        };
+        let written = match self.ctx.journal.lock() {
+            Ok(mut j) => j.record(&entry),
+            Err(poisoned) => poisoned.into_inner().record(&entry),
+        };
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not write the audit journal");
+        }
+    }
+}
+
+fn count(counts: &mut Counts, op: &Operation, done: &Done) {
+    match (op, done) {
+        (Operation::AddMembers { .. }, Done::Members(n)) => counts.members_added += n,
+        (Operation::RemoveMembers { .. }, Done::Members(n)) => counts.members_removed += n,
+        (Operation::CreateUser { .. }, _) => counts.created += 1,
+        (Operation::AdoptUser { .. } | Operation::AdoptGroup { .. }, _) => counts.adopted += 1,
+        (Operation::UpdateUser { .. }, _) => counts.updated += 1,
+        (Operation::EnableUser { .. }, _) => counts.enabled += 1,
+        (Operation::DisableUser { .. }, _) => counts.disabled += 1,
+        (Operation::RestoreUser { .. }, _) => counts.restored += 1,
+        (Operation::DeleteUser { .. } | Operation::AgentPendUser { .. }, _) => {
+            counts.pending_deletion += 1
+        }
+        (Operation::PurgeUser { .. }, _) => counts.deleted += 1,
+        (Operation::CreateGroup { .. }, _) => counts.groups_created += 1,
+        (Operation::UpdateGroup { .. }, _) => counts.groups_updated += 1,
+        (Operation::DeleteGroup { .. }, _) => counts.groups_deleted += 1,
+        (Operation::AddMembers { .. } | Operation::RemoveMembers { .. }, Done::Ok) => {}
+    }
+}
+
+/// The operation's name (as in the journal) and the object it concerns.
+pub fn describe(op: &Operation) -> (&'static str, String) {
+    match op {
+        Operation::CreateUser { user_name, .. } => ("create_user", user_name.clone()),
+        Operation::AdoptUser { user_name, .. } => ("adopt_user", user_name.clone()),
+        Operation::UpdateUser { user_name, .. } => ("update_user", user_name.clone()),
+        Operation::EnableUser { user_name, .. } => ("enable_user", user_name.clone()),
+        Operation::DisableUser { user_name, .. } => ("disable_user", user_name.clone()),
+        Operation::RestoreUser { user_name, .. } => ("restore_user", user_name.clone()),
+        Operation::DeleteUser { user_name, .. } => ("delete_user", user_name.clone()),
+        Operation::AgentPendUser { user_name, .. } => ("pend_user", user_name.clone()),
+        Operation::PurgeUser { user_name, .. } => ("purge_user", user_name.clone()),
+        Operation::CreateGroup { display_name, .. } => ("create_group", display_name.clone()),
+        Operation::AdoptGroup { display_name, .. } => ("adopt_group", display_name.clone()),
+        Operation::UpdateGroup { display_name, .. } => ("update_group", display_name.clone()),
+        Operation::DeleteGroup { display_name, .. } => ("delete_group", display_name.clone()),
+        Operation::AddMembers { display_name, .. } => ("add_members", display_name.clone()),
+        Operation::RemoveMembers { display_name, .. } => ("remove_members", display_name.clone()),
+    }
+}
+
+fn id_of(resource: &Value) -> Option<String> {
+    scim::resource::member(resource, "id").and_then(Value::as_str).map(str::to_string)
+}
+
+fn patch_op(value: Value) -> Result<PatchOperation, ClientError> {
+    serde_json::from_value(value)
+        .map_err(|e| ClientError::Protocol(format!("cannot build a PATCH operation: {e}")))
+}
+
+fn replace(path: &str, value: Value) -> Result<PatchOperation, ClientError> {
+    patch_op(json!({ "op": "replace", "path": path, "value": value }))
+}
+
+fn add_members(ids: &[String]) -> Result<PatchOperation, ClientError> {
+    let values: Vec<Value> = ids.iter().map(|id| json!({ "value": id })).collect();
+    patch_op(json!({ "op": "add", "path": "members", "value": values }))
+}
+
+/// One `remove` with `members[value eq "a" or value eq "b"]`: matches whatever is still
+/// there, so a partly done removal can be repeated. The path is built through the AST so
+/// that quoting is always right.
+fn remove_members(ids: &[String]) -> Result<PatchOperation, ClientError> {
+    let terms = ids.iter().map(|id| {
+        ValFilter::Attr(AttrExp::Comparison(
+            AttrPath::with_name("value"),
+            CompareOp::Eq,
+            CompValue::Str(id.clone()),
+        ))
+    });
+    let filter = ValFilter::any(terms)
+        .ok_or_else(|| ClientError::Protocol("no member to remove".into()))?;
+    let path = scim::PatchPath::Value(scim::PatchValuePath {
+        attr: AttrPath::with_name("members"),
+        filter,
+        sub_attr: None,
+    });
+    patch_op(json!({ "op": "remove", "path": path.to_string() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_removal_path_quotes_ids_and_parses_back() {
+        let op = remove_members(&["a\"b".to_string(), "c".to_string()]).unwrap();
+        let text = serde_json::to_value(&op).unwrap();
+        let path = text["path"].as_str().unwrap();
+        assert_eq!(path, r#"members[value eq "a\"b" or value eq "c"]"#);
+        let mut group = json!({"schemas": [scim::urn::GROUP], "displayName": "g",
+            "members": [{"value": "a\"b"}, {"value": "c"}, {"value": "d"}]});
+        scim::patch::apply(&mut group, &[op], scim::schema::group()).unwrap();
+        assert_eq!(group["members"], json!([{"value": "d"}]));
+    }
+}

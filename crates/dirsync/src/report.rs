@@ -1,0 +1,117 @@
+//! The end-of-run report (SPEC 5): counts, duration, failures with reasons, safety notes;
+//! human-readable text for a terminal and JSON for machines. It never holds secrets: it is
+//! built from names, counts and the target's messages.
+
+use serde::Serialize;
+
+use crate::apply::{Counts, Failure};
+use crate::plan::PlanError;
+
+/// Exit codes (SPEC 5).
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_SOME_FAILED: i32 = 1;
+pub const EXIT_REFUSED: i32 = 2;
+pub const EXIT_UNREACHABLE: i32 = 3;
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub run_id: String,
+    pub mode: String,
+    pub dry_run: bool,
+    pub started_at: String,
+    pub duration_ms: u128,
+    pub source: String,
+    pub target: String,
+    pub read_users: usize,
+    pub read_groups: usize,
+    pub read_complete: bool,
+    pub counts: Counts,
+    pub unchanged_users: usize,
+    pub unchanged_groups: usize,
+    /// Objects the plan refused to touch (mapping errors, duplicates, conflicts).
+    pub skipped: Vec<PlanError>,
+    /// Writes the target rejected.
+    pub failures: Vec<Failure>,
+    pub warnings: Vec<String>,
+    pub notes: Vec<String>,
+    /// Why the run wrote nothing (deletion threshold).
+    pub refused: Option<String>,
+    /// Why the run stopped early (credentials refused, target or source unreachable).
+    pub stopped: Option<String>,
+    pub exit_code: i32,
+}
+
+impl Report {
+    pub fn exit_code_from_outcome(&self) -> i32 {
+        if self.stopped.is_some() {
+            EXIT_UNREACHABLE
+        } else if self.refused.is_some() {
+            EXIT_REFUSED
+        } else if !self.failures.is_empty() || !self.skipped.is_empty() {
+            EXIT_SOME_FAILED
+        } else {
+            EXIT_OK
+        }
+    }
+
+    /// True when the run changed nothing and found nothing to change.
+    pub fn no_changes(&self) -> bool {
+        self.counts == Counts::default()
+    }
+
+    pub fn to_text(&self) -> String {
+        let c = &self.counts;
+        let mut out = String::new();
+        let mode = if self.dry_run { format!("{} (dry run)", self.mode) } else { self.mode.clone() };
+        out.push_str(&format!(
+            "dirsync run {} — {mode}, {:.1} s\n",
+            self.run_id,
+            self.duration_ms as f64 / 1000.0
+        ));
+        out.push_str(&format!("  source: {}\n  target: {}\n", self.source, self.target));
+        out.push_str(&format!(
+            "  read:    {} users, {} groups{}\n",
+            self.read_users,
+            self.read_groups,
+            if self.read_complete { "" } else { " (INCOMPLETE: nothing deleted)" }
+        ));
+        if !self.dry_run {
+            out.push_str(&format!(
+                "  users:   {} created, {} updated, {} enabled, {} disabled, {} pending deletion, {} restored, {} deleted, {} adopted, {} unchanged\n",
+                c.created, c.updated, c.enabled, c.disabled, c.pending_deletion, c.restored, c.deleted, c.adopted, self.unchanged_users
+            ));
+            out.push_str(&format!(
+                "  groups:  {} created, {} updated, {} deleted, {} unchanged; members: {} added, {} removed\n",
+                c.groups_created, c.groups_updated, c.groups_deleted, self.unchanged_groups, c.members_added, c.members_removed
+            ));
+            out.push_str(&format!(
+                "  failed:  {}   skipped: {}\n",
+                self.failures.len(),
+                self.skipped.len()
+            ));
+            if self.no_changes() && self.failures.is_empty() && self.refused.is_none() {
+                out.push_str("  no changes\n");
+            }
+        }
+        for s in &self.skipped {
+            out.push_str(&format!("  skipped {}: {}\n", s.object, s.message));
+        }
+        for f in &self.failures {
+            out.push_str(&format!("  FAILED {} {}: {}\n", f.operation, f.object, f.message));
+        }
+        for w in &self.warnings {
+            out.push_str(&format!("  warning: {w}\n"));
+        }
+        for n in &self.notes {
+            out.push_str(&format!("  note: {n}\n"));
+        }
+        if let Some(r) = &self.refused {
+            out.push_str(&format!("  REFUSED: {r}\n"));
+        }
+        if let Some(s) = &self.stopped {
+            out.push_str(&format!("  STOPPED: {s}\n"));
+        }
+        out.push_str(&format!("  exit code: {}\n", self.exit_code));
+        out
+    }
+}

@@ -1,0 +1,150 @@
+//! Reads the configured directory once — an LDIF file or an LDAP server — and decides the
+//! directory kind (`flavor: auto`: rootDSE for LDAP, the entries for LDIF). The effective
+//! search filter is the object class AND the configured filter (SPEC 2.1).
+
+use std::path::Path;
+
+use secrecy::SecretString;
+
+use super::ldap::{Encryption as LdapEncryption, LdapSettings, LdapSource, LdapSourceError, SearchSpec};
+use super::{DirectoryRead, Selection, ldif};
+use crate::config::{Config, Encryption, Flavor};
+use crate::mapping::DirectoryKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Ldap(#[from] LdapSourceError),
+    #[error("{0}")]
+    Ldif(String),
+}
+
+/// One read of the directory.
+pub struct SourceRead {
+    pub read: DirectoryRead,
+    pub kind: DirectoryKind,
+    /// What was read, for the report (`ldap://dc1:389`, `file sample.ldif`).
+    pub description: String,
+}
+
+pub async fn read(config: &Config) -> Result<SourceRead, SourceError> {
+    if let Some(file) = &config.ad.ldif_file {
+        return read_ldif(config, file);
+    }
+    read_ldap(config).await
+}
+
+fn forced_kind(flavor: Flavor) -> Option<DirectoryKind> {
+    match flavor {
+        Flavor::Auto => None,
+        Flavor::ActiveDirectory => Some(DirectoryKind::ActiveDirectory),
+        Flavor::Openldap => Some(DirectoryKind::OpenLdap),
+    }
+}
+
+fn read_ldif(config: &Config, file: &Path) -> Result<SourceRead, SourceError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| SourceError::Ldif(format!("cannot read {}: {e}", file.display())))?;
+    let entries = ldif::parse(&text, &file.display().to_string())
+        .map_err(|e| SourceError::Ldif(e.to_string()))?;
+    let kind = forced_kind(config.ad.ldap.flavor).unwrap_or_else(|| DirectoryKind::guess(&entries));
+    let selection = Selection::from_config(&config.ad.ldap, kind);
+    let read = ldif::select(entries, &selection);
+    Ok(SourceRead { read, kind, description: format!("LDIF file {}", file.display()) })
+}
+
+async fn read_ldap(config: &Config) -> Result<SourceRead, SourceError> {
+    let ldap = &config.ad.ldap;
+    let server = &ldap.server;
+    let config_dir = config.config_path.parent().unwrap_or(Path::new("."));
+    let settings = LdapSettings {
+        addresses: server.addresses.clone(),
+        port: server.effective_port(),
+        encryption: match server.encryption {
+            Encryption::None => LdapEncryption::None,
+            Encryption::StartTls => LdapEncryption::StartTls,
+            Encryption::Ldaps => LdapEncryption::Ldaps,
+        },
+        verify: server.verify_mode,
+        ca_file: server.ca_file.as_ref().map(|f| config_dir.join(f)),
+        bind_dn: server.user.clone().unwrap_or_default(),
+        password: config
+            .secrets
+            .ldap_password
+            .clone()
+            .unwrap_or_else(|| SecretString::from(String::new())),
+        timeout: server.timeout(),
+        page_size: 500,
+    };
+    let mut source = LdapSource::connect(&settings).await?;
+    let kind = match forced_kind(ldap.flavor) {
+        Some(k) => k,
+        None => {
+            let root = source
+                .root_dse(&["objectClass", "supportedCapabilities", "forestFunctionality"])
+                .await?;
+            let ad = !root.bytes("forestFunctionality").is_empty()
+                || root.strs("supportedCapabilities").contains(&"1.2.840.113556.1.4.800");
+            if ad { DirectoryKind::ActiveDirectory } else { DirectoryKind::OpenLdap }
+        }
+    };
+    let selection = Selection::from_config(ldap, kind);
+    // OpenLDAP keeps entryUUID and lock state in operational attributes; AD returns what
+    // the mapping needs with "*".
+    let attributes: Vec<String> = match kind {
+        DirectoryKind::OpenLdap => vec!["*".into(), "+".into()],
+        DirectoryKind::ActiveDirectory => vec!["*".into()],
+    };
+    let user_filter = effective_filter(
+        &selection.user_object_class,
+        ldap.filter.user.as_ref().map(|f| f.normalized()),
+        kind == DirectoryKind::ActiveDirectory,
+    );
+    let group_filter =
+        effective_filter(&selection.group_object_class, ldap.filter.group.as_ref().map(|f| f.normalized()), false);
+    let users = source
+        .search(SearchSpec { base: selection.base_dn.clone(), filter: user_filter, attributes: attributes.clone() })
+        .await?;
+    let groups = source
+        .search(SearchSpec { base: selection.base_dn.clone(), filter: group_filter, attributes })
+        .await?;
+    let description = source.server().to_string();
+    source.close().await;
+    let mut notes = users.notes;
+    notes.extend(groups.notes);
+    let read = DirectoryRead {
+        users: users.entries,
+        groups: groups.entries,
+        complete: users.complete && groups.complete,
+        notes,
+    };
+    Ok(SourceRead { read, kind, description })
+}
+
+/// `(&(objectClass=X)[(objectCategory=person)](configured))`. Computers are
+/// `objectClass=user` in AD too, so AD users also need `objectCategory=person`.
+fn effective_filter(object_class: &str, configured: Option<String>, ad_person: bool) -> String {
+    let mut parts = vec![format!("(objectClass={})", ldap3::ldap_escape(object_class))];
+    if ad_person {
+        parts.push("(objectCategory=person)".to_string());
+    }
+    parts.extend(configured);
+    format!("(&{})", parts.concat())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effective_filter_combines_class_and_configured() {
+        assert_eq!(
+            effective_filter("inetOrgPerson", Some("(ou=Sales)".into()), false),
+            "(&(objectClass=inetOrgPerson)(ou=Sales))"
+        );
+        assert_eq!(
+            effective_filter("user", None, true),
+            "(&(objectClass=user)(objectCategory=person))"
+        );
+    }
+}

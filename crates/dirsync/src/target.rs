@@ -1,0 +1,99 @@
+//! What the target holds now: every user (including those pending deletion, on a target that
+//! keeps them) and every group with its members, read through the SCIM client and reduced to
+//! the planner's input types. It does not decide anything about those objects.
+
+use chrono::{DateTime, Utc};
+use scim::{AttrExp, AttrPath, CompValue, CompareOp, Filter};
+use scim_client::{ClientError, ResourceKind, ScimClient};
+use serde_json::Value;
+
+use crate::plan::{TargetGroup, TargetUser};
+
+/// The user state attribute of `idservice` (and the vendor's service): pending users are
+/// hidden from plain lists and appear when a filter names this attribute.
+const STATE_ATTR: &str = "state";
+const PENDING: &str = "pendingDeletion";
+
+pub struct TargetSnapshot {
+    pub users: Vec<TargetUser>,
+    pub groups: Vec<TargetGroup>,
+}
+
+pub async fn read(client: &ScimClient, keeps_pending: bool) -> Result<TargetSnapshot, ClientError> {
+    let mut users: Vec<TargetUser> =
+        client.list(ResourceKind::Users, None, None).await?.iter().filter_map(to_user).collect();
+    if keeps_pending {
+        let pending_filter = Filter::Attr(AttrExp::Comparison(
+            AttrPath {
+                uri: Some(scim::urn::IIJ_USER.to_string()),
+                name: STATE_ATTR.to_string(),
+                sub_attr: None,
+            },
+            CompareOp::Eq,
+            CompValue::Str(PENDING.to_string()),
+        ));
+        let known: std::collections::HashSet<String> = users.iter().map(|u| u.id.clone()).collect();
+        let pending = client.list(ResourceKind::Users, Some(&pending_filter), None).await?;
+        for resource in &pending {
+            if let Some(mut user) = to_user(resource)
+                && !known.contains(&user.id)
+            {
+                user.pending = true;
+                users.push(user);
+            }
+        }
+    }
+    let groups =
+        client.list(ResourceKind::Groups, None, None).await?.iter().filter_map(to_group).collect();
+    Ok(TargetSnapshot { users, groups })
+}
+
+fn str_field(resource: &Value, key: &str) -> Option<String> {
+    scim::resource::member(resource, key).and_then(Value::as_str).map(str::to_string)
+}
+
+fn to_user(resource: &Value) -> Option<TargetUser> {
+    let id = str_field(resource, "id")?;
+    let user_name = str_field(resource, "userName").unwrap_or_default();
+    let active = scim::resource::member(resource, "active").and_then(Value::as_bool).unwrap_or(true);
+    let extension = scim::resource::member(resource, scim::urn::IIJ_USER);
+    let pending = extension
+        .and_then(|e| scim::resource::member(e, STATE_ATTR))
+        .and_then(Value::as_str)
+        .is_some_and(|s| s == PENDING);
+    let pending_since = extension
+        .and_then(|e| scim::resource::member(e, "pendingDeletionSince"))
+        .and_then(Value::as_str)
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|d| d.with_timezone(&Utc));
+    Some(TargetUser {
+        id,
+        external_id: str_field(resource, "externalId"),
+        user_name,
+        active,
+        pending,
+        pending_since,
+        resource: resource.clone(),
+    })
+}
+
+fn to_group(resource: &Value) -> Option<TargetGroup> {
+    let id = str_field(resource, "id")?;
+    let members = scim::resource::member(resource, "members")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|m| scim::resource::member(m, "value").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(TargetGroup {
+        id,
+        display_name: str_field(resource, "displayName").unwrap_or_default(),
+        external_id: str_field(resource, "externalId"),
+        members,
+        resource: resource.clone(),
+    })
+}
