@@ -131,7 +131,15 @@ impl Run<'_, '_> {
             Ok(done) => count(&mut outcome.counts, op, &done),
             Err(e) => {
                 let message = e.to_string();
-                self.journal(name, &object, None, None, &format!("failed: {message}"), None, None);
+                self.journal(
+                    name,
+                    &object,
+                    None,
+                    None,
+                    &format!("failed: {message}"),
+                    None,
+                    None,
+                );
                 if e.stops_run() {
                     self.stop.store(true, Ordering::SeqCst);
                     if outcome.stopped.is_none() {
@@ -139,7 +147,11 @@ impl Run<'_, '_> {
                     }
                 } else {
                     outcome.counts.failed += 1;
-                    outcome.failures.push(Failure { operation: name.to_string(), object, message });
+                    outcome.failures.push(Failure {
+                        operation: name.to_string(),
+                        object,
+                        message,
+                    });
                 }
             }
         }
@@ -149,24 +161,60 @@ impl Run<'_, '_> {
         let client = self.ctx.client;
         let (name, _) = describe(op);
         match op {
-            Operation::CreateUser { anchor, user_name, dn, resource } => {
+            Operation::CreateUser {
+                anchor,
+                user_name,
+                dn,
+                resource,
+            } => {
                 let (id, existed) = self.create(ResourceKind::Users, anchor, resource).await?;
                 self.new_users_insert(anchor, &id);
-                self.record(ObjectKind::User, anchor, &id, Some(dn), user_name, Some(resource), None)
-                    .await;
-                let outcome = if existed { "ok (already existed; adopted by externalId)" } else { "ok" };
-                self.journal(name, user_name, Some(anchor), Some(&id), outcome, None, Some(resource.clone()));
+                self.record(
+                    ObjectKind::User,
+                    anchor,
+                    &id,
+                    Some(dn),
+                    user_name,
+                    Some(resource),
+                    None,
+                )
+                .await;
+                let outcome = if existed {
+                    "ok (already existed; adopted by externalId)"
+                } else {
+                    "ok"
+                };
+                self.journal(
+                    name,
+                    user_name,
+                    Some(anchor),
+                    Some(&id),
+                    outcome,
+                    None,
+                    Some(resource.clone()),
+                );
                 Ok(Done::Ok)
             }
             Operation::AdoptUser { id, user_name } => {
                 if let Some(anchor) = self.ctx.anchors.get(id) {
-                    self.record(ObjectKind::User, anchor, id, None, user_name, None, None).await;
+                    self.record(ObjectKind::User, anchor, id, None, user_name, None, None)
+                        .await;
                 }
                 self.journal(name, user_name, None, Some(id), "ok", None, None);
                 Ok(Done::Ok)
             }
-            Operation::UpdateUser { id, user_name, changes, patch }
-            | Operation::UpdateGroup { id, display_name: user_name, changes, patch } => {
+            Operation::UpdateUser {
+                id,
+                user_name,
+                changes,
+                patch,
+            }
+            | Operation::UpdateGroup {
+                id,
+                display_name: user_name,
+                changes,
+                patch,
+            } => {
                 let kind = if matches!(op, Operation::UpdateUser { .. }) {
                     ResourceKind::Users
                 } else {
@@ -181,12 +229,26 @@ impl Run<'_, '_> {
                     .iter()
                     .map(|c| (c.path.clone(), c.new.clone().unwrap_or(Value::Null)))
                     .collect();
-                self.journal(name, user_name, None, Some(id), "ok", Some(before.into()), Some(after.into()));
+                self.journal(
+                    name,
+                    user_name,
+                    None,
+                    Some(id),
+                    "ok",
+                    Some(before.into()),
+                    Some(after.into()),
+                );
                 Ok(Done::Ok)
             }
             Operation::EnableUser { id, user_name } | Operation::DisableUser { id, user_name } => {
                 let active = matches!(op, Operation::EnableUser { .. });
-                client.patch(ResourceKind::Users, id, &[replace("active", json!(active))?]).await?;
+                client
+                    .patch(
+                        ResourceKind::Users,
+                        id,
+                        &[replace("active", json!(active))?],
+                    )
+                    .await?;
                 self.journal(
                     name,
                     user_name,
@@ -198,33 +260,90 @@ impl Run<'_, '_> {
                 );
                 Ok(Done::Ok)
             }
-            Operation::RestoreUser { id, user_name, anchor, resource, patch } => {
+            Operation::RestoreUser {
+                id,
+                user_name,
+                anchor,
+                resource,
+                patch,
+            } => {
                 if patch.is_empty() {
                     // A target that keeps pending users restores on POST with the same
                     // userName and externalId.
                     let restored = client.create(ResourceKind::Users, resource).await?;
                     let new_id = id_of(&restored).unwrap_or_else(|| id.clone());
-                    self.record(ObjectKind::User, anchor, &new_id, None, user_name, Some(resource), None)
-                        .await;
+                    self.record(
+                        ObjectKind::User,
+                        anchor,
+                        &new_id,
+                        None,
+                        user_name,
+                        Some(resource),
+                        None,
+                    )
+                    .await;
                 } else {
                     client.patch(ResourceKind::Users, id, patch).await?;
-                    self.record(ObjectKind::User, anchor, id, None, user_name, Some(resource), None).await;
+                    self.record(
+                        ObjectKind::User,
+                        anchor,
+                        id,
+                        None,
+                        user_name,
+                        Some(resource),
+                        None,
+                    )
+                    .await;
                 }
-                self.journal(name, user_name, Some(anchor), Some(id), "ok", None, Some(resource.clone()));
+                self.journal(
+                    name,
+                    user_name,
+                    Some(anchor),
+                    Some(id),
+                    "ok",
+                    None,
+                    Some(resource.clone()),
+                );
                 Ok(Done::Ok)
             }
             Operation::DeleteUser { id, user_name } => {
                 client.delete(ResourceKind::Users, id).await?;
-                self.journal(name, user_name, None, Some(id), "ok (pending deletion)", None, None);
+                self.journal(
+                    name,
+                    user_name,
+                    None,
+                    Some(id),
+                    "ok (pending deletion)",
+                    None,
+                    None,
+                );
                 Ok(Done::Ok)
             }
             Operation::AgentPendUser { id, user_name } => {
-                client.patch(ResourceKind::Users, id, &[replace("active", json!(false))?]).await?;
+                client
+                    .patch(ResourceKind::Users, id, &[replace("active", json!(false))?])
+                    .await?;
                 if let Some(anchor) = self.ctx.anchors.get(id) {
-                    self.record(ObjectKind::User, anchor, id, None, user_name, None, Some(self.ctx.now))
-                        .await;
+                    self.record(
+                        ObjectKind::User,
+                        anchor,
+                        id,
+                        None,
+                        user_name,
+                        None,
+                        Some(self.ctx.now),
+                    )
+                    .await;
                 }
-                self.journal(name, user_name, None, Some(id), "ok (disabled, pending deletion kept by the agent)", None, None);
+                self.journal(
+                    name,
+                    user_name,
+                    None,
+                    Some(id),
+                    "ok (disabled, pending deletion kept by the agent)",
+                    None,
+                    None,
+                );
                 Ok(Done::Ok)
             }
             Operation::PurgeUser { id, user_name, .. } => {
@@ -235,20 +354,54 @@ impl Run<'_, '_> {
                 self.journal(name, user_name, None, Some(id), "ok", None, None);
                 Ok(Done::Ok)
             }
-            Operation::CreateGroup { anchor, display_name, dn, resource } => {
+            Operation::CreateGroup {
+                anchor,
+                display_name,
+                dn,
+                resource,
+            } => {
                 let (id, existed) = self.create(ResourceKind::Groups, anchor, resource).await?;
                 if let Ok(mut map) = self.new_groups.lock() {
                     map.insert(anchor.clone(), id.clone());
                 }
-                self.record(ObjectKind::Group, anchor, &id, Some(dn), display_name, Some(resource), None)
-                    .await;
-                let outcome = if existed { "ok (already existed; adopted by externalId)" } else { "ok" };
-                self.journal(name, display_name, Some(anchor), Some(&id), outcome, None, Some(resource.clone()));
+                self.record(
+                    ObjectKind::Group,
+                    anchor,
+                    &id,
+                    Some(dn),
+                    display_name,
+                    Some(resource),
+                    None,
+                )
+                .await;
+                let outcome = if existed {
+                    "ok (already existed; adopted by externalId)"
+                } else {
+                    "ok"
+                };
+                self.journal(
+                    name,
+                    display_name,
+                    Some(anchor),
+                    Some(&id),
+                    outcome,
+                    None,
+                    Some(resource.clone()),
+                );
                 Ok(Done::Ok)
             }
             Operation::AdoptGroup { id, display_name } => {
                 if let Some(anchor) = self.ctx.anchors.get(id) {
-                    self.record(ObjectKind::Group, anchor, id, None, display_name, None, None).await;
+                    self.record(
+                        ObjectKind::Group,
+                        anchor,
+                        id,
+                        None,
+                        display_name,
+                        None,
+                        None,
+                    )
+                    .await;
                 }
                 self.journal(name, display_name, None, Some(id), "ok", None, None);
                 Ok(Done::Ok)
@@ -261,8 +414,16 @@ impl Run<'_, '_> {
                 self.journal(name, display_name, None, Some(id), "ok", None, None);
                 Ok(Done::Ok)
             }
-            Operation::AddMembers { group, display_name, members }
-            | Operation::RemoveMembers { group, display_name, members } => {
+            Operation::AddMembers {
+                group,
+                display_name,
+                members,
+            }
+            | Operation::RemoveMembers {
+                group,
+                display_name,
+                members,
+            } => {
                 let adding = matches!(op, Operation::AddMembers { .. });
                 let Some(group_id) = self.group_id(group) else {
                     return Err(ClientError::Rejected(scim::ScimError::no_target(format!(
@@ -273,8 +434,15 @@ impl Run<'_, '_> {
                 if ids.is_empty() {
                     return Ok(Done::Members(0));
                 }
-                let patch = if adding { add_members(&ids)? } else { remove_members(&ids)? };
-                match client.patch(ResourceKind::Groups, &group_id, &[patch]).await {
+                let patch = if adding {
+                    add_members(&ids)?
+                } else {
+                    remove_members(&ids)?
+                };
+                match client
+                    .patch(ResourceKind::Groups, &group_id, &[patch])
+                    .await
+                {
                     Ok(_) => {}
                     // Nothing left to remove: the state the plan wanted.
                     Err(ClientError::Rejected(e))
@@ -283,8 +451,20 @@ impl Run<'_, '_> {
                 }
                 let names: Vec<&str> = members.iter().map(|m| m.user_name.as_str()).collect();
                 let change = json!({ "members": names });
-                let (before, after) = if adding { (None, Some(change)) } else { (Some(change), None) };
-                self.journal(name, display_name, None, Some(&group_id), "ok", before, after);
+                let (before, after) = if adding {
+                    (None, Some(change))
+                } else {
+                    (Some(change), None)
+                };
+                self.journal(
+                    name,
+                    display_name,
+                    None,
+                    Some(&group_id),
+                    "ok",
+                    before,
+                    after,
+                );
                 Ok(Done::Members(ids.len()))
             }
         }
@@ -443,7 +623,9 @@ pub fn describe(op: &Operation) -> (&'static str, String) {
 }
 
 fn id_of(resource: &Value) -> Option<String> {
-    scim::resource::member(resource, "id").and_then(Value::as_str).map(str::to_string)
+    scim::resource::member(resource, "id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 fn patch_op(value: Value) -> Result<PatchOperation, ClientError> {
@@ -471,8 +653,8 @@ fn remove_members(ids: &[String]) -> Result<PatchOperation, ClientError> {
             CompValue::Str(id.clone()),
         ))
     });
-    let filter = ValFilter::any(terms)
-        .ok_or_else(|| ClientError::Protocol("no member to remove".into()))?;
+    let filter =
+        ValFilter::any(terms).ok_or_else(|| ClientError::Protocol("no member to remove".into()))?;
     let path = scim::PatchPath::Value(scim::PatchValuePath {
         attr: AttrPath::with_name("members"),
         filter,

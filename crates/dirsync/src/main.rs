@@ -2,7 +2,6 @@
 //! report, and turns the outcome into the exit code of SPEC 5 (0 success, 1 some objects
 //! failed, 2 run refused, 3 cannot reach source or target).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,7 +11,11 @@ use dirsync::report::{EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE};
 use dirsync::run::{SyncOptions, sync};
 
 #[derive(Parser)]
-#[command(name = "dirsync", version, about = "Synchronise an LDAP / Active Directory directory to a SCIM 2.0 service")]
+#[command(
+    name = "dirsync",
+    version,
+    about = "Synchronise an LDAP / Active Directory directory to a SCIM 2.0 service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -77,9 +80,25 @@ enum Command {
     },
 }
 
+macro_rules! outln {
+    ($($arg:tt)*) => { out(&format!("{}\n", format!($($arg)*))) };
+}
+
+/// Writes to stdout; a closed pipe (`dirsync ... | head`) is not an error worth a panic.
+fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("dirsync: cannot start: {e}");
@@ -92,7 +111,10 @@ fn main() -> ExitCode {
 
 fn load(files: &Files) -> Result<(Config, Vec<String>), i32> {
     match Config::load(&files.config, files.secret.as_deref()) {
-        Ok((config, warnings)) => Ok((config, warnings.into_iter().map(|w| w.to_string()).collect())),
+        Ok((config, warnings)) => Ok((
+            config,
+            warnings.into_iter().map(|w| w.to_string()).collect(),
+        )),
         Err(e) => {
             eprintln!("dirsync: {e}");
             Err(EXIT_REFUSED)
@@ -101,9 +123,13 @@ fn load(files: &Files) -> Result<(Config, Vec<String>), i32> {
 }
 
 fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},sqlx=warn,hyper=warn,reqwest=warn,rustls=warn"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "{level},sqlx=warn,hyper=warn,reqwest=warn,rustls=warn"
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -121,28 +147,46 @@ fn level_name(level: LogLevel) -> &'static str {
 
 async fn async_main(cli: Cli) -> i32 {
     match cli.command {
-        Command::Sync { files, dry_run, recovery, allow_deletions, adopt, report } => {
+        Command::Sync {
+            files,
+            dry_run,
+            recovery,
+            allow_deletions,
+            adopt,
+            report,
+        } => {
             let (config, warnings) = match load(&files) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let level = cli.log_level.clone().unwrap_or_else(|| level_name(config.log.loglevel).to_string());
+            let level = cli
+                .log_level
+                .clone()
+                .unwrap_or_else(|| level_name(config.log.loglevel).to_string());
             init_logging(&level, cli.log_format);
             for w in &warnings {
                 tracing::warn!("{w}");
             }
-            let options = SyncOptions { dry_run, recovery, allow_deletions, adopt };
+            let options = SyncOptions {
+                dry_run,
+                recovery,
+                allow_deletions,
+                adopt,
+            };
             let result = sync(&config, warnings, &options).await;
             match report {
                 ReportFormat::Json => {
                     let json = serde_json::json!({ "report": result.report, "plan": result.plan });
-                    println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+                    out(&format!(
+                        "{}\n",
+                        serde_json::to_string_pretty(&json).unwrap_or_default()
+                    ));
                 }
                 ReportFormat::Text => {
                     if dry_run && let Some(plan) = &result.plan {
-                        println!("plan:\n{plan}\n");
+                        out(&format!("plan:\n{plan}\n\n"));
                     }
-                    print!("{}", result.report.to_text());
+                    out(&result.report.to_text());
                 }
             }
             result.report.exit_code
@@ -159,27 +203,35 @@ async fn async_main(cli: Cli) -> i32 {
 }
 
 async fn check(config: &Config, warnings: &[String]) -> i32 {
-    let tty = std::io::stdout().is_terminal();
     let mark = |ok: bool| if ok { "ok  " } else { "FAIL" };
-    println!("{} configuration {} (secrets: {})", mark(true), config.config_path.display(), config.secret_path.display());
+    outln!(
+        "{} configuration {} (secrets: {})",
+        mark(true),
+        config.config_path.display(),
+        config.secret_path.display()
+    );
     for w in warnings {
-        println!("warn {w}");
+        outln!("warn {w}");
     }
     let mut code = EXIT_OK;
     match dirsync::source::read(config).await {
         Ok(read) => {
-            println!(
+            outln!(
                 "{} directory {} ({}): {} users, {} groups in scope{}",
                 mark(read.read.complete),
                 read.description,
                 dirsync::run::kind_name(read.kind),
                 read.read.users.len(),
                 read.read.groups.len(),
-                if read.read.complete { "" } else { " (read incomplete)" }
+                if read.read.complete {
+                    ""
+                } else {
+                    " (read incomplete)"
+                }
             );
         }
         Err(e) => {
-            println!("{} directory: {e}", mark(false));
+            outln!("{} directory: {e}", mark(false));
             code = EXIT_UNREACHABLE;
         }
     }
@@ -188,11 +240,15 @@ async fn check(config: &Config, warnings: &[String]) -> i32 {
             Ok(spc) => {
                 let probe = scim::filter::parse("userName eq \"dirsync-check-probe\"");
                 let token_ok = match probe {
-                    Ok(f) => client.list(scim_client::ResourceKind::Users, Some(&f), None).await,
+                    Ok(f) => {
+                        client
+                            .list(scim_client::ResourceKind::Users, Some(&f), None)
+                            .await
+                    }
                     Err(e) => Err(scim_client::ClientError::Protocol(e.detail)),
                 };
                 match token_ok {
-                    Ok(_) => println!(
+                    Ok(_) => outln!(
                         "{} target {} (bulk: {}, keeps pending users: {})",
                         mark(true),
                         client.base_url(),
@@ -200,21 +256,20 @@ async fn check(config: &Config, warnings: &[String]) -> i32 {
                         spc.keeps_pending_users
                     ),
                     Err(e) => {
-                        println!("{} target {}: {e}", mark(false), client.base_url());
+                        outln!("{} target {}: {e}", mark(false), client.base_url());
                         code = EXIT_UNREACHABLE;
                     }
                 }
             }
             Err(e) => {
-                println!("{} target {}: {e}", mark(false), client.base_url());
+                outln!("{} target {}: {e}", mark(false), client.base_url());
                 code = EXIT_UNREACHABLE;
             }
         },
         Err(e) => {
-            println!("{} target: {e}", mark(false));
+            outln!("{} target: {e}", mark(false));
             code = EXIT_REFUSED;
         }
     }
-    let _ = tty;
     code
 }

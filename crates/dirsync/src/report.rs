@@ -62,18 +62,29 @@ impl Report {
     pub fn to_text(&self) -> String {
         let c = &self.counts;
         let mut out = String::new();
-        let mode = if self.dry_run { format!("{} (dry run)", self.mode) } else { self.mode.clone() };
+        let mode = if self.dry_run {
+            format!("{} (dry run)", self.mode)
+        } else {
+            self.mode.clone()
+        };
         out.push_str(&format!(
             "dirsync run {} — {mode}, {:.1} s\n",
             self.run_id,
             self.duration_ms as f64 / 1000.0
         ));
-        out.push_str(&format!("  source: {}\n  target: {}\n", self.source, self.target));
+        out.push_str(&format!(
+            "  source: {}\n  target: {}\n",
+            self.source, self.target
+        ));
         out.push_str(&format!(
             "  read:    {} users, {} groups{}\n",
             self.read_users,
             self.read_groups,
-            if self.read_complete { "" } else { " (INCOMPLETE: nothing deleted)" }
+            if self.read_complete {
+                ""
+            } else {
+                " (INCOMPLETE: nothing deleted)"
+            }
         ));
         if !self.dry_run {
             out.push_str(&format!(
@@ -97,7 +108,10 @@ impl Report {
             out.push_str(&format!("  skipped {}: {}\n", s.object, s.message));
         }
         for f in &self.failures {
-            out.push_str(&format!("  FAILED {} {}: {}\n", f.operation, f.object, f.message));
+            out.push_str(&format!(
+                "  FAILED {} {}: {}\n",
+                f.operation, f.object, f.message
+            ));
         }
         for w in &self.warnings {
             out.push_str(&format!("  warning: {w}\n"));

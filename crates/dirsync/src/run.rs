@@ -60,7 +60,9 @@ pub fn scim_client(config: &Config) -> Result<scim_client::ScimClient, scim_clie
                     .clone()
                     .unwrap_or_else(|| SecretString::from(String::new())),
                 scope: o.and_then(|o| o.scope.clone()),
-                credential: format!("the OAuth2 client credentials (client_secret in {secret_file})"),
+                credential: format!(
+                    "the OAuth2 client credentials (client_secret in {secret_file})"
+                ),
             })
         }
     };
@@ -94,7 +96,11 @@ pub async fn sync(config: &Config, warnings: Vec<String>, options: &SyncOptions)
     let run_id = format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), &uuid_like(now)[..8]);
     let mut report = Report {
         run_id: run_id.clone(),
-        mode: if options.recovery { "recovery".into() } else { "normal".into() },
+        mode: if options.recovery {
+            "recovery".into()
+        } else {
+            "normal".into()
+        },
         dry_run: options.dry_run,
         started_at: now.to_rfc3339(),
         target: config.iid.scim.base_url.0.clone(),
@@ -142,7 +148,9 @@ async fn run(
     if !options.dry_run {
         let json = serde_json::to_value(&*report).unwrap_or_default();
         let _ = state.begin_run(run_id, &report.mode, false).await;
-        let _ = state.finish_run(run_id, report.exit_code_from_outcome(), &json).await;
+        let _ = state
+            .finish_run(run_id, report.exit_code_from_outcome(), &json)
+            .await;
     }
     state.close().await;
     result
@@ -162,7 +170,9 @@ async fn run_locked(
             report.exit_code = EXIT_REFUSED;
             return None;
         }
-        report.notes.push("recovery: local state discarded and rebuilt from the target".into());
+        report
+            .notes
+            .push("recovery: local state discarded and rebuilt from the target".into());
     }
     let fingerprint = config_fingerprint(config);
     match state.meta("config_fingerprint").await {
@@ -205,7 +215,17 @@ async fn run_locked(
     let records = state.objects(ObjectKind::User).await.unwrap_or_default();
     let group_records = state.objects(ObjectKind::Group).await.unwrap_or_default();
 
-    let input = plan_input(config, options, &source, snapshot, &records, &group_records, keeps_pending, now, report);
+    let input = plan_input(
+        config,
+        options,
+        &source,
+        snapshot,
+        &records,
+        &group_records,
+        keeps_pending,
+        now,
+        report,
+    );
     // Target id → anchor, for apply's state records.
     let mut anchors: HashMap<String, String> = HashMap::new();
     for u in &input.target_users {
@@ -234,7 +254,13 @@ async fn run_locked(
 
     let journal = match Journal::open(&config.state_dir) {
         Ok(j) => Mutex::new(j),
-        Err(e) => return stop(report, format!("cannot open the audit journal: {e}"), EXIT_REFUSED),
+        Err(e) => {
+            return stop(
+                report,
+                format!("cannot open the audit journal: {e}"),
+                EXIT_REFUSED,
+            );
+        }
     };
     let ctx = ApplyContext {
         client: &client,
@@ -282,7 +308,9 @@ fn plan_input(
     for entry in &source.read.users {
         match mapping::map_user(entry, &config.iid.scim.attribute.user, kind, now) {
             Ok(u) => {
-                report.warnings.extend(u.warnings.iter().map(|w| format!("{}: {w}", u.dn)));
+                report
+                    .warnings
+                    .extend(u.warnings.iter().map(|w| format!("{}: {w}", u.dn)));
                 users.push((entry, u));
             }
             Err(e) => unmapped_users.push(e),
@@ -290,12 +318,19 @@ fn plan_input(
     }
     let defaults = kind.defaults();
     let group_search = &config.ad.ldap.search.group;
-    let member_attribute =
-        group_search.member_attribute.clone().unwrap_or_else(|| defaults.member_attribute.to_string());
+    let member_attribute = group_search
+        .member_attribute
+        .clone()
+        .unwrap_or_else(|| defaults.member_attribute.to_string());
     let mut groups = Vec::new();
     let mut unmapped_groups = Vec::new();
     for entry in &source.read.groups {
-        match mapping::map_group(entry, &config.iid.scim.attribute.group, kind, &member_attribute) {
+        match mapping::map_group(
+            entry,
+            &config.iid.scim.attribute.group,
+            kind,
+            &member_attribute,
+        ) {
             Ok(g) => groups.push(g),
             Err(e) => unmapped_groups.push(e),
         }
@@ -312,7 +347,10 @@ fn plan_input(
     let groups: Vec<DesiredGroup> = groups
         .into_iter()
         .zip(members)
-        .map(|(group, member_anchors)| DesiredGroup { group, member_anchors })
+        .map(|(group, member_anchors)| DesiredGroup {
+            group,
+            member_anchors,
+        })
         .collect();
     let users: Vec<MappedUser> = users.into_iter().map(|(_, u)| u).collect();
 
@@ -321,19 +359,32 @@ fn plan_input(
     // anchors are directory-unique ids, and this is what lets a run after a crash (or after
     // the cache was deleted) converge instead of refusing its own objects.
     let desired_user_anchors: HashSet<&str> = users.iter().map(|u| u.anchor.as_str()).collect();
-    let desired_group_anchors: HashSet<&str> = groups.iter().map(|g| g.group.anchor.as_str()).collect();
-    let mut owned_users: BTreeSet<String> =
-        records.iter().filter(|r| r.owned).map(|r| r.target_id.clone()).collect();
-    let mut owned_groups: BTreeSet<String> =
-        group_records.iter().filter(|r| r.owned).map(|r| r.target_id.clone()).collect();
+    let desired_group_anchors: HashSet<&str> =
+        groups.iter().map(|g| g.group.anchor.as_str()).collect();
+    let mut owned_users: BTreeSet<String> = records
+        .iter()
+        .filter(|r| r.owned)
+        .map(|r| r.target_id.clone())
+        .collect();
+    let mut owned_groups: BTreeSet<String> = group_records
+        .iter()
+        .filter(|r| r.owned)
+        .map(|r| r.target_id.clone())
+        .collect();
     let mut target_users = snapshot.users;
     for u in &target_users {
-        if u.external_id.as_deref().is_some_and(|e| desired_user_anchors.contains(e)) {
+        if u.external_id
+            .as_deref()
+            .is_some_and(|e| desired_user_anchors.contains(e))
+        {
             owned_users.insert(u.id.clone());
         }
     }
     for g in &snapshot.groups {
-        if g.external_id.as_deref().is_some_and(|e| desired_group_anchors.contains(e)) {
+        if g.external_id
+            .as_deref()
+            .is_some_and(|e| desired_group_anchors.contains(e))
+        {
             owned_groups.insert(g.id.clone());
         }
     }
@@ -363,7 +414,11 @@ fn plan_input(
         target_groups: snapshot.groups,
         target: TargetKind { keeps_pending },
         scope: Scope::from_config(&config.iid.scim.filter),
-        ownership: Ownership { users: owned_users, groups: owned_groups, adopt: options.adopt },
+        ownership: Ownership {
+            users: owned_users,
+            groups: owned_groups,
+            adopt: options.adopt,
+        },
         thresholds: Thresholds::from_config(&config.sync, options.allow_deletions),
         retention: chrono::Duration::from_std(config.sync.pending_deletion.retention.0)
             .unwrap_or_else(|_| chrono::Duration::days(30)),
@@ -375,7 +430,8 @@ fn plan_input(
 /// After a successful run, the state knows every matched object (so a later run can tell
 /// its own objects from others even if their externalId changes).
 async fn remember_matched(state: &StateStore, input: &PlanInput, records: &[ObjectRecord]) {
-    let known: HashMap<&str, &ObjectRecord> = records.iter().map(|r| (r.anchor.as_str(), r)).collect();
+    let known: HashMap<&str, &ObjectRecord> =
+        records.iter().map(|r| (r.anchor.as_str(), r)).collect();
     let by_ext: HashMap<&str, &plan::TargetUser> = input
         .target_users
         .iter()

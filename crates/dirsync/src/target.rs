@@ -20,8 +20,12 @@ pub struct TargetSnapshot {
 }
 
 pub async fn read(client: &ScimClient, keeps_pending: bool) -> Result<TargetSnapshot, ClientError> {
-    let mut users: Vec<TargetUser> =
-        client.list(ResourceKind::Users, None, None).await?.iter().filter_map(to_user).collect();
+    let mut users: Vec<TargetUser> = client
+        .list(ResourceKind::Users, None, None)
+        .await?
+        .iter()
+        .filter_map(to_user)
+        .collect();
     if keeps_pending {
         let pending_filter = Filter::Attr(AttrExp::Comparison(
             AttrPath {
@@ -33,7 +37,9 @@ pub async fn read(client: &ScimClient, keeps_pending: bool) -> Result<TargetSnap
             CompValue::Str(PENDING.to_string()),
         ));
         let known: std::collections::HashSet<String> = users.iter().map(|u| u.id.clone()).collect();
-        let pending = client.list(ResourceKind::Users, Some(&pending_filter), None).await?;
+        let pending = client
+            .list(ResourceKind::Users, Some(&pending_filter), None)
+            .await?;
         for resource in &pending {
             if let Some(mut user) = to_user(resource)
                 && !known.contains(&user.id)
@@ -43,19 +49,27 @@ pub async fn read(client: &ScimClient, keeps_pending: bool) -> Result<TargetSnap
             }
         }
     }
-    let groups =
-        client.list(ResourceKind::Groups, None, None).await?.iter().filter_map(to_group).collect();
+    let groups = client
+        .list(ResourceKind::Groups, None, None)
+        .await?
+        .iter()
+        .filter_map(to_group)
+        .collect();
     Ok(TargetSnapshot { users, groups })
 }
 
 fn str_field(resource: &Value, key: &str) -> Option<String> {
-    scim::resource::member(resource, key).and_then(Value::as_str).map(str::to_string)
+    scim::resource::member(resource, key)
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 fn to_user(resource: &Value) -> Option<TargetUser> {
     let id = str_field(resource, "id")?;
     let user_name = str_field(resource, "userName").unwrap_or_default();
-    let active = scim::resource::member(resource, "active").and_then(Value::as_bool).unwrap_or(true);
+    let active = scim::resource::member(resource, "active")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
     let extension = scim::resource::member(resource, scim::urn::IIJ_USER);
     let pending = extension
         .and_then(|e| scim::resource::member(e, STATE_ATTR))

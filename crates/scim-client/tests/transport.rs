@@ -1,6 +1,7 @@
 //! Transport behaviour that no real SCIM server produces on demand: a service that answers
 //! 429 with `Retry-After`, 503 twice, or refuses the token. A minimal axum server plays it.
 //! (End-to-end behaviour against real servers is tested in the dirsync crate.)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -127,7 +127,10 @@ impl FakeAdSpec {
                 .attr("objectClass", &["top", "container"])
                 .attr("cn", &["Users"]),
             FakeEntry::new(&bind_dn)
-                .attr("objectClass", &["top", "person", "organizationalPerson", "user"])
+                .attr(
+                    "objectClass",
+                    &["top", "person", "organizationalPerson", "user"],
+                )
                 .attr("cn", &["svc-dirsync"])
                 .attr("sAMAccountName", &["svc-dirsync"])
                 .attr("userAccountControl", &["66048"])
@@ -324,7 +327,14 @@ async fn serve(socket: TcpStream, _peer: SocketAddr, state: Arc<Server>) {
                 vec![msg(
                     id,
                     LdapOp::BindResponse(LdapBindResponse {
-                        res: result(code, if ok { "" } else { "80090308: invalid credentials" }),
+                        res: result(
+                            code,
+                            if ok {
+                                ""
+                            } else {
+                                "80090308: invalid credentials"
+                            },
+                        ),
                         saslcreds: None,
                     }),
                     Vec::new(),
@@ -363,7 +373,10 @@ async fn serve(socket: TcpStream, _peer: SocketAddr, state: Arc<Server>) {
             LdapOp::ExtendedRequest(er) => vec![msg(
                 id,
                 LdapOp::ExtendedResponse(LdapExtendedResponse {
-                    res: result(LdapResultCode::ProtocolError, "unsupported extended operation"),
+                    res: result(
+                        LdapResultCode::ProtocolError,
+                        "unsupported extended operation",
+                    ),
                     name: Some(er.name),
                     value: None,
                 }),
@@ -513,7 +526,11 @@ pub fn parse_range(attr: &str) -> Option<(String, usize, Option<usize>)> {
         if opt.len() > 6 && opt[..6].eq_ignore_ascii_case("range=") {
             let (lo, hi) = opt[6..].split_once('-')?;
             let lo = lo.parse().ok()?;
-            let hi = if hi == "*" { None } else { Some(hi.parse().ok()?) };
+            let hi = if hi == "*" {
+                None
+            } else {
+                Some(hi.parse().ok()?)
+            };
             return Some((name, lo, hi));
         }
     }
@@ -582,10 +599,10 @@ fn project(e: &FakeEntry, attrs: &[String], max: usize) -> Vec<LdapPartialAttrib
                 .find(|(n, _)| n.eq_ignore_ascii_case(want))
                 .and_then(|(n, v)| whole(n, v, max)),
         };
-        if let Some(a) = item {
-            if !out.iter().any(|o| o.atype.eq_ignore_ascii_case(&a.atype)) {
-                out.push(a);
-            }
+        if let Some(a) = item
+            && !out.iter().any(|o| o.atype.eq_ignore_ascii_case(&a.atype))
+        {
+            out.push(a);
         }
     }
     out
@@ -601,9 +618,9 @@ fn matches(e: &FakeEntry, f: &LdapFilter) -> bool {
         LdapFilter::Or(fs) => fs.iter().any(|f| matches(e, f)),
         LdapFilter::Not(f) => !matches(e, f),
         LdapFilter::Present(a) => a.eq_ignore_ascii_case("objectClass") || e.get(a).is_some(),
-        LdapFilter::Equality(a, v) | LdapFilter::Approx(a, v) => {
-            e.get(a).is_some_and(|vals| vals.iter().any(|x| text_eq(x, v)))
-        }
+        LdapFilter::Equality(a, v) | LdapFilter::Approx(a, v) => e
+            .get(a)
+            .is_some_and(|vals| vals.iter().any(|x| text_eq(x, v))),
         LdapFilter::Substring(a, sub) => e.get(a).is_some_and(|vals| {
             vals.iter().any(|x| {
                 let s = String::from_utf8_lossy(x).to_lowercase();
@@ -627,7 +644,8 @@ fn matches(e: &FakeEntry, f: &LdapFilter) -> bool {
             })
         }),
         LdapFilter::GreaterOrEqual(a, v) => e.get(a).is_some_and(|vals| {
-            vals.iter().any(|x| cmp_value(x, v) != std::cmp::Ordering::Less)
+            vals.iter()
+                .any(|x| cmp_value(x, v) != std::cmp::Ordering::Less)
         }),
         LdapFilter::LessOrEqual(a, v) => e.get(a).is_some_and(|vals| {
             vals.iter()
@@ -691,9 +709,21 @@ mod tests {
     #[test]
     fn scope_checks() {
         let base = "DC=fake,DC=test";
-        assert!(in_scope("CN=a,OU=p,DC=fake,DC=test", base, &LdapSearchScope::Subtree));
-        assert!(!in_scope("CN=a,OU=p,DC=fake,DC=test", base, &LdapSearchScope::OneLevel));
-        assert!(in_scope("OU=p,DC=fake,DC=test", base, &LdapSearchScope::OneLevel));
+        assert!(in_scope(
+            "CN=a,OU=p,DC=fake,DC=test",
+            base,
+            &LdapSearchScope::Subtree
+        ));
+        assert!(!in_scope(
+            "CN=a,OU=p,DC=fake,DC=test",
+            base,
+            &LdapSearchScope::OneLevel
+        ));
+        assert!(in_scope(
+            "OU=p,DC=fake,DC=test",
+            base,
+            &LdapSearchScope::OneLevel
+        ));
         assert!(in_scope("dc=fake,dc=test", base, &LdapSearchScope::Base));
     }
 }

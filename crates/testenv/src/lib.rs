@@ -1,16 +1,27 @@
-//! Test harness: starts the real peers the tests talk to — a private OpenLDAP `slapd` and
-//! the independent `scim2-server` (PyPI) — on free loopback ports in temporary directories,
-//! and stops them when the handle is dropped.
+//! Test harness: starts the real peers the tests talk to — a private OpenLDAP `slapd`, Samba
+//! AD domain controllers ([`SambaDc`], each in its own network namespace) and the independent
+//! `scim2-server` (PyPI) — on loopback in temporary directories, and stops them when the
+//! handle is dropped. [`FakeAd`] is an in-process LDAP server for AD behaviour Samba lacks
+//! (auto-ranged `member;range=0-1499`, malformed responses).
 //!
 //! It drives the recipes in `testenv/peers/` (shell scripts that install what is missing,
 //! start, and stop by PID), so a person can run the same peers by hand. It knows nothing of
 //! dirsync or idservice. Errors are returned as strings: a test that cannot start its peer
 //! fails with the script's own output.
 
+mod idservice;
+pub use idservice::{IdService, idservice_binary};
+
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+pub mod fake_ad;
+pub mod samba;
+
+pub use fake_ad::{FakeAd, FakeAdSpec, FakeEntry, FakeFault};
+pub use samba::{AdUser, LoadStats, SambaDc, ad_guid_text, ad_sid_text, skip_samba};
 
 /// `testenv/peers/` in this repository.
 pub fn peers_dir() -> PathBuf {

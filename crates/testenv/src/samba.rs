@@ -199,9 +199,8 @@ impl SambaDc {
                 .cloned()
                 .ok_or_else(|| format!("samba_start.sh did not print {k}:\n{out}"))
         };
-        let port = |k: &str| -> Result<u16, String> {
-            get(k)?.parse().map_err(|e| format!("{k}: {e}"))
-        };
+        let port =
+            |k: &str| -> Result<u16, String> { get(k)?.parse().map_err(|e| format!("{k}: {e}")) };
         let pid: u32 = get("SAMBA_PID")?
             .parse()
             .map_err(|e| format!("SAMBA_PID: {e}"))?;
@@ -280,7 +279,9 @@ impl SambaDc {
             .ok()
             .and_then(|s| s.trim().parse().ok());
         self.ldap_port = get("SAMBA_LDAP_PORT").parse().map_err(|e| format!("{e}"))?;
-        self.ldaps_port = get("SAMBA_LDAPS_PORT").parse().map_err(|e| format!("{e}"))?;
+        self.ldaps_port = get("SAMBA_LDAPS_PORT")
+            .parse()
+            .map_err(|e| format!("{e}"))?;
         self.ldap_url = get("SAMBA_LDAP_URI");
         self.ldaps_url = get("SAMBA_LDAPS_URI");
         Ok(())

@@ -59,7 +59,11 @@ pub enum LdapSourceError {
     #[error("cannot reach any LDAP server ({tried}): {last}")]
     Unreachable { tried: String, last: String },
     #[error("LDAP bind as {dn} on {server} failed: {reason}")]
-    Bind { dn: String, server: String, reason: String },
+    Bind {
+        dn: String,
+        server: String,
+        reason: String,
+    },
     #[error("LDAP TLS setting: {0}")]
     Tls(String),
     #[error("LDAP search under {base} failed: {reason}")]
@@ -82,7 +86,11 @@ impl LdapSource {
         let tls = tls_config(settings)?;
         let mut last = String::from("no address configured");
         for address in &settings.addresses {
-            let scheme = if settings.encryption == Encryption::Ldaps { "ldaps" } else { "ldap" };
+            let scheme = if settings.encryption == Encryption::Ldaps {
+                "ldaps"
+            } else {
+                "ldap"
+            };
             let url = format!("{scheme}://{}:{}", host_for_url(address), settings.port);
             let mut conn_settings = LdapConnSettings::new()
                 .set_conn_timeout(settings.timeout.min(Duration::from_secs(30)))
@@ -123,7 +131,10 @@ impl LdapSource {
                 }),
             };
         }
-        Err(LdapSourceError::Unreachable { tried: settings.addresses.join(", "), last })
+        Err(LdapSourceError::Unreachable {
+            tried: settings.addresses.join(", "),
+            last,
+        })
     }
 
     /// The server this source is bound to.
@@ -138,12 +149,19 @@ impl LdapSource {
             .with_timeout(self.timeout)
             .search("", Scope::Base, "(objectClass=*)", attributes.to_vec())
             .await
-            .map_err(|e| LdapSourceError::Search { base: "rootDSE".into(), reason: e.to_string() })?;
-        let (entries, _) = result
-            .success()
-            .map_err(|e| LdapSourceError::Search { base: "rootDSE".into(), reason: e.to_string() })?;
+            .map_err(|e| LdapSourceError::Search {
+                base: "rootDSE".into(),
+                reason: e.to_string(),
+            })?;
+        let (entries, _) = result.success().map_err(|e| LdapSourceError::Search {
+            base: "rootDSE".into(),
+            reason: e.to_string(),
+        })?;
         let entry = entries.into_iter().next().map(SearchEntry::construct);
-        Ok(entry.map(to_entry).unwrap_or_else(|| Entry { dn: String::new(), attrs: BTreeMap::new() }))
+        Ok(entry.map(to_entry).unwrap_or_else(|| Entry {
+            dn: String::new(),
+            attrs: BTreeMap::new(),
+        }))
     }
 
     /// A paged subtree search, with ranged attributes completed. Runs in its own task:
@@ -168,13 +186,23 @@ async fn paged_search(
     timeout: Duration,
     page_size: i32,
 ) -> Result<SearchOutcome, LdapSourceError> {
-    let search_err =
-        |e: ldap3::LdapError| LdapSourceError::Search { base: spec.base.clone(), reason: e.to_string() };
-    let adapters: Vec<Box<dyn Adapter<_, _>>> =
-        vec![Box::new(EntriesOnly::new()), Box::new(PagedResults::new(page_size))];
+    let search_err = |e: ldap3::LdapError| LdapSourceError::Search {
+        base: spec.base.clone(),
+        reason: e.to_string(),
+    };
+    let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
+        Box::new(EntriesOnly::new()),
+        Box::new(PagedResults::new(page_size)),
+    ];
     let mut stream = ldap
         .with_timeout(timeout)
-        .streaming_search_with(adapters, &spec.base, Scope::Subtree, &spec.filter, spec.attributes.clone())
+        .streaming_search_with(
+            adapters,
+            &spec.base,
+            Scope::Subtree,
+            &spec.filter,
+            spec.attributes.clone(),
+        )
         .await
         .map_err(search_err)?;
     let mut entries = Vec::new();
@@ -207,7 +235,11 @@ async fn paged_search(
         let entry = complete_ranges(&mut ldap, entry, timeout, &mut complete, &mut notes).await;
         out.push(to_entry(entry));
     }
-    Ok(SearchOutcome { entries: out, complete, notes })
+    Ok(SearchOutcome {
+        entries: out,
+        complete,
+        notes,
+    })
 }
 
 /// Range retrieval (`member;range=0-1499`): ask for the next range from `high + 1` until the
@@ -220,22 +252,37 @@ async fn complete_ranges(
     complete: &mut bool,
     notes: &mut Vec<String>,
 ) -> SearchEntry {
-    let ranged: Vec<String> = entry.attrs.keys().filter(|k| parse_range(k).is_some()).cloned().collect();
+    let ranged: Vec<String> = entry
+        .attrs
+        .keys()
+        .filter(|k| parse_range(k).is_some())
+        .cloned()
+        .collect();
     for key in ranged {
-        let Some((name, _, mut high)) = parse_range(&key) else { continue };
+        let Some((name, _, mut high)) = parse_range(&key) else {
+            continue;
+        };
         let mut values = entry.attrs.remove(&key).unwrap_or_default();
         let mut guard = 0usize;
         while let Some(h) = high {
             guard += 1;
             if guard > 100_000 {
                 *complete = false;
-                notes.push(format!("{}: range retrieval of {name} did not end", entry.dn));
+                notes.push(format!(
+                    "{}: range retrieval of {name} did not end",
+                    entry.dn
+                ));
                 break;
             }
             let wanted = format!("{name};range={}-*", h + 1);
             let result = ldap
                 .with_timeout(timeout)
-                .search(&entry.dn, Scope::Base, "(objectClass=*)", vec![wanted.as_str()])
+                .search(
+                    &entry.dn,
+                    Scope::Base,
+                    "(objectClass=*)",
+                    vec![wanted.as_str()],
+                )
                 .await
                 .and_then(|r| r.success());
             let Ok((mut found, _)) = result else {
@@ -245,7 +292,10 @@ async fn complete_ranges(
             };
             let Some(next) = found.pop().map(SearchEntry::construct) else {
                 *complete = false;
-                notes.push(format!("{}: range retrieval of {name} returned nothing", entry.dn));
+                notes.push(format!(
+                    "{}: range retrieval of {name} returned nothing",
+                    entry.dn
+                ));
                 break;
             };
             let mut advanced = false;
@@ -260,7 +310,10 @@ async fn complete_ranges(
             }
             if !advanced {
                 *complete = false;
-                notes.push(format!("{}: range retrieval of {name} lost its range", entry.dn));
+                notes.push(format!(
+                    "{}: range retrieval of {name} lost its range",
+                    entry.dn
+                ));
                 break;
             }
         }
@@ -278,14 +331,21 @@ pub(crate) fn parse_range(key: &str) -> Option<(String, u64, Option<u64>)> {
     })?;
     let (low, high) = range.split_once('-')?;
     let low = low.parse().ok()?;
-    let high = if high == "*" { None } else { Some(high.parse().ok()?) };
+    let high = if high == "*" {
+        None
+    } else {
+        Some(high.parse().ok()?)
+    };
     Some((name.to_string(), low, high))
 }
 
 fn to_entry(e: SearchEntry) -> Entry {
     let mut attrs: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
     for (k, v) in e.attrs {
-        attrs.entry(k.to_ascii_lowercase()).or_default().extend(v.into_iter().map(String::into_bytes));
+        attrs
+            .entry(k.to_ascii_lowercase())
+            .or_default()
+            .extend(v.into_iter().map(String::into_bytes));
     }
     for (k, v) in e.bin_attrs {
         attrs.entry(k.to_ascii_lowercase()).or_default().extend(v);
@@ -293,24 +353,34 @@ fn to_entry(e: SearchEntry) -> Entry {
     Entry { dn: e.dn, attrs }
 }
 
-fn tls_config(settings: &LdapSettings) -> Result<Option<Arc<rustls::ClientConfig>>, LdapSourceError> {
+fn tls_config(
+    settings: &LdapSettings,
+) -> Result<Option<Arc<rustls::ClientConfig>>, LdapSourceError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let Some(ca_file) = &settings.ca_file else { return Ok(None) };
+    let Some(ca_file) = &settings.ca_file else {
+        return Ok(None);
+    };
     use rustls::pki_types::{CertificateDer, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca_file)
-        .map_err(|e| LdapSourceError::Tls(format!("cannot read ca_file {}: {e}", ca_file.display())))?;
+    let certs = CertificateDer::pem_file_iter(ca_file).map_err(|e| {
+        LdapSourceError::Tls(format!("cannot read ca_file {}: {e}", ca_file.display()))
+    })?;
     for cert in certs {
-        let cert = cert
-            .map_err(|e| LdapSourceError::Tls(format!("ca_file {}: {e}", ca_file.display())))?;
+        let cert =
+            cert.map_err(|e| LdapSourceError::Tls(format!("ca_file {}: {e}", ca_file.display())))?;
         roots
             .add(cert)
             .map_err(|e| LdapSourceError::Tls(format!("ca_file {}: {e}", ca_file.display())))?;
     }
     if roots.is_empty() {
-        return Err(LdapSourceError::Tls(format!("ca_file {} holds no certificate", ca_file.display())));
+        return Err(LdapSourceError::Tls(format!(
+            "ca_file {} holds no certificate",
+            ca_file.display()
+        )));
     }
-    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     Ok(Some(Arc::new(config)))
 }
 
@@ -318,7 +388,9 @@ fn tls_config(settings: &LdapSettings) -> Result<Option<Arc<rustls::ClientConfig
 fn explain_connect_error(url: &str, error: &str, settings: &LdapSettings) -> String {
     let lower = error.to_ascii_lowercase();
     if settings.encryption != Encryption::None
-        && (lower.contains("certificate") || lower.contains("invalidcertificate") || lower.contains("unknownissuer"))
+        && (lower.contains("certificate")
+            || lower.contains("invalidcertificate")
+            || lower.contains("unknownissuer"))
     {
         format!(
             "{url}: the server certificate was not accepted ({error}). Set ad.ldap.server.ca_file to \
@@ -344,9 +416,18 @@ mod tests {
 
     #[test]
     fn range_options_parse() {
-        assert_eq!(parse_range("member;range=0-1499"), Some(("member".into(), 0, Some(1499))));
-        assert_eq!(parse_range("member;range=1500-*"), Some(("member".into(), 1500, None)));
-        assert_eq!(parse_range("Member;Range=3-4"), Some(("Member".into(), 3, Some(4))));
+        assert_eq!(
+            parse_range("member;range=0-1499"),
+            Some(("member".into(), 0, Some(1499)))
+        );
+        assert_eq!(
+            parse_range("member;range=1500-*"),
+            Some(("member".into(), 1500, None))
+        );
+        assert_eq!(
+            parse_range("Member;Range=3-4"),
+            Some(("Member".into(), 3, Some(4)))
+        );
         assert_eq!(parse_range("member"), None);
         assert_eq!(parse_range("cn;lang-en"), None);
         assert_eq!(parse_range("member;range=x-1"), None);

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use secrecy::SecretString;
 
-use super::ldap::{Encryption as LdapEncryption, LdapSettings, LdapSource, LdapSourceError, SearchSpec};
+use super::ldap::{
+    Encryption as LdapEncryption, LdapSettings, LdapSource, LdapSourceError, SearchSpec,
+};
 use super::{DirectoryRead, Selection, ldif};
 use crate::config::{Config, Encryption, Flavor};
 use crate::mapping::DirectoryKind;
@@ -50,7 +52,11 @@ fn read_ldif(config: &Config, file: &Path) -> Result<SourceRead, SourceError> {
     let kind = forced_kind(config.ad.ldap.flavor).unwrap_or_else(|| DirectoryKind::guess(&entries));
     let selection = Selection::from_config(&config.ad.ldap, kind);
     let read = ldif::select(entries, &selection);
-    Ok(SourceRead { read, kind, description: format!("LDIF file {}", file.display()) })
+    Ok(SourceRead {
+        read,
+        kind,
+        description: format!("LDIF file {}", file.display()),
+    })
 }
 
 async fn read_ldap(config: &Config) -> Result<SourceRead, SourceError> {
@@ -81,11 +87,21 @@ async fn read_ldap(config: &Config) -> Result<SourceRead, SourceError> {
         Some(k) => k,
         None => {
             let root = source
-                .root_dse(&["objectClass", "supportedCapabilities", "forestFunctionality"])
+                .root_dse(&[
+                    "objectClass",
+                    "supportedCapabilities",
+                    "forestFunctionality",
+                ])
                 .await?;
             let ad = !root.bytes("forestFunctionality").is_empty()
-                || root.strs("supportedCapabilities").contains(&"1.2.840.113556.1.4.800");
-            if ad { DirectoryKind::ActiveDirectory } else { DirectoryKind::OpenLdap }
+                || root
+                    .strs("supportedCapabilities")
+                    .contains(&"1.2.840.113556.1.4.800");
+            if ad {
+                DirectoryKind::ActiveDirectory
+            } else {
+                DirectoryKind::OpenLdap
+            }
         }
     };
     let selection = Selection::from_config(ldap, kind);
@@ -100,13 +116,24 @@ async fn read_ldap(config: &Config) -> Result<SourceRead, SourceError> {
         ldap.filter.user.as_ref().map(|f| f.normalized()),
         kind == DirectoryKind::ActiveDirectory,
     );
-    let group_filter =
-        effective_filter(&selection.group_object_class, ldap.filter.group.as_ref().map(|f| f.normalized()), false);
+    let group_filter = effective_filter(
+        &selection.group_object_class,
+        ldap.filter.group.as_ref().map(|f| f.normalized()),
+        false,
+    );
     let users = source
-        .search(SearchSpec { base: selection.base_dn.clone(), filter: user_filter, attributes: attributes.clone() })
+        .search(SearchSpec {
+            base: selection.base_dn.clone(),
+            filter: user_filter,
+            attributes: attributes.clone(),
+        })
         .await?;
     let groups = source
-        .search(SearchSpec { base: selection.base_dn.clone(), filter: group_filter, attributes })
+        .search(SearchSpec {
+            base: selection.base_dn.clone(),
+            filter: group_filter,
+            attributes,
+        })
         .await?;
     let description = source.server().to_string();
     source.close().await;
@@ -118,13 +145,20 @@ async fn read_ldap(config: &Config) -> Result<SourceRead, SourceError> {
         complete: users.complete && groups.complete,
         notes,
     };
-    Ok(SourceRead { read, kind, description })
+    Ok(SourceRead {
+        read,
+        kind,
+        description,
+    })
 }
 
 /// `(&(objectClass=X)[(objectCategory=person)](configured))`. Computers are
 /// `objectClass=user` in AD too, so AD users also need `objectCategory=person`.
 fn effective_filter(object_class: &str, configured: Option<String>, ad_person: bool) -> String {
-    let mut parts = vec![format!("(objectClass={})", ldap3::ldap_escape(object_class))];
+    let mut parts = vec![format!(
+        "(objectClass={})",
+        ldap3::ldap_escape(object_class)
+    )];
     if ad_person {
         parts.push("(objectCategory=person)".to_string());
     }

@@ -28,9 +28,10 @@ impl RunLock {
         match file.try_lock() {
             Ok(()) => Ok(RunLock { _file: file, path }),
             Err(TryLockError::WouldBlock) => Err(StateError::Locked(path)),
-            Err(TryLockError::Error(e)) => {
-                Err(StateError::Io(format!("cannot lock {}: {e}", path.display())))
-            }
+            Err(TryLockError::Error(e)) => Err(StateError::Io(format!(
+                "cannot lock {}: {e}",
+                path.display()
+            ))),
         }
     }
 

@@ -79,8 +79,10 @@ pub fn fingerprint(value: &serde_json::Value) -> String {
             serde_json::Value::Object(map) => {
                 let mut keys: Vec<_> = map.keys().collect();
                 keys.sort();
-                let sorted: serde_json::Map<String, serde_json::Value> =
-                    keys.into_iter().map(|k| (k.clone(), canonical(&map[k]))).collect();
+                let sorted: serde_json::Map<String, serde_json::Value> = keys
+                    .into_iter()
+                    .map(|k| (k.clone(), canonical(&map[k])))
+                    .collect();
                 serde_json::Value::Object(sorted)
             }
             serde_json::Value::Array(items) => {
@@ -100,30 +102,45 @@ impl StateStore {
             .map_err(|e| StateError::Io(format!("cannot create {}: {e}", dir.display())))?;
         let file = dir.join("state.db");
         let path = file.display().to_string();
-        let db_err =
-            |e: sqlx::Error| StateError::Database { path: path.clone(), reason: e.to_string() };
+        let db_err = |e: sqlx::Error| StateError::Database {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
             .map_err(db_err)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(std::time::Duration::from_secs(10));
-        let pool =
-            SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(db_err)?;
-        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StateError::Database {
-            path: path.clone(),
-            reason: format!("{e} (the state is a cache: delete {path} to rebuild it)"),
-        })?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(db_err)?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| StateError::Database {
+                path: path.clone(),
+                reason: format!("{e} (the state is a cache: delete {path} to rebuild it)"),
+            })?;
         Ok(StateStore { pool, path })
     }
 
     fn err(&self, e: sqlx::Error) -> StateError {
-        StateError::Database { path: self.path.clone(), reason: e.to_string() }
+        StateError::Database {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        }
     }
 
     /// Recovery mode: forget everything learned; the next steps rebuild it from the target.
     pub async fn reset(&self) -> Result<(), StateError> {
         let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
-        for statement in ["DELETE FROM objects", "DELETE FROM cursors", "DELETE FROM meta"] {
+        for statement in [
+            "DELETE FROM objects",
+            "DELETE FROM cursors",
+            "DELETE FROM meta",
+        ] {
             sqlx::query(statement)
                 .execute(&mut *tx)
                 .await
@@ -330,7 +347,10 @@ mod tests {
         store.upsert_object(&record("a", "1")).await.unwrap();
         let mut b = record("b", "2");
         b.pending_since = Some(Utc::now());
-        store.upsert_objects(&[b.clone(), record("c", "3")]).await.unwrap();
+        store
+            .upsert_objects(&[b.clone(), record("c", "3")])
+            .await
+            .unwrap();
         store.upsert_object(&record("a", "9")).await.unwrap();
         let all = store.objects(ObjectKind::User).await.unwrap();
         assert_eq!(all.len(), 3);
@@ -381,7 +401,10 @@ mod tests {
 
     #[test]
     fn fingerprint_ignores_key_order() {
-        assert_eq!(fingerprint(&json!({"a": 1, "b": [1, 2]})), fingerprint(&json!({"b": [1, 2], "a": 1})));
+        assert_eq!(
+            fingerprint(&json!({"a": 1, "b": [1, 2]})),
+            fingerprint(&json!({"b": [1, 2], "a": 1}))
+        );
         assert_ne!(fingerprint(&json!({"a": 1})), fingerprint(&json!({"a": 2})));
     }
 }

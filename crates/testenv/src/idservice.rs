@@ -1,0 +1,139 @@
+//! Our own `idservice`, started as a separate process (the binary built from this workspace)
+//! on a free loopback port with a temporary data directory and a full-scope token.
+//! Tests use it as the default SCIM target; it is stopped when the handle is dropped.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The workspace's `target/<profile>/idservice`, built on demand.
+pub fn idservice_binary() -> Result<PathBuf, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let binary = target.join("debug").join("idservice");
+    // `cargo build` is a no-op when the binary is current; it keeps tests honest after an
+    // idservice change without a separate build step.
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "-q", "-p", "idservice"])
+        .current_dir(&root)
+        .status()
+        .map_err(|e| format!("cannot run cargo build -p idservice: {e}"))?;
+    if !status.success() || !binary.exists() {
+        return Err(format!(
+            "idservice binary not available at {}",
+            binary.display()
+        ));
+    }
+    Ok(binary)
+}
+
+pub struct IdService {
+    /// `http://127.0.0.1:PORT/scim/v2`
+    pub url: String,
+    pub token: String,
+    pub binary: PathBuf,
+    data: tempfile::TempDir,
+    child: Child,
+}
+
+impl IdService {
+    pub fn start() -> Result<IdService, String> {
+        Self::start_with(&[])
+    }
+
+    /// Starts with extra `serve` arguments (e.g. `--retention-days 0`).
+    pub fn start_with(extra: &[&str]) -> Result<IdService, String> {
+        let binary = idservice_binary()?;
+        let data = tempfile::Builder::new()
+            .prefix("dirsync-idservice-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let token = Self::admin(
+            &binary,
+            data.path(),
+            &[
+                "token",
+                "create",
+                "--expires",
+                "1d",
+                "--scope",
+                "escim_read_users,escim_write_users,escim_read_groups,escim_write_groups",
+            ],
+        )?;
+        let token = token.lines().last().unwrap_or_default().trim().to_string();
+        let mut child = Command::new(&binary)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data.path())
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start idservice: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(Ok(line)) = lines.next() {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let base = loop {
+            if let Ok(url) = rx.recv_timeout(Duration::from_millis(100)) {
+                break url;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err("idservice did not print its address within 30 s".into());
+            }
+        };
+        Ok(IdService {
+            url: format!("{base}/scim/v2"),
+            token,
+            binary,
+            data,
+            child,
+        })
+    }
+
+    fn admin(binary: &Path, data: &Path, args: &[&str]) -> Result<String, String> {
+        let output = Command::new(binary)
+            .args(&args[..args.len().min(2)])
+            .arg("--data")
+            .arg(data)
+            .args(&args[args.len().min(2)..])
+            .output()
+            .map_err(|e| format!("idservice {}: {e}", args.join(" ")))?;
+        if !output.status.success() {
+            return Err(format!(
+                "idservice {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Runs an admin command against this instance's data directory, e.g.
+    /// `["users", "purge-pending", "--user", "alice@example.test"]`.
+    pub fn admin_command(&self, args: &[&str]) -> Result<String, String> {
+        Self::admin(&self.binary, self.data.path(), args)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+}
+
+impl Drop for IdService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
