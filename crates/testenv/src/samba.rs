@@ -46,20 +46,26 @@ pub fn skip_samba(test: &str) -> bool {
     skip
 }
 
-/// Checks that the Samba AD DC packages are installed (or can be installed right now, as root,
-/// which `samba_start.sh` then does).
+/// Checks that we are root and the Samba AD DC packages are installed (or can be installed
+/// right now, which `samba_start.sh` then does, system services kept stopped).
 pub fn samba_available() -> Result<(), String> {
-    let installed = which("samba") && which("samba-tool") && which("ldapsearch");
-    let schema = std::path::Path::new("/usr/share/samba/setup/ad-schema").is_dir();
-    if installed && schema {
-        return Ok(());
-    }
     let root = Command::new("id")
         .arg("-u")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false);
-    if root && which("apt-get") {
+    if !root {
+        return Err(format!(
+            "SambaDc needs root (samba as a DC, `unshare --net`, setns for the forwarder); \
+             CI runs as root. To skip these tests on purpose set {SKIP_ENV}=1."
+        ));
+    }
+    let installed = which("samba") && which("samba-tool") && which("ldapsearch");
+    let schema = std::path::Path::new("/usr/share/samba/setup/ad-schema").is_dir();
+    if installed && schema {
+        return Ok(());
+    }
+    if which("apt-get") {
         return Ok(()); // samba_start.sh installs the packages (system services stay stopped)
     }
     Err(format!(
@@ -515,8 +521,8 @@ impl SambaDc {
         self.delete(&dn)
     }
 
-    /// Creates `OU=<name>,<base>` (or `OU=<name>,<parent>` when `name` is `name,parent-DN`
-    /// — pass a full DN starting with `OU=` for nested OUs); returns its DN.
+    /// Creates `OU=<name>,<base>`; for a nested OU pass its full DN (`OU=b,OU=a,<base>`).
+    /// Returns the DN.
     pub fn add_ou(&self, name: &str) -> Result<String, String> {
         let dn = if name.to_ascii_uppercase().starts_with("OU=") {
             name.to_string()
