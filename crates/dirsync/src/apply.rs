@@ -33,6 +33,8 @@ pub struct ApplyContext<'a> {
     pub now: DateTime<Utc>,
     /// Target id → source anchor, for every target object whose anchor is known.
     pub anchors: &'a HashMap<String, String>,
+    /// Advanced once per operation (hidden when stderr is not a terminal).
+    pub progress: &'a indicatif::ProgressBar,
 }
 
 /// Counts for the report (SPEC 5).
@@ -123,6 +125,7 @@ impl Run<'_, '_> {
         }
         let (name, object) = describe(op);
         let result = self.perform(op).await;
+        self.ctx.progress.inc(1);
         let mut outcome = match self.outcome.lock() {
             Ok(o) => o,
             Err(poisoned) => poisoned.into_inner(),

@@ -198,7 +198,10 @@ async fn run_locked(
         KeptBy::Auto => spc.keeps_pending_users,
     };
 
-    let source = match source::read(config).await {
+    let spinner = progress_spinner("reading the directory");
+    let source = source::read(config).await;
+    spinner.finish_and_clear();
+    let source = match source {
         Ok(s) => s,
         Err(e) => return stop(report, format!("directory: {e}"), EXIT_UNREACHABLE),
     };
@@ -208,7 +211,10 @@ async fn run_locked(
     report.read_complete = source.read.complete;
     report.notes.extend(source.read.notes.iter().cloned());
 
-    let snapshot = match target::read(&client, keeps_pending).await {
+    let spinner = progress_spinner("reading the target");
+    let snapshot = target::read(&client, keeps_pending).await;
+    spinner.finish_and_clear();
+    let snapshot = match snapshot {
         Ok(s) => s,
         Err(e) => return stop(report, e.to_string(), EXIT_UNREACHABLE),
     };
@@ -270,8 +276,10 @@ async fn run_locked(
         concurrency: config.sync.concurrency.0 as usize,
         now,
         anchors: &anchors,
+        progress: &progress_bar(plan.operations.len() as u64),
     };
     let outcome = apply::apply(&plan, &ctx).await;
+    ctx.progress.finish_and_clear();
     report.counts = outcome.counts;
     report.failures = outcome.failures;
     if let Some(reason) = outcome.stopped {
@@ -282,6 +290,29 @@ async fn run_locked(
         let _ = state.set_meta("config_fingerprint", &fingerprint).await;
     }
     Some(plan)
+}
+
+/// Progress is for people: shown only when stderr is a terminal, so logs and pipes stay clean.
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} applying {pos}/{len} [{bar:30}] {per_sec} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+fn progress_spinner(message: &'static str) -> indicatif::ProgressBar {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let spinner = indicatif::ProgressBar::new_spinner().with_message(message);
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    spinner
 }
 
 fn stop(report: &mut Report, reason: String, code: i32) -> Option<Plan> {
