@@ -264,6 +264,11 @@ fn write_extension(
         )));
     };
     for (name, v) in members {
+        if name.eq_ignore_ascii_case("schemas") && names_only(v, ext.id) {
+            // Not an attribute of the extension, but clients built on generic resource models
+            // (scim2-models) echo the extension's own URN there; it says nothing new.
+            continue;
+        }
         let path = AttrPath {
             uri: Some(ext.id.to_string()),
             name: name.clone(),
@@ -272,6 +277,12 @@ fn write_extension(
         write_pathless(work, kind, &path.to_string(), v, schema)?;
     }
     Ok(())
+}
+
+/// Whether `v` is a `schemas` array naming only `urn`.
+fn names_only(v: &Value, urn: &str) -> bool {
+    matches!(v, Value::Array(items)
+        if items.iter().all(|i| i.as_str().is_some_and(|s| s.eq_ignore_ascii_case(urn))))
 }
 
 fn target_of<'p>(path: &'p PatchPath, schema: &ResourceSchema) -> Result<Target<'p>, ScimError> {
@@ -1309,6 +1320,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out["schemas"], json!([urn::USER]));
+    }
+
+    #[test]
+    fn extension_value_may_echo_its_own_schemas() {
+        // scim2-tester (scim2-models) sends the extension object with its own `schemas`.
+        let out = run(
+            &base(),
+            json!([{"op": "add", "path": urn::ENTERPRISE_USER,
+                    "value": {"schemas": [urn::ENTERPRISE_USER], "department": "Ops"}}]),
+        )
+        .unwrap();
+        assert_eq!(out[urn::ENTERPRISE_USER], json!({"department": "Ops"}));
+        assert_eq!(out["schemas"], json!([urn::USER, urn::ENTERPRISE_USER]));
+        // Any other `schemas` inside an extension is still not an attribute.
+        let bad = run(
+            &base(),
+            json!([{"op": "add", "path": urn::ENTERPRISE_USER,
+                    "value": {"schemas": [urn::USER], "department": "Ops"}}]),
+        );
+        assert_eq!(scim_type(bad), Some(ScimType::InvalidPath));
     }
 
     #[test]

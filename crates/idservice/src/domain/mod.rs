@@ -4,6 +4,7 @@
 pub mod bulk;
 pub mod discovery;
 pub mod groups;
+pub mod password;
 pub mod rules;
 pub mod tokens;
 pub mod users;

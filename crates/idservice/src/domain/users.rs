@@ -28,8 +28,11 @@ fn schema() -> &'static ResourceSchema {
 /// A validated request body, ready to store.
 #[derive(Debug, Clone)]
 pub struct PreparedUser {
-    /// Canonical resource without read-only attributes.
+    /// Canonical resource without read-only attributes and without `password`.
     pub resource: Value,
+    /// Hash of the `password` the body carried ([`super::password::hash`]); `None` keeps the
+    /// stored one (a client cannot read a writeOnly password back to resend it in a PUT).
+    pub password_hash: Option<String>,
     pub user_name: String,
     pub user_name_lc: String,
     pub external_id: Option<String>,
@@ -87,8 +90,16 @@ pub fn prepare(body: Value) -> Result<PreparedUser, ScimError> {
         Some(_) => return Err(ScimError::invalid_value("active must be a boolean")),
     };
     map.insert("active".into(), Value::Bool(active));
+    // RFC 7643 §4.1.1: writeOnly, returned never. Only its hash is kept, outside the resource.
+    let password_hash = match map.remove("password") {
+        Some(Value::String(s)) if !s.is_empty() => Some(super::password::hash(&s)),
+        None | Some(Value::Null) => None,
+        Some(Value::String(_)) => return Err(ScimError::invalid_value("password is empty")),
+        Some(_) => return Err(ScimError::invalid_value("password must be a string")),
+    };
     rules::check_user(&body)?;
     Ok(PreparedUser {
+        password_hash,
         user_name_lc: user_name.to_lowercase(),
         user_name,
         external_id,
@@ -269,6 +280,7 @@ pub async fn create_in(
                 resource: resource_text(&p)?,
             };
             su::insert(conn, &row).await.map_err(map_unique)?;
+            store_password(conn, &row.id, &p).await?;
             Ok((render_with_groups(&row, &[], base), false))
         }
         Collision::Restore(old) => {
@@ -286,6 +298,7 @@ pub async fn create_in(
                 resource: resource_text(&p)?,
             };
             su::update(conn, &row).await.map_err(map_unique)?;
+            store_password(conn, &row.id, &p).await?;
             tracing::info!(id = %row.id, "user restored from pending deletion");
             Ok((render(conn, &row, base).await?, true))
         }
@@ -377,7 +390,16 @@ async fn store_replacement(
         resource: resource_text(&p)?,
     };
     su::update(conn, &row).await.map_err(map_unique)?;
+    store_password(conn, &row.id, &p).await?;
     render(conn, &row, base).await
+}
+
+/// Saves the hash of the password the request carried, if it carried one.
+async fn store_password(conn: &mut Conn, id: &str, p: &PreparedUser) -> Result<(), ScimError> {
+    match &p.password_hash {
+        Some(h) => su::set_password_hash(conn, id, h).await.map_err(db),
+        None => Ok(()),
+    }
 }
 
 /// PUT /Users/{id}.

@@ -97,6 +97,16 @@ pub async fn update(conn: &mut Conn, row: &UserRow) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// Stores a new password hash for a user (the password itself is never stored).
+pub async fn set_password_hash(conn: &mut Conn, id: &str, hash: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+        .bind(hash)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Deletes a user for good, with its memberships.
 pub async fn purge(conn: &mut Conn, id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM group_members WHERE member_id = ?")
