@@ -47,7 +47,7 @@ async fn password_is_never_returned_and_never_stored_in_clear() {
     let id = r.id();
     let (hash, resource) = stored(&s, &id).await;
     let first = hash.expect("a hash is stored");
-    assert!(first.starts_with("pbkdf2-sha256$"), "{first}");
+    assert!(first.starts_with("$argon2id$"), "{first}");
     assert!(!first.contains("Initial-Secret-1") && !resource.contains("Initial-Secret-1"));
 
     // PATCH add and replace (Password Sync sets it with replace): 200 without the password.

@@ -92,7 +92,10 @@ pub fn prepare(body: Value) -> Result<PreparedUser, ScimError> {
     map.insert("active".into(), Value::Bool(active));
     // RFC 7643 §4.1.1: writeOnly, returned never. Only its hash is kept, outside the resource.
     let password_hash = match map.remove("password") {
-        Some(Value::String(s)) if !s.is_empty() => Some(super::password::hash(&s)),
+        Some(Value::String(s)) if !s.is_empty() => Some(
+            super::password::hash(&s)
+                .ok_or_else(|| ScimError::new(500, None, "cannot hash the password"))?,
+        ),
         None | Some(Value::Null) => None,
         Some(Value::String(_)) => return Err(ScimError::invalid_value("password is empty")),
         Some(_) => return Err(ScimError::invalid_value("password must be a string")),
