@@ -7,25 +7,26 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The workspace's `target/<profile>/idservice`, built on demand.
+/// The workspace's `target/debug/idservice`. `scripts/test` (nextest over the workspace)
+/// builds it with the tests; when it is missing — a single crate's tests run by hand — it is
+/// built here. Building unconditionally would relink it with another feature set than the
+/// workspace build and make every test run recompile shared dependencies.
 pub fn idservice_binary() -> Result<PathBuf, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let binary = target.join("debug").join("idservice");
-    // `cargo build` is a no-op when the binary is current; it keeps tests honest after an
-    // idservice change without a separate build step.
+    if binary.exists() {
+        return Ok(binary);
+    }
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "-q", "-p", "idservice"])
         .current_dir(&root)
         .status()
         .map_err(|e| format!("cannot run cargo build -p idservice: {e}"))?;
     if !status.success() || !binary.exists() {
-        return Err(format!(
-            "idservice binary not available at {}",
-            binary.display()
-        ));
+        return Err(format!("idservice binary not available at {}", binary.display()));
     }
     Ok(binary)
 }

@@ -96,11 +96,13 @@ impl LdapSource {
                 .set_conn_timeout(settings.timeout.min(Duration::from_secs(30)))
                 .set_starttls(settings.encryption == Encryption::StartTls);
             if settings.encryption != Encryption::None {
-                if let Some(config) = &tls {
-                    conn_settings = conn_settings.set_config(config.clone());
-                }
                 if !settings.verify {
+                    // ldap3 ignores set_no_tls_verify when a ClientConfig is given: with
+                    // `verify_mode: false` it must build its own (non-verifying) config, even
+                    // when a ca_file is also configured.
                     conn_settings = conn_settings.set_no_tls_verify(true);
+                } else if let Some(config) = &tls {
+                    conn_settings = conn_settings.set_config(config.clone());
                 }
             }
             let (conn, mut ldap) = match LdapConnAsync::with_settings(conn_settings, &url).await {
