@@ -35,6 +35,9 @@ pub struct ApplyContext<'a> {
     pub anchors: &'a HashMap<String, String>,
     /// Advanced once per operation (hidden when stderr is not a terminal).
     pub progress: &'a indicatif::ProgressBar,
+    /// Operations per `/Bulk` request when the target offers Bulk (user creates are sent
+    /// that way); `None` sends one request per operation.
+    pub bulk_size: Option<usize>,
 }
 
 /// Counts for the report (SPEC 5).
@@ -89,11 +92,22 @@ pub async fn apply(plan: &Plan, ctx: &ApplyContext<'_>) -> ApplyOutcome {
             end += 1;
         }
         let batch = &plan.operations[start..end];
-        futures::stream::iter(batch)
-            .map(|op| run.execute(op))
-            .buffer_unordered(ctx.concurrency.max(1))
-            .collect::<Vec<()>>()
-            .await;
+        match ctx.bulk_size {
+            Some(size) if matches!(batch[0], Operation::CreateUser { .. }) => {
+                futures::stream::iter(batch.chunks(size.max(1)))
+                    .map(|chunk| run.create_users_in_bulk(chunk))
+                    .buffer_unordered(ctx.concurrency.max(1))
+                    .collect::<Vec<()>>()
+                    .await;
+            }
+            _ => {
+                futures::stream::iter(batch)
+                    .map(|op| run.execute(op))
+                    .buffer_unordered(ctx.concurrency.max(1))
+                    .collect::<Vec<()>>()
+                    .await;
+            }
+        }
         if run.stop.load(Ordering::SeqCst) {
             break;
         }
@@ -119,43 +133,126 @@ enum Done {
 }
 
 impl Run<'_, '_> {
+    /// User creates through one `/Bulk` request. Operations the target rejected with 409 go
+    /// the single-request way (which adopts an object that already exists by externalId);
+    /// other per-operation errors fail that user alone. If the Bulk request itself is
+    /// rejected, each user is sent on its own; a stop (credentials, reachability) stops.
+    async fn create_users_in_bulk(&self, chunk: &[Operation]) {
+        if self.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let requests: Vec<scim_client::BulkOperation> = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, op)| match op {
+                Operation::CreateUser { resource, .. } => Some(scim_client::BulkOperation {
+                    method: reqwest::Method::POST,
+                    path: "/Users".into(),
+                    bulk_id: Some(format!("u{i}")),
+                    data: Some(resource.clone()),
+                }),
+                _ => None,
+            })
+            .collect();
+        let results = match self.ctx.client.bulk(&requests, None).await {
+            Ok(results) if results.len() == chunk.len() => results,
+            Err(e) if e.stops_run() => {
+                self.settle(chunk.first(), Err(e));
+                return;
+            }
+            _ => {
+                for op in chunk {
+                    self.execute(op).await;
+                }
+                return;
+            }
+        };
+        for (op, result) in chunk.iter().zip(results) {
+            let Operation::CreateUser {
+                anchor,
+                user_name,
+                dn,
+                resource,
+            } = op
+            else {
+                continue;
+            };
+            match (result.id.clone(), result.error()) {
+                (Some(id), None) => {
+                    self.created(
+                        ObjectKind::User,
+                        anchor,
+                        &id,
+                        dn,
+                        user_name,
+                        resource,
+                        false,
+                    )
+                    .await;
+                    self.ctx.progress.inc(1);
+                    self.settle(Some(op), Ok(Done::Ok));
+                }
+                (_, Some(e)) if e.status == 409 => self.execute(op).await,
+                (_, error) => {
+                    self.ctx.progress.inc(1);
+                    let e = error.unwrap_or_else(|| {
+                        scim::ScimError::new(result.status, None, "Bulk result without a location")
+                    });
+                    self.failed(op, &ClientError::Rejected(e.clone()));
+                    self.settle(Some(op), Err(ClientError::Rejected(e)));
+                }
+            }
+        }
+    }
+
     async fn execute(&self, op: &Operation) {
         if self.stop.load(Ordering::SeqCst) {
             return;
         }
-        let (name, object) = describe(op);
         let result = self.perform(op).await;
         self.ctx.progress.inc(1);
+        if let Err(e) = &result {
+            self.failed(op, e);
+        }
+        self.settle(Some(op), result);
+    }
+
+    fn failed(&self, op: &Operation, e: &ClientError) {
+        let (name, object) = describe(op);
+        self.journal(
+            name,
+            &object,
+            None,
+            None,
+            &format!("failed: {e}"),
+            None,
+            None,
+        );
+    }
+
+    /// Counts an operation's outcome, or stops the run.
+    fn settle(&self, op: Option<&Operation>, result: Result<Done, ClientError>) {
         let mut outcome = match self.outcome.lock() {
             Ok(o) => o,
             Err(poisoned) => poisoned.into_inner(),
         };
-        match result {
-            Ok(done) => count(&mut outcome.counts, op, &done),
-            Err(e) => {
-                let message = e.to_string();
-                self.journal(
-                    name,
-                    &object,
-                    None,
-                    None,
-                    &format!("failed: {message}"),
-                    None,
-                    None,
-                );
-                if e.stops_run() {
-                    self.stop.store(true, Ordering::SeqCst);
-                    if outcome.stopped.is_none() {
-                        outcome.stopped = Some(message);
-                    }
-                } else {
-                    outcome.counts.failed += 1;
-                    outcome.failures.push(Failure {
-                        operation: name.to_string(),
-                        object,
-                        message,
-                    });
+        match (op, result) {
+            (Some(op), Ok(done)) => count(&mut outcome.counts, op, &done),
+            (None, Ok(_)) => {}
+            (_, Err(e)) if e.stops_run() => {
+                self.stop.store(true, Ordering::SeqCst);
+                if outcome.stopped.is_none() {
+                    outcome.stopped = Some(e.to_string());
                 }
+            }
+            (op, Err(e)) => {
+                let (name, object) = op.map(describe).unwrap_or(("bulk", String::new()));
+                outcome.counts.failed += 1;
+                outcome.failures.push(Failure {
+                    operation: name.to_string(),
+                    object,
+                    message: e.to_string(),
+                });
             }
         }
     }
@@ -171,31 +268,16 @@ impl Run<'_, '_> {
                 resource,
             } => {
                 let (id, existed) = self.create(ResourceKind::Users, anchor, resource).await?;
-                self.new_users_insert(anchor, &id);
-                self.record(
+                self.created(
                     ObjectKind::User,
                     anchor,
                     &id,
-                    Some(dn),
+                    dn,
                     user_name,
-                    Some(resource),
-                    None,
+                    resource,
+                    existed,
                 )
                 .await;
-                let outcome = if existed {
-                    "ok (already existed; adopted by externalId)"
-                } else {
-                    "ok"
-                };
-                self.journal(
-                    name,
-                    user_name,
-                    Some(anchor),
-                    Some(&id),
-                    outcome,
-                    None,
-                    Some(resource.clone()),
-                );
                 Ok(Done::Ok)
             }
             Operation::AdoptUser { id, user_name } => {
@@ -364,33 +446,16 @@ impl Run<'_, '_> {
                 resource,
             } => {
                 let (id, existed) = self.create(ResourceKind::Groups, anchor, resource).await?;
-                if let Ok(mut map) = self.new_groups.lock() {
-                    map.insert(anchor.clone(), id.clone());
-                }
-                self.record(
+                self.created(
                     ObjectKind::Group,
                     anchor,
                     &id,
-                    Some(dn),
+                    dn,
                     display_name,
-                    Some(resource),
-                    None,
+                    resource,
+                    existed,
                 )
                 .await;
-                let outcome = if existed {
-                    "ok (already existed; adopted by externalId)"
-                } else {
-                    "ok"
-                };
-                self.journal(
-                    name,
-                    display_name,
-                    Some(anchor),
-                    Some(&id),
-                    outcome,
-                    None,
-                    Some(resource.clone()),
-                );
                 Ok(Done::Ok)
             }
             Operation::AdoptGroup { id, display_name } => {
@@ -497,10 +562,50 @@ impl Run<'_, '_> {
         }
     }
 
-    fn new_users_insert(&self, anchor: &str, id: &str) {
-        if let Ok(mut map) = self.new_users.lock() {
+    /// Bookkeeping after the target confirmed a create: the anchor → id map for member
+    /// references, ownership in the state, and the journal line.
+    #[allow(clippy::too_many_arguments)]
+    async fn created(
+        &self,
+        kind: ObjectKind,
+        anchor: &str,
+        id: &str,
+        dn: &str,
+        name: &str,
+        resource: &Value,
+        existed: bool,
+    ) {
+        let (map, operation) = match kind {
+            ObjectKind::User => (&self.new_users, "create_user"),
+            ObjectKind::Group => (&self.new_groups, "create_group"),
+        };
+        if let Ok(mut map) = map.lock() {
             map.insert(anchor.to_string(), id.to_string());
         }
+        self.record(
+            kind,
+            anchor,
+            id,
+            Some(&dn.to_string()),
+            name,
+            Some(resource),
+            None,
+        )
+        .await;
+        let outcome = if existed {
+            "ok (already existed; adopted by externalId)"
+        } else {
+            "ok"
+        };
+        self.journal(
+            operation,
+            name,
+            Some(anchor),
+            Some(id),
+            outcome,
+            None,
+            Some(resource.clone()),
+        );
     }
 
     fn group_id(&self, group: &GroupRef) -> Option<String> {

@@ -277,6 +277,7 @@ async fn run_locked(
         now,
         anchors: &anchors,
         progress: &progress_bar(plan.operations.len() as u64),
+        bulk_size: bulk_size(&spc),
     };
     let outcome = apply::apply(&plan, &ctx).await;
     ctx.progress.finish_and_clear();
@@ -290,6 +291,19 @@ async fn run_locked(
         let _ = state.set_meta("config_fingerprint", &fingerprint).await;
     }
     Some(plan)
+}
+
+/// Operations per Bulk request: the target's limit, capped so that one request stays well
+/// under its payload limit (a user is well under 2 KiB) and one failure costs little.
+fn bulk_size(spc: &scim_client::ServiceProviderInfo) -> Option<usize> {
+    if !spc.bulk || spc.bulk_max_operations == 0 {
+        return None;
+    }
+    let mut size = spc.bulk_max_operations.min(200);
+    if spc.bulk_max_payload_size > 0 {
+        size = size.min((spc.bulk_max_payload_size / 4096).max(1));
+    }
+    Some(size)
 }
 
 /// Progress is for people: shown only when stderr is a terminal, so logs and pipes stay clean.
