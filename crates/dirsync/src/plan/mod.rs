@@ -220,9 +220,9 @@ pub enum Operation {
         user_name: String,
     },
     /// Back from pending deletion. On a target that keeps pending users: POST `resource`
-    /// (same userName and externalId) and the target restores it, all attributes overwritten.
-    /// On a plain target: apply `patch` (re-enable and bring attributes up to date) and drop
-    /// the agent's pending record.
+    /// (same userName and externalId) and the target restores it, all attributes overwritten;
+    /// `patch` is then empty. On a plain target: apply `patch` (never empty: re-enable and
+    /// bring attributes up to date) and drop the agent's pending record.
     RestoreUser {
         id: String,
         user_name: String,
@@ -557,11 +557,28 @@ pub fn plan(input: &PlanInput) -> Plan {
             });
         }
         if t.pending {
-            let patch = scim::patch::diff(
-                &managed_view(&t.resource, &d.resource, &input.managed_user_attributes),
-                &d.resource,
-                user_schema,
-            );
+            // A target that keeps pending users restores on POST (all attributes overwritten)
+            // and refuses a PATCH of a pending user, so the patch is for plain targets only,
+            // where it is never empty (apply tells the two cases apart by it).
+            let patch = if input.target.keeps_pending {
+                Vec::new()
+            } else {
+                let patch = scim::patch::diff(
+                    &managed_view(&t.resource, &d.resource, &input.managed_user_attributes),
+                    &d.resource,
+                    user_schema,
+                );
+                if patch.is_empty() {
+                    // Already as wanted: the PATCH only confirms `active`.
+                    scim::patch::diff(
+                        &serde_json::json!({"active": !d.active}),
+                        &serde_json::json!({"active": d.active}),
+                        user_schema,
+                    )
+                } else {
+                    patch
+                }
+            };
             b.early_users.push(Operation::RestoreUser {
                 id: t.id.clone(),
                 user_name: d.user_name.clone(),
@@ -898,9 +915,13 @@ fn plan_groups(
             out.errors.push(PlanError {
                 kind,
                 object: g.dn.clone(),
+                // The externalId identifies the holder in its own directory (another
+                // domain's objectGUID when two domains share the target, SPEC 4.2).
                 message: format!(
-                    "target group {} ({}) {what} but is not managed by this instance; take it over with --adopt",
-                    t.id, t.display_name
+                    "target group {} ({}, externalId {}) {what} but is not managed by this instance (another instance may own it: rename one of the groups or narrow a filter); take it over with --adopt",
+                    t.id,
+                    t.display_name,
+                    t.external_id.as_deref().unwrap_or("none")
                 ),
             });
             continue;

@@ -749,6 +749,34 @@ fn plain_target_lifecycle() {
 }
 
 #[test]
+fn restore_is_a_post_on_keeping_targets_and_a_patch_on_plain_ones() {
+    // idservice refuses a PATCH of a pending user (404): the restore must be the POST, even
+    // when the pending user's attributes differ from the directory's (e2e regression).
+    let mut pending = tu_with("t-a", "a@x.jp", "g-a", false, true, Some("Old"));
+    pending.pending_since = Some(now() - Duration::days(5));
+    let desired = du_with("a@x.jp", "g-a", true, Some("New"));
+    let p = plan(&input(vec![desired.clone()], vec![pending.clone()]));
+    match &p.operations[..] {
+        [Operation::RestoreUser { patch, .. }] => assert!(patch.is_empty(), "{patch:?}"),
+        other => panic!("{other:?}"),
+    }
+    // Plain target, user disabled in the directory and already as wanted: the patch is
+    // still not empty (an empty one would mean POST).
+    let mut i = input(vec![du("a@x.jp", "g-a", false)], vec![pending]);
+    i.target.keeps_pending = false;
+    if let Some(t) = i.target_users.first_mut() {
+        t.resource.as_object_mut().map(|r| r.remove("title"));
+    }
+    match &plan(&i).operations[..] {
+        [Operation::RestoreUser { patch, .. }] => assert_eq!(
+            serde_json::to_value(patch).unwrap(),
+            json!([{"op": "replace", "path": "active", "value": false}])
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn ownership_rules() {
     // Not created by this instance: reported, not touched, not deleted.
     let mut i = input(

@@ -1,0 +1,276 @@
+//! `bench-dirsync`: measures a full `dirsync` run on this machine (issue 3).
+//!
+//! A private slapd (testenv) gets `--users` inetOrgPerson users and `--groups` groupOfNames of
+//! `--members-per-group` members (`gen_ldap_data.py`, loaded offline); a fresh release
+//! `idservice` is the target. `dirsync sync` runs twice under `/usr/bin/time` (peak RSS of the
+//! dirsync process itself): the initial run, then a run with no changes. Prints wall time,
+//! objects/s (users + groups read, per second of wall time), writes and peak RSS of each.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::{Value, json};
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark dirsync: slapd → idservice, initial run and no-change run")]
+struct Args {
+    /// The idservice binary (default: `idservice` next to this binary, i.e. target/release).
+    #[arg(long)]
+    idservice: Option<PathBuf>,
+    /// The dirsync binary (default: `dirsync` next to this binary).
+    #[arg(long)]
+    dirsync: Option<PathBuf>,
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    #[arg(long, default_value_t = 500)]
+    groups: usize,
+    #[arg(long, default_value_t = 20)]
+    members_per_group: usize,
+    /// `sync.concurrency` (default: dirsync's own default).
+    #[arg(long)]
+    concurrency: Option<u32>,
+}
+
+/// A release idservice in a temporary directory; killed on drop.
+struct IdService {
+    child: Child,
+    url: String,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for IdService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_idservice(bin: &Path) -> Result<IdService, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let out = Command::new(bin)
+        .args(["token", "create", "--expires", "1d", "--scope"])
+        .arg("escim_read_users,escim_write_users,escim_read_groups,escim_write_groups")
+        .arg("--data")
+        .arg(dir.path())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "token create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let token = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let mut child = Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .env("IDSERVICE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .ok_or_else(|| format!("unexpected idservice output {line:?}"))?
+        .to_string();
+    Ok(IdService {
+        child,
+        url: format!("{base}/scim/v2"),
+        token,
+        _dir: dir,
+    })
+}
+
+/// One measured dirsync run.
+struct Measured {
+    wall: Duration,
+    peak_rss_kib: u64,
+    report: Value,
+}
+
+fn run_dirsync(dirsync: &Path, dir: &Path) -> Result<Measured, String> {
+    let time_file = dir.join("time.txt");
+    let started = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg("-o")
+        .arg(&time_file)
+        .arg(dirsync)
+        .args(["sync", "--config", "config.yml", "--secret", "secret.yml"])
+        .args(["--report", "json"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run /usr/bin/time (apt-get install time): {e}"))?;
+    let wall = started.elapsed();
+    let body: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "dirsync printed no JSON report ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let report = body["report"].clone();
+    if report["exit_code"] != json!(0) {
+        return Err(format!("dirsync run failed: {report:#}"));
+    }
+    let time_text = std::fs::read_to_string(&time_file).map_err(|e| e.to_string())?;
+    let peak_rss_kib = time_text
+        .lines()
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .next_back()
+        .ok_or_else(|| format!("no peak RSS in /usr/bin/time output {time_text:?}"))?;
+    Ok(Measured {
+        wall,
+        peak_rss_kib,
+        report,
+    })
+}
+
+fn sibling(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    Ok(exe.with_file_name(name))
+}
+
+fn main() -> ExitCode {
+    match bench(&Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-dirsync: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench(args: &Args) -> Result<(), String> {
+    let idservice_bin = match &args.idservice {
+        Some(p) => p.clone(),
+        None => sibling("idservice")?,
+    };
+    let dirsync_bin = match &args.dirsync {
+        Some(p) => p.clone(),
+        None => sibling("dirsync")?,
+    };
+    // dirsync runs in the temporary directory: absolute paths.
+    let dirsync_bin = std::fs::canonicalize(&dirsync_bin)
+        .map_err(|e| format!("{}: {e}", dirsync_bin.display()))?;
+
+    let t = Instant::now();
+    let slapd = testenv::Slapd::start()?;
+    let mpg = args.members_per_group.to_string();
+    slapd.load_generated(args.users, args.groups, &["--members-per-group", &mpg])?;
+    eprintln!(
+        "slapd: {} users, {} groups of {} members loaded in {:.1?}",
+        args.users,
+        args.groups,
+        args.members_per_group,
+        t.elapsed()
+    );
+    let target = start_idservice(&idservice_bin)?;
+
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut sync = json!({"state_dir": "state"});
+    if let Some(c) = args.concurrency {
+        sync["concurrency"] = json!(c);
+    }
+    // JSON is YAML: the config as dirsync reads it.
+    let config = json!({
+        "ad": {"ldap": {
+            "server": {"addresses": ["127.0.0.1"], "port": slapd.port, "user": slapd.sync_dn},
+            "base_dn": slapd.base,
+        }},
+        "iid": {"scim": {"base_url": target.url}},
+        "sync": sync,
+    });
+    let secret = json!({
+        "ad": {"ldap": {"server": {"password": slapd.sync_pw}}},
+        "iid": {"scim": {"token": target.token}},
+    });
+    std::fs::write(dir.path().join("config.yml"), config.to_string()).map_err(|e| e.to_string())?;
+    let secret_path = dir.path().join("secret.yml");
+    std::fs::write(&secret_path, secret.to_string()).map_err(|e| e.to_string())?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret_path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| e.to_string())?;
+
+    let initial = run_dirsync(&dirsync_bin, dir.path())?;
+    let c = &initial.report["counts"];
+    if c["created"] != json!(args.users) || c["groups_created"] != json!(args.groups) {
+        return Err(format!(
+            "the initial run did not create everything: {:#}",
+            initial.report
+        ));
+    }
+    let second = run_dirsync(&dirsync_bin, dir.path())?;
+    let writes = |r: &Value| -> u64 {
+        let c = &r["counts"];
+        [
+            "created",
+            "updated",
+            "enabled",
+            "disabled",
+            "pending_deletion",
+            "restored",
+            "deleted",
+            "groups_created",
+            "groups_updated",
+            "groups_deleted",
+        ]
+        .iter()
+        .map(|k| c[k].as_u64().unwrap_or(0))
+        .sum()
+    };
+    if writes(&second.report) != 0 {
+        return Err(format!(
+            "the second run was expected to change nothing: {:#}",
+            second.report
+        ));
+    }
+
+    println!(
+        "dirsync: slapd ({} users, {} groups × {} members) → idservice (release), {} cores",
+        args.users,
+        args.groups,
+        args.members_per_group,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "{:<10} {:>9} {:>8} {:>10} {:>8} {:>9} {:>14}",
+        "run", "wall (s)", "objects", "objects/s", "writes", "members+", "peak RSS (MiB)"
+    );
+    for (name, m) in [("initial", &initial), ("no-change", &second)] {
+        let objects = m.report["read_users"].as_u64().unwrap_or(0)
+            + m.report["read_groups"].as_u64().unwrap_or(0);
+        let secs = m.wall.as_secs_f64();
+        println!(
+            "{:<10} {:>9.2} {:>8} {:>10.0} {:>8} {:>9} {:>14.1}",
+            name,
+            secs,
+            objects,
+            objects as f64 / secs,
+            writes(&m.report),
+            m.report["counts"]["members_added"].as_u64().unwrap_or(0),
+            m.peak_rss_kib as f64 / 1024.0
+        );
+    }
+    println!(
+        "objects = users + groups read from the directory; writes = users and groups created, \
+         updated or deleted; members+ = memberships added; wall time includes process start."
+    );
+    Ok(())
+}
