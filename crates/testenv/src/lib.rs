@@ -5,8 +5,9 @@
 //! (auto-ranged `member;range=0-1499`, malformed responses).
 //!
 //! It drives the recipes in `testenv/peers/` (shell scripts that install what is missing,
-//! start, and stop by PID), so a person can run the same peers by hand. It knows nothing of
-//! dirsync or idservice. Errors are returned as strings: a test that cannot start its peer
+//! start, and stop by PID), so a person can run the same peers by hand. It links neither
+//! dirsync nor idservice: [`IdService`] starts the workspace's built `idservice` binary as a
+//! separate process. Errors are returned as strings: a test that cannot start its peer
 //! fails with the script's own output.
 
 mod idservice;
