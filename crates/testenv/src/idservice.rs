@@ -26,7 +26,10 @@ pub fn idservice_binary() -> Result<PathBuf, String> {
         .status()
         .map_err(|e| format!("cannot run cargo build -p idservice: {e}"))?;
     if !status.success() || !binary.exists() {
-        return Err(format!("idservice binary not available at {}", binary.display()));
+        return Err(format!(
+            "idservice binary not available at {}",
+            binary.display()
+        ));
     }
     Ok(binary)
 }
