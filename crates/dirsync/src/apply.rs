@@ -280,12 +280,24 @@ impl Run<'_, '_> {
                 .await;
                 Ok(Done::Ok)
             }
-            Operation::AdoptUser { id, user_name } => {
+            Operation::AdoptUser {
+                id,
+                user_name: object_name,
+            }
+            | Operation::AdoptGroup {
+                id,
+                display_name: object_name,
+            } => {
+                let kind = if matches!(op, Operation::AdoptUser { .. }) {
+                    ObjectKind::User
+                } else {
+                    ObjectKind::Group
+                };
                 if let Some(anchor) = self.ctx.anchors.get(id) {
-                    self.record(ObjectKind::User, anchor, id, None, user_name, None, None)
+                    self.record(kind, anchor, id, None, object_name, None, None)
                         .await;
                 }
-                self.journal(name, user_name, None, Some(id), "ok", None, None);
+                self.journal(name, object_name, None, Some(id), "ok", None, None);
                 Ok(Done::Ok)
             }
             Operation::UpdateUser {
@@ -431,14 +443,6 @@ impl Run<'_, '_> {
                 );
                 Ok(Done::Ok)
             }
-            Operation::PurgeUser { id, user_name, .. } => {
-                client.delete(ResourceKind::Users, id).await?;
-                if let Some(anchor) = self.ctx.anchors.get(id) {
-                    self.forget(ObjectKind::User, anchor).await;
-                }
-                self.journal(name, user_name, None, Some(id), "ok", None, None);
-                Ok(Done::Ok)
-            }
             Operation::CreateGroup {
                 anchor,
                 display_name,
@@ -458,28 +462,26 @@ impl Run<'_, '_> {
                 .await;
                 Ok(Done::Ok)
             }
-            Operation::AdoptGroup { id, display_name } => {
-                if let Some(anchor) = self.ctx.anchors.get(id) {
-                    self.record(
-                        ObjectKind::Group,
-                        anchor,
-                        id,
-                        None,
-                        display_name,
-                        None,
-                        None,
-                    )
-                    .await;
-                }
-                self.journal(name, display_name, None, Some(id), "ok", None, None);
-                Ok(Done::Ok)
+            // Gone for good: the target deletes, the state forgets the object.
+            Operation::PurgeUser {
+                id,
+                user_name: object_name,
+                ..
             }
-            Operation::DeleteGroup { id, display_name } => {
-                client.delete(ResourceKind::Groups, id).await?;
+            | Operation::DeleteGroup {
+                id,
+                display_name: object_name,
+            } => {
+                let (resource_kind, kind) = if matches!(op, Operation::PurgeUser { .. }) {
+                    (ResourceKind::Users, ObjectKind::User)
+                } else {
+                    (ResourceKind::Groups, ObjectKind::Group)
+                };
+                client.delete(resource_kind, id).await?;
                 if let Some(anchor) = self.ctx.anchors.get(id) {
-                    self.forget(ObjectKind::Group, anchor).await;
+                    self.forget(kind, anchor).await;
                 }
-                self.journal(name, display_name, None, Some(id), "ok", None, None);
+                self.journal(name, object_name, None, Some(id), "ok", None, None);
                 Ok(Done::Ok)
             }
             Operation::AddMembers {
