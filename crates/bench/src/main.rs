@@ -7,17 +7,19 @@
 //! 3. Against the first instance (holding all bulk users), `--lookups` sequential
 //!    `userName eq` and as many `externalId eq` requests measure latency percentiles.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use common::{IdService, start_idservice};
 use rand::Rng;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+
+mod common;
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark idservice: bulk and single creation, indexed lookups")]
@@ -39,73 +41,6 @@ struct Args {
     lookups: usize,
 }
 
-/// A running idservice in a temporary directory; killed on drop.
-struct Instance {
-    child: Child,
-    base: String,
-    token: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(bin: &Path) -> Result<Instance, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let out = Command::new(bin)
-        .args([
-            "token",
-            "create",
-            "--scope",
-            "escim_read_users,escim_write_users,escim_read_groups,escim_write_groups",
-            "--data",
-        ])
-        .arg(dir.path())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "token create failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let mut child = Command::new(bin)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--max-body-bytes",
-            "67108864",
-            "--data",
-        ])
-        .arg(dir.path())
-        .env("IDSERVICE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .ok_or_else(|| format!("unexpected output {line:?}"))?;
-    Ok(Instance {
-        base: format!("http://{addr}/scim/v2"),
-        child,
-        token,
-        _dir: dir,
-    })
-}
-
 fn user(i: usize) -> Value {
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
@@ -120,7 +55,7 @@ fn user(i: usize) -> Value {
 
 async fn bulk_load(
     client: &reqwest::Client,
-    inst: &Instance,
+    inst: &IdService,
     n: usize,
     batch: usize,
     conc: usize,
@@ -139,7 +74,7 @@ async fn bulk_load(
             .collect();
         let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": ops});
         let req = client
-            .post(format!("{}/Bulk", inst.base))
+            .post(format!("{}/Bulk", inst.url))
             .bearer_auth(&inst.token)
             .header("content-type", "application/scim+json")
             .body(body.to_string());
@@ -163,7 +98,7 @@ async fn bulk_load(
 
 async fn single_load(
     client: &reqwest::Client,
-    inst: &Instance,
+    inst: &IdService,
     n: usize,
     conc: usize,
 ) -> Result<(Duration, usize), String> {
@@ -177,7 +112,7 @@ async fn single_load(
             .await
             .map_err(|e| e.to_string())?;
         let req = client
-            .post(format!("{}/Users", inst.base))
+            .post(format!("{}/Users", inst.url))
             .bearer_auth(&inst.token)
             .header("content-type", "application/scim+json")
             .body(user(i).to_string());
@@ -199,7 +134,7 @@ async fn single_load(
     }
     // Count via the API rather than trusting the reaped tasks.
     let total = client
-        .get(format!("{}/Users?count=0", inst.base))
+        .get(format!("{}/Users?count=0", inst.url))
         .bearer_auth(&inst.token)
         .send()
         .await
@@ -215,7 +150,7 @@ async fn single_load(
 /// Sequential lookups; returns latencies in ms, sorted.
 async fn lookups(
     client: &reqwest::Client,
-    inst: &Instance,
+    inst: &IdService,
     n_users: usize,
     count: usize,
     by_external_id: bool,
@@ -230,7 +165,7 @@ async fn lookups(
             format!("userName eq \"user{i}@bench.example\"")
         };
         let url = reqwest::Url::parse_with_params(
-            &format!("{}/Users", inst.base),
+            &format!("{}/Users", inst.url),
             [("filter", filter.as_str())],
         )
         .map_err(|e| e.to_string())?;
@@ -282,7 +217,7 @@ async fn run(args: Args) -> Result<(), String> {
         "bulk: creating {} users in batches of {} ({} concurrent)...",
         args.bulk_users, args.batch, args.bulk_concurrency
     );
-    let a = start(&bin)?;
+    let a = start_idservice(&bin, &[], &["--max-body-bytes", "67108864"])?;
     let (bulk_t, bulk_n) = bulk_load(
         &client,
         &a,
@@ -295,7 +230,7 @@ async fn run(args: Args) -> Result<(), String> {
         "single: creating {} users with single POSTs ({} concurrent)...",
         args.single_users, args.single_concurrency
     );
-    let b = start(&bin)?;
+    let b = start_idservice(&bin, &[], &["--max-body-bytes", "67108864"])?;
     let (single_t, single_n) =
         single_load(&client, &b, args.single_users, args.single_concurrency).await?;
     drop(b);

@@ -76,28 +76,35 @@ pub fn canonicalize(resource: &mut Value, schema: &ResourceSchema) {
     let Some(map) = resource.as_object_mut() else {
         return;
     };
-    let mut canonical = Map::with_capacity(map.len());
-    for (key, mut value) in std::mem::take(map) {
-        let name = if let Some(ext) = schema.extension(&key) {
-            canonicalize_members(&mut value, ext.attributes);
+    rename_keys(map, |key, value| {
+        if let Some(ext) = schema.extension(&key) {
+            canonicalize_members(value, ext.attributes);
             ext.id.to_string()
         } else if let Some(def) = schema
             .core
             .attribute(&key)
             .or_else(|| common_attribute(&key))
         {
-            canonicalize_sub_attributes(&mut value, def);
+            canonicalize_sub_attributes(value, def);
             def.name.to_string()
         } else {
             key
-        };
-        // Two spellings of one attribute: the first one wins.
+        }
+    });
+    ensure_schemas(map, schema);
+}
+
+/// Rebuilds `map` with each key replaced by what `rename` makes of it (which may also
+/// canonicalize the value). Two spellings of one attribute: the first one wins.
+fn rename_keys(map: &mut Map<String, Value>, mut rename: impl FnMut(String, &mut Value) -> String) {
+    let mut canonical = Map::with_capacity(map.len());
+    for (key, mut value) in std::mem::take(map) {
+        let name = rename(key, &mut value);
         if !canonical.contains_key(&name) {
             canonical.insert(name, value);
         }
     }
     *map = canonical;
-    ensure_schemas(map, schema);
 }
 
 /// Canonical keys for the members of an extension object.
@@ -105,23 +112,18 @@ fn canonicalize_members(value: &mut Value, attributes: &'static [AttributeDef]) 
     let Some(map) = value.as_object_mut() else {
         return;
     };
-    let mut canonical = Map::with_capacity(map.len());
-    for (key, mut member) in std::mem::take(map) {
-        let name = match attributes
+    rename_keys(map, |key, member| {
+        match attributes
             .iter()
             .find(|a| a.name.eq_ignore_ascii_case(&key))
         {
             Some(def) => {
-                canonicalize_sub_attributes(&mut member, def);
+                canonicalize_sub_attributes(member, def);
                 def.name.to_string()
             }
             None => key,
-        };
-        if !canonical.contains_key(&name) {
-            canonical.insert(name, member);
         }
-    }
-    *map = canonical;
+    });
 }
 
 /// Canonical keys for the sub-attributes of a complex value or of each element.

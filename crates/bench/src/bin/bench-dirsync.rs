@@ -6,13 +6,16 @@
 //! dirsync process itself): the initial run, then a run with no changes. Prints wall time,
 //! objects/s (users + groups read, per second of wall time), writes and peak RSS of each.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use common::start_idservice;
 use serde_json::{Value, json};
+
+#[path = "../common.rs"]
+mod common;
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark dirsync: slapd → idservice, initial run and no-change run")]
@@ -32,68 +35,6 @@ struct Args {
     /// `sync.concurrency` (default: dirsync's own default).
     #[arg(long)]
     concurrency: Option<u32>,
-}
-
-/// A release idservice in a temporary directory; killed on drop.
-struct IdService {
-    child: Child,
-    url: String,
-    token: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for IdService {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_idservice(bin: &Path) -> Result<IdService, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let out = Command::new(bin)
-        .args(["token", "create", "--expires", "1d", "--scope"])
-        .arg("escim_read_users,escim_write_users,escim_read_groups,escim_write_groups")
-        .arg("--data")
-        .arg(dir.path())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "token create failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let token = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let mut child = Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path())
-        .env("IDSERVICE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .ok_or_else(|| format!("unexpected idservice output {line:?}"))?
-        .to_string();
-    Ok(IdService {
-        child,
-        url: format!("{base}/scim/v2"),
-        token,
-        _dir: dir,
-    })
 }
 
 /// One measured dirsync run.
@@ -181,7 +122,7 @@ fn bench(args: &Args) -> Result<(), String> {
         args.members_per_group,
         t.elapsed()
     );
-    let target = start_idservice(&idservice_bin)?;
+    let target = start_idservice(&idservice_bin, &["--expires", "1d"], &[])?;
 
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut sync = json!({"state_dir": "state"});

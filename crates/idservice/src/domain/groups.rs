@@ -14,11 +14,11 @@ use scim::{
 use serde_json::{Map, Value, json};
 
 use super::rules::{MSG_DISPLAY_NAME_TAKEN, MSG_EXTERNAL_ID_TAKEN};
-use super::{ListPage, ListQuery, Service, check_if_match, db, etag, now};
+use super::{ListPage, ListQuery, Service, check_if_match, db, meta, now, resource_text};
 use crate::store::Conn;
-use crate::store::filter_sql::{self, Kind};
+use crate::store::filter_sql::Kind;
 use crate::store::groups::{self as sg, GroupRow, Member};
-use crate::store::search::{self, SearchSpec};
+use crate::store::search;
 
 fn schema() -> &'static ResourceSchema {
     scim::schema::group()
@@ -200,20 +200,35 @@ fn render_with(row: &GroupRow, members: &[Member], base: &str) -> Value {
     }
     out.insert(
         "meta".into(),
-        json!({
-            "resourceType": "Group",
-            "created": row.created,
-            "lastModified": row.last_modified,
-            "location": location(base, &row.id),
-            "version": etag(row.version),
-        }),
+        meta(
+            "Group",
+            &row.created,
+            &row.last_modified,
+            location(base, &row.id),
+            row.version,
+        ),
     );
     Value::Object(out)
 }
 
-fn text(v: &Value) -> Result<String, ScimError> {
-    serde_json::to_string(v)
-        .map_err(|e| ScimError::new(500, None, format!("cannot serialise resource: {e}")))
+/// The row storing `p` under `id`.
+fn row_of(
+    p: &PreparedGroup,
+    id: String,
+    created: String,
+    last_modified: String,
+    version: i64,
+) -> Result<GroupRow, ScimError> {
+    Ok(GroupRow {
+        id,
+        display_name: p.display_name.clone(),
+        display_name_lc: p.display_name_lc.clone(),
+        external_id: p.external_id.clone(),
+        created,
+        last_modified,
+        version,
+        resource: resource_text(&p.resource)?,
+    })
 }
 
 fn map_unique(e: sqlx::Error) -> ScimError {
@@ -235,16 +250,7 @@ pub async fn create_in(conn: &mut Conn, body: Value, base: &str) -> Result<Value
     let id = uuid::Uuid::new_v4().to_string();
     let members = resolve_members(conn, &p.members, &id).await?;
     let at = now();
-    let row = GroupRow {
-        id: id.clone(),
-        display_name: p.display_name.clone(),
-        display_name_lc: p.display_name_lc.clone(),
-        external_id: p.external_id.clone(),
-        created: at.clone(),
-        last_modified: at,
-        version: 1,
-        resource: text(&p.resource)?,
-    };
+    let row = row_of(&p, id.clone(), at.clone(), at, 1)?;
     sg::insert(conn, &row).await.map_err(map_unique)?;
     sg::add_members(conn, &id, &members).await.map_err(db)?;
     render(conn, &row, base, true).await
@@ -303,16 +309,13 @@ async fn store_replacement(
         .cloned()
         .collect();
     let added = resolve_members(conn, &added_ids, &old.id).await?;
-    let row = GroupRow {
-        id: old.id.clone(),
-        display_name: p.display_name.clone(),
-        display_name_lc: p.display_name_lc.clone(),
-        external_id: p.external_id.clone(),
-        created: old.created.clone(),
-        last_modified: now(),
-        version: old.version + 1,
-        resource: text(&p.resource)?,
-    };
+    let row = row_of(
+        &p,
+        old.id.clone(),
+        old.created.clone(),
+        now(),
+        old.version + 1,
+    )?;
     sg::update(conn, &row).await.map_err(map_unique)?;
     sg::remove_members(conn, &row.id, &removed)
         .await
@@ -445,32 +448,12 @@ pub async fn list_with(
     base: &str,
     with_members: bool,
 ) -> Result<ListPage, ScimError> {
-    let condition = match &q.filter {
-        Some(f) => Some(filter_sql::condition(Kind::Group, f)?),
-        None => None,
-    };
-    let sort = match &q.sort_by {
-        Some(p) => Some((filter_sql::sort_expr(Kind::Group, p)?, q.descending)),
-        None => None,
-    };
-    let (offset, limit) = q.window();
-    let spec = SearchSpec {
-        kind: Kind::Group,
-        condition,
-        include_pending: true,
-        sort,
-        offset,
-        limit,
-    };
+    let spec = q.search_spec(Kind::Group, true)?;
     let mut conn = svc.store.read().await.map_err(db)?;
     let (total, rows) = search::groups(&mut conn, &spec).await.map_err(db)?;
     let mut resources = Vec::with_capacity(rows.len());
     for row in &rows {
         resources.push(render(&mut conn, row, base, with_members).await?);
     }
-    Ok(ListPage {
-        total: u64::try_from(total).unwrap_or(0),
-        start_index: offset + 1,
-        resources,
-    })
+    Ok(ListPage::new(total, &spec, resources))
 }

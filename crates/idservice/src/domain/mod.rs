@@ -11,7 +11,8 @@ pub mod users;
 
 use scim::{Filter, ScimError};
 
-use crate::store::filter_sql::Kind;
+use crate::store::filter_sql::{self, Kind};
+use crate::store::search::SearchSpec;
 use crate::store::{Store, admin};
 
 pub use tokens::{Scope, Scopes};
@@ -47,6 +48,29 @@ pub fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
 pub fn db(e: sqlx::Error) -> ScimError {
     tracing::error!(error = %e, "database error");
     ScimError::new(500, None, "internal database error")
+}
+
+/// The JSON text a resource is stored as.
+pub fn resource_text(resource: &serde_json::Value) -> Result<String, ScimError> {
+    serde_json::to_string(resource)
+        .map_err(|e| ScimError::new(500, None, format!("cannot serialise resource: {e}")))
+}
+
+/// `meta` of a stored resource (RFC 7643 §3.1).
+pub fn meta(
+    resource_type: &str,
+    created: &str,
+    last_modified: &str,
+    location: String,
+    version: i64,
+) -> serde_json::Value {
+    serde_json::json!({
+        "resourceType": resource_type,
+        "created": created,
+        "lastModified": last_modified,
+        "location": location,
+        "version": etag(version),
+    })
 }
 
 /// The weak ETag of a version counter.
@@ -105,6 +129,39 @@ impl ListQuery {
         let offset = self.start_index.max(1) - 1;
         let limit = self.count.unwrap_or(100).min(MAX_RESULTS);
         (offset, limit)
+    }
+
+    /// The store search for this query over `kind`: filter and sort translated to SQL, and
+    /// the page window.
+    pub fn search_spec(&self, kind: Kind, include_pending: bool) -> Result<SearchSpec, ScimError> {
+        let condition = match &self.filter {
+            Some(f) => Some(filter_sql::condition(kind, f)?),
+            None => None,
+        };
+        let sort = match &self.sort_by {
+            Some(p) => Some((filter_sql::sort_expr(kind, p)?, self.descending)),
+            None => None,
+        };
+        let (offset, limit) = self.window();
+        Ok(SearchSpec {
+            kind,
+            condition,
+            include_pending,
+            sort,
+            offset,
+            limit,
+        })
+    }
+}
+
+impl ListPage {
+    /// The page of `resources` found by `spec`, out of `total` matches.
+    pub fn new(total: i64, spec: &SearchSpec, resources: Vec<serde_json::Value>) -> ListPage {
+        ListPage {
+            total: u64::try_from(total).unwrap_or(0),
+            start_index: spec.offset + 1,
+            resources,
+        }
     }
 }
 

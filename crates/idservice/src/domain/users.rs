@@ -11,9 +11,9 @@ use scim::schema::{Mutability, ResourceSchema};
 use serde_json::{Map, Value, json};
 
 use super::rules::{self, MSG_EXTERNAL_ID_TAKEN, MSG_ORGANIZATION_NOT_FOUND, MSG_USER_NAME_TAKEN};
-use super::{ListPage, ListQuery, Service, check_if_match, db, etag, now};
+use super::{ListPage, ListQuery, Service, check_if_match, db, meta, now, resource_text};
 use crate::store::filter_sql::{self, Kind};
-use crate::store::search::{self, SearchSpec};
+use crate::store::search;
 use crate::store::users::{self as su, UserRow};
 use crate::store::{Conn, admin};
 
@@ -241,20 +241,38 @@ pub fn render_with_groups(row: &UserRow, groups: &[(String, String)], base: &str
     out.insert(scim::urn::IIJ_USER.into(), Value::Object(ext));
     out.insert(
         "meta".into(),
-        json!({
-            "resourceType": "User",
-            "created": row.created,
-            "lastModified": row.last_modified,
-            "location": location(base, &row.id),
-            "version": etag(row.version),
-        }),
+        meta(
+            "User",
+            &row.created,
+            &row.last_modified,
+            location(base, &row.id),
+            row.version,
+        ),
     );
     Value::Object(out)
 }
 
-fn resource_text(p: &PreparedUser) -> Result<String, ScimError> {
-    serde_json::to_string(&p.resource)
-        .map_err(|e| ScimError::new(500, None, format!("cannot serialise resource: {e}")))
+/// The row storing `p` (active or disabled, not pending) under `id`.
+fn row_of(
+    p: &PreparedUser,
+    id: String,
+    created: String,
+    last_modified: String,
+    version: i64,
+) -> Result<UserRow, ScimError> {
+    Ok(UserRow {
+        id,
+        user_name: p.user_name.clone(),
+        user_name_lc: p.user_name_lc.clone(),
+        external_id: p.external_id.clone(),
+        active: p.active,
+        state: state_of(p.active).to_string(),
+        pending_since: None,
+        created,
+        last_modified,
+        version,
+        resource: resource_text(&p.resource)?,
+    })
 }
 
 /// POST /Users inside a transaction. Returns the resource and whether a pending user was
@@ -269,37 +287,13 @@ pub async fn create_in(
     let at = now();
     match check_unique(conn, &p, None).await? {
         Collision::None => {
-            let row = UserRow {
-                id: uuid::Uuid::new_v4().to_string(),
-                user_name: p.user_name.clone(),
-                user_name_lc: p.user_name_lc.clone(),
-                external_id: p.external_id.clone(),
-                active: p.active,
-                state: state_of(p.active).to_string(),
-                pending_since: None,
-                created: at.clone(),
-                last_modified: at,
-                version: 1,
-                resource: resource_text(&p)?,
-            };
+            let row = row_of(&p, uuid::Uuid::new_v4().to_string(), at.clone(), at, 1)?;
             su::insert(conn, &row).await.map_err(map_unique)?;
             store_password(conn, &row.id, &p).await?;
             Ok((render_with_groups(&row, &[], base), false))
         }
         Collision::Restore(old) => {
-            let row = UserRow {
-                id: old.id.clone(),
-                user_name: p.user_name.clone(),
-                user_name_lc: p.user_name_lc.clone(),
-                external_id: p.external_id.clone(),
-                active: p.active,
-                state: state_of(p.active).to_string(),
-                pending_since: None,
-                created: old.created.clone(),
-                last_modified: at,
-                version: old.version + 1,
-                resource: resource_text(&p)?,
-            };
+            let row = row_of(&p, old.id.clone(), old.created.clone(), at, old.version + 1)?;
             su::update(conn, &row).await.map_err(map_unique)?;
             store_password(conn, &row.id, &p).await?;
             tracing::info!(id = %row.id, "user restored from pending deletion");
@@ -379,19 +373,13 @@ async fn store_replacement(
     if p.user_name_lc != old.user_name_lc || p.external_id != old.external_id {
         check_unique(conn, &p, Some(&old.id)).await?;
     }
-    let row = UserRow {
-        id: old.id.clone(),
-        user_name: p.user_name.clone(),
-        user_name_lc: p.user_name_lc.clone(),
-        external_id: p.external_id.clone(),
-        active: p.active,
-        state: state_of(p.active).to_string(),
-        pending_since: None,
-        created: old.created.clone(),
-        last_modified: now(),
-        version: old.version + 1,
-        resource: resource_text(&p)?,
-    };
+    let row = row_of(
+        &p,
+        old.id.clone(),
+        old.created.clone(),
+        now(),
+        old.version + 1,
+    )?;
     su::update(conn, &row).await.map_err(map_unique)?;
     store_password(conn, &row.id, &p).await?;
     render(conn, &row, base).await
@@ -458,35 +446,15 @@ pub async fn delete_in(conn: &mut Conn, id: &str, if_match: Option<&str>) -> Res
 /// GET /Users with filter, sort and page. Pending users are listed only when the filter
 /// names the IIJ `state` (or `pendingDeletionSince`) attribute.
 pub async fn list(svc: &Service, q: &ListQuery, base: &str) -> Result<ListPage, ScimError> {
-    let condition = match &q.filter {
-        Some(f) => Some(filter_sql::condition(Kind::User, f)?),
-        None => None,
-    };
     let include_pending = q.filter.as_ref().is_some_and(filter_sql::mentions_state);
-    let sort = match &q.sort_by {
-        Some(p) => Some((filter_sql::sort_expr(Kind::User, p)?, q.descending)),
-        None => None,
-    };
-    let (offset, limit) = q.window();
-    let spec = SearchSpec {
-        kind: Kind::User,
-        condition,
-        include_pending,
-        sort,
-        offset,
-        limit,
-    };
+    let spec = q.search_spec(Kind::User, include_pending)?;
     let mut conn = svc.store.read().await.map_err(db)?;
     let (total, rows) = search::users(&mut conn, &spec).await.map_err(db)?;
     let mut resources = Vec::with_capacity(rows.len());
     for row in &rows {
         resources.push(render(&mut conn, row, base).await?);
     }
-    Ok(ListPage {
-        total: u64::try_from(total).unwrap_or(0),
-        start_index: offset + 1,
-        resources,
-    })
+    Ok(ListPage::new(total, &spec, resources))
 }
 
 /// Which pending users a purge removes.

@@ -216,6 +216,29 @@ async fn delete(
 
 type Params = Query<Vec<(String, String)>>;
 
+/// A PUT or PATCH handler (`$how`) for one resource kind.
+macro_rules! write_handler {
+    ($kind:expr, $how:expr, $name:ident) => {
+        pub async fn $name(
+            State(st): State<AppState>,
+            Extension(s): Extension<Scopes>,
+            Extension(b): Extension<Base>,
+            Path(id): Path<String>,
+            Query(p): Params,
+            h: HeaderMap,
+            ScimBody(body): ScimBody,
+        ) -> ApiResult {
+            let ctx = Ctx {
+                st,
+                kind: $kind,
+                scopes: s,
+                base: b,
+            };
+            write(ctx, $how, id, p, h, body).await
+        }
+    };
+}
+
 macro_rules! resource_handlers {
     ($kind:expr, $list:ident, $search:ident, $create:ident, $get:ident, $put:ident, $patch:ident, $delete:ident) => {
         pub async fn $list(
@@ -253,54 +276,8 @@ macro_rules! resource_handlers {
         ) -> ApiResult {
             get_one(st, $kind, s, id, p, h, b).await
         }
-        pub async fn $put(
-            State(st): State<AppState>,
-            Extension(s): Extension<Scopes>,
-            Extension(b): Extension<Base>,
-            Path(id): Path<String>,
-            Query(p): Params,
-            h: HeaderMap,
-            ScimBody(body): ScimBody,
-        ) -> ApiResult {
-            write(
-                Ctx {
-                    st,
-                    kind: $kind,
-                    scopes: s,
-                    base: b,
-                },
-                Write::Put,
-                id,
-                p,
-                h,
-                body,
-            )
-            .await
-        }
-        pub async fn $patch(
-            State(st): State<AppState>,
-            Extension(s): Extension<Scopes>,
-            Extension(b): Extension<Base>,
-            Path(id): Path<String>,
-            Query(p): Params,
-            h: HeaderMap,
-            ScimBody(body): ScimBody,
-        ) -> ApiResult {
-            write(
-                Ctx {
-                    st,
-                    kind: $kind,
-                    scopes: s,
-                    base: b,
-                },
-                Write::Patch,
-                id,
-                p,
-                h,
-                body,
-            )
-            .await
-        }
+        write_handler!($kind, Write::Put, $put);
+        write_handler!($kind, Write::Patch, $patch);
         pub async fn $delete(
             State(st): State<AppState>,
             Extension(s): Extension<Scopes>,

@@ -306,6 +306,20 @@ enum Fold {
     Ascii,
 }
 
+/// `inner` (over the elements `e`) holds for some element of the JSON array at `path` in
+/// `table.resource`.
+fn any_element(table: &str, path: String, inner: Frag) -> Frag {
+    let mut values = vec![Value::from(path)];
+    values.extend(inner.values);
+    Frag::with(
+        format!(
+            "EXISTS (SELECT 1 FROM json_each({table}.resource, ?) AS e WHERE {})",
+            inner.sql
+        ),
+        values,
+    )
+}
+
 /// A comparison of the scalar SQL expression `x` (with its own bound values `xv`).
 fn compare(
     x: &str,
@@ -317,30 +331,20 @@ fn compare(
     value: &CompValue,
 ) -> Result<Frag, ScimError> {
     // `x` may appear twice (null guard + comparison); its values are repeated to match.
-    let guard = |cmp: String, cmp_values: Vec<Value>| -> Frag {
+    // `null_test` joins the guard to the comparison: `IS NOT NULL AND` or `IS NULL OR`.
+    let with_null = |null_test: &str, cmp: String, cmp_values: Vec<Value>| -> Frag {
+        let mut values = xv.to_vec();
         if nullable {
-            let mut values = xv.to_vec();
             values.extend(xv.iter().cloned());
             values.extend(cmp_values);
-            Frag::with(format!("({x} IS NOT NULL AND {cmp})"), values)
+            Frag::with(format!("({x} {null_test} {cmp})"), values)
         } else {
-            let mut values = xv.to_vec();
             values.extend(cmp_values);
             Frag::with(format!("({cmp})"), values)
         }
     };
-    let ne = |cmp: String, cmp_values: Vec<Value>| -> Frag {
-        if nullable {
-            let mut values = xv.to_vec();
-            values.extend(xv.iter().cloned());
-            values.extend(cmp_values);
-            Frag::with(format!("({x} IS NULL OR {cmp})"), values)
-        } else {
-            let mut values = xv.to_vec();
-            values.extend(cmp_values);
-            Frag::with(format!("({cmp})"), values)
-        }
-    };
+    let guard = |cmp: String, cmp_values: Vec<Value>| with_null("IS NOT NULL AND", cmp, cmp_values);
+    let ne = |cmp: String, cmp_values: Vec<Value>| with_null("IS NULL OR", cmp, cmp_values);
     match value {
         CompValue::Null => match op {
             CompareOp::Eq => Ok(Frag::with(format!("({x} IS NULL)"), xv.to_vec())),
@@ -538,15 +542,7 @@ fn attr_exp(kind: Kind, exp: &AttrExp) -> Result<Frag, ScimError> {
                     v,
                 )?,
             };
-            let mut values = vec![Value::from(path)];
-            values.extend(inner.values);
-            Ok(Frag::with(
-                format!(
-                    "EXISTS (SELECT 1 FROM json_each({table}.resource, ?) AS e WHERE {})",
-                    inner.sql
-                ),
-                values,
-            ))
+            Ok(any_element(table, path, inner))
         }
         Target::Relation(rel) => {
             let sub = path.sub_attr.clone().unwrap_or_else(|| "value".to_string());
@@ -666,15 +662,7 @@ fn value_path(kind: Kind, vp: &scim::ValuePath) -> Result<Frag, ScimError> {
                 })
             };
             let inner = val_filter(&vp.filter, &sub)?;
-            let mut values = vec![Value::from(path)];
-            values.extend(inner.values);
-            Ok(Frag::with(
-                format!(
-                    "EXISTS (SELECT 1 FROM json_each({table}.resource, ?) AS e WHERE {})",
-                    inner.sql
-                ),
-                values,
-            ))
+            Ok(any_element(table, path, inner))
         }
         Target::Never => Ok(Frag::new("0")),
         _ => Err(ScimError::invalid_filter(format!(

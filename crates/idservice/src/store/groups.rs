@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 
 use sqlx::Row;
+use sqlx::query::Query;
+use sqlx::sqlite::{Sqlite, SqliteArguments};
 
 use super::Conn;
 
@@ -19,9 +21,16 @@ pub struct GroupRow {
     pub resource: String,
 }
 
+/// The columns selected for a [`GroupRow`], in order (a macro, so that queries can `concat!`
+/// it).
+macro_rules! group_columns {
+    () => {
+        "id, display_name, display_name_lc, external_id, created, last_modified, version, resource"
+    };
+}
+
 /// The columns selected for a [`GroupRow`], in order.
-pub const GROUP_COLUMNS: &str =
-    "id, display_name, display_name_lc, external_id, created, last_modified, version, resource";
+pub const GROUP_COLUMNS: &str = group_columns!();
 
 /// One membership as shown in `members`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,10 +41,11 @@ pub struct Member {
 }
 
 pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<GroupRow>, sqlx::Error> {
-    sqlx::query_as::<_, GroupRow>(
-        "SELECT id, display_name, display_name_lc, external_id, created, last_modified, \
-         version, resource FROM groups WHERE id = ?",
-    )
+    sqlx::query_as::<_, GroupRow>(concat!(
+        "SELECT ",
+        group_columns!(),
+        " FROM groups WHERE id = ?"
+    ))
     .bind(id)
     .fetch_optional(conn)
     .await
@@ -47,59 +57,62 @@ pub async fn find_by_keys(
     display_name_lc: &str,
     external_id: Option<&str>,
 ) -> Result<Vec<GroupRow>, sqlx::Error> {
-    sqlx::query_as::<_, GroupRow>(
-        "SELECT id, display_name, display_name_lc, external_id, created, last_modified, \
-         version, resource FROM groups \
-         WHERE display_name_lc = ?1 OR (?2 IS NOT NULL AND external_id = ?2)",
-    )
+    sqlx::query_as::<_, GroupRow>(concat!(
+        "SELECT ",
+        group_columns!(),
+        " FROM groups WHERE display_name_lc = ?1 OR (?2 IS NOT NULL AND external_id = ?2)"
+    ))
     .bind(display_name_lc)
     .bind(external_id)
     .fetch_all(conn)
     .await
 }
 
+/// Binds the columns of `row` as `?1`..`?8`, in [`GROUP_COLUMNS`] order.
+fn bind_row<'q>(
+    query: Query<'q, Sqlite, SqliteArguments>,
+    row: &'q GroupRow,
+) -> Query<'q, Sqlite, SqliteArguments> {
+    query
+        .bind(&row.id)
+        .bind(&row.display_name)
+        .bind(&row.display_name_lc)
+        .bind(&row.external_id)
+        .bind(&row.created)
+        .bind(&row.last_modified)
+        .bind(row.version)
+        .bind(&row.resource)
+}
+
 pub async fn insert(conn: &mut Conn, row: &GroupRow) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO groups (id, display_name, display_name_lc, external_id, created, \
-         last_modified, version, resource) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&row.id)
-    .bind(&row.display_name)
-    .bind(&row.display_name_lc)
-    .bind(&row.external_id)
-    .bind(&row.created)
-    .bind(&row.last_modified)
-    .bind(row.version)
-    .bind(&row.resource)
-    .execute(conn)
-    .await?;
+    let sql = concat!(
+        "INSERT INTO groups (",
+        group_columns!(),
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    );
+    bind_row(sqlx::query(sql), row).execute(conn).await?;
     Ok(())
 }
 
 pub async fn update(conn: &mut Conn, row: &GroupRow) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE groups SET display_name = ?, display_name_lc = ?, external_id = ?, \
-         created = ?, last_modified = ?, version = ?, resource = ? WHERE id = ?",
-    )
-    .bind(&row.display_name)
-    .bind(&row.display_name_lc)
-    .bind(&row.external_id)
-    .bind(&row.created)
-    .bind(&row.last_modified)
-    .bind(row.version)
-    .bind(&row.resource)
-    .bind(&row.id)
-    .execute(conn)
-    .await?;
+    let sql = "UPDATE groups SET display_name = ?2, display_name_lc = ?3, external_id = ?4, \
+        created = ?5, last_modified = ?6, version = ?7, resource = ?8 WHERE id = ?1";
+    bind_row(sqlx::query(sql), row).execute(conn).await?;
+    Ok(())
+}
+
+/// Removes `member_id` (a user or a group) from every group it is a direct member of.
+pub async fn leave_all(conn: &mut Conn, member_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM group_members WHERE member_id = ?")
+        .bind(member_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 /// Deletes a group, its own membership rows (cascade) and its membership in other groups.
 pub async fn delete(conn: &mut Conn, id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM group_members WHERE member_id = ?")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+    leave_all(conn, id).await?;
     sqlx::query("DELETE FROM groups WHERE id = ?")
         .bind(id)
         .execute(&mut *conn)

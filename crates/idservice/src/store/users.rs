@@ -1,6 +1,8 @@
 //! Rows of the `users` table and the user side of memberships.
 
 use sqlx::Row;
+use sqlx::query::Query;
+use sqlx::sqlite::{Sqlite, SqliteArguments};
 
 use super::Conn;
 
@@ -21,15 +23,23 @@ pub struct UserRow {
     pub resource: String,
 }
 
+/// The columns selected for a [`UserRow`], in order (a macro, so that queries can `concat!` it).
+macro_rules! user_columns {
+    () => {
+        "id, user_name, user_name_lc, external_id, active, state, pending_since, created, \
+         last_modified, version, resource"
+    };
+}
+
 /// The columns selected for a [`UserRow`], in order.
-pub const USER_COLUMNS: &str = "id, user_name, user_name_lc, external_id, active, state, \
-    pending_since, created, last_modified, version, resource";
+pub const USER_COLUMNS: &str = user_columns!();
 
 pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<UserRow>, sqlx::Error> {
-    sqlx::query_as::<_, UserRow>(
-        "SELECT id, user_name, user_name_lc, external_id, active, state, pending_since, \
-         created, last_modified, version, resource FROM users WHERE id = ?",
-    )
+    sqlx::query_as::<_, UserRow>(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE id = ?"
+    ))
     .bind(id)
     .fetch_optional(conn)
     .await
@@ -41,59 +51,52 @@ pub async fn find_by_keys(
     user_name_lc: &str,
     external_id: Option<&str>,
 ) -> Result<Vec<UserRow>, sqlx::Error> {
-    sqlx::query_as::<_, UserRow>(
-        "SELECT id, user_name, user_name_lc, external_id, active, state, pending_since, \
-         created, last_modified, version, resource FROM users \
-         WHERE user_name_lc = ?1 OR (?2 IS NOT NULL AND external_id = ?2)",
-    )
+    sqlx::query_as::<_, UserRow>(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE user_name_lc = ?1 OR (?2 IS NOT NULL AND external_id = ?2)"
+    ))
     .bind(user_name_lc)
     .bind(external_id)
     .fetch_all(conn)
     .await
 }
 
+/// Binds the columns of `row` as `?1`..`?11`, in [`USER_COLUMNS`] order.
+fn bind_row<'q>(
+    query: Query<'q, Sqlite, SqliteArguments>,
+    row: &'q UserRow,
+) -> Query<'q, Sqlite, SqliteArguments> {
+    query
+        .bind(&row.id)
+        .bind(&row.user_name)
+        .bind(&row.user_name_lc)
+        .bind(&row.external_id)
+        .bind(row.active)
+        .bind(&row.state)
+        .bind(&row.pending_since)
+        .bind(&row.created)
+        .bind(&row.last_modified)
+        .bind(row.version)
+        .bind(&row.resource)
+}
+
 pub async fn insert(conn: &mut Conn, row: &UserRow) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO users (id, user_name, user_name_lc, external_id, active, state, \
-         pending_since, created, last_modified, version, resource) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&row.id)
-    .bind(&row.user_name)
-    .bind(&row.user_name_lc)
-    .bind(&row.external_id)
-    .bind(row.active)
-    .bind(&row.state)
-    .bind(&row.pending_since)
-    .bind(&row.created)
-    .bind(&row.last_modified)
-    .bind(row.version)
-    .bind(&row.resource)
-    .execute(conn)
-    .await?;
+    let sql = concat!(
+        "INSERT INTO users (",
+        user_columns!(),
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    );
+    bind_row(sqlx::query(sql), row).execute(conn).await?;
     Ok(())
 }
 
 /// Overwrites every column of an existing row (by id).
 pub async fn update(conn: &mut Conn, row: &UserRow) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE users SET user_name = ?, user_name_lc = ?, external_id = ?, active = ?, \
-         state = ?, pending_since = ?, created = ?, last_modified = ?, version = ?, \
-         resource = ? WHERE id = ?",
-    )
-    .bind(&row.user_name)
-    .bind(&row.user_name_lc)
-    .bind(&row.external_id)
-    .bind(row.active)
-    .bind(&row.state)
-    .bind(&row.pending_since)
-    .bind(&row.created)
-    .bind(&row.last_modified)
-    .bind(row.version)
-    .bind(&row.resource)
-    .bind(&row.id)
-    .execute(conn)
-    .await?;
+    let sql = "UPDATE users SET user_name = ?2, user_name_lc = ?3, external_id = ?4, \
+        active = ?5, state = ?6, pending_since = ?7, created = ?8, last_modified = ?9, \
+        version = ?10, resource = ?11 WHERE id = ?1";
+    bind_row(sqlx::query(sql), row).execute(conn).await?;
     Ok(())
 }
 
@@ -109,10 +112,7 @@ pub async fn set_password_hash(conn: &mut Conn, id: &str, hash: &str) -> Result<
 
 /// Deletes a user for good, with its memberships.
 pub async fn purge(conn: &mut Conn, id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM group_members WHERE member_id = ?")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+    super::groups::leave_all(conn, id).await?;
     sqlx::query("DELETE FROM users WHERE id = ?")
         .bind(id)
         .execute(&mut *conn)
@@ -139,12 +139,12 @@ pub async fn groups_of(
 
 /// Pending users, oldest first; with `before`, only those pending since before that instant.
 pub async fn pending(conn: &mut Conn, before: Option<&str>) -> Result<Vec<UserRow>, sqlx::Error> {
-    sqlx::query_as::<_, UserRow>(
-        "SELECT id, user_name, user_name_lc, external_id, active, state, pending_since, \
-         created, last_modified, version, resource FROM users \
-         WHERE state = 'pendingDeletion' AND (?1 IS NULL OR pending_since < ?1) \
-         ORDER BY pending_since, id",
-    )
+    sqlx::query_as::<_, UserRow>(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE state = 'pendingDeletion' AND (?1 IS NULL OR pending_since < ?1) \
+             ORDER BY pending_since, id"
+    ))
     .bind(before)
     .fetch_all(conn)
     .await
@@ -155,10 +155,11 @@ pub async fn by_user_name(
     conn: &mut Conn,
     user_name_lc: &str,
 ) -> Result<Option<UserRow>, sqlx::Error> {
-    sqlx::query_as::<_, UserRow>(
-        "SELECT id, user_name, user_name_lc, external_id, active, state, pending_since, \
-         created, last_modified, version, resource FROM users WHERE user_name_lc = ?",
-    )
+    sqlx::query_as::<_, UserRow>(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE user_name_lc = ?"
+    ))
     .bind(user_name_lc)
     .fetch_optional(conn)
     .await
