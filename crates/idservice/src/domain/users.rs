@@ -58,7 +58,19 @@ fn strip_read_only(map: &mut Map<String, Value>) {
 }
 
 /// Validates and normalises a User body (POST, PUT, or the result of a PATCH).
-pub fn prepare(body: Value) -> Result<PreparedUser, ScimError> {
+/// argon2id takes tens of milliseconds of CPU by design: it runs on the blocking pool so that
+/// it never stalls the async workers serving other requests.
+/// The clear text is wiped from memory when the hash is done.
+async fn hash_off_the_runtime(password: String) -> Result<String, ScimError> {
+    let password = zeroize::Zeroizing::new(password);
+    tokio::task::spawn_blocking(move || super::password::hash(&password))
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| ScimError::new(500, None, "cannot hash the password"))
+}
+
+pub async fn prepare(body: Value) -> Result<PreparedUser, ScimError> {
     let mut body = body;
     if !body.is_object() {
         return Err(ScimError::invalid_syntax("a User must be a JSON object"));
@@ -92,10 +104,7 @@ pub fn prepare(body: Value) -> Result<PreparedUser, ScimError> {
     map.insert("active".into(), Value::Bool(active));
     // RFC 7643 §4.1.1: writeOnly, returned never. Only its hash is kept, outside the resource.
     let password_hash = match map.remove("password") {
-        Some(Value::String(s)) if !s.is_empty() => Some(
-            super::password::hash(&s)
-                .ok_or_else(|| ScimError::new(500, None, "cannot hash the password"))?,
-        ),
+        Some(Value::String(s)) if !s.is_empty() => Some(hash_off_the_runtime(s).await?),
         None | Some(Value::Null) => None,
         Some(Value::String(_)) => return Err(ScimError::invalid_value("password is empty")),
         Some(_) => return Err(ScimError::invalid_value("password must be a string")),
@@ -282,7 +291,7 @@ pub async fn create_in(
     body: Value,
     base: &str,
 ) -> Result<(Value, bool), ScimError> {
-    let p = prepare(body)?;
+    let p = prepare(body).await?;
     check_domain(conn, &p.user_name).await?;
     let at = now();
     match check_unique(conn, &p, None).await? {
@@ -403,7 +412,7 @@ pub async fn replace_in(
 ) -> Result<Value, ScimError> {
     let old = visible(conn, id).await?;
     check_if_match(if_match, old.version)?;
-    let p = prepare(body)?;
+    let p = prepare(body).await?;
     store_replacement(conn, old, p, base).await
 }
 
@@ -424,7 +433,7 @@ pub async fn patch_in(
         m.insert("id".into(), Value::String(old.id.clone()));
     }
     scim::patch::apply(&mut resource, &req.operations, schema())?;
-    let p = prepare(resource)?;
+    let p = prepare(resource).await?;
     store_replacement(conn, old, p, base).await
 }
 
