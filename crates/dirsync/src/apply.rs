@@ -247,6 +247,16 @@ impl Run<'_, '_> {
             }
             (op, Err(e)) => {
                 let (name, object) = op.map(describe).unwrap_or(("bulk", String::new()));
+                // SPEC 8: event 12808 "SCIM response error", level warn; overview + detail.
+                if let Some(scim) = e.scim() {
+                    tracing::warn!(
+                        event_id = 12808,
+                        operation = name,
+                        object = %object,
+                        detail = %scim.to_json(),
+                        "SCIM response error"
+                    );
+                }
                 outcome.counts.failed += 1;
                 outcome.failures.push(Failure {
                     operation: name.to_string(),
