@@ -743,9 +743,7 @@ pub fn describe(op: &Operation) -> (&'static str, String) {
 }
 
 fn id_of(resource: &Value) -> Option<String> {
-    scim::resource::member(resource, "id")
-        .and_then(Value::as_str)
-        .map(str::to_string)
+    crate::target::str_field(resource, "id")
 }
 
 fn patch_op(value: Value) -> Result<PatchOperation, ClientError> {

@@ -93,7 +93,11 @@ fn config_fingerprint(config: &Config) -> String {
 pub async fn sync(config: &Config, warnings: Vec<String>, options: &SyncOptions) -> RunResult {
     let started = Instant::now();
     let now = Utc::now();
-    let run_id = format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), &uuid_like(now)[..8]);
+    let run_id = format!(
+        "{}-{}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let mut report = Report {
         run_id: run_id.clone(),
         mode: if options.recovery {
@@ -108,16 +112,16 @@ pub async fn sync(config: &Config, warnings: Vec<String>, options: &SyncOptions)
         read_complete: true,
         ..Report::default()
     };
-    let plan = run(config, options, &mut report, &run_id, now).await;
+    let plan = run(config, options, &mut report, &run_id, now, started).await;
+    RunResult { report, plan }
+}
+
+/// The final exit code and duration, once the run is over.
+fn conclude(report: &mut Report, started: Instant) {
     report.duration_ms = started.elapsed().as_millis();
     if report.exit_code == 0 {
         report.exit_code = report.exit_code_from_outcome();
     }
-    RunResult { report, plan }
-}
-
-fn uuid_like(now: DateTime<Utc>) -> String {
-    hex::encode(Sha256::digest(format!("{now:?}{}", std::process::id())))
 }
 
 /// The body of a run; fills `report` and returns the plan when one was made.
@@ -127,30 +131,32 @@ async fn run(
     report: &mut Report,
     run_id: &str,
     now: DateTime<Utc>,
+    started: Instant,
 ) -> Option<Plan> {
-    let _lock = match RunLock::acquire(&config.state_dir) {
-        Ok(lock) => lock,
+    let opened = match RunLock::acquire(&config.state_dir) {
+        Ok(lock) => StateStore::open(&config.state_dir)
+            .await
+            .map(|state| (lock, state)),
+        Err(e) => Err(e),
+    };
+    let (_lock, state) = match opened {
+        Ok(pair) => pair,
         Err(e) => {
             report.refused = Some(e.to_string());
             report.exit_code = EXIT_REFUSED;
+            conclude(report, started);
             return None;
         }
     };
-    let state = match StateStore::open(&config.state_dir).await {
-        Ok(s) => s,
-        Err(e) => {
-            report.refused = Some(e.to_string());
-            report.exit_code = EXIT_REFUSED;
-            return None;
-        }
-    };
+    // Recorded at the start, so that a killed run leaves a row without `finished_at`.
+    if !options.dry_run {
+        let _ = state.begin_run(run_id, &report.mode, false).await;
+    }
     let result = run_locked(config, options, report, run_id, now, &state).await;
+    conclude(report, started);
     if !options.dry_run {
         let json = serde_json::to_value(&*report).unwrap_or_default();
-        let _ = state.begin_run(run_id, &report.mode, false).await;
-        let _ = state
-            .finish_run(run_id, report.exit_code_from_outcome(), &json)
-            .await;
+        let _ = state.finish_run(run_id, report.exit_code, &json).await;
     }
     state.close().await;
     result

@@ -58,7 +58,8 @@ pub async fn read(client: &ScimClient, keeps_pending: bool) -> Result<TargetSnap
     Ok(TargetSnapshot { users, groups })
 }
 
-fn str_field(resource: &Value, key: &str) -> Option<String> {
+/// A string attribute of a resource, found case-insensitively.
+pub(crate) fn str_field(resource: &Value, key: &str) -> Option<String> {
     scim::resource::member(resource, key)
         .and_then(Value::as_str)
         .map(str::to_string)
