@@ -11,5 +11,6 @@ pub mod plan;
 pub mod report;
 pub mod run;
 pub mod source;
+pub mod source_mark;
 pub mod state;
 pub mod target;

@@ -20,6 +20,7 @@ use crate::mapping::{self, DirectoryKind, MappedUser, MemberSpec};
 use crate::plan::{self, DesiredGroup, Ownership, Plan, PlanInput, Scope, TargetKind, Thresholds};
 use crate::report::{EXIT_REFUSED, EXIT_UNREACHABLE, Report};
 use crate::source::{self, Entry};
+use crate::source_mark;
 use crate::state::{ObjectKind, ObjectRecord, RunLock, StateStore};
 use crate::target;
 
@@ -204,6 +205,13 @@ async fn run_locked(
         KeptBy::Auto => spc.keeps_pending_users,
     };
 
+    // The ownership mark goes only to a target that advertises it (SPEC 4.3).
+    let marks_groups = client
+        .schema_extensions(scim_client::ResourceKind::Groups)
+        .await
+        .map(|exts| exts.iter().any(|e| e == scim::urn::DIRSYNC_SOURCE))
+        .unwrap_or(false);
+
     let spinner = progress_spinner("reading the directory");
     let source = source::read(config).await;
     spinner.finish_and_clear();
@@ -235,6 +243,7 @@ async fn run_locked(
         &records,
         &group_records,
         keeps_pending,
+        marks_groups,
         now,
         report,
     );
@@ -350,6 +359,7 @@ fn plan_input(
     records: &[ObjectRecord],
     group_records: &[ObjectRecord],
     keeps_pending: bool,
+    marks_groups: bool,
     now: DateTime<Utc>,
     report: &mut Report,
 ) -> PlanInput {
@@ -382,7 +392,12 @@ fn plan_input(
             kind,
             &member_attribute,
         ) {
-            Ok(g) => groups.push(g),
+            Ok(mut g) => {
+                if marks_groups {
+                    source_mark::stamp(&mut g.resource, &config.ad.ldap.base_dn, &g.dn);
+                }
+                groups.push(g)
+            }
             Err(e) => unmapped_groups.push(e),
         }
     }

@@ -123,9 +123,10 @@ fn two_domains_one_idservice() {
     assert_eq!(report.skipped.len(), 1, "{}", report.to_text());
     let refusal = &report.skipped[0];
     assert_eq!(refusal.kind, ErrorKind::NameTaken, "{}", report.to_text());
-    // This domain's DN, and the target group (id; its externalId is the other domain's
-    // objectGUID) that holds the name. The other instance's DN is not visible from here.
+    // Both DNs: this domain's as the object, the other domain's from the ownership mark
+    // instance A wrote on the target group (SPEC 4.3), with the target id that holds the name.
     assert_eq!(refusal.object, staff_b);
+    assert!(refusal.message.contains(&staff_a), "{}", refusal.message);
     // The externalId in the message is the other domain's objectGUID of its Staff group:
     // that names the other object in its own directory (`<GUID=…>`).
     let staff_a_guid = dc_a.object_guid(&staff_a).unwrap();

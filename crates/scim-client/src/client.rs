@@ -170,6 +170,42 @@ impl ScimClient {
         Ok(ServiceProviderInfo::from_json(&body))
     }
 
+    /// The schema extensions the service lists for `kind` in `/ResourceTypes` (RFC 7644 §4).
+    /// Empty when the service does not publish resource types: an extension it does not
+    /// advertise is one the agent does not send.
+    pub async fn schema_extensions(&self, kind: ResourceKind) -> Result<Vec<String>, ClientError> {
+        let r = match self
+            .send(Method::GET, "/ResourceTypes", None, &[], true)
+            .await
+        {
+            Ok(r) => r,
+            Err(ClientError::Rejected(e)) if matches!(e.status, 400 | 404 | 501) => {
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
+        let body = r.body.unwrap_or(Value::Null);
+        // A ListResponse (RFC 7644) or, from some services, a bare array.
+        let types = body
+            .get("Resources")
+            .and_then(Value::as_array)
+            .or_else(|| body.as_array())
+            .cloned()
+            .unwrap_or_default();
+        let endpoint = format!("/{}", kind.endpoint());
+        Ok(types
+            .iter()
+            .filter(|t| t.get("endpoint").and_then(Value::as_str) == Some(endpoint.as_str()))
+            .flat_map(|t| {
+                t.get("schemaExtensions")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|e| e.get("schema").and_then(Value::as_str).map(str::to_string))
+            .collect())
+    }
+
     /// Every resource of `kind` that matches `filter`, following pagination to the end.
     pub async fn list(
         &self,

@@ -152,3 +152,37 @@ async fn unreachable_service_is_reported_once_with_its_url() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn schema_extensions_come_from_resource_types_and_none_without_them() {
+    let app = Router::new().route(
+        "/scim/v2/ResourceTypes",
+        get(|| async {
+            axum::Json(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+                "totalResults": 2,
+                "Resources": [
+                    {"name": "User", "endpoint": "/Users", "schemaExtensions": [{"schema": "urn:x:user", "required": false}]},
+                    {"name": "Group", "endpoint": "/Groups", "schemaExtensions": [{"schema": "urn:x:group", "required": false}]}
+                ]
+            }))
+        }),
+    );
+    let c = client(serve(app).await, "tok");
+    assert_eq!(
+        c.schema_extensions(ResourceKind::Groups).await.unwrap(),
+        vec!["urn:x:group".to_string()]
+    );
+    assert_eq!(
+        c.schema_extensions(ResourceKind::Users).await.unwrap(),
+        vec!["urn:x:user".to_string()]
+    );
+    // A service without /ResourceTypes (404) advertises no extension.
+    let c = client(serve(Router::new()).await, "tok");
+    assert!(
+        c.schema_extensions(ResourceKind::Groups)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

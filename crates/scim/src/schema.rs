@@ -794,6 +794,20 @@ static IIJ_GROUP: SchemaDef = SchemaDef {
     ],
 };
 
+static DIRSYNC_SOURCE: SchemaDef = SchemaDef {
+    id: urn::DIRSYNC_SOURCE,
+    name: "DirsyncSource",
+    description: "Where a synchronised object comes from (the agent's ownership mark)",
+    attributes: &[
+        AttributeDef::string("directory")
+            .case_exact()
+            .desc("The directory (base DN) of the agent instance that manages the object."),
+        AttributeDef::string("dn")
+            .case_exact()
+            .desc("The distinguished name of the source entry."),
+    ],
+};
+
 static USER: ResourceSchema = ResourceSchema {
     name: "User",
     endpoint: "/Users",
@@ -807,7 +821,7 @@ static GROUP: ResourceSchema = ResourceSchema {
     endpoint: "/Groups",
     description: "Group",
     core: &GROUP_CORE,
-    extensions: &[&IIJ_GROUP],
+    extensions: &[&IIJ_GROUP, &DIRSYNC_SOURCE],
 };
 
 #[cfg(test)]
@@ -888,7 +902,7 @@ mod tests {
             ]
         );
         let ids: Vec<_> = group().schema_ids().collect();
-        assert_eq!(ids, [urn::GROUP, urn::IIJ_GROUP]);
+        assert_eq!(ids, [urn::GROUP, urn::IIJ_GROUP, urn::DIRSYNC_SOURCE]);
     }
 
     #[test]

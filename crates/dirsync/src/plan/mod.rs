@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::mapping::{MappedGroup, MappedUser, MappingError};
+use crate::source_mark;
 
 /// Everything the planner needs, already read and mapped.
 #[derive(Debug, Clone)]
@@ -917,11 +918,19 @@ fn plan_groups(
                 object: g.dn.clone(),
                 // The externalId identifies the holder in its own directory (another
                 // domain's objectGUID when two domains share the target, SPEC 4.2).
+                // Where the holder marks its source (SPEC 4.3), its DN is named too.
                 message: format!(
-                    "target group {} ({}, externalId {}) {what} but is not managed by this instance (another instance may own it: rename one of the groups or narrow a filter); take it over with --adopt",
+                    "target group {} ({}, externalId {}{}) {what} but is not managed by this instance (another instance may own it: rename one of the groups or narrow a filter); take it over with --adopt",
                     t.id,
                     t.display_name,
-                    t.external_id.as_deref().unwrap_or("none")
+                    t.external_id.as_deref().unwrap_or("none"),
+                    source_mark::read(&t.resource)
+                        .map(|m| if m.directory.is_empty() {
+                            format!(", synced from {}", m.dn)
+                        } else {
+                            format!(", synced from {} by the instance reading {}", m.dn, m.directory)
+                        })
+                        .unwrap_or_default(),
                 ),
             });
             continue;

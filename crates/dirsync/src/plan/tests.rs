@@ -486,6 +486,40 @@ fn duplicate_group_names_are_reported_and_not_synced() {
 }
 
 #[test]
+fn group_held_by_another_instance_is_refused_naming_both_dns() {
+    // Domain B meets a group "Staff" that domain A's instance created and marked (SPEC 4.3).
+    let mut b = dg("Staff", "guid-b", &[]);
+    b.group.dn = "CN=Staff,OU=corp,DC=b,DC=test".into();
+    let mut held = tg("tg-1", "Staff", "guid-a", &[]);
+    crate::source_mark::stamp(
+        &mut held.resource,
+        "OU=corp,DC=a,DC=test",
+        "CN=Staff,OU=corp,DC=a,DC=test",
+    );
+    let mut i = with_groups(input(vec![], vec![]), vec![b], vec![held]);
+    i.ownership.groups.clear();
+    let p = plan(&i);
+    assert!(p.operations.is_empty(), "{p}");
+    assert_eq!(p.errors.len(), 1, "{p}");
+    let e = &p.errors[0];
+    assert_eq!(e.kind, ErrorKind::NameTaken);
+    assert_eq!(e.object, "CN=Staff,OU=corp,DC=b,DC=test");
+    assert!(
+        e.message.contains(
+            "synced from CN=Staff,OU=corp,DC=a,DC=test by the instance reading OU=corp,DC=a,DC=test"
+        ),
+        "{}",
+        e.message
+    );
+
+    // Without a mark (a plain SCIM target) the holder is named by id and externalId only.
+    i.target_groups[0].resource = json!({"schemas": [scim::urn::GROUP], "displayName": "Staff"});
+    let p = plan(&i);
+    assert!(p.errors[0].message.contains("tg-1") && p.errors[0].message.contains("guid-a"));
+    assert!(!p.errors[0].message.contains("synced from"));
+}
+
+#[test]
 fn scope_filter_excludes_target_objects() {
     let mut i = input(
         vec![
