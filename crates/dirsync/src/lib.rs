@@ -7,6 +7,7 @@ pub mod config;
 pub mod journal;
 pub mod ldap_filter;
 pub mod mapping;
+pub mod password_sync;
 pub mod plan;
 pub mod report;
 pub mod run;

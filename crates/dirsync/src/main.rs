@@ -78,6 +78,11 @@ enum Command {
         #[command(flatten)]
         files: Files,
     },
+    /// Password Sync (SPEC 6): capture from Samba's syncpasswords, push to the target.
+    PasswordSync {
+        #[command(subcommand)]
+        command: dirsync::password_sync::cli::PasswordSyncCommand,
+    },
 }
 
 macro_rules! outln {
@@ -199,6 +204,11 @@ async fn async_main(cli: Cli) -> i32 {
             };
             init_logging(cli.log_level.as_deref().unwrap_or("warn"), cli.log_format);
             check(&config, &warnings).await
+        }
+        Command::PasswordSync { command } => {
+            let format = cli.log_format;
+            let init = move |level: &str| init_logging(level, format);
+            dirsync::password_sync::cli::run(command, cli.log_level.as_deref(), &init).await
         }
     }
 }

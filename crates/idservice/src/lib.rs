@@ -5,7 +5,14 @@
 //! rules, tokens, bulk) → [`store`] (sqlx SQLite, filter → SQL). The domain never sees HTTP
 //! types and the store never decides rules.
 
+pub mod config;
 pub mod domain;
 pub mod http;
+/// Email (SPEC 7.5): templates, durable outbox, SMTP sender, expiry checks.
+pub mod mail;
+/// Linked downstream applications (SPEC 7.6): outbound provisioning worker and admin ops.
+pub mod outbound;
 pub mod server;
 pub mod store;
+/// Sign-in and password-reset pages (server-rendered HTML at the server root).
+pub mod web;

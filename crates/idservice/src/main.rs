@@ -39,6 +39,13 @@ enum Command {
         /// Request timeout, e.g. 30s, 2m.
         #[arg(long, default_value = "30s")]
         request_timeout: String,
+        /// How often the linked applications' outbound queue is looked at, e.g. 1s, 200ms.
+        #[arg(long, default_value = "1s")]
+        outbound_interval: String,
+        /// Service configuration (YAML): email relay and templates, password policy,
+        /// sign-in limits. Without it: defaults, and no email.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Manage bearer tokens.
     Token {
@@ -54,6 +61,16 @@ enum Command {
     Users {
         #[command(subcommand)]
         command: UsersCommand,
+    },
+    /// Email: run the password-expiry and token-expiry checks, show the outbox.
+    Mail {
+        #[command(subcommand)]
+        command: MailCommand,
+    },
+    /// Linked downstream applications (SPEC 7.6).
+    Apps {
+        #[command(subcommand)]
+        command: idservice::outbound::cli::AppsCommand,
     },
 }
 
@@ -84,6 +101,31 @@ enum TokenCommand {
         data: PathBuf,
         id: String,
     },
+}
+
+#[derive(Subcommand)]
+enum MailCommand {
+    /// Queue the due "password has expired" notices and token expiry warnings now (a
+    /// running `serve` sends them from the outbox).
+    RunChecks {
+        #[arg(long)]
+        data: PathBuf,
+        /// The service configuration (as given to `serve --config`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Count the outbox rows by status (queued, sent, failed).
+    Status {
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+fn load_config(file: Option<&std::path::Path>) -> Result<idservice::config::Config, String> {
+    match file {
+        Some(f) => idservice::config::load(f).map_err(|e| e.to_string()),
+        None => Ok(idservice::config::Config::default()),
+    }
 }
 
 #[derive(Subcommand)]
@@ -171,6 +213,8 @@ async fn run(cmd: Command) -> Result<(), String> {
             retention_days,
             max_body_bytes,
             request_timeout,
+            outbound_interval,
+            config,
         } => {
             if retention_days.is_some_and(|d| d < 0) {
                 return Err("--retention-days must not be negative".into());
@@ -181,6 +225,8 @@ async fn run(cmd: Command) -> Result<(), String> {
                 retention_days,
                 max_body_bytes,
                 request_timeout: parse_timeout(&request_timeout)?,
+                outbound_interval: idservice::outbound::parse_interval(&outbound_interval)?,
+                config: std::sync::Arc::new(load_config(config.as_deref())?),
             };
             server::serve(opts).await.map_err(|e| e.to_string())
         }
@@ -286,6 +332,41 @@ async fn run(cmd: Command) -> Result<(), String> {
                 }
                 _ => Err("a domain name is required".into()),
             }
+        }
+        Command::Mail { command } => match command {
+            MailCommand::RunChecks { data, config } => {
+                let cfg = std::sync::Arc::new(load_config(config.as_deref())?);
+                idservice::domain::password::set_policy(cfg.password_policy.clone());
+                let mail = idservice::mail::Mail::new(cfg.clone())?;
+                if !mail.enabled() {
+                    return Err("email is off: the configuration has no smtp section".into());
+                }
+                let svc = service(&data).await?;
+                let signin_url = format!("{}/signin", cfg.public_url.as_deref().unwrap_or(""));
+                let r = idservice::mail::checks::run(&svc.store, &mail, &signin_url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "queued {} password-expired notice(s) and {} token expiry warning(s)",
+                    r.expired_passwords, r.token_warnings
+                );
+                Ok(())
+            }
+            MailCommand::Status { data } => {
+                let svc = service(&data).await?;
+                let mut conn = svc.store.read().await.map_err(|e| e.to_string())?;
+                for (status, n) in idservice::mail::outbox::counts(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    println!("{status}\t{n}");
+                }
+                Ok(())
+            }
+        },
+        Command::Apps { command } => {
+            let svc = service(command.data()).await?;
+            idservice::outbound::cli::run(&svc, command).await
         }
         Command::Users { command } => match command {
             UsersCommand::ListPending { data } => {

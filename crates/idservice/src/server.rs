@@ -23,6 +23,10 @@ pub struct ServeOptions {
     pub retention_days: Option<i64>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// How often the outbound worker looks at the linked applications' queue.
+    pub outbound_interval: Duration,
+    /// `--config FILE` (defaults without one): sign-in, password policy, email.
+    pub config: Arc<crate::config::Config>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +44,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Opens the store and builds the service with the effective retention period.
@@ -87,6 +93,10 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 /// Serves until a shutdown signal.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let svc = Arc::new(open_service(&opts.data, opts.retention_days, opts.max_body_bytes).await?);
+    // Email and the sign-in pages (SPEC 7.5): a bad template or relay setting stops the start.
+    crate::domain::password::set_policy(opts.config.password_policy.clone());
+    let mail = Arc::new(crate::mail::Mail::new(opts.config.clone()).map_err(ServeError::Config)?);
+    let sender = crate::mail::sender::from_config(&opts.config).map_err(ServeError::Config)?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|e| {
@@ -136,11 +146,29 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         })
     };
 
-    let app = crate::http::router(svc.clone(), opts.request_timeout);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // Linked applications (SPEC 7.6): drains the outbound queue in the background.
+    let outbound = crate::outbound::worker::spawn(
+        svc.clone(),
+        crate::outbound::worker::WorkerOptions {
+            interval: opts.outbound_interval,
+        },
+    );
+
+    let web = crate::web::WebState::new(svc.clone(), opts.config.clone(), mail.clone(), addr);
+    let mail_tasks = crate::mail::spawn(svc.store.clone(), mail, sender, &web.public_url);
+    let app = crate::http::router_with(svc.clone(), opts.request_timeout, crate::web::router(web));
+    // Connection info: the sign-in pages rate-limit per client address.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    for t in mail_tasks {
+        t.abort();
+    }
     purger.abort();
+    outbound.abort();
     svc.store.close().await;
     Ok(())
 }

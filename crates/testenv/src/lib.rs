@@ -1,6 +1,6 @@
 //! Test harness: starts the real peers the tests talk to — a private OpenLDAP `slapd`, Samba
 //! AD domain controllers ([`SambaDc`], each in its own network namespace) and the independent
-//! `scim2-server` (PyPI) — on loopback in temporary directories, and stops them when the
+//! `scim2-server` (PyPI), an SMTP sink ([`SmtpSink`]) — on loopback in temporary directories, and stops them when the
 //! handle is dropped. [`FakeAd`] is an in-process LDAP server for AD behaviour Samba lacks
 //! (auto-ranged `member;range=0-1499`, malformed responses).
 //!
@@ -19,10 +19,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub mod fake_ad;
+mod faultproxy;
+pub use faultproxy::{FaultMode, FaultProxy};
 pub mod samba;
+pub mod smtp;
 
 pub use fake_ad::{FakeAd, FakeAdSpec, FakeEntry, FakeFault};
 pub use samba::{AdUser, LoadStats, SambaDc, ad_guid_text, ad_sid_text, skip_samba};
+pub use smtp::{ReceivedMail, SmtpSink};
 
 /// `testenv/peers/` in this repository.
 pub fn peers_dir() -> PathBuf {

@@ -609,6 +609,69 @@ impl SambaDc {
         run_with_stdin(cmd, "samba-tool", None)
     }
 
+    /// Makes the DC hand every password change to `hook` through `samba-tool user
+    /// syncpasswords` (gpg mode of `samba_syncpw_setup.sh`: a GPG key without passphrase in
+    /// the DC directory, `password hash gpg key ids`, restart with GNUPGHOME, cache
+    /// initialised with `--script=hook --decrypt-samba-gpg`). `attributes` are the
+    /// `--attributes` list (it must contain `virtualClearTextUTF8`). Only passwords set after
+    /// this call are captured. The DC restarts: ports may change and are refreshed here.
+    /// Then run [`SambaDc::syncpasswords_once`] after changes.
+    pub fn enable_syncpasswords(
+        &mut self,
+        hook: &std::path::Path,
+        attributes: &[&str],
+    ) -> Result<(), String> {
+        let mut envs = self.script_envs();
+        envs.push(("SYNCPW_HOOK", hook.display().to_string()));
+        envs.push(("SYNCPW_ATTRS", attributes.join(",")));
+        run_script("samba_syncpw_setup.sh", &envs, &["gpg"])?;
+        let env_text = std::fs::read_to_string(self.samba_dir().join("env"))
+            .map_err(|e| format!("samba env file: {e}"))?;
+        let env = parse_env_quoted(&env_text);
+        let get = |k: &str| env.get(k).cloned().unwrap_or_default();
+        self.pid = get("SAMBA_PID").parse().map_err(|e| format!("pid: {e}"))?;
+        self.forwarder_pid = std::fs::read_to_string(self.samba_dir().join("forward.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        self.ldap_port = get("SAMBA_LDAP_PORT").parse().map_err(|e| format!("{e}"))?;
+        self.ldaps_port = get("SAMBA_LDAPS_PORT")
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        self.ldap_url = get("SAMBA_LDAP_URI");
+        self.ldaps_url = get("SAMBA_LDAPS_URI");
+        Ok(())
+    }
+
+    /// One `samba-tool user syncpasswords --no-wait` pass (the hook runs once per changed
+    /// account); returns samba-tool's output (which includes the hook's replies).
+    pub fn syncpasswords_once(&self) -> Result<String, String> {
+        let mut cmd = Command::new("samba-tool");
+        cmd.args(["user", "syncpasswords", "--no-wait", "-s"])
+            .arg(&self.smb_conf)
+            .env("GNUPGHOME", self.samba_dir().join("gnupg"));
+        run_with_stdin(cmd, "samba-tool user syncpasswords", None)
+    }
+
+    /// A user changes their own password over LDAPS (bind as the user with `old`; unicodePwd
+    /// delete old + add new, UTF-16LE quoted), as Windows clients do.
+    pub fn change_own_password(&self, user: &str, old: &str, new: &str) -> Result<(), String> {
+        let dn = self.dn_of(user)?;
+        let ldif = format!(
+            "dn: {dn}\nchangetype: modify\ndelete: unicodePwd\n{}-\nadd: unicodePwd\n{}-\n",
+            ldif_line("unicodePwd", &unicode_pwd(old)),
+            ldif_line("unicodePwd", &unicode_pwd(new))
+        );
+        let mut cmd = Command::new("ldapmodify");
+        cmd.args(["-x", "-H", &self.ldaps_url, "-D", &dn, "-y"]);
+        // The bind password through a 0600 file, not argv (visible in ps).
+        let pw_file = tempfile::NamedTempFile::new_in(self.samba_dir())
+            .map_err(|e| format!("temp file: {e}"))?;
+        std::fs::write(pw_file.path(), old.as_bytes()).map_err(|e| e.to_string())?;
+        cmd.arg(pw_file.path());
+        self.tool_env(&mut cmd);
+        run_with_stdin(cmd, "ldapmodify (own password change)", Some(&ldif)).map(|_| ())
+    }
+
     /// Bulk-loads `users` users and `groups` groups (`gen_ldap_data.py --ad --with-ous`, one
     /// `ldapadd` over plain LDAP). Users are disabled and have no password. Once per DC.
     pub fn load_users(&self, users: usize, groups: usize) -> Result<LoadStats, String> {

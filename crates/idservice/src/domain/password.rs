@@ -4,7 +4,64 @@
 //! own column (`users.password_hash`); it is never returned, never filterable and never
 //! logged (SPEC 6: "never stored in clear").
 
+use std::sync::OnceLock;
+
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+
+/// The password policy (`password_policy` in the service configuration).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// Fewest characters (Unicode scalar values) a new password may have.
+    pub min_length: usize,
+    /// Days after which a password expires; 0: never.
+    pub max_age_days: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            min_length: 8,
+            max_age_days: 0,
+        }
+    }
+}
+
+/// Longest password accepted, in bytes: argon2 takes any length, but an unbounded one is a
+/// cheap way to make the server hash megabytes.
+pub const MAX_BYTES: usize = 1024;
+
+/// Set once at start (`serve --config`); SCIM writes and the reset page both read it. A
+/// process-wide value because the SCIM domain functions take no configuration.
+static POLICY: OnceLock<Policy> = OnceLock::new();
+
+/// Installs the policy (the first call wins).
+pub fn set_policy(p: Policy) {
+    let _ = POLICY.set(p);
+}
+
+/// The policy in force (the default when none was installed).
+pub fn policy() -> Policy {
+    POLICY.get().cloned().unwrap_or_default()
+}
+
+/// Checks a new password against the policy. The message never contains the password.
+pub fn check_policy(password: &str) -> Result<(), String> {
+    let p = policy();
+    if password.is_empty() {
+        return Err("password is empty".into());
+    }
+    if password.chars().count() < p.min_length {
+        return Err(format!(
+            "password is too short: at least {} characters are required",
+            p.min_length
+        ));
+    }
+    if password.len() > MAX_BYTES {
+        return Err(format!("password is longer than {MAX_BYTES} bytes"));
+    }
+    Ok(())
+}
 
 /// The stored form of a new password hash: an argon2id PHC string with a random salt.
 /// `None` only if the system's random source failed.
@@ -39,5 +96,13 @@ mod tests {
         assert!(verify("s3cret-パスワード", &a));
         assert!(!verify("other", &a));
         assert!(!verify("s3cret", "garbage"));
+    }
+
+    #[test]
+    fn default_policy_rejects_empty_and_short() {
+        assert_eq!(check_policy("").unwrap_err(), "password is empty");
+        assert!(check_policy("short").unwrap_err().contains("at least 8"));
+        assert!(check_policy("long enough").is_ok());
+        assert!(check_policy(&"x".repeat(MAX_BYTES + 1)).is_err());
     }
 }

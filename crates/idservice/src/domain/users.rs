@@ -61,7 +61,7 @@ fn strip_read_only(map: &mut Map<String, Value>) {
 /// argon2id takes tens of milliseconds of CPU by design: it runs on the blocking pool so that
 /// it never stalls the async workers serving other requests.
 /// The clear text is wiped from memory when the hash is done.
-async fn hash_off_the_runtime(password: String) -> Result<String, ScimError> {
+pub(crate) async fn hash_off_the_runtime(password: String) -> Result<String, ScimError> {
     let password = zeroize::Zeroizing::new(password);
     tokio::task::spawn_blocking(move || super::password::hash(&password))
         .await
@@ -104,9 +104,12 @@ pub async fn prepare(body: Value) -> Result<PreparedUser, ScimError> {
     map.insert("active".into(), Value::Bool(active));
     // RFC 7643 §4.1.1: writeOnly, returned never. Only its hash is kept, outside the resource.
     let password_hash = match map.remove("password") {
-        Some(Value::String(s)) if !s.is_empty() => Some(hash_off_the_runtime(s).await?),
+        Some(Value::String(s)) => {
+            let mut s = zeroize::Zeroizing::new(s);
+            super::password::check_policy(&s).map_err(ScimError::invalid_value)?;
+            Some(hash_off_the_runtime(std::mem::take(&mut *s)).await?)
+        }
         None | Some(Value::Null) => None,
-        Some(Value::String(_)) => return Err(ScimError::invalid_value("password is empty")),
         Some(_) => return Err(ScimError::invalid_value("password must be a string")),
     };
     rules::check_user(&body)?;
@@ -397,7 +400,13 @@ async fn store_replacement(
 /// Saves the hash of the password the request carried, if it carried one.
 async fn store_password(conn: &mut Conn, id: &str, p: &PreparedUser) -> Result<(), ScimError> {
     match &p.password_hash {
-        Some(h) => su::set_password_hash(conn, id, h).await.map_err(db),
+        Some(h) => {
+            su::set_password_hash(conn, id, h).await.map_err(db)?;
+            // The password's age (expiry) is sign-in state, kept outside the users row.
+            crate::web::account::password_set(conn, id, &now())
+                .await
+                .map_err(db)
+        }
         None => Ok(()),
     }
 }

@@ -32,6 +32,12 @@ pub const BASE_PATH: &str = "/scim/v2";
 
 /// Builds the application.
 pub fn router(svc: Arc<Service>, request_timeout: Duration) -> Router {
+    router_with(svc, request_timeout, Router::new())
+}
+
+/// Builds the application with `extra` routes (the web pages, state applied) served at the
+/// root next to the API, under the same logging, body limit and timeout.
+pub fn router_with(svc: Arc<Service>, request_timeout: Duration, extra: Router) -> Router {
     let max_body = svc.max_body_bytes;
     let state = AppState { svc };
     let api = Router::new()
@@ -65,6 +71,7 @@ pub fn router(svc: Arc<Service>, request_timeout: Duration) -> Router {
         .nest(BASE_PATH, api)
         .fallback(not_found)
         .with_state(state)
+        .merge(extra)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -131,6 +138,10 @@ async fn base_url(mut req: Request, next: Next) -> Response {
 /// timeout, 413 from the body limit) into an RFC 7644 §3.12 body.
 async fn scim_errors(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
+    if resp.extensions().get::<crate::web::WebPage>().is_some() {
+        // The sign-in pages answer in HTML, errors included.
+        return resp;
+    }
     let status = resp.status();
     let is_scim = resp
         .headers()

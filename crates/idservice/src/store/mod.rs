@@ -6,6 +6,7 @@
 //! whose connections see committed data through WAL.
 
 pub mod admin;
+pub mod apps;
 pub mod filter_sql;
 pub mod groups;
 pub mod search;

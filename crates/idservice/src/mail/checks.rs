@@ -1,0 +1,164 @@
+//! The periodic checks that produce mail without a request: "Your password has expired"
+//! (every address of the user, once per password) and token expiry warnings 30, 14, 7 and 1
+//! days before (the token's owner, once per threshold). Run by `serve` every
+//! `checks_interval_minutes` and by `idservice mail run-checks`.
+
+use serde_json::Value;
+
+use super::{Kind, Mail, recipients};
+use crate::domain::password;
+use crate::domain::{fmt_time, now};
+use crate::store::Store;
+
+/// Days before expiry at which the owner of a token is warned.
+pub const TOKEN_WARNING_DAYS: [i64; 4] = [1, 7, 14, 30];
+
+/// What a run queued.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ChecksReport {
+    pub expired_passwords: usize,
+    pub token_warnings: usize,
+}
+
+/// The warning threshold a token expiring in `remaining` falls under (the smallest of
+/// [`TOKEN_WARNING_DAYS`] it is within), if any.
+pub fn warning_threshold(remaining: chrono::Duration) -> Option<i64> {
+    TOKEN_WARNING_DAYS
+        .into_iter()
+        .find(|d| remaining <= chrono::Duration::days(*d))
+}
+
+/// Runs both checks once. `signin_url` is put in the expiry notice.
+pub async fn run(
+    store: &Store,
+    mail: &Mail,
+    signin_url: &str,
+) -> Result<ChecksReport, sqlx::Error> {
+    let mut report = ChecksReport::default();
+    if !mail.enabled() {
+        return Ok(report);
+    }
+    let policy = password::policy();
+    let at = now();
+    let mut tx = store.begin().await?;
+    // A password set before sign-in state existed has no known age: it counts from now.
+    sqlx::query(
+        "INSERT INTO account_state (user_id, password_set_at) \
+         SELECT id, ?1 FROM users WHERE password_hash IS NOT NULL \
+         ON CONFLICT (user_id) DO UPDATE SET password_set_at = ?1 WHERE password_set_at IS NULL",
+    )
+    .bind(&at)
+    .execute(&mut *tx)
+    .await?;
+
+    if policy.max_age_days > 0 {
+        let cutoff =
+            fmt_time(chrono::Utc::now() - chrono::Duration::days(i64::from(policy.max_age_days)));
+        let expired: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT u.id, u.user_name, u.resource FROM users u JOIN account_state a ON a.user_id = u.id \
+             WHERE u.state = 'active' AND u.password_hash IS NOT NULL \
+               AND a.password_set_at <= ? AND a.expiry_notified_at IS NULL",
+        )
+        .bind(&cutoff)
+        .fetch_all(&mut *tx)
+        .await?;
+        let days = policy.max_age_days.to_string();
+        for (id, user_name, resource) in expired {
+            let resource: Value = serde_json::from_str(&resource).unwrap_or(Value::Null);
+            let to = recipients(Kind::PasswordExpired, &resource);
+            mail.queue(
+                &mut tx,
+                Kind::PasswordExpired,
+                &to,
+                &[
+                    ("user_name", &user_name),
+                    ("days", &days),
+                    ("signin_url", signin_url),
+                ],
+            )
+            .await?;
+            sqlx::query("UPDATE account_state SET expiry_notified_at = ? WHERE user_id = ?")
+                .bind(&at)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            report.expired_passwords += 1;
+        }
+    }
+
+    let tokens: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT id, owner, expires, scopes FROM tokens \
+         WHERE revoked IS NULL AND owner IS NOT NULL AND owner <> '' \
+           AND expires IS NOT NULL AND expires > ?",
+    )
+    .bind(&at)
+    .fetch_all(&mut *tx)
+    .await?;
+    let now_t = chrono::Utc::now();
+    for (id, owner, expires, scopes) in tokens {
+        let Ok(exp) = chrono::DateTime::parse_from_rfc3339(&expires) else {
+            continue;
+        };
+        let Some(days) = warning_threshold(exp.with_timezone(&chrono::Utc) - now_t) else {
+            continue;
+        };
+        // Already warned at this threshold or a closer one: nothing new to say.
+        let warned: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM token_expiry_warnings WHERE token_id = ? AND days <= ?)",
+        )
+        .bind(&id)
+        .bind(days)
+        .fetch_one(&mut *tx)
+        .await?;
+        if warned {
+            continue;
+        }
+        let days_text = days.to_string();
+        mail.queue(
+            &mut tx,
+            Kind::TokenExpiring,
+            std::slice::from_ref(&owner),
+            &[
+                ("token_id", &id),
+                ("expires", &expires),
+                ("days", &days_text),
+                ("scopes", &scopes),
+                ("owner", &owner),
+            ],
+        )
+        .await?;
+        sqlx::query("INSERT INTO token_expiry_warnings (token_id, days, sent) VALUES (?, ?, ?)")
+            .bind(&id)
+            .bind(days)
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
+        report.token_warnings += 1;
+    }
+    tx.commit().await?;
+    if report.expired_passwords + report.token_warnings > 0 {
+        mail.wake();
+        tracing::info!(
+            expired_passwords = report.expired_passwords,
+            token_warnings = report.token_warnings,
+            "mail checks queued notices"
+        );
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    #[test]
+    fn thresholds() {
+        assert_eq!(warning_threshold(Duration::days(40)), None);
+        assert_eq!(warning_threshold(Duration::days(30)), Some(30));
+        assert_eq!(warning_threshold(Duration::days(20)), Some(30));
+        assert_eq!(warning_threshold(Duration::days(10)), Some(14));
+        assert_eq!(warning_threshold(Duration::days(5)), Some(7));
+        assert_eq!(warning_threshold(Duration::hours(3)), Some(1));
+    }
+}

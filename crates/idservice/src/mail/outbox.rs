@@ -1,0 +1,102 @@
+//! The durable outbox (`mail_outbox`): one row per recipient. A row is `queued` until it is
+//! `sent`, or `failed` for good (a permanent SMTP rejection, or too many attempts). The body
+//! is cleared when the row leaves `queued`, so a reset link does not outlive its delivery.
+
+use super::Kind;
+use crate::domain::now;
+use crate::store::Conn;
+
+/// A row waiting for delivery.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Pending {
+    pub id: i64,
+    pub kind: String,
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+    pub attempts: i64,
+}
+
+pub async fn insert(
+    conn: &mut Conn,
+    kind: Kind,
+    recipient: &str,
+    subject: &str,
+    body: &str,
+) -> Result<(), sqlx::Error> {
+    let at = now();
+    sqlx::query(
+        "INSERT INTO mail_outbox (kind, recipient, subject, body, created, status, next_attempt) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?5)",
+    )
+    .bind(kind.name())
+    .bind(recipient)
+    .bind(subject)
+    .bind(body)
+    .bind(&at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Queued rows due at `at`, oldest first.
+pub async fn due(conn: &mut Conn, at: &str, limit: i64) -> Result<Vec<Pending>, sqlx::Error> {
+    sqlx::query_as::<_, Pending>(
+        "SELECT id, kind, recipient, subject, body, attempts FROM mail_outbox \
+         WHERE status = 'queued' AND next_attempt <= ? ORDER BY id LIMIT ?",
+    )
+    .bind(at)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn mark_sent(conn: &mut Conn, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE mail_outbox SET status = 'sent', attempts = attempts + 1, body = '', \
+         done = ?2, last_error = NULL WHERE id = ?1",
+    )
+    .bind(id)
+    .bind(now())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn mark_failed(conn: &mut Conn, id: i64, error: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE mail_outbox SET status = 'failed', attempts = attempts + 1, body = '', \
+         done = ?2, last_error = ?3 WHERE id = ?1",
+    )
+    .bind(id)
+    .bind(now())
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn reschedule(
+    conn: &mut Conn,
+    id: i64,
+    next_attempt: &str,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE mail_outbox SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 \
+         WHERE id = ?1",
+    )
+    .bind(id)
+    .bind(next_attempt)
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Counts of rows by status (for `idservice mail status` and tests).
+pub async fn counts(conn: &mut Conn) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT status, COUNT(*) FROM mail_outbox GROUP BY status ORDER BY status")
+        .fetch_all(conn)
+        .await
+}

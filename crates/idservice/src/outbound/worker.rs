@@ -1,0 +1,209 @@
+//! The outbound worker: every `interval` it looks at each application's queue and, for an
+//! application with a backlog and no drain running, starts one. A drain processes the queued
+//! changes in sequence order and moves the application's cursor past each one only after the
+//! application answered; on a failure of the application as a whole (unreachable, 5xx, 429
+//! after the client's own `Retry-After` waits, refused credentials) it stops, records the
+//! error, and the application is left alone for a growing backoff. Request handlers never wait
+//! for it: it shares only the database, in short transactions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+
+use super::Downstream;
+use super::relink::{self, PushError};
+use crate::domain::{Service, now};
+use crate::store::apps::{self as sa, AppRow};
+
+/// The longest pause between two tries of an unavailable application.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Queue rows read at a time.
+const BATCH: i64 = 200;
+
+/// Worker settings (`idservice serve --outbound-interval`).
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// How often the queue is looked at; also the first backoff step.
+    pub interval: Duration,
+}
+
+struct AppTask {
+    handle: Option<JoinHandle<Result<(), String>>>,
+    /// Identity of the settings the client was built from (rebuilt when they change).
+    key: String,
+    client: Option<Arc<Downstream>>,
+    failures: u32,
+    not_before: Instant,
+}
+
+/// Starts the worker; it runs until the returned handle is aborted.
+pub fn spawn(svc: Arc<Service>, opts: WorkerOptions) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tasks: HashMap<String, AppTask> = HashMap::new();
+        let mut tick = tokio::time::interval(opts.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = round(&svc, &opts, &mut tasks).await {
+                tracing::warn!(error = %e, "outbound worker: database error");
+            }
+        }
+    })
+}
+
+async fn round(
+    svc: &Arc<Service>,
+    opts: &WorkerOptions,
+    tasks: &mut HashMap<String, AppTask>,
+) -> Result<(), sqlx::Error> {
+    let apps = {
+        let mut conn = svc.store.read().await?;
+        sa::list_apps(&mut conn).await?
+    };
+    tasks.retain(|name, t| {
+        let keep = apps.iter().any(|a| &a.name == name);
+        if !keep && let Some(h) = &t.handle {
+            h.abort();
+        }
+        keep
+    });
+    let now_i = Instant::now();
+    for app in apps {
+        let key = format!("{}\n{}\n{:?}", app.url, app.token_file, app.rate_per_sec);
+        let task = tasks.entry(app.name.clone()).or_insert_with(|| AppTask {
+            handle: None,
+            key: key.clone(),
+            client: None,
+            failures: 0,
+            not_before: now_i,
+        });
+        if let Some(h) = &task.handle {
+            if !h.is_finished() {
+                continue;
+            }
+            let result = match task.handle.take() {
+                Some(h) => h
+                    .await
+                    .unwrap_or_else(|e| Err(format!("drain task ended: {e}"))),
+                None => Ok(()),
+            };
+            match result {
+                Ok(()) => task.failures = 0,
+                Err(_) => {
+                    task.failures = task.failures.saturating_add(1);
+                    // Doubling from the poll interval, capped.
+                    let factor = 1u32 << task.failures.min(16);
+                    let wait = opts.interval.saturating_mul(factor).min(MAX_BACKOFF);
+                    task.not_before = Instant::now() + wait;
+                    // Credentials or the URL may have been fixed in the meantime.
+                    task.client = None;
+                }
+            }
+        }
+        if Instant::now() < task.not_before {
+            continue;
+        }
+        let pending = {
+            let mut conn = svc.store.read().await?;
+            !sa::next_events(&mut conn, &app.name, app.cursor, 1)
+                .await?
+                .is_empty()
+        };
+        if !pending {
+            continue;
+        }
+        if task.key != key {
+            task.key = key;
+            task.client = None;
+        }
+        let client = match &task.client {
+            Some(c) => c.clone(),
+            None => match Downstream::connect(&app) {
+                Ok(c) => {
+                    let c = Arc::new(c);
+                    task.client = Some(c.clone());
+                    c
+                }
+                Err(e) => {
+                    record_hold(svc, &app.name, &e).await;
+                    task.failures = task.failures.saturating_add(1);
+                    task.not_before = Instant::now() + MAX_BACKOFF.min(opts.interval * 10);
+                    continue;
+                }
+            },
+        };
+        let svc = svc.clone();
+        task.handle = Some(tokio::spawn(drain(svc, app, client)));
+    }
+    let trimmable = {
+        let mut conn = svc.store.read().await?;
+        sa::trimmable(&mut conn).await?
+    };
+    if trimmable {
+        let mut tx = svc.store.begin().await?;
+        sa::trim_events(&mut tx).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Processes the application's backlog until it is empty or the application fails.
+async fn drain(svc: Arc<Service>, app: AppRow, ds: Arc<Downstream>) -> Result<(), String> {
+    let mut cursor = app.cursor;
+    let mut had_error = app.last_error.is_some();
+    loop {
+        let events = {
+            let mut conn = svc.store.read().await.map_err(|e| e.to_string())?;
+            sa::next_events(&mut conn, &app.name, cursor, BATCH)
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        if events.is_empty() {
+            return Ok(());
+        }
+        for (i, ev) in events.iter().enumerate() {
+            // Level-triggered: of consecutive rows for one user, the last one covers the rest.
+            // (Rows of other users in between keep their place, so order across users holds.)
+            let superseded = events
+                .get(i + 1)
+                .is_some_and(|next| next.user_id == ev.user_id);
+            if !superseded {
+                match relink::process(&svc, &app, &ds, &ev.user_id).await {
+                    Ok(()) => {}
+                    Err(PushError::Hold(e)) => {
+                        let msg = e.to_string();
+                        tracing::warn!(app = %app.name, error = %msg,
+                            "downstream application unavailable; its queue is held and retried");
+                        record_hold(&svc, &app.name, &msg).await;
+                        return Err(msg);
+                    }
+                    Err(PushError::Db(e)) => return Err(e.to_string()),
+                }
+            }
+            let mut tx = svc.store.begin().await.map_err(|e| e.to_string())?;
+            sa::advance(&mut tx, &app.name, ev.seq)
+                .await
+                .map_err(|e| e.to_string())?;
+            tx.commit().await.map_err(|e| e.to_string())?;
+            cursor = ev.seq;
+            if had_error {
+                had_error = false;
+                tracing::info!(app = %app.name, "downstream application reachable again");
+            }
+        }
+    }
+}
+
+async fn record_hold(svc: &Service, app: &str, error: &str) {
+    let result = async {
+        let mut tx = svc.store.begin().await?;
+        sa::set_app_error(&mut tx, app, error, &now()).await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(app, error = %e, "cannot record the application's error");
+    }
+}

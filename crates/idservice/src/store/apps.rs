@@ -1,0 +1,319 @@
+//! Rows of the linked-application tables: `apps`, `app_links` and the `outbound_events` queue
+//! (filled by triggers on `users` and `group_members`, see the linked_apps migration).
+
+use super::Conn;
+
+/// A registered downstream application. The token is not here: it is read from `token_file`
+/// when needed.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AppRow {
+    pub name: String,
+    pub url: String,
+    pub token_file: String,
+    pub licence: Option<String>,
+    /// Comma-separated lower-cased group displayNames; `None`: every user is linked.
+    pub groups: Option<String>,
+    pub purge_policy: String,
+    pub rate_per_sec: Option<f64>,
+    pub created: String,
+    pub cursor: i64,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+}
+
+impl AppRow {
+    /// The lower-cased group names of the scope; empty: every user.
+    pub fn group_list(&self) -> Vec<String> {
+        self.groups
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// The columns of an [`AppRow`], in order (a macro, so that queries can `concat!` it).
+macro_rules! app_columns {
+    () => {
+        "name, url, token_file, licence, groups, purge_policy, rate_per_sec, created, cursor, \
+         last_error, last_error_at"
+    };
+}
+
+/// The link of one user to one application.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LinkRow {
+    pub app: String,
+    pub user_id: String,
+    pub user_name: String,
+    pub immutable_id: String,
+    pub downstream_id: Option<String>,
+    pub state: String,
+    pub last_error: Option<String>,
+    pub last_push: Option<String>,
+}
+
+/// The columns of a [`LinkRow`], in order.
+macro_rules! link_columns {
+    () => {
+        "app, user_id, user_name, immutable_id, downstream_id, state, last_error, last_push"
+    };
+}
+
+/// One queued change: the user it concerns, and the application when it is a backfill.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub seq: i64,
+    pub user_id: String,
+}
+
+/// Registers an application whose cursor starts at the current end of the queue, and queues
+/// every existing user for it alone (the backfill). Returns false when the name is taken.
+pub async fn insert_app(conn: &mut Conn, app: &AppRow) -> Result<bool, sqlx::Error> {
+    let cursor: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM outbound_events")
+        .fetch_one(&mut *conn)
+        .await?;
+    let r = sqlx::query(
+        "INSERT INTO apps (name, url, token_file, licence, groups, purge_policy, rate_per_sec, \
+         created, cursor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(&app.name)
+    .bind(&app.url)
+    .bind(&app.token_file)
+    .bind(&app.licence)
+    .bind(&app.groups)
+    .bind(&app.purge_policy)
+    .bind(app.rate_per_sec)
+    .bind(&app.created)
+    .bind(cursor)
+    .execute(&mut *conn)
+    .await?;
+    if r.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO outbound_events (user_id, app) SELECT id, ? FROM users ORDER BY created, id",
+    )
+    .bind(&app.name)
+    .execute(&mut *conn)
+    .await?;
+    Ok(true)
+}
+
+/// Removes an application and its link records (downstream accounts are left as they are).
+pub async fn remove_app(conn: &mut Conn, name: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query("DELETE FROM app_links WHERE app = ?")
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+    let r = sqlx::query("DELETE FROM apps WHERE name = ?")
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+pub async fn list_apps(conn: &mut Conn) -> Result<Vec<AppRow>, sqlx::Error> {
+    sqlx::query_as::<_, AppRow>(concat!(
+        "SELECT ",
+        app_columns!(),
+        " FROM apps ORDER BY name"
+    ))
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn get_app(conn: &mut Conn, name: &str) -> Result<Option<AppRow>, sqlx::Error> {
+    sqlx::query_as::<_, AppRow>(concat!(
+        "SELECT ",
+        app_columns!(),
+        " FROM apps WHERE name = ?"
+    ))
+    .bind(name)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The next queued changes for `app` after its cursor, oldest first.
+pub async fn next_events(
+    conn: &mut Conn,
+    app: &str,
+    cursor: i64,
+    limit: i64,
+) -> Result<Vec<EventRow>, sqlx::Error> {
+    sqlx::query_as::<_, EventRow>(
+        "SELECT seq, user_id FROM outbound_events WHERE seq > ? AND (app IS NULL OR app = ?) \
+         ORDER BY seq LIMIT ?",
+    )
+    .bind(cursor)
+    .bind(app)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// How many queued changes `app` has not processed yet.
+pub async fn backlog(conn: &mut Conn, app: &str, cursor: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbound_events WHERE seq > ? AND (app IS NULL OR app = ?)",
+    )
+    .bind(cursor)
+    .bind(app)
+    .fetch_one(conn)
+    .await
+}
+
+/// Moves the application's cursor past `seq` and clears its held-queue error.
+pub async fn advance(conn: &mut Conn, app: &str, seq: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE apps SET cursor = MAX(cursor, ?), last_error = NULL, last_error_at = NULL \
+         WHERE name = ?",
+    )
+    .bind(seq)
+    .bind(app)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records why the application's queue is held.
+pub async fn set_app_error(
+    conn: &mut Conn,
+    app: &str,
+    error: &str,
+    at: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE apps SET last_error = ?, last_error_at = ? WHERE name = ?")
+        .bind(error)
+        .bind(at)
+        .bind(app)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether [`trim_events`] has anything to delete (a read, so that an idle worker never
+/// takes the write lock).
+pub async fn trimmable(conn: &mut Conn) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM outbound_events WHERE seq <= COALESCE((SELECT MIN(cursor) \
+         FROM apps), (SELECT MAX(seq) FROM outbound_events)))",
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Deletes the queue rows every application has processed (all of them when there is no
+/// application: nothing will ever read them; a new application backfills instead).
+pub async fn trim_events(conn: &mut Conn) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query(
+        "DELETE FROM outbound_events WHERE seq <= COALESCE((SELECT MIN(cursor) FROM apps), \
+         (SELECT MAX(seq) FROM outbound_events))",
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+pub async fn get_link(
+    conn: &mut Conn,
+    app: &str,
+    user_id: &str,
+) -> Result<Option<LinkRow>, sqlx::Error> {
+    sqlx::query_as::<_, LinkRow>(concat!(
+        "SELECT ",
+        link_columns!(),
+        " FROM app_links WHERE app = ? AND user_id = ?"
+    ))
+    .bind(app)
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Links of one application (or every one), by application then userName.
+pub async fn list_links(conn: &mut Conn, app: Option<&str>) -> Result<Vec<LinkRow>, sqlx::Error> {
+    sqlx::query_as::<_, LinkRow>(concat!(
+        "SELECT ",
+        link_columns!(),
+        " FROM app_links WHERE ?1 IS NULL OR app = ?1 ORDER BY app, lower(user_name), user_id"
+    ))
+    .bind(app)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn upsert_link(conn: &mut Conn, link: &LinkRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO app_links (app, user_id, user_name, immutable_id, downstream_id, state, \
+         last_error, last_push) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (app, user_id) DO UPDATE SET user_name = excluded.user_name, \
+         immutable_id = excluded.immutable_id, downstream_id = excluded.downstream_id, \
+         state = excluded.state, last_error = excluded.last_error, last_push = excluded.last_push",
+    )
+    .bind(&link.app)
+    .bind(&link.user_id)
+    .bind(&link.user_name)
+    .bind(&link.immutable_id)
+    .bind(&link.downstream_id)
+    .bind(&link.state)
+    .bind(&link.last_error)
+    .bind(&link.last_push)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_link(conn: &mut Conn, app: &str, user_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM app_links WHERE app = ? AND user_id = ?")
+        .bind(app)
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// After an administrator deleted downstream account `downstream_id` for good: links that held
+/// it are dropped, and every failed link of the application is queued again (for it alone) so
+/// that the worker retries it now that the blocking account is gone.
+pub async fn after_account_purged(
+    conn: &mut Conn,
+    app: &str,
+    downstream_id: &str,
+) -> Result<u64, sqlx::Error> {
+    sqlx::query("DELETE FROM app_links WHERE app = ? AND downstream_id = ?")
+        .bind(app)
+        .bind(downstream_id)
+        .execute(&mut *conn)
+        .await?;
+    let r = sqlx::query(
+        "INSERT INTO outbound_events (user_id, app) SELECT user_id, app FROM app_links \
+         WHERE app = ? AND state = 'failed' ORDER BY user_id",
+    )
+    .bind(app)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Whether the user is a direct member of one of the groups (lower-cased displayNames).
+pub async fn in_groups(
+    conn: &mut Conn,
+    user_id: &str,
+    groups: &[String],
+) -> Result<bool, sqlx::Error> {
+    let Ok(names) = serde_json::to_string(groups) else {
+        return Ok(false);
+    };
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM group_members m JOIN groups g ON g.id = m.group_id \
+         WHERE m.member_id = ? AND g.display_name_lc IN (SELECT value FROM json_each(?)))",
+    )
+    .bind(user_id)
+    .bind(names)
+    .fetch_one(conn)
+    .await
+}

@@ -1,0 +1,300 @@
+//! `GET/POST /forgot` and `GET/POST /reset`: a single-use, time-limited link sent to every
+//! address of the user; the same path gives a first password to a user created by sync.
+
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, Form, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{FORGOT_SENT, WebState, account, client_ip, html, pages};
+use crate::domain::users::STATE_ACTIVE;
+use crate::domain::{fmt_time, now, password};
+use crate::mail::{Kind, recipients};
+use crate::store::users as su;
+
+const LINK_INVALID: &str =
+    "This link is not valid: it was already used, it has expired, or a newer link was sent.";
+
+#[derive(Deserialize)]
+pub struct ForgotForm {
+    username: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    token: Option<SecretString>,
+}
+
+#[derive(Deserialize)]
+pub struct ResetForm {
+    token: Option<SecretString>,
+    password: Option<SecretString>,
+    confirm: Option<SecretString>,
+}
+
+fn secret_text(s: &Option<SecretString>) -> zeroize::Zeroizing<String> {
+    zeroize::Zeroizing::new(
+        s.as_ref()
+            .map(|p| p.expose_secret().to_string())
+            .unwrap_or_default(),
+    )
+}
+
+fn server_error(st: &WebState, e: &sqlx::Error) -> Response {
+    tracing::error!(error = %e, "password reset failed on a database error");
+    html(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        pages::notice(
+            &st.cfg.service_name,
+            "Password reset",
+            "This is not available right now. Try again later.",
+        ),
+    )
+}
+
+pub async fn forgot_form(State(st): State<WebState>) -> Response {
+    html(StatusCode::OK, pages::forgot(&st.cfg.service_name, None))
+}
+
+pub async fn forgot_submit(
+    State(st): State<WebState>,
+    ci: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Form(f): Form<ForgotForm>,
+) -> Response {
+    let username = f.username.unwrap_or_default().trim().to_string();
+    if !st
+        .limits
+        .allow(&username, client_ip(ci.as_ref().map(|e| &e.0)))
+    {
+        tracing::info!("reset request refused: too many attempts");
+        let mut r = html(
+            StatusCode::TOO_MANY_REQUESTS,
+            pages::notice(
+                &st.cfg.service_name,
+                "Forgot your password?",
+                "Too many attempts. Wait a minute and try again.",
+            ),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return r;
+    }
+    if let Err(e) = request_reset(&st, &username).await {
+        return server_error(&st, &e);
+    }
+    // The same answer whatever happened, so the page does not reveal which accounts exist.
+    html(
+        StatusCode::OK,
+        pages::forgot(&st.cfg.service_name, Some(FORGOT_SENT)),
+    )
+}
+
+/// Creates a link and queues "Password reset requested" when the user exists and may sign in.
+async fn request_reset(st: &WebState, username: &str) -> Result<(), sqlx::Error> {
+    if username.is_empty() {
+        return Ok(());
+    }
+    let mut tx = st.svc.store.begin().await?;
+    let Some(user) = su::by_user_name(&mut tx, &username.to_lowercase()).await? else {
+        return Ok(());
+    };
+    if user.state != STATE_ACTIVE {
+        tracing::info!(user_id = %user.id, state = %user.state, "reset not sent: user cannot sign in");
+        return Ok(());
+    }
+    let resource: Value = serde_json::from_str(&user.resource).unwrap_or(Value::Null);
+    let to = recipients(Kind::ResetRequested, &resource);
+    if to.is_empty() {
+        tracing::info!(user_id = %user.id, "reset not sent: the user has no email address");
+        return Ok(());
+    }
+    let secret = account::new_secret();
+    let ttl = st.cfg.reset_link_ttl_minutes;
+    let created = now();
+    let expires = fmt_time(chrono::Utc::now() + chrono::Duration::minutes(i64::from(ttl)));
+    account::insert_reset(
+        &mut tx,
+        &account::token_hash(&secret),
+        &user.id,
+        &created,
+        &expires,
+    )
+    .await?;
+    let link =
+        zeroize::Zeroizing::new(format!("{}/reset?token={}", st.public_url, secret.as_str()));
+    let minutes = ttl.to_string();
+    st.mail
+        .queue(
+            &mut tx,
+            Kind::ResetRequested,
+            &to,
+            &[
+                ("user_name", &user.user_name),
+                ("link", &link),
+                ("minutes", &minutes),
+            ],
+        )
+        .await?;
+    tx.commit().await?;
+    st.mail.wake();
+    tracing::info!(user_id = %user.id, "password reset requested");
+    Ok(())
+}
+
+/// The user of a reset link, if the link is usable and the user may still sign in.
+async fn link_user(st: &WebState, secret: &str) -> Result<Option<String>, sqlx::Error> {
+    if secret.is_empty() {
+        return Ok(None);
+    }
+    let mut conn = st.svc.store.read().await?;
+    let Some(user_id) =
+        account::valid_reset(&mut conn, &account::token_hash(secret), &now()).await?
+    else {
+        return Ok(None);
+    };
+    Ok(su::get(&mut conn, &user_id)
+        .await?
+        .filter(|u| u.state == STATE_ACTIVE)
+        .map(|u| u.id))
+}
+
+fn invalid_link(st: &WebState) -> Response {
+    html(
+        StatusCode::BAD_REQUEST,
+        pages::notice(&st.cfg.service_name, "Set a new password", LINK_INVALID),
+    )
+}
+
+/// Shows the form; opening the link does not use it up (mail scanners open links too).
+pub async fn reset_form(State(st): State<WebState>, Query(q): Query<TokenQuery>) -> Response {
+    let secret = secret_text(&q.token);
+    match link_user(&st, &secret).await {
+        Ok(Some(_)) => html(
+            StatusCode::OK,
+            pages::reset(
+                &st.cfg.service_name,
+                None,
+                &secret,
+                password::policy().min_length,
+            ),
+        ),
+        Ok(None) => invalid_link(&st),
+        Err(e) => server_error(&st, &e),
+    }
+}
+
+pub async fn reset_submit(
+    State(st): State<WebState>,
+    ci: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Form(f): Form<ResetForm>,
+) -> Response {
+    let secret = secret_text(&f.token);
+    let new_pw = secret_text(&f.password);
+    let confirm = secret_text(&f.confirm);
+    if !st
+        .limits
+        .allow_address(client_ip(ci.as_ref().map(|e| &e.0)))
+    {
+        let mut r = html(
+            StatusCode::TOO_MANY_REQUESTS,
+            pages::notice(
+                &st.cfg.service_name,
+                "Set a new password",
+                "Too many attempts. Wait a minute and try again.",
+            ),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return r;
+    }
+    match link_user(&st, &secret).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return invalid_link(&st),
+        Err(e) => return server_error(&st, &e),
+    }
+    let min = password::policy().min_length;
+    let problem = if *new_pw != *confirm {
+        Some("The two passwords differ.".to_string())
+    } else {
+        password::check_policy(&new_pw).err()
+    };
+    if let Some(msg) = problem {
+        return html(
+            StatusCode::BAD_REQUEST,
+            pages::reset(&st.cfg.service_name, Some(&msg), &secret, min),
+        );
+    }
+    let hash = match crate::domain::users::hash_off_the_runtime(new_pw.to_string()).await {
+        Ok(h) => h,
+        Err(_) => {
+            return html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pages::notice(
+                    &st.cfg.service_name,
+                    "Set a new password",
+                    "The password could not be stored. Try again later.",
+                ),
+            );
+        }
+    };
+    drop(new_pw);
+    match set_password(&st, &secret, &hash).await {
+        Ok(Some(user_id)) => {
+            st.sessions.remove_user(&user_id);
+            html(
+                StatusCode::OK,
+                pages::notice(
+                    &st.cfg.service_name,
+                    "Password set",
+                    "Your new password is set. You can sign in with it now.",
+                ),
+            )
+        }
+        Ok(None) => invalid_link(&st),
+        Err(e) => server_error(&st, &e),
+    }
+}
+
+/// Uses up the link and stores the new password in one transaction; queues "Password has
+/// been reset" to every address. `None` when the link was no longer usable.
+async fn set_password(
+    st: &WebState,
+    secret: &str,
+    hash: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let at = now();
+    let mut tx = st.svc.store.begin().await?;
+    let Some(user_id) = account::consume_reset(&mut tx, &account::token_hash(secret), &at).await?
+    else {
+        return Ok(None);
+    };
+    let Some(user) = su::get(&mut tx, &user_id)
+        .await?
+        .filter(|u| u.state == STATE_ACTIVE)
+    else {
+        // Disabled or deleted since the link was sent: the link is spent, nothing is set.
+        tx.commit().await?;
+        return Ok(None);
+    };
+    su::set_password_hash(&mut tx, &user.id, hash).await?;
+    account::password_set(&mut tx, &user.id, &at).await?;
+    account::clear_failures(&mut tx, &user.id).await?;
+    let resource: Value = serde_json::from_str(&user.resource).unwrap_or(Value::Null);
+    st.mail
+        .queue(
+            &mut tx,
+            Kind::PasswordReset,
+            &recipients(Kind::PasswordReset, &resource),
+            &[("user_name", &user.user_name), ("time", &at)],
+        )
+        .await?;
+    tx.commit().await?;
+    st.mail.wake();
+    tracing::info!(user_id = %user.id, "password set through a reset link");
+    Ok(Some(user.id))
+}

@@ -1,0 +1,270 @@
+//! `GET/POST /signin`, `GET /account`, `POST /signout`.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, Form, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{
+    SESSION_COOKIE, SIGNIN_FAILED, Session, WebState, account, client_ip, cookie, html, pages,
+    see_other,
+};
+use crate::domain::users::STATE_ACTIVE;
+use crate::domain::{fmt_time, now, password};
+use crate::mail::{Kind, recipients};
+use crate::store::users as su;
+
+#[derive(Deserialize)]
+pub struct SigninForm {
+    username: Option<String>,
+    password: Option<SecretString>,
+}
+
+pub async fn form(State(st): State<WebState>) -> Response {
+    html(
+        StatusCode::OK,
+        pages::signin(&st.cfg.service_name, None, ""),
+    )
+}
+
+/// A hash to verify against when there is no real one (unknown user, no password yet), so
+/// that every failure costs the same argon2 time and timing does not reveal which it was.
+static DUMMY_HASH: OnceLock<Option<String>> = OnceLock::new();
+
+/// argon2 verification on the blocking pool; the clear text is wiped when done.
+async fn verify_blocking(password: zeroize::Zeroizing<String>, hash: Option<String>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let dummy = DUMMY_HASH.get_or_init(|| password::hash("no such user: timing equaliser"));
+        match hash.as_deref().or(dummy.as_deref()) {
+            Some(h) => {
+                let ok = password::verify(&password, h);
+                ok && hash.is_some()
+            }
+            None => false,
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// The outcome of a sign-in attempt.
+enum Outcome {
+    Ok { user_id: String, user_name: String },
+    Expired,
+    Failed,
+}
+
+fn failed(st: &WebState, status: StatusCode, username: &str) -> Response {
+    html(
+        status,
+        pages::signin(&st.cfg.service_name, Some(SIGNIN_FAILED), username),
+    )
+}
+
+fn too_many(st: &WebState, page: fn(&str) -> String) -> Response {
+    let mut r = html(StatusCode::TOO_MANY_REQUESTS, page(&st.cfg.service_name));
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    r
+}
+
+pub async fn submit(
+    State(st): State<WebState>,
+    ci: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Form(f): Form<SigninForm>,
+) -> Response {
+    let username = f.username.unwrap_or_default().trim().to_string();
+    let password = zeroize::Zeroizing::new(
+        f.password
+            .as_ref()
+            .map(|p| p.expose_secret().to_string())
+            .unwrap_or_default(),
+    );
+    if !st
+        .limits
+        .allow(&username, client_ip(ci.as_ref().map(|e| &e.0)))
+    {
+        tracing::info!("sign-in refused: too many attempts");
+        return too_many(&st, |s| {
+            pages::notice(
+                s,
+                "Sign in",
+                "Too many attempts. Wait a minute and try again.",
+            )
+        });
+    }
+    match attempt(&st, &username, password).await {
+        Ok(Outcome::Ok { user_id, user_name }) => {
+            let secret = account::new_secret();
+            let hours = u64::from(st.cfg.signin.session_hours);
+            st.sessions.insert(
+                account::token_hash(&secret),
+                Session {
+                    user_id: user_id.clone(),
+                    user_name,
+                    expires: Instant::now() + Duration::from_secs(hours * 3600),
+                },
+            );
+            tracing::info!(user_id = %user_id, "signed in");
+            let mut resp = see_other("/account");
+            let cookie = zeroize::Zeroizing::new(format!(
+                "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+                secret.as_str(),
+                hours * 3600,
+                if st.secure_cookies() { "; Secure" } else { "" }
+            ));
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                resp.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Ok(Outcome::Expired) => html(
+            StatusCode::FORBIDDEN,
+            pages::notice(
+                &st.cfg.service_name,
+                "Password expired",
+                "Your password has expired. Use \"Forgot your password?\" to set a new one.",
+            ),
+        ),
+        Ok(Outcome::Failed) => failed(&st, StatusCode::UNAUTHORIZED, &username),
+        Err(e) => {
+            tracing::error!(error = %e, "sign-in failed on a database error");
+            html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pages::notice(
+                    &st.cfg.service_name,
+                    "Sign in",
+                    "Sign-in is not available right now. Try again later.",
+                ),
+            )
+        }
+    }
+}
+
+/// Checks the credentials and updates the failure count / lockout.
+async fn attempt(
+    st: &WebState,
+    username: &str,
+    password: zeroize::Zeroizing<String>,
+) -> Result<Outcome, sqlx::Error> {
+    let (user, hash, state) = {
+        let mut conn = st.svc.store.read().await?;
+        match su::by_user_name(&mut conn, &username.to_lowercase()).await? {
+            Some(u) => {
+                let hash: Option<String> =
+                    sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
+                        .bind(&u.id)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                let state = account::get(&mut conn, &u.id).await?;
+                (Some(u), hash, state)
+            }
+            None => (None, None, account::AccountState::default()),
+        }
+    };
+    let at = now();
+    let locked = state
+        .locked_until
+        .as_deref()
+        .is_some_and(|l| l > at.as_str());
+    let matches = verify_blocking(password, hash.clone()).await;
+    let Some(user) = user else {
+        return Ok(Outcome::Failed);
+    };
+    if user.state != STATE_ACTIVE || hash.is_none() {
+        tracing::info!(user_id = %user.id, state = %user.state, has_password = hash.is_some(), "sign-in refused");
+        return Ok(Outcome::Failed);
+    }
+    if locked {
+        tracing::info!(user_id = %user.id, "sign-in refused: account locked");
+        return Ok(Outcome::Failed);
+    }
+    if !matches {
+        let cfg = &st.cfg.signin;
+        let until = fmt_time(
+            chrono::Utc::now() + chrono::Duration::minutes(i64::from(cfg.lockout_minutes)),
+        );
+        let mut tx = st.svc.store.begin().await?;
+        let locked_now =
+            account::record_failure(&mut tx, &user.id, cfg.max_failures, &until).await?;
+        if locked_now {
+            let resource: Value = serde_json::from_str(&user.resource).unwrap_or(Value::Null);
+            let failures = cfg.max_failures.to_string();
+            let signin_url = format!("{}/signin", st.public_url);
+            st.mail
+                .queue(
+                    &mut tx,
+                    Kind::AccountLocked,
+                    &recipients(Kind::AccountLocked, &resource),
+                    &[
+                        ("user_name", &user.user_name),
+                        ("time", &at),
+                        ("until", &until),
+                        ("failures", &failures),
+                        ("signin_url", &signin_url),
+                    ],
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        if locked_now {
+            st.mail.wake();
+            tracing::warn!(user_id = %user.id, until = %until, "account locked after repeated failed sign-ins");
+        } else {
+            tracing::info!(user_id = %user.id, "sign-in failed: wrong password");
+        }
+        return Ok(Outcome::Failed);
+    }
+    if state.failures > 0 || state.locked_until.is_some() {
+        let mut tx = st.svc.store.begin().await?;
+        account::clear_failures(&mut tx, &user.id).await?;
+        tx.commit().await?;
+    }
+    let max_age = password::policy().max_age_days;
+    if max_age > 0
+        && let Some(set_at) = &state.password_set_at
+    {
+        let cutoff = fmt_time(chrono::Utc::now() - chrono::Duration::days(i64::from(max_age)));
+        if set_at.as_str() <= cutoff.as_str() {
+            tracing::info!(user_id = %user.id, "sign-in refused: password expired");
+            return Ok(Outcome::Expired);
+        }
+    }
+    Ok(Outcome::Ok {
+        user_id: user.id,
+        user_name: user.user_name,
+    })
+}
+
+pub async fn account(State(st): State<WebState>, headers: HeaderMap) -> Response {
+    let session =
+        cookie(&headers, SESSION_COOKIE).and_then(|c| st.sessions.get(&account::token_hash(&c)));
+    match session {
+        Some(s) => html(
+            StatusCode::OK,
+            pages::account(&st.cfg.service_name, &s.user_name),
+        ),
+        None => see_other("/signin"),
+    }
+}
+
+pub async fn signout(State(st): State<WebState>, headers: HeaderMap) -> Response {
+    if let Some(c) = cookie(&headers, SESSION_COOKIE) {
+        st.sessions.remove(&account::token_hash(&c));
+    }
+    let mut resp = see_other("/signin");
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "idservice_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    resp
+}

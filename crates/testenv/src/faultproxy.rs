@@ -1,0 +1,143 @@
+//! [`FaultProxy`]: the fault-injecting TCP proxy `testenv/peers/faultproxy.py` (stdlib
+//! Python) between a client and a real peer on loopback, to make the peer unreachable
+//! (`refuse`), silent (`blackhole`) or slow, and to bring it back, without restarting it
+//! (scim2-server keeps its data in memory).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::{free_port, parse_env, run_script};
+
+/// What the proxy does with new connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultMode {
+    /// Forward normally.
+    Pass,
+    /// Accept, then reset at once (the peer looks down).
+    Refuse,
+    /// Accept, read and discard, never answer (client timeouts).
+    Blackhole,
+}
+
+impl FaultMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            FaultMode::Pass => "pass",
+            FaultMode::Refuse => "refuse",
+            FaultMode::Blackhole => "blackhole",
+        }
+    }
+}
+
+pub struct FaultProxy {
+    /// `127.0.0.1:PORT` clients connect to.
+    pub listen: String,
+    /// `127.0.0.1:PORT` of the control API.
+    pub control: String,
+    dir: tempfile::TempDir,
+}
+
+impl FaultProxy {
+    /// Starts a proxy in front of `upstream` (`127.0.0.1:PORT`), in `pass` mode.
+    pub fn start(upstream: &str) -> Result<FaultProxy, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("dirsync-faultproxy-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let mut last = String::new();
+        for _ in 0..5 {
+            let listen = format!("127.0.0.1:{}", free_port()?);
+            let control = format!("127.0.0.1:{}", free_port()?);
+            let envs = [
+                ("FP_LISTEN", listen.clone()),
+                ("FP_UPSTREAM", upstream.to_string()),
+                ("FP_CONTROL", control.clone()),
+                ("FP_DIR", dir.path().display().to_string()),
+            ];
+            match run_script("faultproxy_start.sh", &envs, &[]) {
+                Ok(out) => {
+                    if !parse_env(&out).contains_key("FP_PID") {
+                        return Err(format!("faultproxy_start.sh printed no FP_PID: {out}"));
+                    }
+                    return Ok(FaultProxy {
+                        listen,
+                        control,
+                        dir,
+                    });
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Rewrites the authority of `url` (`http://host:port/path`) to go through the proxy.
+    pub fn proxied_url(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+        let path = rest.find('/').map_or("", |i| &rest[i..]);
+        format!("{scheme}://{}{path}", self.listen)
+    }
+
+    /// Changes what the proxy does with new connections; open connections are reset too, so
+    /// a pooled keep-alive connection cannot slip past the fault.
+    pub fn set_mode(&self, mode: FaultMode) -> Result<(), String> {
+        self.control_request("/", &format!("{{\"mode\":\"{}\"}}", mode.as_str()))?;
+        self.control_request("/reset", "")?;
+        Ok(())
+    }
+
+    /// The proxy's config and counters (JSON text).
+    pub fn status(&self) -> Result<String, String> {
+        self.http("GET", "/", "")
+    }
+
+    fn control_request(&self, path: &str, body: &str) -> Result<String, String> {
+        self.http("POST", path, body)
+    }
+
+    fn http(&self, method: &str, path: &str, body: &str) -> Result<String, String> {
+        let mut stream =
+            TcpStream::connect(&self.control).map_err(|e| format!("faultproxy control: {e}"))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        let request = format!(
+            "{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            self.control,
+            body.len()
+        );
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|e| format!("faultproxy control: {e}"))?;
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .map_err(|e| format!("faultproxy control: {e}"))?;
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        if !head.starts_with("HTTP/1.0 200") {
+            return Err(format!("faultproxy control {method} {path}: {head} {body}"));
+        }
+        Ok(body.to_string())
+    }
+
+    fn envs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("FP_LISTEN", self.listen.clone()),
+            ("FP_DIR", self.dir.path().display().to_string()),
+        ]
+    }
+
+    /// The proxy's log file.
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.path().join("log")
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = run_script("faultproxy_stop.sh", &self.envs(), &[]);
+    }
+}
