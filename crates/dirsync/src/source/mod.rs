@@ -5,6 +5,7 @@
 //! only mapping knows how to render them. This module does not know LDAP connections, SCIM,
 //! or the configuration; the selection of users and groups lives with each source.
 
+pub mod changes;
 pub mod ldap;
 pub mod ldif;
 mod read;
