@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use dirsync::config::{Config, LogLevel};
+use dirsync::config::Config;
 use dirsync::report::{EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE};
 use dirsync::run::{SyncOptions, sync};
 
@@ -142,15 +142,6 @@ fn init_logging(level: &str, format: LogFormat) {
     };
 }
 
-fn level_name(level: LogLevel) -> &'static str {
-    match level {
-        LogLevel::Error => "error",
-        LogLevel::Warn => "warn",
-        LogLevel::Info => "info",
-        LogLevel::Debug => "debug",
-    }
-}
-
 async fn async_main(cli: Cli) -> i32 {
     match cli.command {
         Command::Sync {
@@ -168,7 +159,7 @@ async fn async_main(cli: Cli) -> i32 {
             let level = cli
                 .log_level
                 .clone()
-                .unwrap_or_else(|| level_name(config.log.loglevel).to_string());
+                .unwrap_or_else(|| config.log.loglevel.as_str().to_string());
             init_logging(&level, cli.log_format);
             for w in &warnings {
                 tracing::warn!("{w}");

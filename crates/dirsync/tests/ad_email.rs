@@ -20,26 +20,7 @@ use testenv::{IdService, ReceivedMail, SambaDc, SmtpSink};
 fn multiple_emails_config(dc: &SambaDc, base_url: &str) -> String {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/multiple-emails/config.yml");
-    let sample = std::fs::read_to_string(path).unwrap();
-    let mut out = String::new();
-    for line in sample.lines() {
-        let trimmed = line.trim_start();
-        let indent = &line[..line.len() - trimmed.len()];
-        let line = if trimmed.starts_with("addresses:") {
-            format!("{indent}addresses: ['{}']", dc.ip)
-        } else if trimmed == "port: 389" {
-            format!("{indent}port: {}", dc.ldap_port)
-        } else if trimmed.starts_with("user: 'CN=dirsync,") {
-            format!("{indent}user: '{}'", dc.svc_dn)
-        } else if trimmed.starts_with("base_url:") {
-            format!("{indent}base_url: '{base_url}'")
-        } else {
-            line.replace("DC=example,DC=jp", &dc.base_dn)
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out
+    adapt_sample(&std::fs::read_to_string(path).unwrap(), dc, base_url)
 }
 
 /// Waits for exactly `n` messages (a short grace after the n-th catches extras).

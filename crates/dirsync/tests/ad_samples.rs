@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use ad_common::*;
 use serde_json::{Value, json};
-use testenv::{SambaDc, ad_guid_text};
+use testenv::ad_guid_text;
 
 fn example(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -24,30 +24,6 @@ fn example(name: &str) -> String {
         .unwrap_or_else(|e| panic!("examples/{name}/config.yml does not load: {e}"));
     assert!(warnings.is_empty(), "{name}: {warnings:?}");
     std::fs::read_to_string(&path).unwrap()
-}
-
-/// Points a sample at the test DC and idservice: the five settings the brief allows, by
-/// text substitution (everything else stays as published).
-fn adapt(sample: &str, dc: &SambaDc, base_url: &str) -> String {
-    let mut out = String::new();
-    for line in sample.lines() {
-        let trimmed = line.trim_start();
-        let indent = &line[..line.len() - trimmed.len()];
-        let line = if trimmed.starts_with("addresses:") {
-            format!("{indent}addresses: ['{}']", dc.ip)
-        } else if trimmed == "port: 389" {
-            format!("{indent}port: {}", dc.ldap_port)
-        } else if trimmed.starts_with("user: 'CN=dirsync,") {
-            format!("{indent}user: '{}'", dc.svc_dn)
-        } else if trimmed.starts_with("base_url:") {
-            format!("{indent}base_url: '{base_url}'")
-        } else {
-            line.replace("DC=example,DC=jp", &dc.base_dn)
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out
 }
 
 fn emails(user: &Value) -> Vec<(String, bool)> {
@@ -110,7 +86,7 @@ fn vendor_samples_behave_as_documented() {
     {
         let ids = start_idservice();
         let inst = Instance::new(
-            &adapt(&example("ad-integrated-windows-auth"), &dc, &ids.url),
+            &adapt_sample(&example("ad-integrated-windows-auth"), &dc, &ids.url),
             &dc.svc_pw,
             &ids.token,
         );
@@ -199,7 +175,7 @@ fn vendor_samples_behave_as_documented() {
             .unwrap();
         let ids = start_idservice();
         let inst = Instance::new(
-            &adapt(&example("m365-federation"), &dc, &ids.url),
+            &adapt_sample(&example("m365-federation"), &dc, &ids.url),
             &dc.svc_pw,
             &ids.token,
         );
@@ -260,7 +236,7 @@ fn vendor_samples_behave_as_documented() {
         dc.add_members(&idaas, &[&frank.dn, &gina.dn]).unwrap();
         let ids = start_idservice();
         let inst = Instance::new(
-            &adapt(&example("multiple-emails"), &dc, &ids.url),
+            &adapt_sample(&example("multiple-emails"), &dc, &ids.url),
             &dc.svc_pw,
             &ids.token,
         );

@@ -279,6 +279,12 @@ impl SambaDc {
     pub fn restart(&mut self) -> Result<(), String> {
         let out = run_script("samba_start.sh", &self.script_envs(), &[])?;
         let env = parse_env_quoted(&out);
+        self.adopt_env(&env)
+    }
+
+    /// Takes over the PID, ports and URLs a (re)start of the DC wrote to its env file: a
+    /// restart may have moved the DC to other ports.
+    fn adopt_env(&mut self, env: &std::collections::HashMap<String, String>) -> Result<(), String> {
         let get = |k: &str| env.get(k).cloned().unwrap_or_default();
         self.pid = get("SAMBA_PID").parse().map_err(|e| format!("pid: {e}"))?;
         self.forwarder_pid = std::fs::read_to_string(self.samba_dir().join("forward.pid"))
@@ -628,18 +634,7 @@ impl SambaDc {
         let env_text = std::fs::read_to_string(self.samba_dir().join("env"))
             .map_err(|e| format!("samba env file: {e}"))?;
         let env = parse_env_quoted(&env_text);
-        let get = |k: &str| env.get(k).cloned().unwrap_or_default();
-        self.pid = get("SAMBA_PID").parse().map_err(|e| format!("pid: {e}"))?;
-        self.forwarder_pid = std::fs::read_to_string(self.samba_dir().join("forward.pid"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok());
-        self.ldap_port = get("SAMBA_LDAP_PORT").parse().map_err(|e| format!("{e}"))?;
-        self.ldaps_port = get("SAMBA_LDAPS_PORT")
-            .parse()
-            .map_err(|e| format!("{e}"))?;
-        self.ldap_url = get("SAMBA_LDAP_URI");
-        self.ldaps_url = get("SAMBA_LDAPS_URI");
-        Ok(())
+        self.adopt_env(&env)
     }
 
     /// One `samba-tool user syncpasswords --no-wait` pass (the hook runs once per changed

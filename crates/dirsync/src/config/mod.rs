@@ -85,6 +85,18 @@ pub enum LogLevel {
     Debug,
 }
 
+impl LogLevel {
+    /// The name `tracing`'s filter syntax and `--log-level` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Logger {

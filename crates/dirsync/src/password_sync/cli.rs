@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::{PushOptions, Pusher, Queue, capture, reply, run_forever};
-use crate::config::{Config, LogLevel, values::parse_duration};
+use crate::config::{Config, values::parse_duration};
 use crate::report::{EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE};
 
 #[derive(clap::Subcommand)]
@@ -99,7 +99,7 @@ pub async fn run(
                     return EXIT_REFUSED;
                 }
             };
-            init_logging(log_level.unwrap_or(level_name(config.log.loglevel)));
+            init_logging(log_level.unwrap_or(config.log.loglevel.as_str()));
             let options = PushOptions {
                 max_age,
                 backoff_min,
@@ -177,15 +177,6 @@ async fn push(
         1
     } else {
         EXIT_OK
-    }
-}
-
-fn level_name(level: LogLevel) -> &'static str {
-    match level {
-        LogLevel::Error => "error",
-        LogLevel::Warn => "warn",
-        LogLevel::Info => "info",
-        LogLevel::Debug => "debug",
     }
 }
 

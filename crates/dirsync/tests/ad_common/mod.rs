@@ -177,3 +177,27 @@ pub fn names(users: &[Value]) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Points a sample at the test DC and idservice: the five settings the brief allows, by
+/// text substitution (everything else stays as published).
+pub fn adapt_sample(sample: &str, dc: &SambaDc, base_url: &str) -> String {
+    let mut out = String::new();
+    for line in sample.lines() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let line = if trimmed.starts_with("addresses:") {
+            format!("{indent}addresses: ['{}']", dc.ip)
+        } else if trimmed == "port: 389" {
+            format!("{indent}port: {}", dc.ldap_port)
+        } else if trimmed.starts_with("user: 'CN=dirsync,") {
+            format!("{indent}user: '{}'", dc.svc_dn)
+        } else if trimmed.starts_with("base_url:") {
+            format!("{indent}base_url: '{base_url}'")
+        } else {
+            line.replace("DC=example,DC=jp", &dc.base_dn)
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}

@@ -117,6 +117,14 @@ impl Downstream {
         })
     }
 
+    /// Runs one request in this application's next slot (the configured rate limit).
+    async fn paced<T>(&self, request: impl std::future::Future<Output = T>) -> T {
+        self.pace().await;
+        let r = request.await;
+        self.settle().await;
+        r
+    }
+
     /// Waits for this application's next request slot (the configured rate limit).
     async fn pace(&self) {
         if self.gap.is_zero() {
@@ -145,17 +153,11 @@ impl Downstream {
     }
 
     pub async fn get(&self, kind: ResourceKind, id: &str) -> Result<Option<Value>, ClientError> {
-        self.pace().await;
-        let r = self.client.get(kind, id).await;
-        self.settle().await;
-        r
+        self.paced(self.client.get(kind, id)).await
     }
 
     pub async fn create(&self, kind: ResourceKind, resource: &Value) -> Result<Value, ClientError> {
-        self.pace().await;
-        let r = self.client.create(kind, resource).await;
-        self.settle().await;
-        r
+        self.paced(self.client.create(kind, resource)).await
     }
 
     pub async fn replace(
@@ -164,17 +166,11 @@ impl Downstream {
         id: &str,
         resource: &Value,
     ) -> Result<Value, ClientError> {
-        self.pace().await;
-        let r = self.client.replace(kind, id, resource).await;
-        self.settle().await;
-        r
+        self.paced(self.client.replace(kind, id, resource)).await
     }
 
     pub async fn delete(&self, kind: ResourceKind, id: &str) -> Result<bool, ClientError> {
-        self.pace().await;
-        let r = self.client.delete(kind, id).await;
-        self.settle().await;
-        r
+        self.paced(self.client.delete(kind, id)).await
     }
 
     pub async fn find_by_external_id(
@@ -182,10 +178,8 @@ impl Downstream {
         kind: ResourceKind,
         external_id: &str,
     ) -> Result<Option<Value>, ClientError> {
-        self.pace().await;
-        let r = self.client.find_by_external_id(kind, external_id).await;
-        self.settle().await;
-        r
+        self.paced(self.client.find_by_external_id(kind, external_id))
+            .await
     }
 
     pub async fn list(
@@ -194,10 +188,7 @@ impl Downstream {
         filter: Option<&scim::Filter>,
         attributes: Option<&str>,
     ) -> Result<Vec<Value>, ClientError> {
-        self.pace().await;
-        let r = self.client.list(kind, filter, attributes).await;
-        self.settle().await;
-        r
+        self.paced(self.client.list(kind, filter, attributes)).await
     }
 }
 
