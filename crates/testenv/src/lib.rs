@@ -82,8 +82,32 @@ pub struct Slapd {
     dir: tempfile::TempDir,
 }
 
+/// How [`Slapd::start_with`] configures syncprov on the example tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlapdOptions {
+    /// `syncprov-sessionlog` size; 0 = none, so a syncrepl refresh with a cookie uses the
+    /// present phase instead of the delete phase.
+    pub sessionlog: u32,
+    /// `syncprov-reloadhint`: a stale cookie is answered with e-syncRefreshRequired instead
+    /// of a full present-phase refresh.
+    pub reload_hint: bool,
+}
+
+impl Default for SlapdOptions {
+    fn default() -> Self {
+        SlapdOptions {
+            sessionlog: 100_000,
+            reload_hint: false,
+        }
+    }
+}
+
 impl Slapd {
     pub fn start() -> Result<Slapd, String> {
+        Slapd::start_with(SlapdOptions::default())
+    }
+
+    pub fn start_with(options: SlapdOptions) -> Result<Slapd, String> {
         let dir = tempfile::Builder::new()
             .prefix("dirsync-slapd-")
             .tempdir()
@@ -96,6 +120,11 @@ impl Slapd {
                 ("LDAP_PORT", port.to_string()),
                 ("LDAP_DIR", dir.path().join("slapd").display().to_string()),
                 ("LDAP_NOSYNC", "1".to_string()),
+                ("LDAP_SESSIONLOG", options.sessionlog.to_string()),
+                (
+                    "LDAP_RELOADHINT",
+                    if options.reload_hint { "1" } else { "0" }.to_string(),
+                ),
             ];
             match run_script("ldap_start.sh", &envs, &[]) {
                 Ok(out) => {
@@ -164,6 +193,21 @@ impl Slapd {
     /// Applies an LDIF change file (changetype: modify / delete / modrdn) as the rootdn.
     pub fn modify(&self, ldif: &str) -> Result<(), String> {
         self.ldap_tool("ldapmodify", &[], ldif).map(|_| ())
+    }
+
+    /// Renames and/or moves an entry (modrdn; the old RDN value is removed).
+    pub fn modrdn(
+        &self,
+        dn: &str,
+        new_rdn: &str,
+        new_superior: Option<&str>,
+    ) -> Result<(), String> {
+        let mut ldif =
+            format!("dn: {dn}\nchangetype: modrdn\nnewrdn: {new_rdn}\ndeleteoldrdn: 1\n");
+        if let Some(parent) = new_superior {
+            ldif.push_str(&format!("newsuperior: {parent}\n"));
+        }
+        self.modify(&ldif)
     }
 
     /// Deletes entries by DN.

@@ -604,6 +604,47 @@ impl SambaDc {
         .map(|_| ())
     }
 
+    /// Lets `who` (name or DN) see tombstones: List Contents + Read Property on
+    /// `CN=Deleted Objects,<base>`, inherited by the tombstones in it. Without it a non-admin
+    /// account gets no deleted objects, neither from DirSync (OBJECT_SECURITY) nor with Show
+    /// Deleted. The Windows equivalent is `dsacls "CN=Deleted Objects,<base>" /takeownership`
+    /// then `/g <account>:LCRP`. `samba-tool dsacl` cannot find the (deleted) container, so
+    /// this edits the descriptor in sam.ldb directly with the show_deleted control.
+    pub fn grant_deleted_objects_read(&self, who: &str) -> Result<(), String> {
+        let sid = self.object_sid(&self.dn_of(who)?)?;
+        let sam = self.samba_dir().join("private/sam.ldb");
+        let container = format!("CN=Deleted Objects,{}", self.base_dn);
+        let ldb = |tool: &str, args: &[&str], stdin: Option<&str>| {
+            let mut cmd = Command::new(tool);
+            cmd.arg("-H")
+                .arg(&sam)
+                .arg("--controls=show_deleted:1")
+                .args(args);
+            run_with_stdin(cmd, tool, stdin)
+        };
+        let out = ldb(
+            "ldbsearch",
+            &["-b", &container, "-s", "base", "nTSecurityDescriptor"],
+            None,
+        )?;
+        // LDIF folds long values: a continuation line starts with one space.
+        let unfolded = out.replace("\n ", "");
+        let sddl = unfolded
+            .lines()
+            .find_map(|l| l.strip_prefix("nTSecurityDescriptor: "))
+            .ok_or_else(|| format!("no SDDL descriptor on {container}:\n{out}"))?;
+        let ace = format!("(A;CI;LCRP;;;{sid})");
+        // The DACL ends where the SACL ("S:") begins, or at the end.
+        let new_sddl = match sddl.find("S:") {
+            Some(at) => format!("{}{ace}{}", &sddl[..at], &sddl[at..]),
+            None => format!("{sddl}{ace}"),
+        };
+        let ldif = format!(
+            "dn: {container}\nchangetype: modify\nreplace: nTSecurityDescriptor\nnTSecurityDescriptor: {new_sddl}\n"
+        );
+        ldb("ldbmodify", &[], Some(&ldif)).map(|_| ())
+    }
+
     /// Runs `samba-tool <args> -s <smb.conf> -H <ldap_url> -U Administrator%…`.
     pub fn samba_tool(&self, args: &[&str]) -> Result<String, String> {
         let mut cmd = Command::new("samba-tool");

@@ -40,6 +40,7 @@ pub enum Encryption {
 }
 
 /// One search: base, the effective filter, the attributes to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchSpec {
     pub base: String,
     pub filter: String,
@@ -142,6 +143,12 @@ impl LdapSource {
     /// The server this source is bound to.
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// A handle on the bound connection and the operation timeout, for readers that send
+    /// their own controls (syncrepl); ldap3 multiplexes clones over the one connection.
+    pub(crate) fn handle(&self) -> (Ldap, Duration) {
+        (self.ldap.clone(), self.timeout)
     }
 
     /// Reads the rootDSE (flavor detection, highestCommittedUSN, supported controls).
@@ -341,7 +348,7 @@ pub(crate) fn parse_range(key: &str) -> Option<(String, u64, Option<u64>)> {
     Some((name.to_string(), low, high))
 }
 
-fn to_entry(e: SearchEntry) -> Entry {
+pub(crate) fn to_entry(e: SearchEntry) -> Entry {
     let mut attrs: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
     for (k, v) in e.attrs {
         attrs

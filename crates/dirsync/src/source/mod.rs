@@ -5,12 +5,14 @@
 //! only mapping knows how to render them. This module does not know LDAP connections, SCIM,
 //! or the configuration; the selection of users and groups lives with each source.
 
+pub mod ad_changes;
 pub mod changes;
 pub mod ldap;
 pub mod ldif;
 mod read;
+pub mod syncrepl;
 
-pub use read::{SourceError, SourceRead, read};
+pub use read::{DirectorySearches, SourceError, SourceRead, ldap_searches, ldap_settings, read};
 
 use std::collections::BTreeMap;
 

@@ -59,11 +59,11 @@ fn read_ldif(config: &Config, file: &Path) -> Result<SourceRead, SourceError> {
     })
 }
 
-async fn read_ldap(config: &Config) -> Result<SourceRead, SourceError> {
-    let ldap = &config.ad.ldap;
-    let server = &ldap.server;
+/// How to reach the configured LDAP server (`ad.ldap.server.*` and the bind password).
+pub fn ldap_settings(config: &Config) -> LdapSettings {
+    let server = &config.ad.ldap.server;
     let config_dir = config.config_path.parent().unwrap_or(Path::new("."));
-    let settings = LdapSettings {
+    LdapSettings {
         addresses: server.addresses.clone(),
         port: server.effective_port(),
         encryption: match server.encryption {
@@ -81,7 +81,53 @@ async fn read_ldap(config: &Config) -> Result<SourceRead, SourceError> {
             .unwrap_or_else(|| SecretString::from(String::new())),
         timeout: server.timeout(),
         page_size: 500,
+    }
+}
+
+/// The user and group searches of a full LDAP read. Incremental readers make the same
+/// searches, so the two can never disagree on what is in scope.
+#[derive(Debug, Clone)]
+pub struct DirectorySearches {
+    pub users: SearchSpec,
+    pub groups: SearchSpec,
+}
+
+/// Base, effective filters and attributes for `ad.ldap.*` and the directory kind.
+pub fn ldap_searches(ldap: &crate::config::LdapConfig, kind: DirectoryKind) -> DirectorySearches {
+    let selection = Selection::from_config(ldap, kind);
+    // OpenLDAP keeps entryUUID and lock state in operational attributes; AD returns what
+    // the mapping needs with "*".
+    let attributes: Vec<String> = match kind {
+        DirectoryKind::OpenLdap => vec!["*".into(), "+".into()],
+        DirectoryKind::ActiveDirectory => vec!["*".into()],
     };
+    let user_filter = effective_filter(
+        &selection.user_object_class,
+        ldap.filter.user.as_ref().map(|f| f.normalized()),
+        kind == DirectoryKind::ActiveDirectory,
+    );
+    let group_filter = effective_filter(
+        &selection.group_object_class,
+        ldap.filter.group.as_ref().map(|f| f.normalized()),
+        false,
+    );
+    DirectorySearches {
+        users: SearchSpec {
+            base: selection.base_dn.clone(),
+            filter: user_filter,
+            attributes: attributes.clone(),
+        },
+        groups: SearchSpec {
+            base: selection.base_dn,
+            filter: group_filter,
+            attributes,
+        },
+    }
+}
+
+async fn read_ldap(config: &Config) -> Result<SourceRead, SourceError> {
+    let ldap = &config.ad.ldap;
+    let settings = ldap_settings(config);
     let mut source = LdapSource::connect(&settings).await?;
     let kind = match forced_kind(ldap.flavor) {
         Some(k) => k,
@@ -104,37 +150,9 @@ async fn read_ldap(config: &Config) -> Result<SourceRead, SourceError> {
             }
         }
     };
-    let selection = Selection::from_config(ldap, kind);
-    // OpenLDAP keeps entryUUID and lock state in operational attributes; AD returns what
-    // the mapping needs with "*".
-    let attributes: Vec<String> = match kind {
-        DirectoryKind::OpenLdap => vec!["*".into(), "+".into()],
-        DirectoryKind::ActiveDirectory => vec!["*".into()],
-    };
-    let user_filter = effective_filter(
-        &selection.user_object_class,
-        ldap.filter.user.as_ref().map(|f| f.normalized()),
-        kind == DirectoryKind::ActiveDirectory,
-    );
-    let group_filter = effective_filter(
-        &selection.group_object_class,
-        ldap.filter.group.as_ref().map(|f| f.normalized()),
-        false,
-    );
-    let users = source
-        .search(SearchSpec {
-            base: selection.base_dn.clone(),
-            filter: user_filter,
-            attributes: attributes.clone(),
-        })
-        .await?;
-    let groups = source
-        .search(SearchSpec {
-            base: selection.base_dn.clone(),
-            filter: group_filter,
-            attributes,
-        })
-        .await?;
+    let searches = ldap_searches(ldap, kind);
+    let users = source.search(searches.users).await?;
+    let groups = source.search(searches.groups).await?;
     let description = source.server().to_string();
     source.close().await;
     let mut notes = users.notes;
