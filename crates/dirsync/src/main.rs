@@ -69,6 +69,10 @@ enum Command {
         /// this instance.
         #[arg(long)]
         adopt: bool,
+        /// Full reconcile: read the whole directory and the whole target instead of the
+        /// changes since the last run, and report any drift it repairs.
+        #[arg(long)]
+        full: bool,
         /// Report format on stdout.
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         report: ReportFormat,
@@ -150,6 +154,7 @@ async fn async_main(cli: Cli) -> i32 {
             recovery,
             allow_deletions,
             adopt,
+            full,
             report,
         } => {
             let (config, warnings) = match load(&files) {
@@ -169,6 +174,7 @@ async fn async_main(cli: Cli) -> i32 {
                 recovery,
                 allow_deletions,
                 adopt,
+                full,
             };
             let result = sync(&config, warnings, &options).await;
             match report {

@@ -16,7 +16,20 @@ pub const EXIT_UNREACHABLE: i32 = 3;
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub run_id: String,
+    /// "full" (the whole directory and target were read) or "incremental" (only the
+    /// directory's changes since the stored cursor, planned against the target cache).
     pub mode: String,
+    /// Why this run was full ("first run", "--full", "sync.full_every elapsed",
+    /// "cursor invalid: …", "configuration changed", "--recovery", "LDIF source").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full_reason: Option<String>,
+    /// `--recovery`: the local state was discarded first.
+    pub recovery: bool,
+    /// Full runs with a previous cache: objects the incremental path had missed or the
+    /// target had changed behind the agent's back (repaired by this run). Above zero it is
+    /// also a warning.
+    pub drift: usize,
+    pub drift_objects: Vec<String>,
     pub dry_run: bool,
     pub started_at: String,
     pub duration_ms: u128,
@@ -62,11 +75,16 @@ impl Report {
     pub fn to_text(&self) -> String {
         let c = &self.counts;
         let mut out = String::new();
-        let mode = if self.dry_run {
-            format!("{} (dry run)", self.mode)
-        } else {
-            self.mode.clone()
-        };
+        let mut mode = self.mode.clone();
+        if let Some(reason) = &self.full_reason {
+            mode.push_str(&format!(" ({reason})"));
+        }
+        if self.recovery {
+            mode.push_str(", recovery");
+        }
+        if self.dry_run {
+            mode.push_str(" (dry run)");
+        }
         out.push_str(&format!(
             "dirsync run {} — {mode}, {:.1} s\n",
             self.run_id,
@@ -103,6 +121,13 @@ impl Report {
             if self.no_changes() && self.failures.is_empty() && self.refused.is_none() {
                 out.push_str("  no changes\n");
             }
+        }
+        if self.drift > 0 {
+            out.push_str(&format!(
+                "  drift:   {} (repaired): {}\n",
+                self.drift,
+                self.drift_objects.join(", ")
+            ));
         }
         for s in &self.skipped {
             out.push_str(&format!("  skipped {}: {}\n", s.object, s.message));

@@ -1,11 +1,19 @@
 //! One sync run (SPEC 4.4): lock → state → target discovery → directory read → mapping →
 //! target snapshot → plan → (dry run: stop) → apply → state → report.
 //!
+//! A run is **full** (whole directory, live target) or **incremental** (the directory's changes
+//! since the stored cursor applied to the cached directory image, planned against the cached
+//! target state). The planner is the same pure function either way: with an unchanged image
+//! and cache its plan is empty by construction. Image, target cache and cursor are written in
+//! one transaction after apply, so a crash before it leaves the old cursor and the next run
+//! re-reads the same changes (every write is idempotent or converges through externalId).
+//!
 //! It wires the other modules together and owns the run-level decisions: which target kind
 //! this is, what this instance owns, recovery mode, and the exit code. It makes no
 //! per-object decision itself; those are the planner's.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -19,9 +27,11 @@ use crate::journal::Journal;
 use crate::mapping::{self, DirectoryKind, MappedUser, MemberSpec};
 use crate::plan::{self, DesiredGroup, Ownership, Plan, PlanInput, Scope, TargetKind, Thresholds};
 use crate::report::{EXIT_REFUSED, EXIT_UNREACHABLE, Report};
-use crate::source::{self, Entry};
+use crate::source::changes::{ChangeSet, Cursor};
+use crate::source::ldap::LdapSource;
+use crate::source::{self, DirectoryRead, Entry, ad_changes, syncrepl};
 use crate::source_mark;
-use crate::state::{ObjectKind, ObjectRecord, RunLock, StateStore};
+use crate::state::{CachedObject, IncrementalWrite, ObjectKind, ObjectRecord, RunLock, StateStore};
 use crate::target;
 
 /// What the command line asked for.
@@ -31,6 +41,8 @@ pub struct SyncOptions {
     pub recovery: bool,
     pub allow_deletions: Option<u64>,
     pub adopt: bool,
+    /// `--full`: a full reconcile even when an incremental run is possible.
+    pub full: bool,
 }
 
 /// The outcome of a run: the report, and the plan (for `--dry-run` output).
@@ -68,6 +80,8 @@ pub fn scim_client(config: &Config) -> Result<scim_client::ScimClient, scim_clie
         }
     };
     let mut options = scim_client::ClientOptions::new(config.iid.scim.base_url.0.clone(), auth);
+    // sync.concurrency is the ceiling; the client adapts below it (429/503 halve it).
+    options.max_concurrency = config.sync.concurrency.0 as usize;
     if let Some(timeout) = &config.iid.scim.http.timeout {
         options.timeout = timeout.0;
     }
@@ -101,11 +115,9 @@ pub async fn sync(config: &Config, warnings: Vec<String>, options: &SyncOptions)
     );
     let mut report = Report {
         run_id: run_id.clone(),
-        mode: if options.recovery {
-            "recovery".into()
-        } else {
-            "normal".into()
-        },
+        // Decided once the state is open; a run that stops before says "full".
+        mode: "full".into(),
+        recovery: options.recovery,
         dry_run: options.dry_run,
         started_at: now.to_rfc3339(),
         target: config.iid.scim.base_url.0.clone(),
@@ -149,11 +161,14 @@ async fn run(
             return None;
         }
     };
-    // Recorded at the start, so that a killed run leaves a row without `finished_at`.
+    // Recorded at the start, so that a killed run leaves a row without `finished_at` (and
+    // the next run reconciles fully).
+    let interrupted = state.last_run_unfinished().await.unwrap_or(false);
     if !options.dry_run {
         let _ = state.begin_run(run_id, &report.mode, false).await;
     }
-    let result = run_locked(config, options, report, run_id, now, &state).await;
+
+    let result = run_locked(config, options, report, run_id, now, &state, interrupted).await;
     conclude(report, started);
     if !options.dry_run {
         let json = serde_json::to_value(&*report).unwrap_or_default();
@@ -163,6 +178,7 @@ async fn run(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_locked(
     config: &Config,
     options: &SyncOptions,
@@ -170,6 +186,7 @@ async fn run_locked(
     run_id: &str,
     now: DateTime<Utc>,
     state: &StateStore,
+    interrupted: bool,
 ) -> Option<Plan> {
     if options.recovery && !options.dry_run {
         if let Err(e) = state.reset().await {
@@ -182,10 +199,14 @@ async fn run_locked(
             .push("recovery: local state discarded and rebuilt from the target".into());
     }
     let fingerprint = config_fingerprint(config);
+    let mut config_changed = false;
     match state.meta("config_fingerprint").await {
-        Ok(Some(old)) if old != fingerprint => report
-            .notes
-            .push("the configuration changed since the last run: full reconcile".into()),
+        Ok(Some(old)) if old != fingerprint => {
+            config_changed = true;
+            report
+                .notes
+                .push("the configuration changed since the last run: full reconcile".into())
+        }
         _ => {}
     }
 
@@ -212,10 +233,547 @@ async fn run_locked(
         .map(|exts| exts.iter().any(|e| e == scim::urn::DIRSYNC_SOURCE))
         .unwrap_or(false);
 
+    let run = RunCtx {
+        config,
+        options,
+        run_id,
+        now,
+        state,
+        client: &client,
+        spc: &spc,
+        keeps_pending,
+        marks_groups,
+        fingerprint,
+    };
+
+    // Incremental when nothing calls for a full reconcile (SPEC 3, issue #5).
+    let stored = state.cursor().await.ok().flatten();
+    let mut full_reason = full_reason(&run, stored.is_some(), config_changed, interrupted).await;
+    if full_reason.is_none() {
+        let cursor = stored
+            .as_deref()
+            .map(serde_json::from_str::<Cursor>)
+            .transpose();
+        match cursor {
+            Ok(Some(cursor)) => match incremental(&run, report, &cursor).await {
+                Incremental::Done(plan) => return plan,
+                Incremental::Reload(reason) => {
+                    full_reason = Some(format!("cursor invalid: {reason}"))
+                }
+            },
+            Ok(None) => full_reason = Some("first run".into()),
+            Err(e) => {
+                full_reason = Some(format!(
+                    "cursor invalid: the stored cursor is unreadable ({e})"
+                ))
+            }
+        }
+    }
+    report.mode = "full".into();
+    report.full_reason = full_reason;
+    full(&run, report).await
+}
+
+/// What every stage of a run needs.
+struct RunCtx<'a> {
+    config: &'a Config,
+    options: &'a SyncOptions,
+    run_id: &'a str,
+    now: DateTime<Utc>,
+    state: &'a StateStore,
+    client: &'a scim_client::ScimClient,
+    spc: &'a scim_client::ServiceProviderInfo,
+    keeps_pending: bool,
+    marks_groups: bool,
+    fingerprint: String,
+}
+
+/// Meta keys (the `meta` table).
+const META_LAST_FULL: &str = "last_full_run";
+/// "1" when the last run had per-object failures: the next run must plan even if the
+/// directory did not change, so that they are retried.
+const META_RETRY: &str = "retry_failed";
+/// "1" when the last run skipped objects because of the target's state (see `Executed`).
+const META_TARGET_CONFLICTS: &str = "target_conflicts";
+
+/// Why this run must be a full one, or `None` when an incremental run may be tried.
+async fn full_reason(
+    run: &RunCtx<'_>,
+    has_cursor: bool,
+    config_changed: bool,
+    interrupted: bool,
+) -> Option<String> {
+    let config = run.config;
+    if config.ad.ldif_file.is_some() {
+        return Some("LDIF source".into());
+    }
+    if run.options.recovery {
+        return Some("--recovery".into());
+    }
+    if run.options.full {
+        return Some("--full".into());
+    }
+    if !has_cursor {
+        return Some("first run".into());
+    }
+    if config_changed {
+        return Some("configuration changed".into());
+    }
+    if run
+        .state
+        .meta(META_TARGET_CONFLICTS)
+        .await
+        .ok()
+        .flatten()
+        .as_deref()
+        == Some("1")
+    {
+        return Some("the last run skipped objects because of the target's state".into());
+    }
+    if interrupted {
+        // Its writes may be missing from the target cache: plan against the live target.
+        return Some("the previous run did not finish".into());
+    }
+    let last_full = run
+        .state
+        .meta(META_LAST_FULL)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let every = chrono::Duration::from_std(config.sync.full_every.0)
+        .unwrap_or_else(|_| chrono::Duration::hours(24));
+    match last_full {
+        Some(t) if run.now - t < every => None,
+        _ => Some("sync.full_every elapsed".into()),
+    }
+}
+
+enum Incremental {
+    /// The run is over (successfully or not); this is its plan.
+    Done(Option<Plan>),
+    /// The cursor cannot be used: reconcile fully, for this reason.
+    Reload(String),
+}
+
+/// The directory's changes since a cursor, by reader.
+enum DirChanges {
+    OpenLdap(Box<syncrepl::DirectoryChanges>),
+    Ad(ChangeSet),
+}
+
+impl DirChanges {
+    fn is_empty(&self) -> bool {
+        match self {
+            DirChanges::OpenLdap(c) => c.is_empty(),
+            DirChanges::Ad(c) => c.is_empty(),
+        }
+    }
+
+    fn reload(&self) -> Option<String> {
+        match self {
+            DirChanges::OpenLdap(c) => c.full_reload_required().map(str::to_string),
+            DirChanges::Ad(c) => c.full_reload_required.clone(),
+        }
+    }
+
+    fn next(&self) -> Option<&Cursor> {
+        match self {
+            DirChanges::OpenLdap(c) => c.next.as_ref(),
+            DirChanges::Ad(c) => c.next.as_ref(),
+        }
+    }
+}
+
+/// The stable id the image is keyed by: entryUUID (OpenLDAP) or objectGUID text (AD).
+fn stable_id(kind: DirectoryKind) -> fn(&Entry) -> Option<String> {
+    fn ad(e: &Entry) -> Option<String> {
+        e.bytes("objectguid")
+            .first()
+            .and_then(|g| crate::mapping::values::guid_text(g))
+    }
+    match kind {
+        DirectoryKind::OpenLdap => syncrepl::stable_id,
+        DirectoryKind::ActiveDirectory => ad,
+    }
+}
+
+fn entry_hash(e: &Entry) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    e.dn.hash(&mut h);
+    e.attrs.hash(&mut h);
+    h.finish()
+}
+
+/// Connects to the configured LDAP server and decides the directory kind (`flavor`).
+async fn connect(config: &Config) -> Result<(LdapSource, DirectoryKind), String> {
+    let settings = source::ldap_settings(config);
+    let mut ldap = LdapSource::connect(&settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let kind = match config.ad.ldap.flavor {
+        crate::config::Flavor::ActiveDirectory => DirectoryKind::ActiveDirectory,
+        crate::config::Flavor::Openldap => DirectoryKind::OpenLdap,
+        crate::config::Flavor::Auto => {
+            let root = ldap
+                .root_dse(&["supportedCapabilities", "forestFunctionality"])
+                .await
+                .map_err(|e| e.to_string())?;
+            let ad = !root.bytes("forestFunctionality").is_empty()
+                || root
+                    .strs("supportedCapabilities")
+                    .contains(&"1.2.840.113556.1.4.800");
+            if ad {
+                DirectoryKind::ActiveDirectory
+            } else {
+                DirectoryKind::OpenLdap
+            }
+        }
+    };
+    Ok((ldap, kind))
+}
+
+/// Reads changes since `cursor` (or, without one, everything plus a fresh cursor).
+async fn read_changes(config: &Config, cursor: Option<&Cursor>) -> Result<DirRead, String> {
+    let (mut ldap, kind) = connect(config).await?;
+    let searches = source::ldap_searches(&config.ad.ldap, kind);
+    let description = ldap.server().to_string();
+    let changes = match kind {
+        DirectoryKind::OpenLdap => syncrepl::read_changes(&ldap, &searches, cursor)
+            .await
+            .map(|c| DirChanges::OpenLdap(Box::new(c)))
+            .map_err(|e| e.to_string()),
+        DirectoryKind::ActiveDirectory => {
+            ad_changes::read_changes(&mut ldap, &searches, ad_changes::AdMechanism::Auto, cursor)
+                .await
+                .map(DirChanges::Ad)
+                .map_err(|e| e.to_string())
+        }
+    };
+    ldap.close().await;
+    Ok(DirRead {
+        changes: changes?,
+        kind,
+        description,
+    })
+}
+
+/// One read through an incremental reader.
+struct DirRead {
+    changes: DirChanges,
+    kind: DirectoryKind,
+    description: String,
+}
+
+/// One changed image row for the state write.
+type ImageRow = (ObjectKind, String, Entry);
+
+/// In a full run with a previous image: "this directory entry is as the last run saw it",
+/// and where the anchors of those entries are collected.
+type UnchangedCheck<'a> = (&'a dyn Fn(&Entry) -> bool, &'a mut HashSet<String>);
+
+/// The directory image: stable id → entry, users and groups apart.
+#[derive(Default)]
+struct Image {
+    users: BTreeMap<String, Entry>,
+    groups: BTreeMap<String, Entry>,
+}
+
+impl Image {
+    async fn load(state: &StateStore) -> Result<Image, String> {
+        Ok(Image {
+            users: state
+                .image(ObjectKind::User)
+                .await
+                .map_err(|e| e.to_string())?,
+            groups: state
+                .image(ObjectKind::Group)
+                .await
+                .map_err(|e| e.to_string())?,
+        })
+    }
+
+    fn hashes(&self) -> HashMap<(ObjectKind, String), u64> {
+        let users = self
+            .users
+            .iter()
+            .map(|(id, e)| ((ObjectKind::User, id.clone()), entry_hash(e)));
+        let groups = self
+            .groups
+            .iter()
+            .map(|(id, e)| ((ObjectKind::Group, id.clone()), entry_hash(e)));
+        users.chain(groups).collect()
+    }
+
+    /// Brings the image up to date with the changes (AD: links first, on the whole image,
+    /// then split again by the group object class).
+    fn apply(&mut self, changes: &DirChanges, kind: DirectoryKind, config: &Config) {
+        let id = stable_id(kind);
+        match changes {
+            DirChanges::OpenLdap(c) => {
+                source::changes::apply(&mut self.users, &c.users, id);
+                source::changes::apply(&mut self.groups, &c.groups, id);
+            }
+            DirChanges::Ad(c) => {
+                let mut all = std::mem::take(&mut self.users);
+                all.append(&mut self.groups);
+                ad_changes::update_links(&mut all, c, id);
+                source::changes::apply(&mut all, c, id);
+                let group_class =
+                    source::Selection::from_config(&config.ad.ldap, kind).group_object_class;
+                for (k, e) in all {
+                    if e.has_object_class(&group_class) {
+                        self.groups.insert(k, e);
+                    } else {
+                        self.users.insert(k, e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// What changed against `before` (hashes of the previous image), for the state write.
+    fn diff(
+        &self,
+        before: &HashMap<(ObjectKind, String), u64>,
+    ) -> (Vec<ImageRow>, Vec<(ObjectKind, String)>) {
+        let mut upserts = Vec::new();
+        let mut now = HashSet::new();
+        for (kind, map) in [
+            (ObjectKind::User, &self.users),
+            (ObjectKind::Group, &self.groups),
+        ] {
+            for (id, e) in map {
+                let key = (kind, id.clone());
+                if before.get(&key) != Some(&entry_hash(e)) {
+                    upserts.push((kind, id.clone(), e.clone()));
+                }
+                now.insert(key);
+            }
+        }
+        let removals = before
+            .keys()
+            .filter(|k| !now.contains(*k))
+            .cloned()
+            .collect();
+        (upserts, removals)
+    }
+
+    fn into_read(self) -> DirectoryRead {
+        DirectoryRead {
+            users: self.users.into_values().collect(),
+            groups: self.groups.into_values().collect(),
+            complete: true,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// The incremental run (see the module doc).
+async fn incremental(run: &RunCtx<'_>, report: &mut Report, cursor: &Cursor) -> Incremental {
+    report.mode = "incremental".into();
+    let DirRead {
+        changes,
+        kind,
+        description,
+    } = match read_changes(run.config, Some(cursor)).await {
+        Ok(read) => read,
+        // An incomplete read or a reader error: nothing is written, the cursor stays.
+        Err(e) => {
+            return Incremental::Done(stop(report, format!("directory: {e}"), EXIT_UNREACHABLE));
+        }
+    };
+    if let Some(reason) = changes.reload() {
+        return Incremental::Reload(reason);
+    }
+    report.source = description.clone();
+    let retry = run.state.meta(META_RETRY).await.ok().flatten().as_deref() == Some("1");
+    if changes.is_empty() && !retry {
+        // The cheap run: neither the image, the cache nor the target is read. Every object
+        // is unchanged (counted, not loaded).
+        report.unchanged_users = run.state.image_len(ObjectKind::User).await.unwrap_or(0);
+        report.unchanged_groups = run.state.image_len(ObjectKind::Group).await.unwrap_or(0);
+        if !run.options.dry_run
+            && let Some(next) = changes.next()
+            && next != cursor
+        {
+            let write = IncrementalWrite {
+                cursor: serde_json::to_string(next).ok(),
+                ..IncrementalWrite::default()
+            };
+            if let Err(e) = run.state.commit_incremental(&write).await {
+                tracing::warn!(error = %e, "could not store the new cursor");
+            }
+        }
+        return Incremental::Done(Some(Plan::default()));
+    }
+    let mut image = match Image::load(run.state).await {
+        Ok(i) => i,
+        Err(e) => return Incremental::Reload(format!("the cached directory image: {e}")),
+    };
+    let cache = match run.state.target_cache().await {
+        Ok(c) => c,
+        Err(e) => return Incremental::Reload(format!("the target cache: {e}")),
+    };
+    let before = image.hashes();
+    image.apply(&changes, kind, run.config);
+    let (image_upserts, image_removals) = image.diff(&before);
+    drop(before);
+    let read = source::SourceRead {
+        read: image.into_read(),
+        kind,
+        description,
+    };
+    report.read_users = read.read.users.len();
+    report.read_groups = read.read.groups.len();
+    report.read_complete = true;
+    let snapshot = target::TargetSnapshot::from_cache(&cache);
+    drop(cache);
+    let Some(executed) = execute(run, report, &read, snapshot, None).await else {
+        return Incremental::Done(None);
+    };
+    let mut write = IncrementalWrite {
+        cursor: changes.next().and_then(|c| serde_json::to_string(c).ok()),
+        image_upserts,
+        image_removals,
+        ..IncrementalWrite::default()
+    };
+    finish_state(run, report, executed, &mut write, HashMap::new()).await
+}
+
+/// What planning and applying left for the state write.
+struct Executed {
+    plan: Plan,
+    /// Applied without stopping (not a dry run, not refused).
+    applied: bool,
+    /// Target objects the plan wrote (to re-read into the cache).
+    touched: Vec<(ObjectKind, String)>,
+    failures: bool,
+    /// Objects were skipped because of what the target holds (a pending user in the way, a
+    /// name taken, not owned): an operator fixes those on the target, where an incremental
+    /// run does not look, so the next run is full.
+    target_conflicts: bool,
+}
+
+/// Re-reads what the run wrote into the cache and commits image, cache and cursor together.
+async fn finish_state(
+    run: &RunCtx<'_>,
+    report: &mut Report,
+    executed: Executed,
+    write: &mut IncrementalWrite,
+    mut full_cache: HashMap<(ObjectKind, String), CachedObject>,
+) -> Incremental {
+    if !executed.applied {
+        return Incremental::Done(Some(executed.plan));
+    }
+    let reread = target::read_objects(
+        run.client,
+        &executed.touched,
+        run.keeps_pending,
+        run.config.sync.concurrency.0 as usize,
+    )
+    .await;
+    match reread {
+        Ok(objects) => {
+            for (kind, id, found) in objects {
+                match found {
+                    Some(o) if write.replace => {
+                        full_cache.insert((kind, id), o);
+                    }
+                    Some(o) => write.cache_upserts.push(o),
+                    None if write.replace => {
+                        full_cache.remove(&(kind, id));
+                    }
+                    None => write.cache_removals.push((kind, id)),
+                }
+            }
+            if write.replace {
+                write.cache_upserts = full_cache.into_values().collect();
+            }
+        }
+        Err(e) => {
+            // Without the written objects the cache would be wrong: the next run is full.
+            report.notes.push(format!(
+                "could not re-read the written objects ({e}): the next run is a full reconcile"
+            ));
+            *write = IncrementalWrite::default();
+        }
+    }
+    write
+        .meta
+        .push((META_RETRY, if executed.failures { "1" } else { "0" }.into()));
+    write.meta.push((
+        META_TARGET_CONFLICTS,
+        if executed.target_conflicts { "1" } else { "0" }.into(),
+    ));
+    write
+        .meta
+        .push(("config_fingerprint", run.fingerprint.clone()));
+    if let Err(e) = run.state.commit_incremental(write).await {
+        report
+            .warnings
+            .push(format!("could not store the incremental state: {e}"));
+    }
+    Incremental::Done(Some(executed.plan))
+}
+
+/// The full run: the whole directory (with a fresh cursor where the reader gives one), the
+/// live target, and drift against the previous cache.
+async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
+    let config = run.config;
     let spinner = progress_spinner("reading the directory");
-    let source = source::read(config).await;
+    let mut next: Option<Cursor> = None;
+    let source = if config.ad.ldif_file.is_some() {
+        source::read(config).await.map_err(|e| e.to_string())
+    } else {
+        match read_changes(config, None).await {
+            Ok(DirRead {
+                changes,
+                kind,
+                description,
+            }) => {
+                next = changes.next().cloned();
+                let read = match changes {
+                    DirChanges::OpenLdap(c) => DirectoryRead {
+                        users: c.users.upserts,
+                        groups: c.groups.upserts,
+                        complete: true,
+                        notes: Vec::new(),
+                    },
+                    DirChanges::Ad(c) => {
+                        let group_class = source::Selection::from_config(&config.ad.ldap, kind)
+                            .group_object_class;
+                        let (groups, users) = c
+                            .upserts
+                            .into_iter()
+                            .partition(|e| e.has_object_class(&group_class));
+                        DirectoryRead {
+                            users,
+                            groups,
+                            complete: true,
+                            notes: Vec::new(),
+                        }
+                    }
+                };
+                Ok(source::SourceRead {
+                    read,
+                    kind,
+                    description,
+                })
+            }
+            // The incremental reader could not take a position (a size limit, a refused
+            // control): the plain paged read, with its completeness rules, and no cursor.
+            Err(e) => {
+                report
+                    .notes
+                    .push(format!("no incremental position this run: {e}"));
+                source::read(config).await.map_err(|e| e.to_string())
+            }
+        }
+    };
     spinner.finish_and_clear();
-    let source = match source {
+    let mut source = match source {
         Ok(s) => s,
         Err(e) => return stop(report, format!("directory: {e}"), EXIT_UNREACHABLE),
     };
@@ -226,26 +784,179 @@ async fn run_locked(
     report.notes.extend(source.read.notes.iter().cloned());
 
     let spinner = progress_spinner("reading the target");
-    let snapshot = target::read(&client, keeps_pending).await;
+    let snapshot = target::read(run.client, run.keeps_pending).await;
     spinner.finish_and_clear();
     let snapshot = match snapshot {
         Ok(s) => s,
         Err(e) => return stop(report, e.to_string(), EXIT_UNREACHABLE),
     };
+
+    // Drift needs what the last run left: its image and cache (none on a first run).
+    let old_cache = run.state.target_cache().await.unwrap_or_default();
+    let old_image = if old_cache.is_empty() {
+        Image::default()
+    } else {
+        Image::load(run.state).await.unwrap_or_default()
+    };
+    let id = stable_id(source.kind);
+    let unchanged = |e: &Entry| {
+        id(e).is_some_and(|k| {
+            old_image.users.get(&k).or_else(|| old_image.groups.get(&k)) == Some(e)
+        })
+    };
+    let mut drift: BTreeSet<String> = BTreeSet::new();
+    if !old_cache.is_empty() {
+        drift.extend(cache_drift(&old_cache, &snapshot));
+    }
+    let live_cache: HashMap<(ObjectKind, String), CachedObject> = snapshot
+        .to_cache()
+        .into_iter()
+        .map(|o| ((o.kind, o.id.clone()), o))
+        .collect();
+    let check: Option<&dyn Fn(&Entry) -> bool> = if old_cache.is_empty() {
+        None
+    } else {
+        Some(&unchanged)
+    };
+    let executed = execute(run, report, &source, snapshot, check).await;
+    // The previous image is only needed for drift; free it before the image is written.
+    drop(old_image);
+    let executed = executed?;
+    drift.extend(std::mem::take(&mut report.drift_objects));
+    report.drift = drift.len();
+    report.drift_objects = drift.into_iter().collect();
+    if report.drift > 0 {
+        report.warnings.push(format!(
+            "drift: {} object(s) on the target differed from what the last runs left there \
+             (missed changes or edits on the target), repaired by this full reconcile: {}",
+            report.drift,
+            report.drift_objects.join(", ")
+        ));
+    }
+    if !source.read.complete || config.ad.ldif_file.is_some() {
+        // An incomplete read is no image to build on; LDIF sources have no cursor.
+        next = None;
+    }
+    let mut write = IncrementalWrite {
+        replace: true,
+        cursor: next.as_ref().and_then(|c| serde_json::to_string(c).ok()),
+        ..IncrementalWrite::default()
+    };
+    if write.cursor.is_some() {
+        // Moved, not copied: the read is not needed any more.
+        for (kind, entries) in [
+            (ObjectKind::User, std::mem::take(&mut source.read.users)),
+            (ObjectKind::Group, std::mem::take(&mut source.read.groups)),
+        ] {
+            for e in entries {
+                if let Some(k) = id(&e) {
+                    write.image_upserts.push((kind, k, e));
+                }
+            }
+        }
+    }
+    if executed.applied {
+        write.meta.push((META_LAST_FULL, run.now.to_rfc3339()));
+    }
+    match finish_state(run, report, executed, &mut write, live_cache).await {
+        Incremental::Done(plan) => plan,
+        Incremental::Reload(_) => None,
+    }
+}
+
+/// Cached objects that the live target no longer holds as the last run left them. Server
+/// bookkeeping (`meta`, a user's `groups`, member `display` names) is not compared: it
+/// changes with writes to other objects.
+fn cache_drift(old: &[CachedObject], live: &target::TargetSnapshot) -> Vec<String> {
+    fn comparable(kind: ObjectKind, resource: &serde_json::Value) -> serde_json::Value {
+        let mut r = resource.clone();
+        if let Some(map) = r.as_object_mut() {
+            map.retain(|k, _| !k.eq_ignore_ascii_case("meta") && !k.eq_ignore_ascii_case("groups"));
+            if kind == ObjectKind::Group {
+                let mut members: Vec<String> = map
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("members"))
+                    .and_then(|(_, v)| v.as_array())
+                    .map(|items| {
+                        items
+                            .iter()
+                            .filter_map(|m| m.get("value").and_then(|v| v.as_str()))
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                members.sort();
+                map.retain(|k, _| !k.eq_ignore_ascii_case("members"));
+                map.insert("members".into(), serde_json::json!(members));
+            }
+        }
+        r
+    }
+    let live: HashMap<(ObjectKind, &str), (bool, &serde_json::Value)> = live
+        .users
+        .iter()
+        .map(|u| ((ObjectKind::User, u.id.as_str()), (u.pending, &u.resource)))
+        .chain(
+            live.groups
+                .iter()
+                .map(|g| ((ObjectKind::Group, g.id.as_str()), (false, &g.resource))),
+        )
+        .collect();
+    let name = |o: &CachedObject| {
+        let key = if o.kind == ObjectKind::User {
+            "userName"
+        } else {
+            "displayName"
+        };
+        let kind = if o.kind == ObjectKind::User {
+            "user"
+        } else {
+            "group"
+        };
+        format!(
+            "{kind} {}",
+            target::str_field(&o.resource, key).unwrap_or_else(|| o.id.clone())
+        )
+    };
+    old.iter()
+        .filter(|o| match live.get(&(o.kind, o.id.as_str())) {
+            None => true,
+            Some((pending, resource)) => {
+                *pending != o.pending
+                    || comparable(o.kind, resource) != comparable(o.kind, &o.resource)
+            }
+        })
+        .map(name)
+        .collect()
+}
+
+/// Plans and (unless a dry run) applies; fills the report. `unchanged`, in a full run with a
+/// previous image, tells the directory entries the incremental path saw unchanged: plan
+/// operations on those are drift (added to `report.drift_objects`).
+async fn execute(
+    run: &RunCtx<'_>,
+    report: &mut Report,
+    source: &source::SourceRead,
+    snapshot: target::TargetSnapshot,
+    unchanged: Option<&dyn Fn(&Entry) -> bool>,
+) -> Option<Executed> {
+    let (config, options, state, now) = (run.config, run.options, run.state, run.now);
     let records = state.objects(ObjectKind::User).await.unwrap_or_default();
     let group_records = state.objects(ObjectKind::Group).await.unwrap_or_default();
 
+    let mut unchanged_anchors = HashSet::new();
     let input = plan_input(
         config,
         options,
-        &source,
+        source,
         snapshot,
         &records,
         &group_records,
-        keeps_pending,
-        marks_groups,
+        run.keeps_pending,
+        run.marks_groups,
         now,
         report,
+        unchanged.map(|f| (f, &mut unchanged_anchors)),
     );
     // Target id → anchor, for apply's state records.
     let mut anchors: HashMap<String, String> = HashMap::new();
@@ -269,8 +980,17 @@ async fn run_locked(
     report.refused = plan.refused.clone();
     report.unchanged_users = plan.unchanged_users;
     report.unchanged_groups = plan.unchanged_groups;
+    if unchanged.is_some() {
+        report.drift_objects = plan_drift(&plan, &anchors, &unchanged_anchors);
+    }
     if options.dry_run || plan.refused.is_some() {
-        return Some(plan);
+        return Some(Executed {
+            plan,
+            applied: false,
+            touched: Vec::new(),
+            failures: false,
+            target_conflicts: false,
+        });
     }
 
     let journal = match Journal::open(&config.state_dir) {
@@ -280,32 +1000,163 @@ async fn run_locked(
                 report,
                 format!("cannot open the audit journal: {e}"),
                 EXIT_REFUSED,
-            );
+            )
+            .map(|plan| Executed {
+                plan,
+                applied: false,
+                touched: Vec::new(),
+                failures: false,
+                target_conflicts: false,
+            });
         }
     };
     let ctx = ApplyContext {
-        client: &client,
+        client: run.client,
         state,
         journal: &journal,
-        run_id,
+        run_id: run.run_id,
         concurrency: config.sync.concurrency.0 as usize,
         now,
         anchors: &anchors,
         progress: &progress_bar(plan.operations.len() as u64),
-        bulk_size: bulk_size(&spc),
+        bulk_size: bulk_size(run.spc),
     };
     let outcome = apply::apply(&plan, &ctx).await;
     ctx.progress.finish_and_clear();
     report.counts = outcome.counts;
     report.failures = outcome.failures;
     if let Some(reason) = outcome.stopped {
+        // Some writes may be missing from the cache: no state write, so the cursor stays and
+        // the next run reads the same changes again.
         report.stopped = Some(reason);
         report.exit_code = EXIT_UNREACHABLE;
-    } else {
-        remember_matched(state, &input, &records).await;
-        let _ = state.set_meta("config_fingerprint", &fingerprint).await;
+        return Some(Executed {
+            plan,
+            applied: false,
+            touched: Vec::new(),
+            failures: true,
+            target_conflicts: false,
+        });
     }
-    Some(plan)
+    remember_matched(state, &input, &records).await;
+    let _ = state.set_meta("config_fingerprint", &run.fingerprint).await;
+    let touched = touched(&plan, state).await;
+    let target_conflicts = plan.errors.iter().any(|e| {
+        matches!(
+            e.kind,
+            plan::ErrorKind::RecreatedUser
+                | plan::ErrorKind::NameTaken
+                | plan::ErrorKind::NotOwned
+                | plan::ErrorKind::OutOfScope
+        )
+    });
+    Some(Executed {
+        target_conflicts,
+        // Held-back work (failed writes, deletions a safety rule kept back) is planned again
+        // next run even when the directory does not change.
+        failures: !report.failures.is_empty() || !plan.notes.is_empty(),
+        plan,
+        applied: true,
+        touched,
+    })
+}
+
+/// Plan operations on objects whose directory entry did not change since the last run: the
+/// target differs from what the last run left, or the incremental path missed a change.
+fn plan_drift(
+    plan: &Plan,
+    anchors: &HashMap<String, String>,
+    unchanged: &HashSet<String>,
+) -> Vec<String> {
+    use plan::Operation as Op;
+    let mut out = BTreeSet::new();
+    let by_id = |id: &str| anchors.get(id).is_some_and(|a| unchanged.contains(a));
+    for op in &plan.operations {
+        let (hit, name) = match op {
+            Op::CreateUser {
+                anchor, user_name, ..
+            } => (unchanged.contains(anchor), format!("user {user_name}")),
+            Op::CreateGroup {
+                anchor,
+                display_name,
+                ..
+            } => (unchanged.contains(anchor), format!("group {display_name}")),
+            Op::UpdateUser { id, user_name, .. }
+            | Op::EnableUser { id, user_name }
+            | Op::DisableUser { id, user_name }
+            | Op::RestoreUser { id, user_name, .. } => (by_id(id), format!("user {user_name}")),
+            Op::UpdateGroup {
+                id, display_name, ..
+            } => (by_id(id), format!("group {display_name}")),
+            Op::AddMembers {
+                group: plan::GroupRef::Id(id),
+                display_name,
+                ..
+            }
+            | Op::RemoveMembers {
+                group: plan::GroupRef::Id(id),
+                display_name,
+                ..
+            } => (by_id(id), format!("group {display_name}")),
+            _ => (false, String::new()),
+        };
+        if hit {
+            out.insert(name);
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// The target objects a plan wrote (ids; objects created by it through the state records
+/// apply wrote), to re-read into the target cache.
+async fn touched(plan: &Plan, state: &StateStore) -> Vec<(ObjectKind, String)> {
+    use plan::Operation as Op;
+    let mut out: BTreeSet<(ObjectKind, String)> = BTreeSet::new();
+    let mut new_users = Vec::new();
+    let mut new_groups = Vec::new();
+    for op in &plan.operations {
+        match op {
+            Op::CreateUser { anchor, .. } => new_users.push(anchor.clone()),
+            Op::RestoreUser { id, anchor, .. } => {
+                out.insert((ObjectKind::User, id.clone()));
+                new_users.push(anchor.clone());
+            }
+            Op::UpdateUser { id, .. }
+            | Op::EnableUser { id, .. }
+            | Op::DisableUser { id, .. }
+            | Op::DeleteUser { id, .. }
+            | Op::AgentPendUser { id, .. }
+            | Op::PurgeUser { id, .. } => {
+                out.insert((ObjectKind::User, id.clone()));
+            }
+            Op::CreateGroup { anchor, .. } => new_groups.push(anchor.clone()),
+            Op::UpdateGroup { id, .. } | Op::DeleteGroup { id, .. } => {
+                out.insert((ObjectKind::Group, id.clone()));
+            }
+            Op::AddMembers { group, .. } | Op::RemoveMembers { group, .. } => match group {
+                plan::GroupRef::Id(id) => {
+                    out.insert((ObjectKind::Group, id.clone()));
+                }
+                plan::GroupRef::New(anchor) => new_groups.push(anchor.clone()),
+            },
+            Op::AdoptUser { .. } | Op::AdoptGroup { .. } => {}
+        }
+    }
+    for (kind, anchors) in [
+        (ObjectKind::User, new_users),
+        (ObjectKind::Group, new_groups),
+    ] {
+        if anchors.is_empty() {
+            continue;
+        }
+        let wanted: HashSet<String> = anchors.into_iter().collect();
+        for r in state.objects(kind).await.unwrap_or_default() {
+            if wanted.contains(&r.anchor) {
+                out.insert((kind, r.target_id));
+            }
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// Operations per Bulk request: the target's limit, capped so that one request stays well
@@ -362,6 +1213,7 @@ fn plan_input(
     marks_groups: bool,
     now: DateTime<Utc>,
     report: &mut Report,
+    mut unchanged: Option<UnchangedCheck<'_>>,
 ) -> PlanInput {
     let kind = source.kind;
     let mut users: Vec<(&Entry, MappedUser)> = Vec::new();
@@ -372,6 +1224,11 @@ fn plan_input(
                 report
                     .warnings
                     .extend(u.warnings.iter().map(|w| format!("{}: {w}", u.dn)));
+                if let Some((same, anchors)) = unchanged.as_mut()
+                    && same(entry)
+                {
+                    anchors.insert(u.anchor.clone());
+                }
                 users.push((entry, u));
             }
             Err(e) => unmapped_users.push(e),
@@ -393,6 +1250,11 @@ fn plan_input(
             &member_attribute,
         ) {
             Ok(mut g) => {
+                if let Some((same, anchors)) = unchanged.as_mut()
+                    && same(entry)
+                {
+                    anchors.insert(g.anchor.clone());
+                }
                 if marks_groups {
                     source_mark::stamp(&mut g.resource, &config.ad.ldap.base_dn, &g.dn);
                 }

@@ -7,7 +7,10 @@ use scim::{AttrExp, AttrPath, CompValue, CompareOp, Filter};
 use scim_client::{ClientError, ResourceKind, ScimClient};
 use serde_json::Value;
 
+use futures::StreamExt as _;
+
 use crate::plan::{TargetGroup, TargetUser};
+use crate::state::{CachedObject, ObjectKind};
 
 /// The user state attribute of `idservice` (and the vendor's service): pending users are
 /// hidden from plain lists and appear when a filter names this attribute.
@@ -19,6 +22,117 @@ pub struct TargetSnapshot {
     pub groups: Vec<TargetGroup>,
 }
 
+impl TargetSnapshot {
+    /// The snapshot as the target cache stores it.
+    pub fn to_cache(&self) -> Vec<CachedObject> {
+        let users = self.users.iter().map(|u| CachedObject {
+            kind: ObjectKind::User,
+            id: u.id.clone(),
+            pending: u.pending,
+            resource: u.resource.clone(),
+        });
+        let groups = self.groups.iter().map(|g| CachedObject {
+            kind: ObjectKind::Group,
+            id: g.id.clone(),
+            pending: false,
+            resource: g.resource.clone(),
+        });
+        users.chain(groups).collect()
+    }
+
+    /// The snapshot an incremental run plans against: what the last run left on the target.
+    pub fn from_cache(cache: &[CachedObject]) -> TargetSnapshot {
+        let mut users = Vec::new();
+        let mut groups = Vec::new();
+        for o in cache {
+            match o.kind {
+                ObjectKind::User => {
+                    if let Some(mut u) = to_user(&o.resource) {
+                        u.pending |= o.pending;
+                        users.push(u);
+                    }
+                }
+                ObjectKind::Group => groups.extend(to_group(&o.resource)),
+            }
+        }
+        TargetSnapshot { users, groups }
+    }
+}
+
+/// Re-reads single objects after a run wrote them (GET by id, `concurrency` at a time), to
+/// bring the target cache up to date. `None` = the object is gone. On a target that keeps
+/// pending users a deleted user is pending and hidden from GET: those are found in the list of
+/// pending users (read once, and only when some user was not found).
+pub async fn read_objects(
+    client: &ScimClient,
+    objects: &[(ObjectKind, String)],
+    keeps_pending: bool,
+    concurrency: usize,
+) -> Result<Vec<(ObjectKind, String, Option<CachedObject>)>, ClientError> {
+    type Got = Result<(ObjectKind, String, Option<Value>), ClientError>;
+    let results: Vec<Got> = futures::stream::iter(objects.iter().cloned())
+        .map(|(kind, id)| async move {
+            let rk = match kind {
+                ObjectKind::User => ResourceKind::Users,
+                ObjectKind::Group => ResourceKind::Groups,
+            };
+            client.get(rk, &id).await.map(|r| (kind, id, r))
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut out = Vec::with_capacity(results.len());
+    let mut pending: Option<std::collections::HashMap<String, Value>> = None;
+    for result in results {
+        let (kind, id, resource) = result?;
+        let found = match resource {
+            Some(resource) => Some(CachedObject {
+                kind,
+                pending: false,
+                id: id.clone(),
+                resource,
+            }),
+            None if keeps_pending && kind == ObjectKind::User => {
+                if pending.is_none() {
+                    let listed = client
+                        .list(ResourceKind::Users, Some(&pending_filter()), None)
+                        .await?;
+                    pending = Some(
+                        listed
+                            .into_iter()
+                            .filter_map(|r| str_field(&r, "id").map(|id| (id, r)))
+                            .collect(),
+                    );
+                }
+                pending
+                    .as_ref()
+                    .and_then(|p| p.get(&id))
+                    .map(|resource| CachedObject {
+                        kind,
+                        pending: true,
+                        id: id.clone(),
+                        resource: resource.clone(),
+                    })
+            }
+            None => None,
+        };
+        out.push((kind, id, found));
+    }
+    Ok(out)
+}
+
+fn pending_filter() -> Filter {
+    Filter::Attr(AttrExp::Comparison(
+        AttrPath {
+            uri: Some(scim::urn::IIJ_USER.to_string()),
+            name: STATE_ATTR.to_string(),
+            sub_attr: None,
+        },
+        CompareOp::Eq,
+        CompValue::Str(PENDING.to_string()),
+    ))
+}
+
 pub async fn read(client: &ScimClient, keeps_pending: bool) -> Result<TargetSnapshot, ClientError> {
     let mut users: Vec<TargetUser> = client
         .list(ResourceKind::Users, None, None)
@@ -27,15 +141,7 @@ pub async fn read(client: &ScimClient, keeps_pending: bool) -> Result<TargetSnap
         .filter_map(to_user)
         .collect();
     if keeps_pending {
-        let pending_filter = Filter::Attr(AttrExp::Comparison(
-            AttrPath {
-                uri: Some(scim::urn::IIJ_USER.to_string()),
-                name: STATE_ATTR.to_string(),
-                sub_attr: None,
-            },
-            CompareOp::Eq,
-            CompValue::Str(PENDING.to_string()),
-        ));
+        let pending_filter = pending_filter();
         let known: std::collections::HashSet<String> = users.iter().map(|u| u.id.clone()).collect();
         let pending = client
             .list(ResourceKind::Users, Some(&pending_filter), None)

@@ -8,6 +8,7 @@ use scim::{AttrExp, AttrPath, CompValue, CompareOp, Filter, PatchOperation, Scim
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
+use crate::adaptive::{AdaptiveLimit, ConcurrencyStats};
 use crate::auth::{Auth, Authenticator};
 use crate::discovery::ServiceProviderInfo;
 use crate::error::ClientError;
@@ -49,6 +50,9 @@ pub struct ClientOptions {
     pub max_retries: usize,
     /// `count` asked for when listing.
     pub page_size: usize,
+    /// Requests in flight at once, at most (0: no limit). The client starts below it and
+    /// adapts: more while the service keeps up, half as many after a 429/503 (`adaptive`).
+    pub max_concurrency: usize,
 }
 
 impl ClientOptions {
@@ -60,6 +64,7 @@ impl ClientOptions {
             timeout: Duration::from_secs(60),
             max_retries: 5,
             page_size: 500,
+            max_concurrency: 0,
         }
     }
 }
@@ -107,7 +112,12 @@ pub struct ScimClient {
     auth: Authenticator,
     max_retries: usize,
     page_size: usize,
+    limit: AdaptiveLimit,
 }
+
+/// Where the adaptive limit starts: low enough for a small service, and it doubles within a
+/// few dozen requests when the service keeps up.
+const INITIAL_CONCURRENCY: usize = 4;
 
 struct Response {
     body: Option<Value>,
@@ -152,11 +162,17 @@ impl ScimClient {
             auth: Authenticator::new(options.auth),
             max_retries: options.max_retries,
             page_size: options.page_size.max(1),
+            limit: AdaptiveLimit::new(INITIAL_CONCURRENCY, options.max_concurrency),
         })
     }
 
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// What the adaptive concurrency limit has seen so far.
+    pub fn concurrency(&self) -> ConcurrencyStats {
+        self.limit.stats()
     }
 
     /// `/ServiceProviderConfig`, reduced to what the agent acts on.
@@ -420,6 +436,7 @@ impl ScimClient {
                 value.set_sensitive(true);
                 request = request.header(header::AUTHORIZATION, value);
             }
+            let permit = self.limit.acquire().await;
             let response = match request.send().await {
                 Ok(r) => r,
                 Err(e) => {
@@ -437,6 +454,13 @@ impl ScimClient {
                 }
             };
             let status = response.status();
+            if let Some(p) = permit {
+                if matches!(status.as_u16(), 429 | 503) {
+                    p.throttled();
+                } else {
+                    p.succeeded();
+                }
+            }
             let retry_after = response
                 .headers()
                 .get(header::RETRY_AFTER)

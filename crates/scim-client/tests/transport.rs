@@ -186,3 +186,88 @@ async fn schema_extensions_come_from_resource_types_and_none_without_them() {
             .is_empty()
     );
 }
+
+/// A service that takes 5 ms per request and, when `overload_above` requests are in flight,
+/// answers 429 with `Retry-After: 0`. Returns its URL and (max in flight seen, 429s sent).
+async fn busy_service(overload_above: usize) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let (f, p, r) = (in_flight.clone(), peak.clone(), refused.clone());
+    let app = Router::new().route(
+        "/scim/v2/Users/{id}",
+        get(move || {
+            let (f, p, r) = (f.clone(), p.clone(), r.clone());
+            async move {
+                let now = f.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                f.fetch_sub(1, Ordering::SeqCst);
+                if now > overload_above {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    let mut headers = HeaderMap::new();
+                    headers.insert("retry-after", "0".parse().unwrap());
+                    (StatusCode::TOO_MANY_REQUESTS, headers, "busy").into_response()
+                } else {
+                    axum::Json(json!({"id": "u1", "userName": "alice"})).into_response()
+                }
+            }
+        }),
+    );
+    (serve(app).await, peak, refused)
+}
+
+fn adaptive_client(url: String, max: usize) -> ScimClient {
+    let mut options = ClientOptions::new(url, Auth::None);
+    options.max_retries = 20;
+    options.max_concurrency = max;
+    ScimClient::new(options).unwrap()
+}
+
+async fn hammer(c: &ScimClient, n: usize) {
+    let results = futures::future::join_all((0..n).map(|_| c.get(ResourceKind::Users, "u1"))).await;
+    assert!(
+        results.iter().all(|r| matches!(r, Ok(Some(_)))),
+        "a request failed"
+    );
+}
+
+#[tokio::test]
+async fn concurrency_grows_while_the_service_keeps_up() {
+    let (url, peak, refused) = busy_service(usize::MAX).await;
+    let c = adaptive_client(url, 16);
+    hammer(&c, 300).await;
+    let stats = c.concurrency();
+    assert_eq!(stats.peak, 16, "{stats:?}");
+    assert!(
+        peak.load(Ordering::SeqCst) > 4,
+        "never more than the initial 4 in flight"
+    );
+    assert!(
+        peak.load(Ordering::SeqCst) <= 16,
+        "more in flight than allowed"
+    );
+    assert_eq!(refused.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn concurrency_backs_off_when_the_service_answers_429() {
+    // Control: without the gate, 100 simultaneous requests against a service that takes 3 at
+    // a time draw most of the wave as refusals.
+    let (url, _, refused_ungated) = busy_service(3).await;
+    hammer(&adaptive_client(url, 0), 100).await;
+    let ungated = refused_ungated.load(Ordering::SeqCst);
+    assert!(ungated > 60, "control drew only {ungated} refusals");
+
+    let (url, peak, refused) = busy_service(3).await;
+    let c = adaptive_client(url, 16);
+    hammer(&c, 100).await;
+    let stats = c.concurrency();
+    assert!(stats.throttled > 0, "{stats:?}");
+    let gated = refused.load(Ordering::SeqCst);
+    assert!(
+        gated < 40,
+        "{gated} refusals (ungated: {ungated}): no back-off; {stats:?}"
+    );
+    assert!(peak.load(Ordering::SeqCst) <= 16);
+}

@@ -733,7 +733,7 @@ fn default_member_chunk() -> Bounded<10000> {
     Bounded(100)
 }
 fn default_concurrency() -> Bounded<64> {
-    Bounded(4)
+    Bounded(16)
 }
 
 impl Default for SyncConfig {

@@ -5,8 +5,10 @@
 //! It is a cache, never the truth: recovery mode (`reset`) or deleting the directory is
 //! always safe. It does not know LDAP or SCIM; it stores anchors, ids and strings.
 
+mod image;
 mod lock;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -16,6 +18,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, SqliteConnection};
 
 pub use lock::RunLock;
+
+use crate::source::Entry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -27,7 +31,7 @@ pub enum StateError {
     Database { path: String, reason: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub enum ObjectKind {
     User,
     Group,
@@ -56,14 +60,31 @@ pub struct ObjectRecord {
     pub pending_since: Option<DateTime<Utc>>,
 }
 
-/// An incremental-read cursor for one source (a DC, a slapd).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
-    pub source: String,
-    pub kind: String,
-    pub cookie: Option<Vec<u8>>,
-    pub usn: Option<i64>,
-    pub invocation_id: Option<String>,
+/// One target object as the last run left it (the target cache, SPEC 4.6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedObject {
+    pub kind: ObjectKind,
+    pub id: String,
+    /// Pending deletion on a target that keeps pending users (plain targets: `objects`).
+    pub pending: bool,
+    /// The resource as the target returned it, members included.
+    pub resource: serde_json::Value,
+}
+
+/// What one run writes for incremental sync, in one transaction: the directory image, the
+/// target cache and the cursor they belong to (SPEC 3: the cookie goes with the changes it
+/// covers), plus meta facts that must not be ahead of or behind them.
+#[derive(Debug, Default)]
+pub struct IncrementalWrite {
+    /// Full run: the image and the cache are replaced, not patched.
+    pub replace: bool,
+    /// `None`: no usable cursor (the next run is a full one).
+    pub cursor: Option<String>,
+    pub image_upserts: Vec<(ObjectKind, String, Entry)>,
+    pub image_removals: Vec<(ObjectKind, String)>,
+    pub cache_upserts: Vec<CachedObject>,
+    pub cache_removals: Vec<(ObjectKind, String)>,
+    pub meta: Vec<(&'static str, String)>,
 }
 
 pub struct StateStore {
@@ -139,6 +160,8 @@ impl StateStore {
         for statement in [
             "DELETE FROM objects",
             "DELETE FROM cursors",
+            "DELETE FROM directory_image",
+            "DELETE FROM target_cache",
             "DELETE FROM meta",
         ] {
             sqlx::query(statement)
@@ -225,44 +248,88 @@ impl StateStore {
         Ok(())
     }
 
-    pub async fn cursor(&self, source: &str) -> Result<Option<Cursor>, StateError> {
-        let row = sqlx::query(
-            "SELECT source, kind, cookie, usn, invocation_id FROM cursors WHERE source = ?",
+    /// The stored cursor text (the reader's serialised cursor), if any.
+    pub async fn cursor(&self) -> Result<Option<String>, StateError> {
+        sqlx::query_scalar("SELECT cursor FROM cursors WHERE source = 'directory'")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// The cached directory image of one kind: stable id → entry. A row that does not
+    /// decode is an error (the caller then reads fully).
+    pub async fn image(&self, kind: ObjectKind) -> Result<BTreeMap<String, Entry>, StateError> {
+        let rows = sqlx::query("SELECT id, entry FROM directory_image WHERE kind = ?")
+            .bind(kind.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut image = BTreeMap::new();
+        for r in rows {
+            let id: String = r.try_get("id").map_err(|e| self.err(e))?;
+            let text: String = r.try_get("entry").map_err(|e| self.err(e))?;
+            let entry = image::decode(&text).ok_or_else(|| StateError::Database {
+                path: self.path.clone(),
+                reason: format!("the cached directory entry {id} is unreadable"),
+            })?;
+            image.insert(id, entry);
+        }
+        Ok(image)
+    }
+
+    /// How many objects of a kind the image holds (for the report of a no-change run).
+    pub async fn image_len(&self, kind: ObjectKind) -> Result<usize, StateError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM directory_image WHERE kind = ?")
+            .bind(kind.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// The cached target objects.
+    pub async fn target_cache(&self) -> Result<Vec<CachedObject>, StateError> {
+        let rows = sqlx::query("SELECT kind, id, pending, resource FROM target_cache")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let kind: String = r.try_get("kind").map_err(|e| self.err(e))?;
+            let resource: String = r.try_get("resource").map_err(|e| self.err(e))?;
+            out.push(CachedObject {
+                kind: if kind == "group" {
+                    ObjectKind::Group
+                } else {
+                    ObjectKind::User
+                },
+                id: r.try_get("id").map_err(|e| self.err(e))?,
+                pending: r.try_get::<i64, _>("pending").map_err(|e| self.err(e))? != 0,
+                resource: serde_json::from_str(&resource).map_err(|e| StateError::Database {
+                    path: self.path.clone(),
+                    reason: format!("a cached target object is unreadable: {e}"),
+                })?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Writes image, cache, cursor and meta in one transaction (see [`IncrementalWrite`]).
+    pub async fn commit_incremental(&self, w: &IncrementalWrite) -> Result<(), StateError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        commit(&mut tx, w).await.map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    /// Whether the latest run before this one started but never finished (killed).
+    pub async fn last_run_unfinished(&self) -> Result<bool, StateError> {
+        let row: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT finished_at FROM runs WHERE dry_run = 0 ORDER BY started_at DESC LIMIT 1",
         )
-        .bind(source)
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| self.err(e))?;
-        row.map(|r| {
-            Ok(Cursor {
-                source: r.try_get("source")?,
-                kind: r.try_get("kind")?,
-                cookie: r.try_get("cookie")?,
-                usn: r.try_get("usn")?,
-                invocation_id: r.try_get("invocation_id")?,
-            })
-        })
-        .transpose()
-        .map_err(|e: sqlx::Error| self.err(e))
-    }
-
-    pub async fn set_cursor(&self, cursor: &Cursor) -> Result<(), StateError> {
-        sqlx::query(
-            "INSERT INTO cursors (source, kind, cookie, usn, invocation_id, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET kind = excluded.kind, \
-             cookie = excluded.cookie, usn = excluded.usn, invocation_id = excluded.invocation_id, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(&cursor.source)
-        .bind(&cursor.kind)
-        .bind(&cursor.cookie)
-        .bind(cursor.usn)
-        .bind(&cursor.invocation_id)
-        .bind(Utc::now().to_rfc3339())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(())
+        Ok(matches!(row, Some(None)))
     }
 
     pub async fn begin_run(&self, id: &str, mode: &str, dry_run: bool) -> Result<(), StateError> {
@@ -297,6 +364,85 @@ impl StateStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+async fn commit(conn: &mut SqliteConnection, w: &IncrementalWrite) -> Result<(), sqlx::Error> {
+    if w.replace {
+        sqlx::query("DELETE FROM directory_image")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("DELETE FROM target_cache")
+            .execute(&mut *conn)
+            .await?;
+    }
+    for (kind, id) in &w.image_removals {
+        sqlx::query("DELETE FROM directory_image WHERE kind = ? AND id = ?")
+            .bind(kind.as_str())
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for (kind, id, entry) in &w.image_upserts {
+        sqlx::query(
+            "INSERT INTO directory_image (kind, id, dn, entry) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (kind, id) DO UPDATE SET dn = excluded.dn, entry = excluded.entry",
+        )
+        .bind(kind.as_str())
+        .bind(id)
+        .bind(&entry.dn)
+        .bind(image::encode(entry))
+        .execute(&mut *conn)
+        .await?;
+    }
+    for (kind, id) in &w.cache_removals {
+        sqlx::query("DELETE FROM target_cache WHERE kind = ? AND id = ?")
+            .bind(kind.as_str())
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for o in &w.cache_upserts {
+        sqlx::query(
+            "INSERT INTO target_cache (kind, id, pending, resource) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (kind, id) DO UPDATE SET pending = excluded.pending, \
+             resource = excluded.resource",
+        )
+        .bind(o.kind.as_str())
+        .bind(&o.id)
+        .bind(o.pending)
+        .bind(o.resource.to_string())
+        .execute(&mut *conn)
+        .await?;
+    }
+    match &w.cursor {
+        Some(cursor) => {
+            sqlx::query(
+                "INSERT INTO cursors (source, cursor, updated_at) VALUES ('directory', ?, ?) \
+                 ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(cursor)
+            .bind(Utc::now().to_rfc3339())
+            .execute(&mut *conn)
+            .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM cursors")
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    for (key, value) in &w.meta {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES (?, ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 async fn upsert(conn: &mut SqliteConnection, r: &ObjectRecord) -> Result<(), sqlx::Error> {
@@ -366,27 +512,47 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn state_survives_reopen_and_cursors_update() {
+    async fn state_survives_reopen_and_incremental_writes_are_atomic_units() {
         let dir = tempfile::tempdir().unwrap();
+        let entry = Entry::new("uid=a,dc=x")
+            .with("uid", "a")
+            .with("objectGUID", [0xffu8, 0x00, 0x01]);
         {
             let store = StateStore::open(dir.path()).await.unwrap();
             store.upsert_object(&record("a", "1")).await.unwrap();
-            let mut c = Cursor {
-                source: "ldap://dc1".into(),
-                kind: "syncrepl".into(),
-                cookie: Some(b"rid=000,csn=1".to_vec()),
-                usn: None,
-                invocation_id: None,
+            let write = IncrementalWrite {
+                replace: true,
+                cursor: Some("c1".into()),
+                image_upserts: vec![(ObjectKind::User, "id-a".into(), entry.clone())],
+                cache_upserts: vec![CachedObject {
+                    kind: ObjectKind::Group,
+                    id: "g1".into(),
+                    pending: false,
+                    resource: json!({"id": "g1", "members": [{"value": "1"}]}),
+                }],
+                meta: vec![("last_full", "t".into())],
+                ..IncrementalWrite::default()
             };
-            store.set_cursor(&c).await.unwrap();
-            c.cookie = Some(b"rid=000,csn=2".to_vec());
-            store.set_cursor(&c).await.unwrap();
+            store.commit_incremental(&write).await.unwrap();
+            let patch = IncrementalWrite {
+                cursor: Some("c2".into()),
+                image_upserts: vec![(ObjectKind::Group, "id-g".into(), Entry::new("cn=g"))],
+                ..IncrementalWrite::default()
+            };
+            store.commit_incremental(&patch).await.unwrap();
             store.close().await;
         }
         let store = StateStore::open(dir.path()).await.unwrap();
         assert_eq!(store.objects(ObjectKind::User).await.unwrap().len(), 1);
-        let c = store.cursor("ldap://dc1").await.unwrap().unwrap();
-        assert_eq!(c.cookie.as_deref(), Some(&b"rid=000,csn=2"[..]));
+        assert_eq!(store.cursor().await.unwrap().as_deref(), Some("c2"));
+        assert_eq!(store.image(ObjectKind::User).await.unwrap()["id-a"], entry);
+        assert_eq!(store.image(ObjectKind::Group).await.unwrap().len(), 1);
+        assert_eq!(store.target_cache().await.unwrap()[0].id, "g1");
+        assert_eq!(store.meta("last_full").await.unwrap().as_deref(), Some("t"));
+        store.reset().await.unwrap();
+        assert_eq!(store.cursor().await.unwrap(), None);
+        assert!(store.image(ObjectKind::User).await.unwrap().is_empty());
+        assert!(store.target_cache().await.unwrap().is_empty());
     }
 
     #[test]
