@@ -412,25 +412,9 @@ async fn connect(config: &Config) -> Result<(LdapSource, DirectoryKind), String>
     let mut ldap = LdapSource::connect(&settings)
         .await
         .map_err(|e| e.to_string())?;
-    let kind = match config.ad.ldap.flavor {
-        crate::config::Flavor::ActiveDirectory => DirectoryKind::ActiveDirectory,
-        crate::config::Flavor::Openldap => DirectoryKind::OpenLdap,
-        crate::config::Flavor::Auto => {
-            let root = ldap
-                .root_dse(&["supportedCapabilities", "forestFunctionality"])
-                .await
-                .map_err(|e| e.to_string())?;
-            let ad = !root.bytes("forestFunctionality").is_empty()
-                || root
-                    .strs("supportedCapabilities")
-                    .contains(&"1.2.840.113556.1.4.800");
-            if ad {
-                DirectoryKind::ActiveDirectory
-            } else {
-                DirectoryKind::OpenLdap
-            }
-        }
-    };
+    let kind = source::directory_kind(&mut ldap, config.ad.ldap.flavor)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok((ldap, kind))
 }
 

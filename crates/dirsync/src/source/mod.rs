@@ -12,7 +12,9 @@ pub mod ldif;
 mod read;
 pub mod syncrepl;
 
-pub use read::{DirectorySearches, SourceError, SourceRead, ldap_searches, ldap_settings, read};
+pub use read::{
+    DirectorySearches, SourceError, SourceRead, directory_kind, ldap_searches, ldap_settings, read,
+};
 
 use std::collections::BTreeMap;
 

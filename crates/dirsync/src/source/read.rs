@@ -44,6 +44,33 @@ fn forced_kind(flavor: Flavor) -> Option<DirectoryKind> {
     }
 }
 
+/// The directory kind: as configured (`flavor`), or detected from the rootDSE — an AD DC
+/// publishes `forestFunctionality` and the AD capability OID.
+pub async fn directory_kind(
+    source: &mut LdapSource,
+    flavor: Flavor,
+) -> Result<DirectoryKind, LdapSourceError> {
+    if let Some(k) = forced_kind(flavor) {
+        return Ok(k);
+    }
+    let root = source
+        .root_dse(&[
+            "objectClass",
+            "supportedCapabilities",
+            "forestFunctionality",
+        ])
+        .await?;
+    let ad = !root.bytes("forestFunctionality").is_empty()
+        || root
+            .strs("supportedCapabilities")
+            .contains(&"1.2.840.113556.1.4.800");
+    Ok(if ad {
+        DirectoryKind::ActiveDirectory
+    } else {
+        DirectoryKind::OpenLdap
+    })
+}
+
 fn read_ldif(config: &Config, file: &Path) -> Result<SourceRead, SourceError> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| SourceError::Ldif(format!("cannot read {}: {e}", file.display())))?;
@@ -129,27 +156,7 @@ async fn read_ldap(config: &Config) -> Result<SourceRead, SourceError> {
     let ldap = &config.ad.ldap;
     let settings = ldap_settings(config);
     let mut source = LdapSource::connect(&settings).await?;
-    let kind = match forced_kind(ldap.flavor) {
-        Some(k) => k,
-        None => {
-            let root = source
-                .root_dse(&[
-                    "objectClass",
-                    "supportedCapabilities",
-                    "forestFunctionality",
-                ])
-                .await?;
-            let ad = !root.bytes("forestFunctionality").is_empty()
-                || root
-                    .strs("supportedCapabilities")
-                    .contains(&"1.2.840.113556.1.4.800");
-            if ad {
-                DirectoryKind::ActiveDirectory
-            } else {
-                DirectoryKind::OpenLdap
-            }
-        }
-    };
+    let kind = directory_kind(&mut source, ldap.flavor).await?;
     let searches = ldap_searches(ldap, kind);
     let users = source.search(searches.users).await?;
     let groups = source.search(searches.groups).await?;
