@@ -1,9 +1,15 @@
-//! Helpers shared by the two bench binaries (`bench-idservice`, `bench-dirsync`), included in
-//! each with `mod common` (`#[path]` from `src/bin`).
+//! Helpers shared by the bench binaries: a release idservice, the minimal `/Bulk` client, and a
+//! measured `dirsync sync` run.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 /// A release idservice in a temporary directory; killed on drop.
 pub struct IdService {
@@ -78,4 +84,150 @@ pub fn start_idservice(
         token,
         _dir: dir,
     })
+}
+
+/// The user the minimal Bulk client creates (the same shape as dirsync's: userName,
+/// externalId, displayName, name, one primary work email, active).
+pub fn user(i: usize) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": format!("user{i}@bench.example"),
+        "externalId": format!("ext-{i:08}"),
+        "displayName": format!("Bench User {i}"),
+        "name": {"familyName": "User", "givenName": format!("Bench{i}")},
+        "emails": [{"value": format!("user{i}@bench.example"), "type": "work", "primary": true}],
+        "active": true,
+    })
+}
+
+/// Creates users `0..n` in `inst` through `/Bulk`, `batch` operations a request and `conc`
+/// requests in flight; returns the wall time and how many operations answered 201.
+pub async fn bulk_load(
+    client: &reqwest::Client,
+    inst: &IdService,
+    n: usize,
+    batch: usize,
+    conc: usize,
+) -> Result<(Duration, usize), String> {
+    let sem = Arc::new(Semaphore::new(conc));
+    let mut set = JoinSet::new();
+    let started = Instant::now();
+    for chunk_start in (0..n).step_by(batch.max(1)) {
+        let permit = sem
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let ops: Vec<Value> = (chunk_start..(chunk_start + batch).min(n))
+            .map(|i| json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"), "data": user(i)}))
+            .collect();
+        let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": ops});
+        let req = client
+            .post(format!("{}/Bulk", inst.url))
+            .bearer_auth(&inst.token)
+            .header("content-type", "application/scim+json")
+            .body(body.to_string());
+        set.spawn(async move {
+            let _permit = permit;
+            let resp = req.send().await.map_err(|e| e.to_string())?;
+            let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+            let ok = v["Operations"]
+                .as_array()
+                .map(|a| a.iter().filter(|o| o["status"] == "201").count())
+                .unwrap_or(0);
+            Ok::<usize, String>(ok)
+        });
+    }
+    let mut created = 0;
+    while let Some(r) = set.join_next().await {
+        created += r.map_err(|e| e.to_string())??;
+    }
+    Ok((started.elapsed(), created))
+}
+
+/// One measured dirsync run.
+pub struct Measured {
+    pub wall: Duration,
+    pub peak_rss_kib: u64,
+    /// The `report` object of `--report json`.
+    pub report: Value,
+}
+
+/// Runs `dirsync sync --config config.yml --secret secret.yml --report json [extra]` in `dir`
+/// under `/usr/bin/time` (peak RSS of the dirsync process itself); fails unless exit code 0.
+pub fn run_dirsync(dirsync: &Path, dir: &Path, extra: &[&str]) -> Result<Measured, String> {
+    let time_file = dir.join("time.txt");
+    let started = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg("-o")
+        .arg(&time_file)
+        .arg(dirsync)
+        .args(["sync", "--config", "config.yml", "--secret", "secret.yml"])
+        .args(["--report", "json"])
+        .args(extra)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run /usr/bin/time (apt-get install time): {e}"))?;
+    let wall = started.elapsed();
+    let body: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "dirsync printed no JSON report ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let report = body["report"].clone();
+    if report["exit_code"] != json!(0) {
+        return Err(format!("dirsync run failed: {report:#}"));
+    }
+    let time_text = std::fs::read_to_string(&time_file).map_err(|e| e.to_string())?;
+    let peak_rss_kib = time_text
+        .lines()
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .next_back()
+        .ok_or_else(|| format!("no peak RSS in /usr/bin/time output {time_text:?}"))?;
+    Ok(Measured {
+        wall,
+        peak_rss_kib,
+        report,
+    })
+}
+
+/// Users and groups created, updated, enabled/disabled or deleted by a run (memberships apart).
+pub fn writes(report: &Value) -> u64 {
+    let c = &report["counts"];
+    [
+        "created",
+        "updated",
+        "enabled",
+        "disabled",
+        "pending_deletion",
+        "restored",
+        "deleted",
+        "groups_created",
+        "groups_updated",
+        "groups_deleted",
+    ]
+    .iter()
+    .map(|k| c[k].as_u64().unwrap_or(0))
+    .sum()
+}
+
+/// `name` next to the running binary (target/release when run through the scripts).
+pub fn sibling(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    Ok(exe.with_file_name(name))
+}
+
+/// Writes `config.yml` and `secret.yml` (mode 0600) into `dir`; JSON is YAML, so the values are
+/// written as JSON.
+pub fn write_dirsync_config(dir: &Path, config: &Value, secret: &Value) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(dir.join("config.yml"), config.to_string()).map_err(|e| e.to_string())?;
+    let secret_path = dir.join("secret.yml");
+    std::fs::write(&secret_path, secret.to_string()).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&secret_path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| e.to_string())
 }

@@ -12,14 +12,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bench::common::{IdService, bulk_load, start_idservice, user};
 use clap::Parser;
-use common::{IdService, start_idservice};
 use rand::Rng;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-
-mod common;
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark idservice: bulk and single creation, indexed lookups")]
@@ -39,61 +37,6 @@ struct Args {
     single_concurrency: usize,
     #[arg(long, default_value_t = 2000)]
     lookups: usize,
-}
-
-fn user(i: usize) -> Value {
-    json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-        "userName": format!("user{i}@bench.example"),
-        "externalId": format!("ext-{i:08}"),
-        "displayName": format!("Bench User {i}"),
-        "name": {"familyName": "User", "givenName": format!("Bench{i}")},
-        "emails": [{"value": format!("user{i}@bench.example"), "type": "work", "primary": true}],
-        "active": true,
-    })
-}
-
-async fn bulk_load(
-    client: &reqwest::Client,
-    inst: &IdService,
-    n: usize,
-    batch: usize,
-    conc: usize,
-) -> Result<(Duration, usize), String> {
-    let sem = Arc::new(Semaphore::new(conc));
-    let mut set = JoinSet::new();
-    let started = Instant::now();
-    for chunk_start in (0..n).step_by(batch.max(1)) {
-        let permit = sem
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| e.to_string())?;
-        let ops: Vec<Value> = (chunk_start..(chunk_start + batch).min(n))
-            .map(|i| json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"), "data": user(i)}))
-            .collect();
-        let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": ops});
-        let req = client
-            .post(format!("{}/Bulk", inst.url))
-            .bearer_auth(&inst.token)
-            .header("content-type", "application/scim+json")
-            .body(body.to_string());
-        set.spawn(async move {
-            let _permit = permit;
-            let resp = req.send().await.map_err(|e| e.to_string())?;
-            let v: Value = resp.json().await.map_err(|e| e.to_string())?;
-            let ok = v["Operations"]
-                .as_array()
-                .map(|a| a.iter().filter(|o| o["status"] == "201").count())
-                .unwrap_or(0);
-            Ok::<usize, String>(ok)
-        });
-    }
-    let mut created = 0;
-    while let Some(r) = set.join_next().await {
-        created += r.map_err(|e| e.to_string())??;
-    }
-    Ok((started.elapsed(), created))
 }
 
 async fn single_load(

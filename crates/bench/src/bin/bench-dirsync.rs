@@ -6,16 +6,13 @@
 //! dirsync process itself): the initial run, then a run with no changes. Prints wall time,
 //! objects/s (users + groups read, per second of wall time), writes and peak RSS of each.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
 
+use bench::common::{run_dirsync, sibling, start_idservice, write_dirsync_config, writes};
 use clap::Parser;
-use common::start_idservice;
-use serde_json::{Value, json};
-
-#[path = "../common.rs"]
-mod common;
+use serde_json::json;
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark dirsync: slapd → idservice, initial run and no-change run")]
@@ -35,57 +32,6 @@ struct Args {
     /// `sync.concurrency` (default: dirsync's own default).
     #[arg(long)]
     concurrency: Option<u32>,
-}
-
-/// One measured dirsync run.
-struct Measured {
-    wall: Duration,
-    peak_rss_kib: u64,
-    report: Value,
-}
-
-fn run_dirsync(dirsync: &Path, dir: &Path) -> Result<Measured, String> {
-    let time_file = dir.join("time.txt");
-    let started = Instant::now();
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "%M"])
-        .arg("-o")
-        .arg(&time_file)
-        .arg(dirsync)
-        .args(["sync", "--config", "config.yml", "--secret", "secret.yml"])
-        .args(["--report", "json"])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run /usr/bin/time (apt-get install time): {e}"))?;
-    let wall = started.elapsed();
-    let body: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
-        format!(
-            "dirsync printed no JSON report ({e}): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
-    let report = body["report"].clone();
-    if report["exit_code"] != json!(0) {
-        return Err(format!("dirsync run failed: {report:#}"));
-    }
-    let time_text = std::fs::read_to_string(&time_file).map_err(|e| e.to_string())?;
-    let peak_rss_kib = time_text
-        .lines()
-        .filter_map(|l| l.trim().parse::<u64>().ok())
-        .next_back()
-        .ok_or_else(|| format!("no peak RSS in /usr/bin/time output {time_text:?}"))?;
-    Ok(Measured {
-        wall,
-        peak_rss_kib,
-        report,
-    })
-}
-
-fn sibling(name: &str) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    Ok(exe.with_file_name(name))
 }
 
 fn main() -> ExitCode {
@@ -142,14 +88,9 @@ fn bench(args: &Args) -> Result<(), String> {
         "ad": {"ldap": {"server": {"password": slapd.sync_pw}}},
         "iid": {"scim": {"token": target.token}},
     });
-    std::fs::write(dir.path().join("config.yml"), config.to_string()).map_err(|e| e.to_string())?;
-    let secret_path = dir.path().join("secret.yml");
-    std::fs::write(&secret_path, secret.to_string()).map_err(|e| e.to_string())?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&secret_path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| e.to_string())?;
+    write_dirsync_config(dir.path(), &config, &secret)?;
 
-    let initial = run_dirsync(&dirsync_bin, dir.path())?;
+    let initial = run_dirsync(&dirsync_bin, dir.path(), &[])?;
     let c = &initial.report["counts"];
     if c["created"] != json!(args.users) || c["groups_created"] != json!(args.groups) {
         return Err(format!(
@@ -157,25 +98,7 @@ fn bench(args: &Args) -> Result<(), String> {
             initial.report
         ));
     }
-    let second = run_dirsync(&dirsync_bin, dir.path())?;
-    let writes = |r: &Value| -> u64 {
-        let c = &r["counts"];
-        [
-            "created",
-            "updated",
-            "enabled",
-            "disabled",
-            "pending_deletion",
-            "restored",
-            "deleted",
-            "groups_created",
-            "groups_updated",
-            "groups_deleted",
-        ]
-        .iter()
-        .map(|k| c[k].as_u64().unwrap_or(0))
-        .sum()
-    };
+    let second = run_dirsync(&dirsync_bin, dir.path(), &[])?;
     if writes(&second.report) != 0 {
         return Err(format!(
             "the second run was expected to change nothing: {:#}",

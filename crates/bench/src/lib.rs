@@ -1,0 +1,5 @@
+//! Shared code of the bench binaries (`bench-idservice`, `bench-dirsync`, `bench-scale`): a
+//! library target so each binary uses only what it needs without dead-code warnings.
+
+pub mod common;
+pub mod gen_ldif;
