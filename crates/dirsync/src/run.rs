@@ -612,8 +612,7 @@ async fn incremental(run: &RunCtx<'_>, report: &mut Report, cursor: &Cursor) -> 
     report.read_users = read.read.users.len();
     report.read_groups = read.read.groups.len();
     report.read_complete = true;
-    let snapshot = target::TargetSnapshot::from_cache(&cache);
-    drop(cache);
+    let snapshot = target::TargetSnapshot::from_cache(cache);
     let Some(executed) = execute(run, report, &read, snapshot, None).await else {
         return Incremental::Done(None);
     };
@@ -777,15 +776,20 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
 
     // Drift needs what the last run left: its image and cache (none on a first run).
     let old_cache = run.state.target_cache().await.unwrap_or_default();
-    let old_image = if old_cache.is_empty() {
-        Image::default()
+    // Only the previous image's entry hashes are kept (the entries themselves would double
+    // the memory of a full run): enough to tell an unchanged entry for the drift count.
+    let old_hashes = if old_cache.is_empty() {
+        HashMap::new()
     } else {
-        Image::load(run.state).await.unwrap_or_default()
+        Image::load(run.state).await.unwrap_or_default().hashes()
     };
     let id = stable_id(source.kind);
     let unchanged = |e: &Entry| {
         id(e).is_some_and(|k| {
-            old_image.users.get(&k).or_else(|| old_image.groups.get(&k)) == Some(e)
+            let h = entry_hash(e);
+            [ObjectKind::User, ObjectKind::Group]
+                .into_iter()
+                .any(|kind| old_hashes.get(&(kind, k.clone())) == Some(&h))
         })
     };
     let mut drift: BTreeSet<String> = BTreeSet::new();
@@ -803,8 +807,7 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
         Some(&unchanged)
     };
     let executed = execute(run, report, &source, snapshot, check).await;
-    // The previous image is only needed for drift; free it before the image is written.
-    drop(old_image);
+    drop(old_hashes);
     let executed = executed?;
     drift.extend(std::mem::take(&mut report.drift_objects));
     report.drift = drift.len();

@@ -41,18 +41,20 @@ impl TargetSnapshot {
     }
 
     /// The snapshot an incremental run plans against: what the last run left on the target.
-    pub fn from_cache(cache: &[CachedObject]) -> TargetSnapshot {
+    /// Takes the cache by value: each resource moves into the snapshot (100,000 users are
+    /// hundreds of MiB; holding them twice is what this avoids).
+    pub fn from_cache(cache: Vec<CachedObject>) -> TargetSnapshot {
         let mut users = Vec::new();
         let mut groups = Vec::new();
         for o in cache {
             match o.kind {
                 ObjectKind::User => {
-                    if let Some(mut u) = to_user(&o.resource) {
+                    if let Some(mut u) = to_user(o.resource) {
                         u.pending |= o.pending;
                         users.push(u);
                     }
                 }
-                ObjectKind::Group => groups.extend(to_group(&o.resource)),
+                ObjectKind::Group => groups.extend(to_group(o.resource)),
             }
         }
         TargetSnapshot { users, groups }
@@ -134,10 +136,11 @@ fn pending_filter() -> Filter {
 }
 
 pub async fn read(client: &ScimClient, keeps_pending: bool) -> Result<TargetSnapshot, ClientError> {
+    // Each listed resource moves into its TargetUser/TargetGroup (no second copy).
     let mut users: Vec<TargetUser> = client
         .list(ResourceKind::Users, None, None)
         .await?
-        .iter()
+        .into_iter()
         .filter_map(to_user)
         .collect();
     if keeps_pending {
@@ -146,7 +149,7 @@ pub async fn read(client: &ScimClient, keeps_pending: bool) -> Result<TargetSnap
         let pending = client
             .list(ResourceKind::Users, Some(&pending_filter), None)
             .await?;
-        for resource in &pending {
+        for resource in pending {
             if let Some(mut user) = to_user(resource)
                 && !known.contains(&user.id)
             {
@@ -158,7 +161,7 @@ pub async fn read(client: &ScimClient, keeps_pending: bool) -> Result<TargetSnap
     let groups = client
         .list(ResourceKind::Groups, None, None)
         .await?
-        .iter()
+        .into_iter()
         .filter_map(to_group)
         .collect();
     Ok(TargetSnapshot { users, groups })
@@ -171,13 +174,13 @@ pub(crate) fn str_field(resource: &Value, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn to_user(resource: &Value) -> Option<TargetUser> {
-    let id = str_field(resource, "id")?;
-    let user_name = str_field(resource, "userName").unwrap_or_default();
-    let active = scim::resource::member(resource, "active")
+fn to_user(resource: Value) -> Option<TargetUser> {
+    let id = str_field(&resource, "id")?;
+    let user_name = str_field(&resource, "userName").unwrap_or_default();
+    let active = scim::resource::member(&resource, "active")
         .and_then(Value::as_bool)
         .unwrap_or(true);
-    let extension = scim::resource::member(resource, scim::urn::IIJ_USER);
+    let extension = scim::resource::member(&resource, scim::urn::IIJ_USER);
     let pending = extension
         .and_then(|e| scim::resource::member(e, STATE_ATTR))
         .and_then(Value::as_str)
@@ -189,18 +192,18 @@ fn to_user(resource: &Value) -> Option<TargetUser> {
         .map(|d| d.with_timezone(&Utc));
     Some(TargetUser {
         id,
-        external_id: str_field(resource, "externalId"),
+        external_id: str_field(&resource, "externalId"),
         user_name,
         active,
         pending,
         pending_since,
-        resource: resource.clone(),
+        resource,
     })
 }
 
-fn to_group(resource: &Value) -> Option<TargetGroup> {
-    let id = str_field(resource, "id")?;
-    let members = scim::resource::member(resource, "members")
+fn to_group(resource: Value) -> Option<TargetGroup> {
+    let id = str_field(&resource, "id")?;
+    let members = scim::resource::member(&resource, "members")
         .and_then(Value::as_array)
         .map(|items| {
             items
@@ -212,9 +215,9 @@ fn to_group(resource: &Value) -> Option<TargetGroup> {
         .unwrap_or_default();
     Some(TargetGroup {
         id,
-        display_name: str_field(resource, "displayName").unwrap_or_default(),
-        external_id: str_field(resource, "externalId"),
+        display_name: str_field(&resource, "displayName").unwrap_or_default(),
+        external_id: str_field(&resource, "externalId"),
         members,
-        resource: resource.clone(),
+        resource,
     })
 }

@@ -214,12 +214,23 @@ async fn paged_search(
         )
         .await
         .map_err(search_err)?;
-    let mut entries = Vec::new();
+    // Entries are converted as they arrive, so that a large read is never held in ldap3's
+    // form and ours at once; only the rare entry with a ranged attribute waits for the
+    // search to end (its next ranges are separate searches).
+    let mut out = Vec::new();
+    let mut ranged = Vec::new();
     let mut notes = Vec::new();
     let mut complete = true;
     loop {
         match stream.next().await {
-            Ok(Some(raw)) => entries.push(SearchEntry::construct(raw)),
+            Ok(Some(raw)) => {
+                let entry = SearchEntry::construct(raw);
+                if entry.attrs.keys().any(|k| parse_range(k).is_some()) {
+                    ranged.push(entry);
+                } else {
+                    out.push(to_entry(entry));
+                }
+            }
             Ok(None) => break,
             Err(e) => {
                 complete = false;
@@ -236,11 +247,10 @@ async fn paged_search(
             spec.base,
             result.rc,
             result.text,
-            entries.len()
+            out.len() + ranged.len()
         ));
     }
-    let mut out = Vec::with_capacity(entries.len());
-    for entry in entries {
+    for entry in ranged {
         let entry = complete_ranges(&mut ldap, entry, timeout, &mut complete, &mut notes).await;
         out.push(to_entry(entry));
     }
