@@ -31,6 +31,27 @@ pub struct Churn {
 }
 
 impl Churn {
+    /// The change record of the `j`-th churned user, counted: 4 in 10 get a new title, 3 the
+    /// `disabled` state change (`attr: value`, which differs between OpenLDAP and AD), 3 are
+    /// deleted.
+    fn user_record(&mut self, j: usize, dn: &str, disabled: &str) -> String {
+        match j % 10 {
+            0..=3 => {
+                self.modified += 1;
+                format!("dn: {dn}\nchangetype: modify\nreplace: title\ntitle: Churned {j}\n-\n")
+            }
+            4..=6 => {
+                self.disabled += 1;
+                let attr = disabled.split(':').next().unwrap_or_default();
+                format!("dn: {dn}\nchangetype: modify\nreplace: {attr}\n{disabled}\n-\n")
+            }
+            _ => {
+                self.deleted += 1;
+                format!("dn: {dn}\nchangetype: delete\n")
+            }
+        }
+    }
+
     /// LDAP change records in the file (one per user, one per membership change).
     pub fn records(&self) -> usize {
         self.modified + self.disabled + self.deleted + self.members_added + self.members_removed
@@ -143,22 +164,7 @@ impl Shape {
         for j in 0..n {
             let i = 1 + j * step;
             let dn = user_dn(i, base);
-            let record = match j % 10 {
-                0..=3 => {
-                    churn.modified += 1;
-                    format!("dn: {dn}\nchangetype: modify\nreplace: title\ntitle: Churned {j}\n-\n")
-                }
-                4..=6 => {
-                    churn.disabled += 1;
-                    format!(
-                        "dn: {dn}\nchangetype: modify\nreplace: employeeType\nemployeeType: false\n-\n"
-                    )
-                }
-                _ => {
-                    churn.deleted += 1;
-                    format!("dn: {dn}\nchangetype: delete\n")
-                }
-            };
+            let record = churn.user_record(j, &dn, "employeeType: false");
             writeln!(w, "{record}").map_err(|e| e.to_string())?;
         }
         let normal = self.groups.saturating_sub(self.big_groups);
@@ -229,22 +235,7 @@ pub fn write_ad_churn(
     let mut churn = Churn::default();
     for j in 0..n {
         let dn = user(1 + j * step);
-        let record = match j % 10 {
-            0..=3 => {
-                churn.modified += 1;
-                format!("dn: {dn}\nchangetype: modify\nreplace: title\ntitle: Churned {j}\n-\n")
-            }
-            4..=6 => {
-                churn.disabled += 1;
-                format!(
-                    "dn: {dn}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: 544\n-\n"
-                )
-            }
-            _ => {
-                churn.deleted += 1;
-                format!("dn: {dn}\nchangetype: delete\n")
-            }
-        };
+        let record = churn.user_record(j, &dn, "userAccountControl: 544");
         writeln!(w, "{record}").map_err(|e| e.to_string())?;
     }
     // Membership changes on users next to churned ones (never churned themselves when
@@ -318,6 +309,12 @@ mod tests {
         assert_eq!((c.modified, c.disabled, c.deleted), (400, 300, 300));
         assert_eq!((c.members_added, c.members_removed), (50, 50));
         let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.matches("replace: employeeType\nemployeeType: false\n-\n")
+                .count(),
+            300
+        );
+        assert_eq!(text.matches("changetype: delete\n").count(), 300);
         let member_of = |group: &str, user: &str| {
             let g: usize = group[8..13].parse::<usize>().unwrap() - 1;
             let u: usize = user[8..14].parse().unwrap();
