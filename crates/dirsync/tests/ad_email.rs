@@ -89,8 +89,12 @@ fn synced_user_gets_no_mail_then_reset_reaches_every_address_and_lock_the_primar
         ),
     )
     .unwrap();
-    let ids = IdService::start_with(&["--config", cfg.to_str().unwrap()])
-        .unwrap_or_else(|e| panic!("idservice: {e}"));
+    // At debug level: the secrets grep at the end must mean something.
+    let ids = IdService::start_with_env(
+        &["--config", cfg.to_str().unwrap()],
+        &[("IDSERVICE_LOG", "debug")],
+    )
+    .unwrap_or_else(|e| panic!("idservice: {e}"));
     let site = ids.url.trim_end_matches("/scim/v2").to_string();
 
     let dc = start_dc("MAIL.TEST", "MAIL");
@@ -224,8 +228,39 @@ fn synced_user_gets_no_mail_then_reset_reaches_every_address_and_lock_the_primar
         ["mia.primary@example.test"]
     );
     // A second sync (nothing changed in AD) sends nothing either.
-    assert_clean(&inst.sync(), "second sync");
+    let second = inst.sync();
+    assert_clean(&second, "second sync");
     std::thread::sleep(Duration::from_millis(2000));
     assert_eq!(sink.messages().unwrap().len(), 7);
+
+    // No password, token or reset link in the service's debug log or the sync reports; the
+    // mails in the sink are the only place the link may be.
+    let log = ids.server_log();
+    assert!(
+        log.contains("DEBUG"),
+        "the service did not log at debug level"
+    );
+    let reports = [
+        report.to_text(),
+        second.to_text(),
+        format!("{report:?}"),
+        format!("{second:?}"),
+    ];
+    for (what, secret) in [
+        ("the new password", pw),
+        ("the reset token", token.as_str()),
+        ("the reset link", link.as_str()),
+        ("the bearer token", ids.token.as_str()),
+        ("the bind password", dc.svc_pw.as_str()),
+    ] {
+        assert!(!log.contains(secret), "{what} is in the idservice log");
+        for r in &reports {
+            assert!(!r.contains(secret), "{what} is in a dirsync report");
+        }
+    }
+    assert!(
+        !log.contains("reset?token="),
+        "a reset link is in the idservice log"
+    );
     eprintln!("TIMING ad_email total {:.1} s", t0.elapsed().as_secs_f64());
 }

@@ -34,6 +34,9 @@ pub fn idservice_binary() -> Result<PathBuf, String> {
     Ok(binary)
 }
 
+/// The server's stderr, kept in its data directory.
+const SERVER_LOG: &str = "serve.log";
+
 pub struct IdService {
     /// `http://127.0.0.1:PORT/scim/v2`
     pub url: String,
@@ -50,6 +53,12 @@ impl IdService {
 
     /// Starts with extra `serve` arguments (e.g. `--retention-days 0`).
     pub fn start_with(extra: &[&str]) -> Result<IdService, String> {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// Starts with extra `serve` arguments and environment (e.g. `IDSERVICE_LOG=debug`). The
+    /// server's log (stderr) is kept in the data directory: see [`IdService::server_log`].
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Result<IdService, String> {
         let binary = idservice_binary()?;
         let data = tempfile::Builder::new()
             .prefix("dirsync-idservice-")
@@ -68,13 +77,16 @@ impl IdService {
             ],
         )?;
         let token = token.lines().last().unwrap_or_default().trim().to_string();
+        let log = std::fs::File::create(data.path().join(SERVER_LOG))
+            .map_err(|e| format!("idservice log file: {e}"))?;
         let mut child = Command::new(&binary)
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data.path())
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .map_err(|e| format!("cannot start idservice: {e}"))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
@@ -132,6 +144,11 @@ impl IdService {
 
     pub fn data_dir(&self) -> &Path {
         self.data.path()
+    }
+
+    /// Everything the server logged so far (its stderr).
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join(SERVER_LOG)).unwrap_or_default()
     }
 }
 
