@@ -215,10 +215,22 @@ pub fn writes(report: &Value) -> u64 {
     .sum()
 }
 
-/// `name` next to the running binary (target/release when run through the scripts).
-pub fn sibling(name: &str) -> Result<PathBuf, String> {
+/// The idservice and dirsync binaries: as given, else next to the running binary
+/// (target/release when run through the scripts). dirsync runs in a temporary directory, so
+/// its path is made absolute.
+pub fn binaries(
+    idservice: Option<&Path>,
+    dirsync: Option<&Path>,
+) -> Result<(PathBuf, PathBuf), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    Ok(exe.with_file_name(name))
+    let pick = |given: Option<&Path>, name: &str| {
+        given.map_or_else(|| exe.with_file_name(name), Path::to_path_buf)
+    };
+    let idservice = pick(idservice, "idservice");
+    let dirsync = pick(dirsync, "dirsync");
+    let dirsync =
+        std::fs::canonicalize(&dirsync).map_err(|e| format!("{}: {e}", dirsync.display()))?;
+    Ok((idservice, dirsync))
 }
 
 /// Writes `config.yml` and `secret.yml` (mode 0600) into `dir`; JSON is YAML, so the values are

@@ -34,6 +34,18 @@ impl Churn {
     /// The change record of the `j`-th churned user, counted: 4 in 10 get a new title, 3 the
     /// `disabled` state change (`attr: value`, which differs between OpenLDAP and AD), 3 are
     /// deleted.
+    /// A membership change record, counted: `add` adds `user` to `group`, else removes it.
+    fn member_record(&mut self, add: bool, group: &str, user: &str) -> String {
+        let op = if add {
+            self.members_added += 1;
+            "add"
+        } else {
+            self.members_removed += 1;
+            "delete"
+        };
+        format!("dn: {group}\nchangetype: modify\n{op}: member\nmember: {user}\n-\n")
+    }
+
     fn user_record(&mut self, j: usize, dn: &str, disabled: &str) -> String {
         match j % 10 {
             0..=3 => {
@@ -183,14 +195,8 @@ impl Shape {
                 else {
                     continue;
                 };
-                churn.members_added += 1;
-                writeln!(
-                    w,
-                    "dn: {}\nchangetype: modify\nadd: member\nmember: {}\n-\n",
-                    group_dn(g, base),
-                    user_dn(u, base)
-                )
-                .map_err(|e| e.to_string())?;
+                let record = churn.member_record(true, &group_dn(g, base), &user_dn(u, base));
+                writeln!(w, "{record}").map_err(|e| e.to_string())?;
             } else {
                 // Keep at least one member (groupOfNames); skip deleted users.
                 if size < 2 {
@@ -199,14 +205,8 @@ impl Shape {
                 let Some(u) = (0..size).map(|k| self.member(g, k)).find(|&u| !deleted(u)) else {
                     continue;
                 };
-                churn.members_removed += 1;
-                writeln!(
-                    w,
-                    "dn: {}\nchangetype: modify\ndelete: member\nmember: {}\n-\n",
-                    group_dn(g, base),
-                    user_dn(u, base)
-                )
-                .map_err(|e| e.to_string())?;
+                let record = churn.member_record(false, &group_dn(g, base), &user_dn(u, base));
+                writeln!(w, "{record}").map_err(|e| e.to_string())?;
             }
         }
         w.flush().map_err(|e| e.to_string())?;
@@ -245,19 +245,9 @@ pub fn write_ad_churn(
             let u = (2 + c * 10 * step).min(users);
             let own = u % groups;
             let record = if c % 2 == 0 {
-                churn.members_added += 1;
-                format!(
-                    "dn: {}\nchangetype: modify\nadd: member\nmember: {}\n-\n",
-                    group((own + 1) % groups),
-                    user(u)
-                )
+                churn.member_record(true, &group((own + 1) % groups), &user(u))
             } else {
-                churn.members_removed += 1;
-                format!(
-                    "dn: {}\nchangetype: modify\ndelete: member\nmember: {}\n-\n",
-                    group(own),
-                    user(u)
-                )
+                churn.member_record(false, &group(own), &user(u))
             };
             writeln!(w, "{record}").map_err(|e| e.to_string())?;
         }

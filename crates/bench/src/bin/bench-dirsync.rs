@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use bench::common::{run_dirsync, sibling, start_idservice, write_dirsync_config, writes};
+use bench::common::{binaries, run_dirsync, start_idservice, write_dirsync_config, writes};
 use clap::Parser;
 use serde_json::json;
 
@@ -45,17 +45,8 @@ fn main() -> ExitCode {
 }
 
 fn bench(args: &Args) -> Result<(), String> {
-    let idservice_bin = match &args.idservice {
-        Some(p) => p.clone(),
-        None => sibling("idservice")?,
-    };
-    let dirsync_bin = match &args.dirsync {
-        Some(p) => p.clone(),
-        None => sibling("dirsync")?,
-    };
-    // dirsync runs in the temporary directory: absolute paths.
-    let dirsync_bin = std::fs::canonicalize(&dirsync_bin)
-        .map_err(|e| format!("{}: {e}", dirsync_bin.display()))?;
+    let (idservice_bin, dirsync_bin) =
+        binaries(args.idservice.as_deref(), args.dirsync.as_deref())?;
 
     let t = Instant::now();
     let slapd = testenv::Slapd::start()?;

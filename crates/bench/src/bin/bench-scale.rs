@@ -21,7 +21,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use bench::common::{
-    Measured, bulk_load, run_dirsync, sibling, start_idservice, write_dirsync_config, writes,
+    Measured, binaries, bulk_load, run_dirsync, start_idservice, write_dirsync_config, writes,
 };
 use bench::gen_ldif::{Churn, Shape, write_ad_churn};
 use clap::Parser;
@@ -233,17 +233,8 @@ fn ldapsearch_bound(directory: &Directory, dir: &Path) -> Result<(Duration, u64)
 }
 
 fn bench(args: &Args) -> Result<(), String> {
-    let idservice_bin = match &args.idservice {
-        Some(p) => p.clone(),
-        None => sibling("idservice")?,
-    };
-    let dirsync_bin = match &args.dirsync {
-        Some(p) => p.clone(),
-        None => sibling("dirsync")?,
-    };
-    // dirsync runs in the temporary directory: absolute paths.
-    let dirsync_bin = std::fs::canonicalize(&dirsync_bin)
-        .map_err(|e| format!("{}: {e}", dirsync_bin.display()))?;
+    let (idservice_bin, dirsync_bin) =
+        binaries(args.idservice.as_deref(), args.dirsync.as_deref())?;
     let shape = Shape {
         users: args.users,
         groups: args.groups,
