@@ -226,13 +226,6 @@ async fn run_locked(
         KeptBy::Auto => spc.keeps_pending_users,
     };
 
-    // The ownership mark goes only to a target that advertises it (SPEC 4.3).
-    let marks_groups = client
-        .schema_extensions(scim_client::ResourceKind::Groups)
-        .await
-        .map(|exts| exts.iter().any(|e| e == scim::urn::DIRSYNC_SOURCE))
-        .unwrap_or(false);
-
     let run = RunCtx {
         config,
         options,
@@ -242,7 +235,6 @@ async fn run_locked(
         client: &client,
         spc: &spc,
         keeps_pending,
-        marks_groups,
         fingerprint,
     };
 
@@ -284,7 +276,6 @@ struct RunCtx<'a> {
     client: &'a scim_client::ScimClient,
     spc: &'a scim_client::ServiceProviderInfo,
     keeps_pending: bool,
-    marks_groups: bool,
     fingerprint: String,
 }
 
@@ -295,6 +286,15 @@ const META_LAST_FULL: &str = "last_full_run";
 const META_RETRY: &str = "retry_failed";
 /// "1" when the last run skipped objects because of the target's state (see `Executed`).
 const META_TARGET_CONFLICTS: &str = "target_conflicts";
+
+/// Whether the target advertises the ownership mark (SPEC 4.3): only then is it written.
+async fn marks_groups(client: &scim_client::ScimClient) -> bool {
+    client
+        .schema_extensions(scim_client::ResourceKind::Groups)
+        .await
+        .map(|exts| exts.iter().any(|e| e == scim::urn::DIRSYNC_SOURCE))
+        .unwrap_or(false)
+}
 
 /// Why this run must be a full one, or `None` when an incremental run may be tried.
 async fn full_reason(
@@ -930,6 +930,9 @@ async fn execute(
     let (config, options, state, now) = (run.config, run.options, run.state, run.now);
     let records = state.objects(ObjectKind::User).await.unwrap_or_default();
     let group_records = state.objects(ObjectKind::Group).await.unwrap_or_default();
+    // Asked only when there is something to plan: a no-change run needs no discovery beyond
+    // /ServiceProviderConfig.
+    let marks_groups = marks_groups(run.client).await;
 
     let mut unchanged_anchors = HashSet::new();
     let input = plan_input(
@@ -940,7 +943,7 @@ async fn execute(
         &records,
         &group_records,
         run.keeps_pending,
-        run.marks_groups,
+        marks_groups,
         now,
         report,
         unchanged.map(|f| (f, &mut unchanged_anchors)),
