@@ -42,16 +42,10 @@ pub fn stamp(resource: &mut Value, directory: &str, dn: &str) {
 /// The mark a target resource carries, if any (keys are matched case-insensitively, as SCIM
 /// attribute names are).
 pub fn read(resource: &Value) -> Option<SourceMark> {
-    let obj = resource.as_object()?;
-    let mark = obj
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(DIRSYNC_SOURCE))?
-        .1
-        .as_object()?;
+    let mark = scim::resource::member(resource, DIRSYNC_SOURCE)?;
     let field = |name: &str| {
-        mark.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| v.as_str())
+        scim::resource::member(mark, name)
+            .and_then(Value::as_str)
             .map(str::to_string)
     };
     Some(SourceMark {
