@@ -23,6 +23,10 @@ pub struct Report {
     /// "cursor invalid: …", "configuration changed", "--recovery", "LDIF source").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub full_reason: Option<String>,
+    /// Incremental runs that planned: "changed users" (only the users the changes touch,
+    /// every group), or "whole image: <why>" (see docs/dirsync.md, "Incremental sync").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planned_over: Option<String>,
     /// `--recovery`: the local state was discarded first.
     pub recovery: bool,
     /// Full runs with a previous cache: objects the incremental path had missed or the

@@ -24,15 +24,20 @@ use sha2::{Digest, Sha256};
 use crate::apply::{self, ApplyContext};
 use crate::config::{AuthKind, Config, KeptBy};
 use crate::journal::Journal;
-use crate::mapping::{self, DirectoryKind, MappedUser, MemberSpec};
-use crate::plan::{self, DesiredGroup, Ownership, Plan, PlanInput, Scope, TargetKind, Thresholds};
+use crate::mapping::DirectoryKind;
+use crate::plan::{self, Plan, PlanInput};
 use crate::report::{EXIT_REFUSED, EXIT_UNREACHABLE, Report};
 use crate::source::changes::{ChangeSet, Cursor};
 use crate::source::ldap::LdapSource;
 use crate::source::{self, DirectoryRead, Entry, ad_changes, syncrepl};
-use crate::source_mark;
-use crate::state::{CachedObject, IncrementalWrite, ObjectKind, ObjectRecord, RunLock, StateStore};
+use crate::state::{
+    CachedObject, ImageKeys, ImageRow, IncrementalWrite, ObjectKind, ObjectRecord, RunLock,
+    StateStore,
+};
 use crate::target;
+
+mod changed;
+mod desired;
 
 /// What the command line asked for.
 #[derive(Debug, Clone, Default)]
@@ -450,12 +455,49 @@ struct DirRead {
     description: String,
 }
 
-/// One changed image row for the state write.
-type ImageRow = (ObjectKind, String, Entry);
+/// An image row's key: kind and stable id.
+type ImageKey = (ObjectKind, String);
 
-/// In a full run with a previous image: "this directory entry is as the last run saw it",
-/// and where the anchors of those entries are collected.
-type UnchangedCheck<'a> = (&'a dyn Fn(&Entry) -> bool, &'a mut HashSet<String>);
+/// The image rows a run writes: changed rows (a full run: all) and removed ids.
+#[derive(Default)]
+struct ImageWrite {
+    upserts: Vec<ImageRow>,
+    removals: Vec<(ObjectKind, String)>,
+}
+
+/// Image rows from entries (moved, not copied), users with what the mapping made of them;
+/// `only`: just these rows.
+fn image_rows(
+    kind: DirectoryKind,
+    users: Vec<Entry>,
+    groups: Vec<Entry>,
+    only: Option<&HashSet<(ObjectKind, String)>>,
+    keys: &mut HashMap<String, ImageKeys>,
+) -> Vec<ImageRow> {
+    let id = stable_id(kind);
+    let mut rows = Vec::new();
+    for (object_kind, entries) in [(ObjectKind::User, users), (ObjectKind::Group, groups)] {
+        for entry in entries {
+            let Some(k) = id(&entry) else {
+                continue;
+            };
+            if only.is_some_and(|o| !o.contains(&(object_kind, k.clone()))) {
+                continue;
+            }
+            let keys = match object_kind {
+                ObjectKind::User => keys.remove(&k).unwrap_or_default(),
+                ObjectKind::Group => ImageKeys::default(),
+            };
+            rows.push(ImageRow {
+                kind: object_kind,
+                id: k,
+                entry,
+                keys,
+            });
+        }
+    }
+    rows
+}
 
 /// The directory image: stable id → entry, users and groups apart.
 #[derive(Default)]
@@ -517,12 +559,13 @@ impl Image {
         }
     }
 
-    /// What changed against `before` (hashes of the previous image), for the state write.
-    fn diff(
+    /// The rows that differ from `before` (hashes of the previous image), and the keys that
+    /// are gone: what the state write must change.
+    fn changes_since(
         &self,
         before: &HashMap<(ObjectKind, String), u64>,
-    ) -> (Vec<ImageRow>, Vec<(ObjectKind, String)>) {
-        let mut upserts = Vec::new();
+    ) -> (HashSet<ImageKey>, Vec<ImageKey>) {
+        let mut changed = HashSet::new();
         let mut now = HashSet::new();
         for (kind, map) in [
             (ObjectKind::User, &self.users),
@@ -531,7 +574,7 @@ impl Image {
             for (id, e) in map {
                 let key = (kind, id.clone());
                 if before.get(&key) != Some(&entry_hash(e)) {
-                    upserts.push((kind, id.clone(), e.clone()));
+                    changed.insert(key.clone());
                 }
                 now.insert(key);
             }
@@ -541,7 +584,7 @@ impl Image {
             .filter(|k| !now.contains(*k))
             .cloned()
             .collect();
-        (upserts, removals)
+        (changed, removals)
     }
 
     fn into_read(self) -> DirectoryRead {
@@ -592,6 +635,74 @@ async fn incremental(run: &RunCtx<'_>, report: &mut Report, cursor: &Cursor) -> 
         }
         return Incremental::Done(Some(Plan::default()));
     }
+    let marks_groups = marks_groups(run.client).await;
+    let whole_reason = if retry {
+        // Held-back work concerns objects the changes may not name.
+        "the last run left work to retry".to_string()
+    } else {
+        match changed::prepare(
+            run.config,
+            run.state,
+            &changes,
+            kind,
+            marks_groups,
+            run.now,
+            report,
+        )
+        .await
+        {
+            changed::Prepared::Ready(input) => {
+                report.planned_over = Some("changed users".into());
+                return changed_users_run(run, report, &changes, kind, *input).await;
+            }
+            changed::Prepared::Whole(reason) => reason,
+            changed::Prepared::Failed(reason) => return Incremental::Reload(reason),
+        }
+    };
+    report.planned_over = Some(format!("whole image: {whole_reason}"));
+    whole_image_run(run, report, &changes, kind, marks_groups).await
+}
+
+/// An incremental run that plans the changed users only ([`changed`]).
+async fn changed_users_run(
+    run: &RunCtx<'_>,
+    report: &mut Report,
+    changes: &DirChanges,
+    kind: DirectoryKind,
+    input: changed::ChangedInput,
+) -> Incremental {
+    let changed::ChangedInput {
+        mut desired,
+        snapshot,
+        image,
+        unchanged_users,
+        read_users,
+        read_groups,
+    } = input;
+    report.read_users = read_users;
+    report.read_groups = read_groups;
+    report.read_complete = true;
+    let Some(executed) = execute(run, report, kind, &mut desired, snapshot, false).await else {
+        return Incremental::Done(None);
+    };
+    report.unchanged_users += unchanged_users;
+    let mut write = IncrementalWrite {
+        cursor: changes.next().and_then(|c| serde_json::to_string(c).ok()),
+        image_upserts: image.upserts,
+        image_removals: image.removals,
+        ..IncrementalWrite::default()
+    };
+    finish_state(run, report, executed, &mut write, HashMap::new()).await
+}
+
+/// An incremental run that plans the whole image against the whole target cache.
+async fn whole_image_run(
+    run: &RunCtx<'_>,
+    report: &mut Report,
+    changes: &DirChanges,
+    kind: DirectoryKind,
+    marks_groups: bool,
+) -> Incremental {
     let mut image = match Image::load(run.state).await {
         Ok(i) => i,
         Err(e) => return Incremental::Reload(format!("the cached directory image: {e}")),
@@ -601,25 +712,29 @@ async fn incremental(run: &RunCtx<'_>, report: &mut Report, cursor: &Cursor) -> 
         Err(e) => return Incremental::Reload(format!("the target cache: {e}")),
     };
     let before = image.hashes();
-    image.apply(&changes, kind, run.config);
-    let (image_upserts, image_removals) = image.diff(&before);
+    image.apply(changes, kind, run.config);
+    let (changed_ids, removals) = image.changes_since(&before);
     drop(before);
-    let read = source::SourceRead {
-        read: image.into_read(),
-        kind,
-        description,
-    };
-    report.read_users = read.read.users.len();
-    report.read_groups = read.read.groups.len();
+    let mut read = image.into_read();
+    report.read_users = read.users.len();
+    report.read_groups = read.groups.len();
     report.read_complete = true;
+    let mut desired =
+        desired::from_read(run.config, kind, &read, marks_groups, run.now, report, None);
     let snapshot = target::TargetSnapshot::from_cache(cache);
-    let Some(executed) = execute(run, report, &read, snapshot, None).await else {
+    let Some(executed) = execute(run, report, kind, &mut desired, snapshot, false).await else {
         return Incremental::Done(None);
     };
     let mut write = IncrementalWrite {
         cursor: changes.next().and_then(|c| serde_json::to_string(c).ok()),
-        image_upserts,
-        image_removals,
+        image_upserts: image_rows(
+            kind,
+            std::mem::take(&mut read.users),
+            std::mem::take(&mut read.groups),
+            Some(&changed_ids),
+            &mut desired.user_keys,
+        ),
+        image_removals: removals,
         ..IncrementalWrite::default()
     };
     finish_state(run, report, executed, &mut write, HashMap::new()).await
@@ -702,7 +817,8 @@ async fn finish_state(
 }
 
 /// The full run: the whole directory (with a fresh cursor where the reader gives one), the
-/// live target, and drift against the previous cache.
+/// live target, and drift: plan operations on objects whose directory entry is as the last
+/// run's image has it.
 async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
     let config = run.config;
     let spinner = progress_spinner("reading the directory");
@@ -774,15 +890,9 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
         Err(e) => return stop(report, e.to_string(), EXIT_UNREACHABLE),
     };
 
-    // Drift needs what the last run left: its image and cache (none on a first run).
-    let old_cache = run.state.target_cache().await.unwrap_or_default();
-    // Only the previous image's entry hashes are kept (the entries themselves would double
-    // the memory of a full run): enough to tell an unchanged entry for the drift count.
-    let old_hashes = if old_cache.is_empty() {
-        HashMap::new()
-    } else {
-        Image::load(run.state).await.unwrap_or_default().hashes()
-    };
+    // Drift needs the previous image: only its entry hashes are loaded (the entries would
+    // double the memory of a full run), enough to tell an unchanged entry.
+    let old_hashes = run.state.image_hashes(entry_hash).await.unwrap_or_default();
     let id = stable_id(source.kind);
     let unchanged = |e: &Entry| {
         id(e).is_some_and(|k| {
@@ -792,29 +902,39 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
                 .any(|kind| old_hashes.get(&(kind, k.clone())) == Some(&h))
         })
     };
-    let mut drift: BTreeSet<String> = BTreeSet::new();
-    if !old_cache.is_empty() {
-        drift.extend(cache_drift(&old_cache, &snapshot));
-    }
+    let has_previous = !old_hashes.is_empty();
+    let check: Option<&dyn Fn(&Entry) -> bool> = if has_previous { Some(&unchanged) } else { None };
+    let marks_groups = marks_groups(run.client).await;
+    let mut desired = desired::from_read(
+        config,
+        source.kind,
+        &source.read,
+        marks_groups,
+        run.now,
+        report,
+        check,
+    );
+    drop(old_hashes);
     let live_cache: HashMap<(ObjectKind, String), CachedObject> = snapshot
         .to_cache()
         .into_iter()
         .map(|o| ((o.kind, o.id.clone()), o))
         .collect();
-    let check: Option<&dyn Fn(&Entry) -> bool> = if old_cache.is_empty() {
-        None
-    } else {
-        Some(&unchanged)
-    };
-    let executed = execute(run, report, &source, snapshot, check).await;
-    drop(old_hashes);
-    let executed = executed?;
-    drift.extend(std::mem::take(&mut report.drift_objects));
+    let executed = execute(
+        run,
+        report,
+        source.kind,
+        &mut desired,
+        snapshot,
+        has_previous,
+    )
+    .await?;
+    let drift = std::mem::take(&mut report.drift_objects);
     report.drift = drift.len();
-    report.drift_objects = drift.into_iter().collect();
+    report.drift_objects = drift;
     if report.drift > 0 {
         report.warnings.push(format!(
-            "drift: {} object(s) on the target differed from what the last runs left there \
+            "drift: {} object(s) on the target differed from what the directory, unchanged since the last run, wants \
              (missed changes or edits on the target), repaired by this full reconcile: {}",
             report.drift,
             report.drift_objects.join(", ")
@@ -830,17 +950,13 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
         ..IncrementalWrite::default()
     };
     if write.cursor.is_some() {
-        // Moved, not copied: the read is not needed any more.
-        for (kind, entries) in [
-            (ObjectKind::User, std::mem::take(&mut source.read.users)),
-            (ObjectKind::Group, std::mem::take(&mut source.read.groups)),
-        ] {
-            for e in entries {
-                if let Some(k) = id(&e) {
-                    write.image_upserts.push((kind, k, e));
-                }
-            }
-        }
+        write.image_upserts = image_rows(
+            source.kind,
+            std::mem::take(&mut source.read.users),
+            std::mem::take(&mut source.read.groups),
+            None,
+            &mut desired.user_keys,
+        );
     }
     if executed.applied {
         write.meta.push((META_LAST_FULL, run.now.to_rfc3339()));
@@ -851,102 +967,30 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
     }
 }
 
-/// Cached objects that the live target no longer holds as the last run left them. Server
-/// bookkeeping (`meta`, a user's `groups`, member `display` names) is not compared: it
-/// changes with writes to other objects.
-fn cache_drift(old: &[CachedObject], live: &target::TargetSnapshot) -> Vec<String> {
-    fn comparable(kind: ObjectKind, resource: &serde_json::Value) -> serde_json::Value {
-        let mut r = resource.clone();
-        if let Some(map) = r.as_object_mut() {
-            map.retain(|k, _| !k.eq_ignore_ascii_case("meta") && !k.eq_ignore_ascii_case("groups"));
-            if kind == ObjectKind::Group {
-                let mut members: Vec<String> = map
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("members"))
-                    .and_then(|(_, v)| v.as_array())
-                    .map(|items| {
-                        items
-                            .iter()
-                            .filter_map(|m| m.get("value").and_then(|v| v.as_str()))
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                members.sort();
-                map.retain(|k, _| !k.eq_ignore_ascii_case("members"));
-                map.insert("members".into(), serde_json::json!(members));
-            }
-        }
-        r
-    }
-    let live: HashMap<(ObjectKind, &str), (bool, &serde_json::Value)> = live
-        .users
-        .iter()
-        .map(|u| ((ObjectKind::User, u.id.as_str()), (u.pending, &u.resource)))
-        .chain(
-            live.groups
-                .iter()
-                .map(|g| ((ObjectKind::Group, g.id.as_str()), (false, &g.resource))),
-        )
-        .collect();
-    let name = |o: &CachedObject| {
-        let key = if o.kind == ObjectKind::User {
-            "userName"
-        } else {
-            "displayName"
-        };
-        let kind = if o.kind == ObjectKind::User {
-            "user"
-        } else {
-            "group"
-        };
-        format!(
-            "{kind} {}",
-            target::str_field(&o.resource, key).unwrap_or_else(|| o.id.clone())
-        )
-    };
-    old.iter()
-        .filter(|o| match live.get(&(o.kind, o.id.as_str())) {
-            None => true,
-            Some((pending, resource)) => {
-                *pending != o.pending
-                    || comparable(o.kind, resource) != comparable(o.kind, &o.resource)
-            }
-        })
-        .map(name)
-        .collect()
-}
-
-/// Plans and (unless a dry run) applies; fills the report. `unchanged`, in a full run with a
-/// previous image, tells the directory entries the incremental path saw unchanged: plan
-/// operations on those are drift (added to `report.drift_objects`).
+/// Plans and (unless a dry run) applies; fills the report. `drift`, in a full run with a
+/// previous image: plan operations on objects whose directory entry the last run saw as it
+/// is now (`desired.unchanged_anchors`) go to `report.drift_objects`.
 async fn execute(
     run: &RunCtx<'_>,
     report: &mut Report,
-    source: &source::SourceRead,
+    kind: DirectoryKind,
+    desired: &mut desired::Desired,
     snapshot: target::TargetSnapshot,
-    unchanged: Option<&dyn Fn(&Entry) -> bool>,
+    drift: bool,
 ) -> Option<Executed> {
     let (config, options, state, now) = (run.config, run.options, run.state, run.now);
     let records = state.objects(ObjectKind::User).await.unwrap_or_default();
     let group_records = state.objects(ObjectKind::Group).await.unwrap_or_default();
-    // Asked only when there is something to plan: a no-change run needs no discovery beyond
-    // /ServiceProviderConfig.
-    let marks_groups = marks_groups(run.client).await;
-
-    let mut unchanged_anchors = HashSet::new();
-    let input = plan_input(
+    let input = desired::plan_input(
         config,
         options,
-        source,
+        kind,
+        desired,
         snapshot,
         &records,
         &group_records,
         run.keeps_pending,
-        marks_groups,
         now,
-        report,
-        unchanged.map(|f| (f, &mut unchanged_anchors)),
     );
     // Target id → anchor, for apply's state records.
     let mut anchors: HashMap<String, String> = HashMap::new();
@@ -970,8 +1014,8 @@ async fn execute(
     report.refused = plan.refused.clone();
     report.unchanged_users = plan.unchanged_users;
     report.unchanged_groups = plan.unchanged_groups;
-    if unchanged.is_some() {
-        report.drift_objects = plan_drift(&plan, &anchors, &unchanged_anchors);
+    if drift {
+        report.drift_objects = plan_drift(&plan, &anchors, &desired.unchanged_anchors);
     }
     if options.dry_run || plan.refused.is_some() {
         return Some(Executed {
@@ -1189,160 +1233,6 @@ fn stop(report: &mut Report, reason: String, code: i32) -> Option<Plan> {
     report.stopped = Some(reason);
     report.exit_code = code;
     None
-}
-
-#[allow(clippy::too_many_arguments)]
-fn plan_input(
-    config: &Config,
-    options: &SyncOptions,
-    source: &source::SourceRead,
-    snapshot: target::TargetSnapshot,
-    records: &[ObjectRecord],
-    group_records: &[ObjectRecord],
-    keeps_pending: bool,
-    marks_groups: bool,
-    now: DateTime<Utc>,
-    report: &mut Report,
-    mut unchanged: Option<UnchangedCheck<'_>>,
-) -> PlanInput {
-    let kind = source.kind;
-    let mut users: Vec<(&Entry, MappedUser)> = Vec::new();
-    let mut unmapped_users = Vec::new();
-    for entry in &source.read.users {
-        match mapping::map_user(entry, &config.iid.scim.attribute.user, kind, now) {
-            Ok(u) => {
-                report
-                    .warnings
-                    .extend(u.warnings.iter().map(|w| format!("{}: {w}", u.dn)));
-                if let Some((same, anchors)) = unchanged.as_mut()
-                    && same(entry)
-                {
-                    anchors.insert(u.anchor.clone());
-                }
-                users.push((entry, u));
-            }
-            Err(e) => unmapped_users.push(e),
-        }
-    }
-    let defaults = kind.defaults();
-    let group_search = &config.ad.ldap.search.group;
-    let member_attribute = group_search
-        .member_attribute
-        .clone()
-        .unwrap_or_else(|| defaults.member_attribute.to_string());
-    let mut groups = Vec::new();
-    let mut unmapped_groups = Vec::new();
-    for entry in &source.read.groups {
-        match mapping::map_group(
-            entry,
-            &config.iid.scim.attribute.group,
-            kind,
-            &member_attribute,
-        ) {
-            Ok(mut g) => {
-                if let Some((same, anchors)) = unchanged.as_mut()
-                    && same(entry)
-                {
-                    anchors.insert(g.anchor.clone());
-                }
-                if marks_groups {
-                    source_mark::stamp(&mut g.resource, &config.ad.ldap.base_dn, &g.dn);
-                }
-                groups.push(g)
-            }
-            Err(e) => unmapped_groups.push(e),
-        }
-    }
-    let spec = MemberSpec {
-        member_user_attribute: group_search
-            .member_user_attribute
-            .clone()
-            .unwrap_or_else(|| defaults.member_user_attribute.to_string()),
-        flatten_nested_groups: config.sync.flatten_nested_groups,
-    };
-    let pairs: Vec<(&Entry, &MappedUser)> = users.iter().map(|(e, u)| (*e, u)).collect();
-    let members = mapping::resolve_members(&spec, &pairs, &groups);
-    let groups: Vec<DesiredGroup> = groups
-        .into_iter()
-        .zip(members)
-        .map(|(group, member_anchors)| DesiredGroup {
-            group,
-            member_anchors,
-        })
-        .collect();
-    let users: Vec<MappedUser> = users.into_iter().map(|(_, u)| u).collect();
-
-    // Ownership (SPEC 4.3): what this instance recorded as created or adopted, plus target
-    // objects whose externalId is the anchor of a directory object this instance reads —
-    // anchors are directory-unique ids, and this is what lets a run after a crash (or after
-    // the cache was deleted) converge instead of refusing its own objects.
-    let desired_user_anchors: HashSet<&str> = users.iter().map(|u| u.anchor.as_str()).collect();
-    let desired_group_anchors: HashSet<&str> =
-        groups.iter().map(|g| g.group.anchor.as_str()).collect();
-    let mut owned_users: BTreeSet<String> = records
-        .iter()
-        .filter(|r| r.owned)
-        .map(|r| r.target_id.clone())
-        .collect();
-    let mut owned_groups: BTreeSet<String> = group_records
-        .iter()
-        .filter(|r| r.owned)
-        .map(|r| r.target_id.clone())
-        .collect();
-    let mut target_users = snapshot.users;
-    for u in &target_users {
-        if u.external_id
-            .as_deref()
-            .is_some_and(|e| desired_user_anchors.contains(e))
-        {
-            owned_users.insert(u.id.clone());
-        }
-    }
-    for g in &snapshot.groups {
-        if g.external_id
-            .as_deref()
-            .is_some_and(|e| desired_group_anchors.contains(e))
-        {
-            owned_groups.insert(g.id.clone());
-        }
-    }
-    if !keeps_pending {
-        // Plain target: the agent's own pending records.
-        let pending: HashMap<&str, DateTime<Utc>> = records
-            .iter()
-            .filter_map(|r| r.pending_since.map(|p| (r.target_id.as_str(), p)))
-            .collect();
-        for u in &mut target_users {
-            if let Some(since) = pending.get(u.id.as_str()) {
-                u.pending = true;
-                u.pending_since = Some(*since);
-            }
-        }
-    }
-    let managed_user_attributes =
-        mapping::managed_user_attributes(&config.iid.scim.attribute.user, kind);
-    PlanInput {
-        now,
-        users,
-        groups,
-        unmapped_users,
-        unmapped_groups,
-        read_complete: source.read.complete,
-        target_users,
-        target_groups: snapshot.groups,
-        target: TargetKind { keeps_pending },
-        scope: Scope::from_config(&config.iid.scim.filter),
-        ownership: Ownership {
-            users: owned_users,
-            groups: owned_groups,
-            adopt: options.adopt,
-        },
-        thresholds: Thresholds::from_config(&config.sync, options.allow_deletions),
-        retention: chrono::Duration::from_std(config.sync.pending_deletion.retention.0)
-            .unwrap_or_else(|_| chrono::Duration::days(30)),
-        member_chunk: config.sync.member_chunk.0 as usize,
-        managed_user_attributes,
-    }
 }
 
 /// After a successful run, the state knows every matched object (so a later run can tell

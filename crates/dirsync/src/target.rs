@@ -25,39 +25,73 @@ pub struct TargetSnapshot {
 impl TargetSnapshot {
     /// The snapshot as the target cache stores it.
     pub fn to_cache(&self) -> Vec<CachedObject> {
-        let users = self.users.iter().map(|u| CachedObject {
-            kind: ObjectKind::User,
-            id: u.id.clone(),
-            pending: u.pending,
-            resource: u.resource.clone(),
-        });
-        let groups = self.groups.iter().map(|g| CachedObject {
-            kind: ObjectKind::Group,
-            id: g.id.clone(),
-            pending: false,
-            resource: g.resource.clone(),
-        });
+        let users = self.users.iter().map(cached_user);
+        let groups = self.groups.iter().map(cached_group);
         users.chain(groups).collect()
     }
 
     /// The snapshot an incremental run plans against: what the last run left on the target.
-    /// Takes the cache by value: each resource moves into the snapshot (100,000 users are
-    /// hundreds of MiB; holding them twice is what this avoids).
+    /// A row loaded without its resource becomes a target user with a `null` resource: the
+    /// planner matches it, counts it and refers to it as a member, but has no attributes of
+    /// it to compare (its caller loads the resource of every user its changes can touch).
     pub fn from_cache(cache: Vec<CachedObject>) -> TargetSnapshot {
         let mut users = Vec::new();
         let mut groups = Vec::new();
         for o in cache {
             match o.kind {
-                ObjectKind::User => {
-                    if let Some(mut u) = to_user(o.resource) {
-                        u.pending |= o.pending;
-                        users.push(u);
-                    }
+                ObjectKind::User => users.push(user_from_cache(o)),
+                ObjectKind::Group => {
+                    let resource = serde_json::from_str(&o.resource).unwrap_or(Value::Null);
+                    groups.extend(to_group(resource));
                 }
-                ObjectKind::Group => groups.extend(to_group(o.resource)),
             }
         }
         TargetSnapshot { users, groups }
+    }
+}
+
+/// A target user as a cache row.
+pub fn cached_user(u: &TargetUser) -> CachedObject {
+    CachedObject {
+        kind: ObjectKind::User,
+        id: u.id.clone(),
+        external_id: u.external_id.clone(),
+        name: u.user_name.clone(),
+        active: u.active,
+        pending: u.pending,
+        pending_since: u.pending_since,
+        resource: u.resource.to_string(),
+    }
+}
+
+/// A target group as a cache row.
+pub fn cached_group(g: &TargetGroup) -> CachedObject {
+    CachedObject {
+        kind: ObjectKind::Group,
+        id: g.id.clone(),
+        external_id: g.external_id.clone(),
+        name: g.display_name.clone(),
+        active: true,
+        pending: false,
+        pending_since: None,
+        resource: g.resource.to_string(),
+    }
+}
+
+fn user_from_cache(o: CachedObject) -> TargetUser {
+    let resource = if o.resource.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&o.resource).unwrap_or(Value::Null)
+    };
+    TargetUser {
+        id: o.id,
+        external_id: o.external_id,
+        user_name: o.name,
+        active: o.active,
+        pending: o.pending,
+        pending_since: o.pending_since,
+        resource,
     }
 }
 
@@ -88,12 +122,7 @@ pub async fn read_objects(
     for result in results {
         let (kind, id, resource) = result?;
         let found = match resource {
-            Some(resource) => Some(CachedObject {
-                kind,
-                pending: false,
-                id: id.clone(),
-                resource,
-            }),
+            Some(resource) => cached(kind, resource, false),
             None if keeps_pending && kind == ObjectKind::User => {
                 if pending.is_none() {
                     let listed = client
@@ -109,18 +138,24 @@ pub async fn read_objects(
                 pending
                     .as_ref()
                     .and_then(|p| p.get(&id))
-                    .map(|resource| CachedObject {
-                        kind,
-                        pending: true,
-                        id: id.clone(),
-                        resource: resource.clone(),
-                    })
+                    .and_then(|resource| cached(kind, resource.clone(), true))
             }
             None => None,
         };
         out.push((kind, id, found));
     }
     Ok(out)
+}
+
+/// A resource read from the target as a cache row (`pending`: found among pending users).
+fn cached(kind: ObjectKind, resource: Value, pending: bool) -> Option<CachedObject> {
+    match kind {
+        ObjectKind::User => to_user(resource).map(|mut u| {
+            u.pending |= pending;
+            cached_user(&u)
+        }),
+        ObjectKind::Group => to_group(resource).map(|g| cached_group(&g)),
+    }
 }
 
 fn pending_filter() -> Filter {

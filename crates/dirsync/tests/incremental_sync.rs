@@ -40,6 +40,13 @@ fn incremental_with(env: &Env, config: &Path, what: &str, args: &[&str]) -> Run 
         "{what}: {:#}",
         run.report
     );
+    // A run with changes plans the changed users only (issue #5); a run without none at all.
+    let over = &run.report["planned_over"];
+    assert!(
+        over.is_null() || *over == json!("changed users"),
+        "{what}: {:#}",
+        run.report
+    );
     run
 }
 

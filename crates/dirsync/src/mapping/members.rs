@@ -26,6 +26,20 @@ impl MemberSpec {
     }
 }
 
+/// The keys a user entry answers to in group member values: its normalised DN, or the
+/// values of `member_user_attribute` (trimmed, lower case).
+pub fn member_keys(spec: &MemberSpec, entry: &Entry) -> Vec<String> {
+    if spec.by_dn() {
+        vec![normalize_dn(&entry.dn)]
+    } else {
+        entry
+            .strs(&spec.member_user_attribute)
+            .into_iter()
+            .map(|v| v.trim().to_lowercase())
+            .collect()
+    }
+}
+
 /// For each group (same order as `groups`), the sorted anchors of its member users.
 /// `users` pairs each mapped user with the entry it came from (for `memberUid`-style keys).
 pub fn resolve_members(
@@ -33,16 +47,22 @@ pub fn resolve_members(
     users: &[(&Entry, &MappedUser)],
     groups: &[MappedGroup],
 ) -> Vec<Vec<String>> {
-    let mut by_key: HashMap<String, &str> = HashMap::new();
+    let mut by_key: HashMap<String, String> = HashMap::new();
     for (entry, user) in users {
-        if spec.by_dn() {
-            by_key.insert(normalize_dn(&entry.dn), &user.anchor);
-        } else {
-            for v in entry.strs(&spec.member_user_attribute) {
-                by_key.insert(v.trim().to_lowercase(), &user.anchor);
-            }
+        for k in member_keys(spec, entry) {
+            by_key.insert(k, user.anchor.clone());
         }
     }
+    resolve_members_by_key(spec, &by_key, groups)
+}
+
+/// [`resolve_members`] with the users given as member key → anchor (an incremental run keeps
+/// the keys of unchanged users in the state instead of mapping them again).
+pub fn resolve_members_by_key(
+    spec: &MemberSpec,
+    by_key: &HashMap<String, String>,
+    groups: &[MappedGroup],
+) -> Vec<Vec<String>> {
     let key = |v: &str| {
         if spec.by_dn() {
             normalize_dn(v)
@@ -70,7 +90,7 @@ pub fn resolve_members(
                 for v in &groups[gi].member_values {
                     let k = key(v);
                     if let Some(anchor) = by_key.get(&k) {
-                        out.insert((*anchor).to_string());
+                        out.insert(anchor.clone());
                     } else if spec.flatten_nested_groups
                         && spec.by_dn()
                         && let Some(child) = group_index.get(&k)

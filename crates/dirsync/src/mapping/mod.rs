@@ -19,7 +19,7 @@ use crate::config::{
 };
 use crate::source::Entry;
 
-pub use members::{MemberSpec, resolve_members};
+pub use members::{MemberSpec, member_keys, resolve_members, resolve_members_by_key};
 
 /// The kind of directory, once `flavor: auto` has been decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -49,6 +49,25 @@ pub struct PlanInput {
     /// removed from the target. Attributes outside this list are only ever added or replaced,
     /// never removed, so values set on the target by other means survive.
     pub managed_user_attributes: Vec<String>,
+    /// `Some` when an incremental run plans only the users its changes touch (see
+    /// [`ChangedUsers`]); `None` plans the whole directory.
+    pub changed_users_only: Option<ChangedUsers>,
+}
+
+/// An incremental plan over the changed users (issue #5). `users` and `unmapped_users` hold
+/// the changed directory users only; `groups`, `target_users` and `target_groups` are
+/// complete, but a target user that no changed user can match may come without its resource
+/// (its caller makes sure of that, and plans whole when a scope filter would need it).
+/// Absence from `users` then means "unchanged", not "gone": a target user is deleted only
+/// when its id is in `removable` (its directory user was deleted, left the scope, or changed
+/// and did not match it again), and the target user of an unchanged directory user (anchor
+/// in `unchanged_anchors`) still counts as that user for group membership.
+#[derive(Debug, Clone, Default)]
+pub struct ChangedUsers {
+    /// Target user ids the changes are evidence against.
+    pub removable: HashSet<String>,
+    /// Anchors of directory users that did not change and mapped the last time.
+    pub unchanged_anchors: HashSet<String>,
 }
 
 /// A group the directory wants, with its members as user anchors.
@@ -633,7 +652,10 @@ pub fn plan(input: &PlanInput) -> Plan {
         .filter(|(_, t)| input.ownership.users.contains(&t.id) && input.scope.user_in(&t.resource))
         .map(|(i, _)| i)
         .collect();
-    let empty_read = input.users.is_empty() && input.unmapped_users.is_empty();
+    // An empty change set says nothing about the directory's size.
+    let empty_read = input.changed_users_only.is_none()
+        && input.users.is_empty()
+        && input.unmapped_users.is_empty();
     let may_remove = if !input.read_complete {
         out.notes.push(
             "the directory read was incomplete: no user or group is deleted or moved to pending deletion, and no member is removed this run".into(),
@@ -656,6 +678,13 @@ pub fn plan(input: &PlanInput) -> Plan {
                 continue;
             }
             let t = &input.target_users[ti];
+            if input
+                .changed_users_only
+                .as_ref()
+                .is_some_and(|c| !c.removable.contains(&t.id))
+            {
+                continue;
+            }
             let (id, user_name) = (t.id.clone(), t.user_name.clone());
             match (input.target.keeps_pending, t.pending) {
                 (true, false) => {
@@ -682,6 +711,28 @@ pub fn plan(input: &PlanInput) -> Plan {
                     )),
                 },
             }
+        }
+    }
+
+    // Unchanged directory users keep their target users as members.
+    if let Some(changed) = &input.changed_users_only {
+        for (ti, t) in input.target_users.iter().enumerate() {
+            let Some(anchor) = t.external_id.as_deref() else {
+                continue;
+            };
+            if t.pending
+                || matched.contains(&ti)
+                || protected.contains(&ti)
+                || !changed.unchanged_anchors.contains(anchor)
+                || !input.ownership.users.contains(&t.id)
+            {
+                continue;
+            }
+            user_refs.entry(anchor).or_insert_with(|| MemberRef {
+                id: Some(t.id.clone()),
+                anchor: None,
+                user_name: t.user_name.clone(),
+            });
         }
     }
 

@@ -122,6 +122,7 @@ fn input(users: Vec<MappedUser>, targets: Vec<TargetUser>) -> PlanInput {
         retention: Duration::days(30),
         member_chunk: 100,
         managed_user_attributes: vec!["title".into()],
+        changed_users_only: None,
     }
 }
 
@@ -894,4 +895,142 @@ fn operations_are_ordered() {
     let v = serde_json::to_value(&p).unwrap();
     assert_eq!(v["operations"][0]["op"], "create_user");
     assert_eq!(v["operations"][3]["group"], json!({"new": "gn"}));
+}
+
+/// The incremental form of `whole` (issue #5) after the directory users with these anchors
+/// changed or were deleted: only they are planned; target users they cannot match lose their
+/// resource, as when an incremental run loads them from the cache.
+fn changed_only(whole: &PlanInput, changed: &[&str], deleted: &[&str]) -> PlanInput {
+    let touched: HashSet<&str> = changed.iter().chain(deleted).copied().collect();
+    let names: HashSet<String> = whole
+        .users
+        .iter()
+        .filter(|u| touched.contains(u.anchor.as_str()))
+        .map(|u| u.user_name.to_lowercase())
+        .collect();
+    let mut i = whole.clone();
+    i.users.retain(|u| changed.contains(&u.anchor.as_str()));
+    let mut removable = HashSet::new();
+    for t in &mut i.target_users {
+        let hit = t
+            .external_id
+            .as_deref()
+            .is_some_and(|e| touched.contains(e))
+            || names.contains(&t.user_name.to_lowercase());
+        if hit {
+            removable.insert(t.id.clone());
+        } else {
+            t.resource = Value::Null;
+        }
+    }
+    i.changed_users_only = Some(ChangedUsers {
+        removable,
+        unchanged_anchors: whole
+            .users
+            .iter()
+            .map(|u| u.anchor.clone())
+            .filter(|a| !touched.contains(a.as_str()))
+            .collect(),
+    });
+    i
+}
+
+#[test]
+fn a_plan_over_the_changed_users_equals_the_whole_plan() {
+    // The target as the last run left it: a, b, c, f, z; Staff = {a, c}, Ops = {b}.
+    let whole = |users: Vec<MappedUser>, staff: &[&str], ops: &[&str]| {
+        with_groups(
+            input(
+                users,
+                vec![
+                    tu("t-a", "a@x.jp", "g-a", true, false),
+                    tu("t-b", "b@x.jp", "g-b", true, false),
+                    tu("t-c", "c@x.jp", "g-c", true, false),
+                    tu("t-f", "f@x.jp", "g-f", true, false),
+                    tu("t-z", "z@x.jp", "g-z", true, false),
+                ],
+            ),
+            vec![dg("Staff", "gg-1", staff), dg("Ops", "gg-2", ops)],
+            vec![
+                tg("tg-1", "Staff", "gg-1", &["t-a", "t-c"]),
+                tg("tg-2", "Ops", "gg-2", &["t-b"]),
+            ],
+        )
+    };
+    let a = || du("a@x.jp", "g-a", true);
+    let b = || du("b@x.jp", "g-b", true);
+    let c = || du("c@x.jp", "g-c", true);
+    let f = || du("f@x.jp", "g-f", true);
+    let z = || du("z@x.jp", "g-z", true);
+    let rows: Vec<(&str, PlanInput, Vec<&str>, Vec<&str>)> = vec![
+        (
+            "b's title, d new, f disabled, c and z deleted; Staff gains d, Ops gains a",
+            whole(
+                vec![
+                    a(),
+                    du_with("b@x.jp", "g-b", true, Some("Boss")),
+                    du("d@x.jp", "g-d", true),
+                    du("f@x.jp", "g-f", false),
+                ],
+                &["g-a", "g-d"],
+                &["g-b", "g-a"],
+            ),
+            vec!["g-b", "g-d", "g-f"],
+            vec!["g-c", "g-z"],
+        ),
+        (
+            "no user changed: only the groups' own changes",
+            whole(vec![a(), b(), c(), f(), z()], &["g-a"], &["g-b", "g-a"]),
+            vec![],
+            vec![],
+        ),
+        (
+            "one deletion: the user and its memberships go",
+            whole(vec![a(), b(), f(), z()], &["g-a"], &["g-b"]),
+            vec![],
+            vec!["g-c"],
+        ),
+        (
+            "a changed user renamed onto nothing: updated in place",
+            whole(
+                vec![a(), du("b2@x.jp", "g-b", true), c(), f(), z()],
+                &["g-a", "g-c"],
+                &["g-b"],
+            ),
+            vec!["g-b"],
+            vec![],
+        ),
+    ];
+    for (row, w, changed, deleted) in rows {
+        let want = plan(&w);
+        let got = plan(&changed_only(&w, &changed, &deleted));
+        assert_eq!(
+            lines(&got),
+            lines(&want),
+            "{row}\nwhole:\n{want}\nchanged only:\n{got}"
+        );
+        assert_eq!(got.refused, want.refused, "{row}");
+        assert_eq!(got.errors.len(), want.errors.len(), "{row}");
+        assert!(
+            !want.operations.is_empty(),
+            "{row}: the row must plan something"
+        );
+    }
+}
+
+#[test]
+fn a_plan_over_the_changed_users_deletes_only_on_evidence_and_counts_the_whole_population() {
+    // 10 managed users, none changed: nothing is deleted although `users` is empty.
+    let whole = population(10, 10);
+    let p = plan(&changed_only(&whole, &[], &[]));
+    assert!(
+        p.operations.is_empty() && p.refused.is_none() && p.notes.is_empty(),
+        "{p}"
+    );
+    // 2 of 10 deleted: the ratio is taken of the whole population (20 % > 10 %: refused).
+    let mut w = population(10, 10);
+    w.users.retain(|u| u.anchor != "g1" && u.anchor != "g2");
+    let p = plan(&changed_only(&w, &[], &["g1", "g2"]));
+    let reason = p.refused.clone().unwrap_or_default();
+    assert!(reason.contains("2 of 10 managed users"), "{p}");
 }

@@ -62,15 +62,45 @@ pub struct ObjectRecord {
     pub pending_since: Option<DateTime<Utc>>,
 }
 
-/// One target object as the last run left it (the target cache, SPEC 4.6).
+/// One target object as the last run left it (the target cache, SPEC 4.6): the fields the
+/// planner matches on, and the resource.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CachedObject {
     pub kind: ObjectKind,
     pub id: String,
+    pub external_id: Option<String>,
+    /// userName (users) or displayName (groups).
+    pub name: String,
+    pub active: bool,
     /// Pending deletion on a target that keeps pending users (plain targets: `objects`).
     pub pending: bool,
-    /// The resource as the target returned it, members included.
-    pub resource: serde_json::Value,
+    pub pending_since: Option<DateTime<Utc>>,
+    /// The resource as the target returned it (members included), as JSON text: a cached
+    /// user is a few hundred bytes this way, several KiB as a parsed value. Empty when the row
+    /// was loaded without it ([`StateStore::cached_users_light`]).
+    pub resource: String,
+}
+
+/// What the mapping made of a user entry, kept with its image row so that an incremental run
+/// can resolve group members and find name clashes without mapping unchanged users again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageKeys {
+    /// The mapped externalId; `None` when the entry did not map (or for groups).
+    pub anchor: Option<String>,
+    /// The mapped userName, lower case.
+    pub name_key: Option<String>,
+    /// The keys group member values resolve to (normalised DN, or `memberUid`-style values).
+    pub member_keys: Vec<String>,
+}
+
+/// One directory image row to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRow {
+    pub kind: ObjectKind,
+    /// Stable id (entryUUID / objectGUID text).
+    pub id: String,
+    pub entry: Entry,
+    pub keys: ImageKeys,
 }
 
 /// What one run writes for incremental sync, in one transaction: the directory image, the
@@ -82,7 +112,7 @@ pub struct IncrementalWrite {
     pub replace: bool,
     /// `None`: no usable cursor (the next run is a full one).
     pub cursor: Option<String>,
-    pub image_upserts: Vec<(ObjectKind, String, Entry)>,
+    pub image_upserts: Vec<ImageRow>,
     pub image_removals: Vec<(ObjectKind, String)>,
     pub cache_upserts: Vec<CachedObject>,
     pub cache_removals: Vec<(ObjectKind, String)>,
@@ -92,6 +122,16 @@ pub struct IncrementalWrite {
 pub struct StateStore {
     pool: SqlitePool,
     path: String,
+}
+
+/// The target cache columns every load reads (`resource` apart: light loads skip it).
+const CACHE_COLUMNS: &str = "kind, id, external_id, name, active, pending, pending_since";
+
+/// Values per `IN (…)` list (SQLite allows far more; this keeps statements small).
+const IN_CHUNK: usize = 500;
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
 }
 
 /// SHA-256 of a JSON value in its canonical (key-sorted) form: the same attributes give the
@@ -273,16 +313,35 @@ impl StateStore {
             .await
             .map_err(|e| self.err(e))?;
         let mut image = BTreeMap::new();
-        for r in rows {
-            let id: String = r.try_get("id").map_err(|e| self.err(e))?;
-            let text: String = r.try_get("entry").map_err(|e| self.err(e))?;
-            let entry = image::decode(&text).ok_or_else(|| StateError::Database {
-                path: self.path.clone(),
-                reason: format!("the cached directory entry {id} is unreadable"),
-            })?;
+        for r in &rows {
+            let (id, entry) = self.image_row(r)?;
             image.insert(id, entry);
         }
         Ok(image)
+    }
+
+    /// `hash` of every image entry, by kind and stable id. Rows are decoded one at a time, so
+    /// the entries are never all held at once.
+    pub async fn image_hashes(
+        &self,
+        hash: impl Fn(&Entry) -> u64,
+    ) -> Result<std::collections::HashMap<(ObjectKind, String), u64>, StateError> {
+        let rows = sqlx::query("SELECT kind, id, entry FROM directory_image")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut out = std::collections::HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let kind: String = r.try_get("kind").map_err(|e| self.err(e))?;
+            let kind = if kind == "group" {
+                ObjectKind::Group
+            } else {
+                ObjectKind::User
+            };
+            let (id, entry) = self.image_row(r)?;
+            out.insert((kind, id), hash(&entry));
+        }
+        Ok(out)
     }
 
     /// How many objects of a kind the image holds (for the report of a no-change run).
@@ -295,31 +354,162 @@ impl StateStore {
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
-    /// The cached target objects.
+    /// The cached target objects, resources included.
     pub async fn target_cache(&self) -> Result<Vec<CachedObject>, StateError> {
-        let rows = sqlx::query("SELECT kind, id, pending, resource FROM target_cache")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let kind: String = r.try_get("kind").map_err(|e| self.err(e))?;
-            let resource: String = r.try_get("resource").map_err(|e| self.err(e))?;
-            out.push(CachedObject {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CACHE_COLUMNS}, resource FROM target_cache"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        rows.iter().map(|r| self.cached_row(r, true)).collect()
+    }
+
+    /// The cached objects of one kind, resources included.
+    pub async fn cached_objects(&self, kind: ObjectKind) -> Result<Vec<CachedObject>, StateError> {
+        // Constant text and placeholders only.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CACHE_COLUMNS}, resource FROM target_cache WHERE kind = ?"
+        )))
+        .bind(kind.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        rows.iter().map(|r| self.cached_row(r, true)).collect()
+    }
+
+    /// Every cached user without its resource: what an incremental run needs of the users
+    /// its changes do not touch (matching, member references, the deletion population).
+    pub async fn cached_users_light(&self) -> Result<Vec<CachedObject>, StateError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CACHE_COLUMNS} FROM target_cache WHERE kind = 'user'"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        rows.iter().map(|r| self.cached_row(r, false)).collect()
+    }
+
+    /// Cached objects of one kind whose externalId is one of `external_ids` or whose lower-case
+    /// name is one of `name_keys`, resources included.
+    pub async fn cached_matching(
+        &self,
+        kind: ObjectKind,
+        external_ids: &[String],
+        name_keys: &[String],
+    ) -> Result<Vec<CachedObject>, StateError> {
+        let mut out: BTreeMap<String, CachedObject> = BTreeMap::new();
+        for (column, values) in [("external_id", external_ids), ("name_key", name_keys)] {
+            for chunk in values.chunks(IN_CHUNK) {
+                let sql = format!(
+                    "SELECT {CACHE_COLUMNS}, resource FROM target_cache WHERE kind = ? AND {column} IN ({})",
+                    placeholders(chunk.len())
+                );
+                // `column` is one of two constants; values are bound.
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(kind.as_str());
+                for v in chunk {
+                    query = query.bind(v);
+                }
+                for r in query.fetch_all(&self.pool).await.map_err(|e| self.err(e))? {
+                    let o = self.cached_row(&r, true)?;
+                    out.insert(o.id.clone(), o);
+                }
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
+    fn cached_row(
+        &self,
+        r: &sqlx::sqlite::SqliteRow,
+        with_resource: bool,
+    ) -> Result<CachedObject, StateError> {
+        let get = || -> Result<CachedObject, sqlx::Error> {
+            let kind: String = r.try_get("kind")?;
+            let pending_since: Option<String> = r.try_get("pending_since")?;
+            Ok(CachedObject {
                 kind: if kind == "group" {
                     ObjectKind::Group
                 } else {
                     ObjectKind::User
                 },
-                id: r.try_get("id").map_err(|e| self.err(e))?,
-                pending: r.try_get::<i64, _>("pending").map_err(|e| self.err(e))? != 0,
-                resource: serde_json::from_str(&resource).map_err(|e| StateError::Database {
-                    path: self.path.clone(),
-                    reason: format!("a cached target object is unreadable: {e}"),
-                })?,
-            });
+                id: r.try_get("id")?,
+                external_id: r.try_get("external_id")?,
+                name: r.try_get::<Option<String>, _>("name")?.unwrap_or_default(),
+                active: r.try_get::<i64, _>("active")? != 0,
+                pending: r.try_get::<i64, _>("pending")? != 0,
+                pending_since: pending_since
+                    .and_then(|p| DateTime::parse_from_rfc3339(&p).ok())
+                    .map(|d| d.with_timezone(&Utc)),
+                resource: if with_resource {
+                    r.try_get("resource")?
+                } else {
+                    String::new()
+                },
+            })
+        };
+        get().map_err(|e| self.err(e))
+    }
+
+    /// Every user image row without its entry: id and what the mapping made of it.
+    pub async fn image_user_keys(&self) -> Result<Vec<(String, ImageKeys)>, StateError> {
+        let rows = sqlx::query(
+            "SELECT id, anchor, name_key, member_keys FROM directory_image WHERE kind = 'user'",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        let row = |r: &sqlx::sqlite::SqliteRow| -> Result<(String, ImageKeys), sqlx::Error> {
+            let keys: Option<String> = r.try_get("member_keys")?;
+            Ok((
+                r.try_get("id")?,
+                ImageKeys {
+                    anchor: r.try_get("anchor")?,
+                    name_key: r.try_get("name_key")?,
+                    member_keys: keys
+                        .map(|k| k.lines().map(str::to_string).collect())
+                        .unwrap_or_default(),
+                },
+            ))
+        };
+        rows.iter()
+            .map(row)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The image entries of one kind with these stable ids (those that exist).
+    pub async fn image_entries(
+        &self,
+        kind: ObjectKind,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, Entry>, StateError> {
+        let mut image = BTreeMap::new();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT id, entry FROM directory_image WHERE kind = ? AND id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(kind.as_str());
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for r in query.fetch_all(&self.pool).await.map_err(|e| self.err(e))? {
+                let (id, entry) = self.image_row(&r)?;
+                image.insert(id, entry);
+            }
         }
-        Ok(out)
+        Ok(image)
+    }
+
+    fn image_row(&self, r: &sqlx::sqlite::SqliteRow) -> Result<(String, Entry), StateError> {
+        let id: String = r.try_get("id").map_err(|e| self.err(e))?;
+        let text: String = r.try_get("entry").map_err(|e| self.err(e))?;
+        let entry = image::decode(&text).ok_or_else(|| StateError::Database {
+            path: self.path.clone(),
+            reason: format!("the cached directory entry {id} is unreadable"),
+        })?;
+        Ok((id, entry))
     }
 
     /// Writes image, cache, cursor and meta in one transaction (see [`IncrementalWrite`]).
@@ -390,15 +580,23 @@ async fn commit(conn: &mut SqliteConnection, w: &IncrementalWrite) -> Result<(),
             .execute(&mut *conn)
             .await?;
     }
-    for (kind, id, entry) in &w.image_upserts {
+    for row in &w.image_upserts {
+        let member_keys =
+            (!row.keys.member_keys.is_empty()).then(|| row.keys.member_keys.join("\n"));
         sqlx::query(
-            "INSERT INTO directory_image (kind, id, dn, entry) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (kind, id) DO UPDATE SET dn = excluded.dn, entry = excluded.entry",
+            "INSERT INTO directory_image (kind, id, dn, entry, anchor, name_key, member_keys) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (kind, id) DO UPDATE SET dn = excluded.dn, entry = excluded.entry, \
+             anchor = excluded.anchor, name_key = excluded.name_key, \
+             member_keys = excluded.member_keys",
         )
-        .bind(kind.as_str())
-        .bind(id)
-        .bind(&entry.dn)
-        .bind(image::encode(entry))
+        .bind(row.kind.as_str())
+        .bind(&row.id)
+        .bind(&row.entry.dn)
+        .bind(image::encode(&row.entry))
+        .bind(&row.keys.anchor)
+        .bind(&row.keys.name_key)
+        .bind(member_keys)
         .execute(&mut *conn)
         .await?;
     }
@@ -411,14 +609,22 @@ async fn commit(conn: &mut SqliteConnection, w: &IncrementalWrite) -> Result<(),
     }
     for o in &w.cache_upserts {
         sqlx::query(
-            "INSERT INTO target_cache (kind, id, pending, resource) VALUES (?, ?, ?, ?) \
+            "INSERT INTO target_cache (kind, id, pending, resource, external_id, name, name_key, \
+             active, pending_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (kind, id) DO UPDATE SET pending = excluded.pending, \
-             resource = excluded.resource",
+             resource = excluded.resource, external_id = excluded.external_id, \
+             name = excluded.name, name_key = excluded.name_key, active = excluded.active, \
+             pending_since = excluded.pending_since",
         )
         .bind(o.kind.as_str())
         .bind(&o.id)
         .bind(o.pending)
-        .bind(o.resource.to_string())
+        .bind(&o.resource)
+        .bind(&o.external_id)
+        .bind(&o.name)
+        .bind(o.name.to_lowercase())
+        .bind(o.active)
+        .bind(o.pending_since.map(|d| d.to_rfc3339()))
         .execute(&mut *conn)
         .await?;
     }
@@ -531,20 +737,50 @@ mod tests {
             let write = IncrementalWrite {
                 replace: true,
                 cursor: Some("c1".into()),
-                image_upserts: vec![(ObjectKind::User, "id-a".into(), entry.clone())],
-                cache_upserts: vec![CachedObject {
-                    kind: ObjectKind::Group,
-                    id: "g1".into(),
-                    pending: false,
-                    resource: json!({"id": "g1", "members": [{"value": "1"}]}),
+                image_upserts: vec![ImageRow {
+                    kind: ObjectKind::User,
+                    id: "id-a".into(),
+                    entry: entry.clone(),
+                    keys: ImageKeys {
+                        anchor: Some("anchor-a".into()),
+                        name_key: Some("a@x".into()),
+                        member_keys: vec!["uid=a,dc=x".into(), "a".into()],
+                    },
                 }],
+                cache_upserts: vec![
+                    CachedObject {
+                        kind: ObjectKind::Group,
+                        id: "g1".into(),
+                        external_id: Some("gx".into()),
+                        name: "Staff".into(),
+                        active: true,
+                        pending: false,
+                        pending_since: None,
+                        resource: json!({"id": "g1", "members": [{"value": "1"}]}).to_string(),
+                    },
+                    CachedObject {
+                        kind: ObjectKind::User,
+                        id: "1".into(),
+                        external_id: Some("anchor-a".into()),
+                        name: "A@x".into(),
+                        active: false,
+                        pending: true,
+                        pending_since: Some(Utc::now()),
+                        resource: json!({"id": "1", "userName": "A@x"}).to_string(),
+                    },
+                ],
                 meta: vec![("last_full", "t".into())],
                 ..IncrementalWrite::default()
             };
             store.commit_incremental(&write).await.unwrap();
             let patch = IncrementalWrite {
                 cursor: Some("c2".into()),
-                image_upserts: vec![(ObjectKind::Group, "id-g".into(), Entry::new("cn=g"))],
+                image_upserts: vec![ImageRow {
+                    kind: ObjectKind::Group,
+                    id: "id-g".into(),
+                    entry: Entry::new("cn=g"),
+                    keys: ImageKeys::default(),
+                }],
                 ..IncrementalWrite::default()
             };
             store.commit_incremental(&patch).await.unwrap();
@@ -555,7 +791,36 @@ mod tests {
         assert_eq!(store.cursor().await.unwrap().as_deref(), Some("c2"));
         assert_eq!(store.image(ObjectKind::User).await.unwrap()["id-a"], entry);
         assert_eq!(store.image(ObjectKind::Group).await.unwrap().len(), 1);
-        assert_eq!(store.target_cache().await.unwrap()[0].id, "g1");
+        assert_eq!(store.target_cache().await.unwrap().len(), 2);
+        // What an incremental plan over the changed users loads.
+        let keys = store.image_user_keys().await.unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].1.anchor.as_deref(), Some("anchor-a"));
+        assert_eq!(keys[0].1.member_keys, vec!["uid=a,dc=x", "a"]);
+        let some = store
+            .image_entries(ObjectKind::User, &["id-a".into(), "nope".into()])
+            .await
+            .unwrap();
+        assert_eq!(some.len(), 1);
+        let light = store.cached_users_light().await.unwrap();
+        assert_eq!(light.len(), 1);
+        assert!(light[0].resource.is_empty() && light[0].pending && !light[0].active);
+        assert_eq!(light[0].name, "A@x");
+        let by_name = store
+            .cached_matching(ObjectKind::User, &[], &["a@x".into()])
+            .await
+            .unwrap();
+        assert_eq!(by_name.len(), 1);
+        assert!(by_name[0].resource.contains("userName"));
+        let by_anchor = store
+            .cached_matching(ObjectKind::User, &["anchor-a".into()], &["a@x".into()])
+            .await
+            .unwrap();
+        assert_eq!(by_anchor.len(), 1, "one row, found both ways");
+        assert_eq!(
+            store.cached_objects(ObjectKind::Group).await.unwrap()[0].name,
+            "Staff"
+        );
         assert_eq!(store.meta("last_full").await.unwrap().as_deref(), Some("t"));
         store.reset().await.unwrap();
         assert_eq!(store.cursor().await.unwrap(), None);
