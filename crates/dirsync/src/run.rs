@@ -271,6 +271,17 @@ async fn run_locked(
     full(&run, report).await
 }
 
+/// Logs how long a phase of the run took (`--log-level debug`), for finding where a slow run
+/// spends its time; `since` restarts for the next phase.
+fn phase(name: &str, since: &mut Instant) {
+    tracing::debug!(
+        phase = name,
+        ms = since.elapsed().as_millis() as u64,
+        "run phase"
+    );
+    *since = Instant::now();
+}
+
 /// What every stage of a run needs.
 struct RunCtx<'a> {
     config: &'a Config,
@@ -600,6 +611,7 @@ impl Image {
 /// The incremental run (see the module doc).
 async fn incremental(run: &RunCtx<'_>, report: &mut Report, cursor: &Cursor) -> Incremental {
     report.mode = "incremental".into();
+    let mut t = Instant::now();
     let DirRead {
         changes,
         kind,
@@ -611,6 +623,7 @@ async fn incremental(run: &RunCtx<'_>, report: &mut Report, cursor: &Cursor) -> 
             return Incremental::Done(stop(report, format!("directory: {e}"), EXIT_UNREACHABLE));
         }
     };
+    phase("read changes", &mut t);
     if let Some(reason) = changes.reload() {
         return Incremental::Reload(reason);
     }
@@ -652,6 +665,7 @@ async fn incremental(run: &RunCtx<'_>, report: &mut Report, cursor: &Cursor) -> 
         .await
         {
             changed::Prepared::Ready(input) => {
+                phase("prepare the changed users", &mut t);
                 report.planned_over = Some("changed users".into());
                 return changed_users_run(run, report, &changes, kind, *input).await;
             }
@@ -765,6 +779,7 @@ async fn finish_state(
     if !executed.applied {
         return Incremental::Done(Some(executed.plan));
     }
+    let mut t = Instant::now();
     let reread = target::read_objects(
         run.client,
         &executed.touched,
@@ -808,11 +823,13 @@ async fn finish_state(
     write
         .meta
         .push(("config_fingerprint", run.fingerprint.clone()));
+    phase("re-read the written objects", &mut t);
     if let Err(e) = run.state.commit_incremental(write).await {
         report
             .warnings
             .push(format!("could not store the incremental state: {e}"));
     }
+    phase("state commit", &mut t);
     Incremental::Done(Some(executed.plan))
 }
 
@@ -883,7 +900,8 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
     report.notes.extend(source.read.notes.iter().cloned());
 
     let spinner = progress_spinner("reading the target");
-    let snapshot = target::read(run.client, run.keeps_pending).await;
+    let whole_resources = changed::whole_plan_reason(config).is_some();
+    let snapshot = target::read(run.client, run.keeps_pending, whole_resources).await;
     spinner.finish_and_clear();
     let snapshot = match snapshot {
         Ok(s) => s,
@@ -979,6 +997,7 @@ async fn execute(
     drift: bool,
 ) -> Option<Executed> {
     let (config, options, state, now) = (run.config, run.options, run.state, run.now);
+    let mut t = Instant::now();
     let records = state.objects(ObjectKind::User).await.unwrap_or_default();
     let group_records = state.objects(ObjectKind::Group).await.unwrap_or_default();
     let input = desired::plan_input(
@@ -1008,7 +1027,9 @@ async fn execute(
         anchors.insert(r.target_id.clone(), r.anchor.clone());
     }
 
+    phase("ownership records", &mut t);
     let plan = plan::plan(&input);
+    phase("plan", &mut t);
     report.skipped = plan.errors.clone();
     report.notes.extend(plan.notes.iter().cloned());
     report.refused = plan.refused.clone();
@@ -1057,6 +1078,7 @@ async fn execute(
     };
     let outcome = apply::apply(&plan, &ctx).await;
     ctx.progress.finish_and_clear();
+    phase("apply", &mut t);
     report.counts = outcome.counts;
     report.failures = outcome.failures;
     if let Some(reason) = outcome.stopped {
@@ -1075,6 +1097,7 @@ async fn execute(
     remember_matched(state, &input, &records).await;
     let _ = state.set_meta("config_fingerprint", &run.fingerprint).await;
     let touched = touched(&plan, state).await;
+    phase("bookkeeping", &mut t);
     let target_conflicts = plan.errors.iter().any(|e| {
         matches!(
             e.kind,

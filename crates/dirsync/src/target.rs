@@ -66,6 +66,17 @@ pub fn cached_user(u: &TargetUser) -> CachedObject {
 
 /// A target group as a cache row.
 pub fn cached_group(g: &TargetGroup) -> CachedObject {
+    // The resource may have lost its members to [`read`]: they are written back from the ids.
+    let mut resource = g.resource.clone();
+    if let Some(map) = resource.as_object_mut() {
+        map.retain(|k, _| !k.eq_ignore_ascii_case("members"));
+        let members: Vec<Value> = g
+            .members
+            .iter()
+            .map(|id| serde_json::json!({ "value": id }))
+            .collect();
+        map.insert("members".into(), Value::Array(members));
+    }
     CachedObject {
         kind: ObjectKind::Group,
         id: g.id.clone(),
@@ -74,7 +85,7 @@ pub fn cached_group(g: &TargetGroup) -> CachedObject {
         active: true,
         pending: false,
         pending_since: None,
-        resource: g.resource.to_string(),
+        resource: resource.to_string(),
     }
 }
 
@@ -170,14 +181,43 @@ fn pending_filter() -> Filter {
     ))
 }
 
-pub async fn read(client: &ScimClient, keeps_pending: bool) -> Result<TargetSnapshot, ClientError> {
-    // Each listed resource moves into its TargetUser/TargetGroup (no second copy).
-    let mut users: Vec<TargetUser> = client
-        .list(ResourceKind::Users, None, None)
-        .await?
-        .into_iter()
-        .filter_map(to_user)
-        .collect();
+/// Reads every user and group. `whole_resources` false (no scope filter needs them): what
+/// the planner never compares is dropped as each page arrives — a user's `groups` (not even
+/// asked for, where the target honours `excludedAttributes`) and `meta`, a group's `meta` and
+/// its `members` once they are kept as ids — which is most of a resource's size.
+pub async fn read(
+    client: &ScimClient,
+    keeps_pending: bool,
+    whole_resources: bool,
+) -> Result<TargetSnapshot, ClientError> {
+    let mut users: Vec<TargetUser> = Vec::new();
+    let excluded: &[(&str, &str)] = if whole_resources {
+        &[]
+    } else {
+        &[("excludedAttributes", "groups")]
+    };
+    let mut keep_user = |resource: Value| {
+        if let Some(mut user) = to_user(resource) {
+            if !whole_resources {
+                strip(&mut user.resource, &["groups", "meta"]);
+            }
+            users.push(user);
+        }
+    };
+    match client
+        .list_each(ResourceKind::Users, None, excluded, &mut keep_user)
+        .await
+    {
+        // A target that does not take `excludedAttributes`: the plain list.
+        Err(ClientError::Rejected(e)) if e.status == 400 && !excluded.is_empty() => {
+            client
+                .list_each(ResourceKind::Users, None, &[], &mut keep_user)
+                .await?;
+        }
+        other => {
+            other?;
+        }
+    }
     if keeps_pending {
         let pending_filter = pending_filter();
         let known: std::collections::HashSet<String> = users.iter().map(|u| u.id.clone()).collect();
@@ -189,17 +229,32 @@ pub async fn read(client: &ScimClient, keeps_pending: bool) -> Result<TargetSnap
                 && !known.contains(&user.id)
             {
                 user.pending = true;
+                if !whole_resources {
+                    strip(&mut user.resource, &["groups", "meta"]);
+                }
                 users.push(user);
             }
         }
     }
-    let groups = client
-        .list(ResourceKind::Groups, None, None)
-        .await?
-        .into_iter()
-        .filter_map(to_group)
-        .collect();
+    let mut groups = Vec::new();
+    client
+        .list_each(ResourceKind::Groups, None, &[], |resource| {
+            if let Some(mut group) = to_group(resource) {
+                if !whole_resources {
+                    strip(&mut group.resource, &["members", "meta"]);
+                }
+                groups.push(group);
+            }
+        })
+        .await?;
     Ok(TargetSnapshot { users, groups })
+}
+
+/// Removes top-level attributes (case-insensitively).
+fn strip(resource: &mut Value, names: &[&str]) {
+    if let Some(map) = resource.as_object_mut() {
+        map.retain(|k, _| !names.iter().any(|n| n.eq_ignore_ascii_case(k)));
+    }
 }
 
 /// A string attribute of a resource, found case-insensitively.

@@ -230,6 +230,24 @@ impl ScimClient {
         attributes: Option<&str>,
     ) -> Result<Vec<Value>, ClientError> {
         let mut all = Vec::new();
+        let params: Vec<(&str, &str)> = attributes.map(|a| ("attributes", a)).into_iter().collect();
+        self.list_each(kind, filter, &params, |r| all.push(r))
+            .await?;
+        Ok(all)
+    }
+
+    /// Every resource of a list, page by page: `each` takes the resources of a page as it
+    /// arrives, so a caller that reduces them never holds the whole list as JSON (100,000
+    /// users are gigabytes that way). `params`: further query parameters, e.g.
+    /// `("excludedAttributes", "groups")`. Returns how many resources there were.
+    pub async fn list_each(
+        &self,
+        kind: ResourceKind,
+        filter: Option<&Filter>,
+        params: &[(&str, &str)],
+        mut each: impl FnMut(Value),
+    ) -> Result<usize, ClientError> {
+        let mut seen = 0usize;
         let mut start = 1usize;
         loop {
             let mut query = vec![
@@ -239,26 +257,25 @@ impl ScimClient {
             if let Some(f) = filter {
                 query.push(("filter".into(), f.to_string()));
             }
-            if let Some(a) = attributes {
-                query.push(("attributes".into(), a.to_string()));
-            }
+            query.extend(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
             let path = format!("/{}", kind.endpoint());
             let r = self.send(Method::GET, &path, None, &query, true).await?;
-            let body = r.body.ok_or_else(|| protocol("empty list response"))?;
+            let mut body = r.body.ok_or_else(|| protocol("empty list response"))?;
             let total = body
                 .get("totalResults")
                 .and_then(Value::as_u64)
                 .unwrap_or(0);
-            let page = match body.get("Resources") {
-                Some(Value::Array(items)) => items.clone(),
+            let page = match body.get_mut("Resources").map(Value::take) {
+                Some(Value::Array(items)) => items,
                 None | Some(Value::Null) => Vec::new(),
                 Some(_) => return Err(protocol("list response: Resources is not an array")),
             };
             let got = page.len();
-            all.extend(page);
+            page.into_iter().for_each(&mut each);
+            seen += got;
             // Don't trust itemsPerPage; stop at totalResults or on an empty page.
-            if got == 0 || all.len() as u64 >= total {
-                return Ok(all);
+            if got == 0 || seen as u64 >= total {
+                return Ok(seen);
             }
             start += got;
         }

@@ -88,6 +88,7 @@ pub(super) async fn prepare(
         return Prepared::Whole(reason.into());
     }
     let fail = |what: &str, e: crate::state::StateError| Prepared::Failed(format!("{what}: {e}"));
+    let mut t = std::time::Instant::now();
     let image_users: HashMap<String, ImageKeys> = match state.image_user_keys().await {
         Ok(rows) => rows.into_iter().collect(),
         Err(e) => return fail("the cached directory image", e),
@@ -103,6 +104,7 @@ pub(super) async fn prepare(
         Ok(groups) => image.groups = groups,
         Err(e) => return fail("the cached directory image", e),
     }
+    super::phase("load the image rows", &mut t);
     let before = image.hashes();
     image.apply(changes, kind, config);
     let (changed_ids, removals) = image.changes_since(&before);
@@ -167,6 +169,7 @@ pub(super) async fn prepare(
         })
         .collect();
 
+    super::phase("map the changed users and every group", &mut t);
     // Target users the changes can touch: by the old and new anchors and names of the
     // changed users (a rename can collide with a name, a deletion frees one).
     let mut anchors: BTreeSet<String> = BTreeSet::new();
@@ -210,6 +213,7 @@ pub(super) async fn prepare(
         .chain(cached_groups)
         .collect();
     let snapshot = TargetSnapshot::from_cache(cache);
+    super::phase("load the target cache", &mut t);
 
     let mut keys = mapped.keys;
     let Image { users, groups } = image;

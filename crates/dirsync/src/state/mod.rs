@@ -195,6 +195,25 @@ impl StateStore {
         Ok(StateStore { pool, path })
     }
 
+    /// Rows of a query whose only result is `json_group_array(json_array(…))`, decoded as
+    /// tuples. sqlx hands SQLite rows over one by one through a channel (several µs each);
+    /// one aggregated row makes a 100,000-row read a single JSON parse.
+    async fn json_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &'static str,
+        kind: ObjectKind,
+    ) -> Result<Vec<T>, StateError> {
+        let text: String = sqlx::query_scalar(sql)
+            .bind(kind.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        serde_json::from_str(&text).map_err(|e| StateError::Database {
+            path: self.path.clone(),
+            reason: format!("unreadable rows: {e}"),
+        })
+    }
+
     fn err(&self, e: sqlx::Error) -> StateError {
         StateError::Database {
             path: self.path.clone(),
@@ -242,32 +261,39 @@ impl StateStore {
     }
 
     pub async fn objects(&self, kind: ObjectKind) -> Result<Vec<ObjectRecord>, StateError> {
-        let rows = sqlx::query(
-            "SELECT anchor, target_id, dn, name, fingerprint, owned, pending_since \
-             FROM objects WHERE kind = ? ORDER BY anchor",
-        )
-        .bind(kind.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
-        rows.iter()
-            .map(|r| {
-                let pending: Option<String> = r.try_get("pending_since")?;
-                Ok(ObjectRecord {
+        type Row = (
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            i64,
+            Option<String>,
+        );
+        let rows: Vec<Row> = self
+            .json_rows(
+                "SELECT json_group_array(json_array(anchor, target_id, dn, name, fingerprint, \
+                 owned, pending_since)) FROM (SELECT * FROM objects WHERE kind = ? ORDER BY anchor)",
+                kind,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(anchor, target_id, dn, name, fingerprint, owned, pending)| ObjectRecord {
                     kind,
-                    anchor: r.try_get("anchor")?,
-                    target_id: r.try_get("target_id")?,
-                    dn: r.try_get("dn")?,
-                    name: r.try_get("name")?,
-                    fingerprint: r.try_get("fingerprint")?,
-                    owned: r.try_get::<i64, _>("owned")? != 0,
+                    anchor,
+                    target_id,
+                    dn,
+                    name,
+                    fingerprint,
+                    owned: owned != 0,
                     pending_since: pending
                         .and_then(|p| DateTime::parse_from_rfc3339(&p).ok())
                         .map(|d| d.with_timezone(&Utc)),
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|e| self.err(e))
+                },
+            )
+            .collect())
     }
 
     /// Records one object right after the target confirmed a write, so that a crash after
@@ -381,13 +407,38 @@ impl StateStore {
     /// Every cached user without its resource: what an incremental run needs of the users
     /// its changes do not touch (matching, member references, the deletion population).
     pub async fn cached_users_light(&self) -> Result<Vec<CachedObject>, StateError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CACHE_COLUMNS} FROM target_cache WHERE kind = 'user'"
-        )))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
-        rows.iter().map(|r| self.cached_row(r, false)).collect()
+        type Row = (
+            String,
+            Option<String>,
+            Option<String>,
+            i64,
+            i64,
+            Option<String>,
+        );
+        let rows: Vec<Row> = self
+            .json_rows(
+                "SELECT json_group_array(json_array(id, external_id, name, active, pending, \
+                 pending_since)) FROM target_cache WHERE kind = ?",
+                ObjectKind::User,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, external_id, name, active, pending, pending_since)| CachedObject {
+                    kind: ObjectKind::User,
+                    id,
+                    external_id,
+                    name: name.unwrap_or_default(),
+                    active: active != 0,
+                    pending: pending != 0,
+                    pending_since: pending_since
+                        .and_then(|p| DateTime::parse_from_rfc3339(&p).ok())
+                        .map(|d| d.with_timezone(&Utc)),
+                    resource: String::new(),
+                },
+            )
+            .collect())
     }
 
     /// Cached objects of one kind whose externalId is one of `external_ids` or whose lower-case
@@ -453,29 +504,29 @@ impl StateStore {
 
     /// Every user image row without its entry: id and what the mapping made of it.
     pub async fn image_user_keys(&self) -> Result<Vec<(String, ImageKeys)>, StateError> {
-        let rows = sqlx::query(
-            "SELECT id, anchor, name_key, member_keys FROM directory_image WHERE kind = 'user'",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
-        let row = |r: &sqlx::sqlite::SqliteRow| -> Result<(String, ImageKeys), sqlx::Error> {
-            let keys: Option<String> = r.try_get("member_keys")?;
-            Ok((
-                r.try_get("id")?,
-                ImageKeys {
-                    anchor: r.try_get("anchor")?,
-                    name_key: r.try_get("name_key")?,
-                    member_keys: keys
-                        .map(|k| k.lines().map(str::to_string).collect())
-                        .unwrap_or_default(),
-                },
-            ))
-        };
-        rows.iter()
-            .map(row)
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))
+        type Row = (String, Option<String>, Option<String>, Option<String>);
+        let rows: Vec<Row> = self
+            .json_rows(
+                "SELECT json_group_array(json_array(id, anchor, name_key, member_keys)) \
+                 FROM directory_image WHERE kind = ?",
+                ObjectKind::User,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, anchor, name_key, keys)| {
+                (
+                    id,
+                    ImageKeys {
+                        anchor,
+                        name_key,
+                        member_keys: keys
+                            .map(|k| k.lines().map(str::to_string).collect())
+                            .unwrap_or_default(),
+                    },
+                )
+            })
+            .collect())
     }
 
     /// The image entries of one kind with these stable ids (those that exist).
