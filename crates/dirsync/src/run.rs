@@ -13,7 +13,6 @@
 //! per-object decision itself; those are the planner's.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -32,7 +31,7 @@ use crate::source::ldap::LdapSource;
 use crate::source::{self, DirectoryRead, Entry, ad_changes, syncrepl};
 use crate::state::{
     CachedObject, ImageKeys, ImageRow, IncrementalWrite, ObjectKind, ObjectRecord, RunLock,
-    StateStore,
+    StateStore, entry_hash,
 };
 use crate::target;
 
@@ -231,6 +230,7 @@ async fn run_locked(
         KeptBy::Auto => spc.keeps_pending_users,
     };
 
+    let state_format = state.meta(META_STATE_FORMAT).await.ok().flatten();
     let run = RunCtx {
         config,
         options,
@@ -241,6 +241,9 @@ async fn run_locked(
         spc: &spc,
         keeps_pending,
         fingerprint,
+        rewrite_state: config_changed
+            || options.recovery
+            || state_format.as_deref() != Some(STATE_FORMAT),
     };
 
     // Incremental when nothing calls for a full reconcile (SPEC 3, issue #5).
@@ -293,10 +296,16 @@ struct RunCtx<'a> {
     spc: &'a scim_client::ServiceProviderInfo,
     keeps_pending: bool,
     fingerprint: String,
+    /// A full run rewrites every image and cache row (not only those that differ): the rows
+    /// may hold what another configuration or version made of the entries.
+    rewrite_state: bool,
 }
 
 /// Meta keys (the `meta` table).
 const META_LAST_FULL: &str = "last_full_run";
+/// The version whose mapping wrote the image and cache rows.
+const META_STATE_FORMAT: &str = "state_format";
+const STATE_FORMAT: &str = env!("CARGO_PKG_VERSION");
 /// "1" when the last run had per-object failures: the next run must plan even if the
 /// directory did not change, so that they are retried.
 const META_RETRY: &str = "retry_failed";
@@ -334,6 +343,19 @@ async fn full_reason(
     }
     if config_changed {
         return Some("configuration changed".into());
+    }
+    if run
+        .state
+        .meta(META_STATE_FORMAT)
+        .await
+        .ok()
+        .flatten()
+        .as_deref()
+        != Some(STATE_FORMAT)
+    {
+        // Image rows keep what the mapping made of the entries; another version may map
+        // differently.
+        return Some("the state was written by another version".into());
     }
     if run
         .state
@@ -413,13 +435,6 @@ fn stable_id(kind: DirectoryKind) -> fn(&Entry) -> Option<String> {
         DirectoryKind::OpenLdap => syncrepl::stable_id,
         DirectoryKind::ActiveDirectory => ad,
     }
-}
-
-fn entry_hash(e: &Entry) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    e.dn.hash(&mut h);
-    e.attrs.hash(&mut h);
-    h.finish()
 }
 
 /// Connects to the configured LDAP server and decides the directory kind (`flavor`).
@@ -706,7 +721,7 @@ async fn changed_users_run(
         image_removals: image.removals,
         ..IncrementalWrite::default()
     };
-    finish_state(run, report, executed, &mut write, HashMap::new()).await
+    finish_state(run, report, executed, &mut write, None).await
 }
 
 /// An incremental run that plans the whole image against the whole target cache.
@@ -751,7 +766,7 @@ async fn whole_image_run(
         image_removals: removals,
         ..IncrementalWrite::default()
     };
-    finish_state(run, report, executed, &mut write, HashMap::new()).await
+    finish_state(run, report, executed, &mut write, None).await
 }
 
 /// What planning and applying left for the state write.
@@ -768,13 +783,20 @@ struct Executed {
     target_conflicts: bool,
 }
 
+/// A full run's target cache: the live target as read (and re-read after the writes), and the
+/// hashes of the rows the state holds.
+struct LiveCache {
+    rows: HashMap<ImageKey, CachedObject>,
+    old: HashMap<ImageKey, u64>,
+}
+
 /// Re-reads what the run wrote into the cache and commits image, cache and cursor together.
 async fn finish_state(
     run: &RunCtx<'_>,
     report: &mut Report,
     executed: Executed,
     write: &mut IncrementalWrite,
-    mut full_cache: HashMap<(ObjectKind, String), CachedObject>,
+    live: Option<LiveCache>,
 ) -> Incremental {
     if !executed.applied {
         return Incremental::Done(Some(executed.plan));
@@ -788,23 +810,37 @@ async fn finish_state(
     )
     .await;
     match reread {
-        Ok(objects) => {
-            for (kind, id, found) in objects {
-                match found {
-                    Some(o) if write.replace => {
-                        full_cache.insert((kind, id), o);
+        Ok(objects) => match live {
+            None => {
+                for (kind, id, found) in objects {
+                    match found {
+                        Some(o) => write.cache_upserts.push(o),
+                        None => write.cache_removals.push((kind, id)),
                     }
-                    Some(o) => write.cache_upserts.push(o),
-                    None if write.replace => {
-                        full_cache.remove(&(kind, id));
-                    }
-                    None => write.cache_removals.push((kind, id)),
                 }
             }
-            if write.replace {
-                write.cache_upserts = full_cache.into_values().collect();
+            Some(mut live) => {
+                for (kind, id, found) in objects {
+                    match found {
+                        Some(o) => live.rows.insert((kind, id), o),
+                        None => live.rows.remove(&(kind, id)),
+                    };
+                }
+                // Only rows that differ from what the state holds are written.
+                write.cache_removals = live
+                    .old
+                    .keys()
+                    .filter(|k| !live.rows.contains_key(*k))
+                    .cloned()
+                    .collect();
+                write.cache_upserts = live
+                    .rows
+                    .into_iter()
+                    .filter(|(k, o)| write.replace || live.old.get(k) != Some(&o.content_hash()))
+                    .map(|(_, o)| o)
+                    .collect();
             }
-        }
+        },
         Err(e) => {
             // Without the written objects the cache would be wrong: the next run is full.
             report.notes.push(format!(
@@ -838,6 +874,7 @@ async fn finish_state(
 /// run's image has it.
 async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
     let config = run.config;
+    let mut t = Instant::now();
     let spinner = progress_spinner("reading the directory");
     let mut next: Option<Cursor> = None;
     let source = if config.ad.ldif_file.is_some() {
@@ -898,6 +935,7 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
     report.read_groups = source.read.groups.len();
     report.read_complete = source.read.complete;
     report.notes.extend(source.read.notes.iter().cloned());
+    phase("read the directory", &mut t);
 
     let spinner = progress_spinner("reading the target");
     let whole_resources = changed::whole_plan_reason(config).is_some();
@@ -907,10 +945,11 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
         Ok(s) => s,
         Err(e) => return stop(report, e.to_string(), EXIT_UNREACHABLE),
     };
+    phase("read the target", &mut t);
 
     // Drift needs the previous image: only its entry hashes are loaded (the entries would
     // double the memory of a full run), enough to tell an unchanged entry.
-    let old_hashes = run.state.image_hashes(entry_hash).await.unwrap_or_default();
+    let old_hashes = run.state.image_hashes().await.unwrap_or_default();
     let id = stable_id(source.kind);
     let unchanged = |e: &Entry| {
         id(e).is_some_and(|k| {
@@ -921,6 +960,7 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
         })
     };
     let has_previous = !old_hashes.is_empty();
+    phase("previous image hashes", &mut t);
     let check: Option<&dyn Fn(&Entry) -> bool> = if has_previous { Some(&unchanged) } else { None };
     let marks_groups = marks_groups(run.client).await;
     let mut desired = desired::from_read(
@@ -932,12 +972,15 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
         report,
         check,
     );
-    drop(old_hashes);
-    let live_cache: HashMap<(ObjectKind, String), CachedObject> = snapshot
-        .to_cache()
-        .into_iter()
-        .map(|o| ((o.kind, o.id.clone()), o))
-        .collect();
+    phase("map", &mut t);
+    let live_cache = LiveCache {
+        rows: snapshot
+            .to_cache()
+            .into_iter()
+            .map(|o| ((o.kind, o.id.clone()), o))
+            .collect(),
+        old: run.state.cache_hashes().await.unwrap_or_default(),
+    };
     let executed = execute(
         run,
         report,
@@ -962,24 +1005,45 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
         // An incomplete read is no image to build on; LDIF sources have no cursor.
         next = None;
     }
+    // Everything is rewritten when the rows may hold what an older mapping made of the
+    // entries (configuration or version changed, no previous image); otherwise only rows that
+    // differ: a full reconcile that finds nothing new writes almost nothing.
     let mut write = IncrementalWrite {
-        replace: true,
+        replace: run.rewrite_state || old_hashes.is_empty(),
         cursor: next.as_ref().and_then(|c| serde_json::to_string(c).ok()),
         ..IncrementalWrite::default()
     };
     if write.cursor.is_some() {
-        write.image_upserts = image_rows(
+        let rows = image_rows(
             source.kind,
             std::mem::take(&mut source.read.users),
             std::mem::take(&mut source.read.groups),
             None,
             &mut desired.user_keys,
         );
+        if write.replace {
+            write.image_upserts = rows;
+        } else {
+            let now: HashSet<ImageKey> = rows.iter().map(|r| (r.kind, r.id.clone())).collect();
+            write.image_removals = old_hashes
+                .keys()
+                .filter(|k| !now.contains(*k))
+                .cloned()
+                .collect();
+            write.image_upserts = rows
+                .into_iter()
+                .filter(|r| old_hashes.get(&(r.kind, r.id.clone())) != Some(&entry_hash(&r.entry)))
+                .collect();
+        }
     }
+    drop(old_hashes);
     if executed.applied {
         write.meta.push((META_LAST_FULL, run.now.to_rfc3339()));
+        write
+            .meta
+            .push((META_STATE_FORMAT, STATE_FORMAT.to_string()));
     }
-    match finish_state(run, report, executed, &mut write, live_cache).await {
+    match finish_state(run, report, executed, &mut write, Some(live_cache)).await {
         Incremental::Done(plan) => plan,
         Incremental::Reload(_) => None,
     }

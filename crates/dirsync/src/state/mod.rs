@@ -8,7 +8,7 @@
 mod image;
 mod lock;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -19,6 +19,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqliteConnection};
 
+pub use image::entry_hash;
 pub use lock::RunLock;
 
 use crate::source::Entry;
@@ -81,6 +82,24 @@ pub struct CachedObject {
     pub resource: String,
 }
 
+impl CachedObject {
+    /// A hash of everything the row stores, so that a full run rewrites only rows that differ.
+    pub fn content_hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        (
+            &self.external_id,
+            &self.name,
+            self.active,
+            self.pending,
+            self.pending_since.map(|d| d.timestamp_micros()),
+            &self.resource,
+        )
+            .hash(&mut h);
+        h.finish()
+    }
+}
+
 /// What the mapping made of a user entry, kept with its image row so that an incremental run
 /// can resolve group members and find name clashes without mapping unchanged users again.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -126,6 +145,9 @@ pub struct StateStore {
 
 /// The target cache columns every load reads (`resource` apart: light loads skip it).
 const CACHE_COLUMNS: &str = "kind, id, external_id, name, active, pending, pending_since";
+
+/// Rows per multi-row INSERT (9 values each; SQLite allows 32,766 bound values).
+const INSERT_CHUNK: usize = 500;
 
 /// Values per `IN (…)` list (SQLite allows far more; this keeps statements small).
 const IN_CHUNK: usize = 500;
@@ -346,28 +368,47 @@ impl StateStore {
         Ok(image)
     }
 
-    /// `hash` of every image entry, by kind and stable id. Rows are decoded one at a time, so
-    /// the entries are never all held at once.
-    pub async fn image_hashes(
+    /// The stored [`entry_hash`] of every image row, by kind and stable id (no entry is
+    /// decoded).
+    pub async fn image_hashes(&self) -> Result<HashMap<(ObjectKind, String), u64>, StateError> {
+        self.stored_hashes("directory_image").await
+    }
+
+    /// The stored [`CachedObject::content_hash`] of every target cache row.
+    pub async fn cache_hashes(&self) -> Result<HashMap<(ObjectKind, String), u64>, StateError> {
+        self.stored_hashes("target_cache").await
+    }
+
+    async fn stored_hashes(
         &self,
-        hash: impl Fn(&Entry) -> u64,
-    ) -> Result<std::collections::HashMap<(ObjectKind, String), u64>, StateError> {
-        let rows = sqlx::query("SELECT kind, id, entry FROM directory_image")
-            .fetch_all(&self.pool)
+        table: &'static str,
+    ) -> Result<HashMap<(ObjectKind, String), u64>, StateError> {
+        let sql = match table {
+            "directory_image" => {
+                "SELECT json_group_array(json_array(kind, id, hash)) FROM directory_image"
+            }
+            _ => "SELECT json_group_array(json_array(kind, id, hash)) FROM target_cache",
+        };
+        let text: String = sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
-        let mut out = std::collections::HashMap::with_capacity(rows.len());
-        for r in &rows {
-            let kind: String = r.try_get("kind").map_err(|e| self.err(e))?;
-            let kind = if kind == "group" {
-                ObjectKind::Group
-            } else {
-                ObjectKind::User
-            };
-            let (id, entry) = self.image_row(r)?;
-            out.insert((kind, id), hash(&entry));
-        }
-        Ok(out)
+        let rows: Vec<(String, String, Option<i64>)> =
+            serde_json::from_str(&text).map_err(|e| StateError::Database {
+                path: self.path.clone(),
+                reason: format!("unreadable rows: {e}"),
+            })?;
+        Ok(rows
+            .into_iter()
+            .map(|(kind, id, hash)| {
+                let kind = if kind == "group" {
+                    ObjectKind::Group
+                } else {
+                    ObjectKind::User
+                };
+                ((kind, id), hash.unwrap_or(0) as u64)
+            })
+            .collect())
     }
 
     /// How many objects of a kind the image holds (for the report of a no-change run).
@@ -631,25 +672,29 @@ async fn commit(conn: &mut SqliteConnection, w: &IncrementalWrite) -> Result<(),
             .execute(&mut *conn)
             .await?;
     }
-    for row in &w.image_upserts {
-        let member_keys =
-            (!row.keys.member_keys.is_empty()).then(|| row.keys.member_keys.join("\n"));
-        sqlx::query(
-            "INSERT INTO directory_image (kind, id, dn, entry, anchor, name_key, member_keys) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (kind, id) DO UPDATE SET dn = excluded.dn, entry = excluded.entry, \
+    // Many rows per statement: a full run writes 100,000s, and sqlx's cost is per statement.
+    for chunk in w.image_upserts.chunks(INSERT_CHUNK) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO directory_image (kind, id, dn, entry, anchor, name_key, member_keys, hash) ",
+        );
+        q.push_values(chunk, |mut b, row| {
+            let member_keys =
+                (!row.keys.member_keys.is_empty()).then(|| row.keys.member_keys.join("\n"));
+            b.push_bind(row.kind.as_str())
+                .push_bind(row.id.clone())
+                .push_bind(row.entry.dn.clone())
+                .push_bind(image::encode(&row.entry))
+                .push_bind(row.keys.anchor.clone())
+                .push_bind(row.keys.name_key.clone())
+                .push_bind(member_keys)
+                .push_bind(entry_hash(&row.entry) as i64);
+        });
+        q.push(
+            " ON CONFLICT (kind, id) DO UPDATE SET dn = excluded.dn, entry = excluded.entry, \
              anchor = excluded.anchor, name_key = excluded.name_key, \
-             member_keys = excluded.member_keys",
-        )
-        .bind(row.kind.as_str())
-        .bind(&row.id)
-        .bind(&row.entry.dn)
-        .bind(image::encode(&row.entry))
-        .bind(&row.keys.anchor)
-        .bind(&row.keys.name_key)
-        .bind(member_keys)
-        .execute(&mut *conn)
-        .await?;
+             member_keys = excluded.member_keys, hash = excluded.hash",
+        );
+        q.build().execute(&mut *conn).await?;
     }
     for (kind, id) in &w.cache_removals {
         sqlx::query("DELETE FROM target_cache WHERE kind = ? AND id = ?")
@@ -658,26 +703,30 @@ async fn commit(conn: &mut SqliteConnection, w: &IncrementalWrite) -> Result<(),
             .execute(&mut *conn)
             .await?;
     }
-    for o in &w.cache_upserts {
-        sqlx::query(
+    for chunk in w.cache_upserts.chunks(INSERT_CHUNK) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO target_cache (kind, id, pending, resource, external_id, name, name_key, \
-             active, pending_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (kind, id) DO UPDATE SET pending = excluded.pending, \
+             active, pending_since, hash) ",
+        );
+        q.push_values(chunk, |mut b, o| {
+            b.push_bind(o.kind.as_str())
+                .push_bind(o.id.clone())
+                .push_bind(o.pending)
+                .push_bind(o.resource.clone())
+                .push_bind(o.external_id.clone())
+                .push_bind(o.name.clone())
+                .push_bind(o.name.to_lowercase())
+                .push_bind(o.active)
+                .push_bind(o.pending_since.map(|d| d.to_rfc3339()))
+                .push_bind(o.content_hash() as i64);
+        });
+        q.push(
+            " ON CONFLICT (kind, id) DO UPDATE SET pending = excluded.pending, \
              resource = excluded.resource, external_id = excluded.external_id, \
              name = excluded.name, name_key = excluded.name_key, active = excluded.active, \
-             pending_since = excluded.pending_since",
-        )
-        .bind(o.kind.as_str())
-        .bind(&o.id)
-        .bind(o.pending)
-        .bind(&o.resource)
-        .bind(&o.external_id)
-        .bind(&o.name)
-        .bind(o.name.to_lowercase())
-        .bind(o.active)
-        .bind(o.pending_since.map(|d| d.to_rfc3339()))
-        .execute(&mut *conn)
-        .await?;
+             pending_since = excluded.pending_since, hash = excluded.hash",
+        );
+        q.build().execute(&mut *conn).await?;
     }
     match &w.cursor {
         Some(cursor) => {
