@@ -12,6 +12,7 @@
 //! group): one request instead of a create and one PATCH per member chunk. Those
 //! `AddMembers` are then journaled and counted as done without a request of their own.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -179,10 +180,13 @@ struct Run<'a, 'b> {
     stop: AtomicBool,
 }
 
-/// A create operation with the body to send for it.
-struct Pending<'p> {
+/// A create operation with the body to send for it: a user's is the plan's resource
+/// (borrowed: a whole batch of users is cut into chunks at once, and cloning every resource
+/// up front would hold them all twice); a group's has its members and its size in bytes.
+struct ToCreate<'p> {
     op: &'p Operation,
-    body: Value,
+    body: Cow<'p, Value>,
+    len: usize,
 }
 
 /// The result of one operation, before it is counted.
@@ -197,20 +201,20 @@ impl Run<'_, '_> {
     /// creates (whose bodies carry their members) at most `size` × the assumed bytes per
     /// operation. A group too big for a request of its own is sent alone (see
     /// [`Run::create_in_bulk`]).
-    fn bulk_chunks<'p>(&self, batch: &'p [Operation], size: usize) -> Vec<Vec<Pending<'p>>> {
+    fn bulk_chunks<'p>(&self, batch: &'p [Operation], size: usize) -> Vec<Vec<ToCreate<'p>>> {
         let budget = size.saturating_mul(BULK_BYTES_PER_OPERATION);
         let mut chunks = Vec::new();
-        let mut chunk: Vec<Pending<'p>> = Vec::new();
+        let mut chunk: Vec<ToCreate<'p>> = Vec::new();
         let mut bytes = 0;
         for op in batch {
             let (body, len) = match op {
-                Operation::CreateUser { resource, .. } => (resource.clone(), 0),
+                Operation::CreateUser { resource, .. } => (Cow::Borrowed(resource), 0),
                 Operation::CreateGroup {
                     anchor, resource, ..
                 } => {
-                    let (body, _) = self.group_body(anchor, resource);
+                    let body = self.group_body(anchor, resource);
                     let len = serde_json::to_vec(&body).map_or(budget, |b| b.len());
-                    (body, len)
+                    (Cow::Owned(body), len)
                 }
                 _ => continue,
             };
@@ -219,7 +223,7 @@ impl Run<'_, '_> {
                 bytes = 0;
             }
             bytes += len;
-            chunk.push(Pending { op, body });
+            chunk.push(ToCreate { op, body, len });
         }
         if !chunk.is_empty() {
             chunks.push(chunk);
@@ -233,16 +237,15 @@ impl Run<'_, '_> {
     /// each object is sent on its own; a stop (credentials, reachability) stops. A lone
     /// operation over the size budget goes as a plain POST: a Bulk request would only wrap
     /// it in a bigger body.
-    async fn create_in_bulk(&self, chunk: Vec<Pending<'_>>) {
+    async fn create_in_bulk(&self, chunk: Vec<ToCreate<'_>>) {
         if self.stop.load(Ordering::SeqCst) {
             return;
         }
         if let [single] = chunk.as_slice()
-            && matches!(single.op, Operation::CreateGroup { .. })
-            && self.ctx.bulk_size.is_some_and(|size| {
-                serde_json::to_vec(&single.body).map_or(0, |b| b.len())
-                    > size.saturating_mul(BULK_BYTES_PER_OPERATION)
-            })
+            && self
+                .ctx
+                .bulk_size
+                .is_some_and(|size| single.len > size.saturating_mul(BULK_BYTES_PER_OPERATION))
         {
             self.execute(single.op).await;
             return;
@@ -257,7 +260,7 @@ impl Run<'_, '_> {
                     _ => "/Users".into(),
                 },
                 bulk_id: Some(format!("c{i}")),
-                data: Some(p.body.clone()),
+                data: Some(Value::clone(&p.body)),
             })
             .collect();
         let results = match self.ctx.client.bulk(&requests, None).await {
@@ -315,9 +318,8 @@ impl Run<'_, '_> {
 
     /// The body of a group create: the plan's resource with the members of the plan's
     /// `AddMembers` on this new group, each once. A member without an id (its create failed)
-    /// is left out, as the `AddMembers` would leave it out. Also returns whether there are
-    /// members to send.
-    fn group_body(&self, anchor: &str, resource: &Value) -> (Value, bool) {
+    /// is left out, as the `AddMembers` would leave it out.
+    fn group_body(&self, anchor: &str, resource: &Value) -> Value {
         let mut seen = HashSet::new();
         let values: Vec<Value> = self
             .new_group_members
@@ -329,12 +331,13 @@ impl Run<'_, '_> {
             .map(|id| json!({ "value": id }))
             .collect();
         let mut body = resource.clone();
-        let any = !values.is_empty();
         // No members: the body stays the plan's resource, as before members went with it.
-        if any && let Some(map) = body.as_object_mut() {
+        if !values.is_empty()
+            && let Some(map) = body.as_object_mut()
+        {
             map.insert("members".into(), Value::Array(values));
         }
-        (body, any)
+        body
     }
 
     async fn execute(&self, op: &Operation) {
@@ -592,7 +595,7 @@ impl Run<'_, '_> {
                 dn,
                 resource,
             } => {
-                let (body, _) = self.group_body(anchor, resource);
+                let body = self.group_body(anchor, resource);
                 let (id, existed) = self.create(ResourceKind::Groups, anchor, &body).await?;
                 let record = self.created(
                     ObjectKind::Group,
