@@ -70,17 +70,20 @@ struct Applied {
     user_ids: HashMap<String, String>,
     state_groups: usize,
     state_users: usize,
+    /// The service's request log lines (method, path, status), in order.
+    requests: Vec<String>,
 }
 
 /// One idservice; `adopted` already exists on it (a previous run created it and was killed
 /// before recording it), without members. The plan: users `u1`, `u2` (rejected by the target:
 /// its phone number is not RFC 3966), `u3`; groups `team` (members u1, u2 in one chunk, u3 in
-/// another), `empty` (no members), `adopted` (u1, u3).
+/// another), `empty` (no members), `adopted` (u1, u3), `rejected` (u1; refused by the
+/// target).
 fn run(bulk_size: Option<usize>) -> Applied {
     let service = IdService::start().expect("start idservice");
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
+    let mut applied = rt.block_on(async {
         let client = ScimClient::new(ClientOptions::new(
             service.url.clone(),
             Auth::Bearer {
@@ -100,6 +103,11 @@ fn run(bulk_size: Option<usize>) -> Applied {
             )
             .await
             .unwrap();
+        // Refused by the target (no displayName): its members fail with it, as before.
+        let mut rejected_group = create_group("rejected");
+        if let Operation::CreateGroup { resource, .. } = &mut rejected_group {
+            resource.as_object_mut().unwrap().remove("displayName");
+        }
         let plan = Plan {
             operations: vec![
                 create_user("u1", None),
@@ -108,9 +116,11 @@ fn run(bulk_size: Option<usize>) -> Applied {
                 create_group("team"),
                 create_group("empty"),
                 create_group("adopted"),
+                rejected_group,
                 add_members("team", &["u1", "u2"]),
                 add_members("team", &["u3"]),
                 add_members("adopted", &["u1", "u3"]),
+                add_members("rejected", &["u1"]),
             ],
             ..Plan::default()
         };
@@ -165,24 +175,53 @@ fn run(bulk_size: Option<usize>) -> Applied {
             user_ids,
             state_groups: state.objects(ObjectKind::Group).await.unwrap().len(),
             state_users: state.objects(ObjectKind::User).await.unwrap().len(),
+            requests: Vec::new(),
         }
-    })
+    });
+    applied.requests = service
+        .server_log()
+        .lines()
+        .filter(|l| l.contains("request"))
+        .map(str::to_string)
+        .collect();
+    applied
+}
+
+/// How many logged requests have this method and a path containing `path`.
+fn requests(a: &Applied, method: &str, path: &str) -> usize {
+    a.requests
+        .iter()
+        .filter(|l| l.contains(&format!("method={method}")) && l.contains(path))
+        .count()
 }
 
 fn check(a: &Applied) {
     let c = &a.outcome.counts;
     assert_eq!(a.outcome.stopped, None);
     // The same counts as when members went by PATCH: u2 is one failure, and is not counted
-    // as a member of team.
+    // as a member of team; the rejected group and its member add are two more.
     assert_eq!(
         (c.created, c.failed, c.groups_created, c.members_added),
-        (2, 1, 3, 4),
+        (2, 3, 3, 4),
         "{c:?} {:?}",
         a.outcome.failures
     );
-    assert_eq!(a.outcome.failures.len(), 1);
-    assert_eq!(a.outcome.failures[0].operation, "create_user");
-    assert_eq!(a.outcome.failures[0].object, "u2@example.test");
+    let mut failures: Vec<(&str, &str)> = a
+        .outcome
+        .failures
+        .iter()
+        .map(|f| (f.operation.as_str(), f.object.as_str()))
+        .collect();
+    failures.sort();
+    assert_eq!(
+        failures,
+        [
+            ("add_members", "rejected"),
+            ("create_group", "rejected"),
+            ("create_user", "u2@example.test"),
+        ]
+    );
+    assert!(!a.target_members.contains_key("rejected"));
 
     let id = |u: &str| a.user_ids[&format!("{u}@example.test")].clone();
     assert!(!a.user_ids.contains_key("u2@example.test"));
@@ -191,6 +230,8 @@ fn check(a: &Applied) {
     assert_eq!(a.target_members["adopted"], both);
     assert!(a.target_members["empty"].is_empty());
     assert_eq!((a.state_users, a.state_groups), (2, 3));
+    // Members by PATCH only for the adopted group.
+    assert_eq!(requests(a, "PATCH", "/Groups/"), 1, "{:#?}", a.requests);
 
     // Journal: team's members went with its create (no request of their own); adopted's
     // went by PATCH ("ok").
@@ -259,11 +300,19 @@ fn check(a: &Applied) {
 /// create is answered 409 inside its request and retried alone, which adopts it).
 #[test]
 fn groups_created_with_members_through_bulk() {
-    check(&run(Some(2)));
+    let a = run(Some(2));
+    check(&a);
+    // Users in 2 requests, groups in 2; no group POST but the test's own and adopted's retry.
+    assert_eq!(requests(&a, "POST", "/Bulk"), 4, "{:#?}", a.requests);
+    assert_eq!(requests(&a, "POST", "/Groups"), 2, "{:#?}", a.requests);
 }
 
 /// No Bulk: one POST per group, members in its body.
 #[test]
 fn groups_created_with_members_one_request_each() {
-    check(&run(None));
+    let a = run(None);
+    check(&a);
+    assert_eq!(requests(&a, "POST", "/Bulk"), 0, "{:#?}", a.requests);
+    // The test's own, then one per planned group (adopted's answered 409).
+    assert_eq!(requests(&a, "POST", "/Groups"), 5, "{:#?}", a.requests);
 }
