@@ -7,8 +7,13 @@
 //! after a crash: a create answered "already exists" adopts the existing object found by
 //! externalId, and a member removal that finds nothing to remove counts as done.
 //! A refused token or an unreachable target stops the run once (no error per object).
+//!
+//! A group the plan creates is sent with its members (the plan's `AddMembers` on that new
+//! group): one request instead of a create and one PATCH per member chunk. Those
+//! `AddMembers` are then journaled and counted as done without a request of their own.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -35,8 +40,9 @@ pub struct ApplyContext<'a> {
     pub anchors: &'a HashMap<String, String>,
     /// Advanced once per operation (hidden when stderr is not a terminal).
     pub progress: &'a indicatif::ProgressBar,
-    /// Operations per `/Bulk` request when the target offers Bulk (user creates are sent
-    /// that way); `None` sends one request per operation.
+    /// Operations per `/Bulk` request when the target offers Bulk (user and group creates
+    /// are sent that way); `None` sends one request per operation. A request of group
+    /// creates also stays under `bulk_size` × [`BULK_BYTES_PER_OPERATION`] bytes.
     pub bulk_size: Option<usize>,
 }
 
@@ -67,20 +73,59 @@ pub struct Failure {
     pub message: String,
 }
 
+/// One object this run created (not adopted) and whose full content is known without
+/// reading it back: what was sent, and the id the target gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub kind: ObjectKind,
+    pub anchor: String,
+    pub id: String,
+    /// JSON text of the body that was sent, plus `"id"`; for a group always with `members`
+    /// (`[{"value": id}]`, empty when it has none): exactly the members sent with the create,
+    /// which are all the members the plan gave the new group that could be resolved (a member
+    /// whose own create failed is neither sent nor listed, as on the target). A group whose
+    /// members were not all sent with the create (it was adopted) is not listed at all.
+    /// Not in it: what the target adds by itself (`meta`, defaults).
+    pub resource: String,
+}
+
 #[derive(Debug, Default)]
 pub struct ApplyOutcome {
     pub counts: Counts,
     pub failures: Vec<Failure>,
     /// Set when the run had to stop (credentials refused, target unreachable).
     pub stopped: Option<String>,
+    /// Every user and group this run created, in no particular order.
+    pub created: Vec<Created>,
 }
+
+/// The request size each Bulk operation is assumed to stay under (`run::bulk_size` divides
+/// the target's maxPayloadSize by the same figure). User bodies are small; a group body
+/// carries its members, so group creates are cut by size as well as by count.
+pub const BULK_BYTES_PER_OPERATION: usize = 4096;
 
 /// Applies `plan` in order. Consecutive operations of the same kind run concurrently.
 pub async fn apply(plan: &Plan, ctx: &ApplyContext<'_>) -> ApplyOutcome {
+    let mut new_group_members: HashMap<&str, Vec<&MemberRef>> = HashMap::new();
+    for op in &plan.operations {
+        if let Operation::AddMembers {
+            group: GroupRef::New(anchor),
+            members,
+            ..
+        } = op
+        {
+            new_group_members
+                .entry(anchor.as_str())
+                .or_default()
+                .extend(members);
+        }
+    }
     let run = Run {
         ctx,
         new_users: Mutex::new(HashMap::new()),
         new_groups: Mutex::new(HashMap::new()),
+        new_group_members,
+        members_sent: Mutex::new(HashSet::new()),
         outcome: Mutex::new(ApplyOutcome::default()),
         stop: AtomicBool::new(false),
     };
@@ -93,9 +138,14 @@ pub async fn apply(plan: &Plan, ctx: &ApplyContext<'_>) -> ApplyOutcome {
         }
         let batch = &plan.operations[start..end];
         match ctx.bulk_size {
-            Some(size) if matches!(batch[0], Operation::CreateUser { .. }) => {
-                futures::stream::iter(batch.chunks(size.max(1)))
-                    .map(|chunk| run.create_users_in_bulk(chunk))
+            Some(size)
+                if matches!(
+                    batch[0],
+                    Operation::CreateUser { .. } | Operation::CreateGroup { .. }
+                ) =>
+            {
+                futures::stream::iter(run.bulk_chunks(batch, size.max(1)))
+                    .map(|chunk| run.create_in_bulk(chunk))
                     .buffer_unordered(ctx.concurrency.max(1))
                     .collect::<Vec<()>>()
                     .await;
@@ -121,8 +171,22 @@ struct Run<'a, 'b> {
     /// Anchor → id of objects created in this run (for member references).
     new_users: Mutex<HashMap<String, String>>,
     new_groups: Mutex<HashMap<String, String>>,
+    /// Anchor of a group the plan creates → the members of its `AddMembers`, in plan order.
+    new_group_members: HashMap<&'b str, Vec<&'b MemberRef>>,
+    /// Anchors of the groups created with those members in the create request: their
+    /// `AddMembers` send nothing more. A group adopted after "already exists" is not here.
+    members_sent: Mutex<HashSet<String>>,
     outcome: Mutex<ApplyOutcome>,
     stop: AtomicBool,
+}
+
+/// A create operation with the body to send for it: a user's is the plan's resource
+/// (borrowed: a whole batch of users is cut into chunks at once, and cloning every resource
+/// up front would hold them all twice); a group's has its members and its size in bytes.
+struct ToCreate<'p> {
+    op: &'p Operation,
+    body: Cow<'p, Value>,
+    len: usize,
 }
 
 /// The result of one operation, before it is counted.
@@ -133,62 +197,107 @@ enum Done {
 }
 
 impl Run<'_, '_> {
-    /// User creates through one `/Bulk` request. Operations the target rejected with 409 go
-    /// the single-request way (which adopts an object that already exists by externalId);
-    /// other per-operation errors fail that user alone. If the Bulk request itself is
-    /// rejected, each user is sent on its own; a stop (credentials, reachability) stops.
-    async fn create_users_in_bulk(&self, chunk: &[Operation]) {
+    /// Cuts a run of creates into Bulk requests: at most `size` operations, and for group
+    /// creates (whose bodies carry their members) at most `size` × the assumed bytes per
+    /// operation. A group too big for a request of its own is sent alone (see
+    /// [`Run::create_in_bulk`]).
+    fn bulk_chunks<'p>(&self, batch: &'p [Operation], size: usize) -> Vec<Vec<ToCreate<'p>>> {
+        let budget = size.saturating_mul(BULK_BYTES_PER_OPERATION);
+        let mut chunks = Vec::new();
+        let mut chunk: Vec<ToCreate<'p>> = Vec::new();
+        let mut bytes = 0;
+        for op in batch {
+            let (body, len) = match op {
+                Operation::CreateUser { resource, .. } => (Cow::Borrowed(resource), 0),
+                Operation::CreateGroup {
+                    anchor, resource, ..
+                } => {
+                    let body = self.group_body(anchor, resource);
+                    let len = serde_json::to_vec(&body).map_or(budget, |b| b.len());
+                    (Cow::Owned(body), len)
+                }
+                _ => continue,
+            };
+            if !chunk.is_empty() && (chunk.len() >= size || bytes + len > budget) {
+                chunks.push(std::mem::take(&mut chunk));
+                bytes = 0;
+            }
+            bytes += len;
+            chunk.push(ToCreate { op, body, len });
+        }
+        if !chunk.is_empty() {
+            chunks.push(chunk);
+        }
+        chunks
+    }
+
+    /// Creates through one `/Bulk` request. Operations the target rejected with 409 go the
+    /// single-request way (which adopts an object that already exists by externalId); other
+    /// per-operation errors fail that object alone. If the Bulk request itself is rejected,
+    /// each object is sent on its own; a stop (credentials, reachability) stops. A lone
+    /// operation over the size budget goes as a plain POST: a Bulk request would only wrap
+    /// it in a bigger body.
+    async fn create_in_bulk(&self, chunk: Vec<ToCreate<'_>>) {
         if self.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        if let [single] = chunk.as_slice()
+            && self
+                .ctx
+                .bulk_size
+                .is_some_and(|size| single.len > size.saturating_mul(BULK_BYTES_PER_OPERATION))
+        {
+            self.execute(single.op).await;
             return;
         }
         let requests: Vec<scim_client::BulkOperation> = chunk
             .iter()
             .enumerate()
-            .filter_map(|(i, op)| match op {
-                Operation::CreateUser { resource, .. } => Some(scim_client::BulkOperation {
-                    method: reqwest::Method::POST,
-                    path: "/Users".into(),
-                    bulk_id: Some(format!("u{i}")),
-                    data: Some(resource.clone()),
-                }),
-                _ => None,
+            .map(|(i, p)| scim_client::BulkOperation {
+                method: reqwest::Method::POST,
+                path: match p.op {
+                    Operation::CreateGroup { .. } => "/Groups".into(),
+                    _ => "/Users".into(),
+                },
+                bulk_id: Some(format!("c{i}")),
+                data: Some(Value::clone(&p.body)),
             })
             .collect();
         let results = match self.ctx.client.bulk(&requests, None).await {
             Ok(results) if results.len() == chunk.len() => results,
             Err(e) if e.stops_run() => {
-                self.settle(chunk.first(), Err(e));
+                self.settle(chunk.first().map(|p| p.op), Err(e));
                 return;
             }
             _ => {
-                for op in chunk {
-                    self.execute(op).await;
+                for p in &chunk {
+                    self.execute(p.op).await;
                 }
                 return;
             }
         };
-        for (op, result) in chunk.iter().zip(results) {
-            let Operation::CreateUser {
-                anchor,
-                user_name,
-                dn,
-                resource,
-            } = op
-            else {
-                continue;
+        let mut records = Vec::new();
+        for (p, result) in chunk.iter().zip(results) {
+            let op = p.op;
+            let (kind, anchor, name, dn, resource) = match op {
+                Operation::CreateUser {
+                    anchor,
+                    user_name,
+                    dn,
+                    resource,
+                } => (ObjectKind::User, anchor, user_name, dn, resource),
+                Operation::CreateGroup {
+                    anchor,
+                    display_name,
+                    dn,
+                    resource,
+                } => (ObjectKind::Group, anchor, display_name, dn, resource),
+                _ => continue,
             };
             match (result.id.clone(), result.error()) {
                 (Some(id), None) => {
-                    self.created(
-                        ObjectKind::User,
-                        anchor,
-                        &id,
-                        dn,
-                        user_name,
-                        resource,
-                        false,
-                    )
-                    .await;
+                    records
+                        .push(self.created(kind, anchor, &id, dn, name, resource, &p.body, false));
                     self.ctx.progress.inc(1);
                     self.settle(Some(op), Ok(Done::Ok));
                 }
@@ -203,6 +312,32 @@ impl Run<'_, '_> {
                 }
             }
         }
+        // One transaction for the chunk: one commit instead of one per object.
+        self.store(&records).await;
+    }
+
+    /// The body of a group create: the plan's resource with the members of the plan's
+    /// `AddMembers` on this new group, each once. A member without an id (its create failed)
+    /// is left out, as the `AddMembers` would leave it out.
+    fn group_body(&self, anchor: &str, resource: &Value) -> Value {
+        let mut seen = HashSet::new();
+        let values: Vec<Value> = self
+            .new_group_members
+            .get(anchor)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| self.member_id(m))
+            .filter(|id| seen.insert(id.clone()))
+            .map(|id| json!({ "value": id }))
+            .collect();
+        let mut body = resource.clone();
+        // No members: the body stays the plan's resource, as before members went with it.
+        if !values.is_empty()
+            && let Some(map) = body.as_object_mut()
+        {
+            map.insert("members".into(), Value::Array(values));
+        }
+        body
     }
 
     async fn execute(&self, op: &Operation) {
@@ -278,16 +413,17 @@ impl Run<'_, '_> {
                 resource,
             } => {
                 let (id, existed) = self.create(ResourceKind::Users, anchor, resource).await?;
-                self.created(
+                let record = self.created(
                     ObjectKind::User,
                     anchor,
                     &id,
                     dn,
                     user_name,
                     resource,
+                    resource,
                     existed,
-                )
-                .await;
+                );
+                self.store(&[record]).await;
                 Ok(Done::Ok)
             }
             Operation::AdoptUser {
@@ -459,17 +595,19 @@ impl Run<'_, '_> {
                 dn,
                 resource,
             } => {
-                let (id, existed) = self.create(ResourceKind::Groups, anchor, resource).await?;
-                self.created(
+                let body = self.group_body(anchor, resource);
+                let (id, existed) = self.create(ResourceKind::Groups, anchor, &body).await?;
+                let record = self.created(
                     ObjectKind::Group,
                     anchor,
                     &id,
                     dn,
                     display_name,
                     resource,
+                    &body,
                     existed,
-                )
-                .await;
+                );
+                self.store(&[record]).await;
                 Ok(Done::Ok)
             }
             // Gone for good: the target deletes, the state forgets the object.
@@ -514,6 +652,27 @@ impl Run<'_, '_> {
                 if ids.is_empty() {
                     return Ok(Done::Members(0));
                 }
+                let names: Vec<&str> = members.iter().map(|m| m.user_name.as_str()).collect();
+                if adding
+                    && let GroupRef::New(anchor) = group
+                    && self
+                        .members_sent
+                        .lock()
+                        .is_ok_and(|sent| sent.contains(anchor))
+                {
+                    // The same ids went with the group create (users are created before
+                    // groups, so they resolve the same now as then).
+                    self.journal(
+                        name,
+                        display_name,
+                        None,
+                        Some(&group_id),
+                        "ok (sent with the group create)",
+                        None,
+                        Some(json!({ "members": names })),
+                    );
+                    return Ok(Done::Members(ids.len()));
+                }
                 let patch = if adding {
                     add_members(&ids)?
                 } else {
@@ -529,7 +688,6 @@ impl Run<'_, '_> {
                         if !adding && e.scim_type == Some(scim::ScimType::NoTarget) => {}
                     Err(e) => return Err(e),
                 }
-                let names: Vec<&str> = members.iter().map(|m| m.user_name.as_str()).collect();
                 let change = json!({ "members": names });
                 let (before, after) = if adding {
                     (None, Some(change))
@@ -575,9 +733,12 @@ impl Run<'_, '_> {
     }
 
     /// Bookkeeping after the target confirmed a create: the anchor → id map for member
-    /// references, ownership in the state, and the journal line.
+    /// references, the members-sent mark and the [`Created`] entry of a group or user
+    /// created (not adopted), and the journal line. Returns the state record, for the caller
+    /// to store (alone, or with the rest of its Bulk request). `resource` is the plan's (the
+    /// fingerprint is of it, as for every other record); `sent` is the body sent.
     #[allow(clippy::too_many_arguments)]
-    async fn created(
+    fn created(
         &self,
         kind: ObjectKind,
         anchor: &str,
@@ -585,8 +746,9 @@ impl Run<'_, '_> {
         dn: &str,
         name: &str,
         resource: &Value,
+        sent: &Value,
         existed: bool,
-    ) {
+    ) -> ObjectRecord {
         let (map, operation) = match kind {
             ObjectKind::User => (&self.new_users, "create_user"),
             ObjectKind::Group => (&self.new_groups, "create_group"),
@@ -594,16 +756,31 @@ impl Run<'_, '_> {
         if let Ok(mut map) = map.lock() {
             map.insert(anchor.to_string(), id.to_string());
         }
-        self.record(
-            kind,
-            anchor,
-            id,
-            Some(&dn.to_string()),
-            name,
-            Some(resource),
-            None,
-        )
-        .await;
+        if !existed {
+            let mut full = sent.clone();
+            if let Some(map) = full.as_object_mut() {
+                map.insert("id".into(), Value::String(id.to_string()));
+                if kind == ObjectKind::Group && !map.contains_key("members") {
+                    map.insert("members".into(), Value::Array(Vec::new()));
+                }
+            }
+            // An adopted group gets its members by PATCH: only a created one is marked.
+            if kind == ObjectKind::Group
+                && let Ok(mut sent) = self.members_sent.lock()
+            {
+                sent.insert(anchor.to_string());
+            }
+            let mut outcome = match self.outcome.lock() {
+                Ok(o) => o,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            outcome.created.push(Created {
+                kind,
+                anchor: anchor.to_string(),
+                id: id.to_string(),
+                resource: full.to_string(),
+            });
+        }
         let outcome = if existed {
             "ok (already existed; adopted by externalId)"
         } else {
@@ -616,8 +793,29 @@ impl Run<'_, '_> {
             Some(id),
             outcome,
             None,
-            Some(resource.clone()),
+            Some(sent.clone()),
         );
+        ObjectRecord {
+            kind,
+            anchor: anchor.to_string(),
+            target_id: id.to_string(),
+            dn: Some(dn.to_string()),
+            name: Some(name.to_string()),
+            fingerprint: Some(fingerprint(resource)),
+            owned: true,
+            pending_since: None,
+        }
+    }
+
+    /// Records confirmed creates in the state, in one transaction.
+    async fn store(&self, records: &[ObjectRecord]) {
+        if records.is_empty() {
+            return;
+        }
+        if let Err(e) = self.ctx.state.upsert_objects(records).await {
+            // The target is the truth; lost state rows are rebuilt next run.
+            tracing::warn!(error = %e, objects = records.len(), "could not record objects in the local state");
+        }
     }
 
     fn group_id(&self, group: &GroupRef) -> Option<String> {

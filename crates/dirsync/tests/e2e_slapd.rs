@@ -104,6 +104,22 @@ fn users_lifecycle(kind: TargetKind) {
         (g1 == odd && g2 == even) || (g1 == even && g2 == odd),
         "{g1:?} {g2:?}"
     );
+    // Issue 5: the new groups were created with their members, not given them by PATCH
+    // afterwards: every add_members line of the journal says so.
+    let journal = std::fs::read_to_string(env.dir.path().join("state-main/journal.jsonl")).unwrap();
+    let adds: Vec<Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["operation"] == "add_members")
+        .collect();
+    assert_eq!(
+        adds.len(),
+        2,
+        "one per group (default member_chunk 100): {adds:#?}"
+    );
+    for l in &adds {
+        assert_eq!(l["outcome"], "ok (sent with the group create)", "{l}");
+    }
 
     let run = env.sync(&config, &[]);
     assert_eq!(run.code, 0);
