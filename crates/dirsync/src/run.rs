@@ -216,7 +216,7 @@ async fn run_locked(
 
     // Target first: a refused token or an unreachable service stops before the directory
     // is read.
-    let client = match scim_client(config) {
+    let mut client = match scim_client(config) {
         Ok(c) => c,
         Err(e) => return stop(report, e.to_string(), EXIT_REFUSED),
     };
@@ -224,6 +224,10 @@ async fn run_locked(
         Ok(spc) => spc,
         Err(e) => return stop(report, e.to_string(), EXIT_UNREACHABLE),
     };
+    if spc.filter_max_results > 0 {
+        // Pages as large as the service allows (a full run lists every user).
+        client.set_page_size(spc.filter_max_results.min(MAX_PAGE));
+    }
     let keeps_pending = match config.sync.pending_deletion.kept_by {
         KeptBy::Target => true,
         KeptBy::Agent => false,
@@ -284,6 +288,9 @@ fn phase(name: &str, since: &mut Instant) {
     );
     *since = Instant::now();
 }
+
+/// The largest list page asked for, whatever the service allows: one page's JSON is held whole.
+const MAX_PAGE: usize = 1000;
 
 /// What every stage of a run needs.
 struct RunCtx<'a> {
@@ -776,6 +783,8 @@ struct Executed {
     applied: bool,
     /// Target objects the plan wrote (to re-read into the cache).
     touched: Vec<(ObjectKind, String)>,
+    /// Objects created as sent (their cache rows need no re-read).
+    created: Vec<apply::Created>,
     failures: bool,
     /// Objects were skipped because of what the target holds (a pending user in the way, a
     /// name taken, not owned): an operator fixes those on the target, where an incremental
@@ -802,13 +811,27 @@ async fn finish_state(
         return Incremental::Done(Some(executed.plan));
     }
     let mut t = Instant::now();
+    // Created objects are cached as they were sent (with the id the target gave them): the
+    // planner compares only what it sends, and re-reading 100,000 new users one by one would
+    // cost more than creating them.
+    let sent: Vec<(ObjectKind, String, Option<CachedObject>)> = executed
+        .created
+        .iter()
+        .filter_map(|c| {
+            target::cached_as_sent(c.kind, &c.resource).map(|o| (c.kind, c.id.clone(), Some(o)))
+        })
+        .collect();
     let reread = target::read_objects(
         run.client,
         &executed.touched,
         run.keeps_pending,
         run.config.sync.concurrency.0 as usize,
     )
-    .await;
+    .await
+    .map(|mut objects| {
+        objects.extend(sent);
+        objects
+    });
     match reread {
         Ok(objects) => match live {
             None => {
@@ -1107,6 +1130,7 @@ async fn execute(
             plan,
             applied: false,
             touched: Vec::new(),
+            created: Vec::new(),
             failures: false,
             target_conflicts: false,
         });
@@ -1124,6 +1148,7 @@ async fn execute(
                 plan,
                 applied: false,
                 touched: Vec::new(),
+                created: Vec::new(),
                 failures: false,
                 target_conflicts: false,
             });
@@ -1145,6 +1170,7 @@ async fn execute(
     phase("apply", &mut t);
     report.counts = outcome.counts;
     report.failures = outcome.failures;
+    let created = outcome.created;
     if let Some(reason) = outcome.stopped {
         // Some writes may be missing from the cache: no state write, so the cursor stays and
         // the next run reads the same changes again.
@@ -1154,13 +1180,14 @@ async fn execute(
             plan,
             applied: false,
             touched: Vec::new(),
+            created: Vec::new(),
             failures: true,
             target_conflicts: false,
         });
     }
     remember_matched(state, &input, &records).await;
     let _ = state.set_meta("config_fingerprint", &run.fingerprint).await;
-    let touched = touched(&plan, state).await;
+    let touched = touched(&plan, state, &created).await;
     phase("bookkeeping", &mut t);
     let target_conflicts = plan.errors.iter().any(|e| {
         matches!(
@@ -1179,6 +1206,7 @@ async fn execute(
         plan,
         applied: true,
         touched,
+        created,
     })
 }
 
@@ -1230,13 +1258,22 @@ fn plan_drift(
 
 /// The target objects a plan wrote (ids; objects created by it through the state records
 /// apply wrote), to re-read into the target cache.
-async fn touched(plan: &Plan, state: &StateStore) -> Vec<(ObjectKind, String)> {
+async fn touched(
+    plan: &Plan,
+    state: &StateStore,
+    created: &[apply::Created],
+) -> Vec<(ObjectKind, String)> {
     use plan::Operation as Op;
+    let as_sent: HashSet<(ObjectKind, &str)> = created
+        .iter()
+        .map(|c| (c.kind, c.anchor.as_str()))
+        .collect();
     let mut out: BTreeSet<(ObjectKind, String)> = BTreeSet::new();
     let mut new_users = Vec::new();
     let mut new_groups = Vec::new();
     for op in &plan.operations {
         match op {
+            Op::CreateUser { anchor, .. } if as_sent.contains(&(ObjectKind::User, anchor)) => {}
             Op::CreateUser { anchor, .. } => new_users.push(anchor.clone()),
             Op::RestoreUser { id, anchor, .. } => {
                 out.insert((ObjectKind::User, id.clone()));
@@ -1250,6 +1287,7 @@ async fn touched(plan: &Plan, state: &StateStore) -> Vec<(ObjectKind, String)> {
             | Op::PurgeUser { id, .. } => {
                 out.insert((ObjectKind::User, id.clone()));
             }
+            Op::CreateGroup { anchor, .. } if as_sent.contains(&(ObjectKind::Group, anchor)) => {}
             Op::CreateGroup { anchor, .. } => new_groups.push(anchor.clone()),
             Op::UpdateGroup { id, .. } | Op::DeleteGroup { id, .. } => {
                 out.insert((ObjectKind::Group, id.clone()));
@@ -1258,6 +1296,7 @@ async fn touched(plan: &Plan, state: &StateStore) -> Vec<(ObjectKind, String)> {
                 plan::GroupRef::Id(id) => {
                     out.insert((ObjectKind::Group, id.clone()));
                 }
+                plan::GroupRef::New(anchor) if as_sent.contains(&(ObjectKind::Group, anchor)) => {}
                 plan::GroupRef::New(anchor) => new_groups.push(anchor.clone()),
             },
             Op::AdoptUser { .. } | Op::AdoptGroup { .. } => {}

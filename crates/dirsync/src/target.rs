@@ -158,6 +158,11 @@ pub async fn read_objects(
     Ok(out)
 }
 
+/// A cache row for an object this run created, from the JSON text it sent (plus its id).
+pub fn cached_as_sent(kind: ObjectKind, resource: &str) -> Option<CachedObject> {
+    cached(kind, serde_json::from_str(resource).ok()?, false)
+}
+
 /// A resource read from the target as a cache row (`pending`: found among pending users).
 fn cached(kind: ObjectKind, resource: Value, pending: bool) -> Option<CachedObject> {
     match kind {

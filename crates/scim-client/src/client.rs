@@ -222,6 +222,13 @@ impl ScimClient {
             .collect())
     }
 
+    /// Resources asked for per list page from now on (at least 1). A service that returns
+    /// fewer per page is followed all the same; fewer, larger pages cost a service that
+    /// counts and skips rows per page much less.
+    pub fn set_page_size(&mut self, size: usize) {
+        self.page_size = size.max(1);
+    }
+
     /// Every resource of `kind` that matches `filter`, following pagination to the end.
     pub async fn list(
         &self,
