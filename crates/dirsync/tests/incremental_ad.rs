@@ -183,8 +183,10 @@ fn ad_incremental_dirsync_and_usn_equal_full_reads() {
     dc.add_members(&team, &[&alice.dn, &bob.dn]).unwrap();
     dc.add_members(&other, &[&alice.dn, &bob.dn]).unwrap();
 
+    // Reads ask only for what the mapping reads: sAMAccountName (which `names` looks at) and
+    // title (changed below) are bound so that they are read and, with DirSync, watched.
     let yaml = format!(
-        "ad:\n  ldap:\n    server:\n      addresses: ['{ip}']\n      port: {port}\n      user: '{user}'\n    base_dn: '{base}'\n    filter:\n      user: '!(description=excluded)'\niid:\n  scim:\n    base_url: 'http://127.0.0.1:9/scim/v2'\nsync:\n  max_deletion_ratio: 1.0\n",
+        "ad:\n  ldap:\n    server:\n      addresses: ['{ip}']\n      port: {port}\n      user: '{user}'\n    base_dn: '{base}'\n    filter:\n      user: '!(description=excluded)'\niid:\n  scim:\n    base_url: 'http://127.0.0.1:9/scim/v2'\n    attribute:\n      user:\n        ad_bind: {{nickName: sAMAccountName, title: title}}\n      group:\n        ad_bind: {{description: sAMAccountName}}\nsync:\n  max_deletion_ratio: 1.0\n",
         ip = dc.ip,
         port = dc.ldap_port,
         user = dc.svc_dn,
@@ -243,6 +245,17 @@ fn ad_incremental_dirsync_and_usn_equal_full_reads() {
                 .iter()
                 .any(|e| id(e) == Some(alice.object_guid.clone()))
         );
+    }
+
+    // Nothing maps telephoneNumber: DirSync, which watches the requested attributes, does
+    // not report alice; uSNChanged re-reads her unchanged.
+    dc.set_attr(&alice.dn, "telephoneNumber", &["+81-3-0000-0000"])
+        .unwrap();
+    for t in &mut tracks {
+        let cs = ctx.step(t, "modify an unmapped attribute");
+        if t.mechanism == AdMechanism::DirSync {
+            assert!(cs.is_empty(), "{}: {cs:?}", t.name);
+        }
     }
 
     // Bob is in Team and Other: both groups name him by DN and must follow the rename.

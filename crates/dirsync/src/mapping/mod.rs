@@ -4,8 +4,10 @@
 //!
 //! Pure: no I/O, and the clock is a parameter. It does not know the target, the state, or
 //! what is already there; a bad value fails that one object ([`MappingError`]) and never the
-//! run. Group membership is resolved to user anchors in [`members`].
+//! run. Group membership is resolved to user anchors in [`members`]; which directory
+//! attributes all this reads (what an LDAP read asks for) is [`source_attributes`].
 
+mod attributes;
 pub mod members;
 pub mod values;
 
@@ -19,6 +21,7 @@ use crate::config::{
 };
 use crate::source::Entry;
 
+pub use attributes::source_attributes;
 pub use members::{MemberSpec, member_keys, resolve_members, resolve_members_by_key};
 
 /// The kind of directory, once `flavor: auto` has been decided.
@@ -680,6 +683,14 @@ pub fn managed_user_attributes(m: &UserMapping, kind: DirectoryKind) -> Vec<Stri
     out
 }
 
+/// The group bindings that apply when none is written: externalId and displayName.
+fn group_defaults(kind: DirectoryKind) -> (AttrList, AttrList) {
+    match kind {
+        DirectoryKind::ActiveDirectory => (list(&["objectGUID"]), list(&["name", "cn"])),
+        DirectoryKind::OpenLdap => (list(&["entryUUID"]), list(&["cn"])),
+    }
+}
+
 /// Maps one directory entry to a SCIM Group (members are resolved separately).
 /// Defaults when not bound: externalId ← objectGUID (AD) / entryUUID (OpenLDAP), displayName
 /// ← name (AD) / cn (OpenLDAP). `member_attribute` is the group attribute listing members.
@@ -690,10 +701,7 @@ pub fn map_group(
     member_attribute: &str,
 ) -> Result<MappedGroup, MappingError> {
     let b = &mapping.ad_bind;
-    let (ext, dn_attr) = match kind {
-        DirectoryKind::ActiveDirectory => (list(&["objectGUID"]), list(&["name", "cn"])),
-        DirectoryKind::OpenLdap => (list(&["entryUUID"]), list(&["cn"])),
-    };
+    let (ext, dn_attr) = group_defaults(kind);
     let dummy = UserAttributes::default();
     let ctx = Ctx {
         entry,

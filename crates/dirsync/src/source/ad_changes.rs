@@ -7,7 +7,10 @@
 //! * **DirSync** (control 1.2.840.113556.1.4.841) with `OBJECT_SECURITY | INCREMENTAL_VALUES`,
 //!   so the service account needs no replication right (it only sees what its ACLs let it
 //!   read). DirSync watches a whole naming context: the search base is the NC root, the
-//!   configured base DN and filters are applied afterwards. The cursor is the base64 cookie,
+//!   configured base DN and filters are applied afterwards. DirSync only reports an object
+//!   when a requested attribute changed, so it is asked for what must count as a change
+//!   ([`dirsync_attributes`]: the mapped attributes, the filters' attributes, `name`,
+//!   `member`). The cursor is the base64 cookie,
 //!   tied to `<dnsHostName>|<NC>`; the cookie also names the DC invocation that issued it
 //!   (MS-ADTS 3.1.1.3.4.1.3 `uuidSourceDsaInvocationID`), which is checked before it is sent:
 //!   Samba answers a cookie from another invocation with *success and no changes*, which would
@@ -436,14 +439,7 @@ async fn dirsync_changes(
     cookie: Vec<u8>,
 ) -> Result<ChangeSet, AdChangesError> {
     let filter = class_filter(searches);
-    let mut attrs: Vec<String> = searches.users.attributes.clone();
-    for a in &searches.groups.attributes {
-        if !attrs.contains(a) {
-            attrs.push(a.clone());
-        }
-    }
-    // Tombstones must be recognisable whatever the mapping asks for.
-    attrs.extend(["objectGUID".to_string(), "isDeleted".to_string()]);
+    let attrs = dirsync_attributes(searches);
     let (entries, cookie) = match dirsync_rounds(source, &dc.nc, &filter, &attrs, cookie).await? {
         Ok(found) => found,
         Err(refusal) => {
@@ -516,6 +512,65 @@ async fn usn_changes(
         .extend(tombstones.iter().filter_map(guid_of).map(|(id, _)| id));
     set.next = Some(dc.usn_cursor());
     Ok(set)
+}
+
+/// What a DirSync round asks for. DirSync reports an object only when one of the requested
+/// attributes changed (Samba's dirsync module drops an object whose changed attributes are
+/// all unrequested; Windows does the same), so the list is what must make an object count
+/// as changed, not what is kept (each changed object is re-read whole with the full read's
+/// searches):
+/// * the searches' attributes, the mapped ones (a change elsewhere cannot change a mapped
+///   resource);
+/// * every attribute the effective filters test: a change there can move the object in or
+///   out of scope (`(!(description=excluded))`) without changing a mapped value;
+/// * `name`: a rename or a move (in or out of the base) updates it; the DN alone is not an
+///   attribute DirSync watches;
+/// * `member`: its incremental values name the members whose `memberOf` changed (see the
+///   module notes), whatever the configured member attribute is;
+/// * `objectGUID` and `isDeleted`, so that tombstones are recognisable.
+fn dirsync_attributes(searches: &DirectorySearches) -> Vec<String> {
+    let mut attrs: Vec<String> = Vec::new();
+    let mut add = |a: &str| {
+        if !attrs.iter().any(|x| x.eq_ignore_ascii_case(a)) {
+            attrs.push(a.to_string());
+        }
+    };
+    for spec in [&searches.users, &searches.groups] {
+        spec.attributes.iter().for_each(|a| add(a));
+        // The filters were built by `ldap_searches` from validated parts; one that does not
+        // parse here adds nothing, and the attributes above still cover the mapping.
+        if let Ok(filter) = crate::ldap_filter::parse(&spec.filter) {
+            filter_attributes(&filter, &mut add);
+        }
+    }
+    for a in ["name", "member", "objectGUID", "isDeleted"] {
+        add(a);
+    }
+    attrs
+}
+
+/// Calls `add` with every attribute a filter tests.
+fn filter_attributes(filter: &crate::ldap_filter::LdapFilter, add: &mut impl FnMut(&str)) {
+    use crate::ldap_filter::LdapFilter as F;
+    match filter {
+        F::And(items) | F::Or(items) => {
+            for f in items {
+                filter_attributes(f, add);
+            }
+        }
+        F::Not(f) => filter_attributes(f, add),
+        F::Equal(a, _)
+        | F::Approx(a, _)
+        | F::GreaterOrEqual(a, _)
+        | F::LessOrEqual(a, _)
+        | F::Present(a)
+        | F::Substrings { attr: a, .. } => add(a),
+        F::Extensible { attr, .. } => {
+            if let Some(a) = attr {
+                add(a);
+            }
+        }
+    }
 }
 
 /// Re-reads changed objects with the full read's searches: what comes back is an upsert,
@@ -1019,6 +1074,42 @@ mod tests {
         assert_eq!(update_links(&mut image, &changes, id), 2);
         assert!(image["w"].strs("memberof").is_empty());
         assert_eq!(image["x"].strs("memberof"), ["CN=L,DC=x", "CN=Z,DC=x"]);
+    }
+
+    #[test]
+    fn dirsync_watches_mapped_and_filtered_attributes() {
+        let spec = |f: &str, attrs: &[&str]| SearchSpec {
+            base: "DC=x".into(),
+            filter: f.into(),
+            attributes: attrs.iter().map(|a| a.to_string()).collect(),
+        };
+        let s = DirectorySearches {
+            users: spec(
+                "(&(objectClass=user)(objectCategory=person)(!(description=excluded))(|(memberOf=CN=A,DC=x)(ou:dn:=Sales)(department=*)))",
+                &["objectClass", "objectGUID", "mail", "member"],
+            ),
+            groups: spec(
+                "(&(objectClass=group)(cn=Team*))",
+                &["objectClass", "objectGUID", "mail", "member"],
+            ),
+        };
+        assert_eq!(
+            dirsync_attributes(&s),
+            [
+                "objectClass",
+                "objectGUID",
+                "mail",
+                "member",
+                "objectCategory",
+                "description",
+                "memberOf",
+                "ou",
+                "department",
+                "cn",
+                "name",
+                "isDeleted",
+            ]
+        );
     }
 
     #[test]

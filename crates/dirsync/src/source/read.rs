@@ -11,7 +11,7 @@ use super::ldap::{
 };
 use super::{DirectoryRead, Selection, ldif};
 use crate::config::{Config, Encryption, Flavor};
-use crate::mapping::DirectoryKind;
+use crate::mapping::{self, DirectoryKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -120,14 +120,31 @@ pub struct DirectorySearches {
 }
 
 /// Base, effective filters and attributes for `ad.ldap.*` and the directory kind.
+///
+/// The attributes are the ones the mapping reads ([`mapping::source_attributes`]), named
+/// one by one for both kinds rather than `*` (and `+` for OpenLDAP): a user entry then
+/// carries a handful of values instead of every user and operational attribute
+/// (creatorsName, entryCSN, modifyTimestamp, …), which a 100,000-user read holds in memory,
+/// stores in the image and hashes. Operational attributes the mapping needs (entryUUID,
+/// pwdAccountLockedTime) are returned because they are named. Users and groups share one
+/// list; an attribute a kind of entry does not have costs nothing.
 pub fn ldap_searches(ldap: &crate::config::LdapConfig, kind: DirectoryKind) -> DirectorySearches {
     let selection = Selection::from_config(ldap, kind);
-    // OpenLDAP keeps entryUUID and lock state in operational attributes; AD returns what
-    // the mapping needs with "*".
-    let attributes: Vec<String> = match kind {
-        DirectoryKind::OpenLdap => vec!["*".into(), "+".into()],
-        DirectoryKind::ActiveDirectory => vec!["*".into()],
-    };
+    let defaults = kind.defaults();
+    let group = &ldap.search.group;
+    let attributes = mapping::source_attributes(
+        &ldap.attribute_mapping.user,
+        &ldap.attribute_mapping.group,
+        kind,
+        group
+            .member_attribute
+            .as_deref()
+            .unwrap_or(defaults.member_attribute),
+        group
+            .member_user_attribute
+            .as_deref()
+            .unwrap_or(defaults.member_user_attribute),
+    );
     let user_filter = effective_filter(
         &selection.user_object_class,
         ldap.filter.user.as_ref().map(|f| f.normalized()),
@@ -194,6 +211,35 @@ fn effective_filter(object_class: &str, configured: Option<String>, ad_person: b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn searches_ask_for_the_mapped_attributes() {
+        let mut ldap = crate::config::LdapConfig::default();
+        ldap.attribute_mapping.user =
+            serde_saphyr::from_str("ad_bind: { title: employeeType }").unwrap_or_default();
+        ldap.search.group.member_attribute = Some("memberUid".into());
+        ldap.search.group.member_user_attribute = Some("uid".into());
+        let s = ldap_searches(&ldap, DirectoryKind::OpenLdap);
+        let want = [
+            "cn",
+            "employeeType",
+            "entryUUID",
+            "givenName",
+            "mail",
+            "memberUid",
+            "objectClass",
+            "sn",
+            "uid",
+        ];
+        assert_eq!(s.users.attributes, want);
+        assert_eq!(s.groups.attributes, want);
+        let ad = ldap_searches(
+            &crate::config::LdapConfig::default(),
+            DirectoryKind::ActiveDirectory,
+        );
+        assert!(!ad.users.attributes.iter().any(|a| a == "*" || a == "+"));
+        assert!(ad.users.attributes.contains(&"objectGUID".to_string()));
+    }
 
     #[test]
     fn effective_filter_combines_class_and_configured() {
