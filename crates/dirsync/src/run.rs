@@ -459,7 +459,7 @@ async fn connect(config: &Config) -> Result<(LdapSource, DirectoryKind), String>
 /// Reads changes since `cursor` (or, without one, everything plus a fresh cursor).
 async fn read_changes(config: &Config, cursor: Option<&Cursor>) -> Result<DirRead, String> {
     let (mut ldap, kind) = connect(config).await?;
-    let searches = source::ldap_searches(&config.ad.ldap, kind);
+    let searches = source::ldap_searches(&config.ad.ldap, &config.iid.scim.attribute, kind);
     let description = ldap.server().to_string();
     let changes = match kind {
         DirectoryKind::OpenLdap => syncrepl::read_changes(&ldap, &searches, cursor)

@@ -196,7 +196,11 @@ fn ad_incremental_dirsync_and_usn_equal_full_reads() {
     let ctx = Ctx {
         rt: runtime(),
         settings: ldap_settings(&config),
-        searches: ldap_searches(&config.ad.ldap, DirectoryKind::ActiveDirectory),
+        searches: ldap_searches(
+            &config.ad.ldap,
+            &config.iid.scim.attribute,
+            DirectoryKind::ActiveDirectory,
+        ),
         instance,
     };
     let mut tracks = [

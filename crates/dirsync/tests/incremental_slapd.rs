@@ -207,7 +207,11 @@ impl Harness {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&secret_path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let (config, _) = Config::load(&config_path, Some(&secret_path)).expect("load config");
-        let searches = ldap_searches(&config.ad.ldap, DirectoryKind::OpenLdap);
+        let searches = ldap_searches(
+            &config.ad.ldap,
+            &config.iid.scim.attribute,
+            DirectoryKind::OpenLdap,
+        );
         Harness {
             slapd,
             config,

@@ -109,7 +109,6 @@ pub(super) fn load(
         None => dir.join("state"),
     };
     let mut ad = file.ad;
-    ad.ldap.attribute_mapping = file.iid.scim.attribute.clone();
     if let Some(p) = ad.ldif_file.take() {
         ad.ldif_file = Some(if p.is_absolute() { p } else { dir.join(p) });
     }

@@ -136,12 +136,6 @@ pub struct LdapConfig {
     pub cache_disabled: Option<bool>,
     #[serde(default)]
     pub flavor: Flavor,
-    /// Not a key of `ad.ldap`: a copy of `iid.scim.attribute`, set by [`Config::load`]. The
-    /// directory searches ask for exactly the attributes this mapping reads
-    /// (`mapping::source_attributes`), and every reader of the directory (full read,
-    /// incremental readers) builds its searches from `ad.ldap` alone, so they cannot disagree.
-    #[serde(skip)]
-    pub attribute_mapping: AttributeConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -128,13 +128,17 @@ pub struct DirectorySearches {
 /// stores in the image and hashes. Operational attributes the mapping needs (entryUUID,
 /// pwdAccountLockedTime) are returned because they are named. Users and groups share one
 /// list; an attribute a kind of entry does not have costs nothing.
-pub fn ldap_searches(ldap: &crate::config::LdapConfig, kind: DirectoryKind) -> DirectorySearches {
+pub fn ldap_searches(
+    ldap: &crate::config::LdapConfig,
+    mapping: &crate::config::AttributeConfig,
+    kind: DirectoryKind,
+) -> DirectorySearches {
     let selection = Selection::from_config(ldap, kind);
     let defaults = kind.defaults();
     let group = &ldap.search.group;
     let attributes = mapping::source_attributes(
-        &ldap.attribute_mapping.user,
-        &ldap.attribute_mapping.group,
+        &mapping.user,
+        &mapping.group,
         kind,
         group
             .member_attribute
@@ -174,7 +178,7 @@ async fn read_ldap(config: &Config) -> Result<SourceRead, SourceError> {
     let settings = ldap_settings(config);
     let mut source = LdapSource::connect(&settings).await?;
     let kind = directory_kind(&mut source, ldap.flavor).await?;
-    let searches = ldap_searches(ldap, kind);
+    let searches = ldap_searches(ldap, &config.iid.scim.attribute, kind);
     let users = source.search(searches.users).await?;
     let groups = source.search(searches.groups).await?;
     let description = source.server().to_string();
@@ -215,11 +219,13 @@ mod tests {
     #[test]
     fn searches_ask_for_the_mapped_attributes() {
         let mut ldap = crate::config::LdapConfig::default();
-        ldap.attribute_mapping.user =
-            serde_saphyr::from_str("ad_bind: { title: employeeType }").unwrap_or_default();
+        let mapping = crate::config::AttributeConfig {
+            user: serde_saphyr::from_str("ad_bind: { title: employeeType }").unwrap_or_default(),
+            ..Default::default()
+        };
         ldap.search.group.member_attribute = Some("memberUid".into());
         ldap.search.group.member_user_attribute = Some("uid".into());
-        let s = ldap_searches(&ldap, DirectoryKind::OpenLdap);
+        let s = ldap_searches(&ldap, &mapping, DirectoryKind::OpenLdap);
         let want = [
             "cn",
             "employeeType",
@@ -235,6 +241,7 @@ mod tests {
         assert_eq!(s.groups.attributes, want);
         let ad = ldap_searches(
             &crate::config::LdapConfig::default(),
+            &crate::config::AttributeConfig::default(),
             DirectoryKind::ActiveDirectory,
         );
         assert!(!ad.users.attributes.iter().any(|a| a == "*" || a == "+"));
