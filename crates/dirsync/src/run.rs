@@ -521,12 +521,7 @@ fn image_rows(
                 ObjectKind::User => keys.remove(&k).unwrap_or_default(),
                 ObjectKind::Group => ImageKeys::default(),
             };
-            rows.push(ImageRow {
-                kind: object_kind,
-                id: k,
-                entry,
-                keys,
-            });
+            rows.push(ImageRow::new(object_kind, k, &entry, keys));
         }
     }
     rows
@@ -996,6 +991,16 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
         check,
     );
     phase("map", &mut t);
+    if !source.read.complete || config.ad.ldif_file.is_some() {
+        // An incomplete read is no image to build on; LDIF sources have no cursor.
+        next = None;
+    }
+    // The entries become image rows now (stored text is a fraction of a parsed entry), or go.
+    let users = std::mem::take(&mut source.read.users);
+    let groups = std::mem::take(&mut source.read.groups);
+    let rows = next
+        .is_some()
+        .then(|| image_rows(source.kind, users, groups, None, &mut desired.user_keys));
     let live_cache = LiveCache {
         rows: snapshot
             .to_cache()
@@ -1024,10 +1029,6 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
             report.drift_objects.join(", ")
         ));
     }
-    if !source.read.complete || config.ad.ldif_file.is_some() {
-        // An incomplete read is no image to build on; LDIF sources have no cursor.
-        next = None;
-    }
     // Everything is rewritten when the rows may hold what an older mapping made of the
     // entries (configuration or version changed, no previous image); otherwise only rows that
     // differ: a full reconcile that finds nothing new writes almost nothing.
@@ -1036,14 +1037,7 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
         cursor: next.as_ref().and_then(|c| serde_json::to_string(c).ok()),
         ..IncrementalWrite::default()
     };
-    if write.cursor.is_some() {
-        let rows = image_rows(
-            source.kind,
-            std::mem::take(&mut source.read.users),
-            std::mem::take(&mut source.read.groups),
-            None,
-            &mut desired.user_keys,
-        );
+    if let Some(rows) = rows {
         if write.replace {
             write.image_upserts = rows;
         } else {
@@ -1055,7 +1049,7 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
                 .collect();
             write.image_upserts = rows
                 .into_iter()
-                .filter(|r| old_hashes.get(&(r.kind, r.id.clone())) != Some(&entry_hash(&r.entry)))
+                .filter(|r| old_hashes.get(&(r.kind, r.id.clone())) != Some(&r.hash))
                 .collect();
         }
     }
@@ -1087,7 +1081,7 @@ async fn execute(
     let mut t = Instant::now();
     let records = state.objects(ObjectKind::User).await.unwrap_or_default();
     let group_records = state.objects(ObjectKind::Group).await.unwrap_or_default();
-    let input = desired::plan_input(
+    let mut input = desired::plan_input(
         config,
         options,
         kind,
@@ -1117,6 +1111,13 @@ async fn execute(
     phase("ownership records", &mut t);
     let plan = plan::plan(&input);
     phase("plan", &mut t);
+    // The plan holds what it sends; the resources it compared are not needed any more.
+    for u in &mut input.users {
+        u.resource = serde_json::Value::Null;
+    }
+    for u in &mut input.target_users {
+        u.resource = serde_json::Value::Null;
+    }
     report.skipped = plan.errors.clone();
     report.notes.extend(plan.notes.iter().cloned());
     report.refused = plan.refused.clone();

@@ -112,14 +112,32 @@ pub struct ImageKeys {
     pub member_keys: Vec<String>,
 }
 
-/// One directory image row to write.
+/// One directory image row to write, the entry already in its stored text form (a full run
+/// turns its entries into rows as soon as they are mapped, and the text is a fraction of the
+/// parsed entry's size).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageRow {
     pub kind: ObjectKind,
     /// Stable id (entryUUID / objectGUID text).
     pub id: String,
-    pub entry: Entry,
+    pub dn: String,
+    /// [`entry_hash`] of the entry.
+    pub hash: u64,
+    entry: String,
     pub keys: ImageKeys,
+}
+
+impl ImageRow {
+    pub fn new(kind: ObjectKind, id: String, entry: &Entry, keys: ImageKeys) -> ImageRow {
+        ImageRow {
+            kind,
+            id,
+            dn: entry.dn.clone(),
+            hash: entry_hash(entry),
+            entry: image::encode(entry),
+            keys,
+        }
+    }
 }
 
 /// What one run writes for incremental sync, in one transaction: the directory image, the
@@ -327,9 +345,31 @@ impl StateStore {
 
     /// Many records in one transaction (bulk writes, recovery).
     pub async fn upsert_objects(&self, records: &[ObjectRecord]) -> Result<(), StateError> {
+        if records.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
-        for record in records {
-            upsert(&mut tx, record).await.map_err(|e| self.err(e))?;
+        let now = Utc::now().to_rfc3339();
+        // One statement per slice: SQLite has one writer, and a Bulk chunk's records waited
+        // for each other statement by statement.
+        for chunk in records.chunks(INSERT_CHUNK) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO objects (kind, anchor, target_id, dn, name, fingerprint, owned, \
+                 pending_since, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.kind.as_str())
+                    .push_bind(r.anchor.clone())
+                    .push_bind(r.target_id.clone())
+                    .push_bind(r.dn.clone())
+                    .push_bind(r.name.clone())
+                    .push_bind(r.fingerprint.clone())
+                    .push_bind(r.owned)
+                    .push_bind(r.pending_since.map(|d| d.to_rfc3339()))
+                    .push_bind(now.clone());
+            });
+            q.push(UPSERT_OBJECT_TAIL);
+            q.build().execute(&mut *tx).await.map_err(|e| self.err(e))?;
         }
         tx.commit().await.map_err(|e| self.err(e))
     }
@@ -682,12 +722,12 @@ async fn commit(conn: &mut SqliteConnection, w: &IncrementalWrite) -> Result<(),
                 (!row.keys.member_keys.is_empty()).then(|| row.keys.member_keys.join("\n"));
             b.push_bind(row.kind.as_str())
                 .push_bind(row.id.clone())
-                .push_bind(row.entry.dn.clone())
-                .push_bind(image::encode(&row.entry))
+                .push_bind(row.dn.clone())
+                .push_bind(row.entry.clone())
                 .push_bind(row.keys.anchor.clone())
                 .push_bind(row.keys.name_key.clone())
                 .push_bind(member_keys)
-                .push_bind(entry_hash(&row.entry) as i64);
+                .push_bind(row.hash as i64);
         });
         q.push(
             " ON CONFLICT (kind, id) DO UPDATE SET dn = excluded.dn, entry = excluded.entry, \
@@ -759,15 +799,17 @@ async fn commit(conn: &mut SqliteConnection, w: &IncrementalWrite) -> Result<(),
     Ok(())
 }
 
+/// What an object record write does when the row exists.
+const UPSERT_OBJECT_TAIL: &str = " ON CONFLICT (kind, anchor) DO UPDATE SET \
+     target_id = excluded.target_id, dn = excluded.dn, name = excluded.name, \
+     fingerprint = excluded.fingerprint, owned = excluded.owned, \
+     pending_since = excluded.pending_since, updated_at = excluded.updated_at";
+
 async fn upsert(conn: &mut SqliteConnection, r: &ObjectRecord) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO objects (kind, anchor, target_id, dn, name, fingerprint, owned, \
-         pending_since, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (kind, anchor) DO UPDATE SET target_id = excluded.target_id, \
-         dn = excluded.dn, name = excluded.name, fingerprint = excluded.fingerprint, \
-         owned = excluded.owned, pending_since = excluded.pending_since, \
-         updated_at = excluded.updated_at",
-    )
+         pending_since, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?){UPSERT_OBJECT_TAIL}"
+    )))
     .bind(r.kind.as_str())
     .bind(&r.anchor)
     .bind(&r.target_id)
@@ -837,16 +879,16 @@ mod tests {
             let write = IncrementalWrite {
                 replace: true,
                 cursor: Some("c1".into()),
-                image_upserts: vec![ImageRow {
-                    kind: ObjectKind::User,
-                    id: "id-a".into(),
-                    entry: entry.clone(),
-                    keys: ImageKeys {
+                image_upserts: vec![ImageRow::new(
+                    ObjectKind::User,
+                    "id-a".into(),
+                    &entry,
+                    ImageKeys {
                         anchor: Some("anchor-a".into()),
                         name_key: Some("a@x".into()),
                         member_keys: vec!["uid=a,dc=x".into(), "a".into()],
                     },
-                }],
+                )],
                 cache_upserts: vec![
                     CachedObject {
                         kind: ObjectKind::Group,
@@ -875,12 +917,12 @@ mod tests {
             store.commit_incremental(&write).await.unwrap();
             let patch = IncrementalWrite {
                 cursor: Some("c2".into()),
-                image_upserts: vec![ImageRow {
-                    kind: ObjectKind::Group,
-                    id: "id-g".into(),
-                    entry: Entry::new("cn=g"),
-                    keys: ImageKeys::default(),
-                }],
+                image_upserts: vec![ImageRow::new(
+                    ObjectKind::Group,
+                    "id-g".into(),
+                    &Entry::new("cn=g"),
+                    ImageKeys::default(),
+                )],
                 ..IncrementalWrite::default()
             };
             store.commit_incremental(&patch).await.unwrap();
