@@ -284,9 +284,19 @@ fn phase(name: &str, since: &mut Instant) {
     tracing::debug!(
         phase = name,
         ms = since.elapsed().as_millis() as u64,
+        rss_mib = resident_mib(),
         "run phase"
     );
     *since = Instant::now();
+}
+
+/// Resident memory of this process in MiB (Linux; 0 elsewhere), for the phase log.
+fn resident_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * 4096 / (1024 * 1024))
+        .unwrap_or(0)
 }
 
 /// The largest list page asked for, whatever the service allows: one page's JSON is held whole.
