@@ -155,14 +155,18 @@ pub struct Measured {
 
 /// Runs `dirsync sync --config config.yml --secret secret.yml --report json [extra]` in `dir`
 /// under `/usr/bin/time` (peak RSS of the dirsync process itself); fails unless exit code 0.
+/// dirsync's log is appended to `dir/dirsync.log`; `DIRSYNC_LOG_LEVEL=debug` in the
+/// environment gives it the phase lines (duration and resident memory of each run phase).
 pub fn run_dirsync(dirsync: &Path, dir: &Path, extra: &[&str]) -> Result<Measured, String> {
     let time_file = dir.join("time.txt");
+    let level = std::env::var("DIRSYNC_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
     let started = Instant::now();
     let out = Command::new("/usr/bin/time")
         .args(["-f", "%M"])
         .arg("-o")
         .arg(&time_file)
         .arg(dirsync)
+        .args(["--log-level", &level])
         .args(["sync", "--config", "config.yml", "--secret", "secret.yml"])
         .args(["--report", "json"])
         .args(extra)
@@ -171,6 +175,17 @@ pub fn run_dirsync(dirsync: &Path, dir: &Path, extra: &[&str]) -> Result<Measure
         .output()
         .map_err(|e| format!("cannot run /usr/bin/time (apt-get install time): {e}"))?;
     let wall = started.elapsed();
+    {
+        use std::io::Write as _;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("dirsync.log"));
+        if let Ok(mut log) = log {
+            let _ = writeln!(log, "--- dirsync sync {}", extra.join(" "));
+            let _ = log.write_all(&out.stderr);
+        }
+    }
     let body: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
         format!(
             "dirsync printed no JSON report ({e}): {}{}",

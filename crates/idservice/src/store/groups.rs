@@ -150,22 +150,28 @@ pub async fn members(
         .collect()
 }
 
+/// Ids per multi-row statement. A group of 5,000 members was 10,000 statements (a kind
+/// lookup and an insert per member), the bulk of an initial sync's group creates; SQLite
+/// allows 32,766 bound values.
+const MEMBER_CHUNK: usize = 500;
+
 /// Adds memberships (ignoring ones that already exist).
 pub async fn add_members(
     conn: &mut Conn,
     group_id: &str,
     members: &[(String, String)],
 ) -> Result<(), sqlx::Error> {
-    for (id, ty) in members {
-        sqlx::query(
-            "INSERT INTO group_members (group_id, member_id, member_type) VALUES (?, ?, ?) \
-             ON CONFLICT (group_id, member_id) DO NOTHING",
-        )
-        .bind(group_id)
-        .bind(id)
-        .bind(ty)
-        .execute(&mut *conn)
-        .await?;
+    for chunk in members.chunks(MEMBER_CHUNK) {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO group_members (group_id, member_id, member_type) ",
+        );
+        q.push_values(chunk, |mut b, (id, ty)| {
+            b.push_bind(group_id.to_string())
+                .push_bind(id.clone())
+                .push_bind(ty.clone());
+        });
+        q.push(" ON CONFLICT (group_id, member_id) DO NOTHING");
+        q.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -175,12 +181,17 @@ pub async fn remove_members(
     group_id: &str,
     ids: &[String],
 ) -> Result<(), sqlx::Error> {
-    for id in ids {
-        sqlx::query("DELETE FROM group_members WHERE group_id = ? AND member_id = ?")
-            .bind(group_id)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+    for chunk in ids.chunks(MEMBER_CHUNK) {
+        let mut q =
+            sqlx::QueryBuilder::<Sqlite>::new("DELETE FROM group_members WHERE group_id = ");
+        q.push_bind(group_id.to_string());
+        q.push(" AND member_id IN (");
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(id.clone());
+        }
+        list.push_unseparated(")");
+        q.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -191,15 +202,20 @@ pub async fn member_kinds(
     ids: &[String],
 ) -> Result<HashMap<String, String>, sqlx::Error> {
     let mut out = HashMap::new();
-    for id in ids {
-        let row = sqlx::query(
-            "SELECT 'User' FROM users WHERE id = ?1 UNION ALL SELECT 'Group' FROM groups WHERE id = ?1",
-        )
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if let Some(r) = row {
-            out.insert(id.clone(), r.try_get::<String, _>(0)?);
+    for chunk in ids.chunks(MEMBER_CHUNK) {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new("SELECT id, 'User' FROM users WHERE id IN (");
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(id.clone());
+        }
+        list.push_unseparated(") UNION ALL SELECT id, 'Group' FROM groups WHERE id IN (");
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(id.clone());
+        }
+        list.push_unseparated(")");
+        for r in q.build().fetch_all(&mut *conn).await? {
+            out.insert(r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?);
         }
     }
     Ok(out)
