@@ -208,7 +208,7 @@ impl Run<'_, '_> {
         let mut bytes = 0;
         for op in batch {
             let (body, len) = match op {
-                Operation::CreateUser { resource, .. } => (Cow::Borrowed(resource), 0),
+                Operation::CreateUser { resource, .. } => (Cow::Borrowed(&**resource), 0),
                 Operation::CreateGroup {
                     anchor, resource, ..
                 } => {
@@ -285,7 +285,7 @@ impl Run<'_, '_> {
                     user_name,
                     dn,
                     resource,
-                } => (ObjectKind::User, anchor, user_name, dn, resource),
+                } => (ObjectKind::User, anchor, user_name, dn, &**resource),
                 Operation::CreateGroup {
                     anchor,
                     display_name,
@@ -545,7 +545,7 @@ impl Run<'_, '_> {
                     Some(id),
                     "ok",
                     None,
-                    Some(resource.clone()),
+                    Some((**resource).clone()),
                 );
                 Ok(Done::Ok)
             }

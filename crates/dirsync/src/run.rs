@@ -1123,7 +1123,7 @@ async fn execute(
     phase("plan", &mut t);
     // The plan holds what it sends; the resources it compared are not needed any more.
     for u in &mut input.users {
-        u.resource = serde_json::Value::Null;
+        u.resource = std::sync::Arc::new(serde_json::Value::Null);
     }
     for u in &mut input.target_users {
         u.resource = serde_json::Value::Null;

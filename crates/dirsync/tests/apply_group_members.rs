@@ -29,7 +29,7 @@ fn create_user(anchor: &str, phone: Option<&str>) -> Operation {
         anchor: anchor.into(),
         user_name: format!("{anchor}@example.test"),
         dn: format!("uid={anchor},ou=people,dc=example,dc=test"),
-        resource,
+        resource: resource.into(),
     }
 }
 

@@ -88,8 +88,9 @@ pub struct MappedUser {
     pub anchor: String,
     pub user_name: String,
     pub active: bool,
-    /// The full SCIM resource (core attributes, extensions under their URN keys, `schemas`).
-    pub resource: Value,
+    /// The full SCIM resource (core attributes, extensions under their URN keys, `schemas`),
+    /// shared with the plan's create operation.
+    pub resource: std::sync::Arc<Value>,
     /// Non-fatal problems (skipped values, dropped addresses).
     pub warnings: Vec<String>,
 }
@@ -436,7 +437,7 @@ pub fn map_user(
         anchor,
         user_name,
         active,
-        resource: Value::Object(core),
+        resource: std::sync::Arc::new(Value::Object(core)),
         warnings: ctx.warnings,
     })
 }

@@ -75,7 +75,7 @@ fn spec_sample_mapping_produces_full_resource() {
     assert_eq!(user.anchor, GUID_TEXT);
     assert!(user.active);
     assert_eq!(
-        user.resource,
+        *user.resource,
         json!({
             "externalId": GUID_TEXT,
             "userName": "taro@EXAMPLE.JP",

@@ -11,6 +11,7 @@
 mod render;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -218,7 +219,9 @@ pub enum Operation {
         anchor: String,
         user_name: String,
         dn: String,
-        resource: Value,
+        /// Shared with the mapped user (100,000 creates would otherwise hold every resource
+        /// twice while the plan is built).
+        resource: Arc<Value>,
     },
     /// Record ownership of an existing target user (`--adopt`); no target write by itself.
     AdoptUser {
@@ -247,7 +250,7 @@ pub enum Operation {
         id: String,
         user_name: String,
         anchor: String,
-        resource: Value,
+        resource: Arc<Value>,
         patch: Vec<scim::PatchOperation>,
     },
     /// DELETE on a target that keeps pending users: the user becomes pending deletion.

@@ -28,7 +28,7 @@ fn du_with(name: &str, ext: &str, active: bool, title: Option<&str>) -> MappedUs
         anchor: ext.into(),
         user_name: name.into(),
         active,
-        resource,
+        resource: resource.into(),
         warnings: vec![],
     }
 }
