@@ -167,7 +167,7 @@ async fn execute(
             let r = if is_user {
                 users::create_in(conn, need_data()?, base).await?.0
             } else {
-                groups::create_in(conn, need_data()?, base).await?
+                groups::create_in(conn, need_data()?, base, false).await?
             };
             Ok((201, Some(r)))
         }

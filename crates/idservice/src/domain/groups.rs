@@ -243,8 +243,15 @@ fn map_unique(e: sqlx::Error) -> ScimError {
     }
 }
 
-/// POST /Groups inside a transaction.
-pub async fn create_in(conn: &mut Conn, body: Value, base: &str) -> Result<Value, ScimError> {
+/// POST /Groups inside a transaction. `with_members`: the returned resource lists the
+/// members (a Bulk operation only answers location and version, and rendering a large
+/// group's members joins every member's row).
+pub async fn create_in(
+    conn: &mut Conn,
+    body: Value,
+    base: &str,
+    with_members: bool,
+) -> Result<Value, ScimError> {
     let p = prepare(body)?;
     check_unique(conn, &p, None).await?;
     let id = uuid::Uuid::new_v4().to_string();
@@ -253,7 +260,7 @@ pub async fn create_in(conn: &mut Conn, body: Value, base: &str) -> Result<Value
     let row = row_of(&p, id.clone(), at.clone(), at, 1)?;
     sg::insert(conn, &row).await.map_err(map_unique)?;
     sg::add_members(conn, &id, &members).await.map_err(db)?;
-    render(conn, &row, base, true).await
+    render(conn, &row, base, with_members).await
 }
 
 fn not_found(id: &str) -> ScimError {

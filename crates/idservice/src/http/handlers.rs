@@ -111,7 +111,7 @@ async fn create(
     let mut tx = st.svc.store.begin().await.map_err(domain::db)?;
     let r = match kind {
         Kind::User => users::create_in(&mut tx, body, &base.0).await?.0,
-        Kind::Group => groups::create_in(&mut tx, body, &base.0).await?,
+        Kind::Group => groups::create_in(&mut tx, body, &base.0, true).await?,
     };
     tx.commit().await.map_err(domain::db)?;
     Ok(created(&shape(&r, &sh, kind_schema(kind))?))
