@@ -713,7 +713,11 @@ async fn commit(conn: &mut SqliteConnection, w: &IncrementalWrite) -> Result<(),
             .await?;
     }
     // Many rows per statement: a full run writes 100,000s, and sqlx's cost is per statement.
-    for chunk in w.image_upserts.chunks(INSERT_CHUNK) {
+    // In primary-key order: B-tree pages then fill one after another instead of being
+    // touched (and spilled to the WAL) again and again by random ids.
+    let mut image_rows: Vec<&ImageRow> = w.image_upserts.iter().collect();
+    image_rows.sort_by(|a, b| (a.kind.as_str(), &a.id).cmp(&(b.kind.as_str(), &b.id)));
+    for chunk in image_rows.chunks(INSERT_CHUNK) {
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO directory_image (kind, id, dn, entry, anchor, name_key, member_keys, hash) ",
         );
@@ -743,7 +747,9 @@ async fn commit(conn: &mut SqliteConnection, w: &IncrementalWrite) -> Result<(),
             .execute(&mut *conn)
             .await?;
     }
-    for chunk in w.cache_upserts.chunks(INSERT_CHUNK) {
+    let mut cache_rows: Vec<&CachedObject> = w.cache_upserts.iter().collect();
+    cache_rows.sort_by(|a, b| (a.kind.as_str(), &a.id).cmp(&(b.kind.as_str(), &b.id)));
+    for chunk in cache_rows.chunks(INSERT_CHUNK) {
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO target_cache (kind, id, pending, resource, external_id, name, name_key, \
              active, pending_since, hash) ",
