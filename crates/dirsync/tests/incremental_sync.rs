@@ -84,6 +84,27 @@ fn sql(env: &Env, statement: &'static str) {
     });
 }
 
+/// A number the state database answers.
+fn sql_count(env: &Env, query: &'static str) -> i64 {
+    let db = state_db(env);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let n: i64 = sqlx::query_scalar(query)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        n
+    })
+}
+
 /// SCIM PATCH on idservice, as another administrator would.
 fn patch_user(env: &Env, id: &str, path: &str, value: &str) {
     let body = json!({
@@ -291,6 +312,43 @@ fn slapd_incremental_sync_matches_full_reconcile() {
         run.report
     );
     assert_converged(&env, &config, "after an unreadable cursor");
+
+    // A full reconcile writes only the image rows whose stored hash differs: a row marked
+    // behind its back survives one with nothing new, and is rewritten once its hash differs.
+    sql(
+        &env,
+        "UPDATE directory_image SET dn = 'marker' WHERE rowid = \
+         (SELECT MIN(rowid) FROM directory_image WHERE kind = 'user')",
+    );
+    let marked = "SELECT COUNT(*) FROM directory_image WHERE dn = 'marker'";
+    let run = env.sync(&config, &["--full"]);
+    assert_eq!(run.code, 0, "{:#}", run.report);
+    assert_eq!(sql_count(&env, marked), 1, "an unchanged row was rewritten");
+    sql(
+        &env,
+        "UPDATE directory_image SET hash = 0 WHERE dn = 'marker'",
+    );
+    let run = env.sync(&config, &["--full"]);
+    assert_eq!(run.code, 0, "{:#}", run.report);
+    assert_eq!(
+        sql_count(&env, marked),
+        0,
+        "a differing row was not rewritten"
+    );
+    // A state another dirsync version wrote holds that version's mapping of the entries: the
+    // next run is full (and rewrites every row), then incremental again.
+    sql(
+        &env,
+        "UPDATE meta SET value = '0.0.0-older' WHERE key = 'state_format'",
+    );
+    let run = env.sync(&config, &[]);
+    assert_eq!(run.code, 0, "{:#}", run.report);
+    assert_eq!(run.report["mode"], json!("full"));
+    assert_eq!(
+        run.report["full_reason"],
+        json!("the state was written by another version")
+    );
+    incremental(&env, &config, "after a version change").assert_counts(&[]);
 
     // A run whose state write was lost after apply (killed between apply and commit): the
     // next run reads the same changes again against the old cache and converges without
