@@ -762,7 +762,8 @@ async fn whole_image_run(
     report.read_complete = true;
     let mut desired =
         desired::from_read(run.config, kind, &read, marks_groups, run.now, report, None);
-    let snapshot = target::TargetSnapshot::from_cache(cache);
+    let whole_resources = changed::whole_plan_reason(run.config).is_some();
+    let snapshot = target::TargetSnapshot::from_cache(cache, whole_resources);
     let Some(executed) = execute(run, report, kind, &mut desired, snapshot, false).await else {
         return Incremental::Done(None);
     };

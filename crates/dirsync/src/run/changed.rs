@@ -212,7 +212,8 @@ pub(super) async fn prepare(
         .chain(touched)
         .chain(cached_groups)
         .collect();
-    let snapshot = TargetSnapshot::from_cache(cache);
+    // No scope filter here (see `whole_plan_reason`): the lean form.
+    let snapshot = TargetSnapshot::from_cache(cache, false);
     super::phase("load the target cache", &mut t);
 
     let mut keys = mapped.keys;
