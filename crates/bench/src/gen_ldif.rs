@@ -261,15 +261,20 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
-    #[test]
-    fn sizes_average_and_members_distinct() {
-        let s = Shape {
+    /// The benchmark's default directory.
+    fn default_shape() -> Shape {
+        Shape {
             users: 100_000,
             groups: 5_000,
             avg_members: 30,
             big_groups: 3,
             big_group_members: 5_000,
-        };
+        }
+    }
+
+    #[test]
+    fn sizes_average_and_members_distinct() {
+        let s = default_shape();
         assert_eq!(s.memberships(), 150_000);
         assert_eq!(s.size(0), 5_000);
         assert!(s.size(3) >= 27 && s.size(4_999) <= 28);
@@ -286,13 +291,7 @@ mod tests {
     /// non-member and each removal of a member (else ldapmodify would refuse the file).
     #[test]
     fn churn_counts_and_valid_membership_changes() {
-        let s = Shape {
-            users: 100_000,
-            groups: 5_000,
-            avg_members: 30,
-            big_groups: 3,
-            big_group_members: 5_000,
-        };
+        let s = default_shape();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("churn.ldif");
         let c = s.write_churn(&path, "dc=x", 0.01).unwrap();

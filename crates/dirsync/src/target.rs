@@ -45,7 +45,7 @@ impl TargetSnapshot {
                 ObjectKind::User => {
                     let mut user = user_from_cache(o);
                     if !whole_resources {
-                        strip(&mut user.resource, &["groups", "meta"]);
+                        strip(&mut user.resource, USER_UNCOMPARED);
                     }
                     users.push(user);
                 }
@@ -53,7 +53,7 @@ impl TargetSnapshot {
                     let resource = serde_json::from_str(&o.resource).unwrap_or(Value::Null);
                     if let Some(mut group) = to_group(resource) {
                         if !whole_resources {
-                            strip(&mut group.resource, &["members", "meta"]);
+                            strip(&mut group.resource, GROUP_UNCOMPARED);
                         }
                         groups.push(group);
                     }
@@ -218,7 +218,7 @@ pub async fn read(
     let mut keep_user = |resource: Value| {
         if let Some(mut user) = to_user(resource) {
             if !whole_resources {
-                strip(&mut user.resource, &["groups", "meta"]);
+                strip(&mut user.resource, USER_UNCOMPARED);
             }
             users.push(user);
         }
@@ -249,7 +249,7 @@ pub async fn read(
             {
                 user.pending = true;
                 if !whole_resources {
-                    strip(&mut user.resource, &["groups", "meta"]);
+                    strip(&mut user.resource, USER_UNCOMPARED);
                 }
                 users.push(user);
             }
@@ -260,7 +260,7 @@ pub async fn read(
         .list_each(ResourceKind::Groups, None, &[], |resource| {
             if let Some(mut group) = to_group(resource) {
                 if !whole_resources {
-                    strip(&mut group.resource, &["members", "meta"]);
+                    strip(&mut group.resource, GROUP_UNCOMPARED);
                 }
                 groups.push(group);
             }
@@ -268,6 +268,12 @@ pub async fn read(
         .await?;
     Ok(TargetSnapshot { users, groups })
 }
+
+/// What the planner never compares, dropped from target resources when no scope filter
+/// needs them: a user's `groups` and `meta`, a group's `meta` and its `members` (kept as ids
+/// in `TargetGroup::members`).
+const USER_UNCOMPARED: &[&str] = &["groups", "meta"];
+const GROUP_UNCOMPARED: &[&str] = &["members", "meta"];
 
 /// Removes top-level attributes (case-insensitively).
 fn strip(resource: &mut Value, names: &[&str]) {

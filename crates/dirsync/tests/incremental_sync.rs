@@ -67,42 +67,35 @@ fn state_db(env: &Env) -> PathBuf {
     env.dir.path().join("state-main").join("state.db")
 }
 
-/// Runs one SQL statement on the state database (what an operator or a crash could leave).
-fn sql(env: &Env, statement: &'static str) {
+/// Runs one SQL statement on the state database (what an operator or a crash could leave);
+/// the first column of its first row, if it returns a number.
+fn sql_on_state(env: &Env, statement: &'static str) -> Option<i64> {
     let db = state_db(env);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        use sqlx::Connection;
+        use sqlx::{Connection, Row};
         let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
             .await
             .unwrap();
-        sqlx::query(statement).execute(&mut conn).await.unwrap();
+        let row = sqlx::query(statement)
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap();
         conn.close().await.unwrap();
-    });
+        row.and_then(|r| r.try_get::<i64, _>(0).ok())
+    })
+}
+
+fn sql(env: &Env, statement: &'static str) {
+    sql_on_state(env, statement);
 }
 
 /// A number the state database answers.
 fn sql_count(env: &Env, query: &'static str) -> i64 {
-    let db = state_db(env);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap();
-        let n: i64 = sqlx::query_scalar(query)
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-        n
-    })
+    sql_on_state(env, query).unwrap()
 }
 
 /// SCIM PATCH on idservice, as another administrator would.

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::config::Config;
 use crate::mapping::{self, DirectoryKind};
-use crate::plan::{ChangedUsers, DesiredGroup};
+use crate::plan::ChangedUsers;
 use crate::report::Report;
 use crate::state::{CachedObject, ImageKeys, ObjectKind, StateStore};
 use crate::target::TargetSnapshot;
@@ -154,20 +154,12 @@ pub(super) async fn prepare(
             }
         }
     }
-    let group_entries: Vec<crate::source::Entry> = image.groups.values().cloned().collect();
-    let (groups, unmapped_groups) = desired::map_groups(config, kind, &group_entries, marks_groups);
-    drop(group_entries);
+    let (groups, unmapped_groups) =
+        desired::map_groups(config, kind, image.groups.values(), marks_groups);
     let members =
         mapping::resolve_members_by_key(&desired::member_spec(config, kind), &by_key, &groups);
     drop(by_key);
-    let desired_groups: Vec<DesiredGroup> = groups
-        .into_iter()
-        .zip(members)
-        .map(|(group, member_anchors)| DesiredGroup {
-            group,
-            member_anchors,
-        })
-        .collect();
+    let desired_groups = desired::with_members(groups, members);
 
     super::phase("map the changed users and every group", &mut t);
     // Target users the changes can touch: by the old and new anchors and names of the

@@ -99,10 +99,10 @@ pub(super) fn map_users(
 
 /// Maps group entries (members still as raw values); stamps the ownership mark when the
 /// target takes it (SPEC 4.3).
-pub(super) fn map_groups(
+pub(super) fn map_groups<'e>(
     config: &Config,
     kind: DirectoryKind,
-    entries: &[Entry],
+    entries: impl IntoIterator<Item = &'e Entry>,
     marks_groups: bool,
 ) -> (Vec<MappedGroup>, Vec<MappingError>) {
     let member_attribute = config
@@ -134,6 +134,21 @@ pub(super) fn map_groups(
     (groups, unmapped)
 }
 
+/// Groups with their resolved member anchors (`members` in the same order).
+pub(super) fn with_members(
+    groups: Vec<MappedGroup>,
+    members: Vec<Vec<String>>,
+) -> Vec<DesiredGroup> {
+    groups
+        .into_iter()
+        .zip(members)
+        .map(|(group, member_anchors)| DesiredGroup {
+            group,
+            member_anchors,
+        })
+        .collect()
+}
+
 /// The desired state of a whole read. `unchanged`, in a full run with a previous image,
 /// tells the entries the last run saw as they are now (their anchors are collected).
 pub(super) fn from_read(
@@ -163,14 +178,7 @@ pub(super) fn from_read(
             }
         }
     }
-    let groups: Vec<DesiredGroup> = groups
-        .into_iter()
-        .zip(members)
-        .map(|(group, member_anchors)| DesiredGroup {
-            group,
-            member_anchors,
-        })
-        .collect();
+    let groups = with_members(groups, members);
     if let Some(same) = unchanged {
         // Groups are mapped in entry order, skipping failures: match them by DN.
         let same_dns: HashSet<String> = read

@@ -41,6 +41,15 @@ pub enum ObjectKind {
 }
 
 impl ObjectKind {
+    /// The `kind` column's value (`CHECK`ed to be 'user' or 'group').
+    fn from_column(text: &str) -> ObjectKind {
+        if text == "group" {
+            ObjectKind::Group
+        } else {
+            ObjectKind::User
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             ObjectKind::User => "user",
@@ -238,16 +247,17 @@ impl StateStore {
     /// Rows of a query whose only result is `json_group_array(json_array(…))`, decoded as
     /// tuples. sqlx hands SQLite rows over one by one through a channel (several µs each);
     /// one aggregated row makes a 100,000-row read a single JSON parse.
+    /// `kind`: the value of the query's one `?`, if it has one.
     async fn json_rows<T: serde::de::DeserializeOwned>(
         &self,
         sql: &'static str,
-        kind: ObjectKind,
+        kind: Option<ObjectKind>,
     ) -> Result<Vec<T>, StateError> {
-        let text: String = sqlx::query_scalar(sql)
-            .bind(kind.as_str())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+        let mut query = sqlx::query_scalar(sql);
+        if let Some(kind) = kind {
+            query = query.bind(kind.as_str());
+        }
+        let text: String = query.fetch_one(&self.pool).await.map_err(|e| self.err(e))?;
         serde_json::from_str(&text).map_err(|e| StateError::Database {
             path: self.path.clone(),
             reason: format!("unreadable rows: {e}"),
@@ -314,7 +324,7 @@ impl StateStore {
             .json_rows(
                 "SELECT json_group_array(json_array(anchor, target_id, dn, name, fingerprint, \
                  owned, pending_since)) FROM (SELECT * FROM objects WHERE kind = ? ORDER BY anchor)",
-                kind,
+                Some(kind),
             )
             .await?;
         Ok(rows
@@ -411,42 +421,30 @@ impl StateStore {
     /// The stored [`entry_hash`] of every image row, by kind and stable id (no entry is
     /// decoded).
     pub async fn image_hashes(&self) -> Result<HashMap<(ObjectKind, String), u64>, StateError> {
-        self.stored_hashes("directory_image").await
+        self.stored_hashes(
+            "SELECT json_group_array(json_array(kind, id, hash)) FROM directory_image",
+        )
+        .await
     }
 
     /// The stored [`CachedObject::content_hash`] of every target cache row.
     pub async fn cache_hashes(&self) -> Result<HashMap<(ObjectKind, String), u64>, StateError> {
-        self.stored_hashes("target_cache").await
+        self.stored_hashes("SELECT json_group_array(json_array(kind, id, hash)) FROM target_cache")
+            .await
     }
 
     async fn stored_hashes(
         &self,
-        table: &'static str,
+        sql: &'static str,
     ) -> Result<HashMap<(ObjectKind, String), u64>, StateError> {
-        let sql = match table {
-            "directory_image" => {
-                "SELECT json_group_array(json_array(kind, id, hash)) FROM directory_image"
-            }
-            _ => "SELECT json_group_array(json_array(kind, id, hash)) FROM target_cache",
-        };
-        let text: String = sqlx::query_scalar(sql)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
-        let rows: Vec<(String, String, Option<i64>)> =
-            serde_json::from_str(&text).map_err(|e| StateError::Database {
-                path: self.path.clone(),
-                reason: format!("unreadable rows: {e}"),
-            })?;
+        let rows: Vec<(String, String, Option<i64>)> = self.json_rows(sql, None).await?;
         Ok(rows
             .into_iter()
             .map(|(kind, id, hash)| {
-                let kind = if kind == "group" {
-                    ObjectKind::Group
-                } else {
-                    ObjectKind::User
-                };
-                ((kind, id), hash.unwrap_or(0) as u64)
+                (
+                    (ObjectKind::from_column(&kind), id),
+                    hash.unwrap_or(0) as u64,
+                )
             })
             .collect())
     }
@@ -500,7 +498,7 @@ impl StateStore {
             .json_rows(
                 "SELECT json_group_array(json_array(id, external_id, name, active, pending, \
                  pending_since)) FROM target_cache WHERE kind = ?",
-                ObjectKind::User,
+                Some(ObjectKind::User),
             )
             .await?;
         Ok(rows
@@ -560,11 +558,7 @@ impl StateStore {
             let kind: String = r.try_get("kind")?;
             let pending_since: Option<String> = r.try_get("pending_since")?;
             Ok(CachedObject {
-                kind: if kind == "group" {
-                    ObjectKind::Group
-                } else {
-                    ObjectKind::User
-                },
+                kind: ObjectKind::from_column(&kind),
                 id: r.try_get("id")?,
                 external_id: r.try_get("external_id")?,
                 name: r.try_get::<Option<String>, _>("name")?.unwrap_or_default(),
@@ -590,7 +584,7 @@ impl StateStore {
             .json_rows(
                 "SELECT json_group_array(json_array(id, anchor, name_key, member_keys)) \
                  FROM directory_image WHERE kind = ?",
-                ObjectKind::User,
+                Some(ObjectKind::User),
             )
             .await?;
         Ok(rows

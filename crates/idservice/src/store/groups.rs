@@ -185,15 +185,21 @@ pub async fn remove_members(
         let mut q =
             sqlx::QueryBuilder::<Sqlite>::new("DELETE FROM group_members WHERE group_id = ");
         q.push_bind(group_id.to_string());
-        q.push(" AND member_id IN (");
-        let mut list = q.separated(", ");
-        for id in chunk {
-            list.push_bind(id.clone());
-        }
-        list.push_unseparated(")");
+        q.push(" AND member_id IN ");
+        push_in_list(&mut q, chunk);
         q.build().execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// `(?, ?, …)` with `ids` bound.
+fn push_in_list(q: &mut sqlx::QueryBuilder<Sqlite>, ids: &[String]) {
+    q.push("(");
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(id.clone());
+    }
+    list.push_unseparated(")");
 }
 
 /// For each id, whether it names a user (`User`) or a group (`Group`); unknown ids are absent.
@@ -203,17 +209,10 @@ pub async fn member_kinds(
 ) -> Result<HashMap<String, String>, sqlx::Error> {
     let mut out = HashMap::new();
     for chunk in ids.chunks(MEMBER_CHUNK) {
-        let mut q = sqlx::QueryBuilder::<Sqlite>::new("SELECT id, 'User' FROM users WHERE id IN (");
-        let mut list = q.separated(", ");
-        for id in chunk {
-            list.push_bind(id.clone());
-        }
-        list.push_unseparated(") UNION ALL SELECT id, 'Group' FROM groups WHERE id IN (");
-        let mut list = q.separated(", ");
-        for id in chunk {
-            list.push_bind(id.clone());
-        }
-        list.push_unseparated(")");
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new("SELECT id, 'User' FROM users WHERE id IN ");
+        push_in_list(&mut q, chunk);
+        q.push(" UNION ALL SELECT id, 'Group' FROM groups WHERE id IN ");
+        push_in_list(&mut q, chunk);
         for r in q.build().fetch_all(&mut *conn).await? {
             out.insert(r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?);
         }
