@@ -12,7 +12,6 @@
 //! group): one request instead of a create and one PATCH per member chunk. Those
 //! `AddMembers` are then journaled and counted as done without a request of their own.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -180,13 +179,24 @@ struct Run<'a, 'b> {
     stop: AtomicBool,
 }
 
-/// A create operation with the body to send for it: a user's is the plan's resource
-/// (borrowed: a whole batch of users is cut into chunks at once, and cloning every resource
-/// up front would hold them all twice); a group's has its members and its size in bytes.
+/// A create operation and what to send for it: a group's body (with its members) and its size
+/// in bytes are made when the batch is cut; a user's body is parsed from the plan's text only
+/// when its chunk is sent (a whole batch of users is cut into chunks at once, and parsing
+/// them all up front would hold 100,000 parsed resources).
 struct ToCreate<'p> {
     op: &'p Operation,
-    body: Cow<'p, Value>,
+    group_body: Option<Value>,
     len: usize,
+}
+
+impl ToCreate<'_> {
+    fn body(&self) -> Value {
+        match (&self.group_body, self.op) {
+            (Some(body), _) => body.clone(),
+            (None, Operation::CreateUser { resource, .. }) => resource.value(),
+            _ => Value::Null,
+        }
+    }
 }
 
 /// The result of one operation, before it is counted.
@@ -207,14 +217,14 @@ impl Run<'_, '_> {
         let mut chunk: Vec<ToCreate<'p>> = Vec::new();
         let mut bytes = 0;
         for op in batch {
-            let (body, len) = match op {
-                Operation::CreateUser { resource, .. } => (Cow::Borrowed(&**resource), 0),
+            let (group_body, len) = match op {
+                Operation::CreateUser { .. } => (None, 0),
                 Operation::CreateGroup {
                     anchor, resource, ..
                 } => {
                     let body = self.group_body(anchor, resource);
                     let len = serde_json::to_vec(&body).map_or(budget, |b| b.len());
-                    (Cow::Owned(body), len)
+                    (Some(body), len)
                 }
                 _ => continue,
             };
@@ -223,7 +233,11 @@ impl Run<'_, '_> {
                 bytes = 0;
             }
             bytes += len;
-            chunk.push(ToCreate { op, body, len });
+            chunk.push(ToCreate {
+                op,
+                group_body,
+                len,
+            });
         }
         if !chunk.is_empty() {
             chunks.push(chunk);
@@ -260,7 +274,7 @@ impl Run<'_, '_> {
                     _ => "/Users".into(),
                 },
                 bulk_id: Some(format!("c{i}")),
-                data: Some(Value::clone(&p.body)),
+                data: Some(p.body()),
             })
             .collect();
         let results = match self.ctx.client.bulk(&requests, None).await {
@@ -277,15 +291,16 @@ impl Run<'_, '_> {
             }
         };
         let mut records = Vec::new();
-        for (p, result) in chunk.iter().zip(results) {
+        for ((p, result), request) in chunk.iter().zip(results).zip(&requests) {
             let op = p.op;
+            let sent = request.data.as_ref().unwrap_or(&Value::Null);
             let (kind, anchor, name, dn, resource) = match op {
                 Operation::CreateUser {
                     anchor,
                     user_name,
                     dn,
-                    resource,
-                } => (ObjectKind::User, anchor, user_name, dn, &**resource),
+                    ..
+                } => (ObjectKind::User, anchor, user_name, dn, sent),
                 Operation::CreateGroup {
                     anchor,
                     display_name,
@@ -297,7 +312,7 @@ impl Run<'_, '_> {
             match (result.id.clone(), result.error()) {
                 (Some(id), None) => {
                     records
-                        .push(self.created(kind, anchor, &id, dn, name, resource, &p.body, false));
+                        .push(self.created(kind, anchor, &id, dn, name, resource, sent, false));
                     self.ctx.progress.inc(1);
                     self.settle(Some(op), Ok(Done::Ok));
                 }
@@ -412,15 +427,16 @@ impl Run<'_, '_> {
                 dn,
                 resource,
             } => {
-                let (id, existed) = self.create(ResourceKind::Users, anchor, resource).await?;
+                let body = resource.value();
+                let (id, existed) = self.create(ResourceKind::Users, anchor, &body).await?;
                 let record = self.created(
                     ObjectKind::User,
                     anchor,
                     &id,
                     dn,
                     user_name,
-                    resource,
-                    resource,
+                    &body,
+                    &body,
                     existed,
                 );
                 self.store(&[record]).await;
@@ -510,6 +526,7 @@ impl Run<'_, '_> {
                 resource,
                 patch,
             } => {
+                let resource = &resource.value();
                 if patch.is_empty() {
                     // A target that keeps pending users restores on POST with the same
                     // userName and externalId.
@@ -545,7 +562,7 @@ impl Run<'_, '_> {
                     Some(id),
                     "ok",
                     None,
-                    Some((**resource).clone()),
+                    Some(resource.clone()),
                 );
                 Ok(Done::Ok)
             }

@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod config;
 pub mod journal;
+pub mod json_text;
 pub mod ldap_filter;
 pub mod mapping;
 pub mod password_sync;

@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::apply::{self, ApplyContext};
 use crate::config::{AuthKind, Config, KeptBy};
 use crate::journal::Journal;
+use crate::json_text::JsonText;
 use crate::mapping::DirectoryKind;
 use crate::plan::{self, Plan, PlanInput};
 use crate::report::{EXIT_REFUSED, EXIT_UNREACHABLE, Report};
@@ -1124,10 +1125,10 @@ async fn execute(
     phase("plan", &mut t);
     // The plan holds what it sends; the resources it compared are not needed any more.
     for u in &mut input.users {
-        u.resource = std::sync::Arc::new(serde_json::Value::Null);
+        u.resource = JsonText::default();
     }
     for u in &mut input.target_users {
-        u.resource = serde_json::Value::Null;
+        u.resource = JsonText::default();
     }
     report.skipped = plan.errors.clone();
     report.notes.extend(plan.notes.iter().cloned());

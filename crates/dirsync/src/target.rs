@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use futures::StreamExt as _;
 
+use crate::json_text::JsonText;
 use crate::plan::{TargetGroup, TargetUser};
 use crate::state::{CachedObject, ObjectKind};
 
@@ -42,13 +43,7 @@ impl TargetSnapshot {
         let mut groups = Vec::new();
         for o in cache {
             match o.kind {
-                ObjectKind::User => {
-                    let mut user = user_from_cache(o);
-                    if !whole_resources {
-                        strip(&mut user.resource, USER_UNCOMPARED);
-                    }
-                    users.push(user);
-                }
+                ObjectKind::User => users.push(user_from_cache(o, whole_resources)),
                 ObjectKind::Group => {
                     let resource = serde_json::from_str(&o.resource).unwrap_or(Value::Null);
                     if let Some(mut group) = to_group(resource) {
@@ -74,7 +69,7 @@ pub fn cached_user(u: &TargetUser) -> CachedObject {
         active: u.active,
         pending: u.pending,
         pending_since: u.pending_since,
-        resource: u.resource.to_string(),
+        resource: u.resource.shared(),
     }
 }
 
@@ -99,15 +94,19 @@ pub fn cached_group(g: &TargetGroup) -> CachedObject {
         active: true,
         pending: false,
         pending_since: None,
-        resource: resource.to_string(),
+        resource: resource.to_string().into(),
     }
 }
 
-fn user_from_cache(o: CachedObject) -> TargetUser {
+fn user_from_cache(o: CachedObject, whole_resources: bool) -> TargetUser {
     let resource = if o.resource.is_empty() {
-        Value::Null
+        JsonText::default()
+    } else if whole_resources {
+        JsonText::from_shared(o.resource)
     } else {
-        serde_json::from_str(&o.resource).unwrap_or(Value::Null)
+        let mut value: Value = serde_json::from_str(&o.resource).unwrap_or(Value::Null);
+        strip(&mut value, USER_UNCOMPARED);
+        JsonText::new(&value)
     };
     TargetUser {
         id: o.id,
@@ -180,7 +179,7 @@ pub fn cached_as_sent(kind: ObjectKind, resource: &str) -> Option<CachedObject> 
 /// A resource read from the target as a cache row (`pending`: found among pending users).
 fn cached(kind: ObjectKind, resource: Value, pending: bool) -> Option<CachedObject> {
     match kind {
-        ObjectKind::User => to_user(resource).map(|mut u| {
+        ObjectKind::User => to_user(resource, false).map(|mut u| {
             u.pending |= pending;
             cached_user(&u)
         }),
@@ -216,10 +215,7 @@ pub async fn read(
         &[("excludedAttributes", "groups")]
     };
     let mut keep_user = |resource: Value| {
-        if let Some(mut user) = to_user(resource) {
-            if !whole_resources {
-                strip(&mut user.resource, USER_UNCOMPARED);
-            }
+        if let Some(user) = to_user(resource, !whole_resources) {
             users.push(user);
         }
     };
@@ -244,13 +240,10 @@ pub async fn read(
             .list(ResourceKind::Users, Some(&pending_filter), None)
             .await?;
         for resource in pending {
-            if let Some(mut user) = to_user(resource)
+            if let Some(mut user) = to_user(resource, !whole_resources)
                 && !known.contains(&user.id)
             {
                 user.pending = true;
-                if !whole_resources {
-                    strip(&mut user.resource, USER_UNCOMPARED);
-                }
                 users.push(user);
             }
         }
@@ -289,7 +282,9 @@ pub(crate) fn str_field(resource: &Value, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn to_user(resource: Value) -> Option<TargetUser> {
+/// A target user, its resource kept as text; `uncompared_dropped`: without what the planner
+/// never compares ([`USER_UNCOMPARED`]).
+fn to_user(mut resource: Value, uncompared_dropped: bool) -> Option<TargetUser> {
     let id = str_field(&resource, "id")?;
     let user_name = str_field(&resource, "userName").unwrap_or_default();
     let active = scim::resource::member(&resource, "active")
@@ -305,14 +300,18 @@ fn to_user(resource: Value) -> Option<TargetUser> {
         .and_then(Value::as_str)
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         .map(|d| d.with_timezone(&Utc));
+    let external_id = str_field(&resource, "externalId");
+    if uncompared_dropped {
+        strip(&mut resource, USER_UNCOMPARED);
+    }
     Some(TargetUser {
         id,
-        external_id: str_field(&resource, "externalId"),
+        external_id,
         user_name,
         active,
         pending,
         pending_since,
-        resource,
+        resource: JsonText::new(&resource),
     })
 }
 

@@ -89,8 +89,9 @@ pub struct MappedUser {
     pub user_name: String,
     pub active: bool,
     /// The full SCIM resource (core attributes, extensions under their URN keys, `schemas`),
-    /// shared with the plan's create operation.
-    pub resource: std::sync::Arc<Value>,
+    /// shared with the plan's create operation; kept as text (100,000 of them are held at once
+    /// in a full run; the planner parses one at a time).
+    pub resource: crate::json_text::JsonText,
     /// Non-fatal problems (skipped values, dropped addresses).
     pub warnings: Vec<String>,
 }
@@ -437,7 +438,7 @@ pub fn map_user(
         anchor,
         user_name,
         active,
-        resource: std::sync::Arc::new(Value::Object(core)),
+        resource: crate::json_text::JsonText::new(&Value::Object(core)),
         warnings: ctx.warnings,
     })
 }

@@ -75,7 +75,7 @@ fn spec_sample_mapping_produces_full_resource() {
     assert_eq!(user.anchor, GUID_TEXT);
     assert!(user.active);
     assert_eq!(
-        *user.resource,
+        user.resource.value(),
         json!({
             "externalId": GUID_TEXT,
             "userName": "taro@EXAMPLE.JP",
@@ -124,7 +124,7 @@ fn active_from_account_control_and_expiry() {
         )
         .unwrap();
         assert_eq!(u.active, *want, "uac={uac} expires={exp}");
-        assert_eq!(u.resource["active"], json!(*want));
+        assert_eq!(u.resource.value()["active"], json!(*want));
     }
 }
 
@@ -141,7 +141,7 @@ fn openldap_defaults() {
     assert_eq!(u.user_name, "hanako");
     assert_eq!(u.anchor, "0b7e1f9a-1111-2222-3333-444455556666");
     assert!(u.active);
-    assert!(u.resource.get("emails").is_none());
+    assert!(u.resource.value().get("emails").is_none());
     let e = e
         .with("mail", "hanako@example.jp")
         .with("pwdAccountLockedTime", "000001010000Z");
@@ -149,7 +149,7 @@ fn openldap_defaults() {
     let u = map_user(&e, &m, DirectoryKind::OpenLdap, now()).unwrap();
     assert_eq!(u.user_name, "hanako@example.jp");
     assert_eq!(
-        u.resource["emails"],
+        u.resource.value()["emails"],
         json!([{"value": "hanako@example.jp"}])
     );
     assert!(!u.active);
@@ -226,7 +226,7 @@ fn email_rules_table() {
             e.push("mailNickname", v.as_bytes().to_vec());
         }
         let u = map_user(&e, &m, DirectoryKind::ActiveDirectory, now()).unwrap();
-        assert_eq!(u.resource["emails"], want, "row {i}");
+        assert_eq!(u.resource.value()["emails"], want, "row {i}");
         for w in warns {
             assert!(
                 u.warnings.iter().any(|x| x.contains(w)),

@@ -11,12 +11,12 @@
 mod render;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::json_text::JsonText;
 use crate::mapping::{MappedGroup, MappedUser, MappingError};
 use crate::source_mark;
 
@@ -89,7 +89,8 @@ pub struct TargetUser {
     /// targets, the agent's record (the user is disabled and waits for `retention`).
     pub pending: bool,
     pub pending_since: Option<DateTime<Utc>>,
-    pub resource: Value,
+    /// Parsed one user at a time while planning (a full run holds 100,000 of these).
+    pub resource: JsonText,
 }
 
 /// A group as the target holds it.
@@ -127,10 +128,11 @@ impl Scope {
         }
     }
 
-    fn user_in(&self, resource: &Value) -> bool {
+    /// Parses the resource only when there is a filter to evaluate.
+    fn user_in(&self, resource: &JsonText) -> bool {
         self.user
             .as_ref()
-            .is_none_or(|f| scim::filter::matches(f, resource, scim::schema::user()))
+            .is_none_or(|f| scim::filter::matches(f, &resource.value(), scim::schema::user()))
     }
     fn group_in(&self, resource: &Value) -> bool {
         self.group
@@ -221,7 +223,7 @@ pub enum Operation {
         dn: String,
         /// Shared with the mapped user (100,000 creates would otherwise hold every resource
         /// twice while the plan is built).
-        resource: Arc<Value>,
+        resource: JsonText,
     },
     /// Record ownership of an existing target user (`--adopt`); no target write by itself.
     AdoptUser {
@@ -250,7 +252,7 @@ pub enum Operation {
         id: String,
         user_name: String,
         anchor: String,
-        resource: Arc<Value>,
+        resource: JsonText,
         patch: Vec<scim::PatchOperation>,
     },
     /// DELETE on a target that keeps pending users: the user becomes pending deletion.
@@ -579,6 +581,8 @@ pub fn plan(input: &PlanInput) -> Plan {
                 user_name: d.user_name.clone(),
             });
         }
+        // The pair's resources, parsed for this comparison only.
+        let (t_resource, d_resource) = (t.resource.value(), d.resource.value());
         if t.pending {
             // A target that keeps pending users restores on POST (all attributes overwritten)
             // and refuses a PATCH of a pending user, so the patch is for plain targets only,
@@ -587,8 +591,8 @@ pub fn plan(input: &PlanInput) -> Plan {
                 Vec::new()
             } else {
                 let patch = scim::patch::diff(
-                    &managed_view(&t.resource, &d.resource, &input.managed_user_attributes),
-                    &d.resource,
+                    &managed_view(&t_resource, &d_resource, &input.managed_user_attributes),
+                    &d_resource,
                     user_schema,
                 );
                 if patch.is_empty() {
@@ -612,11 +616,11 @@ pub fn plan(input: &PlanInput) -> Plan {
             continue;
         }
         let old = without_active(&managed_view(
-            &t.resource,
-            &d.resource,
+            &t_resource,
+            &d_resource,
             &input.managed_user_attributes,
         ));
-        let new = without_active(&d.resource);
+        let new = without_active(&d_resource);
         let patch = scim::patch::diff(&old, &new, user_schema);
         let mut changed = false;
         if !patch.is_empty() {

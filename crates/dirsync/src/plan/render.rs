@@ -95,7 +95,7 @@ impl fmt::Display for Operation {
                 resource,
                 ..
             } => {
-                let inactive = resource.get("active") == Some(&Value::Bool(false));
+                let inactive = resource.value().get("active") == Some(&Value::Bool(false));
                 write!(
                     f,
                     "+ user {user_name}{}",

@@ -63,7 +63,7 @@ fn tu_with(
         active,
         pending,
         pending_since: pending.then(|| now() - Duration::days(1)),
-        resource,
+        resource: resource.into(),
     }
 }
 
@@ -800,7 +800,9 @@ fn restore_is_a_post_on_keeping_targets_and_a_patch_on_plain_ones() {
     let mut i = input(vec![du("a@x.jp", "g-a", false)], vec![pending]);
     i.target.keeps_pending = false;
     if let Some(t) = i.target_users.first_mut() {
-        t.resource.as_object_mut().map(|r| r.remove("title"));
+        let mut r = t.resource.value();
+        r.as_object_mut().map(|r| r.remove("title"));
+        t.resource = r.into();
     }
     match &plan(&i).operations[..] {
         [Operation::RestoreUser { patch, .. }] => assert_eq!(
@@ -852,7 +854,9 @@ fn ownership_rules() {
 #[test]
 fn unmanaged_attributes_on_the_target_are_kept() {
     let mut t = tu("t-a", "a@x.jp", "g-a", true, false);
-    t.resource["nickName"] = json!("set in the cloud");
+    let mut r = t.resource.value();
+    r["nickName"] = json!("set in the cloud");
+    t.resource = r.into();
     let p = plan(&input(vec![du("a@x.jp", "g-a", true)], vec![t]));
     assert!(p.operations.is_empty(), "{p}");
 }
@@ -920,7 +924,7 @@ fn changed_only(whole: &PlanInput, changed: &[&str], deleted: &[&str]) -> PlanIn
         if hit {
             removable.insert(t.id.clone());
         } else {
-            t.resource = Value::Null;
+            t.resource = Value::Null.into();
         }
     }
     i.changed_users_only = Some(ChangedUsers {

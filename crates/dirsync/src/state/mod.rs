@@ -87,8 +87,9 @@ pub struct CachedObject {
     pub pending_since: Option<DateTime<Utc>>,
     /// The resource as the target returned it (members included), as JSON text: a cached
     /// user is a few hundred bytes this way, several KiB as a parsed value. Empty when the row
-    /// was loaded without it ([`StateStore::cached_users_light`]).
-    pub resource: String,
+    /// was loaded without it ([`StateStore::cached_users_light`]). Shared with the target user
+    /// a full run plans with (the same text, held once).
+    pub resource: std::sync::Arc<str>,
 }
 
 impl CachedObject {
@@ -514,7 +515,7 @@ impl StateStore {
                     pending_since: pending_since
                         .and_then(|p| DateTime::parse_from_rfc3339(&p).ok())
                         .map(|d| d.with_timezone(&Utc)),
-                    resource: String::new(),
+                    resource: std::sync::Arc::from(""),
                 },
             )
             .collect())
@@ -568,9 +569,9 @@ impl StateStore {
                     .and_then(|p| DateTime::parse_from_rfc3339(&p).ok())
                     .map(|d| d.with_timezone(&Utc)),
                 resource: if with_resource {
-                    r.try_get("resource")?
+                    std::sync::Arc::from(r.try_get::<String, _>("resource")?)
                 } else {
-                    String::new()
+                    std::sync::Arc::from("")
                 },
             })
         };
@@ -752,7 +753,7 @@ async fn commit(conn: &mut SqliteConnection, w: &IncrementalWrite) -> Result<(),
             b.push_bind(o.kind.as_str())
                 .push_bind(o.id.clone())
                 .push_bind(o.pending)
-                .push_bind(o.resource.clone())
+                .push_bind(o.resource.to_string())
                 .push_bind(o.external_id.clone())
                 .push_bind(o.name.clone())
                 .push_bind(o.name.to_lowercase())
@@ -898,7 +899,7 @@ mod tests {
                         active: true,
                         pending: false,
                         pending_since: None,
-                        resource: json!({"id": "g1", "members": [{"value": "1"}]}).to_string(),
+                        resource: json!({"id": "g1", "members": [{"value": "1"}]}).to_string().into(),
                     },
                     CachedObject {
                         kind: ObjectKind::User,
@@ -908,7 +909,7 @@ mod tests {
                         active: false,
                         pending: true,
                         pending_since: Some(Utc::now()),
-                        resource: json!({"id": "1", "userName": "A@x"}).to_string(),
+                        resource: json!({"id": "1", "userName": "A@x"}).to_string().into(),
                     },
                 ],
                 meta: vec![("last_full", "t".into())],
