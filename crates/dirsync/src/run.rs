@@ -757,12 +757,18 @@ async fn whole_image_run(
     image.apply(changes, kind, run.config);
     let (changed_ids, removals) = image.changes_since(&before);
     drop(before);
-    let mut read = image.into_read();
+    let read = image.into_read();
     report.read_users = read.users.len();
     report.read_groups = read.groups.len();
     report.read_complete = true;
-    let mut desired =
-        desired::from_read(run.config, kind, &read, marks_groups, run.now, report, None);
+    let changed_row = |k: ObjectKind, id: &str, _: u64| changed_ids.contains(&(k, id.to_string()));
+    let choice = desired::RowChoice {
+        write: &changed_row,
+        unchanged: None,
+    };
+    let desired::MappedRead {
+        mut desired, rows, ..
+    } = desired::from_read(run.config, kind, read, marks_groups, run.now, report, &choice);
     let whole_resources = changed::whole_plan_reason(run.config).is_some();
     let snapshot = target::TargetSnapshot::from_cache(cache, whole_resources);
     let Some(executed) = execute(run, report, kind, &mut desired, snapshot, false).await else {
@@ -770,13 +776,7 @@ async fn whole_image_run(
     };
     let mut write = IncrementalWrite {
         cursor: changes.next().and_then(|c| serde_json::to_string(c).ok()),
-        image_upserts: image_rows(
-            kind,
-            std::mem::take(&mut read.users),
-            std::mem::take(&mut read.groups),
-            Some(&changed_ids),
-            &mut desired.user_keys,
-        ),
+        image_upserts: rows,
         image_removals: removals,
         ..IncrementalWrite::default()
     };
@@ -980,39 +980,43 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
     // Drift needs the previous image: only its entry hashes are loaded (the entries would
     // double the memory of a full run), enough to tell an unchanged entry.
     let old_hashes = run.state.image_hashes().await.unwrap_or_default();
-    let id = stable_id(source.kind);
-    let unchanged = |e: &Entry| {
-        id(e).is_some_and(|k| {
-            let h = entry_hash(e);
-            [ObjectKind::User, ObjectKind::Group]
-                .into_iter()
-                .any(|kind| old_hashes.get(&(kind, k.clone())) == Some(&h))
-        })
-    };
     let has_previous = !old_hashes.is_empty();
+    // Everything is rewritten when the rows may hold what an older mapping made of the
+    // entries (configuration or version changed, no previous image); otherwise only rows that
+    // differ: a full reconcile that finds nothing new writes almost nothing.
+    let replace = run.rewrite_state || !has_previous;
     phase("previous image hashes", &mut t);
-    let check: Option<&dyn Fn(&Entry) -> bool> = if has_previous { Some(&unchanged) } else { None };
-    let marks_groups = marks_groups(run.client).await;
-    let mut desired = desired::from_read(
-        config,
-        source.kind,
-        &source.read,
-        marks_groups,
-        run.now,
-        report,
-        check,
-    );
-    phase("map", &mut t);
     if !source.read.complete || config.ad.ldif_file.is_some() {
         // An incomplete read is no image to build on; LDIF sources have no cursor.
         next = None;
     }
-    // The entries become image rows now (stored text is a fraction of a parsed entry), or go.
-    let users = std::mem::take(&mut source.read.users);
-    let groups = std::mem::take(&mut source.read.groups);
-    let rows = next
-        .is_some()
-        .then(|| image_rows(source.kind, users, groups, None, &mut desired.user_keys));
+    let keeps_image = next.is_some();
+    let write_row = |kind: ObjectKind, id: &str, hash: u64| {
+        keeps_image && (replace || old_hashes.get(&(kind, id.to_string())) != Some(&hash))
+    };
+    let unchanged = |kind: ObjectKind, id: &str, hash: u64| {
+        old_hashes.get(&(kind, id.to_string())) == Some(&hash)
+    };
+    let choice = desired::RowChoice {
+        write: &write_row,
+        unchanged: has_previous.then_some(&unchanged as desired::EntryTest<'_>),
+    };
+    let marks_groups = marks_groups(run.client).await;
+    let read = std::mem::take(&mut source.read);
+    let desired::MappedRead {
+        mut desired,
+        rows,
+        present,
+    } = desired::from_read(
+        config,
+        source.kind,
+        read,
+        marks_groups,
+        run.now,
+        report,
+        &choice,
+    );
+    phase("map", &mut t);
     let live_cache = LiveCache {
         rows: snapshot
             .to_cache()
@@ -1041,30 +1045,22 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
             report.drift_objects.join(", ")
         ));
     }
-    // Everything is rewritten when the rows may hold what an older mapping made of the
-    // entries (configuration or version changed, no previous image); otherwise only rows that
-    // differ: a full reconcile that finds nothing new writes almost nothing.
     let mut write = IncrementalWrite {
-        replace: run.rewrite_state || old_hashes.is_empty(),
+        replace,
         cursor: next.as_ref().and_then(|c| serde_json::to_string(c).ok()),
         ..IncrementalWrite::default()
     };
-    if let Some(rows) = rows {
-        if write.replace {
-            write.image_upserts = rows;
-        } else {
-            let now: HashSet<ImageKey> = rows.iter().map(|r| (r.kind, r.id.clone())).collect();
+    if keeps_image {
+        write.image_upserts = rows;
+        if !replace {
             write.image_removals = old_hashes
                 .keys()
-                .filter(|k| !now.contains(*k))
+                .filter(|k| !present.contains(*k))
                 .cloned()
-                .collect();
-            write.image_upserts = rows
-                .into_iter()
-                .filter(|r| old_hashes.get(&(r.kind, r.id.clone())) != Some(&r.hash))
                 .collect();
         }
     }
+    drop(present);
     drop(old_hashes);
     if executed.applied {
         write.meta.push((META_LAST_FULL, run.now.to_rfc3339()));

@@ -227,7 +227,6 @@ pub(super) async fn prepare(
         groups: desired_groups,
         unmapped_groups,
         read_complete: true,
-        user_keys: HashMap::new(),
         unchanged_anchors: HashSet::new(),
         changed_users_only: Some(ChangedUsers {
             removable,

@@ -16,7 +16,7 @@ use crate::plan::{
 use crate::report::Report;
 use crate::source::Entry;
 use crate::source_mark;
-use crate::state::{ImageKeys, ObjectRecord};
+use crate::state::{ImageKeys, ImageRow, ObjectKind, ObjectRecord, entry_hash};
 use crate::target;
 
 use super::SyncOptions;
@@ -29,8 +29,6 @@ pub(super) struct Desired {
     pub groups: Vec<DesiredGroup>,
     pub unmapped_groups: Vec<MappingError>,
     pub read_complete: bool,
-    /// Stable id → what the mapping made of the user entry, for the image rows.
-    pub user_keys: HashMap<String, ImageKeys>,
     /// In a full run with a previous image: anchors of entries unchanged since it (drift).
     pub unchanged_anchors: HashSet<String>,
     pub changed_users_only: Option<ChangedUsers>,
@@ -149,59 +147,122 @@ pub(super) fn with_members(
         .collect()
 }
 
-/// The desired state of a whole read. `unchanged`, in a full run with a previous image,
-/// tells the entries the last run saw as they are now (their anchors are collected).
+/// A question about one entry, by kind, stable id and [`entry_hash`].
+pub(super) type EntryTest<'a> = &'a dyn Fn(ObjectKind, &str, u64) -> bool;
+
+/// Which image rows a whole read turns into, and which entries the last run saw as they are
+/// now. Both are asked with the entry's kind, stable id and [`entry_hash`].
+pub(super) struct RowChoice<'a> {
+    /// The rows to write (none when the run keeps no image).
+    pub write: EntryTest<'a>,
+    /// `Some` in a full run with a previous image: entries unchanged since it (drift).
+    pub unchanged: Option<EntryTest<'a>>,
+}
+
+/// A whole read, mapped: the desired state, the image rows [`RowChoice::write`] picked, and
+/// the key of every entry read (what the image holds after this run).
+pub(super) struct MappedRead {
+    pub desired: Desired,
+    pub rows: Vec<ImageRow>,
+    pub present: HashSet<(ObjectKind, String)>,
+}
+
+/// The desired state of a whole read. Each user entry is mapped, becomes an image row (if
+/// chosen) and is dropped before the next: 100,000 parsed entries never sit next to 100,000
+/// mapped users (issue #5). Members are resolved from the keys the entries answer to.
 pub(super) fn from_read(
     config: &Config,
     kind: DirectoryKind,
-    read: &crate::source::DirectoryRead,
+    read: crate::source::DirectoryRead,
     marks_groups: bool,
     now: DateTime<Utc>,
     report: &mut Report,
-    unchanged: Option<&dyn Fn(&Entry) -> bool>,
-) -> Desired {
-    let mapped = map_users(config, kind, &read.users, now, report);
-    let (groups, unmapped_groups) = map_groups(config, kind, &read.groups, marks_groups);
+    choice: &RowChoice<'_>,
+) -> MappedRead {
+    let id = super::stable_id(kind);
     let spec = member_spec(config, kind);
-    let pairs: Vec<(&Entry, &MappedUser)> = mapped
-        .users
-        .iter()
-        .map(|(i, u)| (&read.users[*i], u))
-        .collect();
-    let members = mapping::resolve_members(&spec, &pairs, &groups);
-    drop(pairs);
+    let mut users = Vec::new();
+    let mut unmapped_users = Vec::new();
+    let mut rows = Vec::new();
+    let mut present = HashSet::new();
     let mut unchanged_anchors = HashSet::new();
-    if let Some(same) = unchanged {
-        for (i, u) in &mapped.users {
-            if same(&read.users[*i]) {
-                unchanged_anchors.insert(u.anchor.clone());
+    let mut by_key: HashMap<String, String> = HashMap::new();
+    for entry in read.users {
+        let stable = id(&entry);
+        let hash = entry_hash(&entry);
+        let mut keys = ImageKeys {
+            member_keys: mapping::member_keys(&spec, &entry),
+            ..ImageKeys::default()
+        };
+        let same = |k: &str| choice.unchanged.is_some_and(|f| f(ObjectKind::User, k, hash));
+        match mapping::map_user(&entry, &config.iid.scim.attribute.user, kind, now) {
+            Ok(u) => {
+                report
+                    .warnings
+                    .extend(u.warnings.iter().map(|w| format!("{}: {w}", u.dn)));
+                for k in &keys.member_keys {
+                    by_key.insert(k.clone(), u.anchor.clone());
+                }
+                if stable.as_deref().is_some_and(same) {
+                    unchanged_anchors.insert(u.anchor.clone());
+                }
+                keys.anchor = Some(u.anchor.clone());
+                keys.name_key = Some(u.user_name.to_lowercase());
+                users.push(u);
             }
+            Err(e) => unmapped_users.push(e),
+        }
+        if let Some(k) = stable {
+            if (choice.write)(ObjectKind::User, &k, hash) {
+                rows.push(ImageRow::new(ObjectKind::User, k.clone(), &entry, keys));
+            }
+            present.insert((ObjectKind::User, k));
         }
     }
+    let (groups, unmapped_groups) = map_groups(config, kind, &read.groups, marks_groups);
+    let members = mapping::resolve_members_by_key(&spec, &by_key, &groups);
+    drop(by_key);
     let groups = with_members(groups, members);
-    if let Some(same) = unchanged {
-        // Groups are mapped in entry order, skipping failures: match them by DN.
-        let same_dns: HashSet<String> = read
-            .groups
-            .iter()
-            .filter(|e| same(e))
-            .map(|e| e.dn.clone())
-            .collect();
-        for g in &groups {
-            if same_dns.contains(&g.group.dn) {
-                unchanged_anchors.insert(g.group.anchor.clone());
-            }
+    // Groups are mapped in entry order, skipping failures: matched to their entries by DN.
+    let mut same_dns: HashSet<String> = HashSet::new();
+    for entry in read.groups {
+        let Some(k) = id(&entry) else {
+            continue;
+        };
+        let hash = entry_hash(&entry);
+        if choice
+            .unchanged
+            .is_some_and(|f| f(ObjectKind::Group, &k, hash))
+        {
+            same_dns.insert(entry.dn.clone());
+        }
+        if (choice.write)(ObjectKind::Group, &k, hash) {
+            rows.push(ImageRow::new(
+                ObjectKind::Group,
+                k.clone(),
+                &entry,
+                ImageKeys::default(),
+            ));
+        }
+        present.insert((ObjectKind::Group, k));
+    }
+    for g in &groups {
+        if same_dns.contains(&g.group.dn) {
+            unchanged_anchors.insert(g.group.anchor.clone());
         }
     }
-    Desired {
-        users: mapped.users.into_iter().map(|(_, u)| u).collect(),
-        unmapped_users: mapped.unmapped,
-        groups,
-        unmapped_groups,
-        read_complete: read.complete,
-        user_keys: mapped.keys,
-        unchanged_anchors,
-        changed_users_only: None,
+    MappedRead {
+        desired: Desired {
+            users,
+            unmapped_users,
+            groups,
+            unmapped_groups,
+            read_complete: read.complete,
+            unchanged_anchors,
+            changed_users_only: None,
+        },
+        rows,
+        present,
     }
 }
 
