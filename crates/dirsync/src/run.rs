@@ -799,11 +799,59 @@ struct Executed {
     target_conflicts: bool,
 }
 
-/// A full run's target cache: the live target as read (and re-read after the writes), and the
-/// hashes of the rows the state holds.
+/// A full run's target cache: what the live target holds (as read, then re-read after the
+/// writes) against the hashes of the rows the state holds. Only rows to write are kept: a
+/// full reconcile that finds the cache right holds keys, not 100,000 copies of it.
 struct LiveCache {
-    rows: HashMap<ImageKey, CachedObject>,
+    /// Rows that differ from the state's (every row when the state is rewritten).
+    changed: HashMap<ImageKey, CachedObject>,
+    /// Every object the target holds.
+    present: HashSet<ImageKey>,
     old: HashMap<ImageKey, u64>,
+    replace: bool,
+}
+
+impl LiveCache {
+    fn new(old: HashMap<ImageKey, u64>, replace: bool) -> LiveCache {
+        LiveCache {
+            changed: HashMap::new(),
+            present: HashSet::new(),
+            old,
+            replace,
+        }
+    }
+
+    fn differs(&self, key: &ImageKey, row: &CachedObject) -> bool {
+        self.replace || self.old.get(key) != Some(&row.content_hash())
+    }
+
+    /// The target holds `row` now.
+    fn holds(&mut self, row: CachedObject) {
+        let key = (row.kind, row.id.clone());
+        if self.differs(&key, &row) {
+            self.changed.insert(key.clone(), row);
+        } else {
+            self.changed.remove(&key);
+        }
+        self.present.insert(key);
+    }
+
+    /// The target does not hold this object any more.
+    fn lost(&mut self, key: &ImageKey) {
+        self.changed.remove(key);
+        self.present.remove(key);
+    }
+
+    /// Rows to write and rows to remove.
+    fn into_write(self) -> (Vec<CachedObject>, Vec<ImageKey>) {
+        let removals = self
+            .old
+            .keys()
+            .filter(|k| !self.present.contains(*k))
+            .cloned()
+            .collect();
+        (self.changed.into_values().collect(), removals)
+    }
 }
 
 /// Re-reads what the run wrote into the cache and commits image, cache and cursor together.
@@ -852,23 +900,12 @@ async fn finish_state(
             Some(mut live) => {
                 for (kind, id, found) in objects {
                     match found {
-                        Some(o) => live.rows.insert((kind, id), o),
-                        None => live.rows.remove(&(kind, id)),
-                    };
+                        Some(o) => live.holds(o),
+                        None => live.lost(&(kind, id)),
+                    }
                 }
                 // Only rows that differ from what the state holds are written.
-                write.cache_removals = live
-                    .old
-                    .keys()
-                    .filter(|k| !live.rows.contains_key(*k))
-                    .cloned()
-                    .collect();
-                write.cache_upserts = live
-                    .rows
-                    .into_iter()
-                    .filter(|(k, o)| write.replace || live.old.get(k) != Some(&o.content_hash()))
-                    .map(|(_, o)| o)
-                    .collect();
+                (write.cache_upserts, write.cache_removals) = live.into_write();
             }
         },
         Err(e) => {
@@ -1017,14 +1054,13 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
         &choice,
     );
     phase("map", &mut t);
-    let live_cache = LiveCache {
-        rows: snapshot
-            .to_cache()
-            .into_iter()
-            .map(|o| ((o.kind, o.id.clone()), o))
-            .collect(),
-        old: run.state.cache_hashes().await.unwrap_or_default(),
-    };
+    let mut live_cache = LiveCache::new(
+        run.state.cache_hashes().await.unwrap_or_default(),
+        replace,
+    );
+    for row in snapshot.cache_rows() {
+        live_cache.holds(row);
+    }
     let executed = execute(
         run,
         report,
@@ -1087,8 +1123,8 @@ async fn execute(
 ) -> Option<Executed> {
     let (config, options, state, now) = (run.config, run.options, run.state, run.now);
     let mut t = Instant::now();
-    let records = state.objects(ObjectKind::User).await.unwrap_or_default();
-    let group_records = state.objects(ObjectKind::Group).await.unwrap_or_default();
+    let records = state.object_keys(ObjectKind::User).await.unwrap_or_default();
+    let group_records = state.object_keys(ObjectKind::Group).await.unwrap_or_default();
     let mut input = desired::plan_input(
         config,
         options,

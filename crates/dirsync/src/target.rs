@@ -24,11 +24,11 @@ pub struct TargetSnapshot {
 }
 
 impl TargetSnapshot {
-    /// The snapshot as the target cache stores it.
-    pub fn to_cache(&self) -> Vec<CachedObject> {
+    /// The snapshot as the target cache stores it, one row at a time.
+    pub fn cache_rows(&self) -> impl Iterator<Item = CachedObject> + '_ {
         let users = self.users.iter().map(cached_user);
         let groups = self.groups.iter().map(cached_group);
-        users.chain(groups).collect()
+        users.chain(groups)
     }
 
     /// The snapshot an incremental run plans against: what the last run left on the target.

@@ -312,6 +312,30 @@ impl StateStore {
     }
 
     pub async fn objects(&self, kind: ObjectKind) -> Result<Vec<ObjectRecord>, StateError> {
+        self.object_rows(
+            kind,
+            "SELECT json_group_array(json_array(anchor, target_id, dn, name, fingerprint, \
+             owned, pending_since)) FROM (SELECT * FROM objects WHERE kind = ? ORDER BY anchor)",
+        )
+        .await
+    }
+
+    /// The records without `dn`, `name` and `fingerprint`: what a run needs of every record
+    /// (ownership, pending dates, anchors), at a fraction of the memory at 100,000 users.
+    pub async fn object_keys(&self, kind: ObjectKind) -> Result<Vec<ObjectRecord>, StateError> {
+        self.object_rows(
+            kind,
+            "SELECT json_group_array(json_array(anchor, target_id, NULL, NULL, NULL, \
+             owned, pending_since)) FROM (SELECT * FROM objects WHERE kind = ? ORDER BY anchor)",
+        )
+        .await
+    }
+
+    async fn object_rows(
+        &self,
+        kind: ObjectKind,
+        sql: &'static str,
+    ) -> Result<Vec<ObjectRecord>, StateError> {
         type Row = (
             String,
             String,
@@ -322,11 +346,7 @@ impl StateStore {
             Option<String>,
         );
         let rows: Vec<Row> = self
-            .json_rows(
-                "SELECT json_group_array(json_array(anchor, target_id, dn, name, fingerprint, \
-                 owned, pending_since)) FROM (SELECT * FROM objects WHERE kind = ? ORDER BY anchor)",
-                Some(kind),
-            )
+            .json_rows(sql, Some(kind))
             .await?;
         Ok(rows
             .into_iter()
