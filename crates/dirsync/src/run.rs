@@ -799,58 +799,47 @@ struct Executed {
     target_conflicts: bool,
 }
 
-/// A full run's target cache: what the live target holds (as read, then re-read after the
-/// writes) against the hashes of the rows the state holds. Only rows to write are kept: a
-/// full reconcile that finds the cache right holds keys, not 100,000 copies of it.
+/// A full run's target cache: the rows to write, found by comparing what the live target
+/// holds with the hashes of the rows the state holds. Only the difference is kept: a full
+/// reconcile that finds the cache right holds nothing, not 100,000 copies of it.
 struct LiveCache {
     /// Rows that differ from the state's (every row when the state is rewritten).
     changed: HashMap<ImageKey, CachedObject>,
-    /// Every object the target holds.
-    present: HashSet<ImageKey>,
-    old: HashMap<ImageKey, u64>,
-    replace: bool,
+    /// State rows the target no longer holds.
+    removed: HashSet<ImageKey>,
 }
 
 impl LiveCache {
-    fn new(old: HashMap<ImageKey, u64>, replace: bool) -> LiveCache {
-        LiveCache {
-            changed: HashMap::new(),
-            present: HashSet::new(),
-            old,
-            replace,
+    fn new(
+        rows: impl Iterator<Item = CachedObject>,
+        old: HashMap<ImageKey, u64>,
+        replace: bool,
+    ) -> LiveCache {
+        let mut changed = HashMap::new();
+        let mut present = HashSet::new();
+        for row in rows {
+            let key = (row.kind, row.id.clone());
+            if replace || old.get(&key) != Some(&row.content_hash()) {
+                changed.insert(key.clone(), row);
+            }
+            present.insert(key);
         }
+        let removed = old.into_keys().filter(|k| !present.contains(k)).collect();
+        LiveCache { changed, removed }
     }
 
-    fn differs(&self, key: &ImageKey, row: &CachedObject) -> bool {
-        self.replace || self.old.get(key) != Some(&row.content_hash())
-    }
-
-    /// The target holds `row` now.
-    fn holds(&mut self, row: CachedObject) {
-        let key = (row.kind, row.id.clone());
-        if self.differs(&key, &row) {
-            self.changed.insert(key.clone(), row);
-        } else {
-            self.changed.remove(&key);
+    /// A re-read after the writes: the object as the target holds it now (`None`: gone).
+    fn reread(&mut self, key: ImageKey, row: Option<CachedObject>) {
+        match row {
+            Some(row) => {
+                self.removed.remove(&key);
+                self.changed.insert(key, row);
+            }
+            None => {
+                self.changed.remove(&key);
+                self.removed.insert(key);
+            }
         }
-        self.present.insert(key);
-    }
-
-    /// The target does not hold this object any more.
-    fn lost(&mut self, key: &ImageKey) {
-        self.changed.remove(key);
-        self.present.remove(key);
-    }
-
-    /// Rows to write and rows to remove.
-    fn into_write(self) -> (Vec<CachedObject>, Vec<ImageKey>) {
-        let removals = self
-            .old
-            .keys()
-            .filter(|k| !self.present.contains(*k))
-            .cloned()
-            .collect();
-        (self.changed.into_values().collect(), removals)
     }
 }
 
@@ -899,13 +888,11 @@ async fn finish_state(
             }
             Some(mut live) => {
                 for (kind, id, found) in objects {
-                    match found {
-                        Some(o) => live.holds(o),
-                        None => live.lost(&(kind, id)),
-                    }
+                    live.reread((kind, id), found);
                 }
                 // Only rows that differ from what the state holds are written.
-                (write.cache_upserts, write.cache_removals) = live.into_write();
+                write.cache_upserts = live.changed.into_values().collect();
+                write.cache_removals = live.removed.into_iter().collect();
             }
         },
         Err(e) => {
@@ -1053,14 +1040,24 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
         report,
         &choice,
     );
+    // What the image loses: known now, so that the hashes go before the plan is made.
+    let image_removals: Vec<ImageKey> = if keeps_image && !replace {
+        old_hashes
+            .keys()
+            .filter(|k| !present.contains(*k))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    drop(present);
+    drop(old_hashes);
     phase("map", &mut t);
-    let mut live_cache = LiveCache::new(
+    let live_cache = LiveCache::new(
+        snapshot.cache_rows(),
         run.state.cache_hashes().await.unwrap_or_default(),
         replace,
     );
-    for row in snapshot.cache_rows() {
-        live_cache.holds(row);
-    }
     let executed = execute(
         run,
         report,
@@ -1088,16 +1085,8 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
     };
     if keeps_image {
         write.image_upserts = rows;
-        if !replace {
-            write.image_removals = old_hashes
-                .keys()
-                .filter(|k| !present.contains(*k))
-                .cloned()
-                .collect();
-        }
+        write.image_removals = image_removals;
     }
-    drop(present);
-    drop(old_hashes);
     if executed.applied {
         write.meta.push((META_LAST_FULL, run.now.to_rfc3339()));
         write
@@ -1136,25 +1125,35 @@ async fn execute(
         run.keeps_pending,
         now,
     );
-    // Target id → anchor, for apply's state records.
-    let mut anchors: HashMap<String, String> = HashMap::new();
-    for u in &input.target_users {
-        if let Some(ext) = &u.external_id {
-            anchors.insert(u.id.clone(), ext.clone());
-        }
-    }
-    for g in &input.target_groups {
-        if let Some(ext) = &g.external_id {
-            anchors.insert(g.id.clone(), ext.clone());
-        }
-    }
-    for r in records.iter().chain(group_records.iter()) {
-        anchors.insert(r.target_id.clone(), r.anchor.clone());
-    }
-
     phase("ownership records", &mut t);
     let plan = plan::plan(&input);
     phase("plan", &mut t);
+    // Target id → anchor, for apply's state records and drift: only for the objects the plan
+    // acts on (a full reconcile that changes nothing needs none of 100,000).
+    let acted_on: HashSet<&str> = plan
+        .operations
+        .iter()
+        .filter_map(plan::Operation::target_id)
+        .collect();
+    let mut anchors: HashMap<String, String> = HashMap::new();
+    let target_anchors = input
+        .target_users
+        .iter()
+        .map(|u| (&u.id, &u.external_id))
+        .chain(input.target_groups.iter().map(|g| (&g.id, &g.external_id)));
+    for (id, ext) in target_anchors {
+        if let Some(ext) = ext
+            && acted_on.contains(id.as_str())
+        {
+            anchors.insert(id.clone(), ext.clone());
+        }
+    }
+    for r in records.iter().chain(group_records.iter()) {
+        if acted_on.contains(r.target_id.as_str()) {
+            anchors.insert(r.target_id.clone(), r.anchor.clone());
+        }
+    }
+    drop(acted_on);
     // The plan holds what it sends; the resources it compared are not needed any more.
     for u in &mut input.users {
         u.resource = JsonText::default();
