@@ -428,7 +428,7 @@ fn is_objectclass(attr: &str) -> bool {
     attr.eq_ignore_ascii_case("objectclass")
 }
 
-fn values<'a>(entry: &'a Entry, attr: &str) -> &'a [Vec<u8>] {
+fn values<'a>(entry: &'a Entry, attr: &str) -> Vec<&'a [u8]> {
     let base = attr.split(';').next().unwrap_or(attr);
     entry.bytes(base)
 }
@@ -486,20 +486,13 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use std::collections::BTreeMap;
 
     fn entry(pairs: &[(&str, &str)]) -> Entry {
-        let mut attrs: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+        let mut e = crate::source::EntryBuilder::new("cn=x,dc=example,dc=jp");
         for (k, v) in pairs {
-            attrs
-                .entry(k.to_lowercase())
-                .or_default()
-                .push(v.as_bytes().to_vec());
+            e.push(k, v.as_bytes());
         }
-        Entry {
-            dn: "cn=x,dc=example,dc=jp".into(),
-            attrs,
-        }
+        e.build()
     }
 
     #[test]

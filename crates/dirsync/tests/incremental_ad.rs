@@ -101,20 +101,18 @@ impl Ctx {
 /// Multi-valued attributes may come back in another order; DNs compare normalised.
 fn canonical(e: &Entry) -> (String, BTreeMap<String, BTreeSet<Vec<u8>>>) {
     let attrs = e
-        .attrs
-        .iter()
+        .attributes()
         .map(|(k, vs)| {
             let set = vs
-                .iter()
                 .map(|v| {
                     if k == "member" || k == "memberof" {
                         normalize_dn(&String::from_utf8_lossy(v)).into_bytes()
                     } else {
-                        v.clone()
+                        v.to_vec()
                     }
                 })
                 .collect();
-            (k.clone(), set)
+            (k.to_string(), set)
         })
         .collect();
     (normalize_dn(&e.dn), attrs)

@@ -290,7 +290,7 @@ pub fn map_user(
 
     let mut disabled = false;
     for name in &eff.active.0 {
-        if values::account_disabled(name, entry.bytes(name), now) == Some(true) {
+        if values::account_disabled(name, &entry.bytes(name), now) == Some(true) {
             disabled = true;
         }
     }

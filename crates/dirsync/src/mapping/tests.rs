@@ -111,11 +111,10 @@ fn active_from_account_control_and_expiry() {
         ("512", "9223372036854775807", true),
     ];
     for (uac, exp, want) in table {
-        let mut e = ad_user();
-        e.attrs
-            .insert("useraccountcontrol".into(), vec![uac.as_bytes().to_vec()]);
-        e.attrs
-            .insert("accountexpires".into(), vec![exp.as_bytes().to_vec()]);
+        let mut e = ad_user().into_builder();
+        e.set("useraccountcontrol", [uac.as_bytes()]);
+        e.set("accountexpires", [exp.as_bytes()]);
+        let e = e.build();
         let u = map_user(
             &e,
             &UserMapping::default(),
@@ -214,8 +213,8 @@ fn email_rules_table() {
          ad_bind: {emails: [{value: proxyAddresses}, {value: mail}, {value: mailNickname}]}",
     );
     for (i, (proxies, mail, nick, want, warns)) in rows.into_iter().enumerate() {
-        let mut e = ad_user();
-        e.attrs.remove("mail");
+        let mut e = ad_user().into_builder();
+        e.remove("mail");
         for p in proxies {
             e.push("proxyAddresses", p.as_bytes().to_vec());
         }
@@ -225,6 +224,7 @@ fn email_rules_table() {
         if let Some(v) = nick {
             e.push("mailNickname", v.as_bytes().to_vec());
         }
+        let e = e.build();
         let u = map_user(&e, &m, DirectoryKind::ActiveDirectory, now()).unwrap();
         assert_eq!(u.resource.value()["emails"], want, "row {i}");
         for w in warns {
@@ -244,9 +244,9 @@ fn per_user_errors() {
         (
             "no address at all with explicit email binding",
             {
-                let mut e = ad_user();
-                e.attrs.remove("mail");
-                e.with("proxyAddresses", "X500:/o=x")
+                let mut e = ad_user().into_builder();
+                e.remove("mail");
+                e.build().with("proxyAddresses", "X500:/o=x")
             },
             "emails",
         ),
@@ -258,18 +258,18 @@ fn per_user_errors() {
         (
             "missing userName",
             {
-                let mut e = ad_user();
-                e.attrs.remove("userprincipalname");
-                e
+                let mut e = ad_user().into_builder();
+                e.remove("userprincipalname");
+                e.build()
             },
             "userName",
         ),
         (
             "bad GUID",
             {
-                let mut e = ad_user();
-                e.attrs.insert("objectguid".into(), vec![b"xyz".to_vec()]);
-                e
+                let mut e = ad_user().into_builder();
+                e.set("objectguid", [b"xyz"]);
+                e.build()
             },
             "externalId",
         ),

@@ -83,7 +83,7 @@ pub fn sid_text(b: &[u8]) -> Option<String> {
 }
 
 /// What one `active` source attribute says. `None`: no opinion (absent or empty).
-pub fn account_disabled(attr: &str, values: &[Vec<u8>], now: DateTime<Utc>) -> Option<bool> {
+pub fn account_disabled(attr: &str, values: &[&[u8]], now: DateTime<Utc>) -> Option<bool> {
     let text = values
         .iter()
         .filter_map(|v| std::str::from_utf8(v).ok())
@@ -213,7 +213,9 @@ mod tests {
     #[test]
     fn account_state() {
         let now = Utc.with_ymd_and_hms(2026, 11, 27, 0, 0, 0).unwrap();
-        let v = |s: &str| vec![s.as_bytes().to_vec()];
+        fn v(s: &str) -> [&[u8]; 1] {
+            [s.as_bytes()]
+        }
         let table: &[(&str, &str, Option<bool>)] = &[
             ("userAccountControl", "512", Some(false)),
             ("userAccountControl", "514", Some(true)),

@@ -25,7 +25,7 @@ use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 use super::queue::{Item, Queue, QueueError};
-use crate::source::Entry;
+use crate::source::{Entry, EntryBuilder};
 
 /// The attribute that carries the cleartext (UTF-8) in syncpasswords' LDIF.
 pub const CLEARTEXT_ATTR: &str = "virtualcleartextutf8";
@@ -77,7 +77,7 @@ pub fn parse(text: &str) -> Result<Captured, ParseError> {
             _ => lines.push((i + 1, Zeroizing::new(line.to_string()))),
         }
     }
-    let mut entry: Option<Entry> = None;
+    let mut entry: Option<EntryBuilder> = None;
     let mut ended = false;
     let mut password: Option<SecretString> = None;
     for (number, line) in &lines {
@@ -104,7 +104,7 @@ pub fn parse(text: &str) -> Result<Captured, ParseError> {
                 return Err(ParseError::SeveralRecords);
             }
             let dn = std::str::from_utf8(&value).map_err(|_| ParseError::Syntax(*number))?;
-            entry = Some(Entry::new(strip_extended_dn(dn)));
+            entry = Some(EntryBuilder::new(strip_extended_dn(dn)));
             continue;
         }
         let Some(e) = entry.as_mut() else {
@@ -124,7 +124,7 @@ pub fn parse(text: &str) -> Result<Captured, ParseError> {
             e.push(&name, value.to_vec());
         }
     }
-    let entry = entry.ok_or(ParseError::NoDn)?;
+    let entry = entry.ok_or(ParseError::NoDn)?.build();
     Ok(Captured { entry, password })
 }
 
@@ -153,14 +153,14 @@ struct Seen {
 
 impl Seen {
     fn new(queue: &Queue, entry: &Entry) -> Seen {
-        let guid = entry.bytes("objectguid").first().cloned();
+        let guid = entry.values("objectguid").next();
         let version = entry.first_str("pwdlastset").map(|p| {
             let kvno = entry.first_str("msds-keyversionnumber").unwrap_or("");
             hex::encode(Sha256::digest(format!("{p}/{kvno}").as_bytes()))
         });
         Seen {
             dir: queue.dir().join("seen"),
-            key: guid.map(|g| hex::encode(Sha256::digest(&g))),
+            key: guid.map(|g| hex::encode(Sha256::digest(g))),
             version,
         }
     }

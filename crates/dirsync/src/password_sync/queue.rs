@@ -30,7 +30,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::source::Entry;
+use crate::source::{Entry, EntryBuilder};
 
 /// File magic + format version; also the AEAD associated data, so a file of another format
 /// or version never decrypts by accident.
@@ -139,10 +139,10 @@ impl Queue {
     /// directory. When this returns Ok the item survives a crash or power loss.
     pub fn enqueue(&self, item: &Item) -> Result<ItemId, QueueError> {
         let mut attrs = std::collections::BTreeMap::new();
-        for (name, values) in &item.entry.attrs {
+        for (name, values) in item.entry.attributes() {
             attrs.insert(
-                name.clone(),
-                values.iter().map(|v| B64.encode(v)).collect::<Vec<_>>(),
+                name.to_string(),
+                values.map(|v| B64.encode(v)).collect::<Vec<_>>(),
             );
         }
         let meta = Metadata {
@@ -267,7 +267,7 @@ impl Queue {
         let password = std::str::from_utf8(password_bytes)
             .map_err(|_| malformed("the password is not UTF-8"))?;
         let password = SecretString::from(password.to_string());
-        let mut entry = Entry::new(meta.dn);
+        let mut entry = EntryBuilder::new(meta.dn);
         for (name, values) in meta.attrs {
             for v in values {
                 let value = B64
@@ -277,7 +277,7 @@ impl Queue {
             }
         }
         Ok(Item {
-            entry,
+            entry: entry.build(),
             captured_at: meta.captured_at,
             password,
         })

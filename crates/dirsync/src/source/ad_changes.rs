@@ -244,39 +244,54 @@ pub fn update_links(
     if gone.is_empty() && lost.is_empty() && renamed.is_empty() {
         return 0;
     }
+    // What becomes of one member/memberOf value of a cached entry whose own DN is `own`:
+    // `None` drops it, `Some(Some(dn))` rewrites it, `Some(None)` keeps it.
+    let fate = |attr: &str, own: &str, v: &[u8]| -> Option<Option<&String>> {
+        let Ok(text) = std::str::from_utf8(v) else {
+            return Some(None);
+        };
+        let dn = normalize_dn(text);
+        let lost_me = attr == "memberof" && lost.get(&dn).is_some_and(|m| m.contains(own));
+        if gone.contains(&dn) || lost_me {
+            return None;
+        }
+        Some(renamed.get(&dn))
+    };
     let mut count = 0;
     for (id, entry) in image.iter_mut() {
         if fresh.contains_key(id) {
             continue;
         }
         let own_dn = normalize_dn(&entry.dn);
+        // The entry's buffer is rebuilt only when a value changes, which is rare.
+        let mut edits: Vec<(&str, Vec<Vec<u8>>)> = Vec::new();
         for attr in ["member", "memberof"] {
-            let Some(values) = entry.attrs.get_mut(attr) else {
+            let values = entry.values(attr);
+            if !values
+                .clone()
+                .any(|v| !matches!(fate(attr, &own_dn, v), Some(None)))
+            {
                 continue;
-            };
-            let before = values.len();
-            values.retain(|v| {
-                let Ok(text) = std::str::from_utf8(v) else {
-                    return true;
-                };
-                let dn = normalize_dn(text);
-                let lost_me =
-                    attr == "memberof" && lost.get(&dn).is_some_and(|m| m.contains(&own_dn));
-                !gone.contains(&dn) && !lost_me
-            });
-            count += before - values.len();
-            for v in values.iter_mut() {
-                let new_dn = std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|text| renamed.get(&normalize_dn(text)));
-                if let Some(new_dn) = new_dn {
-                    *v = new_dn.as_bytes().to_vec();
-                    count += 1;
+            }
+            let mut kept = Vec::new();
+            for v in values {
+                match fate(attr, &own_dn, v) {
+                    None => count += 1,
+                    Some(Some(new_dn)) => {
+                        kept.push(new_dn.as_bytes().to_vec());
+                        count += 1;
+                    }
+                    Some(None) => kept.push(v.to_vec()),
                 }
             }
-            if values.is_empty() {
-                entry.attrs.remove(attr);
+            edits.push((attr, kept));
+        }
+        if !edits.is_empty() {
+            let mut edited = std::mem::take(entry).into_builder();
+            for (attr, values) in edits {
+                edited.set(attr, values);
             }
+            *entry = edited.build();
         }
     }
     count
@@ -343,7 +358,7 @@ impl DcInfo {
                 reason,
             })?;
         let invocation_raw = settings
-            .and_then(|e| e.bytes("invocationid").first().cloned())
+            .and_then(|e| e.values("invocationid").next().map(<[u8]>::to_vec))
             .ok_or(AdChangesError::RootDse(
                 "an invocationId on its NTDS Settings",
             ))?;
@@ -462,13 +477,9 @@ async fn dirsync_changes(
         }
         // Incremental values: `member;range=1-1` added, `member;range=0-0` removed. Either
         // way the member's memberOf changed, and the group itself is re-read whole.
-        for (name, values) in &e.attrs {
+        for (name, values) in e.attributes() {
             if name.starts_with("member;") {
-                touched.extend(
-                    values
-                        .iter()
-                        .filter_map(|v| String::from_utf8(v.clone()).ok()),
-                );
+                touched.extend(values.filter_map(|v| String::from_utf8(v.to_vec()).ok()));
             }
         }
         deleted.remove(&id);
@@ -722,12 +733,12 @@ fn class_filter(searches: &DirectorySearches) -> String {
 }
 
 fn stable_id(e: &Entry) -> Option<String> {
-    e.bytes("objectguid").first().and_then(|raw| guid_text(raw))
+    e.values("objectguid").next().and_then(guid_text)
 }
 
 fn guid_of(e: &Entry) -> Option<(String, Vec<u8>)> {
-    let raw = e.bytes("objectguid").first()?;
-    Some((guid_text(raw)?, raw.clone()))
+    let raw = e.values("objectguid").next()?;
+    Some((guid_text(raw)?, raw.to_vec()))
 }
 
 fn is_deleted(e: &Entry) -> bool {
@@ -1043,7 +1054,7 @@ mod tests {
         };
         assert_eq!(update_links(&mut image, &changes, id), 3);
         assert!(image["h"].bytes("member").is_empty());
-        assert!(!image["h"].attrs.contains_key("member"));
+        assert!(!image["h"].has("member"));
         assert_eq!(image["v"].strs("memberof"), ["cn=g, ou=p, dc=x"]);
         assert_eq!(update_links(&mut image, &ChangeSet::default(), id), 0);
 

@@ -5,7 +5,6 @@
 //! A search that ends with anything but success (size or time limit, a lost page, a dropped
 //! connection mid-read) yields a read marked incomplete, which the planner never deletes on.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::Entry;
+use super::{Entry, EntryBuilder};
 
 /// How to reach and authenticate to the directory.
 pub struct LdapSettings {
@@ -167,10 +166,7 @@ impl LdapSource {
             reason: e.to_string(),
         })?;
         let entry = entries.into_iter().next().map(SearchEntry::construct);
-        Ok(entry.map(to_entry).unwrap_or_else(|| Entry {
-            dn: String::new(),
-            attrs: BTreeMap::new(),
-        }))
+        Ok(entry.map(to_entry).unwrap_or_default())
     }
 
     /// A paged subtree search, with ranged attributes completed. Runs in its own task:
@@ -359,17 +355,19 @@ pub(crate) fn parse_range(key: &str) -> Option<(String, u64, Option<u64>)> {
 }
 
 pub(crate) fn to_entry(e: SearchEntry) -> Entry {
-    let mut attrs: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    to_builder(e).build()
+}
+
+/// The entry before packing, for a reader that still adds to it.
+pub(crate) fn to_builder(e: SearchEntry) -> EntryBuilder {
+    let mut entry = EntryBuilder::new(e.dn);
     for (k, v) in e.attrs {
-        attrs
-            .entry(k.to_ascii_lowercase())
-            .or_default()
-            .extend(v.into_iter().map(String::into_bytes));
+        entry.extend(&k, v.into_iter().map(String::into_bytes));
     }
     for (k, v) in e.bin_attrs {
-        attrs.entry(k.to_ascii_lowercase()).or_default().extend(v);
+        entry.extend(&k, v);
     }
-    Entry { dn: e.dn, attrs }
+    entry
 }
 
 fn tls_config(

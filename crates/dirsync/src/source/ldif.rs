@@ -11,7 +11,7 @@ use std::path::Path;
 
 use base64::Engine;
 
-use super::{DirectoryRead, Entry, Selection, dn_within};
+use super::{DirectoryRead, Entry, EntryBuilder, Selection, dn_within};
 
 /// A malformed LDIF file: the line (1-based, of the physical line that starts the problem)
 /// and why.
@@ -52,7 +52,9 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Entry>, LdifError> {
     }
 
     let mut entries = Vec::new();
-    let mut current: Option<Entry> = None;
+    // Records are built in a map and packed once at their end (a big group is one push per
+    // member line).
+    let mut current: Option<EntryBuilder> = None;
     let mut seen_version = false;
     for (number, line) in logical {
         if line.starts_with('#') {
@@ -60,7 +62,7 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Entry>, LdifError> {
         }
         if line.trim().is_empty() {
             if let Some(e) = current.take() {
-                entries.push(e);
+                entries.push(e.build());
             }
             continue;
         }
@@ -113,7 +115,7 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Entry>, LdifError> {
                 }
                 let dn = String::from_utf8(value)
                     .map_err(|_| err(number, "the DN is not valid UTF-8".into()))?;
-                current = Some(Entry::new(dn));
+                current = Some(EntryBuilder::new(dn));
             }
             Some(entry) => {
                 if base.eq_ignore_ascii_case("changetype") {
@@ -134,7 +136,7 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Entry>, LdifError> {
         }
     }
     if let Some(e) = current.take() {
-        entries.push(e);
+        entries.push(e.build());
     }
     Ok(entries)
 }

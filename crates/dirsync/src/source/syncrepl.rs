@@ -39,7 +39,7 @@ use ldap3::controls::{
 use ldap3::{Ldap, Scope, SearchEntry};
 
 use super::changes::{ChangeSet, Cursor, CursorKind};
-use super::ldap::{LdapSource, SearchSpec, to_entry};
+use super::ldap::{LdapSource, SearchSpec, to_builder};
 use super::{DirectorySearches, Entry};
 
 /// LDAP result code of e-syncRefreshRequired (RFC 4533 §2.6).
@@ -467,11 +467,11 @@ fn take_message(message: ldap3::ResultEntry, got: &mut Collected) -> Result<(), 
             got.present.insert(id);
         }
         EntryState::Add | EntryState::Modify => {
-            let mut entry = to_entry(SearchEntry::construct(message));
-            if entry.bytes("entryuuid").is_empty() {
+            let mut entry = to_builder(SearchEntry::construct(message));
+            if entry.get("entryuuid").is_empty() {
                 entry.push("entryUUID", id.into_bytes());
             }
-            got.upserts.push(entry);
+            got.upserts.push(entry.build());
         }
         EntryState::Delete => {
             got.deleted.insert(id);
