@@ -24,7 +24,7 @@ use crate::apply::{self, ApplyContext};
 use crate::config::{AuthKind, Config, KeptBy};
 use crate::journal::Journal;
 use crate::json_text::JsonText;
-use crate::mapping::DirectoryKind;
+use crate::mapping::{self, DirectoryKind};
 use crate::plan::{self, Plan, PlanInput};
 use crate::report::{EXIT_REFUSED, EXIT_UNREACHABLE, Report};
 use crate::source::changes::{ChangeSet, Cursor};
@@ -800,32 +800,47 @@ struct Executed {
 }
 
 /// A full run's target cache: the rows to write, found by comparing what the live target
-/// holds with the hashes of the rows the state holds. Only the difference is kept: a full
-/// reconcile that finds the cache right holds nothing, not 100,000 copies of it.
+/// holds, as it is read, with the hashes of the rows the state holds. Only the difference is
+/// kept: a full reconcile that finds the cache right holds keys, not 100,000 copies of it.
 struct LiveCache {
     /// Rows that differ from the state's (every row when the state is rewritten).
     changed: HashMap<ImageKey, CachedObject>,
-    /// State rows the target no longer holds.
+    /// State rows the target no longer holds (known after [`LiveCache::finish`]).
     removed: HashSet<ImageKey>,
+    /// While reading: what the target holds, and the state's row hashes.
+    present: HashSet<ImageKey>,
+    old: HashMap<ImageKey, u64>,
+    replace: bool,
 }
 
 impl LiveCache {
-    fn new(
-        rows: impl Iterator<Item = CachedObject>,
-        old: HashMap<ImageKey, u64>,
-        replace: bool,
-    ) -> LiveCache {
-        let mut changed = HashMap::new();
-        let mut present = HashSet::new();
-        for row in rows {
-            let key = (row.kind, row.id.clone());
-            if replace || old.get(&key) != Some(&row.content_hash()) {
-                changed.insert(key.clone(), row);
-            }
-            present.insert(key);
+    fn new(old: HashMap<ImageKey, u64>, replace: bool) -> LiveCache {
+        LiveCache {
+            changed: HashMap::new(),
+            removed: HashSet::new(),
+            present: HashSet::new(),
+            old,
+            replace,
         }
-        let removed = old.into_keys().filter(|k| !present.contains(k)).collect();
-        LiveCache { changed, removed }
+    }
+
+    /// The target holds `row`.
+    fn holds(&mut self, row: CachedObject) {
+        let key = (row.kind, row.id.clone());
+        if self.replace || self.old.get(&key) != Some(&row.content_hash()) {
+            self.changed.insert(key.clone(), row);
+        }
+        self.present.insert(key);
+    }
+
+    /// The read is over: what the state holds and the target does not is removed.
+    fn finish(&mut self) {
+        let old = std::mem::take(&mut self.old);
+        self.removed = old
+            .into_keys()
+            .filter(|k| !self.present.contains(k))
+            .collect();
+        self.present = HashSet::new();
     }
 
     /// A re-read after the writes: the object as the target holds it now (`None`: gone).
@@ -991,16 +1006,6 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
     report.notes.extend(source.read.notes.iter().cloned());
     phase("read the directory", &mut t);
 
-    let spinner = progress_spinner("reading the target");
-    let whole_resources = changed::whole_plan_reason(config).is_some();
-    let snapshot = target::read(run.client, run.keeps_pending, whole_resources).await;
-    spinner.finish_and_clear();
-    let snapshot = match snapshot {
-        Ok(s) => s,
-        Err(e) => return stop(report, e.to_string(), EXIT_UNREACHABLE),
-    };
-    phase("read the target", &mut t);
-
     // Drift needs the previous image: only its entry hashes are loaded (the entries would
     // double the memory of a full run), enough to tell an unchanged entry.
     let old_hashes = run.state.image_hashes().await.unwrap_or_default();
@@ -1053,11 +1058,48 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
     drop(present);
     drop(old_hashes);
     phase("map", &mut t);
-    let live_cache = LiveCache::new(
-        snapshot.cache_rows(),
+
+    // The target is read after the mapping, so that each user can be compared with what the
+    // directory wants as it arrives: its cache row is kept only if it differs from the
+    // state's, and a user the plan will not update shares the desired resource's text
+    // (the planner compares the two the same way; with a scope filter, which is evaluated
+    // on the target's own attributes, every user keeps its own).
+    let spinner = progress_spinner("reading the target");
+    let whole_resources = changed::whole_plan_reason(config).is_some();
+    let mut live_cache = LiveCache::new(
         run.state.cache_hashes().await.unwrap_or_default(),
         replace,
     );
+    let wanted: HashMap<&str, &JsonText> = desired
+        .users
+        .iter()
+        .map(|u| (u.anchor.as_str(), &u.resource))
+        .collect();
+    let managed = mapping::managed_user_attributes(&config.iid.scim.attribute.user, source.kind);
+    let mut each_user = |read: &serde_json::Value, user: &mut plan::TargetUser| {
+        live_cache.holds(target::cached_user(user));
+        if whole_resources || user.pending {
+            return;
+        }
+        if let Some(text) = user.external_id.as_deref().and_then(|e| wanted.get(e))
+            && plan::same_attributes(read, &text.value(), &managed)
+        {
+            user.resource = (*text).clone();
+        }
+    };
+    let snapshot =
+        target::read(run.client, run.keeps_pending, whole_resources, &mut each_user).await;
+    spinner.finish_and_clear();
+    drop(wanted);
+    let snapshot = match snapshot {
+        Ok(s) => s,
+        Err(e) => return stop(report, e.to_string(), EXIT_UNREACHABLE),
+    };
+    for group in &snapshot.groups {
+        live_cache.holds(target::cached_group(group));
+    }
+    live_cache.finish();
+    phase("read the target", &mut t);
     let executed = execute(
         run,
         report,

@@ -179,7 +179,7 @@ pub fn cached_as_sent(kind: ObjectKind, resource: &str) -> Option<CachedObject> 
 /// A resource read from the target as a cache row (`pending`: found among pending users).
 fn cached(kind: ObjectKind, resource: Value, pending: bool) -> Option<CachedObject> {
     match kind {
-        ObjectKind::User => to_user(resource, false).map(|mut u| {
+        ObjectKind::User => to_user(&resource, false).map(|mut u| {
             u.pending |= pending;
             cached_user(&u)
         }),
@@ -203,10 +203,15 @@ fn pending_filter() -> Filter {
 /// the planner never compares is dropped as each page arrives — a user's `groups` (not even
 /// asked for, where the target honours `excludedAttributes`) and `meta`, a group's `meta` and
 /// its `members` once they are kept as ids — which is most of a resource's size.
+///
+/// `each_user` sees every user as it arrives, with the resource as read (before anything is
+/// dropped from it), and may change the user before it is kept: a full run stores cache rows
+/// and shares resources there, so that 100,000 users are never held in two forms.
 pub async fn read(
     client: &ScimClient,
     keeps_pending: bool,
     whole_resources: bool,
+    each_user: &mut dyn FnMut(&Value, &mut TargetUser),
 ) -> Result<TargetSnapshot, ClientError> {
     let mut users: Vec<TargetUser> = Vec::new();
     let excluded: &[(&str, &str)] = if whole_resources {
@@ -215,7 +220,8 @@ pub async fn read(
         &[("excludedAttributes", "groups")]
     };
     let mut keep_user = |resource: Value| {
-        if let Some(user) = to_user(resource, !whole_resources) {
+        if let Some(mut user) = to_user(&resource, !whole_resources) {
+            each_user(&resource, &mut user);
             users.push(user);
         }
     };
@@ -240,10 +246,11 @@ pub async fn read(
             .list(ResourceKind::Users, Some(&pending_filter), None)
             .await?;
         for resource in pending {
-            if let Some(mut user) = to_user(resource, !whole_resources)
+            if let Some(mut user) = to_user(&resource, !whole_resources)
                 && !known.contains(&user.id)
             {
                 user.pending = true;
+                each_user(&resource, &mut user);
                 users.push(user);
             }
         }
@@ -284,13 +291,13 @@ pub(crate) fn str_field(resource: &Value, key: &str) -> Option<String> {
 
 /// A target user, its resource kept as text; `uncompared_dropped`: without what the planner
 /// never compares ([`USER_UNCOMPARED`]).
-fn to_user(mut resource: Value, uncompared_dropped: bool) -> Option<TargetUser> {
-    let id = str_field(&resource, "id")?;
-    let user_name = str_field(&resource, "userName").unwrap_or_default();
-    let active = scim::resource::member(&resource, "active")
+fn to_user(resource: &Value, uncompared_dropped: bool) -> Option<TargetUser> {
+    let id = str_field(resource, "id")?;
+    let user_name = str_field(resource, "userName").unwrap_or_default();
+    let active = scim::resource::member(resource, "active")
         .and_then(Value::as_bool)
         .unwrap_or(true);
-    let extension = scim::resource::member(&resource, scim::urn::IIJ_USER);
+    let extension = scim::resource::member(resource, scim::urn::IIJ_USER);
     let pending = extension
         .and_then(|e| scim::resource::member(e, STATE_ATTR))
         .and_then(Value::as_str)
@@ -300,18 +307,21 @@ fn to_user(mut resource: Value, uncompared_dropped: bool) -> Option<TargetUser> 
         .and_then(Value::as_str)
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         .map(|d| d.with_timezone(&Utc));
-    let external_id = str_field(&resource, "externalId");
-    if uncompared_dropped {
-        strip(&mut resource, USER_UNCOMPARED);
-    }
+    let text = if uncompared_dropped {
+        let mut kept = resource.clone();
+        strip(&mut kept, USER_UNCOMPARED);
+        JsonText::new(&kept)
+    } else {
+        JsonText::new(resource)
+    };
     Some(TargetUser {
         id,
-        external_id,
+        external_id: str_field(resource, "externalId"),
         user_name,
         active,
         pending,
         pending_since,
-        resource: JsonText::new(&resource),
+        resource: text,
     })
 }
 

@@ -655,13 +655,8 @@ pub fn plan(input: &PlanInput) -> Plan {
             });
             continue;
         }
-        let old = without_active(&managed_view(
-            &t_resource,
-            &d_resource,
-            &input.managed_user_attributes,
-        ));
-        let new = without_active(&d_resource);
-        let patch = scim::patch::diff(&old, &new, user_schema);
+        let (old, new, patch) =
+            user_update(&t_resource, &d_resource, &input.managed_user_attributes);
         let mut changed = false;
         if !patch.is_empty() {
             changed = true;
@@ -1132,6 +1127,27 @@ fn plan_groups(
         });
     }
     (removals, population)
+}
+
+/// The update of a matched, live user: the target's managed view and the desired resource
+/// (both without `active`, which has operations of its own) and the patch between them.
+fn user_update(
+    target: &Value,
+    desired: &Value,
+    managed: &[String],
+) -> (Value, Value, Vec<scim::PatchOperation>) {
+    let old = without_active(&managed_view(target, desired, managed));
+    let new = without_active(desired);
+    let patch = scim::patch::diff(&old, &new, scim::schema::user());
+    (old, new, patch)
+}
+
+/// True when the planner would send no attribute update from `target` to `desired` (a live
+/// user matched by externalId). A full run then lets the target user share the desired
+/// resource's text instead of holding its own (issue #5: 100,000 target resources): the
+/// planner's comparison of the two comes out the same, empty.
+pub fn same_attributes(target: &Value, desired: &Value, managed: &[String]) -> bool {
+    user_update(target, desired, managed).2.is_empty()
 }
 
 /// The target resource reduced to what the planner may change: attributes the directory

@@ -166,6 +166,9 @@ pub struct IncrementalWrite {
     pub meta: Vec<(&'static str, String)>,
 }
 
+/// Rows per aggregated read (see [`StateStore::json_rows`]).
+const JSON_CHUNK: i64 = 10_000;
+
 pub struct StateStore {
     pool: SqlitePool,
     path: String,
@@ -245,24 +248,38 @@ impl StateStore {
         Ok(StateStore { pool, path })
     }
 
-    /// Rows of a query whose only result is `json_group_array(json_array(…))`, decoded as
-    /// tuples. sqlx hands SQLite rows over one by one through a channel (several µs each);
-    /// one aggregated row makes a 100,000-row read a single JSON parse.
-    /// `kind`: the value of the query's one `?`, if it has one.
+    /// Rows of a query whose only result is `json_group_array(json_array(…))` over a subquery
+    /// ending in `ORDER BY <key> LIMIT ? OFFSET ?`, decoded as tuples. sqlx hands SQLite rows
+    /// over one by one through a channel (several µs each); one aggregated row per
+    /// [`JSON_CHUNK`] rows makes a 100,000-row read ten JSON parses, and keeps SQLite's own
+    /// buffer for the aggregate small (one 100,000-row aggregate grew the process by tens of
+    /// MiB that its allocator kept). `kind`: the value of the query's first `?`, if it has one.
     async fn json_rows<T: serde::de::DeserializeOwned>(
         &self,
         sql: &'static str,
         kind: Option<ObjectKind>,
     ) -> Result<Vec<T>, StateError> {
-        let mut query = sqlx::query_scalar(sql);
-        if let Some(kind) = kind {
-            query = query.bind(kind.as_str());
+        let mut out = Vec::new();
+        let mut offset = 0i64;
+        loop {
+            let mut query = sqlx::query_scalar(sql);
+            if let Some(kind) = kind {
+                query = query.bind(kind.as_str());
+            }
+            let query = query.bind(JSON_CHUNK).bind(offset);
+            let text: String = query.fetch_one(&self.pool).await.map_err(|e| self.err(e))?;
+            let mut rows: Vec<T> =
+                serde_json::from_str(&text).map_err(|e| StateError::Database {
+                    path: self.path.clone(),
+                    reason: format!("unreadable rows: {e}"),
+                })?;
+            let full = rows.len() as i64 == JSON_CHUNK;
+            out.append(&mut rows);
+            if !full {
+                return Ok(out);
+            }
+            offset += JSON_CHUNK;
         }
-        let text: String = query.fetch_one(&self.pool).await.map_err(|e| self.err(e))?;
-        serde_json::from_str(&text).map_err(|e| StateError::Database {
-            path: self.path.clone(),
-            reason: format!("unreadable rows: {e}"),
-        })
     }
 
     fn err(&self, e: sqlx::Error) -> StateError {
@@ -315,7 +332,8 @@ impl StateStore {
         self.object_rows(
             kind,
             "SELECT json_group_array(json_array(anchor, target_id, dn, name, fingerprint, \
-             owned, pending_since)) FROM (SELECT * FROM objects WHERE kind = ? ORDER BY anchor)",
+             owned, pending_since)) FROM (SELECT * FROM objects WHERE kind = ? ORDER BY anchor \
+             LIMIT ? OFFSET ?)",
         )
         .await
     }
@@ -326,7 +344,8 @@ impl StateStore {
         self.object_rows(
             kind,
             "SELECT json_group_array(json_array(anchor, target_id, NULL, NULL, NULL, \
-             owned, pending_since)) FROM (SELECT * FROM objects WHERE kind = ? ORDER BY anchor)",
+             owned, pending_since)) FROM (SELECT * FROM objects WHERE kind = ? ORDER BY anchor \
+             LIMIT ? OFFSET ?)",
         )
         .await
     }
@@ -443,15 +462,19 @@ impl StateStore {
     /// decoded).
     pub async fn image_hashes(&self) -> Result<HashMap<(ObjectKind, String), u64>, StateError> {
         self.stored_hashes(
-            "SELECT json_group_array(json_array(kind, id, hash)) FROM directory_image",
+            "SELECT json_group_array(json_array(kind, id, hash)) FROM (SELECT kind, id, hash \
+             FROM directory_image ORDER BY kind, id LIMIT ? OFFSET ?)",
         )
         .await
     }
 
     /// The stored [`CachedObject::content_hash`] of every target cache row.
     pub async fn cache_hashes(&self) -> Result<HashMap<(ObjectKind, String), u64>, StateError> {
-        self.stored_hashes("SELECT json_group_array(json_array(kind, id, hash)) FROM target_cache")
-            .await
+        self.stored_hashes(
+            "SELECT json_group_array(json_array(kind, id, hash)) FROM (SELECT kind, id, hash \
+             FROM target_cache ORDER BY kind, id LIMIT ? OFFSET ?)",
+        )
+        .await
     }
 
     async fn stored_hashes(
@@ -518,7 +541,8 @@ impl StateStore {
         let rows: Vec<Row> = self
             .json_rows(
                 "SELECT json_group_array(json_array(id, external_id, name, active, pending, \
-                 pending_since)) FROM target_cache WHERE kind = ?",
+                 pending_since)) FROM (SELECT * FROM target_cache WHERE kind = ? ORDER BY id \
+                 LIMIT ? OFFSET ?)",
                 Some(ObjectKind::User),
             )
             .await?;
@@ -604,7 +628,8 @@ impl StateStore {
         let rows: Vec<Row> = self
             .json_rows(
                 "SELECT json_group_array(json_array(id, anchor, name_key, member_keys)) \
-                 FROM directory_image WHERE kind = ?",
+                 FROM (SELECT * FROM directory_image WHERE kind = ? ORDER BY id \
+                 LIMIT ? OFFSET ?)",
                 Some(ObjectKind::User),
             )
             .await?;
