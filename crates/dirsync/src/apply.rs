@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use crate::journal::{Journal, JournalEntry};
 use crate::plan::{GroupRef, MemberRef, Operation, Plan};
-use crate::state::{ObjectKind, ObjectRecord, StateStore, fingerprint};
+use crate::state::{CachedObject, ObjectKind, ObjectRecord, StateStore, fingerprint};
 
 /// What apply needs besides the plan.
 pub struct ApplyContext<'a> {
@@ -74,18 +74,19 @@ pub struct Failure {
 
 /// One object this run created (not adopted) and whose full content is known without
 /// reading it back: what was sent, and the id the target gave it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Created {
     pub kind: ObjectKind,
     pub anchor: String,
     pub id: String,
-    /// JSON text of the body that was sent, plus `"id"`; for a group always with `members`
+    /// The target cache row of the body that was sent, plus `"id"` (made here, so that 100,000
+    /// creates are not held as text and then again as rows); for a group always with `members`
     /// (`[{"value": id}]`, empty when it has none): exactly the members sent with the create,
     /// which are all the members the plan gave the new group that could be resolved (a member
     /// whose own create failed is neither sent nor listed, as on the target). A group whose
     /// members were not all sent with the create (it was adopted) is not listed at all.
     /// Not in it: what the target adds by itself (`meta`, defaults).
-    pub resource: String,
+    pub cache_row: CachedObject,
 }
 
 #[derive(Debug, Default)]
@@ -311,8 +312,7 @@ impl Run<'_, '_> {
             };
             match (result.id.clone(), result.error()) {
                 (Some(id), None) => {
-                    records
-                        .push(self.created(kind, anchor, &id, dn, name, resource, sent, false));
+                    records.push(self.created(kind, anchor, &id, dn, name, resource, sent, false));
                     self.ctx.progress.inc(1);
                     self.settle(Some(op), Ok(Done::Ok));
                 }
@@ -791,12 +791,14 @@ impl Run<'_, '_> {
                 Ok(o) => o,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            outcome.created.push(Created {
-                kind,
-                anchor: anchor.to_string(),
-                id: id.to_string(),
-                resource: full.to_string(),
-            });
+            if let Some(cache_row) = crate::target::cache_row(kind, full) {
+                outcome.created.push(Created {
+                    kind,
+                    anchor: anchor.to_string(),
+                    id: id.to_string(),
+                    cache_row,
+                });
+            }
         }
         let outcome = if existed {
             "ok (already existed; adopted by externalId)"

@@ -85,6 +85,9 @@ mod tests {
         assert_eq!(serde_json::to_value(&t).unwrap(), v);
         assert_eq!(t.clone(), t);
         assert!(JsonText::default().is_null());
-        assert_eq!(JsonText::from_shared(Arc::from("{bad")).value(), Value::Null);
+        assert_eq!(
+            JsonText::from_shared(Arc::from("{bad")).value(),
+            Value::Null
+        );
     }
 }

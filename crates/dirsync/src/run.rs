@@ -203,6 +203,14 @@ async fn run_locked(
             .notes
             .push("recovery: local state discarded and rebuilt from the target".into());
     }
+    // Rows a killed run staged are not part of any image.
+    if !options.dry_run
+        && let Err(e) = state.clear_staging().await
+    {
+        report.stopped = Some(e.to_string());
+        report.exit_code = EXIT_REFUSED;
+        return None;
+    }
     let fingerprint = config_fingerprint(config);
     let mut config_changed = false;
     match state.meta("config_fingerprint").await {
@@ -768,7 +776,15 @@ async fn whole_image_run(
     };
     let desired::MappedRead {
         mut desired, rows, ..
-    } = desired::from_read(run.config, kind, read, marks_groups, run.now, report, &choice);
+    } = desired::from_read(
+        run.config,
+        kind,
+        read,
+        marks_groups,
+        run.now,
+        report,
+        &choice,
+    );
     let whole_resources = changed::whole_plan_reason(run.config).is_some();
     let snapshot = target::TargetSnapshot::from_cache(cache, whole_resources);
     let Some(executed) = execute(run, report, kind, &mut desired, snapshot, false).await else {
@@ -862,7 +878,7 @@ impl LiveCache {
 async fn finish_state(
     run: &RunCtx<'_>,
     report: &mut Report,
-    executed: Executed,
+    mut executed: Executed,
     write: &mut IncrementalWrite,
     live: Option<LiveCache>,
 ) -> Incremental {
@@ -873,13 +889,11 @@ async fn finish_state(
     // Created objects are cached as they were sent (with the id the target gave them): the
     // planner compares only what it sends, and re-reading 100,000 new users one by one would
     // cost more than creating them.
-    let sent: Vec<(ObjectKind, String, Option<CachedObject>)> = executed
-        .created
-        .iter()
-        .filter_map(|c| {
-            target::cached_as_sent(c.kind, &c.resource).map(|o| (c.kind, c.id.clone(), Some(o)))
-        })
-        .collect();
+    let sent: Vec<(ObjectKind, String, Option<CachedObject>)> =
+        std::mem::take(&mut executed.created)
+            .into_iter()
+            .map(|c| (c.kind, c.id, Some(c.cache_row)))
+            .collect();
     let reread = target::read_objects(
         run.client,
         &executed.touched,
@@ -1045,6 +1059,19 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
         report,
         &choice,
     );
+    // The rows go to the state now (staged until the commit) rather than being held through
+    // the plan and the writes: 100,000 of them at the initial run. A dry run writes none.
+    let rows = if run.options.dry_run || rows.is_empty() {
+        Vec::new()
+    } else {
+        match run.state.stage_image(&rows).await {
+            Ok(()) => Vec::new(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not stage the image rows; they are kept for the commit");
+                rows
+            }
+        }
+    };
     // What the image loses: known now, so that the hashes go before the plan is made.
     let image_removals: Vec<ImageKey> = if keeps_image && !replace {
         old_hashes
@@ -1066,10 +1093,8 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
     // on the target's own attributes, every user keeps its own).
     let spinner = progress_spinner("reading the target");
     let whole_resources = changed::whole_plan_reason(config).is_some();
-    let mut live_cache = LiveCache::new(
-        run.state.cache_hashes().await.unwrap_or_default(),
-        replace,
-    );
+    let mut live_cache =
+        LiveCache::new(run.state.cache_hashes().await.unwrap_or_default(), replace);
     let wanted: HashMap<&str, &JsonText> = desired
         .users
         .iter()
@@ -1087,8 +1112,13 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
             user.resource = (*text).clone();
         }
     };
-    let snapshot =
-        target::read(run.client, run.keeps_pending, whole_resources, &mut each_user).await;
+    let snapshot = target::read(
+        run.client,
+        run.keeps_pending,
+        whole_resources,
+        &mut each_user,
+    )
+    .await;
     spinner.finish_and_clear();
     drop(wanted);
     let snapshot = match snapshot {
@@ -1154,9 +1184,15 @@ async fn execute(
 ) -> Option<Executed> {
     let (config, options, state, now) = (run.config, run.options, run.state, run.now);
     let mut t = Instant::now();
-    let records = state.object_keys(ObjectKind::User).await.unwrap_or_default();
-    let group_records = state.object_keys(ObjectKind::Group).await.unwrap_or_default();
-    let mut input = desired::plan_input(
+    let records = state
+        .object_keys(ObjectKind::User)
+        .await
+        .unwrap_or_default();
+    let group_records = state
+        .object_keys(ObjectKind::Group)
+        .await
+        .unwrap_or_default();
+    let input = desired::plan_input(
         config,
         options,
         kind,
@@ -1196,13 +1232,12 @@ async fn execute(
         }
     }
     drop(acted_on);
-    // The plan holds what it sends; the resources it compared are not needed any more.
-    for u in &mut input.users {
-        u.resource = JsonText::default();
-    }
-    for u in &mut input.target_users {
-        u.resource = JsonText::default();
-    }
+    // The plan holds what it sends; the planner's input goes before the writes (the records
+    // to add afterwards are made now).
+    let matched = matched_records(&input, &records);
+    drop(input);
+    drop(records);
+    drop(group_records);
     report.skipped = plan.errors.clone();
     report.notes.extend(plan.notes.iter().cloned());
     report.refused = plan.refused.clone();
@@ -1271,7 +1306,9 @@ async fn execute(
             target_conflicts: false,
         });
     }
-    remember_matched(state, &input, &records).await;
+    if let Err(e) = state.upsert_objects(&matched).await {
+        tracing::warn!(error = %e, "could not update the local state");
+    }
     let _ = state.set_meta("config_fingerprint", &run.fingerprint).await;
     let touched = touched(&plan, state, &created).await;
     phase("bookkeeping", &mut t);
@@ -1447,9 +1484,10 @@ fn stop(report: &mut Report, reason: String, code: i32) -> Option<Plan> {
     None
 }
 
-/// After a successful run, the state knows every matched object (so a later run can tell
-/// its own objects from others even if their externalId changes).
-async fn remember_matched(state: &StateStore, input: &PlanInput, records: &[ObjectRecord]) {
+/// The records to add after a successful run, so that the state knows every matched object
+/// (and a later run can tell its own objects from others even if their externalId changes).
+/// Made before the writes, so that the planner's input can go while they run.
+fn matched_records(input: &PlanInput, records: &[ObjectRecord]) -> Vec<ObjectRecord> {
     let known: HashMap<&str, &ObjectRecord> =
         records.iter().map(|r| (r.anchor.as_str(), r)).collect();
     let by_ext: HashMap<&str, &plan::TargetUser> = input
@@ -1475,9 +1513,7 @@ async fn remember_matched(state: &StateStore, input: &PlanInput, records: &[Obje
             });
         }
     }
-    if let Err(e) = state.upsert_objects(&rows).await {
-        tracing::warn!(error = %e, "could not update the local state");
-    }
+    rows
 }
 
 /// The directory kind names used in reports.

@@ -171,9 +171,9 @@ pub async fn read_objects(
     Ok(out)
 }
 
-/// A cache row for an object this run created, from the JSON text it sent (plus its id).
-pub fn cached_as_sent(kind: ObjectKind, resource: &str) -> Option<CachedObject> {
-    cached(kind, serde_json::from_str(resource).ok()?, false)
+/// A cache row for an object this run created, from the body it sent (plus its id).
+pub fn cache_row(kind: ObjectKind, resource: Value) -> Option<CachedObject> {
+    cached(kind, resource, false)
 }
 
 /// A resource read from the target as a cache row (`pending`: found among pending users).

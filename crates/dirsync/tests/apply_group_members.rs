@@ -271,7 +271,7 @@ fn check(a: &Applied) {
         .created
         .iter()
         .map(|c| {
-            let resource: Value = serde_json::from_str(&c.resource).unwrap();
+            let resource: Value = serde_json::from_str(&c.cache_row.resource).unwrap();
             assert_eq!(resource["id"], json!(c.id));
             assert_eq!(resource["externalId"], json!(c.anchor));
             ((c.kind, c.anchor.as_str()), resource)

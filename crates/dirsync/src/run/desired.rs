@@ -194,7 +194,11 @@ pub(super) fn from_read(
             member_keys: mapping::member_keys(&spec, &entry),
             ..ImageKeys::default()
         };
-        let same = |k: &str| choice.unchanged.is_some_and(|f| f(ObjectKind::User, k, hash));
+        let same = |k: &str| {
+            choice
+                .unchanged
+                .is_some_and(|f| f(ObjectKind::User, k, hash))
+        };
         match mapping::map_user(&entry, &config.iid.scim.attribute.user, kind, now) {
             Ok(u) => {
                 report

@@ -364,9 +364,7 @@ impl StateStore {
             i64,
             Option<String>,
         );
-        let rows: Vec<Row> = self
-            .json_rows(sql, Some(kind))
-            .await?;
+        let rows: Vec<Row> = self.json_rows(sql, Some(kind)).await?;
         Ok(rows
             .into_iter()
             .map(
@@ -685,6 +683,26 @@ impl StateStore {
     }
 
     /// Writes image, cache, cursor and meta in one transaction (see [`IncrementalWrite`]).
+    /// Writes a full run's image rows ahead of its commit (see `0004_image_staging.sql`), so
+    /// that they need not be held until then. [`StateStore::commit_incremental`] moves them
+    /// into the image.
+    pub async fn stage_image(&self, rows: &[ImageRow]) -> Result<(), StateError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        insert_image_rows(&mut tx, ImageTable::Staging, rows)
+            .await
+            .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    /// Forgets staged rows of a run that never committed (killed).
+    pub async fn clear_staging(&self) -> Result<(), StateError> {
+        sqlx::query("DELETE FROM image_staging")
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     pub async fn commit_incremental(&self, w: &IncrementalWrite) -> Result<(), StateError> {
         let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
         commit(&mut tx, w).await.map_err(|e| self.err(e))?;
@@ -736,31 +754,33 @@ impl StateStore {
     }
 }
 
-async fn commit(conn: &mut SqliteConnection, w: &IncrementalWrite) -> Result<(), sqlx::Error> {
-    if w.replace {
-        sqlx::query("DELETE FROM directory_image")
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("DELETE FROM target_cache")
-            .execute(&mut *conn)
-            .await?;
-    }
-    for (kind, id) in &w.image_removals {
-        sqlx::query("DELETE FROM directory_image WHERE kind = ? AND id = ?")
-            .bind(kind.as_str())
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-    }
-    // Many rows per statement: a full run writes 100,000s, and sqlx's cost is per statement.
-    // In primary-key order: B-tree pages then fill one after another instead of being
-    // touched (and spilled to the WAL) again and again by random ids.
-    let mut image_rows: Vec<&ImageRow> = w.image_upserts.iter().collect();
+/// Where image rows go: the image itself, or the staging table of a run not yet committed.
+#[derive(Clone, Copy)]
+enum ImageTable {
+    Image,
+    Staging,
+}
+
+/// Writes image rows (insert or update). Many rows per statement: a full run writes
+/// 100,000s, and sqlx's cost is per statement. In primary-key order: B-tree pages then fill
+/// one after another instead of being touched (and spilled to the WAL) again and again by
+/// random ids.
+async fn insert_image_rows(
+    conn: &mut SqliteConnection,
+    table: ImageTable,
+    rows: &[ImageRow],
+) -> Result<(), sqlx::Error> {
+    let mut image_rows: Vec<&ImageRow> = rows.iter().collect();
     image_rows.sort_by(|a, b| (a.kind.as_str(), &a.id).cmp(&(b.kind.as_str(), &b.id)));
     for chunk in image_rows.chunks(INSERT_CHUNK) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO directory_image (kind, id, dn, entry, anchor, name_key, member_keys, hash) ",
-        );
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(match table {
+            ImageTable::Image => {
+                "INSERT INTO directory_image (kind, id, dn, entry, anchor, name_key, member_keys, hash) "
+            }
+            ImageTable::Staging => {
+                "INSERT INTO image_staging (kind, id, dn, entry, anchor, name_key, member_keys, hash) "
+            }
+        });
         q.push_values(chunk, |mut b, row| {
             let member_keys =
                 (!row.keys.member_keys.is_empty()).then(|| row.keys.member_keys.join("\n"));
@@ -780,6 +800,38 @@ async fn commit(conn: &mut SqliteConnection, w: &IncrementalWrite) -> Result<(),
         );
         q.build().execute(&mut *conn).await?;
     }
+    Ok(())
+}
+
+async fn commit(conn: &mut SqliteConnection, w: &IncrementalWrite) -> Result<(), sqlx::Error> {
+    if w.replace {
+        sqlx::query("DELETE FROM directory_image")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("DELETE FROM target_cache")
+            .execute(&mut *conn)
+            .await?;
+    }
+    for (kind, id) in &w.image_removals {
+        sqlx::query("DELETE FROM directory_image WHERE kind = ? AND id = ?")
+            .bind(kind.as_str())
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    insert_image_rows(conn, ImageTable::Image, &w.image_upserts).await?;
+    sqlx::query(
+        "INSERT INTO directory_image (kind, id, dn, entry, anchor, name_key, member_keys, hash) \
+         SELECT kind, id, dn, entry, anchor, name_key, member_keys, hash FROM image_staging \
+         WHERE true ON CONFLICT (kind, id) DO UPDATE SET dn = excluded.dn, entry = excluded.entry, \
+         anchor = excluded.anchor, name_key = excluded.name_key, \
+         member_keys = excluded.member_keys, hash = excluded.hash",
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM image_staging")
+        .execute(&mut *conn)
+        .await?;
     for (kind, id) in &w.cache_removals {
         sqlx::query("DELETE FROM target_cache WHERE kind = ? AND id = ?")
             .bind(kind.as_str())
@@ -944,7 +996,9 @@ mod tests {
                         active: true,
                         pending: false,
                         pending_since: None,
-                        resource: json!({"id": "g1", "members": [{"value": "1"}]}).to_string().into(),
+                        resource: json!({"id": "g1", "members": [{"value": "1"}]})
+                            .to_string()
+                            .into(),
                     },
                     CachedObject {
                         kind: ObjectKind::User,
