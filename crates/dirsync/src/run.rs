@@ -815,11 +815,12 @@ struct Executed {
     target_conflicts: bool,
 }
 
-/// A full run's target cache: the rows to write, found by comparing what the live target
-/// holds, as it is read, with the hashes of the rows the state holds. Only the difference is
-/// kept: a full reconcile that finds the cache right holds keys, not 100,000 copies of it.
+/// A full run's target cache against the state's: which rows differ from the stored ones
+/// (found as the target is read, from the stored hashes), which stored rows the target no
+/// longer holds, and the rows of re-read objects. The differing rows themselves are staged in
+/// the state, not held: the first full reconcile after an initial run rewrites every row.
 struct LiveCache {
-    /// Rows that differ from the state's (every row when the state is rewritten).
+    /// Rows to write with the commit: re-read objects (and rows that could not be staged).
     changed: HashMap<ImageKey, CachedObject>,
     /// State rows the target no longer holds (known after [`LiveCache::finish`]).
     removed: HashSet<ImageKey>,
@@ -840,13 +841,12 @@ impl LiveCache {
         }
     }
 
-    /// The target holds `row`.
-    fn holds(&mut self, row: CachedObject) {
+    /// The target holds `row`: whether it differs from the stored one (is to be written).
+    fn differs(&mut self, row: &CachedObject) -> bool {
         let key = (row.kind, row.id.clone());
-        if self.replace || self.old.get(&key) != Some(&row.content_hash()) {
-            self.changed.insert(key.clone(), row);
-        }
+        let differs = self.replace || self.old.get(&key) != Some(&row.content_hash());
         self.present.insert(key);
+        differs
     }
 
     /// The read is over: what the state holds and the target does not is removed.
@@ -872,7 +872,23 @@ impl LiveCache {
             }
         }
     }
+
+    /// Stages rows to write in the state (or, if that fails, keeps them for the commit).
+    async fn stage(&mut self, state: &StateStore, rows: Vec<CachedObject>) {
+        if rows.is_empty() {
+            return;
+        }
+        if let Err(e) = state.stage_cache(&rows).await {
+            tracing::warn!(error = %e, "could not stage target cache rows; they are kept for the commit");
+            for row in rows {
+                self.changed.insert((row.kind, row.id.clone()), row);
+            }
+        }
+    }
 }
+
+/// Cache rows staged per statement batch while a full run's differing rows are written.
+const STAGE_CHUNK: usize = 5_000;
 
 /// Re-reads what the run wrote into the cache and commits image, cache and cursor together.
 async fn finish_state(
@@ -1101,8 +1117,13 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
         .map(|u| (u.anchor.as_str(), &u.resource))
         .collect();
     let managed = mapping::managed_user_attributes(&config.iid.scim.attribute.user, source.kind);
+    // Users whose cache row differs keep their own text: their rows are staged from it below.
+    let mut differing: HashSet<String> = HashSet::new();
     let mut each_user = |read: &serde_json::Value, user: &mut plan::TargetUser| {
-        live_cache.holds(target::cached_user(user));
+        if live_cache.differs(&target::cached_user(user)) {
+            differing.insert(user.id.clone());
+            return;
+        }
         if whole_resources || user.pending {
             return;
         }
@@ -1125,10 +1146,27 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
         Ok(s) => s,
         Err(e) => return stop(report, e.to_string(), EXIT_UNREACHABLE),
     };
+    let mut group_rows = Vec::new();
     for group in &snapshot.groups {
-        live_cache.holds(target::cached_group(group));
+        let row = target::cached_group(group);
+        if live_cache.differs(&row) {
+            group_rows.push(row);
+        }
     }
     live_cache.finish();
+    if !run.options.dry_run {
+        let users = snapshot
+            .users
+            .iter()
+            .filter(|u| differing.contains(&u.id))
+            .collect::<Vec<_>>();
+        for chunk in users.chunks(STAGE_CHUNK) {
+            let rows = chunk.iter().map(|u| target::cached_user(u)).collect();
+            live_cache.stage(run.state, rows).await;
+        }
+        live_cache.stage(run.state, group_rows).await;
+    }
+    drop(differing);
     phase("read the target", &mut t);
     let executed = execute(
         run,

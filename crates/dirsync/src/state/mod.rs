@@ -694,12 +694,23 @@ impl StateStore {
         tx.commit().await.map_err(|e| self.err(e))
     }
 
-    /// Forgets staged rows of a run that never committed (killed).
-    pub async fn clear_staging(&self) -> Result<(), StateError> {
-        sqlx::query("DELETE FROM image_staging")
-            .execute(&self.pool)
+    /// Writes target cache rows ahead of the commit, as [`StateStore::stage_image`].
+    pub async fn stage_cache(&self, rows: &[CachedObject]) -> Result<(), StateError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        insert_cache_rows(&mut tx, CacheTable::Staging, rows)
             .await
             .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    /// Forgets staged rows of a run that never committed (killed).
+    pub async fn clear_staging(&self) -> Result<(), StateError> {
+        for sql in ["DELETE FROM image_staging", "DELETE FROM cache_staging"] {
+            sqlx::query(sql)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
         Ok(())
     }
 
@@ -803,6 +814,57 @@ async fn insert_image_rows(
     Ok(())
 }
 
+/// Where cache rows go: the target cache itself, or the staging table of a run not yet
+/// committed.
+#[derive(Clone, Copy)]
+enum CacheTable {
+    Cache,
+    Staging,
+}
+
+/// Writes target cache rows (insert or update), many per statement, in key order (as
+/// [`insert_image_rows`]).
+async fn insert_cache_rows(
+    conn: &mut SqliteConnection,
+    table: CacheTable,
+    rows: &[CachedObject],
+) -> Result<(), sqlx::Error> {
+    let mut cache_rows: Vec<&CachedObject> = rows.iter().collect();
+    cache_rows.sort_by(|a, b| (a.kind.as_str(), &a.id).cmp(&(b.kind.as_str(), &b.id)));
+    for chunk in cache_rows.chunks(INSERT_CHUNK) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(match table {
+            CacheTable::Cache => {
+                "INSERT INTO target_cache (kind, id, pending, resource, external_id, name, \
+                 name_key, active, pending_since, hash) "
+            }
+            CacheTable::Staging => {
+                "INSERT INTO cache_staging (kind, id, pending, resource, external_id, name, \
+                 name_key, active, pending_since, hash) "
+            }
+        });
+        q.push_values(chunk, |mut b, o| {
+            b.push_bind(o.kind.as_str())
+                .push_bind(o.id.clone())
+                .push_bind(o.pending)
+                .push_bind(o.resource.to_string())
+                .push_bind(o.external_id.clone())
+                .push_bind(o.name.clone())
+                .push_bind(o.name.to_lowercase())
+                .push_bind(o.active)
+                .push_bind(o.pending_since.map(|d| d.to_rfc3339()))
+                .push_bind(o.content_hash() as i64);
+        });
+        q.push(
+            " ON CONFLICT (kind, id) DO UPDATE SET pending = excluded.pending, \
+             resource = excluded.resource, external_id = excluded.external_id, \
+             name = excluded.name, name_key = excluded.name_key, active = excluded.active, \
+             pending_since = excluded.pending_since, hash = excluded.hash",
+        );
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 async fn commit(conn: &mut SqliteConnection, w: &IncrementalWrite) -> Result<(), sqlx::Error> {
     if w.replace {
         sqlx::query("DELETE FROM directory_image")
@@ -832,6 +894,21 @@ async fn commit(conn: &mut SqliteConnection, w: &IncrementalWrite) -> Result<(),
     sqlx::query("DELETE FROM image_staging")
         .execute(&mut *conn)
         .await?;
+    // Staged rows first: removals and re-read rows of this run come after them.
+    sqlx::query(
+        "INSERT INTO target_cache (kind, id, pending, resource, external_id, name, name_key, \
+         active, pending_since, hash) SELECT kind, id, pending, resource, external_id, name, \
+         name_key, active, pending_since, hash FROM cache_staging WHERE true \
+         ON CONFLICT (kind, id) DO UPDATE SET pending = excluded.pending, \
+         resource = excluded.resource, external_id = excluded.external_id, \
+         name = excluded.name, name_key = excluded.name_key, active = excluded.active, \
+         pending_since = excluded.pending_since, hash = excluded.hash",
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM cache_staging")
+        .execute(&mut *conn)
+        .await?;
     for (kind, id) in &w.cache_removals {
         sqlx::query("DELETE FROM target_cache WHERE kind = ? AND id = ?")
             .bind(kind.as_str())
@@ -839,33 +916,7 @@ async fn commit(conn: &mut SqliteConnection, w: &IncrementalWrite) -> Result<(),
             .execute(&mut *conn)
             .await?;
     }
-    let mut cache_rows: Vec<&CachedObject> = w.cache_upserts.iter().collect();
-    cache_rows.sort_by(|a, b| (a.kind.as_str(), &a.id).cmp(&(b.kind.as_str(), &b.id)));
-    for chunk in cache_rows.chunks(INSERT_CHUNK) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO target_cache (kind, id, pending, resource, external_id, name, name_key, \
-             active, pending_since, hash) ",
-        );
-        q.push_values(chunk, |mut b, o| {
-            b.push_bind(o.kind.as_str())
-                .push_bind(o.id.clone())
-                .push_bind(o.pending)
-                .push_bind(o.resource.to_string())
-                .push_bind(o.external_id.clone())
-                .push_bind(o.name.clone())
-                .push_bind(o.name.to_lowercase())
-                .push_bind(o.active)
-                .push_bind(o.pending_since.map(|d| d.to_rfc3339()))
-                .push_bind(o.content_hash() as i64);
-        });
-        q.push(
-            " ON CONFLICT (kind, id) DO UPDATE SET pending = excluded.pending, \
-             resource = excluded.resource, external_id = excluded.external_id, \
-             name = excluded.name, name_key = excluded.name_key, active = excluded.active, \
-             pending_since = excluded.pending_since, hash = excluded.hash",
-        );
-        q.build().execute(&mut *conn).await?;
-    }
+    insert_cache_rows(conn, CacheTable::Cache, &w.cache_upserts).await?;
     match &w.cursor {
         Some(cursor) => {
             sqlx::query(
