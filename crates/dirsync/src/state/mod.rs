@@ -1139,4 +1139,74 @@ mod tests {
         );
         assert_ne!(fingerprint(&json!({"a": 1})), fingerprint(&json!({"a": 2})));
     }
+
+    /// Staged rows reach the image and the cache only with a commit; rows a killed run
+    /// staged are cleared, never committed by the next run.
+    #[tokio::test]
+    async fn staged_rows_arrive_with_the_commit_and_a_killed_runs_are_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).await.unwrap();
+        let row = |id: &str| {
+            ImageRow::new(
+                ObjectKind::User,
+                id.into(),
+                &Entry::new(format!("uid={id},dc=x")).with("uid", id),
+                ImageKeys::default(),
+            )
+        };
+        let cached = |id: &str| CachedObject {
+            kind: ObjectKind::User,
+            id: id.into(),
+            external_id: Some(format!("ext-{id}")),
+            name: id.into(),
+            active: true,
+            pending: false,
+            pending_since: None,
+            resource: json!({"id": id}).to_string().into(),
+        };
+        async fn image_ids(store: &StateStore) -> Vec<String> {
+            let image = store.image(ObjectKind::User).await.unwrap();
+            image.into_keys().collect()
+        }
+
+        // A killed run: staged, never committed; the next run clears them first.
+        store.stage_image(&[row("killed")]).await.unwrap();
+        store.stage_cache(&[cached("killed")]).await.unwrap();
+        store.clear_staging().await.unwrap();
+        store.stage_image(&[row("a")]).await.unwrap();
+        store.stage_cache(&[cached("a")]).await.unwrap();
+        assert!(
+            image_ids(&store).await.is_empty(),
+            "staged rows are not the image"
+        );
+        assert!(store.target_cache().await.unwrap().is_empty());
+
+        let write = IncrementalWrite {
+            replace: true,
+            cursor: Some("c".into()),
+            image_upserts: vec![row("b")],
+            ..IncrementalWrite::default()
+        };
+        store.commit_incremental(&write).await.unwrap();
+        assert_eq!(image_ids(&store).await, ["a", "b"]);
+        let cache: Vec<String> = store
+            .target_cache()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        assert_eq!(cache, ["a"]);
+
+        // The staging tables are empty again: a second commit adds nothing.
+        store
+            .commit_incremental(&IncrementalWrite {
+                replace: true,
+                cursor: Some("c2".into()),
+                ..IncrementalWrite::default()
+            })
+            .await
+            .unwrap();
+        assert!(image_ids(&store).await.is_empty());
+    }
 }
