@@ -186,11 +186,26 @@ async fn async_main(cli: Cli) -> i32 {
             let result = sync(&config, warnings, &options).await;
             match report {
                 ReportFormat::Json => {
-                    let json = serde_json::json!({ "report": result.report, "plan": result.plan });
-                    out(&format!(
-                        "{}\n",
-                        serde_json::to_string_pretty(&json).unwrap_or_default()
-                    ));
+                    // Written as it is serialised: the plan of an initial run holds 100,000
+                    // resources, and one JSON value of all of it was most of that run's peak
+                    // memory (issue #5).
+                    #[derive(serde::Serialize)]
+                    struct Output<'a> {
+                        report: &'a dirsync::report::Report,
+                        plan: &'a Option<dirsync::plan::Plan>,
+                    }
+                    let output = Output {
+                        report: &result.report,
+                        plan: &result.plan,
+                    };
+                    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+                    // A closed pipe (`dirsync ... | head`) is not an error worth a panic.
+                    let _ = serde_json::to_writer_pretty(&mut stdout, &output)
+                        .map_err(std::io::Error::from)
+                        .and_then(|()| {
+                            use std::io::Write;
+                            stdout.write_all(b"\n").and_then(|()| stdout.flush())
+                        });
                 }
                 ReportFormat::Text => {
                     if dry_run && let Some(plan) = &result.plan {
