@@ -85,8 +85,10 @@ pub struct Created {
     /// which are all the members the plan gave the new group that could be resolved (a member
     /// whose own create failed is neither sent nor listed, as on the target). A group whose
     /// members were not all sent with the create (it was adopted) is not listed at all.
-    /// Not in it: what the target adds by itself (`meta`, defaults).
-    pub cache_row: CachedObject,
+    /// Not in it: what the target adds by itself (`meta`, defaults). `None` once the row is
+    /// staged in the state ([`StateStore::stage_cache`], with the object's record): an initial
+    /// run does not hold 100,000 of them until its commit.
+    pub cache_row: Option<CachedObject>,
 }
 
 #[derive(Debug, Default)]
@@ -126,6 +128,7 @@ pub async fn apply(plan: &Plan, ctx: &ApplyContext<'_>) -> ApplyOutcome {
         new_groups: Mutex::new(HashMap::new()),
         new_group_members,
         members_sent: Mutex::new(HashSet::new()),
+        to_stage: Mutex::new(Vec::new()),
         outcome: Mutex::new(ApplyOutcome::default()),
         stop: AtomicBool::new(false),
     };
@@ -176,6 +179,8 @@ struct Run<'a, 'b> {
     /// Anchors of the groups created with those members in the create request: their
     /// `AddMembers` send nothing more. A group adopted after "already exists" is not here.
     members_sent: Mutex<HashSet<String>>,
+    /// Created objects whose cache rows are not staged yet (see [`Run::store`]).
+    to_stage: Mutex<Vec<Created>>,
     outcome: Mutex<ApplyOutcome>,
     stop: AtomicBool,
 }
@@ -787,18 +792,16 @@ impl Run<'_, '_> {
             {
                 sent.insert(anchor.to_string());
             }
-            let mut outcome = match self.outcome.lock() {
+            let mut to_stage = match self.to_stage.lock() {
                 Ok(o) => o,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            if let Some(cache_row) = crate::target::cache_row(kind, full) {
-                outcome.created.push(Created {
-                    kind,
-                    anchor: anchor.to_string(),
-                    id: id.to_string(),
-                    cache_row,
-                });
-            }
+            to_stage.push(Created {
+                kind,
+                anchor: anchor.to_string(),
+                id: id.to_string(),
+                cache_row: crate::target::cache_row(kind, full),
+            });
         }
         let outcome = if existed {
             "ok (already existed; adopted by externalId)"
@@ -827,14 +830,41 @@ impl Run<'_, '_> {
     }
 
     /// Records confirmed creates in the state, in one transaction.
+    /// Also stages the cache rows of the objects created so far, so that they are not held
+    /// until the run's commit.
     async fn store(&self, records: &[ObjectRecord]) {
-        if records.is_empty() {
-            return;
-        }
-        if let Err(e) = self.ctx.state.upsert_objects(records).await {
+        if !records.is_empty()
+            && let Err(e) = self.ctx.state.upsert_objects(records).await
+        {
             // The target is the truth; lost state rows are rebuilt next run.
             tracing::warn!(error = %e, objects = records.len(), "could not record objects in the local state");
         }
+        let mut created = match self.to_stage.lock() {
+            Ok(mut o) => std::mem::take(&mut *o),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        if created.is_empty() {
+            return;
+        }
+        let with_row: Vec<usize> = (0..created.len())
+            .filter(|i| created[*i].cache_row.is_some())
+            .collect();
+        let rows: Vec<CachedObject> = created
+            .iter_mut()
+            .filter_map(|c| c.cache_row.take())
+            .collect();
+        if let Err(e) = self.ctx.state.stage_cache(&rows).await {
+            // Kept for the commit instead.
+            tracing::warn!(error = %e, "could not stage cache rows of created objects");
+            for (i, row) in with_row.into_iter().zip(rows) {
+                created[i].cache_row = Some(row);
+            }
+        }
+        let mut outcome = match self.outcome.lock() {
+            Ok(o) => o,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        outcome.created.append(&mut created);
     }
 
     fn group_id(&self, group: &GroupRef) -> Option<String> {

@@ -63,6 +63,8 @@ fn add_members(group: &str, users: &[&str]) -> Operation {
 
 struct Applied {
     outcome: ApplyOutcome,
+    /// Target id → resource, as the target cache holds it after a commit.
+    cache: HashMap<String, Value>,
     journal: Vec<Value>,
     /// displayName → member ids, as the target holds them.
     target_members: HashMap<String, BTreeSet<String>>,
@@ -168,8 +170,22 @@ fn run(bulk_size: Option<usize>) -> Applied {
                 )
             })
             .collect();
+        // The created objects' cache rows were staged as they were created; a commit moves
+        // them into the target cache.
+        state
+            .commit_incremental(&dirsync::state::IncrementalWrite::default())
+            .await
+            .unwrap();
+        let cache = state
+            .target_cache()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.id.clone(), serde_json::from_str(&o.resource).unwrap()))
+            .collect();
         Applied {
             outcome,
+            cache,
             journal,
             target_members,
             user_ids,
@@ -271,7 +287,8 @@ fn check(a: &Applied) {
         .created
         .iter()
         .map(|c| {
-            let resource: Value = serde_json::from_str(&c.cache_row.resource).unwrap();
+            assert!(c.cache_row.is_none(), "staged, not held: {c:?}");
+            let resource: Value = a.cache[&c.id].clone();
             assert_eq!(resource["id"], json!(c.id));
             assert_eq!(resource["externalId"], json!(c.anchor));
             ((c.kind, c.anchor.as_str()), resource)
