@@ -445,22 +445,25 @@ pub fn plan(input: &PlanInput) -> Plan {
         .enumerate()
         .filter_map(|(i, t)| t.external_id.as_deref().map(|e| (e, i)))
         .collect();
-    let mut by_name: HashMap<Cow<'_, str>, Vec<usize>> = HashMap::new();
-    for (i, t) in input.target_users.iter().enumerate() {
-        by_name.entry(lower(&t.user_name)).or_default().push(i);
-    }
+    let by_name = KeyIndex::new(
+        input
+            .target_users
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (lower(&t.user_name), i))
+            .collect(),
+    );
     let find_user = |ext: Option<&str>, name: Option<&str>| -> Option<(usize, bool)> {
         if let Some(i) = ext.and_then(|e| by_ext.get(e)) {
             return Some((*i, false));
         }
-        by_name.get(lower(name?).as_ref()).and_then(|v| {
-            // Prefer a live user over a pending one of the same name.
-            v.iter()
-                .copied()
-                .find(|i| !input.target_users[*i].pending)
-                .or_else(|| v.first().copied())
-                .map(|i| (i, true))
-        })
+        let same = by_name.get(lower(name?).as_ref());
+        // Prefer a live user over a pending one of the same name.
+        same.iter()
+            .map(|(_, i)| *i)
+            .find(|i| !input.target_users[*i].pending)
+            .or_else(|| same.first().map(|(_, i)| *i))
+            .map(|i| (i, true))
     };
 
     // Target users that must not be deleted or have memberships removed this run.
@@ -478,13 +481,25 @@ pub fn plan(input: &PlanInput) -> Plan {
 
     // Duplicates in the source: all involved are reported and none is sent.
     let mut excluded: HashSet<usize> = HashSet::new();
-    let mut ext_groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    let mut name_groups: BTreeMap<Cow<'_, str>, Vec<usize>> = BTreeMap::new();
-    for (i, u) in input.users.iter().enumerate() {
-        ext_groups.entry(u.anchor.as_str()).or_default().push(i);
-        name_groups.entry(lower(&u.user_name)).or_default().push(i);
-    }
-    for (ext, idx) in ext_groups.iter().filter(|(_, v)| v.len() > 1) {
+    let ext_groups = KeyIndex::new(
+        input
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.anchor.as_str(), i))
+            .collect(),
+    )
+    .repeated();
+    let name_groups = KeyIndex::new(
+        input
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (lower(&u.user_name), i))
+            .collect(),
+    )
+    .repeated();
+    for (ext, idx) in &ext_groups {
         let dns: Vec<&str> = idx.iter().map(|i| input.users[*i].dn.as_str()).collect();
         out.errors.push(PlanError {
             kind: ErrorKind::DuplicateExternalId,
@@ -496,7 +511,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         });
         excluded.extend(idx.iter().copied());
     }
-    for (name, idx) in name_groups.iter().filter(|(_, v)| v.len() > 1) {
+    for (name, idx) in &name_groups {
         let dns: Vec<&str> = idx.iter().map(|i| input.users[*i].dn.as_str()).collect();
         out.errors.push(PlanError {
             kind: ErrorKind::DuplicateUserName,
@@ -1188,6 +1203,47 @@ fn managed_view(target: &Value, desired: &Value, managed: &[String]) -> Value {
         }
     }
     Value::Object(out)
+}
+
+/// Keys with the indexes they belong to, sorted: a lookup finds every index of a key. The
+/// planner's indexes over 100,000 users were maps of one small vector per key; a sorted list is
+/// a fraction of that memory (issue #5).
+struct KeyIndex<K> {
+    entries: Vec<(K, usize)>,
+}
+
+impl<K: Ord> KeyIndex<K> {
+    fn new(mut entries: Vec<(K, usize)>) -> KeyIndex<K> {
+        entries.sort();
+        KeyIndex { entries }
+    }
+
+    /// The entries of `key`, by index.
+    fn get<Q>(&self, key: &Q) -> &[(K, usize)]
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        let start = self.entries.partition_point(|(k, _)| k.borrow() < key);
+        let end = start + self.entries[start..].partition_point(|(k, _)| k.borrow() == key);
+        &self.entries[start..end]
+    }
+
+    /// Keys held by more than one index, in key order, each with its indexes.
+    fn repeated(self) -> Vec<(K, Vec<usize>)> {
+        let mut out: Vec<(K, Vec<usize>)> = Vec::new();
+        let mut entries = self.entries.into_iter().peekable();
+        while let Some((key, i)) = entries.next() {
+            let mut idx = vec![i];
+            while let Some((_, j)) = entries.next_if(|(k, _)| *k == key) {
+                idx.push(j);
+            }
+            if idx.len() > 1 {
+                out.push((key, idx));
+            }
+        }
+        out
+    }
 }
 
 /// Lower case, without a copy when the text already is (userNames mostly are: 100,000 index

@@ -1038,3 +1038,13 @@ fn a_plan_over_the_changed_users_deletes_only_on_evidence_and_counts_the_whole_p
     let reason = p.refused.clone().unwrap_or_default();
     assert!(reason.contains("2 of 10 managed users"), "{p}");
 }
+
+#[test]
+fn key_index_finds_every_index_of_a_key_and_the_repeated_keys_in_order() {
+    let index = super::KeyIndex::new(vec![("b", 0), ("a", 1), ("b", 2), ("c", 3), ("a", 4)]);
+    assert_eq!(index.get("b"), &[("b", 0), ("b", 2)]);
+    assert_eq!(index.get("c"), &[("c", 3)]);
+    assert!(index.get("d").is_empty());
+    assert!(index.get("").is_empty());
+    assert_eq!(index.repeated(), vec![("a", vec![1, 4]), ("b", vec![0, 2])]);
+}
