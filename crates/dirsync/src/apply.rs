@@ -140,6 +140,11 @@ pub async fn apply(plan: &Plan, ctx: &ApplyContext<'_>) -> ApplyOutcome {
             end += 1;
         }
         let batch = &plan.operations[start..end];
+        tracing::debug!(
+            operation = describe(&batch[0]).0,
+            count = batch.len(),
+            "apply batch"
+        );
         match ctx.bulk_size {
             Some(size)
                 if matches!(

@@ -1376,7 +1376,7 @@ async fn execute(
 fn plan_drift(
     plan: &Plan,
     anchors: &HashMap<String, String>,
-    unchanged: &HashSet<String>,
+    unchanged: &desired::AnchorSet,
 ) -> Vec<String> {
     use plan::Operation as Op;
     let mut out = BTreeSet::new();

@@ -843,6 +843,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         return out;
     }
 
+    // Moved, not cloned (`concat` would copy 100,000 creates of an initial run).
     out.operations = [
         b.early_users,
         b.group_writes,
@@ -852,7 +853,9 @@ pub fn plan(input: &PlanInput) -> Plan {
         b.group_deletes,
         b.user_pendings,
     ]
-    .concat();
+    .into_iter()
+    .flatten()
+    .collect();
     out
 }
 

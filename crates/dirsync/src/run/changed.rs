@@ -227,7 +227,7 @@ pub(super) async fn prepare(
         groups: desired_groups,
         unmapped_groups,
         read_complete: true,
-        unchanged_anchors: HashSet::new(),
+        unchanged_anchors: desired::AnchorSet::default(),
         changed_users_only: Some(ChangedUsers {
             removable,
             unchanged_anchors,

@@ -30,8 +30,31 @@ pub(super) struct Desired {
     pub unmapped_groups: Vec<MappingError>,
     pub read_complete: bool,
     /// In a full run with a previous image: anchors of entries unchanged since it (drift).
-    pub unchanged_anchors: HashSet<String>,
+    pub unchanged_anchors: AnchorSet,
     pub changed_users_only: Option<ChangedUsers>,
+}
+
+/// Anchors of the entries a full run found unchanged since the last image, kept as 64-bit
+/// hashes: only drift reporting asks (a hash collision could at worst name one more object as
+/// drift), and 100,000 anchors as strings were some 7 MB of a full run's peak (issue #5).
+#[derive(Default)]
+pub(super) struct AnchorSet(HashSet<u64>);
+
+impl AnchorSet {
+    fn key(anchor: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        anchor.hash(&mut h);
+        h.finish()
+    }
+
+    pub fn insert(&mut self, anchor: &str) {
+        self.0.insert(Self::key(anchor));
+    }
+
+    pub fn contains(&self, anchor: &str) -> bool {
+        self.0.contains(&Self::key(anchor))
+    }
 }
 
 /// How member values name users, from `ad.ldap.search.group` and the directory kind.
@@ -185,7 +208,7 @@ pub(super) fn from_read(
     let mut unmapped_users = Vec::new();
     let mut rows = Vec::new();
     let mut present = HashSet::new();
-    let mut unchanged_anchors = HashSet::new();
+    let mut unchanged_anchors = AnchorSet::default();
     let mut by_key: HashMap<String, String> = HashMap::new();
     for entry in read.users {
         let stable = id(&entry);
@@ -208,7 +231,7 @@ pub(super) fn from_read(
                     by_key.insert(k.clone(), u.anchor.clone());
                 }
                 if stable.as_deref().is_some_and(same) {
-                    unchanged_anchors.insert(u.anchor.clone());
+                    unchanged_anchors.insert(&u.anchor);
                 }
                 keys.anchor = Some(u.anchor.clone());
                 keys.name_key = Some(u.user_name.to_lowercase());
@@ -252,7 +275,7 @@ pub(super) fn from_read(
     }
     for g in &groups {
         if same_dns.contains(&g.group.dn) {
-            unchanged_anchors.insert(g.group.anchor.clone());
+            unchanged_anchors.insert(&g.group.anchor);
         }
     }
     MappedRead {
