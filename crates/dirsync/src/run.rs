@@ -1103,49 +1103,92 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
     phase("map", &mut t);
 
     // The target is read after the mapping, so that each user can be compared with what the
-    // directory wants as it arrives: its cache row is kept only if it differs from the
-    // state's, and a user the plan will not update shares the desired resource's text
-    // (the planner compares the two the same way; with a scope filter, which is evaluated
-    // on the target's own attributes, every user keeps its own).
+    // directory wants as it arrives (issue #5: 100,000 target users were held in full):
+    // - its cache row is staged in the state while the read goes on, if it differs from the
+    //   stored one;
+    // - a user the plan will not update shares the desired resource's text, and when it is
+    //   the only target user with that externalId, both then hold an empty resource: the
+    //   planner compares them the same way, and finds no update either way.
+    // With a scope filter (evaluated on the target's own attributes) every user keeps its own.
     let spinner = progress_spinner("reading the target");
     let whole_resources = changed::whole_plan_reason(config).is_some();
     let mut live_cache =
         LiveCache::new(run.state.cache_hashes().await.unwrap_or_default(), replace);
-    let wanted: HashMap<&str, &JsonText> = desired
+    let wanted: HashMap<&str, usize> = desired
         .users
         .iter()
-        .map(|u| (u.anchor.as_str(), &u.resource))
+        .enumerate()
+        .map(|(i, u)| (u.anchor.as_str(), i))
         .collect();
     let managed = mapping::managed_user_attributes(&config.iid.scim.attribute.user, source.kind);
-    // Users whose cache row differs keep their own text: their rows are staged from it below.
-    let mut differing: HashSet<String> = HashSet::new();
-    let mut each_user = |read: &serde_json::Value, user: &mut plan::TargetUser| {
-        if live_cache.differs(&target::cached_user(user)) {
-            differing.insert(user.id.clone());
-            return;
+    // Per desired user: how many target users carry its anchor, and whether one needs no update.
+    let mut holders = vec![0u8; desired.users.len()];
+    let mut same = vec![false; desired.users.len()];
+    let (rows_tx, mut rows_rx) = tokio::sync::mpsc::unbounded_channel::<CachedObject>();
+    let dry_run = run.options.dry_run;
+    let stager = async {
+        let mut unstaged = Vec::new();
+        let mut buf = Vec::with_capacity(STAGE_CHUNK);
+        while rows_rx.recv_many(&mut buf, STAGE_CHUNK).await > 0 {
+            if !dry_run && let Err(e) = run.state.stage_cache(&buf).await {
+                tracing::warn!(error = %e, "could not stage target cache rows; they are kept for the commit");
+                unstaged.append(&mut buf);
+            }
+            buf.clear();
         }
-        if whole_resources || user.pending {
-            return;
-        }
-        if let Some(text) = user.external_id.as_deref().and_then(|e| wanted.get(e))
-            && plan::same_attributes(read, &text.value(), &managed)
-        {
-            user.resource = (*text).clone();
-        }
+        unstaged
     };
-    let snapshot = target::read(
-        run.client,
-        run.keeps_pending,
-        whole_resources,
-        &mut each_user,
-    )
-    .await;
+    let users = &desired.users;
+    let reading = async {
+        let rows_tx = rows_tx;
+        let mut each_user = |read: &serde_json::Value, user: &mut plan::TargetUser| {
+            let row = target::cached_user(user);
+            if live_cache.differs(&row) {
+                let _ = rows_tx.send(row);
+            }
+            let Some(&i) = user.external_id.as_deref().and_then(|e| wanted.get(e)) else {
+                return;
+            };
+            holders[i] = holders[i].saturating_add(1);
+            if whole_resources || user.pending {
+                return;
+            }
+            if plan::same_attributes(read, &users[i].resource.value(), &managed) {
+                user.resource = users[i].resource.clone();
+                same[i] = true;
+            }
+        };
+        target::read(
+            run.client,
+            run.keeps_pending,
+            whole_resources,
+            &mut each_user,
+        )
+        .await
+    };
+    let (snapshot, unstaged) = tokio::join!(reading, stager);
     spinner.finish_and_clear();
-    drop(wanted);
-    let snapshot = match snapshot {
+    let mut snapshot = match snapshot {
         Ok(s) => s,
         Err(e) => return stop(report, e.to_string(), EXIT_UNREACHABLE),
     };
+    for row in unstaged {
+        live_cache.changed.insert((row.kind, row.id.clone()), row);
+    }
+    let only_same = |i: usize| same[i] && holders[i] == 1;
+    let empty = JsonText::new(&serde_json::json!({}));
+    for user in &mut snapshot.users {
+        if let Some(&i) = user.external_id.as_deref().and_then(|e| wanted.get(e))
+            && only_same(i)
+        {
+            user.resource = empty.clone();
+        }
+    }
+    let emptied: Vec<usize> = (0..same.len()).filter(|i| only_same(*i)).collect();
+    drop(wanted);
+    for i in emptied {
+        desired.users[i].resource = empty.clone();
+    }
     let mut group_rows = Vec::new();
     for group in &snapshot.groups {
         let row = target::cached_group(group);
@@ -1154,19 +1197,9 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
         }
     }
     live_cache.finish();
-    if !run.options.dry_run {
-        let users = snapshot
-            .users
-            .iter()
-            .filter(|u| differing.contains(&u.id))
-            .collect::<Vec<_>>();
-        for chunk in users.chunks(STAGE_CHUNK) {
-            let rows = chunk.iter().map(|u| target::cached_user(u)).collect();
-            live_cache.stage(run.state, rows).await;
-        }
+    if !dry_run {
         live_cache.stage(run.state, group_rows).await;
     }
-    drop(differing);
     phase("read the target", &mut t);
     let executed = execute(
         run,
