@@ -106,6 +106,12 @@ pub struct ApplyOutcome {
 /// carries its members, so group creates are cut by size as well as by count.
 pub const BULK_BYTES_PER_OPERATION: usize = 4096;
 
+/// At most this many bytes of group bodies go in one Bulk request. With `sync.concurrency`
+/// requests in flight (16 by default), each held as parsed JSON, copied for the journal and
+/// the cache row, 5,000 groups' members in requests of 200 × 4 KiB added some 115 MiB to an
+/// initial run's peak (issue #5); the smaller requests cost a few more round trips.
+const GROUP_BULK_BYTES: usize = 128 * 1024;
+
 /// Applies `plan` in order. Consecutive operations of the same kind run concurrently.
 pub async fn apply(plan: &Plan, ctx: &ApplyContext<'_>) -> ApplyOutcome {
     let mut new_group_members: HashMap<&str, Vec<&MemberRef>> = HashMap::new();
@@ -209,10 +215,12 @@ enum Done {
 impl Run<'_, '_> {
     /// Cuts a run of creates into Bulk requests: at most `size` operations, and for group
     /// creates (whose bodies carry their members) at most `size` × the assumed bytes per
-    /// operation. A group too big for a request of its own is sent alone (see
+    /// operation and [`GROUP_BULK_BYTES`]. A group too big for a request of its own is sent alone (see
     /// [`Run::create_in_bulk`]).
     fn bulk_chunks<'p>(&self, batch: &'p [Operation], size: usize) -> Vec<Vec<ToCreate<'p>>> {
-        let budget = size.saturating_mul(BULK_BYTES_PER_OPERATION);
+        let budget = size
+            .saturating_mul(BULK_BYTES_PER_OPERATION)
+            .min(GROUP_BULK_BYTES);
         let mut chunks = Vec::new();
         let mut chunk: Vec<ToCreate<'p>> = Vec::new();
         let mut bytes = 0;
