@@ -31,8 +31,8 @@ use crate::source::changes::{ChangeSet, Cursor};
 use crate::source::ldap::LdapSource;
 use crate::source::{self, DirectoryRead, Entry, ad_changes, syncrepl};
 use crate::state::{
-    CachedObject, ImageKeys, ImageRow, IncrementalWrite, ObjectKind, ObjectRecord, RunLock,
-    StateStore, entry_hash,
+    CachedObject, ImageKeys, ImageRow, IncrementalWrite, ObjectKey, ObjectKind, ObjectRecord,
+    RunLock, StateStore, entry_hash,
 };
 use crate::target;
 
@@ -1558,9 +1558,8 @@ fn stop(report: &mut Report, reason: String, code: i32) -> Option<Plan> {
 /// The records to add after a successful run, so that the state knows every matched object
 /// (and a later run can tell its own objects from others even if their externalId changes).
 /// Made before the writes, so that the planner's input can go while they run.
-fn matched_records(input: &PlanInput, records: &[ObjectRecord]) -> Vec<ObjectRecord> {
-    let known: HashMap<&str, &ObjectRecord> =
-        records.iter().map(|r| (r.anchor.as_str(), r)).collect();
+fn matched_records(input: &PlanInput, records: &[ObjectKey]) -> Vec<ObjectRecord> {
+    let known: HashMap<&str, &ObjectKey> = records.iter().map(|r| (r.anchor.as_str(), r)).collect();
     let by_ext: HashMap<&str, &plan::TargetUser> = input
         .target_users
         .iter()

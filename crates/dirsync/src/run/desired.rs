@@ -16,7 +16,7 @@ use crate::plan::{
 use crate::report::Report;
 use crate::source::Entry;
 use crate::source_mark;
-use crate::state::{ImageKeys, ImageRow, ObjectKind, ObjectRecord, entry_hash};
+use crate::state::{ImageKeys, ImageRow, ObjectKey, ObjectKind, entry_hash};
 use crate::target;
 
 use super::SyncOptions;
@@ -302,8 +302,8 @@ pub(super) fn plan_input(
     kind: DirectoryKind,
     desired: &mut Desired,
     snapshot: target::TargetSnapshot,
-    records: &[ObjectRecord],
-    group_records: &[ObjectRecord],
+    records: &[ObjectKey],
+    group_records: &[ObjectKey],
     keeps_pending: bool,
     now: DateTime<Utc>,
 ) -> PlanInput {
