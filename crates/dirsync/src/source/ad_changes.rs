@@ -351,7 +351,7 @@ impl DcInfo {
             .to_string();
         let dirsync_offered = root.strs("supportedcontrol").contains(&DIRSYNC_OID);
         let (ldap, timeout) = source.handle();
-        let settings = spawn_guarded(base_read(ldap, timeout, service.clone(), "invocationId"))
+        let settings = run_guarded(base_read(ldap, timeout, service.clone(), "invocationId"))
             .await?
             .map_err(|reason| LdapSourceError::Search {
                 base: service.clone(),
@@ -511,7 +511,7 @@ async fn usn_changes(
     }
     let changed: BTreeMap<String, Vec<u8>> = outcome.entries.iter().filter_map(guid_of).collect();
     let (ldap, timeout) = source.handle();
-    let tombstones = spawn_guarded(show_deleted_search(
+    let tombstones = run_guarded(show_deleted_search(
         ldap,
         timeout,
         format!("CN=Deleted Objects,{}", dc.nc),
@@ -771,7 +771,7 @@ async fn dirsync_rounds(
     let nc = nc.to_string();
     let filter = filter.to_string();
     let attrs = attrs.to_vec();
-    spawn_guarded(async move {
+    run_guarded(async move {
         let mut ldap = ldap;
         let mut cookie = cookie;
         let mut entries = Vec::new();
@@ -906,12 +906,12 @@ async fn base_read(
         .map(|r| to_entry(SearchEntry::construct(r))))
 }
 
-/// ldap3 can panic on malformed BER from the server; in a task of its own that fails this
-/// read, not the agent.
-async fn spawn_guarded<T: Send + 'static>(
-    work: impl std::future::Future<Output = T> + Send + 'static,
+/// ldap3 can panic on malformed BER from the server; guarded ([`super::ldap::guarded`]),
+/// that fails this read, not the agent.
+async fn run_guarded<T>(
+    work: impl std::future::Future<Output = T>,
 ) -> Result<T, LdapSourceError> {
-    tokio::spawn(work)
+    super::ldap::guarded(work)
         .await
         .map_err(|_| LdapSourceError::Crashed)
 }

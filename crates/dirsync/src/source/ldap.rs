@@ -169,13 +169,11 @@ impl LdapSource {
         Ok(entry.map(to_entry).unwrap_or_default())
     }
 
-    /// A paged subtree search, with ranged attributes completed. Runs in its own task:
+    /// A paged subtree search, with ranged attributes completed. Guarded ([`guarded`]):
     /// ldap3 panics on some malformed responses, and that must fail this read, not the agent.
     pub async fn search(&self, spec: SearchSpec) -> Result<SearchOutcome, LdapSourceError> {
         let ldap = self.ldap.clone();
-        let timeout = self.timeout;
-        let page_size = self.page_size;
-        tokio::spawn(async move { paged_search(ldap, spec, timeout, page_size).await })
+        guarded(paged_search(ldap, spec, self.timeout, self.page_size))
             .await
             .map_err(|_| LdapSourceError::Crashed)?
     }
@@ -183,6 +181,18 @@ impl LdapSource {
     pub async fn close(mut self) {
         let _ = self.ldap.unbind().await;
     }
+}
+
+/// Runs a read so that a panic inside it (ldap3 on malformed BER) fails that read only.
+/// In the calling task rather than a task of its own: the entries it builds are then
+/// allocated by the thread that maps and frees them, and the allocator reuses that memory
+/// instead of holding it for another thread (issue #5: 100,000 entries).
+pub(crate) async fn guarded<T>(work: impl std::future::Future<Output = T>) -> Result<T, ()> {
+    use futures::FutureExt as _;
+    std::panic::AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .map_err(|_| ())
 }
 
 async fn paged_search(

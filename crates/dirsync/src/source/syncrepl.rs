@@ -278,8 +278,8 @@ struct SearchRefresh {
     cookie: Option<Vec<u8>>,
 }
 
-/// One refreshOnly search. Runs in its own task: ldap3's syncrepl parsers panic on malformed
-/// BER, and that must fail this read, not the agent.
+/// One refreshOnly search, guarded ([`super::ldap::guarded`]): ldap3's syncrepl parsers panic
+/// on malformed BER, and that must fail this read, not the agent.
 async fn refresh(
     source: &LdapSource,
     spec: &SearchSpec,
@@ -287,7 +287,7 @@ async fn refresh(
 ) -> Result<Refreshed, SyncreplError> {
     let (ldap, timeout) = source.handle();
     let spec = spec.clone();
-    tokio::spawn(async move { run_refresh(ldap, spec, timeout, cookie).await })
+    super::ldap::guarded(run_refresh(ldap, spec, timeout, cookie))
         .await
         .map_err(|_| SyncreplError::Crashed)?
 }
