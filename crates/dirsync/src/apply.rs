@@ -88,7 +88,8 @@ pub struct Created {
     /// Not in it: what the target adds by itself (`meta`, defaults). `None` once the row is
     /// staged in the state ([`StateStore::stage_cache`], with the object's record): an initial
     /// run does not hold 100,000 of them until its commit.
-    pub cache_row: Option<CachedObject>,
+    /// Boxed: 100,000 of these are held while the run goes on, nearly all `None`.
+    pub cache_row: Option<Box<CachedObject>>,
 }
 
 #[derive(Debug, Default)]
@@ -109,8 +110,9 @@ pub const BULK_BYTES_PER_OPERATION: usize = 4096;
 /// At most this many bytes of group bodies go in one Bulk request. With `sync.concurrency`
 /// requests in flight (16 by default), each held as parsed JSON, copied for the journal and
 /// the cache row, 5,000 groups' members in requests of 200 × 4 KiB added some 115 MiB to an
-/// initial run's peak (issue #5); the smaller requests cost a few more round trips.
-const GROUP_BULK_BYTES: usize = 128 * 1024;
+/// initial run's peak, 128 KiB requests still 30–45 MiB (issue #5); the smaller requests cost
+/// a few more round trips.
+const GROUP_BULK_BYTES: usize = 32 * 1024;
 
 /// Applies `plan` in order. Consecutive operations of the same kind run concurrently.
 pub async fn apply(plan: &Plan, ctx: &ApplyContext<'_>) -> ApplyOutcome {
@@ -806,7 +808,7 @@ impl Run<'_, '_> {
                 kind,
                 anchor: anchor.to_string(),
                 id: id.to_string(),
-                cache_row: crate::target::cache_row(kind, full),
+                cache_row: crate::target::cache_row(kind, full).map(Box::new),
             });
         }
         let outcome = if existed {
@@ -857,13 +859,13 @@ impl Run<'_, '_> {
             .collect();
         let rows: Vec<CachedObject> = created
             .iter_mut()
-            .filter_map(|c| c.cache_row.take())
+            .filter_map(|c| c.cache_row.take().map(|row| *row))
             .collect();
         if let Err(e) = self.ctx.state.stage_cache(&rows).await {
             // Kept for the commit instead.
             tracing::warn!(error = %e, "could not stage cache rows of created objects");
             for (i, row) in with_row.into_iter().zip(rows) {
-                created[i].cache_row = Some(row);
+                created[i].cache_row = Some(Box::new(row));
             }
         }
         let mut outcome = match self.outcome.lock() {

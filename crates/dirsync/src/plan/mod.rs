@@ -843,19 +843,18 @@ pub fn plan(input: &PlanInput) -> Plan {
         return out;
     }
 
-    // Moved, not cloned (`concat` would copy 100,000 creates of an initial run).
-    out.operations = [
-        b.early_users,
+    // Moved onto the first bucket, not copied: it holds the 100,000 creates of an initial run.
+    out.operations = b.early_users;
+    for bucket in [
         b.group_writes,
         b.member_adds,
         b.member_removes,
         b.user_disables,
         b.group_deletes,
         b.user_pendings,
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    ] {
+        out.operations.extend(bucket);
+    }
     out
 }
 

@@ -908,9 +908,7 @@ async fn base_read(
 
 /// ldap3 can panic on malformed BER from the server; guarded ([`super::ldap::guarded`]),
 /// that fails this read, not the agent.
-async fn run_guarded<T>(
-    work: impl std::future::Future<Output = T>,
-) -> Result<T, LdapSourceError> {
+async fn run_guarded<T>(work: impl std::future::Future<Output = T>) -> Result<T, LdapSourceError> {
     super::ldap::guarded(work)
         .await
         .map_err(|_| LdapSourceError::Crashed)
