@@ -73,12 +73,12 @@ pub struct Failure {
 }
 
 /// One object this run created (not adopted) and whose full content is known without
-/// reading it back: what was sent, and the id the target gave it.
+/// reading it back: what was sent, and the id the target gave it (in the cache row; the id
+/// is not kept apart, 100,000 of these are held while the run goes on).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Created {
     pub kind: ObjectKind,
     pub anchor: String,
-    pub id: String,
     /// The target cache row of the body that was sent, plus `"id"` (made here, so that 100,000
     /// creates are not held as text and then again as rows); for a group always with `members`
     /// (`[{"value": id}]`, empty when it has none): exactly the members sent with the create,
@@ -807,7 +807,6 @@ impl Run<'_, '_> {
             to_stage.push(Created {
                 kind,
                 anchor: anchor.to_string(),
-                id: id.to_string(),
                 cache_row: crate::target::cache_row(kind, full).map(Box::new),
             });
         }

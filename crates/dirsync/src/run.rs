@@ -908,7 +908,7 @@ async fn finish_state(
     let sent: Vec<(ObjectKind, String, Option<CachedObject>)> =
         std::mem::take(&mut executed.created)
             .into_iter()
-            .filter_map(|c| c.cache_row.map(|row| (c.kind, c.id, Some(*row))))
+            .filter_map(|c| c.cache_row.map(|row| (c.kind, row.id.clone(), Some(*row))))
             .collect();
     let reread = target::read_objects(
         run.client,

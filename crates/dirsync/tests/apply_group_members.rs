@@ -288,9 +288,14 @@ fn check(a: &Applied) {
         .iter()
         .map(|c| {
             assert!(c.cache_row.is_none(), "staged, not held: {c:?}");
-            let resource: Value = a.cache[&c.id].clone();
-            assert_eq!(resource["id"], json!(c.id));
-            assert_eq!(resource["externalId"], json!(c.anchor));
+            // The cache row of the object with this externalId, created with this run's id.
+            let resource: Value = a
+                .cache
+                .values()
+                .find(|r| r["externalId"] == json!(c.anchor))
+                .cloned()
+                .unwrap();
+            assert_eq!(a.cache[resource["id"].as_str().unwrap()], resource);
             ((c.kind, c.anchor.as_str()), resource)
         })
         .collect();

@@ -437,6 +437,10 @@ struct Buckets {
 pub fn plan(input: &PlanInput) -> Plan {
     let mut out = Plan::default();
     let mut b = Buckets::default();
+    // Room for one operation per directory user up front: an initial run pushes 100,000
+    // creates, and a growing vector would copy them while both copies are resident (the
+    // capacity a full reconcile does not use is never touched, so it costs no memory).
+    b.early_users.reserve(input.users.len());
 
     let user_schema = scim::schema::user();
     let by_ext: HashMap<&str, usize> = input

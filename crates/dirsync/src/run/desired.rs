@@ -204,9 +204,11 @@ pub(super) fn from_read(
 ) -> MappedRead {
     let id = super::stable_id(kind);
     let spec = member_spec(config, kind);
-    let mut users = Vec::new();
+    // Sized up front: a growing vector of 100,000 would copy itself while both copies are
+    // resident (capacity left unused is never touched, so it costs no memory).
+    let mut users = Vec::with_capacity(read.users.len());
     let mut unmapped_users = Vec::new();
-    let mut rows = Vec::new();
+    let mut rows = Vec::with_capacity(read.users.len() + read.groups.len());
     let mut present = HashSet::new();
     let mut unchanged_anchors = AnchorSet::default();
     let mut by_key: HashMap<String, String> = HashMap::new();
