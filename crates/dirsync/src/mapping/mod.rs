@@ -103,7 +103,8 @@ pub struct MappedGroup {
     pub anchor: String,
     pub display_name: String,
     pub resource: Value,
-    /// Raw values of the member attribute (DNs, or user attribute values for `memberUid`).
+    /// Raw values of the member attribute (DNs, or user attribute values for `memberUid`);
+    /// emptied once resolved to member anchors (`run::desired::with_members`).
     pub member_values: Vec<String>,
 }
 

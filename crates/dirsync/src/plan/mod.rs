@@ -537,7 +537,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     // Users.
     let mut matched: HashSet<usize> = HashSet::new();
     // anchor → how group operations refer to the user.
-    let mut user_refs: HashMap<&str, UserRef<'_>> = HashMap::new();
+    let mut user_refs: HashMap<&str, UserRef<'_>> = HashMap::with_capacity(input.users.len());
     for (i, d) in input.users.iter().enumerate() {
         if excluded.contains(&i) {
             continue;
