@@ -772,6 +772,7 @@ async fn whole_image_run(
     let changed_row = |k: ObjectKind, id: &str, _: u64| changed_ids.contains(&(k, id.to_string()));
     let choice = desired::RowChoice {
         write: &changed_row,
+        stage: None,
         unchanged: None,
     };
     let desired::MappedRead {
@@ -784,7 +785,8 @@ async fn whole_image_run(
         run.now,
         report,
         &choice,
-    );
+    )
+    .await;
     let whole_resources = changed::whole_plan_reason(run.config).is_some();
     let snapshot = target::TargetSnapshot::from_cache(cache, whole_resources);
     let Some(executed) = execute(run, report, kind, &mut desired, snapshot, false).await else {
@@ -1056,8 +1058,10 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
     let unchanged = |kind: ObjectKind, id: &str, hash: u64| {
         old_hashes.get(&(kind, id.to_string())) == Some(&hash)
     };
+    // Rows are staged as they accumulate (until the commit); a dry run stages none.
     let choice = desired::RowChoice {
         write: &write_row,
+        stage: (!run.options.dry_run).then_some(run.state),
         unchanged: has_previous.then_some(&unchanged as desired::EntryTest<'_>),
     };
     let marks_groups = marks_groups(run.client).await;
@@ -1074,20 +1078,8 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
         run.now,
         report,
         &choice,
-    );
-    // The rows go to the state now (staged until the commit) rather than being held through
-    // the plan and the writes: 100,000 of them at the initial run. A dry run writes none.
-    let rows = if run.options.dry_run || rows.is_empty() {
-        Vec::new()
-    } else {
-        match run.state.stage_image(&rows).await {
-            Ok(()) => Vec::new(),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not stage the image rows; they are kept for the commit");
-                rows
-            }
-        }
-    };
+    )
+    .await;
     // What the image loses: known now, so that the hashes go before the plan is made.
     let image_removals: Vec<ImageKey> = if keeps_image && !replace {
         old_hashes

@@ -16,7 +16,7 @@ use crate::plan::{
 use crate::report::Report;
 use crate::source::Entry;
 use crate::source_mark;
-use crate::state::{ImageKeys, ImageRow, ObjectKey, ObjectKind, entry_hash};
+use crate::state::{ImageKeys, ImageRow, ObjectKey, ObjectKind, StateStore, entry_hash};
 use crate::target;
 
 use super::SyncOptions;
@@ -174,6 +174,27 @@ pub(super) fn with_members(
         .collect()
 }
 
+/// Image rows staged per transaction while a full run maps its entries.
+const STAGE_ROWS: usize = 5_000;
+
+/// Stages `rows` and empties it; if staging fails, the rows stay (and every later one: no
+/// more staging), to be written with the commit.
+async fn stage_rows(stage: &mut Option<&StateStore>, rows: &mut Vec<ImageRow>) {
+    let Some(state) = *stage else {
+        return;
+    };
+    if rows.is_empty() {
+        return;
+    }
+    match state.stage_image(rows).await {
+        Ok(()) => rows.clear(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not stage the image rows; they are kept for the commit");
+            *stage = None;
+        }
+    }
+}
+
 /// A question about one entry, by kind, stable id and [`entry_hash`].
 pub(super) type EntryTest<'a> = &'a dyn Fn(ObjectKind, &str, u64) -> bool;
 
@@ -182,12 +203,16 @@ pub(super) type EntryTest<'a> = &'a dyn Fn(ObjectKind, &str, u64) -> bool;
 pub(super) struct RowChoice<'a> {
     /// The rows to write (none when the run keeps no image).
     pub write: EntryTest<'a>,
+    /// Where rows are staged as they accumulate ([`StateStore::stage_image`]), so that a
+    /// full run never holds them all; `None` (a dry run, an incremental run): all are
+    /// returned.
+    pub stage: Option<&'a StateStore>,
     /// `Some` in a full run with a previous image: entries unchanged since it (drift).
     pub unchanged: Option<EntryTest<'a>>,
 }
 
-/// A whole read, mapped: the desired state, the image rows [`RowChoice::write`] picked, and
-/// the key of every entry read (what the image holds after this run).
+/// A whole read, mapped: the desired state, the image rows [`RowChoice::write`] picked (those
+/// not staged), and the key of every entry read (what the image holds after this run).
 pub(super) struct MappedRead {
     pub desired: Desired,
     pub rows: Vec<ImageRow>,
@@ -197,7 +222,7 @@ pub(super) struct MappedRead {
 /// The desired state of a whole read. Each user entry is mapped, becomes an image row (if
 /// chosen) and is dropped before the next: 100,000 parsed entries never sit next to 100,000
 /// mapped users (issue #5). Members are resolved from the keys the entries answer to.
-pub(super) fn from_read(
+pub(super) async fn from_read(
     config: &Config,
     kind: DirectoryKind,
     read: crate::source::DirectoryRead,
@@ -212,7 +237,8 @@ pub(super) fn from_read(
     // resident (capacity left unused is never touched, so it costs no memory).
     let mut users = Vec::with_capacity(read.users.len());
     let mut unmapped_users = Vec::new();
-    let mut rows = Vec::with_capacity(read.users.len() + read.groups.len());
+    let mut rows = Vec::new();
+    let mut stage = choice.stage;
     let mut present = HashSet::new();
     let mut unchanged_anchors = AnchorSet::default();
     let mut by_key: HashMap<String, String> = HashMap::new();
@@ -248,6 +274,9 @@ pub(super) fn from_read(
         if let Some(k) = stable {
             if (choice.write)(ObjectKind::User, &k, hash) {
                 rows.push(ImageRow::new(ObjectKind::User, k.clone(), &entry, keys));
+                if rows.len() >= STAGE_ROWS {
+                    stage_rows(&mut stage, &mut rows).await;
+                }
             }
             present.insert((ObjectKind::User, k));
         }
@@ -284,6 +313,7 @@ pub(super) fn from_read(
             unchanged_anchors.insert(&g.group.anchor);
         }
     }
+    stage_rows(&mut stage, &mut rows).await;
     MappedRead {
         desired: Desired {
             users,
