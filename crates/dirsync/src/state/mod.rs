@@ -907,20 +907,14 @@ async fn commit(conn: &mut SqliteConnection, w: &IncrementalWrite) -> Result<(),
             .await?;
     }
     insert_image_rows(conn, ImageTable::Image, &w.image_upserts).await?;
-    sqlx::query(
+    // Staged rows (0004_staging.sql) join the image and the cache here; the cache's before
+    // this run's removals and re-read rows, which are newer.
+    for sql in [
         "INSERT INTO directory_image (kind, id, dn, entry, anchor, name_key, member_keys, hash) \
          SELECT kind, id, dn, entry, anchor, name_key, member_keys, hash FROM image_staging \
          WHERE true ON CONFLICT (kind, id) DO UPDATE SET dn = excluded.dn, entry = excluded.entry, \
          anchor = excluded.anchor, name_key = excluded.name_key, \
          member_keys = excluded.member_keys, hash = excluded.hash",
-    )
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("DELETE FROM image_staging")
-        .execute(&mut *conn)
-        .await?;
-    // Staged rows first: removals and re-read rows of this run come after them.
-    sqlx::query(
         "INSERT INTO target_cache (kind, id, pending, resource, external_id, name, name_key, \
          active, pending_since, hash) SELECT kind, id, pending, resource, external_id, name, \
          name_key, active, pending_since, hash FROM cache_staging WHERE true \
@@ -928,12 +922,11 @@ async fn commit(conn: &mut SqliteConnection, w: &IncrementalWrite) -> Result<(),
          resource = excluded.resource, external_id = excluded.external_id, \
          name = excluded.name, name_key = excluded.name_key, active = excluded.active, \
          pending_since = excluded.pending_since, hash = excluded.hash",
-    )
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("DELETE FROM cache_staging")
-        .execute(&mut *conn)
-        .await?;
+        "DELETE FROM image_staging",
+        "DELETE FROM cache_staging",
+    ] {
+        sqlx::query(sql).execute(&mut *conn).await?;
+    }
     for (kind, id) in &w.cache_removals {
         sqlx::query("DELETE FROM target_cache WHERE kind = ? AND id = ?")
             .bind(kind.as_str())
