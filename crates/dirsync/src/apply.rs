@@ -85,10 +85,11 @@ pub struct Created {
     /// which are all the members the plan gave the new group that could be resolved (a member
     /// whose own create failed is neither sent nor listed, as on the target). A group whose
     /// members were not all sent with the create (it was adopted) is not listed at all.
-    /// Not in it: what the target adds by itself (`meta`, defaults). `None` once the row is
-    /// staged in the state ([`StateStore::stage_cache`], with the object's record): an initial
-    /// run does not hold 100,000 of them until its commit.
-    /// Boxed: 100,000 of these are held while the run goes on, nearly all `None`.
+    /// Not in it: what the target adds by itself (`meta`, defaults).
+    ///
+    /// `None` once the row is staged in the state ([`StateStore::stage_cache`], with the
+    /// object's record), so an initial run does not hold 100,000 rows until its commit; boxed,
+    /// since nearly all are `None`.
     pub cache_row: Option<Box<CachedObject>>,
 }
 
@@ -113,6 +114,14 @@ pub const BULK_BYTES_PER_OPERATION: usize = 4096;
 /// initial run's peak, 128 KiB requests still 30–45 MiB (issue #5); the smaller requests cost
 /// a few more round trips.
 const GROUP_BULK_BYTES: usize = 32 * 1024;
+
+/// A lock that a panic elsewhere poisoned still guards data that is whole: every holder
+/// only pushes, counts or writes a line.
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Applies `plan` in order. Consecutive operations of the same kind run concurrently.
 pub async fn apply(plan: &Plan, ctx: &ApplyContext<'_>) -> ApplyOutcome {
@@ -395,10 +404,7 @@ impl Run<'_, '_> {
 
     /// Counts an operation's outcome, or stops the run.
     fn settle(&self, op: Option<&Operation>, result: Result<Done, ClientError>) {
-        let mut outcome = match self.outcome.lock() {
-            Ok(o) => o,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut outcome = locked(&self.outcome);
         match (op, result) {
             (Some(op), Ok(done)) => count(&mut outcome.counts, op, &done),
             (None, Ok(_)) => {}
@@ -800,11 +806,7 @@ impl Run<'_, '_> {
             {
                 sent.insert(anchor.to_string());
             }
-            let mut to_stage = match self.to_stage.lock() {
-                Ok(o) => o,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            to_stage.push(Created {
+            locked(&self.to_stage).push(Created {
                 kind,
                 anchor: anchor.to_string(),
                 cache_row: crate::target::cache_row(kind, full).map(Box::new),
@@ -846,32 +848,22 @@ impl Run<'_, '_> {
             // The target is the truth; lost state rows are rebuilt next run.
             tracing::warn!(error = %e, objects = records.len(), "could not record objects in the local state");
         }
-        let mut created = match self.to_stage.lock() {
-            Ok(mut o) => std::mem::take(&mut *o),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        };
+        let mut created = std::mem::take(&mut *locked(&self.to_stage));
         if created.is_empty() {
             return;
         }
-        let with_row: Vec<usize> = (0..created.len())
-            .filter(|i| created[*i].cache_row.is_some())
-            .collect();
         let rows: Vec<CachedObject> = created
-            .iter_mut()
-            .filter_map(|c| c.cache_row.take().map(|row| *row))
+            .iter()
+            .filter_map(|c| c.cache_row.as_deref().cloned())
             .collect();
-        if let Err(e) = self.ctx.state.stage_cache(&rows).await {
+        match self.ctx.state.stage_cache(&rows).await {
+            Ok(()) => created.iter_mut().for_each(|c| c.cache_row = None),
             // Kept for the commit instead.
-            tracing::warn!(error = %e, "could not stage cache rows of created objects");
-            for (i, row) in with_row.into_iter().zip(rows) {
-                created[i].cache_row = Some(Box::new(row));
+            Err(e) => {
+                tracing::warn!(error = %e, "could not stage cache rows of created objects")
             }
         }
-        let mut outcome = match self.outcome.lock() {
-            Ok(o) => o,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        outcome.created.append(&mut created);
+        locked(&self.outcome).created.append(&mut created);
     }
 
     fn group_id(&self, group: &GroupRef) -> Option<String> {
@@ -944,10 +936,7 @@ impl Run<'_, '_> {
             before,
             after,
         };
-        let written = match self.ctx.journal.lock() {
-            Ok(mut j) => j.record(&entry),
-            Err(poisoned) => poisoned.into_inner().record(&entry),
-        };
+        let written = locked(self.ctx.journal).record(&entry);
         if let Err(e) = written {
             tracing::warn!(error = %e, "could not write the audit journal");
         }

@@ -26,10 +26,6 @@ impl JsonText {
         serde_json::from_str(&self.0).unwrap_or(Value::Null)
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The shared text, for holders that keep the same resource (a cache row).
     pub fn shared(&self) -> Arc<str> {
         Arc::clone(&self.0)
@@ -39,10 +35,6 @@ impl JsonText {
     /// `null` in [`JsonText::value`].
     pub fn from_shared(text: Arc<str>) -> JsonText {
         JsonText(text)
-    }
-
-    pub fn is_null(&self) -> bool {
-        &*self.0 == "null"
     }
 }
 
@@ -84,7 +76,7 @@ mod tests {
         assert_eq!(t.value(), v);
         assert_eq!(serde_json::to_value(&t).unwrap(), v);
         assert_eq!(t.clone(), t);
-        assert!(JsonText::default().is_null());
+        assert_eq!(JsonText::default().value(), Value::Null);
         assert_eq!(
             JsonText::from_shared(Arc::from("{bad")).value(),
             Value::Null

@@ -32,7 +32,7 @@ use crate::source::ldap::LdapSource;
 use crate::source::{self, DirectoryRead, Entry, ad_changes, syncrepl};
 use crate::state::{
     CachedObject, ImageKeys, ImageRow, IncrementalWrite, ObjectKey, ObjectKind, ObjectRecord,
-    RunLock, StateStore, entry_hash,
+    RunLock, STAGE_BATCH, StateStore, entry_hash,
 };
 use crate::target;
 
@@ -874,23 +874,7 @@ impl LiveCache {
             }
         }
     }
-
-    /// Stages rows to write in the state (or, if that fails, keeps them for the commit).
-    async fn stage(&mut self, state: &StateStore, rows: Vec<CachedObject>) {
-        if rows.is_empty() {
-            return;
-        }
-        if let Err(e) = state.stage_cache(&rows).await {
-            tracing::warn!(error = %e, "could not stage target cache rows; they are kept for the commit");
-            for row in rows {
-                self.changed.insert((row.kind, row.id.clone()), row);
-            }
-        }
-    }
 }
-
-/// Cache rows staged per statement batch while a full run's differing rows are written.
-const STAGE_CHUNK: usize = 5_000;
 
 /// Re-reads what the run wrote into the cache and commits image, cache and cursor together.
 async fn finish_state(
@@ -1094,104 +1078,13 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
     drop(old_hashes);
     phase("map", &mut t);
 
-    // The target is read after the mapping, so that each user can be compared with what the
-    // directory wants as it arrives (issue #5: 100,000 target users were held in full):
-    // - its cache row is staged in the state while the read goes on, if it differs from the
-    //   stored one;
-    // - a user the plan will not update shares the desired resource's text, and when it is
-    //   the only target user with that externalId, both then hold an empty resource: the
-    //   planner compares them the same way, and finds no update either way.
-    // With a scope filter (evaluated on the target's own attributes) every user keeps its own.
     let spinner = progress_spinner("reading the target");
-    let whole_resources = changed::whole_plan_reason(config).is_some();
-    let mut live_cache =
-        LiveCache::new(run.state.cache_hashes().await.unwrap_or_default(), replace);
-    let wanted: HashMap<&str, usize> = desired
-        .users
-        .iter()
-        .enumerate()
-        .map(|(i, u)| (u.anchor.as_str(), i))
-        .collect();
-    let managed = mapping::managed_user_attributes(&config.iid.scim.attribute.user, source.kind);
-    // Per desired user: how many target users carry its anchor, and whether one needs no update.
-    let mut holders = vec![0u8; desired.users.len()];
-    let mut same = vec![false; desired.users.len()];
-    let (rows_tx, mut rows_rx) = tokio::sync::mpsc::unbounded_channel::<CachedObject>();
-    let dry_run = run.options.dry_run;
-    let stager = async {
-        let mut unstaged = Vec::new();
-        let mut buf = Vec::with_capacity(STAGE_CHUNK);
-        while rows_rx.recv_many(&mut buf, STAGE_CHUNK).await > 0 {
-            if !dry_run && let Err(e) = run.state.stage_cache(&buf).await {
-                tracing::warn!(error = %e, "could not stage target cache rows; they are kept for the commit");
-                unstaged.append(&mut buf);
-            }
-            buf.clear();
-        }
-        unstaged
-    };
-    let users = &desired.users;
-    let reading = async {
-        let rows_tx = rows_tx;
-        let mut each_user = |read: &serde_json::Value, user: &mut plan::TargetUser| {
-            let row = target::cached_user(user);
-            if live_cache.differs(&row) {
-                let _ = rows_tx.send(row);
-            }
-            let Some(&i) = user.external_id.as_deref().and_then(|e| wanted.get(e)) else {
-                return;
-            };
-            holders[i] = holders[i].saturating_add(1);
-            if whole_resources || user.pending {
-                return;
-            }
-            if plan::same_attributes(read, &users[i].resource.value(), &managed) {
-                user.resource = users[i].resource.clone();
-                same[i] = true;
-            }
-        };
-        target::read(
-            run.client,
-            run.keeps_pending,
-            whole_resources,
-            &mut each_user,
-        )
-        .await
-    };
-    let (snapshot, unstaged) = tokio::join!(reading, stager);
+    let live = read_live_target(run, source.kind, &mut desired, replace).await;
     spinner.finish_and_clear();
-    let mut snapshot = match snapshot {
-        Ok(s) => s,
+    let (snapshot, live_cache) = match live {
+        Ok(read) => read,
         Err(e) => return stop(report, e.to_string(), EXIT_UNREACHABLE),
     };
-    for row in unstaged {
-        live_cache.changed.insert((row.kind, row.id.clone()), row);
-    }
-    let only_same = |i: usize| same[i] && holders[i] == 1;
-    let empty = JsonText::new(&serde_json::json!({}));
-    for user in &mut snapshot.users {
-        if let Some(&i) = user.external_id.as_deref().and_then(|e| wanted.get(e))
-            && only_same(i)
-        {
-            user.resource = empty.clone();
-        }
-    }
-    let emptied: Vec<usize> = (0..same.len()).filter(|i| only_same(*i)).collect();
-    drop(wanted);
-    for i in emptied {
-        desired.users[i].resource = empty.clone();
-    }
-    let mut group_rows = Vec::new();
-    for group in &snapshot.groups {
-        let row = target::cached_group(group);
-        if live_cache.differs(&row) {
-            group_rows.push(row);
-        }
-    }
-    live_cache.finish();
-    if !dry_run {
-        live_cache.stage(run.state, group_rows).await;
-    }
     phase("read the target", &mut t);
     let executed = execute(
         run,
@@ -1232,6 +1125,106 @@ async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> {
         Incremental::Done(plan) => plan,
         Incremental::Reload(_) => None,
     }
+}
+
+/// A full run's read of the target, after the mapping, so that each user is compared with
+/// what the directory wants as it arrives (issue #5: 100,000 target users were held in full):
+/// - its cache row is staged in the state while the read goes on, if it differs from the
+///   stored one (a dry run stages nothing);
+/// - a user the plan will not update shares the desired resource's text, and when it is the
+///   only target user with that externalId, both then hold an empty resource: the planner
+///   compares them the same way, and finds no update either way.
+///
+/// With a scope filter (evaluated on the target's own attributes) every user keeps its own.
+async fn read_live_target(
+    run: &RunCtx<'_>,
+    kind: DirectoryKind,
+    desired: &mut desired::Desired,
+    replace: bool,
+) -> Result<(target::TargetSnapshot, LiveCache), scim_client::ClientError> {
+    let whole_resources = changed::whole_plan_reason(run.config).is_some();
+    let mut live_cache =
+        LiveCache::new(run.state.cache_hashes().await.unwrap_or_default(), replace);
+    let wanted: HashMap<&str, usize> = desired
+        .users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.anchor.as_str(), i))
+        .collect();
+    let managed = mapping::managed_user_attributes(&run.config.iid.scim.attribute.user, kind);
+    // Per desired user: how many target users carry its anchor, and whether one needs no update.
+    let mut holders = vec![0u8; desired.users.len()];
+    let mut same = vec![false; desired.users.len()];
+    let (rows_tx, mut rows_rx) = tokio::sync::mpsc::unbounded_channel::<CachedObject>();
+    let stage = !run.options.dry_run;
+    let stager = async {
+        let mut unstaged = Vec::new();
+        let mut buf = Vec::with_capacity(STAGE_BATCH);
+        while rows_rx.recv_many(&mut buf, STAGE_BATCH).await > 0 {
+            if stage && let Err(e) = run.state.stage_cache(&buf).await {
+                tracing::warn!(error = %e, "could not stage target cache rows; they are kept for the commit");
+                unstaged.append(&mut buf);
+            }
+            buf.clear();
+        }
+        unstaged
+    };
+    let users = &desired.users;
+    let reading = async {
+        let rows_tx = rows_tx;
+        let mut each_user = |read: &serde_json::Value, user: &mut plan::TargetUser| {
+            let row = target::cached_user(user);
+            if live_cache.differs(&row) {
+                let _ = rows_tx.send(row);
+            }
+            let Some(&i) = user.external_id.as_deref().and_then(|e| wanted.get(e)) else {
+                return;
+            };
+            holders[i] = holders[i].saturating_add(1);
+            if whole_resources || user.pending {
+                return;
+            }
+            if plan::same_attributes(read, &users[i].resource.value(), &managed) {
+                user.resource = users[i].resource.clone();
+                same[i] = true;
+            }
+        };
+        let snapshot = target::read(
+            run.client,
+            run.keeps_pending,
+            whole_resources,
+            &mut each_user,
+        )
+        .await?;
+        for group in &snapshot.groups {
+            let row = target::cached_group(group);
+            if live_cache.differs(&row) {
+                let _ = rows_tx.send(row);
+            }
+        }
+        Ok(snapshot)
+    };
+    let (snapshot, unstaged) = tokio::join!(reading, stager);
+    let mut snapshot = snapshot?;
+    for row in unstaged {
+        live_cache.changed.insert((row.kind, row.id.clone()), row);
+    }
+    live_cache.finish();
+    let only_same = |i: usize| same[i] && holders[i] == 1;
+    let empty = JsonText::new(&serde_json::json!({}));
+    for user in &mut snapshot.users {
+        if let Some(&i) = user.external_id.as_deref().and_then(|e| wanted.get(e))
+            && only_same(i)
+        {
+            user.resource = empty.clone();
+        }
+    }
+    let emptied: Vec<usize> = (0..same.len()).filter(|i| only_same(*i)).collect();
+    drop(wanted);
+    for i in emptied {
+        desired.users[i].resource = empty.clone();
+    }
+    Ok((snapshot, live_cache))
 }
 
 /// Plans and (unless a dry run) applies; fills the report. `drift`, in a full run with a
@@ -1551,7 +1544,7 @@ fn stop(report: &mut Report, reason: String, code: i32) -> Option<Plan> {
 /// (and a later run can tell its own objects from others even if their externalId changes).
 /// Made before the writes, so that the planner's input can go while they run.
 fn matched_records(input: &PlanInput, records: &[ObjectKey]) -> Vec<ObjectRecord> {
-    let known: HashMap<&str, &ObjectKey> = records.iter().map(|r| (r.anchor.as_str(), r)).collect();
+    let known: HashSet<&str> = records.iter().map(|r| r.anchor.as_str()).collect();
     let by_ext: HashMap<&str, &plan::TargetUser> = input
         .target_users
         .iter()
@@ -1559,7 +1552,7 @@ fn matched_records(input: &PlanInput, records: &[ObjectKey]) -> Vec<ObjectRecord
         .collect();
     let mut rows = Vec::new();
     for u in &input.users {
-        if known.contains_key(u.anchor.as_str()) {
+        if known.contains(u.anchor.as_str()) {
             continue;
         }
         if let Some(t) = by_ext.get(u.anchor.as_str()) {

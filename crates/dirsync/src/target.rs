@@ -24,13 +24,6 @@ pub struct TargetSnapshot {
 }
 
 impl TargetSnapshot {
-    /// The snapshot as the target cache stores it, one row at a time.
-    pub fn cache_rows(&self) -> impl Iterator<Item = CachedObject> + '_ {
-        let users = self.users.iter().map(cached_user);
-        let groups = self.groups.iter().map(cached_group);
-        users.chain(groups)
-    }
-
     /// The snapshot an incremental run plans against: what the last run left on the target.
     /// A row loaded without its resource becomes a target user with a `null` resource: the
     /// planner matches it, counts it and refers to it as a member, but has no attributes of

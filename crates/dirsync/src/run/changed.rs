@@ -129,7 +129,7 @@ pub(super) async fn prepare(
         .collect();
     // The whole plan reports two directory users with one externalId or userName and syncs
     // neither; seeing only one of them, this plan could not.
-    if mapped.users.iter().any(|(_, u)| {
+    if mapped.users.iter().any(|u| {
         unchanged_anchors.contains(&u.anchor)
             || unchanged_names.contains(u.user_name.to_lowercase().as_str())
     }) {
@@ -172,7 +172,7 @@ pub(super) async fn prepare(
             names.extend(old.name_key.clone());
         }
     }
-    for (_, u) in &mapped.users {
+    for u in &mapped.users {
         anchors.insert(u.anchor.clone());
         names.insert(u.user_name.to_lowercase());
     }
@@ -222,7 +222,7 @@ pub(super) async fn prepare(
     let unchanged_users = unchanged_anchors.len();
     let read_groups = desired_groups.len() + unmapped_groups.len();
     let desired = Desired {
-        users: mapped.users.into_iter().map(|(_, u)| u).collect(),
+        users: mapped.users,
         unmapped_users: mapped.unmapped,
         groups: desired_groups,
         unmapped_groups,

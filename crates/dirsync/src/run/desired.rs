@@ -16,7 +16,9 @@ use crate::plan::{
 use crate::report::Report;
 use crate::source::Entry;
 use crate::source_mark;
-use crate::state::{ImageKeys, ImageRow, ObjectKey, ObjectKind, StateStore, entry_hash};
+use crate::state::{
+    ImageKeys, ImageRow, ObjectKey, ObjectKind, STAGE_BATCH, StateStore, entry_hash,
+};
 use crate::target;
 
 use super::SyncOptions;
@@ -73,10 +75,10 @@ pub(super) fn member_spec(config: &Config, kind: DirectoryKind) -> MemberSpec {
     }
 }
 
-/// The mapping of user entries: mapped users (with the index of their entry), failures, and
-/// the image keys of every entry that has a stable id.
+/// The mapping of user entries: mapped users, failures, and the image keys of every entry
+/// that has a stable id.
 pub(super) struct MappedUsers {
-    pub users: Vec<(usize, MappedUser)>,
+    pub users: Vec<MappedUser>,
     pub unmapped: Vec<MappingError>,
     pub keys: HashMap<String, ImageKeys>,
 }
@@ -95,20 +97,10 @@ pub(super) fn map_users(
         unmapped: Vec::new(),
         keys: HashMap::new(),
     };
-    for (i, entry) in entries.iter().enumerate() {
-        let mut keys = ImageKeys {
-            member_keys: mapping::member_keys(&spec, entry),
-            ..ImageKeys::default()
-        };
-        match mapping::map_user(entry, &config.iid.scim.attribute.user, kind, now) {
-            Ok(u) => {
-                report
-                    .warnings
-                    .extend(u.warnings.iter().map(|w| format!("{}: {w}", u.dn)));
-                keys.anchor = Some(u.anchor.clone());
-                keys.name_key = Some(u.user_name.to_lowercase());
-                out.users.push((i, u));
-            }
+    for entry in entries {
+        let (mapped, keys) = map_user_entry(config, kind, &spec, entry, now, report);
+        match mapped {
+            Ok(u) => out.users.push(u),
             Err(e) => out.unmapped.push(e),
         }
         if let Some(k) = id(entry) {
@@ -116,6 +108,32 @@ pub(super) fn map_users(
         }
     }
     out
+}
+
+/// One user entry mapped, with what its image row keeps of the mapping (the keys group
+/// member values resolve to; anchor and lower-case userName when it mapped). The mapping's
+/// warnings go to the report.
+fn map_user_entry(
+    config: &Config,
+    kind: DirectoryKind,
+    spec: &MemberSpec,
+    entry: &Entry,
+    now: DateTime<Utc>,
+    report: &mut Report,
+) -> (Result<MappedUser, MappingError>, ImageKeys) {
+    let mut keys = ImageKeys {
+        member_keys: mapping::member_keys(spec, entry),
+        ..ImageKeys::default()
+    };
+    let mapped = mapping::map_user(entry, &config.iid.scim.attribute.user, kind, now);
+    if let Ok(u) = &mapped {
+        report
+            .warnings
+            .extend(u.warnings.iter().map(|w| format!("{}: {w}", u.dn)));
+        keys.anchor = Some(u.anchor.clone());
+        keys.name_key = Some(u.user_name.to_lowercase());
+    }
+    (mapped, keys)
 }
 
 /// Maps group entries (members still as raw values); stamps the ownership mark when the
@@ -173,9 +191,6 @@ pub(super) fn with_members(
         })
         .collect()
 }
-
-/// Image rows staged per transaction while a full run maps its entries.
-const STAGE_ROWS: usize = 5_000;
 
 /// Stages `rows` and empties it; if staging fails, the rows stay (and every later one: no
 /// more staging), to be written with the commit.
@@ -245,28 +260,20 @@ pub(super) async fn from_read(
     for entry in read.users {
         let stable = id(&entry);
         let hash = entry_hash(&entry);
-        let mut keys = ImageKeys {
-            member_keys: mapping::member_keys(&spec, &entry),
-            ..ImageKeys::default()
-        };
         let same = |k: &str| {
             choice
                 .unchanged
                 .is_some_and(|f| f(ObjectKind::User, k, hash))
         };
-        match mapping::map_user(&entry, &config.iid.scim.attribute.user, kind, now) {
+        let (mapped, keys) = map_user_entry(config, kind, &spec, &entry, now, report);
+        match mapped {
             Ok(u) => {
-                report
-                    .warnings
-                    .extend(u.warnings.iter().map(|w| format!("{}: {w}", u.dn)));
                 for k in &keys.member_keys {
                     by_key.insert(k.clone(), u.anchor.clone());
                 }
                 if stable.as_deref().is_some_and(same) {
                     unchanged_anchors.insert(&u.anchor);
                 }
-                keys.anchor = Some(u.anchor.clone());
-                keys.name_key = Some(u.user_name.to_lowercase());
                 users.push(u);
             }
             Err(e) => unmapped_users.push(e),
@@ -274,7 +281,7 @@ pub(super) async fn from_read(
         if let Some(k) = stable {
             if (choice.write)(ObjectKind::User, &k, hash) {
                 rows.push(ImageRow::new(ObjectKind::User, k.clone(), &entry, keys));
-                if rows.len() >= STAGE_ROWS {
+                if rows.len() >= STAGE_BATCH {
                     stage_rows(&mut stage, &mut rows).await;
                 }
             }

@@ -182,6 +182,10 @@ pub struct IncrementalWrite {
     pub meta: Vec<(&'static str, String)>,
 }
 
+/// Rows per staging transaction ([`StateStore::stage_image`], [`StateStore::stage_cache`]) while
+/// a full run produces them.
+pub const STAGE_BATCH: usize = 5_000;
+
 /// Rows per aggregated read (see [`StateStore::json_rows`]).
 const JSON_CHUNK: i64 = 10_000;
 
@@ -354,16 +358,6 @@ impl StateStore {
         Ok(())
     }
 
-    pub async fn objects(&self, kind: ObjectKind) -> Result<Vec<ObjectRecord>, StateError> {
-        self.object_rows(
-            kind,
-            "SELECT json_group_array(json_array(anchor, target_id, dn, name, fingerprint, \
-             owned, pending_since)) FROM (SELECT * FROM objects WHERE kind = ? ORDER BY anchor \
-             LIMIT ? OFFSET ?)",
-        )
-        .await
-    }
-
     /// What a run needs of every record (ownership, pending dates, anchors): half the memory
     /// of the records at 100,000 users.
     pub async fn object_keys(&self, kind: ObjectKind) -> Result<Vec<ObjectKey>, StateError> {
@@ -383,11 +377,7 @@ impl StateStore {
         .await
     }
 
-    async fn object_rows(
-        &self,
-        kind: ObjectKind,
-        sql: &'static str,
-    ) -> Result<Vec<ObjectRecord>, StateError> {
+    pub async fn objects(&self, kind: ObjectKind) -> Result<Vec<ObjectRecord>, StateError> {
         type Row = (
             String,
             String,
@@ -398,7 +388,9 @@ impl StateStore {
             Option<String>,
         );
         self.json_rows_into(
-            sql,
+            "SELECT json_group_array(json_array(anchor, target_id, dn, name, fingerprint, \
+             owned, pending_since)) FROM (SELECT * FROM objects WHERE kind = ? ORDER BY anchor \
+             LIMIT ? OFFSET ?)",
             Some(kind),
             |(anchor, target_id, dn, name, fingerprint, owned, pending): Row| ObjectRecord {
                 kind,
