@@ -705,7 +705,7 @@ impl StateStore {
     /// into the image.
     pub async fn stage_image(&self, rows: &[ImageRow]) -> Result<(), StateError> {
         let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
-        insert_image_rows(&mut tx, ImageTable::Staging, rows)
+        insert_image_rows(&mut tx, Rows::Staged, rows)
             .await
             .map_err(|e| self.err(e))?;
         tx.commit().await.map_err(|e| self.err(e))
@@ -714,7 +714,7 @@ impl StateStore {
     /// Writes target cache rows ahead of the commit, as [`StateStore::stage_image`].
     pub async fn stage_cache(&self, rows: &[CachedObject]) -> Result<(), StateError> {
         let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
-        insert_cache_rows(&mut tx, CacheTable::Staging, rows)
+        insert_cache_rows(&mut tx, Rows::Staged, rows)
             .await
             .map_err(|e| self.err(e))?;
         tx.commit().await.map_err(|e| self.err(e))
@@ -782,11 +782,12 @@ impl StateStore {
     }
 }
 
-/// Where image rows go: the image itself, or the staging table of a run not yet committed.
+/// Where rows go: the image or the target cache itself, or its staging table (rows of a run
+/// not yet committed, `0004_staging.sql`).
 #[derive(Clone, Copy)]
-enum ImageTable {
-    Image,
-    Staging,
+enum Rows {
+    Committed,
+    Staged,
 }
 
 /// Writes image rows (insert or update). Many rows per statement: a full run writes
@@ -795,17 +796,17 @@ enum ImageTable {
 /// random ids.
 async fn insert_image_rows(
     conn: &mut SqliteConnection,
-    table: ImageTable,
+    table: Rows,
     rows: &[ImageRow],
 ) -> Result<(), sqlx::Error> {
     let mut image_rows: Vec<&ImageRow> = rows.iter().collect();
     image_rows.sort_by(|a, b| (a.kind.as_str(), &a.id).cmp(&(b.kind.as_str(), &b.id)));
     for chunk in image_rows.chunks(INSERT_CHUNK) {
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(match table {
-            ImageTable::Image => {
+            Rows::Committed => {
                 "INSERT INTO directory_image (kind, id, dn, entry, anchor, name_key, member_keys, hash) "
             }
-            ImageTable::Staging => {
+            Rows::Staged => {
                 "INSERT INTO image_staging (kind, id, dn, entry, anchor, name_key, member_keys, hash) "
             }
         });
@@ -831,30 +832,22 @@ async fn insert_image_rows(
     Ok(())
 }
 
-/// Where cache rows go: the target cache itself, or the staging table of a run not yet
-/// committed.
-#[derive(Clone, Copy)]
-enum CacheTable {
-    Cache,
-    Staging,
-}
-
 /// Writes target cache rows (insert or update), many per statement, in key order (as
 /// [`insert_image_rows`]).
 async fn insert_cache_rows(
     conn: &mut SqliteConnection,
-    table: CacheTable,
+    table: Rows,
     rows: &[CachedObject],
 ) -> Result<(), sqlx::Error> {
     let mut cache_rows: Vec<&CachedObject> = rows.iter().collect();
     cache_rows.sort_by(|a, b| (a.kind.as_str(), &a.id).cmp(&(b.kind.as_str(), &b.id)));
     for chunk in cache_rows.chunks(INSERT_CHUNK) {
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(match table {
-            CacheTable::Cache => {
+            Rows::Committed => {
                 "INSERT INTO target_cache (kind, id, pending, resource, external_id, name, \
                  name_key, active, pending_since, hash) "
             }
-            CacheTable::Staging => {
+            Rows::Staged => {
                 "INSERT INTO cache_staging (kind, id, pending, resource, external_id, name, \
                  name_key, active, pending_since, hash) "
             }
@@ -898,7 +891,7 @@ async fn commit(conn: &mut SqliteConnection, w: &IncrementalWrite) -> Result<(),
             .execute(&mut *conn)
             .await?;
     }
-    insert_image_rows(conn, ImageTable::Image, &w.image_upserts).await?;
+    insert_image_rows(conn, Rows::Committed, &w.image_upserts).await?;
     // Staged rows (0004_staging.sql) join the image and the cache here; the cache's before
     // this run's removals and re-read rows, which are newer.
     for sql in [
@@ -926,7 +919,7 @@ async fn commit(conn: &mut SqliteConnection, w: &IncrementalWrite) -> Result<(),
             .execute(&mut *conn)
             .await?;
     }
-    insert_cache_rows(conn, CacheTable::Cache, &w.cache_upserts).await?;
+    insert_cache_rows(conn, Rows::Committed, &w.cache_upserts).await?;
     match &w.cursor {
         Some(cursor) => {
             sqlx::query(
