@@ -21,7 +21,7 @@ use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
 use crate::apply::{self, ApplyContext};
-use crate::config::{AuthKind, Config, KeptBy};
+use crate::config::{AuthKind, ChangeTracking, Config, KeptBy};
 use crate::journal::Journal;
 use crate::json_text::JsonText;
 use crate::mapping::{self, DirectoryKind};
@@ -38,6 +38,7 @@ use crate::target;
 
 mod changed;
 mod desired;
+mod links;
 
 /// What the command line asked for.
 #[derive(Debug, Clone, Default)]
@@ -486,7 +487,12 @@ async fn read_changes(config: &Config, cursor: Option<&Cursor>) -> Result<DirRea
             .map(|c| DirChanges::OpenLdap(Box::new(c)))
             .map_err(|e| e.to_string()),
         DirectoryKind::ActiveDirectory => {
-            ad_changes::read_changes(&mut ldap, &searches, ad_changes::AdMechanism::Auto, cursor)
+            let mechanism = match config.ad.ldap.change_tracking {
+                ChangeTracking::Auto => ad_changes::AdMechanism::Auto,
+                ChangeTracking::DirSync => ad_changes::AdMechanism::DirSync,
+                ChangeTracking::UsnChanged => ad_changes::AdMechanism::Usn,
+            };
+            ad_changes::read_changes(&mut ldap, &searches, mechanism, cursor)
                 .await
                 .map(DirChanges::Ad)
                 .map_err(|e| e.to_string())
@@ -649,7 +655,7 @@ async fn incremental(run: &RunCtx<'_>, report: &mut Report, cursor: &Cursor) -> 
     report.mode = "incremental".into();
     let mut t = Instant::now();
     let DirRead {
-        changes,
+        mut changes,
         kind,
         description,
     } = match read_changes(run.config, Some(cursor)).await {
@@ -684,6 +690,22 @@ async fn incremental(run: &RunCtx<'_>, report: &mut Report, cursor: &Cursor) -> 
         }
         return Incremental::Done(Some(Plan::default()));
     }
+    let groups = match run.state.image(ObjectKind::Group).await {
+        Ok(groups) => groups,
+        Err(e) => return Incremental::Reload(format!("the cached directory image: {e}")),
+    };
+    if let DirChanges::OpenLdap(c) = &mut changes {
+        match links::refresh(run.config, run.state, kind, c, &groups).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(groups = n, "read again groups that list a changed entry"),
+            Err(e @ links::LinkError::State(_)) => return Incremental::Reload(e.to_string()),
+            Err(e @ links::LinkError::Directory(_)) => {
+                let reason = format!("directory: {e}");
+                return Incremental::Done(stop(report, reason, EXIT_UNREACHABLE));
+            }
+        }
+        phase("read again the groups that list a changed entry", &mut t);
+    }
     let marks_groups = marks_groups(run.client).await;
     let whole_reason = if retry {
         // Held-back work concerns objects the changes may not name.
@@ -693,6 +715,7 @@ async fn incremental(run: &RunCtx<'_>, report: &mut Report, cursor: &Cursor) -> 
             run.config,
             run.state,
             &changes,
+            groups,
             kind,
             marks_groups,
             run.now,

@@ -86,6 +86,53 @@ pub fn apply(
     removed
 }
 
+/// The groups of an image whose member values name an entry a change renamed, moved,
+/// deleted or added: the groups a server may have rewritten without reporting them.
+///
+/// OpenLDAP's refint overlay rewrites (or removes) a group's `member` values when a member is
+/// renamed, moved or deleted, but keeps the group's entryCSN, so syncrepl never reports the
+/// group; without refint the group keeps the old value, which a new entry at that DN then
+/// matches. Either way the server's copy of such a group is the truth, and these are the
+/// groups to read again. `before` holds the image entries of the changed ids as they were
+/// (users and groups), `groups` the image's groups; DNs compare normalised
+/// ([`super::normalize_dn`]). Groups the changes themselves upsert or delete are left out.
+pub fn linked_groups(
+    changes: &[&ChangeSet],
+    before: &BTreeMap<String, Entry>,
+    groups: &BTreeMap<String, Entry>,
+    member_attribute: &str,
+    stable_id: impl Fn(&Entry) -> Option<String>,
+) -> BTreeSet<String> {
+    let mut touched: BTreeSet<String> = BTreeSet::new();
+    let mut dns: BTreeSet<String> = BTreeSet::new();
+    for set in changes {
+        for e in &set.upserts {
+            let id = stable_id(e);
+            dns.insert(super::normalize_dn(&e.dn));
+            if let Some(old) = id.as_ref().and_then(|id| before.get(id)) {
+                dns.insert(super::normalize_dn(&old.dn));
+            }
+            touched.extend(id);
+        }
+        for id in &set.deleted {
+            if let Some(old) = before.get(id) {
+                dns.insert(super::normalize_dn(&old.dn));
+            }
+            touched.insert(id.clone());
+        }
+    }
+    groups
+        .iter()
+        .filter(|(id, _)| !touched.contains(*id))
+        .filter(|(_, g)| {
+            g.strs(member_attribute)
+                .iter()
+                .any(|m| dns.contains(&super::normalize_dn(m)))
+        })
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -121,5 +168,50 @@ mod tests {
         assert_eq!(image.keys().collect::<Vec<_>>(), ["2", "4"]);
         assert_eq!(image["2"].first_str("cn"), Some("b2"));
         assert!(ChangeSet::default().is_empty());
+    }
+
+    #[test]
+    fn linked_groups_name_the_groups_that_list_an_old_or_new_dn() {
+        let user = |uuid: &str, dn: &str| Entry::new(dn).with("entryUUID", uuid);
+        let group = |uuid: &str, members: &[&str]| {
+            members.iter().fold(
+                Entry::new(format!("cn=g{uuid},dc=x")).with("entryUUID", uuid),
+                |e, m| e.with("member", m),
+            )
+        };
+        let before: BTreeMap<String, Entry> = [
+            ("u1", "uid=a,dc=x"),
+            ("u2", "uid=b,dc=x"),
+            ("u3", "uid=c,dc=x"),
+        ]
+        .into_iter()
+        .map(|(id, dn)| (id.to_string(), user(id, dn)))
+        .collect();
+        let groups: BTreeMap<String, Entry> = [
+            // lists the renamed user's old DN (spelled differently)
+            ("g1", group("g1", &["UID=a, dc=x"])),
+            // lists the deleted user
+            ("g2", group("g2", &["uid=b,dc=x"])),
+            // lists the DN a new entry takes
+            ("g3", group("g3", &["uid=new,dc=x"])),
+            // lists an unchanged user only
+            ("g4", group("g4", &["uid=c,dc=x"])),
+            // lists the renamed user but is itself upserted: already read
+            ("g5", group("g5", &["uid=a,dc=x"])),
+        ]
+        .into_iter()
+        .map(|(id, e)| (id.to_string(), e))
+        .collect();
+        let users = ChangeSet {
+            upserts: vec![user("u1", "uid=a2,dc=x"), user("u9", "uid=new,dc=x")],
+            deleted: BTreeSet::from(["u2".to_string()]),
+            ..ChangeSet::default()
+        };
+        let group_changes = ChangeSet {
+            upserts: vec![group("g5", &["uid=a2,dc=x"])],
+            ..ChangeSet::default()
+        };
+        let linked = linked_groups(&[&users, &group_changes], &before, &groups, "member", id);
+        assert_eq!(linked.into_iter().collect::<Vec<_>>(), ["g1", "g2", "g3"]);
     }
 }

@@ -140,6 +140,49 @@ pub async fn read_changes(
     })
 }
 
+/// How many entryUUIDs one re-read search names.
+const REREAD_CHUNK: usize = 40;
+
+/// Reads the groups with these entryUUIDs again through the full read's group search (the
+/// same base, filter and attributes), 40 per search. A group the search no longer returns is
+/// left out. Used for groups a server rewrote without reporting them
+/// ([`super::changes::linked_groups`]).
+pub async fn reread_groups(
+    source: &LdapSource,
+    searches: &DirectorySearches,
+    ids: &BTreeSet<String>,
+) -> Result<Vec<Entry>, SyncreplError> {
+    let spec = &searches.groups;
+    let failed = |reason: String| SyncreplError::Search {
+        base: spec.base.clone(),
+        reason,
+    };
+    // Stable ids are entryUUID text: hex digits and hyphens, nothing a filter must escape.
+    let ids: Vec<&String> = ids
+        .iter()
+        .filter(|id| id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+        .collect();
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(REREAD_CHUNK) {
+        let clauses: String = chunk.iter().map(|id| format!("(entryUUID={id})")).collect();
+        let mut attributes = spec.attributes.clone();
+        attributes.push("entryUUID".to_string());
+        let outcome = source
+            .search(SearchSpec {
+                base: spec.base.clone(),
+                filter: format!("(&{}(|{clauses}))", spec.filter),
+                attributes,
+            })
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        if !outcome.complete {
+            return Err(failed(outcome.notes.join("; ")));
+        }
+        out.extend(outcome.entries);
+    }
+    Ok(out)
+}
+
 /// The server URL and the base: a cookie is only meaningful to the server that issued it.
 fn origin(server: &str, searches: &DirectorySearches) -> String {
     format!("{server}/{}", searches.users.base)
