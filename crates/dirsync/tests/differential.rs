@@ -121,3 +121,52 @@ fn regression_rename_with_refint_keeps_the_membership() {
         vec![vec![], vec![Op::Rename { user: 3, value: 51 }]],
     );
 }
+
+/// A user left the filter's scope (pending deletion), got a new userName and came back: the
+/// restore POST under the new userName was refused with 409 "externalId has already been
+/// taken" (seeds 2 and 4). Fixed in the planner: restored under the old userName, renamed
+/// right after.
+#[test]
+fn regression_user_back_under_a_new_user_name_is_restored() {
+    diff::replay_history(
+        PLAIN,
+        vec![
+            vec![],
+            vec![Op::Scope {
+                user: 2,
+                offboarded: true,
+            }],
+            vec![
+                Op::UserName {
+                    user: 2,
+                    value: 728,
+                },
+                Op::Scope {
+                    user: 2,
+                    offboarded: false,
+                },
+            ],
+        ],
+    );
+}
+
+/// The case of issue 22 itself: a user moved out of the base (refint rewrites the group's
+/// value to the outside DN) and later back in (rewritten again, unreported). The run that
+/// restored the user planned no member add (seed 2).
+#[test]
+fn regression_user_moved_out_and_back_regains_its_groups() {
+    diff::replay_history(
+        REFINT,
+        vec![
+            vec![Op::Move {
+                user: 4,
+                outside: true,
+            }],
+            vec![],
+            vec![Op::Move {
+                user: 4,
+                outside: false,
+            }],
+        ],
+    );
+}

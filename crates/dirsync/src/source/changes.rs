@@ -86,32 +86,59 @@ pub fn apply(
     removed
 }
 
-/// The groups of an image whose member values name an entry a change renamed, moved,
-/// deleted or added: the groups a server may have rewritten without reporting them.
+/// Groups a server may have changed without reporting them, found from a change set: see
+/// [`linked_groups`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LinkedGroups {
+    /// Image groups whose member values name an old or new DN of a changed entry, or the DN
+    /// of a deleted one: read them again.
+    pub stale: BTreeSet<String>,
+    /// The DNs (as the server wrote them) of entries that are new to the image or whose DN
+    /// changed: ask the server which groups list them now.
+    pub arrived: BTreeSet<String>,
+}
+
+impl LinkedGroups {
+    pub fn is_empty(&self) -> bool {
+        self.stale.is_empty() && self.arrived.is_empty()
+    }
+}
+
+/// The groups a server may have rewritten without reporting them.
 ///
 /// OpenLDAP's refint overlay rewrites (or removes) a group's `member` values when a member is
 /// renamed, moved or deleted, but keeps the group's entryCSN, so syncrepl never reports the
-/// group; without refint the group keeps the old value, which a new entry at that DN then
-/// matches. Either way the server's copy of such a group is the truth, and these are the
-/// groups to read again. `before` holds the image entries of the changed ids as they were
-/// (users and groups), `groups` the image's groups; DNs compare normalised
-/// ([`super::normalize_dn`]). Groups the changes themselves upsert or delete are left out.
+/// group. So the image's groups that list a DN a change touched are stale, and an entry that
+/// arrives at a new DN (created, renamed, moved, back in scope) may already be listed by
+/// groups the image has with another value (the DN it had outside the scope, which the image
+/// never saw). `before` holds the image entries of the changed ids as they were (users and
+/// groups), `groups` the image's groups; DNs compare normalised ([`super::normalize_dn`]).
+/// Groups the changes themselves upsert or delete are left out of `stale`.
 pub fn linked_groups(
     changes: &[&ChangeSet],
     before: &BTreeMap<String, Entry>,
     groups: &BTreeMap<String, Entry>,
     member_attribute: &str,
     stable_id: impl Fn(&Entry) -> Option<String>,
-) -> BTreeSet<String> {
+) -> LinkedGroups {
+    let mut out = LinkedGroups::default();
     let mut touched: BTreeSet<String> = BTreeSet::new();
     let mut dns: BTreeSet<String> = BTreeSet::new();
     for set in changes {
         for e in &set.upserts {
             let id = stable_id(e);
-            dns.insert(super::normalize_dn(&e.dn));
-            if let Some(old) = id.as_ref().and_then(|id| before.get(id)) {
-                dns.insert(super::normalize_dn(&old.dn));
+            let new = super::normalize_dn(&e.dn);
+            match id.as_ref().and_then(|id| before.get(id)) {
+                Some(old) if super::normalize_dn(&old.dn) == new => {}
+                Some(old) => {
+                    dns.insert(super::normalize_dn(&old.dn));
+                    out.arrived.insert(e.dn.clone());
+                }
+                None => {
+                    out.arrived.insert(e.dn.clone());
+                }
             }
+            dns.insert(new);
             touched.extend(id);
         }
         for id in &set.deleted {
@@ -121,7 +148,7 @@ pub fn linked_groups(
             touched.insert(id.clone());
         }
     }
-    groups
+    out.stale = groups
         .iter()
         .filter(|(id, _)| !touched.contains(*id))
         .filter(|(_, g)| {
@@ -130,7 +157,8 @@ pub fn linked_groups(
                 .any(|m| dns.contains(&super::normalize_dn(m)))
         })
         .map(|(id, _)| id.clone())
-        .collect()
+        .collect();
+    out
 }
 
 #[cfg(test)]
@@ -212,6 +240,14 @@ mod tests {
             ..ChangeSet::default()
         };
         let linked = linked_groups(&[&users, &group_changes], &before, &groups, "member", id);
-        assert_eq!(linked.into_iter().collect::<Vec<_>>(), ["g1", "g2", "g3"]);
+        assert_eq!(
+            linked.stale.into_iter().collect::<Vec<_>>(),
+            ["g1", "g2", "g3"]
+        );
+        // The renamed user, the new one and the renamed group (not the deleted user).
+        assert_eq!(
+            linked.arrived.into_iter().collect::<Vec<_>>(),
+            ["cn=gg5,dc=x", "uid=a2,dc=x", "uid=new,dc=x"]
+        );
     }
 }
