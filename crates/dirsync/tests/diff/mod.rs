@@ -35,8 +35,13 @@ pub fn check_seed(backend: Backend, seed: u64, runs: usize) {
     let history = history::generate(seed, &world.layout(), runs, PER_RUN);
     let outcome = world.replay(&history);
     eprintln!(
-        "differential {backend:?} seed {seed}: {} operations in {runs} runs, {:.1} s",
+        "differential {backend:?} seed {seed}: {} operations in {runs} runs ({} sent to the \
+         directory; {} incremental and {} full runs planned {} writes), {:.1} s",
         history.op_count(),
+        world.stats.sent,
+        world.stats.incremental,
+        world.stats.full,
+        world.stats.writes,
         started.elapsed().as_secs_f64()
     );
     if let Err(failure) = outcome {
@@ -161,6 +166,18 @@ struct World {
     model: Model,
     dir: tempfile::TempDir,
     fresh_runs: u32,
+    stats: Stats,
+}
+
+/// What a replay did, printed so that a pass can be told from a history that did nothing.
+#[derive(Default)]
+struct Stats {
+    /// Directory changes sent.
+    sent: usize,
+    incremental: usize,
+    full: usize,
+    /// Operations the runs after the initial one planned.
+    writes: usize,
 }
 
 impl World {
@@ -178,6 +195,7 @@ impl World {
             model,
             dir,
             fresh_runs: 0,
+            stats: Stats::default(),
         }
     }
 
@@ -209,6 +227,12 @@ impl World {
                     run.report["full_reason"]
                 )));
             }
+            if full_after_purge {
+                self.stats.full += 1;
+            } else {
+                self.stats.incremental += 1;
+            }
+            self.stats.writes += run.plan["operations"].as_array().map_or(0, Vec::len);
             self.check(&config, &run).map_err(fail(i))?;
             purged = self.purge_refused(&run).map_err(fail(i))?;
         }
@@ -246,6 +270,7 @@ impl World {
     fn apply(&mut self, ops: &[Op]) -> Result<(), String> {
         for op in ops {
             if let Some(effect) = self.model.apply(op) {
+                self.stats.sent += 1;
                 self.directory
                     .send(&effect)
                     .map_err(|e| format!("the directory refused {op:?} ({effect:?}): {e}"))?;
