@@ -1,5 +1,5 @@
 //! The agent's shared vocabulary: directory entries, the directory kind, anchor text, mapped
-//! users and groups, the ownership mark, and JSON kept as text.
+//! users and groups, and JSON kept as text.
 //!
 //! Plain data and pure functions. It does not know connections (LDAP, HTTP), the
 //! configuration file, the local state, or any other crate of the agent.
@@ -9,4 +9,3 @@ pub mod entry;
 pub mod json_text;
 pub mod kind;
 pub mod mapped;
-pub mod source_mark;

@@ -9,6 +9,7 @@
 //! removed, and a plan over the deletion thresholds contains no writes at all.
 
 mod render;
+pub mod source_mark;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -19,7 +20,6 @@ use serde_json::Value;
 
 use dirsync_model::json_text::JsonText;
 use dirsync_model::mapped::{MappedGroup, MappedUser, MappingError};
-use dirsync_model::source_mark;
 
 /// Everything the planner needs, already read and mapped.
 #[derive(Debug, Clone)]

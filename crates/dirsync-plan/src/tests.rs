@@ -492,7 +492,7 @@ fn group_held_by_another_instance_is_refused_naming_both_dns() {
     let mut b = dg("Staff", "guid-b", &[]);
     b.group.dn = "CN=Staff,OU=corp,DC=b,DC=test".into();
     let mut held = tg("tg-1", "Staff", "guid-a", &[]);
-    dirsync_model::source_mark::stamp(
+    crate::source_mark::stamp(
         &mut held.resource,
         "OU=corp,DC=a,DC=test",
         "CN=Staff,OU=corp,DC=a,DC=test",

@@ -10,8 +10,9 @@ pub use dirsync_apply::{journal, target};
 pub use dirsync_config as config;
 pub use dirsync_ldap_filter as ldap_filter;
 pub use dirsync_mapping as mapping;
-pub use dirsync_model::{json_text, source_mark};
+pub use dirsync_model::json_text;
 pub use dirsync_plan as plan;
+pub use dirsync_plan::source_mark;
 pub use dirsync_state as state;
 
 pub mod client;
