@@ -1,3 +1,8 @@
+//! The SCIM target side of the agent: what the target holds ([`target`]: read live, or from
+//! the cached rows), executing a plan against it (this module), and the audit [`journal`] of
+//! every confirmed write. It does not know the directory (no LDAP, no source, no mapping) or
+//! the configuration file; it takes the plan, the state store and a SCIM client.
+//!
 //! Executes a plan against the target through the SCIM client: operations in plan order,
 //! independent operations of one kind concurrently (bounded), each write journaled and, when
 //! it changes what this instance owns or keeps pending, recorded in the state right after the

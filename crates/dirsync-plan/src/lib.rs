@@ -7,6 +7,10 @@
 //! or where ownership and the agent's pending dates are stored; those come in as data. The
 //! rule it never breaks: on an incomplete or empty read nothing is deleted, pended or
 //! removed, and a plan over the deletion thresholds contains no writes at all.
+//!
+//! Of the agent's crates it knows only the model: not the configuration file (the agent
+//! turns it into [`Scope`] and [`Thresholds`]), the source, the state or the target client.
+//! [`source_mark`] is the ownership mark the planner stamps on groups.
 
 mod render;
 pub mod source_mark;
