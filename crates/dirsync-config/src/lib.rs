@@ -138,6 +138,23 @@ pub struct LdapConfig {
     pub cache_disabled: Option<bool>,
     #[serde(default)]
     pub flavor: Flavor,
+    /// [better] How an incremental run finds Active Directory's changes (docs/dirsync.md,
+    /// "Incremental reads: Active Directory"). OpenLDAP always uses syncrepl.
+    #[serde(default)]
+    pub change_tracking: ChangeTracking,
+}
+
+/// `ad.ldap.change_tracking`: which Active Directory change mechanism incremental runs use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeTracking {
+    /// DirSync where the DC lets the account use it, else uSNChanged high-water marks.
+    #[default]
+    Auto,
+    /// The DirSync control only.
+    DirSync,
+    /// uSNChanged high-water marks (and tombstones) only.
+    UsnChanged,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -649,13 +649,35 @@ pub fn plan(input: &PlanInput) -> Plan {
                     patch
                 }
             };
+            // Such a target restores on a POST with the pending user's own userName and
+            // externalId; a user that comes back under a new userName is restored under the
+            // old one and renamed right after (the next operation, so not concurrently).
+            let renamed = input.target.keeps_pending && t.user_name != d.user_name;
+            let resource = if renamed {
+                let mut restored = d_resource.clone();
+                restored["userName"] = serde_json::Value::String(t.user_name.clone());
+                JsonText::new(&restored)
+            } else {
+                d.resource.clone()
+            };
+            let rename = renamed.then(|| {
+                let old = resource.value();
+                let patch = scim::patch::diff(&old, &d_resource, user_schema);
+                Operation::UpdateUser {
+                    id: t.id.clone(),
+                    user_name: d.user_name.clone(),
+                    changes: render::changes(&patch, &old, &d_resource),
+                    patch,
+                }
+            });
             b.early_users.push(Operation::RestoreUser {
                 id: t.id.clone(),
                 user_name: d.user_name.clone(),
                 anchor: d.anchor.clone(),
-                resource: d.resource.clone(),
+                resource,
                 patch,
             });
+            b.early_users.extend(rename);
             continue;
         }
         let (old, new, patch) =

@@ -814,6 +814,39 @@ fn restore_is_a_post_on_keeping_targets_and_a_patch_on_plain_ones() {
 }
 
 #[test]
+fn a_user_back_under_a_new_user_name_is_restored_under_the_old_one_then_renamed() {
+    // Issue 22 (differential harness): left the scope, got a new userName, came back. A
+    // keeping target restores only on a POST with the pending user's own userName (with the
+    // new one it answers 409 "externalId has already been taken").
+    let pending = tu("t-a", "a@x.jp", "g-a", true, true);
+    let p = plan(&input(vec![du("a2@x.jp", "g-a", true)], vec![pending]));
+    match &p.operations[..] {
+        [
+            Operation::RestoreUser {
+                id,
+                resource,
+                patch,
+                ..
+            },
+            Operation::UpdateUser {
+                id: renamed,
+                patch: rename,
+                ..
+            },
+        ] => {
+            assert_eq!((id.as_str(), renamed.as_str()), ("t-a", "t-a"));
+            assert!(patch.is_empty(), "{patch:?}");
+            assert_eq!(resource.value()["userName"], json!("a@x.jp"));
+            assert_eq!(
+                serde_json::to_value(rename).unwrap(),
+                json!([{"op": "replace", "path": "userName", "value": "a2@x.jp"}])
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn ownership_rules() {
     // Not created by this instance: reported, not touched, not deleted.
     let mut i = input(

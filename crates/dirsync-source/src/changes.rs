@@ -86,6 +86,81 @@ pub fn apply(
     removed
 }
 
+/// Groups a server may have changed without reporting them, found from a change set: see
+/// [`linked_groups`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LinkedGroups {
+    /// Image groups whose member values name an old or new DN of a changed entry, or the DN
+    /// of a deleted one: read them again.
+    pub stale: BTreeSet<String>,
+    /// The DNs (as the server wrote them) of entries that are new to the image or whose DN
+    /// changed: ask the server which groups list them now.
+    pub arrived: BTreeSet<String>,
+}
+
+impl LinkedGroups {
+    pub fn is_empty(&self) -> bool {
+        self.stale.is_empty() && self.arrived.is_empty()
+    }
+}
+
+/// The groups a server may have rewritten without reporting them.
+///
+/// OpenLDAP's refint overlay rewrites (or removes) a group's `member` values when a member is
+/// renamed, moved or deleted, but keeps the group's entryCSN, so syncrepl never reports the
+/// group. So the image's groups that list a DN a change touched are stale, and an entry that
+/// arrives at a new DN (created, renamed, moved, back in scope) may already be listed by
+/// groups the image has with another value (the DN it had outside the scope, which the image
+/// never saw). `before` holds the image entries of the changed ids as they were (users and
+/// groups), `groups` the image's groups; DNs compare normalised ([`super::normalize_dn`]).
+/// Groups the changes themselves upsert or delete are left out of `stale`.
+pub fn linked_groups(
+    changes: &[&ChangeSet],
+    before: &BTreeMap<String, Entry>,
+    groups: &BTreeMap<String, Entry>,
+    member_attribute: &str,
+    stable_id: impl Fn(&Entry) -> Option<String>,
+) -> LinkedGroups {
+    let mut out = LinkedGroups::default();
+    let mut touched: BTreeSet<String> = BTreeSet::new();
+    let mut dns: BTreeSet<String> = BTreeSet::new();
+    for set in changes {
+        for e in &set.upserts {
+            let id = stable_id(e);
+            let new = super::normalize_dn(&e.dn);
+            match id.as_ref().and_then(|id| before.get(id)) {
+                Some(old) if super::normalize_dn(&old.dn) == new => {}
+                Some(old) => {
+                    dns.insert(super::normalize_dn(&old.dn));
+                    out.arrived.insert(e.dn.clone());
+                }
+                None => {
+                    out.arrived.insert(e.dn.clone());
+                }
+            }
+            dns.insert(new);
+            touched.extend(id);
+        }
+        for id in &set.deleted {
+            if let Some(old) = before.get(id) {
+                dns.insert(super::normalize_dn(&old.dn));
+            }
+            touched.insert(id.clone());
+        }
+    }
+    out.stale = groups
+        .iter()
+        .filter(|(id, _)| !touched.contains(*id))
+        .filter(|(_, g)| {
+            g.strs(member_attribute)
+                .iter()
+                .any(|m| dns.contains(&super::normalize_dn(m)))
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -121,5 +196,58 @@ mod tests {
         assert_eq!(image.keys().collect::<Vec<_>>(), ["2", "4"]);
         assert_eq!(image["2"].first_str("cn"), Some("b2"));
         assert!(ChangeSet::default().is_empty());
+    }
+
+    #[test]
+    fn linked_groups_name_the_groups_that_list_an_old_or_new_dn() {
+        let user = |uuid: &str, dn: &str| Entry::new(dn).with("entryUUID", uuid);
+        let group = |uuid: &str, members: &[&str]| {
+            members.iter().fold(
+                Entry::new(format!("cn=g{uuid},dc=x")).with("entryUUID", uuid),
+                |e, m| e.with("member", m),
+            )
+        };
+        let before: BTreeMap<String, Entry> = [
+            ("u1", "uid=a,dc=x"),
+            ("u2", "uid=b,dc=x"),
+            ("u3", "uid=c,dc=x"),
+        ]
+        .into_iter()
+        .map(|(id, dn)| (id.to_string(), user(id, dn)))
+        .collect();
+        let groups: BTreeMap<String, Entry> = [
+            // lists the renamed user's old DN (spelled differently)
+            ("g1", group("g1", &["UID=a, dc=x"])),
+            // lists the deleted user
+            ("g2", group("g2", &["uid=b,dc=x"])),
+            // lists the DN a new entry takes
+            ("g3", group("g3", &["uid=new,dc=x"])),
+            // lists an unchanged user only
+            ("g4", group("g4", &["uid=c,dc=x"])),
+            // lists the renamed user but is itself upserted: already read
+            ("g5", group("g5", &["uid=a,dc=x"])),
+        ]
+        .into_iter()
+        .map(|(id, e)| (id.to_string(), e))
+        .collect();
+        let users = ChangeSet {
+            upserts: vec![user("u1", "uid=a2,dc=x"), user("u9", "uid=new,dc=x")],
+            deleted: BTreeSet::from(["u2".to_string()]),
+            ..ChangeSet::default()
+        };
+        let group_changes = ChangeSet {
+            upserts: vec![group("g5", &["uid=a2,dc=x"])],
+            ..ChangeSet::default()
+        };
+        let linked = linked_groups(&[&users, &group_changes], &before, &groups, "member", id);
+        assert_eq!(
+            linked.stale.into_iter().collect::<Vec<_>>(),
+            ["g1", "g2", "g3"]
+        );
+        // The renamed user, the new one and the renamed group (not the deleted user).
+        assert_eq!(
+            linked.arrived.into_iter().collect::<Vec<_>>(),
+            ["cn=gg5,dc=x", "uid=a2,dc=x", "uid=new,dc=x"]
+        );
     }
 }

@@ -140,6 +140,71 @@ pub async fn read_changes(
     })
 }
 
+/// How many values one re-read search names.
+const REREAD_CHUNK: usize = 40;
+
+/// Reads the groups with these entryUUIDs again through the full read's group search (the
+/// same base, filter and attributes). A group the search no longer returns is left out.
+/// Used for groups a server rewrote without reporting them ([`super::changes::linked_groups`]).
+pub async fn reread_groups(
+    source: &LdapSource,
+    searches: &DirectorySearches,
+    ids: &BTreeSet<String>,
+) -> Result<Vec<Entry>, SyncreplError> {
+    // Stable ids are entryUUID text: hex digits and hyphens, nothing a filter must escape.
+    let clauses = ids
+        .iter()
+        .filter(|id| id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+        .map(|id| format!("(entryUUID={id})"))
+        .collect();
+    search_groups(source, searches, clauses).await
+}
+
+/// The groups (full read's group search) whose `member_attribute` lists one of `dns` now.
+pub async fn groups_listing(
+    source: &LdapSource,
+    searches: &DirectorySearches,
+    member_attribute: &str,
+    dns: &BTreeSet<String>,
+) -> Result<Vec<Entry>, SyncreplError> {
+    let clauses = dns
+        .iter()
+        .map(|dn| format!("({member_attribute}={})", ldap3::ldap_escape(dn)))
+        .collect();
+    search_groups(source, searches, clauses).await
+}
+
+/// The group search narrowed by `(|clauses)`, 40 clauses a search.
+async fn search_groups(
+    source: &LdapSource,
+    searches: &DirectorySearches,
+    clauses: Vec<String>,
+) -> Result<Vec<Entry>, SyncreplError> {
+    let spec = &searches.groups;
+    let failed = |reason: String| SyncreplError::Search {
+        base: spec.base.clone(),
+        reason,
+    };
+    let mut attributes = spec.attributes.clone();
+    attributes.push("entryUUID".to_string());
+    let mut out = Vec::new();
+    for chunk in clauses.chunks(REREAD_CHUNK) {
+        let outcome = source
+            .search(SearchSpec {
+                base: spec.base.clone(),
+                filter: format!("(&{}(|{}))", spec.filter, chunk.concat()),
+                attributes: attributes.clone(),
+            })
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        if !outcome.complete {
+            return Err(failed(outcome.notes.join("; ")));
+        }
+        out.extend(outcome.entries);
+    }
+    Ok(out)
+}
+
 /// The server URL and the base: a cookie is only meaningful to the server that issued it.
 fn origin(server: &str, searches: &DirectorySearches) -> String {
     format!("{server}/{}", searches.users.base)

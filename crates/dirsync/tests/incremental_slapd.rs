@@ -148,6 +148,7 @@ async fn start(variant: Variant) -> Harness {
             0
         },
         reload_hint: variant == Variant::SessionLog,
+        ..SlapdOptions::default()
     })
     .expect("start slapd");
     let base = slapd.base.clone();
@@ -231,7 +232,7 @@ impl Harness {
 async fn present_phase_at_scale() {
     let slapd = Slapd::start_with(SlapdOptions {
         sessionlog: 0,
-        reload_hint: false,
+        ..SlapdOptions::default()
     })
     .expect("start slapd");
     slapd

@@ -399,7 +399,7 @@ fn slapd_interrupted_run_forces_full_reconcile() {
 fn slapd_without_sessionlog_present_phase() {
     let slapd = testenv::Slapd::start_with(testenv::SlapdOptions {
         sessionlog: 0,
-        reload_hint: false,
+        ..testenv::SlapdOptions::default()
     })
     .unwrap();
     let target = common::Target::start(TargetKind::IdService);

@@ -91,6 +91,9 @@ pub struct SlapdOptions {
     /// `syncprov-reloadhint`: a stale cookie is answered with e-syncRefreshRequired instead
     /// of a full present-phase refresh.
     pub reload_hint: bool,
+    /// The `memberof` and `refint` overlays: a renamed, moved or deleted entry's DN is
+    /// rewritten (or removed) in every group's `member` values by the server itself.
+    pub memberof: bool,
 }
 
 impl Default for SlapdOptions {
@@ -98,6 +101,7 @@ impl Default for SlapdOptions {
         SlapdOptions {
             sessionlog: 100_000,
             reload_hint: false,
+            memberof: false,
         }
     }
 }
@@ -124,6 +128,10 @@ impl Slapd {
                 (
                     "LDAP_RELOADHINT",
                     if options.reload_hint { "1" } else { "0" }.to_string(),
+                ),
+                (
+                    "LDAP_MEMBEROF",
+                    if options.memberof { "1" } else { "0" }.to_string(),
                 ),
             ];
             match run_script("ldap_start.sh", &envs, &[]) {
@@ -208,6 +216,39 @@ impl Slapd {
             ldif.push_str(&format!("newsuperior: {parent}\n"));
         }
         self.modify(&ldif)
+    }
+
+    /// The values of `attr` on the entry `dn` (a base-scope `ldapsearch` as the rootdn); an
+    /// entry that does not exist is an error. Values are returned as the server prints them
+    /// (`ldif-wrap=no`; a base64 value keeps its `: ` prefix).
+    pub fn values(&self, dn: &str, attr: &str) -> Result<Vec<String>, String> {
+        let output = Command::new("ldapsearch")
+            .args(["-x", "-LLL", "-o", "ldif-wrap=no", "-H", &self.uri, "-D"])
+            .args([
+                &self.admin_dn,
+                "-w",
+                &self.admin_pw,
+                "-s",
+                "base",
+                "-b",
+                dn,
+                attr,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run ldapsearch: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "ldapsearch {dn} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        let prefix = format!("{}:", attr.to_ascii_lowercase());
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with(&prefix))
+            .map(|l| l[prefix.len()..].trim_start_matches(' ').to_string())
+            .collect())
     }
 
     /// Deletes entries by DN.

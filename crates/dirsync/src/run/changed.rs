@@ -8,7 +8,7 @@
 //! It knows when this shortcut would not give the whole plan's answer and says why
 //! ([`Prepared::Whole`]); the caller then plans the whole image.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::config::Config;
 use crate::mapping::{self, DirectoryKind};
@@ -75,10 +75,12 @@ fn candidate_ids(
     out
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn prepare(
     config: &Config,
     state: &StateStore,
     changes: &DirChanges,
+    groups: BTreeMap<String, crate::source::Entry>,
     kind: DirectoryKind,
     marks_groups: bool,
     now: chrono::DateTime<chrono::Utc>,
@@ -100,10 +102,7 @@ pub(super) async fn prepare(
         Ok(users) => image.users = users,
         Err(e) => return fail("the cached directory image", e),
     }
-    match state.image(ObjectKind::Group).await {
-        Ok(groups) => image.groups = groups,
-        Err(e) => return fail("the cached directory image", e),
-    }
+    image.groups = groups;
     super::phase("load the image rows", &mut t);
     let before = image.hashes();
     image.apply(changes, kind, config);

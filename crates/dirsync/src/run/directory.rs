@@ -71,7 +71,12 @@ pub(super) async fn read_changes(
             .map(|c| DirChanges::OpenLdap(Box::new(c)))
             .map_err(|e| e.to_string()),
         DirectoryKind::ActiveDirectory => {
-            ad_changes::read_changes(&mut ldap, &searches, ad_changes::AdMechanism::Auto, cursor)
+            let mechanism = match config.ad.ldap.change_tracking {
+                ChangeTracking::Auto => ad_changes::AdMechanism::Auto,
+                ChangeTracking::DirSync => ad_changes::AdMechanism::DirSync,
+                ChangeTracking::UsnChanged => ad_changes::AdMechanism::Usn,
+            };
+            ad_changes::read_changes(&mut ldap, &searches, mechanism, cursor)
                 .await
                 .map(DirChanges::Ad)
                 .map_err(|e| e.to_string())

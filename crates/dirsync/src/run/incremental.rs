@@ -19,7 +19,7 @@ pub(super) async fn incremental(
     report.mode = "incremental".into();
     let mut t = Instant::now();
     let DirRead {
-        changes,
+        mut changes,
         kind,
         description,
     } = match read_changes(run.config, Some(cursor)).await {
@@ -54,6 +54,22 @@ pub(super) async fn incremental(
         }
         return Incremental::Done(Some(Plan::default()));
     }
+    let groups = match run.state.image(ObjectKind::Group).await {
+        Ok(groups) => groups,
+        Err(e) => return Incremental::Reload(format!("the cached directory image: {e}")),
+    };
+    if let DirChanges::OpenLdap(c) = &mut changes {
+        match links::refresh(run.config, run.state, kind, c, &groups).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(groups = n, "read again groups that list a changed entry"),
+            Err(e @ links::LinkError::State(_)) => return Incremental::Reload(e.to_string()),
+            Err(e @ links::LinkError::Directory(_)) => {
+                let reason = format!("directory: {e}");
+                return Incremental::Done(stop(report, reason, EXIT_UNREACHABLE));
+            }
+        }
+        phase("read again the groups that list a changed entry", &mut t);
+    }
     let marks_groups = marks_groups(run.client).await;
     let whole_reason = if retry {
         // Held-back work concerns objects the changes may not name.
@@ -63,6 +79,7 @@ pub(super) async fn incremental(
             run.config,
             run.state,
             &changes,
+            groups,
             kind,
             marks_groups,
             run.now,

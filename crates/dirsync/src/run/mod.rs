@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::apply::{self, ApplyContext};
-use crate::config::{Config, KeptBy};
+use crate::config::{ChangeTracking, Config, KeptBy};
 use crate::journal::Journal;
 use crate::json_text::JsonText;
 use crate::mapping::{self, DirectoryKind};
@@ -51,6 +51,7 @@ mod execute;
 mod full;
 mod image;
 mod incremental;
+mod links;
 mod memory;
 mod progress;
 

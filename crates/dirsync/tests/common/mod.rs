@@ -240,8 +240,13 @@ pub const USER_OC: &str = "inetOrgPerson";
 
 impl Env {
     pub fn start(kind: TargetKind) -> Env {
+        Env::start_with(kind, testenv::SlapdOptions::default())
+    }
+
+    /// As [`Env::start`], with slapd started with these options (e.g. the refint overlay).
+    pub fn start_with(kind: TargetKind, options: testenv::SlapdOptions) -> Env {
         let started = std::time::Instant::now();
-        let slapd = Slapd::start().expect("start slapd");
+        let slapd = Slapd::start_with(options).expect("start slapd");
         let target = Target::start(kind);
         eprintln!("peers ({kind:?}) started in {:.2?}", started.elapsed());
         let dir = tempfile::Builder::new()
