@@ -1,18 +1,22 @@
-//! The directory synchronisation agent: reads users and groups from an LDAP directory (or an
-//! LDIF file), maps them to SCIM resources, plans the difference with what a SCIM 2.0 target
-//! holds, and applies it safely. See ARCHITECTURE.md for the module map.
+//! The directory synchronisation agent: wires the agent's crates into one run — read the
+//! directory, map, plan against what the SCIM target holds, apply, record — plus password
+//! sync and the end-of-run report. See ARCHITECTURE.md for the crate map.
+//!
+//! The other crates are re-exported under their old module names (`dirsync::config`,
+//! `dirsync::plan`, …) so callers of the library keep one entry point.
 
-pub mod apply;
-pub mod config;
-pub mod journal;
-pub mod json_text;
-pub mod ldap_filter;
-pub mod mapping;
+pub use dirsync_apply as apply;
+pub use dirsync_apply::{journal, target};
+pub use dirsync_config as config;
+pub use dirsync_ldap_filter as ldap_filter;
+pub use dirsync_mapping as mapping;
+pub use dirsync_model::json_text;
+pub use dirsync_plan as plan;
+pub use dirsync_plan::source_mark;
+pub use dirsync_state as state;
+
+pub mod client;
 pub mod password_sync;
-pub mod plan;
 pub mod report;
 pub mod run;
 pub mod source;
-pub mod source_mark;
-pub mod state;
-pub mod target;

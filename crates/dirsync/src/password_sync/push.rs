@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::queue::{Item, ItemId, Queue, QueueError};
-use crate::config::{Config, Flavor};
+use crate::config::Config;
 use crate::mapping::{self, DirectoryKind};
 
 const STATE_ATTR: &str = "state";
@@ -165,7 +165,7 @@ impl<'a> Pusher<'a> {
         options: PushOptions,
     ) -> Result<Pusher<'a>, PushError> {
         let client =
-            crate::run::scim_client(config).map_err(|e| PushError::Client(e.to_string()))?;
+            crate::client::scim_client(config).map_err(|e| PushError::Client(e.to_string()))?;
         Ok(Pusher {
             config,
             queue,
@@ -206,11 +206,12 @@ impl<'a> Pusher<'a> {
     }
 
     fn kind(&self, item: &Item) -> DirectoryKind {
-        match self.config.ad.ldap.flavor {
-            Flavor::Openldap => DirectoryKind::OpenLdap,
-            Flavor::ActiveDirectory => DirectoryKind::ActiveDirectory,
-            Flavor::Auto => DirectoryKind::guess(std::slice::from_ref(&item.entry)),
-        }
+        self.config
+            .ad
+            .ldap
+            .flavor
+            .kind()
+            .unwrap_or_else(|| DirectoryKind::guess(std::slice::from_ref(&item.entry)))
     }
 
     /// The externalId and a user label, exactly as a directory sync would compute them.

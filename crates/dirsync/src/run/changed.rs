@@ -75,6 +75,7 @@ fn candidate_ids(
     out
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn prepare(
     config: &Config,
     state: &StateStore,

@@ -411,13 +411,13 @@ pub(super) fn plan_input(
         target_users,
         target_groups: snapshot.groups,
         target: TargetKind { keeps_pending },
-        scope: Scope::from_config(&config.iid.scim.filter),
+        scope: scope(&config.iid.scim.filter),
         ownership: Ownership {
             users: owned_users,
             groups: owned_groups,
             adopt: options.adopt,
         },
-        thresholds: Thresholds::from_config(&config.sync, options.allow_deletions),
+        thresholds: thresholds(&config.sync, options.allow_deletions),
         retention: chrono::Duration::from_std(config.sync.pending_deletion.retention.0)
             .unwrap_or_else(|_| chrono::Duration::days(30)),
         member_chunk: config.sync.member_chunk.0 as usize,
@@ -426,5 +426,23 @@ pub(super) fn plan_input(
             kind,
         ),
         changed_users_only: desired.changed_users_only.take(),
+    }
+}
+
+/// The planner's scope from `iid.scim.filter.*` (already parsed at load).
+fn scope(filters: &crate::config::ScimFilters) -> Scope {
+    Scope {
+        user: filters.user.as_ref().map(|f| f.parsed.clone()),
+        group: filters.group.as_ref().map(|f| f.parsed.clone()),
+    }
+}
+
+/// The deletion thresholds from `sync.*` and the `--allow-deletions` option.
+fn thresholds(sync: &crate::config::SyncConfig, allow_deletions: Option<u64>) -> Thresholds {
+    Thresholds {
+        max_deletions: sync.max_deletions,
+        max_deletion_ratio: sync.max_deletion_ratio.0,
+        max_group_deletions: sync.max_group_deletions,
+        allow_deletions,
     }
 }

@@ -1,0 +1,512 @@
+//! Configuration value types that validate themselves while being deserialised, so that a
+//! bad value is reported with the line, column and key path of the value itself: LDAP and
+//! SCIM filters, regex rewrites with Ruby-style anchors, durations, bounded numbers, URLs,
+//! and "one attribute name or a list of them".
+//!
+//! These types know their own syntax only; they do not know which key they sit under.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use dirsync_ldap_filter::{self as ldap_filter, LdapFilter};
+
+/// An LDAP filter as written (with or without outer parentheses), checked at load time.
+#[derive(Clone, PartialEq)]
+pub struct LdapFilterText {
+    /// The text exactly as configured.
+    pub text: String,
+    pub parsed: LdapFilter,
+}
+
+impl LdapFilterText {
+    /// The filter with outer parentheses, as sent to a server.
+    pub fn normalized(&self) -> String {
+        ldap_filter::normalize(&self.text)
+    }
+}
+
+impl fmt::Debug for LdapFilterText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for LdapFilterText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let parsed = ldap_filter::validate(&text)
+            .map_err(|e| de::Error::custom(format!("invalid LDAP filter {text:?}: {e}")))?;
+        Ok(LdapFilterText { text, parsed })
+    }
+}
+
+/// A SCIM filter (RFC 7644 §3.4.2.2), parsed at load time by `crates/scim`.
+#[derive(Clone)]
+pub struct ScimFilterText {
+    pub text: String,
+    pub parsed: scim::Filter,
+}
+
+impl fmt::Debug for ScimFilterText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for ScimFilterText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let parsed = scim::filter::parse(&text).map_err(|e| {
+            // The parser's detail repeats the text and spans lines; keep one line.
+            let detail = e.detail.replace('\n', "; ");
+            let prefix = format!("invalid filter {text:?}: ");
+            let detail = detail.strip_prefix(&prefix).unwrap_or(&detail).to_string();
+            de::Error::custom(format!("invalid SCIM filter {text:?}: {detail}"))
+        })?;
+        Ok(ScimFilterText { text, parsed })
+    }
+}
+
+/// A regular expression written for Ruby (the existing tool), compiled for Rust's `regex`.
+#[derive(Clone)]
+pub struct RubyRegex {
+    /// The pattern as configured.
+    pub text: String,
+    pub regex: regex::Regex,
+}
+
+impl fmt::Debug for RubyRegex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for RubyRegex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let translated = translate_ruby_pattern(&text);
+        let regex = regex::Regex::new(&translated).map_err(|e| {
+            de::Error::custom(format!(
+                "invalid regular expression {text:?}: {}",
+                one_line_regex_error(&e)
+            ))
+        })?;
+        Ok(RubyRegex { text, regex })
+    }
+}
+
+/// `regex::Error` renders a multi-line caret diagram; configuration errors are one line.
+fn one_line_regex_error(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: ").map(str::to_string))
+        .unwrap_or_else(|| text.lines().last().unwrap_or("").trim().to_string())
+}
+
+/// Translates a Ruby (Onigmo) pattern to the Rust `regex` dialect.
+///
+/// Rust already has `\A` and `\z` with Ruby's meaning. What differs:
+/// - Ruby's `^` and `$` are always line anchors; Rust's only with the `m` flag, so the
+///   pattern is prefixed with `(?m)`.
+/// - Ruby's `\Z` (end of text, or before a final newline) does not exist in Rust and Rust has
+///   no look-ahead: it becomes `(?:\n?\z)`, which also consumes that final newline. Directory
+///   values practically never end in a newline, so the difference does not matter in use.
+/// - Ruby's inline `m` flag means "dot matches newline", which is Rust's `s`.
+/// - Ruby's `\h` (hex digit) becomes `[0-9a-fA-F]`.
+pub fn translate_ruby_pattern(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 8);
+    out.push_str("(?m)");
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    let mut in_class = false;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\\' {
+            match chars.get(i + 1) {
+                Some('Z') if !in_class => out.push_str(r"(?:\n?\z)"),
+                Some('h') if !in_class => out.push_str("[0-9a-fA-F]"),
+                Some('h') => out.push_str("0-9a-fA-F"),
+                Some(n) => {
+                    out.push('\\');
+                    out.push(*n);
+                }
+                None => out.push('\\'),
+            }
+            i += 2;
+            continue;
+        }
+        if in_class {
+            if c == ']' {
+                in_class = false;
+            }
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        match c {
+            '[' => {
+                in_class = true;
+                out.push(c);
+                // A ']' right after '[' or '[^' is literal.
+                if chars.get(i + 1) == Some(&'^') {
+                    out.push('^');
+                    i += 1;
+                }
+                if chars.get(i + 1) == Some(&']') {
+                    out.push(']');
+                    i += 1;
+                }
+            }
+            '(' if chars.get(i + 1) == Some(&'?') => {
+                // Inline flags `(?imx-imx)` or `(?imx-imx:`: Ruby's m is Rust's s.
+                let mut j = i + 2;
+                let mut flags = String::new();
+                while let Some(f) = chars.get(j) {
+                    if matches!(f, 'i' | 'm' | 'x' | '-') {
+                        flags.push(if *f == 'm' { 's' } else { *f });
+                        j += 1;
+                    } else {
+                        break;
+                    }
+                }
+                if !flags.is_empty() && matches!(chars.get(j), Some(')') | Some(':')) {
+                    out.push_str("(?");
+                    out.push_str(&flags);
+                    i = j;
+                } else {
+                    out.push_str("(?");
+                    i += 2;
+                }
+                continue;
+            }
+            _ => out.push(c),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// A replacement written for Ruby's `gsub`, in Rust `regex` syntax: `\1`..`\9` → `${1}`,
+/// `\0` and `\&` → `${0}`, `\k<name>` → `${name}`, `\\` → `\`, and a literal `$` escaped as
+/// `$$` (Rust would otherwise read it as a group reference). Other `\x` stay literal, as in
+/// Ruby.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RubyReplacement {
+    pub text: String,
+    pub rust: String,
+}
+
+impl<'de> Deserialize<'de> for RubyReplacement {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let rust = translate_ruby_replacement(&text).map_err(de::Error::custom)?;
+        Ok(RubyReplacement { text, rust })
+    }
+}
+
+pub fn translate_ruby_replacement(text: &str) -> Result<String, String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len() + 4);
+    let mut i = 0;
+    while i < chars.len() {
+        match (chars[i], chars.get(i + 1)) {
+            ('\\', Some(d)) if d.is_ascii_digit() => {
+                out.push_str(&format!("${{{d}}}"));
+                i += 2;
+            }
+            ('\\', Some('&')) => {
+                out.push_str("${0}");
+                i += 2;
+            }
+            ('\\', Some('\\')) => {
+                out.push('\\');
+                i += 2;
+            }
+            ('\\', Some('k')) if chars.get(i + 2) == Some(&'<') => {
+                let rest: String = chars[i + 3..].iter().collect();
+                let Some(end) = rest.find('>') else {
+                    return Err(format!("unterminated \\k<name> in replacement {text:?}"));
+                };
+                out.push_str(&format!("${{{}}}", &rest[..end]));
+                i += 3 + rest[..end].chars().count() + 1;
+            }
+            ('$', _) => {
+                out.push_str("$$");
+                i += 1;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A duration written as `30d`, `24h`, `90m`, `45s`, `2w`, or a combination such as `1h30m`.
+/// A unit is required: a bare number is ambiguous between seconds and days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationText(pub Duration);
+
+impl<'de> Deserialize<'de> for DurationText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text)
+            .map(DurationText)
+            .map_err(de::Error::custom)
+    }
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!(
+            "invalid duration {text:?}: expected a number with a unit s, m, h, d or w (e.g. \"30d\", \"1h30m\")"
+        )
+    };
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit: u64 = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        digits.clear();
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    if !digits.is_empty() {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// The LDAP timeout in seconds, 1..=36000 as the existing tool documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeoutSecs(pub u32);
+
+impl Default for TimeoutSecs {
+    fn default() -> Self {
+        TimeoutSecs(3600)
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeoutSecs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u64::deserialize(d)?;
+        if (1..=36_000).contains(&n) {
+            Ok(TimeoutSecs(n as u32))
+        } else {
+            Err(de::Error::custom(format!(
+                "timeout {n} is out of range: seconds, 1..36000"
+            )))
+        }
+    }
+}
+
+/// A fraction 0.0..=1.0 (deletion ratios).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ratio(pub f64);
+
+impl<'de> Deserialize<'de> for Ratio {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = f64::deserialize(d)?;
+        if (0.0..=1.0).contains(&n) {
+            Ok(Ratio(n))
+        } else {
+            Err(de::Error::custom(format!(
+                "{n} is out of range: a fraction between 0 and 1 (0.10 = 10%)"
+            )))
+        }
+    }
+}
+
+/// A positive count with an upper bound (chunk sizes, concurrency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounded<const MAX: u32>(pub u32);
+
+impl<'de, const MAX: u32> Deserialize<'de> for Bounded<MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u64::deserialize(d)?;
+        if (1..=u64::from(MAX)).contains(&n) {
+            Ok(Bounded(n as u32))
+        } else {
+            Err(de::Error::custom(format!("{n} is out of range: 1..{MAX}")))
+        }
+    }
+}
+
+/// An http(s) URL. The SCIM base URL is joined with `/Users` etc., so a trailing `/` is
+/// dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl(pub String);
+
+impl<'de> Deserialize<'de> for HttpUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let t = text.trim();
+        let rest = t
+            .strip_prefix("https://")
+            .or_else(|| t.strip_prefix("http://"));
+        match rest {
+            Some(r) if !r.is_empty() && !r.starts_with('/') && !t.contains(char::is_whitespace) => {
+                Ok(HttpUrl(t.trim_end_matches('/').to_string()))
+            }
+            _ => Err(de::Error::custom(format!(
+                "invalid URL {text:?}: expected http://host/... or https://host/..."
+            ))),
+        }
+    }
+}
+
+/// A list of directory attribute names; the first one with a non-empty value wins. Written as
+/// one name or a list. An empty list is allowed and means "explicitly not bound" (it turns
+/// off a flavor default).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AttrList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for AttrList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AttrList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a directory attribute name or a list of names")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<AttrList, E> {
+                check_attr_name(v).map_err(E::custom)?;
+                Ok(AttrList(vec![v.to_string()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AttrList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    check_attr_name(&name).map_err(de::Error::custom)?;
+                    out.push(name);
+                }
+                Ok(AttrList(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn check_attr_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ';');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a directory attribute name"))
+    }
+}
+
+/// One element or a list of elements (`phoneNumbers: {value: telephoneNumber}` or
+/// `phoneNumbers: [{value: telephoneNumber}, {value: mobile}]`). Written by hand because an
+/// untagged enum would lose error positions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneOrMany<T>(pub Vec<T>);
+
+impl<T> Default for OneOrMany<T> {
+    fn default() -> Self {
+        OneOrMany(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping or a list of mappings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<OneOrMany<T>, A::Error> {
+                let one = T::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(OneOrMany(vec![one]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany<T>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element::<T>()? {
+                    out.push(item);
+                }
+                Ok(OneOrMany(out))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn rewrite(pattern: &str, replacement: &str, input: &str) -> String {
+        let re = regex::Regex::new(&translate_ruby_pattern(pattern)).unwrap();
+        let rep = translate_ruby_replacement(replacement).unwrap();
+        re.replace_all(input, rep.as_str()).into_owned()
+    }
+
+    #[test]
+    fn ruby_anchors_and_replacements() {
+        // \z: end of text only.
+        assert_eq!(
+            rewrite(r"@EXAMPLE\.JP\z", "@example.jp", "a@EXAMPLE.JP"),
+            "a@example.jp"
+        );
+        assert_eq!(
+            rewrite(r"@EXAMPLE\.JP\z", "@example.jp", "a@EXAMPLE.JP\n"),
+            "a@EXAMPLE.JP\n"
+        );
+        // \Z: also before a final newline.
+        assert_eq!(rewrite(r"JP\Z", "jp", "a.JP\n"), "a.jp");
+        assert_eq!(rewrite(r"JP\Z", "jp", "a.JP"), "a.jp");
+        // \A: start of text only; ^ is a line anchor as in Ruby.
+        assert_eq!(rewrite(r"\Ax", "y", "x\nx"), "y\nx");
+        assert_eq!(rewrite(r"^x", "y", "x\nx"), "y\ny");
+        // Back-references.
+        assert_eq!(
+            rewrite(r"\A(\w+)@(\w+)\z", r"\2+\1", "taro@corp"),
+            "corp+taro"
+        );
+        assert_eq!(rewrite(r"(?<u>\w+)@", r"\k<u>.", "taro@corp"), "taro.corp");
+        assert_eq!(rewrite(r"a", r"[\&]", "a"), "[a]");
+        assert_eq!(rewrite(r"a", r"$1", "a"), "$1");
+        // Ruby (?m) = dot-all.
+        assert_eq!(rewrite(r"(?m)a.b", "x", "a\nb"), "x");
+        assert_eq!(rewrite(r"\h+", "#", "ff-zz"), "#-zz");
+        assert_eq!(rewrite(r"[\]a]", "#", "]a"), "##");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86400)
+        );
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        for bad in ["", "30", "d", "30x", "-1d", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

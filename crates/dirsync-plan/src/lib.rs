@@ -1,0 +1,1292 @@
+//! The planner: a pure function from (what the directory wants, what the target holds, the
+//! rules) to an ordered list of operations, per-object errors, and safety decisions
+//! (SPEC 4.1–4.3, 5).
+//!
+//! No I/O and no clock (`now` is an input), so every row of the SPEC tables is a unit test.
+//! It does not know how operations are sent (HTTP, Bulk, retries), how the target was read,
+//! or where ownership and the agent's pending dates are stored; those come in as data. The
+//! rule it never breaks: on an incomplete or empty read nothing is deleted, pended or
+//! removed, and a plan over the deletion thresholds contains no writes at all.
+//!
+//! Of the agent's crates it knows only the model: not the configuration file (the agent
+//! turns it into [`Scope`] and [`Thresholds`]), the source, the state or the target client.
+//! [`source_mark`] is the ownership mark the planner stamps on groups.
+
+mod render;
+pub mod source_mark;
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use dirsync_model::json_text::JsonText;
+use dirsync_model::mapped::{MappedGroup, MappedUser, MappingError};
+
+/// Everything the planner needs, already read and mapped.
+#[derive(Debug, Clone)]
+pub struct PlanInput {
+    pub now: DateTime<Utc>,
+    /// Users the directory wants (mapped, in scope of the LDAP search).
+    pub users: Vec<MappedUser>,
+    pub groups: Vec<DesiredGroup>,
+    /// Directory objects that failed mapping. Their target counterparts (by anchor or
+    /// userName, when known) are left alone: a bad phone number must not delete a user.
+    pub unmapped_users: Vec<MappingError>,
+    pub unmapped_groups: Vec<MappingError>,
+    /// False when the read did not finish cleanly (SPEC 3): no deletions of any kind.
+    pub read_complete: bool,
+    /// Target users, including those pending deletion (on targets that keep them) and those
+    /// outside the scope filter (so that collisions are seen).
+    pub target_users: Vec<TargetUser>,
+    pub target_groups: Vec<TargetGroup>,
+    pub target: TargetKind,
+    pub scope: Scope,
+    pub ownership: Ownership,
+    pub thresholds: Thresholds,
+    /// How long the agent keeps a user disabled before deleting it on a plain target.
+    pub retention: Duration,
+    /// Members per AddMembers/RemoveMembers operation.
+    pub member_chunk: usize,
+    /// User attributes the mapping manages (`title`, `name`, `emails`,
+    /// `urn:…:enterprise:2.0:User:department`, …): when the directory stops giving one, it is
+    /// removed from the target. Attributes outside this list are only ever added or replaced,
+    /// never removed, so values set on the target by other means survive.
+    pub managed_user_attributes: Vec<String>,
+    /// `Some` when an incremental run plans only the users its changes touch (see
+    /// [`ChangedUsers`]); `None` plans the whole directory.
+    pub changed_users_only: Option<ChangedUsers>,
+}
+
+/// An incremental plan over the changed users (issue #5). `users` and `unmapped_users` hold
+/// the changed directory users only; `groups`, `target_users` and `target_groups` are
+/// complete, but a target user that no changed user can match may come without its resource
+/// (its caller makes sure of that, and plans whole when a scope filter would need it).
+/// Absence from `users` then means "unchanged", not "gone": a target user is deleted only
+/// when its id is in `removable` (its directory user was deleted, left the scope, or changed
+/// and did not match it again), and the target user of an unchanged directory user (anchor
+/// in `unchanged_anchors`) still counts as that user for group membership.
+#[derive(Debug, Clone, Default)]
+pub struct ChangedUsers {
+    /// Target user ids the changes are evidence against.
+    pub removable: HashSet<String>,
+    /// Anchors of directory users that did not change and mapped the last time.
+    pub unchanged_anchors: HashSet<String>,
+}
+
+/// A group the directory wants, with its members as user anchors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredGroup {
+    pub group: MappedGroup,
+    pub member_anchors: Vec<String>,
+}
+
+/// A user as the target holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetUser {
+    pub id: String,
+    pub external_id: Option<String>,
+    pub user_name: String,
+    pub active: bool,
+    /// Pending deletion: on targets that keep pending users, the target's own state; on plain
+    /// targets, the agent's record (the user is disabled and waits for `retention`).
+    pub pending: bool,
+    pub pending_since: Option<DateTime<Utc>>,
+    /// Parsed one user at a time while planning (a full run holds 100,000 of these).
+    pub resource: JsonText,
+}
+
+/// A group as the target holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetGroup {
+    pub id: String,
+    pub display_name: String,
+    pub external_id: Option<String>,
+    /// Target ids of the direct members.
+    pub members: Vec<String>,
+    pub resource: Value,
+}
+
+/// What kind of target this is (SPEC 4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetKind {
+    /// True when a SCIM DELETE puts the user into pending deletion (idservice, the vendor's
+    /// service); false for a plain SCIM target, where the agent keeps the lifecycle.
+    pub keeps_pending: bool,
+}
+
+/// `iid.scim.filter.user/group`: target objects outside them are never touched.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub user: Option<scim::Filter>,
+    pub group: Option<scim::Filter>,
+}
+
+impl Scope {
+    /// Parses the resource only when there is a filter to evaluate.
+    fn user_in(&self, resource: &JsonText) -> bool {
+        self.user
+            .as_ref()
+            .is_none_or(|f| scim::filter::matches(f, &resource.value(), scim::schema::user()))
+    }
+    fn group_in(&self, resource: &Value) -> bool {
+        self.group
+            .as_ref()
+            .is_none_or(|f| scim::filter::matches(f, resource, scim::schema::group()))
+    }
+}
+
+/// Which target objects this instance created or adopted (SPEC 4.3).
+#[derive(Debug, Clone, Default)]
+pub struct Ownership {
+    pub users: BTreeSet<String>,
+    pub groups: BTreeSet<String>,
+    /// `--adopt`: take over matching target objects this instance did not create.
+    pub adopt: bool,
+}
+
+/// SPEC 5 deletion thresholds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub max_deletions: u64,
+    pub max_deletion_ratio: f64,
+    /// Group deletions + member removals; `None`: the same as `max_deletions`.
+    pub max_group_deletions: Option<u64>,
+    /// `--allow-deletions N`: a run with at most N deletions (of each kind) goes through.
+    pub allow_deletions: Option<u64>,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            max_deletions: 500,
+            max_deletion_ratio: 0.10,
+            max_group_deletions: None,
+            allow_deletions: None,
+        }
+    }
+}
+
+/// A group a member operation applies to: existing, or created earlier in the same plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupRef {
+    Id(String),
+    /// The anchor (externalId) of a group created by this plan.
+    New(String),
+}
+
+/// A member: an existing target user, or one created earlier in this plan (resolved by
+/// anchor at apply time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemberRef {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<String>,
+    /// userName, for people reading the plan.
+    pub user_name: String,
+}
+
+/// A [`MemberRef`] borrowed from the planner's input: one per directory user while the plan
+/// is made (100,000 owned copies were ~17 MB), made owned only for the member operations.
+#[derive(Clone, Copy)]
+struct UserRef<'a> {
+    id: Option<&'a str>,
+    anchor: Option<&'a str>,
+    user_name: &'a str,
+}
+
+impl UserRef<'_> {
+    fn to_member(self) -> MemberRef {
+        MemberRef {
+            id: self.id.map(str::to_string),
+            anchor: self.anchor.map(str::to_string),
+            user_name: self.user_name.to_string(),
+        }
+    }
+}
+
+/// One attribute change, for people reading the plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub path: String,
+    pub old: Option<Value>,
+    pub new: Option<Value>,
+}
+
+/// One write (or state-only step) of the plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Operation {
+    CreateUser {
+        anchor: String,
+        user_name: String,
+        dn: String,
+        /// Shared with the mapped user (100,000 creates would otherwise hold every resource
+        /// twice while the plan is built).
+        resource: JsonText,
+    },
+    /// Record ownership of an existing target user (`--adopt`); no target write by itself.
+    AdoptUser {
+        id: String,
+        user_name: String,
+    },
+    UpdateUser {
+        id: String,
+        user_name: String,
+        changes: Vec<Change>,
+        patch: Vec<scim::PatchOperation>,
+    },
+    EnableUser {
+        id: String,
+        user_name: String,
+    },
+    DisableUser {
+        id: String,
+        user_name: String,
+    },
+    /// Back from pending deletion. On a target that keeps pending users: POST `resource`
+    /// (same userName and externalId) and the target restores it, all attributes overwritten;
+    /// `patch` is then empty. On a plain target: apply `patch` (never empty: re-enable and
+    /// bring attributes up to date) and drop the agent's pending record.
+    RestoreUser {
+        id: String,
+        user_name: String,
+        anchor: String,
+        resource: JsonText,
+        patch: Vec<scim::PatchOperation>,
+    },
+    /// DELETE on a target that keeps pending users: the user becomes pending deletion.
+    DeleteUser {
+        id: String,
+        user_name: String,
+    },
+    /// Plain target: PATCH `active=false` and record the pending date (agent lifecycle).
+    AgentPendUser {
+        id: String,
+        user_name: String,
+    },
+    /// Plain target: DELETE after the retention period.
+    PurgeUser {
+        id: String,
+        user_name: String,
+        pending_since: DateTime<Utc>,
+    },
+    CreateGroup {
+        anchor: String,
+        display_name: String,
+        dn: String,
+        resource: Value,
+    },
+    AdoptGroup {
+        id: String,
+        display_name: String,
+    },
+    UpdateGroup {
+        id: String,
+        display_name: String,
+        changes: Vec<Change>,
+        patch: Vec<scim::PatchOperation>,
+    },
+    DeleteGroup {
+        id: String,
+        display_name: String,
+    },
+    AddMembers {
+        group: GroupRef,
+        display_name: String,
+        members: Vec<MemberRef>,
+    },
+    RemoveMembers {
+        group: GroupRef,
+        display_name: String,
+        members: Vec<MemberRef>,
+    },
+}
+
+impl Operation {
+    /// The id of the existing target object the operation acts on (`None` for creates, and
+    /// for member operations on a group this plan creates).
+    pub fn target_id(&self) -> Option<&str> {
+        match self {
+            Operation::CreateUser { .. } | Operation::CreateGroup { .. } => None,
+            Operation::AdoptUser { id, .. }
+            | Operation::UpdateUser { id, .. }
+            | Operation::EnableUser { id, .. }
+            | Operation::DisableUser { id, .. }
+            | Operation::RestoreUser { id, .. }
+            | Operation::DeleteUser { id, .. }
+            | Operation::AgentPendUser { id, .. }
+            | Operation::PurgeUser { id, .. }
+            | Operation::AdoptGroup { id, .. }
+            | Operation::UpdateGroup { id, .. }
+            | Operation::DeleteGroup { id, .. } => Some(id),
+            Operation::AddMembers { group, .. } | Operation::RemoveMembers { group, .. } => {
+                match group {
+                    GroupRef::Id(id) => Some(id),
+                    GroupRef::New(_) => None,
+                }
+            }
+        }
+    }
+}
+
+/// Why an object is not synchronised this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The directory object could not be mapped.
+    Mapping,
+    DuplicateUserName,
+    DuplicateExternalId,
+    DuplicateGroupName,
+    DuplicateGroupExternalId,
+    /// A user was re-created in the directory while the old one is pending deletion.
+    RecreatedUser,
+    /// The userName (or group displayName) is used by a target object this instance does
+    /// not manage.
+    NameTaken,
+    /// The matching target object was not created by this instance (and no `--adopt`).
+    NotOwned,
+    /// The matching target object is outside `iid.scim.filter.*`.
+    OutOfScope,
+    /// Creating the object would put it outside this instance's `iid.scim.filter.*`.
+    WouldLeaveScope,
+    /// The change cannot be expressed as SCIM PATCH.
+    Internal,
+}
+
+/// A per-object error: the object is left as it is; the run goes on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanError {
+    pub kind: ErrorKind,
+    /// The DN (or DNs), or the name, of the object.
+    pub object: String,
+    pub message: String,
+}
+
+/// The result of planning.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Plan {
+    /// In execution order.
+    pub operations: Vec<Operation>,
+    pub errors: Vec<PlanError>,
+    /// Safety decisions and other things the report should say.
+    pub notes: Vec<String>,
+    /// Set when the plan exceeds a deletion threshold: `operations` is then empty.
+    pub refused: Option<String>,
+    pub unchanged_users: usize,
+    pub unchanged_groups: usize,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.operations.is_empty()
+    }
+}
+
+/// The explanation for SPEC 4.1 "user re-created in the directory".
+fn recreated_message(
+    user_name: &str,
+    old_id: &str,
+    old_ext: Option<&str>,
+    new_ext: &str,
+) -> String {
+    format!(
+        "userName {user_name} belongs to a user pending deletion in the target (id {old_id}, externalId {}), \
+         and this directory user has a different externalId ({new_ext}): it was re-created in the directory. \
+         The target keeps the old user's userName until it is purged, so nothing was changed. \
+         Purge the old user first (idservice: `idservice users purge-pending --user {user_name}`; \
+         other services: their permanent-delete function), then run again; or, to survive \
+         re-creation, anchor users on a stable attribute (ad_bind.externalId: mS-DS-ConsistencyGuid).",
+        old_ext.unwrap_or("none")
+    )
+}
+
+#[derive(Default)]
+struct Buckets {
+    early_users: Vec<Operation>,
+    group_writes: Vec<Operation>,
+    member_adds: Vec<Operation>,
+    member_removes: Vec<Operation>,
+    user_disables: Vec<Operation>,
+    group_deletes: Vec<Operation>,
+    user_pendings: Vec<Operation>,
+}
+
+/// Computes the plan. See the module doc and SPEC 4–5.
+pub fn plan(input: &PlanInput) -> Plan {
+    let mut out = Plan::default();
+    let mut b = Buckets::default();
+    // Room for one operation per directory user up front: an initial run pushes 100,000
+    // creates, and a growing vector would copy them while both copies are resident (the
+    // capacity a full reconcile does not use is never touched, so it costs no memory).
+    b.early_users.reserve(input.users.len());
+
+    let user_schema = scim::schema::user();
+    let by_ext: HashMap<&str, usize> = input
+        .target_users
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.external_id.as_deref().map(|e| (e, i)))
+        .collect();
+    let by_name = KeyIndex::new(
+        input
+            .target_users
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (lower(&t.user_name), i))
+            .collect(),
+    );
+    let find_user = |ext: Option<&str>, name: Option<&str>| -> Option<(usize, bool)> {
+        if let Some(i) = ext.and_then(|e| by_ext.get(e)) {
+            return Some((*i, false));
+        }
+        let same = by_name.get(lower(name?).as_ref());
+        // Prefer a live user over a pending one of the same name.
+        same.iter()
+            .map(|(_, i)| *i)
+            .find(|i| !input.target_users[*i].pending)
+            .or_else(|| same.first().map(|(_, i)| *i))
+            .map(|i| (i, true))
+    };
+
+    // Target users that must not be deleted or have memberships removed this run.
+    let mut protected: HashSet<usize> = HashSet::new();
+    for e in &input.unmapped_users {
+        if let Some((i, _)) = find_user(e.anchor.as_deref(), e.user_name.as_deref()) {
+            protected.insert(i);
+        }
+        out.errors.push(PlanError {
+            kind: ErrorKind::Mapping,
+            object: e.dn.clone(),
+            message: format!("{}: {}", e.attribute, e.message),
+        });
+    }
+
+    // Duplicates in the source: all involved are reported and none is sent.
+    let mut excluded: HashSet<usize> = HashSet::new();
+    let ext_groups = KeyIndex::new(
+        input
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.anchor.as_str(), i))
+            .collect(),
+    )
+    .repeated();
+    let name_groups = KeyIndex::new(
+        input
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (lower(&u.user_name), i))
+            .collect(),
+    )
+    .repeated();
+    for (ext, idx) in &ext_groups {
+        let dns: Vec<&str> = idx.iter().map(|i| input.users[*i].dn.as_str()).collect();
+        out.errors.push(PlanError {
+            kind: ErrorKind::DuplicateExternalId,
+            object: dns.join(" | "),
+            message: format!(
+                "{} directory users map to the same externalId {ext}; none of them is synchronised",
+                idx.len()
+            ),
+        });
+        excluded.extend(idx.iter().copied());
+    }
+    for (name, idx) in &name_groups {
+        let dns: Vec<&str> = idx.iter().map(|i| input.users[*i].dn.as_str()).collect();
+        out.errors.push(PlanError {
+            kind: ErrorKind::DuplicateUserName,
+            object: dns.join(" | "),
+            message: format!(
+                "{} directory users map to the same userName {name}; none of them is synchronised",
+                idx.len()
+            ),
+        });
+        excluded.extend(idx.iter().copied());
+    }
+    for i in &excluded {
+        let u = &input.users[*i];
+        if let Some((t, _)) = find_user(Some(&u.anchor), Some(&u.user_name)) {
+            protected.insert(t);
+        }
+    }
+
+    // Users.
+    let mut matched: HashSet<usize> = HashSet::new();
+    // anchor → how group operations refer to the user.
+    let mut user_refs: HashMap<&str, UserRef<'_>> = HashMap::with_capacity(input.users.len());
+    for (i, d) in input.users.iter().enumerate() {
+        if excluded.contains(&i) {
+            continue;
+        }
+        let Some((ti, by_name_only)) = find_user(Some(&d.anchor), Some(&d.user_name)) else {
+            if !input.scope.user_in(&d.resource) {
+                out.errors.push(PlanError {
+                    kind: ErrorKind::WouldLeaveScope,
+                    object: d.dn.clone(),
+                    message: format!(
+                        "user {} would be created outside this instance's iid.scim.filter.user, so it could never be managed; not created",
+                        d.user_name
+                    ),
+                });
+                continue;
+            }
+            b.early_users.push(Operation::CreateUser {
+                anchor: d.anchor.clone(),
+                user_name: d.user_name.clone(),
+                dn: d.dn.clone(),
+                resource: d.resource.clone(),
+            });
+            user_refs.insert(
+                &d.anchor,
+                UserRef {
+                    id: None,
+                    anchor: Some(&d.anchor),
+                    user_name: &d.user_name,
+                },
+            );
+            continue;
+        };
+        let t = &input.target_users[ti];
+        protected.insert(ti);
+        if !input.scope.user_in(&t.resource) {
+            out.errors.push(PlanError {
+                kind: ErrorKind::OutOfScope,
+                object: d.dn.clone(),
+                message: format!(
+                    "user {} matches target user {} ({}), which is outside this instance's iid.scim.filter.user; not touched",
+                    d.user_name, t.id, t.user_name
+                ),
+            });
+            continue;
+        }
+        if t.pending && by_name_only {
+            out.errors.push(PlanError {
+                kind: ErrorKind::RecreatedUser,
+                object: d.dn.clone(),
+                message: recreated_message(
+                    &d.user_name,
+                    &t.id,
+                    t.external_id.as_deref(),
+                    &d.anchor,
+                ),
+            });
+            continue;
+        }
+        let owned = input.ownership.users.contains(&t.id);
+        if !owned && !input.ownership.adopt {
+            let (kind, message) = if by_name_only {
+                (
+                    ErrorKind::NameTaken,
+                    format!(
+                        "userName {} is already used by target user {} (externalId {}), which this instance does not manage; \
+                         rename one of them, or take it over with --adopt",
+                        d.user_name,
+                        t.id,
+                        t.external_id.as_deref().unwrap_or("none")
+                    ),
+                )
+            } else {
+                (
+                    ErrorKind::NotOwned,
+                    format!(
+                        "target user {} has this user's externalId but was not created by this instance; take it over with --adopt",
+                        t.id
+                    ),
+                )
+            };
+            out.errors.push(PlanError {
+                kind,
+                object: d.dn.clone(),
+                message,
+            });
+            continue;
+        }
+        matched.insert(ti);
+        user_refs.insert(
+            &d.anchor,
+            UserRef {
+                id: Some(&t.id),
+                anchor: None,
+                user_name: &d.user_name,
+            },
+        );
+        if !owned {
+            b.early_users.push(Operation::AdoptUser {
+                id: t.id.clone(),
+                user_name: d.user_name.clone(),
+            });
+        }
+        // The pair's resources, parsed for this comparison only.
+        let (t_resource, d_resource) = (t.resource.value(), d.resource.value());
+        if t.pending {
+            // A target that keeps pending users restores on POST (all attributes overwritten)
+            // and refuses a PATCH of a pending user, so the patch is for plain targets only,
+            // where it is never empty (apply tells the two cases apart by it).
+            let patch = if input.target.keeps_pending {
+                Vec::new()
+            } else {
+                let patch = scim::patch::diff(
+                    &managed_view(&t_resource, &d_resource, &input.managed_user_attributes),
+                    &d_resource,
+                    user_schema,
+                );
+                if patch.is_empty() {
+                    // Already as wanted: the PATCH only confirms `active`.
+                    scim::patch::diff(
+                        &serde_json::json!({"active": !d.active}),
+                        &serde_json::json!({"active": d.active}),
+                        user_schema,
+                    )
+                } else {
+                    patch
+                }
+            };
+            // Such a target restores on a POST with the pending user's own userName and
+            // externalId; a user that comes back under a new userName is restored under the
+            // old one and renamed right after (the next operation, so not concurrently).
+            let renamed = input.target.keeps_pending && t.user_name != d.user_name;
+            let resource = if renamed {
+                let mut restored = d_resource.clone();
+                restored["userName"] = serde_json::Value::String(t.user_name.clone());
+                JsonText::new(&restored)
+            } else {
+                d.resource.clone()
+            };
+            let rename = renamed.then(|| {
+                let old = resource.value();
+                let patch = scim::patch::diff(&old, &d_resource, user_schema);
+                Operation::UpdateUser {
+                    id: t.id.clone(),
+                    user_name: d.user_name.clone(),
+                    changes: render::changes(&patch, &old, &d_resource),
+                    patch,
+                }
+            });
+            b.early_users.push(Operation::RestoreUser {
+                id: t.id.clone(),
+                user_name: d.user_name.clone(),
+                anchor: d.anchor.clone(),
+                resource,
+                patch,
+            });
+            b.early_users.extend(rename);
+            continue;
+        }
+        let (old, new, patch) =
+            user_update(&t_resource, &d_resource, &input.managed_user_attributes);
+        let mut changed = false;
+        if !patch.is_empty() {
+            changed = true;
+            b.early_users.push(Operation::UpdateUser {
+                id: t.id.clone(),
+                user_name: d.user_name.clone(),
+                changes: render::changes(&patch, &old, &new),
+                patch,
+            });
+        }
+        if d.active && !t.active {
+            changed = true;
+            b.early_users.push(Operation::EnableUser {
+                id: t.id.clone(),
+                user_name: d.user_name.clone(),
+            });
+        } else if !d.active && t.active {
+            changed = true;
+            b.user_disables.push(Operation::DisableUser {
+                id: t.id.clone(),
+                user_name: d.user_name.clone(),
+            });
+        }
+        if !changed && owned {
+            out.unchanged_users += 1;
+        }
+    }
+
+    // Safety gate (SPEC 3, 5): nothing is removed on the strength of an incomplete or empty
+    // read.
+    let managed_users: Vec<usize> = input
+        .target_users
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| input.ownership.users.contains(&t.id) && input.scope.user_in(&t.resource))
+        .map(|(i, _)| i)
+        .collect();
+    // An empty change set says nothing about the directory's size.
+    let empty_read = input.changed_users_only.is_none()
+        && input.users.is_empty()
+        && input.unmapped_users.is_empty();
+    let may_remove = if !input.read_complete {
+        out.notes.push(
+            "the directory read was incomplete: no user or group is deleted or moved to pending deletion, and no member is removed this run".into(),
+        );
+        false
+    } else if empty_read && !managed_users.is_empty() {
+        out.notes.push(format!(
+            "the directory returned no users while the target holds {} managed users: treated as a failed read, nothing is deleted or removed this run",
+            managed_users.len()
+        ));
+        false
+    } else {
+        true
+    };
+
+    let mut user_removals = 0u64;
+    if may_remove {
+        for &ti in &managed_users {
+            if matched.contains(&ti) || protected.contains(&ti) {
+                continue;
+            }
+            let t = &input.target_users[ti];
+            if input
+                .changed_users_only
+                .as_ref()
+                .is_some_and(|c| !c.removable.contains(&t.id))
+            {
+                continue;
+            }
+            let (id, user_name) = (t.id.clone(), t.user_name.clone());
+            match (input.target.keeps_pending, t.pending) {
+                (true, false) => {
+                    user_removals += 1;
+                    b.user_pendings.push(Operation::DeleteUser { id, user_name });
+                }
+                (false, false) => {
+                    user_removals += 1;
+                    b.user_pendings.push(Operation::AgentPendUser { id, user_name });
+                }
+                // The target purges its pending users itself.
+                (true, true) => {}
+                (false, true) => match t.pending_since {
+                    Some(since) if since + input.retention <= input.now => {
+                        b.user_pendings.push(Operation::PurgeUser {
+                            id,
+                            user_name,
+                            pending_since: since,
+                        });
+                    }
+                    Some(_) => {}
+                    None => out.notes.push(format!(
+                        "user {user_name} is marked pending without a date; it is kept until the agent records one"
+                    )),
+                },
+            }
+        }
+    }
+
+    // Unchanged directory users keep their target users as members.
+    if let Some(changed) = &input.changed_users_only {
+        for (ti, t) in input.target_users.iter().enumerate() {
+            let Some(anchor) = t.external_id.as_deref() else {
+                continue;
+            };
+            if t.pending
+                || matched.contains(&ti)
+                || protected.contains(&ti)
+                || !changed.unchanged_anchors.contains(anchor)
+                || !input.ownership.users.contains(&t.id)
+            {
+                continue;
+            }
+            user_refs.entry(anchor).or_insert(UserRef {
+                id: Some(&t.id),
+                anchor: None,
+                user_name: &t.user_name,
+            });
+        }
+    }
+
+    // Groups. Members whose user is in error keep their memberships too.
+    let errored: HashSet<usize> = protected.difference(&matched).copied().collect();
+    let group_removals = plan_groups(input, &mut out, &mut b, &user_refs, &errored, may_remove);
+
+    // Thresholds (SPEC 5).
+    let population = managed_users
+        .iter()
+        .filter(|i| !input.target_users[**i].pending)
+        .count() as u64;
+    let th = &input.thresholds;
+    let allowed = |n: u64| th.allow_deletions.is_some_and(|a| a >= n);
+    let mut refusals = Vec::new();
+    if user_removals > 0 && !allowed(user_removals) {
+        let ratio_limit = th.max_deletion_ratio * population as f64;
+        if user_removals > th.max_deletions {
+            refusals.push(format!(
+                "{user_removals} users would be deleted or moved to pending deletion, more than sync.max_deletions ({})",
+                th.max_deletions
+            ));
+        } else if user_removals as f64 > ratio_limit {
+            refusals.push(format!(
+                "{user_removals} of {population} managed users ({:.0}%) would be deleted or moved to pending deletion, more than sync.max_deletion_ratio ({:.0}%)",
+                100.0 * user_removals as f64 / population.max(1) as f64,
+                100.0 * th.max_deletion_ratio
+            ));
+        }
+    }
+    let (group_count, group_population) = group_removals;
+    if group_count > 0 && !allowed(group_count) {
+        let max = th.max_group_deletions.unwrap_or(th.max_deletions);
+        if group_count > max {
+            refusals.push(format!(
+                "{group_count} group deletions and member removals, more than the limit ({max})"
+            ));
+        } else if group_count as f64 > th.max_deletion_ratio * group_population as f64 {
+            refusals.push(format!(
+                "{group_count} group deletions and member removals out of {group_population} managed groups and memberships, more than sync.max_deletion_ratio ({:.0}%)",
+                100.0 * th.max_deletion_ratio
+            ));
+        }
+    }
+    if !refusals.is_empty() {
+        let needed = user_removals.max(group_count);
+        out.refused = Some(format!(
+            "{}. Nothing was written. If this is intended, run once with --allow-deletions {needed}.",
+            refusals.join("; ")
+        ));
+        return out;
+    }
+
+    // Moved onto the first bucket, not copied: it holds the 100,000 creates of an initial run.
+    out.operations = b.early_users;
+    for bucket in [
+        b.group_writes,
+        b.member_adds,
+        b.member_removes,
+        b.user_disables,
+        b.group_deletes,
+        b.user_pendings,
+    ] {
+        out.operations.extend(bucket);
+    }
+    out
+}
+
+/// Plans groups; returns (group deletions + member removals, managed groups + their
+/// memberships) for the threshold.
+fn plan_groups(
+    input: &PlanInput,
+    out: &mut Plan,
+    b: &mut Buckets,
+    user_refs: &HashMap<&str, UserRef<'_>>,
+    protected_users: &HashSet<usize>,
+    may_remove: bool,
+) -> (u64, u64) {
+    let group_schema = scim::schema::group();
+    let by_ext: HashMap<&str, usize> = input
+        .target_groups
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.external_id.as_deref().map(|e| (e, i)))
+        .collect();
+    let by_name: HashMap<String, usize> = input
+        .target_groups
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.display_name.to_lowercase(), i))
+        .collect();
+    let find = |ext: Option<&str>, name: Option<&str>| -> Option<(usize, bool)> {
+        if let Some(i) = ext.and_then(|e| by_ext.get(e)) {
+            return Some((*i, false));
+        }
+        by_name.get(&name?.to_lowercase()).map(|i| (*i, true))
+    };
+
+    let mut protected: HashSet<usize> = HashSet::new();
+    for e in &input.unmapped_groups {
+        if let Some((i, _)) = find(e.anchor.as_deref(), None) {
+            protected.insert(i);
+        }
+        out.errors.push(PlanError {
+            kind: ErrorKind::Mapping,
+            object: e.dn.clone(),
+            message: format!("{}: {}", e.attribute, e.message),
+        });
+    }
+
+    // Two directory groups with one displayName (or one externalId): report all, sync none.
+    let mut excluded: HashSet<usize> = HashSet::new();
+    let mut names: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut exts: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, g) in input.groups.iter().enumerate() {
+        names
+            .entry(g.group.display_name.to_lowercase())
+            .or_default()
+            .push(i);
+        exts.entry(g.group.anchor.as_str()).or_default().push(i);
+    }
+    for (name, idx) in names.iter().filter(|(_, v)| v.len() > 1) {
+        let dns: Vec<&str> = idx
+            .iter()
+            .map(|i| input.groups[*i].group.dn.as_str())
+            .collect();
+        out.errors.push(PlanError {
+            kind: ErrorKind::DuplicateGroupName,
+            object: dns.join(" | "),
+            message: format!(
+                "{} directory groups have the displayName {name:?}, which can exist only once in the target; \
+                 none of them is synchronised until the conflict is resolved (rename one, or narrow ad.ldap.filter.group)",
+                idx.len()
+            ),
+        });
+        excluded.extend(idx.iter().copied());
+    }
+    for (ext, idx) in exts.iter().filter(|(_, v)| v.len() > 1) {
+        let dns: Vec<&str> = idx
+            .iter()
+            .map(|i| input.groups[*i].group.dn.as_str())
+            .collect();
+        out.errors.push(PlanError {
+            kind: ErrorKind::DuplicateGroupExternalId,
+            object: dns.join(" | "),
+            message: format!(
+                "directory groups share the externalId {ext}; none of them is synchronised"
+            ),
+        });
+        excluded.extend(idx.iter().copied());
+    }
+    for i in &excluded {
+        let g = &input.groups[*i].group;
+        if let Some((t, _)) = find(Some(&g.anchor), Some(&g.display_name)) {
+            protected.insert(t);
+        }
+    }
+
+    // Target users whose membership this instance manages: in its user scope. Members that
+    // are outside it (another instance's users, cloud-only users) are never removed.
+    let target_user_index: HashMap<&str, usize> = input
+        .target_users
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    let removable_member = |id: &str| -> Option<String> {
+        let i = *target_user_index.get(id)?;
+        let t = &input.target_users[i];
+        (input.scope.user_in(&t.resource) && !protected_users.contains(&i))
+            .then(|| t.user_name.clone())
+    };
+
+    let chunk = input.member_chunk.max(1);
+    let mut matched: HashSet<usize> = HashSet::new();
+    let mut removals = 0u64;
+    for (i, d) in input.groups.iter().enumerate() {
+        if excluded.contains(&i) {
+            continue;
+        }
+        let g = &d.group;
+        let desired: Vec<UserRef<'_>> = d
+            .member_anchors
+            .iter()
+            .filter_map(|a| user_refs.get(a.as_str()).copied())
+            .collect();
+        let Some((ti, by_name_only)) = find(Some(&g.anchor), Some(&g.display_name)) else {
+            if !input.scope.group_in(&g.resource) {
+                out.errors.push(PlanError {
+                    kind: ErrorKind::WouldLeaveScope,
+                    object: g.dn.clone(),
+                    message: format!(
+                        "group {} would be created outside this instance's iid.scim.filter.group; not created",
+                        g.display_name
+                    ),
+                });
+                continue;
+            }
+            b.group_writes.push(Operation::CreateGroup {
+                anchor: g.anchor.clone(),
+                display_name: g.display_name.clone(),
+                dn: g.dn.clone(),
+                resource: g.resource.clone(),
+            });
+            for part in desired.chunks(chunk) {
+                b.member_adds.push(Operation::AddMembers {
+                    group: GroupRef::New(g.anchor.clone()),
+                    display_name: g.display_name.clone(),
+                    members: part.iter().map(|m| m.to_member()).collect(),
+                });
+            }
+            continue;
+        };
+        let t = &input.target_groups[ti];
+        protected.insert(ti);
+        if !input.scope.group_in(&t.resource) {
+            out.errors.push(PlanError {
+                kind: ErrorKind::OutOfScope,
+                object: g.dn.clone(),
+                message: format!(
+                    "group {} matches target group {}, which is outside this instance's iid.scim.filter.group; not touched",
+                    g.display_name, t.id
+                ),
+            });
+            continue;
+        }
+        let owned = input.ownership.groups.contains(&t.id);
+        if !owned && !input.ownership.adopt {
+            let (kind, what) = if by_name_only {
+                (ErrorKind::NameTaken, "has the same displayName")
+            } else {
+                (ErrorKind::NotOwned, "has this group's externalId")
+            };
+            out.errors.push(PlanError {
+                kind,
+                object: g.dn.clone(),
+                // The externalId identifies the holder in its own directory (another
+                // domain's objectGUID when two domains share the target, SPEC 4.2).
+                // Where the holder marks its source (SPEC 4.3), its DN is named too.
+                message: format!(
+                    "target group {} ({}, externalId {}{}) {what} but is not managed by this instance (another instance may own it: rename one of the groups or narrow a filter); take it over with --adopt",
+                    t.id,
+                    t.display_name,
+                    t.external_id.as_deref().unwrap_or("none"),
+                    source_mark::read(&t.resource)
+                        .map(|m| if m.directory.is_empty() {
+                            format!(", synced from {}", m.dn)
+                        } else {
+                            format!(", synced from {} by the instance reading {}", m.dn, m.directory)
+                        })
+                        .unwrap_or_default(),
+                ),
+            });
+            continue;
+        }
+        matched.insert(ti);
+        if !owned {
+            b.group_writes.push(Operation::AdoptGroup {
+                id: t.id.clone(),
+                display_name: g.display_name.clone(),
+            });
+        }
+        let old = without_members(&t.resource);
+        let new = without_members(&g.resource);
+        let patch = scim::patch::diff(&old, &new, group_schema);
+        let mut changed = false;
+        if !patch.is_empty() {
+            changed = true;
+            b.group_writes.push(Operation::UpdateGroup {
+                id: t.id.clone(),
+                display_name: g.display_name.clone(),
+                changes: render::changes(&patch, &old, &new),
+                patch,
+            });
+        }
+        let current: HashSet<&str> = t.members.iter().map(String::as_str).collect();
+        let adds: Vec<MemberRef> = desired
+            .iter()
+            .filter(|m| m.id.is_none_or(|id| !current.contains(id)))
+            .map(|m| m.to_member())
+            .collect();
+        let wanted: HashSet<&str> = desired.iter().filter_map(|m| m.id).collect();
+        let removes: Vec<MemberRef> = if may_remove {
+            t.members
+                .iter()
+                .filter(|id| !wanted.contains(id.as_str()))
+                .filter_map(|id| {
+                    removable_member(id).map(|user_name| MemberRef {
+                        id: Some(id.clone()),
+                        anchor: None,
+                        user_name,
+                    })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        changed |= !adds.is_empty() || !removes.is_empty();
+        removals += removes.len() as u64;
+        for part in adds.chunks(chunk) {
+            b.member_adds.push(Operation::AddMembers {
+                group: GroupRef::Id(t.id.clone()),
+                display_name: g.display_name.clone(),
+                members: part.to_vec(),
+            });
+        }
+        for part in removes.chunks(chunk) {
+            b.member_removes.push(Operation::RemoveMembers {
+                group: GroupRef::Id(t.id.clone()),
+                display_name: g.display_name.clone(),
+                members: part.to_vec(),
+            });
+        }
+        if !changed && owned {
+            out.unchanged_groups += 1;
+        }
+    }
+
+    let managed: Vec<usize> = input
+        .target_groups
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| {
+            input.ownership.groups.contains(&t.id) && input.scope.group_in(&t.resource)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let empty_groups = input.groups.is_empty() && input.unmapped_groups.is_empty();
+    let population = managed
+        .iter()
+        .map(|i| 1 + input.target_groups[*i].members.len() as u64)
+        .sum();
+    if !may_remove {
+        return (0, population);
+    }
+    if empty_groups && !managed.is_empty() {
+        out.notes.push(format!(
+            "the directory returned no groups while the target holds {} managed groups: treated as a failed read, no group is deleted this run",
+            managed.len()
+        ));
+        return (removals, population);
+    }
+    for ti in managed {
+        if matched.contains(&ti) || protected.contains(&ti) {
+            continue;
+        }
+        let t = &input.target_groups[ti];
+        removals += 1;
+        b.group_deletes.push(Operation::DeleteGroup {
+            id: t.id.clone(),
+            display_name: t.display_name.clone(),
+        });
+    }
+    (removals, population)
+}
+
+/// The update of a matched, live user: the target's managed view and the desired resource
+/// (both without `active`, which has operations of its own) and the patch between them.
+fn user_update(
+    target: &Value,
+    desired: &Value,
+    managed: &[String],
+) -> (Value, Value, Vec<scim::PatchOperation>) {
+    let old = without_active(&managed_view(target, desired, managed));
+    let new = without_active(desired);
+    let patch = scim::patch::diff(&old, &new, scim::schema::user());
+    (old, new, patch)
+}
+
+/// True when the planner would send no attribute update from `target` to `desired` (a live
+/// user matched by externalId). A full run then lets the target user share the desired
+/// resource's text instead of holding its own (issue #5: 100,000 target resources): the
+/// planner's comparison of the two comes out the same, empty.
+pub fn same_attributes(target: &Value, desired: &Value, managed: &[String]) -> bool {
+    user_update(target, desired, managed).2.is_empty()
+}
+
+/// The target resource reduced to what the planner may change: attributes the directory
+/// gives now, plus the managed ones (which are removed when the directory stops giving them).
+/// Everything else on the target is invisible to the diff and therefore never removed.
+fn managed_view(target: &Value, desired: &Value, managed: &[String]) -> Value {
+    let (Some(t), Some(d)) = (target.as_object(), desired.as_object()) else {
+        return target.clone();
+    };
+    let is_managed = |name: &str| managed.iter().any(|m| m.eq_ignore_ascii_case(name));
+    let mut out = serde_json::Map::new();
+    for (k, v) in t {
+        let in_desired = d.keys().any(|dk| dk.eq_ignore_ascii_case(k));
+        if k.starts_with("urn:") {
+            // Extension object: the same rule per member, with `urn:…:attr` names.
+            let (Some(tv), dv) = (
+                v.as_object(),
+                d.iter()
+                    .find(|(dk, _)| dk.eq_ignore_ascii_case(k))
+                    .map(|(_, v)| v),
+            ) else {
+                continue;
+            };
+            let dv = dv.and_then(Value::as_object);
+            let mut ext = serde_json::Map::new();
+            for (sk, sv) in tv {
+                let keep = dv.is_some_and(|o| o.keys().any(|x| x.eq_ignore_ascii_case(sk)))
+                    || is_managed(&format!("{k}:{sk}"));
+                if keep {
+                    ext.insert(sk.clone(), sv.clone());
+                }
+            }
+            if !ext.is_empty() {
+                out.insert(k.clone(), Value::Object(ext));
+            }
+        } else if in_desired || is_managed(k) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// Keys with the indexes they belong to, sorted: a lookup finds every index of a key. The
+/// planner's indexes over 100,000 users were maps of one small vector per key; a sorted list is
+/// a fraction of that memory (issue #5).
+struct KeyIndex<K> {
+    entries: Vec<(K, usize)>,
+}
+
+impl<K: Ord> KeyIndex<K> {
+    fn new(mut entries: Vec<(K, usize)>) -> KeyIndex<K> {
+        entries.sort();
+        KeyIndex { entries }
+    }
+
+    /// The entries of `key`, by index.
+    fn get<Q>(&self, key: &Q) -> &[(K, usize)]
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        let start = self.entries.partition_point(|(k, _)| k.borrow() < key);
+        let end = start + self.entries[start..].partition_point(|(k, _)| k.borrow() == key);
+        &self.entries[start..end]
+    }
+
+    /// Keys held by more than one index, in key order, each with its indexes.
+    fn repeated(self) -> Vec<(K, Vec<usize>)> {
+        let mut out: Vec<(K, Vec<usize>)> = Vec::new();
+        let mut entries = self.entries.into_iter().peekable();
+        while let Some((key, i)) = entries.next() {
+            let mut idx = vec![i];
+            while let Some((_, j)) = entries.next_if(|(k, _)| *k == key) {
+                idx.push(j);
+            }
+            if idx.len() > 1 {
+                out.push((key, idx));
+            }
+        }
+        out
+    }
+}
+
+/// Lower case, without a copy when the text already is (userNames mostly are: 100,000 index
+/// keys of a full run).
+fn lower(text: &str) -> Cow<'_, str> {
+    let changes = |c: char| {
+        let mut l = c.to_lowercase();
+        l.next() != Some(c) || l.next().is_some()
+    };
+    if text.chars().any(changes) {
+        Cow::Owned(text.to_lowercase())
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+fn without_active(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.retain(|k, _| !k.eq_ignore_ascii_case("active"));
+    }
+    v
+}
+
+fn without_members(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.retain(|k, _| !k.eq_ignore_ascii_case("members"));
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,98 @@
+//! The directory's changes since a cursor: connecting, the reader for the directory kind
+//! (syncrepl or Active Directory), and the stable id the image is keyed by.
+
+use super::*;
+
+/// The directory's changes since a cursor, by reader.
+pub(super) enum DirChanges {
+    OpenLdap(Box<syncrepl::DirectoryChanges>),
+    Ad(ChangeSet),
+}
+
+impl DirChanges {
+    pub(super) fn is_empty(&self) -> bool {
+        match self {
+            DirChanges::OpenLdap(c) => c.is_empty(),
+            DirChanges::Ad(c) => c.is_empty(),
+        }
+    }
+
+    pub(super) fn reload(&self) -> Option<String> {
+        match self {
+            DirChanges::OpenLdap(c) => c.full_reload_required().map(str::to_string),
+            DirChanges::Ad(c) => c.full_reload_required.clone(),
+        }
+    }
+
+    pub(super) fn next(&self) -> Option<&Cursor> {
+        match self {
+            DirChanges::OpenLdap(c) => c.next.as_ref(),
+            DirChanges::Ad(c) => c.next.as_ref(),
+        }
+    }
+}
+
+/// The stable id the image is keyed by: entryUUID (OpenLDAP) or objectGUID text (AD).
+pub(super) fn stable_id(kind: DirectoryKind) -> fn(&Entry) -> Option<String> {
+    fn ad(e: &Entry) -> Option<String> {
+        e.bytes("objectguid")
+            .first()
+            .and_then(|g| crate::mapping::values::guid_text(g))
+    }
+    match kind {
+        DirectoryKind::OpenLdap => syncrepl::stable_id,
+        DirectoryKind::ActiveDirectory => ad,
+    }
+}
+
+/// Connects to the configured LDAP server and decides the directory kind (`flavor`).
+pub(super) async fn connect(config: &Config) -> Result<(LdapSource, DirectoryKind), String> {
+    let settings = source::ldap_settings(config);
+    let mut ldap = LdapSource::connect(&settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let kind = source::directory_kind(&mut ldap, config.ad.ldap.flavor)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((ldap, kind))
+}
+
+/// Reads changes since `cursor` (or, without one, everything plus a fresh cursor).
+pub(super) async fn read_changes(
+    config: &Config,
+    cursor: Option<&Cursor>,
+) -> Result<DirRead, String> {
+    let (mut ldap, kind) = connect(config).await?;
+    let searches = source::ldap_searches(&config.ad.ldap, &config.iid.scim.attribute, kind);
+    let description = ldap.server().to_string();
+    let changes = match kind {
+        DirectoryKind::OpenLdap => syncrepl::read_changes(&ldap, &searches, cursor)
+            .await
+            .map(|c| DirChanges::OpenLdap(Box::new(c)))
+            .map_err(|e| e.to_string()),
+        DirectoryKind::ActiveDirectory => {
+            let mechanism = match config.ad.ldap.change_tracking {
+                ChangeTracking::Auto => ad_changes::AdMechanism::Auto,
+                ChangeTracking::DirSync => ad_changes::AdMechanism::DirSync,
+                ChangeTracking::UsnChanged => ad_changes::AdMechanism::Usn,
+            };
+            ad_changes::read_changes(&mut ldap, &searches, mechanism, cursor)
+                .await
+                .map(DirChanges::Ad)
+                .map_err(|e| e.to_string())
+        }
+    };
+    ldap.close().await;
+    Ok(DirRead {
+        changes: changes?,
+        kind,
+        description,
+    })
+}
+
+/// One read through an incremental reader.
+pub(super) struct DirRead {
+    pub(super) changes: DirChanges,
+    pub(super) kind: DirectoryKind,
+    pub(super) description: String,
+}

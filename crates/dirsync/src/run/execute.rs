@@ -1,0 +1,226 @@
+//! Planning and applying, for either kind of run: the plan, a dry run's stop, apply with its
+//! Bulk size, and the records the state gains.
+
+use super::*;
+
+/// What planning and applying left for the state write.
+pub(super) struct Executed {
+    pub(super) plan: Plan,
+    /// Applied without stopping (not a dry run, not refused).
+    pub(super) applied: bool,
+    /// Target objects the plan wrote (to re-read into the cache).
+    pub(super) touched: Vec<(ObjectKind, String)>,
+    /// Objects created as sent (their cache rows need no re-read).
+    pub(super) created: Vec<apply::Created>,
+    pub(super) failures: bool,
+    /// Objects were skipped because of what the target holds (a pending user in the way, a
+    /// name taken, not owned): an operator fixes those on the target, where an incremental
+    /// run does not look, so the next run is full.
+    pub(super) target_conflicts: bool,
+}
+
+/// Plans and (unless a dry run) applies; fills the report. `drift`, in a full run with a
+/// previous image: plan operations on objects whose directory entry the last run saw as it
+/// is now (`desired.unchanged_anchors`) go to `report.drift_objects`.
+pub(super) async fn execute(
+    run: &RunCtx<'_>,
+    report: &mut Report,
+    kind: DirectoryKind,
+    desired: &mut desired::Desired,
+    snapshot: target::TargetSnapshot,
+    drift: bool,
+) -> Option<Executed> {
+    let (config, options, state, now) = (run.config, run.options, run.state, run.now);
+    let mut t = Instant::now();
+    let records = state
+        .object_keys(ObjectKind::User)
+        .await
+        .unwrap_or_default();
+    let group_records = state
+        .object_keys(ObjectKind::Group)
+        .await
+        .unwrap_or_default();
+    let input = desired::plan_input(
+        config,
+        options,
+        kind,
+        desired,
+        snapshot,
+        &records,
+        &group_records,
+        run.keeps_pending,
+        now,
+    );
+    phase("ownership records", &mut t);
+    let plan = plan::plan(&input);
+    phase("plan", &mut t);
+    // Target id → anchor, for apply's state records and drift: only for the objects the plan
+    // acts on (a full reconcile that changes nothing needs none of 100,000).
+    let acted_on: HashSet<&str> = plan
+        .operations
+        .iter()
+        .filter_map(plan::Operation::target_id)
+        .collect();
+    let mut anchors: HashMap<String, String> = HashMap::new();
+    let target_anchors = input
+        .target_users
+        .iter()
+        .map(|u| (&u.id, &u.external_id))
+        .chain(input.target_groups.iter().map(|g| (&g.id, &g.external_id)));
+    for (id, ext) in target_anchors {
+        if let Some(ext) = ext
+            && acted_on.contains(id.as_str())
+        {
+            anchors.insert(id.clone(), ext.clone());
+        }
+    }
+    for r in records.iter().chain(group_records.iter()) {
+        if acted_on.contains(r.target_id.as_str()) {
+            anchors.insert(r.target_id.clone(), r.anchor.clone());
+        }
+    }
+    drop(acted_on);
+    // The plan holds what it sends; the planner's input goes before the writes (the records
+    // to add afterwards are made now).
+    let matched = matched_records(&input, &records);
+    drop(input);
+    drop(records);
+    drop(group_records);
+    report.skipped = plan.errors.clone();
+    report.notes.extend(plan.notes.iter().cloned());
+    report.refused = plan.refused.clone();
+    report.unchanged_users = plan.unchanged_users;
+    report.unchanged_groups = plan.unchanged_groups;
+    if drift {
+        report.drift_objects = plan_drift(&plan, &anchors, &desired.unchanged_anchors);
+    }
+    if options.dry_run || plan.refused.is_some() {
+        return Some(Executed {
+            plan,
+            applied: false,
+            touched: Vec::new(),
+            created: Vec::new(),
+            failures: false,
+            target_conflicts: false,
+        });
+    }
+
+    let journal = match Journal::open(&config.state_dir) {
+        Ok(j) => Mutex::new(j),
+        Err(e) => {
+            return stop(
+                report,
+                format!("cannot open the audit journal: {e}"),
+                EXIT_REFUSED,
+            )
+            .map(|plan| Executed {
+                plan,
+                applied: false,
+                touched: Vec::new(),
+                created: Vec::new(),
+                failures: false,
+                target_conflicts: false,
+            });
+        }
+    };
+    let ctx = ApplyContext {
+        client: run.client,
+        state,
+        journal: &journal,
+        run_id: run.run_id,
+        concurrency: config.sync.concurrency.0 as usize,
+        now,
+        anchors: &anchors,
+        progress: &progress_bar(plan.operations.len() as u64),
+        bulk_size: bulk_size(run.spc),
+    };
+    let outcome = apply::apply(&plan, &ctx).await;
+    ctx.progress.finish_and_clear();
+    phase("apply", &mut t);
+    report.counts = outcome.counts;
+    report.failures = outcome.failures;
+    let created = outcome.created;
+    if let Some(reason) = outcome.stopped {
+        // Some writes may be missing from the cache: no state write, so the cursor stays and
+        // the next run reads the same changes again.
+        report.stopped = Some(reason);
+        report.exit_code = EXIT_UNREACHABLE;
+        return Some(Executed {
+            plan,
+            applied: false,
+            touched: Vec::new(),
+            created: Vec::new(),
+            failures: true,
+            target_conflicts: false,
+        });
+    }
+    if let Err(e) = state.upsert_objects(&matched).await {
+        tracing::warn!(error = %e, "could not update the local state");
+    }
+    let _ = state.set_meta("config_fingerprint", &run.fingerprint).await;
+    let touched = touched(&plan, state, &created).await;
+    phase("bookkeeping", &mut t);
+    let target_conflicts = plan.errors.iter().any(|e| {
+        matches!(
+            e.kind,
+            plan::ErrorKind::RecreatedUser
+                | plan::ErrorKind::NameTaken
+                | plan::ErrorKind::NotOwned
+                | plan::ErrorKind::OutOfScope
+        )
+    });
+    Some(Executed {
+        target_conflicts,
+        // Held-back work (failed writes, deletions a safety rule kept back) is planned again
+        // next run even when the directory does not change.
+        failures: !report.failures.is_empty() || !plan.notes.is_empty(),
+        plan,
+        applied: true,
+        touched,
+        created,
+    })
+}
+
+/// Operations per Bulk request: the target's limit, capped so that one request stays well
+/// under its payload limit (a user is well under 2 KiB) and one failure costs little.
+pub(super) fn bulk_size(spc: &scim_client::ServiceProviderInfo) -> Option<usize> {
+    if !spc.bulk || spc.bulk_max_operations == 0 {
+        return None;
+    }
+    let mut size = spc.bulk_max_operations.min(200);
+    if spc.bulk_max_payload_size > 0 {
+        size = size.min((spc.bulk_max_payload_size / 4096).max(1));
+    }
+    Some(size)
+}
+
+/// The records to add after a successful run, so that the state knows every matched object
+/// (and a later run can tell its own objects from others even if their externalId changes).
+/// Made before the writes, so that the planner's input can go while they run.
+pub(super) fn matched_records(input: &PlanInput, records: &[ObjectKey]) -> Vec<ObjectRecord> {
+    let known: HashSet<&str> = records.iter().map(|r| r.anchor.as_str()).collect();
+    let by_ext: HashMap<&str, &plan::TargetUser> = input
+        .target_users
+        .iter()
+        .filter_map(|u| u.external_id.as_deref().map(|e| (e, u)))
+        .collect();
+    let mut rows = Vec::new();
+    for u in &input.users {
+        if known.contains(u.anchor.as_str()) {
+            continue;
+        }
+        if let Some(t) = by_ext.get(u.anchor.as_str()) {
+            rows.push(ObjectRecord {
+                kind: ObjectKind::User,
+                anchor: u.anchor.clone(),
+                target_id: t.id.clone(),
+                dn: Some(u.dn.clone()),
+                name: Some(u.user_name.clone()),
+                fingerprint: None,
+                owned: true,
+                pending_since: None,
+            });
+        }
+    }
+    rows
+}

@@ -1,0 +1,189 @@
+//! The incremental run: the directory's changes applied to the image, planned over the changed
+//! users or the whole image against the cached target state.
+
+use super::*;
+
+pub(super) enum Incremental {
+    /// The run is over (successfully or not); this is its plan.
+    Done(Option<Plan>),
+    /// The cursor cannot be used: reconcile fully, for this reason.
+    Reload(String),
+}
+
+/// The incremental run (see the module doc).
+pub(super) async fn incremental(
+    run: &RunCtx<'_>,
+    report: &mut Report,
+    cursor: &Cursor,
+) -> Incremental {
+    report.mode = "incremental".into();
+    let mut t = Instant::now();
+    let DirRead {
+        mut changes,
+        kind,
+        description,
+    } = match read_changes(run.config, Some(cursor)).await {
+        Ok(read) => read,
+        // An incomplete read or a reader error: nothing is written, the cursor stays.
+        Err(e) => {
+            return Incremental::Done(stop(report, format!("directory: {e}"), EXIT_UNREACHABLE));
+        }
+    };
+    phase("read changes", &mut t);
+    if let Some(reason) = changes.reload() {
+        return Incremental::Reload(reason);
+    }
+    report.source = description.clone();
+    let retry = run.state.meta(META_RETRY).await.ok().flatten().as_deref() == Some("1");
+    if changes.is_empty() && !retry {
+        // The cheap run: neither the image, the cache nor the target is read. Every object
+        // is unchanged (counted, not loaded).
+        report.unchanged_users = run.state.image_len(ObjectKind::User).await.unwrap_or(0);
+        report.unchanged_groups = run.state.image_len(ObjectKind::Group).await.unwrap_or(0);
+        if !run.options.dry_run
+            && let Some(next) = changes.next()
+            && next != cursor
+        {
+            let write = IncrementalWrite {
+                cursor: serde_json::to_string(next).ok(),
+                ..IncrementalWrite::default()
+            };
+            if let Err(e) = run.state.commit_incremental(&write).await {
+                tracing::warn!(error = %e, "could not store the new cursor");
+            }
+        }
+        return Incremental::Done(Some(Plan::default()));
+    }
+    let groups = match run.state.image(ObjectKind::Group).await {
+        Ok(groups) => groups,
+        Err(e) => return Incremental::Reload(format!("the cached directory image: {e}")),
+    };
+    if let DirChanges::OpenLdap(c) = &mut changes {
+        match links::refresh(run.config, run.state, kind, c, &groups).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(groups = n, "read again groups that list a changed entry"),
+            Err(e @ links::LinkError::State(_)) => return Incremental::Reload(e.to_string()),
+            Err(e @ links::LinkError::Directory(_)) => {
+                let reason = format!("directory: {e}");
+                return Incremental::Done(stop(report, reason, EXIT_UNREACHABLE));
+            }
+        }
+        phase("read again the groups that list a changed entry", &mut t);
+    }
+    let marks_groups = marks_groups(run.client).await;
+    let whole_reason = if retry {
+        // Held-back work concerns objects the changes may not name.
+        "the last run left work to retry".to_string()
+    } else {
+        match changed::prepare(
+            run.config,
+            run.state,
+            &changes,
+            groups,
+            kind,
+            marks_groups,
+            run.now,
+            report,
+        )
+        .await
+        {
+            changed::Prepared::Ready(input) => {
+                phase("prepare the changed users", &mut t);
+                report.planned_over = Some("changed users".into());
+                return changed_users_run(run, report, &changes, kind, *input).await;
+            }
+            changed::Prepared::Whole(reason) => reason,
+            changed::Prepared::Failed(reason) => return Incremental::Reload(reason),
+        }
+    };
+    report.planned_over = Some(format!("whole image: {whole_reason}"));
+    whole_image_run(run, report, &changes, kind, marks_groups).await
+}
+
+/// An incremental run that plans the changed users only ([`changed`]).
+pub(super) async fn changed_users_run(
+    run: &RunCtx<'_>,
+    report: &mut Report,
+    changes: &DirChanges,
+    kind: DirectoryKind,
+    input: changed::ChangedInput,
+) -> Incremental {
+    let changed::ChangedInput {
+        mut desired,
+        snapshot,
+        image,
+        unchanged_users,
+        read_users,
+        read_groups,
+    } = input;
+    report.read_users = read_users;
+    report.read_groups = read_groups;
+    report.read_complete = true;
+    let Some(executed) = execute(run, report, kind, &mut desired, snapshot, false).await else {
+        return Incremental::Done(None);
+    };
+    report.unchanged_users += unchanged_users;
+    let mut write = IncrementalWrite {
+        cursor: changes.next().and_then(|c| serde_json::to_string(c).ok()),
+        image_upserts: image.upserts,
+        image_removals: image.removals,
+        ..IncrementalWrite::default()
+    };
+    finish_state(run, report, executed, &mut write, None).await
+}
+
+/// An incremental run that plans the whole image against the whole target cache.
+pub(super) async fn whole_image_run(
+    run: &RunCtx<'_>,
+    report: &mut Report,
+    changes: &DirChanges,
+    kind: DirectoryKind,
+    marks_groups: bool,
+) -> Incremental {
+    let mut image = match Image::load(run.state).await {
+        Ok(i) => i,
+        Err(e) => return Incremental::Reload(format!("the cached directory image: {e}")),
+    };
+    let cache = match run.state.target_cache().await {
+        Ok(c) => c,
+        Err(e) => return Incremental::Reload(format!("the target cache: {e}")),
+    };
+    let before = image.hashes();
+    image.apply(changes, kind, run.config);
+    let (changed_ids, removals) = image.changes_since(&before);
+    drop(before);
+    let read = image.into_read();
+    report.read_users = read.users.len();
+    report.read_groups = read.groups.len();
+    report.read_complete = true;
+    let changed_row = |k: ObjectKind, id: &str, _: u64| changed_ids.contains(&(k, id.to_string()));
+    let choice = desired::RowChoice {
+        write: &changed_row,
+        stage: None,
+        unchanged: None,
+    };
+    let desired::MappedRead {
+        mut desired, rows, ..
+    } = desired::from_read(
+        run.config,
+        kind,
+        read,
+        marks_groups,
+        run.now,
+        report,
+        &choice,
+    )
+    .await;
+    let whole_resources = changed::whole_plan_reason(run.config).is_some();
+    let snapshot = target::TargetSnapshot::from_cache(cache, whole_resources);
+    let Some(executed) = execute(run, report, kind, &mut desired, snapshot, false).await else {
+        return Incremental::Done(None);
+    };
+    let mut write = IncrementalWrite {
+        cursor: changes.next().and_then(|c| serde_json::to_string(c).ok()),
+        image_upserts: rows,
+        image_removals: removals,
+        ..IncrementalWrite::default()
+    };
+    finish_state(run, report, executed, &mut write, None).await
+}

@@ -1,0 +1,389 @@
+//! One sync run (SPEC 4.4): lock → state → target discovery → directory read → mapping →
+//! target snapshot → plan → (dry run: stop) → apply → state → report.
+//!
+//! A run is **full** (whole directory, live target) or **incremental** (the directory's changes
+//! since the stored cursor applied to the cached directory image, planned against the cached
+//! target state). The planner is the same pure function either way: with an unchanged image
+//! and cache its plan is empty by construction. Image, target cache and cursor are written in
+//! one transaction after apply, so a crash before it leaves the old cursor and the next run
+//! re-reads the same changes (every write is idempotent or converges through externalId).
+//!
+//! It wires the other modules together and owns the run-level decisions: which target kind
+//! this is, what this instance owns, recovery mode, and the exit code. It makes no
+//! per-object decision itself; those are the planner's.
+//!
+//! This module holds the orchestration (lock, target discovery, full or incremental, the
+//! stop and exit codes). The rest, one job each: [`full`] and [`incremental`] (the two kinds of
+//! run), [`directory`] (the directory's changes since a cursor), [`image`] (the directory
+//! image), [`desired`] and [`changed`] (the planner's input), [`execute`] (plan and apply),
+//! [`drift`], [`cache`] (the target cache and the final commit), [`progress`] and [`memory`].
+//! The SCIM client set-up is [`crate::client`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::apply::{self, ApplyContext};
+use crate::config::{ChangeTracking, Config, KeptBy};
+use crate::journal::Journal;
+use crate::json_text::JsonText;
+use crate::mapping::{self, DirectoryKind};
+use crate::plan::{self, Plan, PlanInput};
+use crate::report::{EXIT_REFUSED, EXIT_UNREACHABLE, Report};
+use crate::source::changes::{ChangeSet, Cursor};
+use crate::source::ldap::LdapSource;
+use crate::source::{self, DirectoryRead, Entry, ad_changes, syncrepl};
+use crate::state::{
+    CachedObject, ImageKeys, ImageRow, IncrementalWrite, ObjectKey, ObjectKind, ObjectRecord,
+    RunLock, STAGE_BATCH, StateStore, entry_hash,
+};
+use crate::target;
+
+mod cache;
+mod changed;
+mod desired;
+mod directory;
+mod drift;
+mod execute;
+mod full;
+mod image;
+mod incremental;
+mod links;
+mod memory;
+mod progress;
+
+use cache::*;
+use directory::*;
+use drift::*;
+use execute::*;
+use full::*;
+use image::*;
+use incremental::*;
+use memory::*;
+use progress::*;
+
+pub use crate::client::scim_client;
+
+/// What the command line asked for.
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    pub dry_run: bool,
+    pub recovery: bool,
+    pub allow_deletions: Option<u64>,
+    pub adopt: bool,
+    /// `--full`: a full reconcile even when an incremental run is possible.
+    pub full: bool,
+}
+
+/// The outcome of a run: the report, and the plan (for `--dry-run` output).
+pub struct RunResult {
+    pub report: Report,
+    pub plan: Option<Plan>,
+}
+
+/// A fingerprint of the effective configuration file (SPEC 4.4): when it changes, the run
+/// says so and reconciles fully.
+fn config_fingerprint(config: &Config) -> String {
+    let bytes = std::fs::read(&config.config_path).unwrap_or_default();
+    hex::encode(Sha256::digest(bytes))
+}
+
+pub async fn sync(config: &Config, warnings: Vec<String>, options: &SyncOptions) -> RunResult {
+    let started = Instant::now();
+    let now = Utc::now();
+    let run_id = format!(
+        "{}-{}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let mut report = Report {
+        run_id: run_id.clone(),
+        // Decided once the state is open; a run that stops before says "full".
+        mode: "full".into(),
+        recovery: options.recovery,
+        dry_run: options.dry_run,
+        started_at: now.to_rfc3339(),
+        target: config.iid.scim.base_url.0.clone(),
+        warnings,
+        read_complete: true,
+        ..Report::default()
+    };
+    let plan = run(config, options, &mut report, &run_id, now, started).await;
+    RunResult { report, plan }
+}
+
+/// The final exit code and duration, once the run is over.
+fn conclude(report: &mut Report, started: Instant) {
+    report.duration_ms = started.elapsed().as_millis();
+    if report.exit_code == 0 {
+        report.exit_code = report.exit_code_from_outcome();
+    }
+}
+
+/// The body of a run; fills `report` and returns the plan when one was made.
+async fn run(
+    config: &Config,
+    options: &SyncOptions,
+    report: &mut Report,
+    run_id: &str,
+    now: DateTime<Utc>,
+    started: Instant,
+) -> Option<Plan> {
+    let opened = match RunLock::acquire(&config.state_dir) {
+        Ok(lock) => StateStore::open(&config.state_dir)
+            .await
+            .map(|state| (lock, state)),
+        Err(e) => Err(e),
+    };
+    let (_lock, state) = match opened {
+        Ok(pair) => pair,
+        Err(e) => {
+            report.refused = Some(e.to_string());
+            report.exit_code = EXIT_REFUSED;
+            conclude(report, started);
+            return None;
+        }
+    };
+    // Recorded at the start, so that a killed run leaves a row without `finished_at` (and
+    // the next run reconciles fully).
+    let interrupted = state.last_run_unfinished().await.unwrap_or(false);
+    if !options.dry_run {
+        let _ = state.begin_run(run_id, &report.mode, false).await;
+    }
+
+    let result = run_locked(config, options, report, run_id, now, &state, interrupted).await;
+    conclude(report, started);
+    if !options.dry_run {
+        let json = serde_json::to_value(&*report).unwrap_or_default();
+        let _ = state.finish_run(run_id, report.exit_code, &json).await;
+    }
+    state.close().await;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_locked(
+    config: &Config,
+    options: &SyncOptions,
+    report: &mut Report,
+    run_id: &str,
+    now: DateTime<Utc>,
+    state: &StateStore,
+    interrupted: bool,
+) -> Option<Plan> {
+    if options.recovery && !options.dry_run {
+        if let Err(e) = state.reset().await {
+            report.stopped = Some(e.to_string());
+            report.exit_code = EXIT_REFUSED;
+            return None;
+        }
+        report
+            .notes
+            .push("recovery: local state discarded and rebuilt from the target".into());
+    }
+    // Rows a killed run staged are not part of any image.
+    if !options.dry_run
+        && let Err(e) = state.clear_staging().await
+    {
+        report.stopped = Some(e.to_string());
+        report.exit_code = EXIT_REFUSED;
+        return None;
+    }
+    let fingerprint = config_fingerprint(config);
+    let mut config_changed = false;
+    match state.meta("config_fingerprint").await {
+        Ok(Some(old)) if old != fingerprint => {
+            config_changed = true;
+            report
+                .notes
+                .push("the configuration changed since the last run: full reconcile".into())
+        }
+        _ => {}
+    }
+
+    // Target first: a refused token or an unreachable service stops before the directory
+    // is read.
+    let mut client = match scim_client(config) {
+        Ok(c) => c,
+        Err(e) => return stop(report, e.to_string(), EXIT_REFUSED),
+    };
+    let spc = match client.service_provider_config().await {
+        Ok(spc) => spc,
+        Err(e) => return stop(report, e.to_string(), EXIT_UNREACHABLE),
+    };
+    if spc.filter_max_results > 0 {
+        // Pages as large as the service allows (a full run lists every user).
+        client.set_page_size(spc.filter_max_results.min(MAX_PAGE));
+    }
+    let keeps_pending = match config.sync.pending_deletion.kept_by {
+        KeptBy::Target => true,
+        KeptBy::Agent => false,
+        KeptBy::Auto => spc.keeps_pending_users,
+    };
+
+    let state_format = state.meta(META_STATE_FORMAT).await.ok().flatten();
+    let run = RunCtx {
+        config,
+        options,
+        run_id,
+        now,
+        state,
+        client: &client,
+        spc: &spc,
+        keeps_pending,
+        fingerprint,
+        rewrite_state: config_changed
+            || options.recovery
+            || state_format.as_deref() != Some(STATE_FORMAT),
+    };
+
+    // Incremental when nothing calls for a full reconcile (SPEC 3, issue #5).
+    let stored = state.cursor().await.ok().flatten();
+    let mut full_reason = full_reason(&run, stored.is_some(), config_changed, interrupted).await;
+    if full_reason.is_none() {
+        let cursor = stored
+            .as_deref()
+            .map(serde_json::from_str::<Cursor>)
+            .transpose();
+        match cursor {
+            Ok(Some(cursor)) => match incremental(&run, report, &cursor).await {
+                Incremental::Done(plan) => return plan,
+                Incremental::Reload(reason) => {
+                    full_reason = Some(format!("cursor invalid: {reason}"))
+                }
+            },
+            Ok(None) => full_reason = Some("first run".into()),
+            Err(e) => {
+                full_reason = Some(format!(
+                    "cursor invalid: the stored cursor is unreadable ({e})"
+                ))
+            }
+        }
+    }
+    report.mode = "full".into();
+    report.full_reason = full_reason;
+    full(&run, report).await
+}
+
+/// The largest list page asked for, whatever the service allows: one page's JSON is held whole.
+const MAX_PAGE: usize = 1000;
+
+/// What every stage of a run needs.
+struct RunCtx<'a> {
+    config: &'a Config,
+    options: &'a SyncOptions,
+    run_id: &'a str,
+    now: DateTime<Utc>,
+    state: &'a StateStore,
+    client: &'a scim_client::ScimClient,
+    spc: &'a scim_client::ServiceProviderInfo,
+    keeps_pending: bool,
+    fingerprint: String,
+    /// A full run rewrites every image and cache row (not only those that differ): the rows
+    /// may hold what another configuration or version made of the entries.
+    rewrite_state: bool,
+}
+
+/// Meta keys (the `meta` table).
+const META_LAST_FULL: &str = "last_full_run";
+/// The version whose mapping wrote the image and cache rows.
+const META_STATE_FORMAT: &str = "state_format";
+const STATE_FORMAT: &str = env!("CARGO_PKG_VERSION");
+/// "1" when the last run had per-object failures: the next run must plan even if the
+/// directory did not change, so that they are retried.
+const META_RETRY: &str = "retry_failed";
+/// "1" when the last run skipped objects because of the target's state (see `Executed`).
+const META_TARGET_CONFLICTS: &str = "target_conflicts";
+
+/// Whether the target advertises the ownership mark (SPEC 4.3): only then is it written.
+async fn marks_groups(client: &scim_client::ScimClient) -> bool {
+    client
+        .schema_extensions(scim_client::ResourceKind::Groups)
+        .await
+        .map(|exts| exts.iter().any(|e| e == scim::urn::DIRSYNC_SOURCE))
+        .unwrap_or(false)
+}
+
+/// Why this run must be a full one, or `None` when an incremental run may be tried.
+async fn full_reason(
+    run: &RunCtx<'_>,
+    has_cursor: bool,
+    config_changed: bool,
+    interrupted: bool,
+) -> Option<String> {
+    let config = run.config;
+    if config.ad.ldif_file.is_some() {
+        return Some("LDIF source".into());
+    }
+    if run.options.recovery {
+        return Some("--recovery".into());
+    }
+    if run.options.full {
+        return Some("--full".into());
+    }
+    if !has_cursor {
+        return Some("first run".into());
+    }
+    if config_changed {
+        return Some("configuration changed".into());
+    }
+    if run
+        .state
+        .meta(META_STATE_FORMAT)
+        .await
+        .ok()
+        .flatten()
+        .as_deref()
+        != Some(STATE_FORMAT)
+    {
+        // Image rows keep what the mapping made of the entries; another version may map
+        // differently.
+        return Some("the state was written by another version".into());
+    }
+    if run
+        .state
+        .meta(META_TARGET_CONFLICTS)
+        .await
+        .ok()
+        .flatten()
+        .as_deref()
+        == Some("1")
+    {
+        return Some("the last run skipped objects because of the target's state".into());
+    }
+    if interrupted {
+        // Its writes may be missing from the target cache: plan against the live target.
+        return Some("the previous run did not finish".into());
+    }
+    let last_full = run
+        .state
+        .meta(META_LAST_FULL)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let every = chrono::Duration::from_std(config.sync.full_every.0)
+        .unwrap_or_else(|_| chrono::Duration::hours(24));
+    match last_full {
+        Some(t) if run.now - t < every => None,
+        _ => Some("sync.full_every elapsed".into()),
+    }
+}
+
+fn stop(report: &mut Report, reason: String, code: i32) -> Option<Plan> {
+    report.stopped = Some(reason);
+    report.exit_code = code;
+    None
+}
+
+/// The directory kind names used in reports.
+pub fn kind_name(kind: DirectoryKind) -> &'static str {
+    match kind {
+        DirectoryKind::ActiveDirectory => "Active Directory",
+        DirectoryKind::OpenLdap => "OpenLDAP",
+    }
+}
