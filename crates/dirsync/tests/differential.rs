@@ -85,7 +85,10 @@ fn soak() {
     let var = |k: &str, default: u64| -> u64 {
         std::env::var(k)
             .ok()
-            .map(|v| v.parse().unwrap_or_else(|_| panic!("{k}={v} is not a number")))
+            .map(|v| {
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{k}={v} is not a number"))
+            })
             .unwrap_or(default)
     };
     let samba_dirsync = Backend::Samba { usn: false };
