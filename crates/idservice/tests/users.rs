@@ -275,13 +275,52 @@ async fn spec_7_2_rules() {
 #[tokio::test]
 async fn pending_deletion_lifecycle() {
     let s = Server::start_with(&["--retention-days", "7"]);
+    // Issue 16: /ServiceProviderConfig has the RFC 7643 section 5 members only (strict
+    // clients refuse anything else); the pending-deletion state and its retention are in the
+    // IIJ User extension schema.
     let spc = s.get("/ServiceProviderConfig").await;
-    assert!(spc.body["schemas"].as_array().unwrap().iter().any(
-        |v| v == "urn:iij:params:scim:schemas:extension:enterprisejp:2.0:ServiceProviderConfig"
-    ));
+    let rfc_7643_5 = [
+        "schemas",
+        "meta",
+        "documentationUri",
+        "patch",
+        "bulk",
+        "filter",
+        "changePassword",
+        "sort",
+        "etag",
+        "authenticationSchemes",
+    ];
+    for key in spc.body.as_object().unwrap().keys() {
+        assert!(rfc_7643_5.contains(&key.as_str()), "{key} in {}", spc.body);
+    }
     assert_eq!(
-        spc.body["urn:iij:params:scim:schemas:extension:enterprisejp:2.0:ServiceProviderConfig"]["pendingDeletion"],
-        json!({"supported": true, "retentionDays": 7})
+        spc.body["schemas"],
+        json!(["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"])
+    );
+    let iij = s
+        .get("/Schemas/urn:iij:params:scim:schemas:extension:enterprisejp:2.0:User")
+        .await;
+    let state = iij.body["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "state")
+        .unwrap()
+        .clone();
+    assert!(
+        state["canonicalValues"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("pendingDeletion")),
+        "{state}"
+    );
+    assert!(
+        state["description"]
+            .as_str()
+            .unwrap()
+            .contains("purged after 7 days"),
+        "{state}"
     );
 
     let u = s.create_user(user("jiro@example.jp", "guid-j")).await;

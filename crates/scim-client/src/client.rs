@@ -183,7 +183,26 @@ impl ScimClient {
         let body = r
             .body
             .ok_or_else(|| protocol("empty /ServiceProviderConfig"))?;
-        Ok(ServiceProviderInfo::from_json(&body))
+        let mut info = ServiceProviderInfo::from_json(&body);
+        if !info.keeps_pending_users {
+            info.keeps_pending_users = self.schema_says_pending().await?;
+        }
+        Ok(info)
+    }
+
+    /// Whether the service's IIJ User extension schema lists a `pendingDeletion` state (how
+    /// `idservice` says it keeps deleted users pending; older versions said it in an extension
+    /// of `/ServiceProviderConfig`). A service without that schema keeps nothing pending.
+    async fn schema_says_pending(&self) -> Result<bool, ClientError> {
+        let path = format!("/Schemas/{}", scim::urn::IIJ_USER);
+        match self.send(Method::GET, &path, None, &[], true).await {
+            Ok(r) => Ok(r
+                .body
+                .as_ref()
+                .is_some_and(ServiceProviderInfo::schema_keeps_pending_users)),
+            Err(ClientError::Rejected(e)) if matches!(e.status, 400 | 404 | 405 | 501) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// The schema extensions the service lists for `kind` in `/ResourceTypes` (RFC 7644 §4).

@@ -12,8 +12,10 @@ pub struct ServiceProviderInfo {
     pub filter: bool,
     pub filter_max_results: usize,
     pub etag: bool,
-    /// The service keeps deleted users in a pending-deletion state (SPEC 4.1): `idservice`
-    /// and the vendor's service say so in an extension; a plain SCIM server says nothing.
+    /// The service keeps deleted users in a pending-deletion state (behaviour §4.1):
+    /// `idservice` says so in the IIJ User extension schema (its `state` attribute lists
+    /// `pendingDeletion`), older versions and the vendor's service in an extension of
+    /// `/ServiceProviderConfig`; a plain SCIM server says nothing.
     pub keeps_pending_users: bool,
 }
 
@@ -51,6 +53,21 @@ impl ServiceProviderInfo {
     }
 }
 
+impl ServiceProviderInfo {
+    /// Whether an IIJ User extension schema (a `/Schemas/{id}` resource) lists the
+    /// `pendingDeletion` state among the canonical values of its `state` attribute.
+    pub fn schema_keeps_pending_users(schema: &Value) -> bool {
+        schema["attributes"].as_array().is_some_and(|attributes| {
+            attributes.iter().any(|a| {
+                a["name"].as_str() == Some("state")
+                    && a["canonicalValues"]
+                        .as_array()
+                        .is_some_and(|v| v.iter().any(|c| c == "pendingDeletion"))
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +93,17 @@ mod tests {
         }));
         assert!(info.keeps_pending_users);
         assert!(!info.bulk);
+    }
+
+    #[test]
+    fn schema_state_advertises_pending_deletion() {
+        let schema = json!({"id": scim::urn::IIJ_USER, "attributes": [
+            {"name": "downstreamId"},
+            {"name": "state", "canonicalValues": ["active", "disabled", "pendingDeletion"]},
+        ]});
+        assert!(ServiceProviderInfo::schema_keeps_pending_users(&schema));
+        let without = json!({"attributes": [{"name": "state", "canonicalValues": ["active"]}]});
+        assert!(!ServiceProviderInfo::schema_keeps_pending_users(&without));
+        assert!(!ServiceProviderInfo::schema_keeps_pending_users(&json!({})));
     }
 }

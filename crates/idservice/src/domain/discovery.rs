@@ -1,5 +1,10 @@
-//! Discovery documents (RFC 7644 §4): `/ServiceProviderConfig`, `/Schemas`, `/ResourceTypes`,
-//! including the IIJ extension that tells agents this service keeps deleted users pending.
+//! Discovery documents (RFC 7644 §4): `/ServiceProviderConfig`, `/Schemas`, `/ResourceTypes`.
+//!
+//! `/ServiceProviderConfig` carries the RFC 7643 §5 attributes only, so that clients built on
+//! strict models accept it. That this service keeps deleted users pending, and for how long,
+//! is said where such clients expect extension data: the IIJ User extension schema in
+//! `/Schemas`, whose `state` attribute lists `pendingDeletion` among its canonical values and
+//! whose description names the retention period (docs/conformance.md).
 
 use scim::schema::{ResourceSchema, SchemaDef, resource_types};
 use serde_json::{Value, json};
@@ -18,7 +23,7 @@ fn absolute(mut v: Value, base: &str) -> Value {
 
 pub fn service_provider_config(svc: &Service, base: &str) -> Value {
     json!({
-        "schemas": [scim::urn::SERVICE_PROVIDER_CONFIG, scim::urn::IIJ_SERVICE_PROVIDER_CONFIG],
+        "schemas": [scim::urn::SERVICE_PROVIDER_CONFIG],
         "patch": {"supported": true},
         "bulk": {
             "supported": true,
@@ -35,9 +40,6 @@ pub fn service_provider_config(svc: &Service, base: &str) -> Value {
             "description": "Tokens created with `idservice token create`, sent as Authorization: Bearer <token>.",
             "primary": true,
         }],
-        scim::urn::IIJ_SERVICE_PROVIDER_CONFIG: {
-            "pendingDeletion": {"supported": true, "retentionDays": svc.retention_days},
-        },
         "meta": {
             "resourceType": "ServiceProviderConfig",
             "location": format!("{base}/ServiceProviderConfig"),
@@ -57,18 +59,40 @@ fn all_schemas() -> Vec<&'static SchemaDef> {
     out
 }
 
-pub fn schemas(base: &str) -> Vec<Value> {
+pub fn schemas(svc: &Service, base: &str) -> Vec<Value> {
     all_schemas()
         .into_iter()
-        .map(|s| absolute(s.to_json(), base))
+        .map(|s| described(svc, absolute(s.to_json(), base)))
         .collect()
 }
 
-pub fn schema(base: &str, id: &str) -> Option<Value> {
+pub fn schema(svc: &Service, base: &str, id: &str) -> Option<Value> {
     all_schemas()
         .into_iter()
         .find(|s| s.id.eq_ignore_ascii_case(id))
-        .map(|s| absolute(s.to_json(), base))
+        .map(|s| described(svc, absolute(s.to_json(), base)))
+}
+
+/// The IIJ User extension's `state` attribute says how long a user stays pending deletion.
+fn described(svc: &Service, mut schema: Value) -> Value {
+    if schema["id"] != json!(scim::urn::IIJ_USER) {
+        return schema;
+    }
+    let Some(attributes) = schema["attributes"].as_array_mut() else {
+        return schema;
+    };
+    for a in attributes
+        .iter_mut()
+        .filter(|a| a["name"] == json!("state"))
+    {
+        a["description"] = json!(format!(
+            "The user's lifecycle state. A deleted user is pendingDeletion: it keeps its userName \
+             and externalId, is hidden from lists, can be restored by creating it again with both, \
+             and is purged after {} days.",
+            svc.retention_days
+        ));
+    }
+    schema
 }
 
 pub fn resource_type_list(base: &str) -> Vec<Value> {

@@ -400,12 +400,16 @@ fn discovery_list(items: Vec<Value>) -> Response {
     )
 }
 
-pub async fn schemas(Extension(b): Extension<Base>) -> Response {
-    discovery_list(discovery::schemas(&b.0))
+pub async fn schemas(State(st): State<AppState>, Extension(b): Extension<Base>) -> Response {
+    discovery_list(discovery::schemas(&st.svc, &b.0))
 }
 
-pub async fn schema(Extension(b): Extension<Base>, Path(id): Path<String>) -> ApiResult {
-    discovery::schema(&b.0, &id)
+pub async fn schema(
+    State(st): State<AppState>,
+    Extension(b): Extension<Base>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    discovery::schema(&st.svc, &b.0, &id)
         .map(|v| scim(StatusCode::OK, &v))
         .ok_or_else(|| ApiError(ScimError::not_found(format!("Schema {id} not found"))))
 }
