@@ -455,7 +455,7 @@ pub async fn list_with(
     base: &str,
     with_members: bool,
 ) -> Result<ListPage, ScimError> {
-    let spec = q.search_spec(Kind::Group, true)?;
+    let spec = q.search_spec(Kind::Group, true, svc.store.engine())?;
     let mut conn = svc.store.read().await.map_err(db)?;
     let (total, rows) = search::groups(&mut conn, &spec).await.map_err(db)?;
     let mut resources = Vec::with_capacity(rows.len());

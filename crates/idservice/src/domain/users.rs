@@ -127,13 +127,9 @@ pub async fn prepare(body: Value) -> Result<PreparedUser, ScimError> {
 /// works); once one is, every userName must be `local@registered-domain`.
 async fn check_domain(conn: &mut Conn, user_name: &str) -> Result<(), ScimError> {
     let domain = rules::user_name_domain(user_name).unwrap_or_default();
-    let ok: bool = sqlx::query_scalar(
-        "SELECT NOT EXISTS (SELECT 1 FROM domains) OR EXISTS (SELECT 1 FROM domains WHERE name = ?)",
-    )
-    .bind(&domain)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db)?;
+    let ok = crate::store::admin::domain_allowed(conn, &domain)
+        .await
+        .map_err(db)?;
     if ok {
         Ok(())
     } else {
@@ -465,7 +461,7 @@ pub async fn delete_in(conn: &mut Conn, id: &str, if_match: Option<&str>) -> Res
 /// names the IIJ `state` (or `pendingDeletionSince`) attribute.
 pub async fn list(svc: &Service, q: &ListQuery, base: &str) -> Result<ListPage, ScimError> {
     let include_pending = q.filter.as_ref().is_some_and(filter_sql::mentions_state);
-    let spec = q.search_spec(Kind::User, include_pending)?;
+    let spec = q.search_spec(Kind::User, include_pending, svc.store.engine())?;
     let mut conn = svc.store.read().await.map_err(db)?;
     let (total, rows) = search::users(&mut conn, &spec).await.map_err(db)?;
     let mut resources = Vec::with_capacity(rows.len());
