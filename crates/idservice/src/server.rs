@@ -157,14 +157,17 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             let mut tick = tokio::time::interval(PURGE_INTERVAL);
             loop {
                 tick.tick().await;
-                match users::purge(
-                    &svc,
-                    Purge::Expired {
-                        retention_days: svc.retention_days,
-                    },
-                )
-                .await
-                {
+                // Every node purges; on PostgreSQL the one that loses the race runs again
+                // and finds nothing left to purge.
+                let expired = || {
+                    users::purge(
+                        &svc,
+                        Purge::Expired {
+                            retention_days: svc.retention_days,
+                        },
+                    )
+                };
+                match crate::domain::with_retry(expired).await {
                     Ok(names) if !names.is_empty() => {
                         tracing::info!(
                             count = names.len(),
