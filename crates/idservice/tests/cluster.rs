@@ -317,6 +317,26 @@ async fn concurrent_if_match_patches_lose_no_update() {
         assert_eq!(st, 201, "{b}");
         ids.push(b["id"].as_str().unwrap().to_string());
     }
+    // Keyset paging through the load balancer (pages served by either node): every user once.
+    let mut seen = HashSet::new();
+    let mut cursor = String::new();
+    for _ in 0..20 {
+        let path = format!("/Users?count=7&cursor={cursor}");
+        let (st, page, _) = scim(&http, &c.url, &c.token, Method::GET, &path, None, None).await;
+        assert_eq!(st, 200, "{page}");
+        for u in page["Resources"].as_array().unwrap() {
+            assert!(
+                seen.insert(u["id"].as_str().unwrap().to_string()),
+                "twice: {u}"
+            );
+        }
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids.iter().cloned().collect::<HashSet<_>>());
+
     let body = json!({"schemas": [GROUP], "displayName": "crowd"});
     let (st, g, _) = scim(
         &http,

@@ -381,3 +381,50 @@ async fn pending_deletion_lifecycle() {
     let all = s.cli(&["users", "purge-pending", "--all"]);
     assert!(String::from_utf8_lossy(&all.stdout).contains("purged jiro@example.jp"));
 }
+
+#[tokio::test]
+async fn cursor_pages_walk_every_user_once_and_start_index_still_works() {
+    let s = Server::start();
+    for i in 0..25 {
+        s.create_user(user(&format!("walk{i:02}@example.jp"), &format!("w{i}")))
+            .await;
+    }
+    // Keyset paging: pages of 10 by `cursor`, `nextCursor` until the last page.
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = String::new();
+    let mut pages = 0;
+    loop {
+        let r = s.get(&format!("/Users?count=10&cursor={cursor}")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["totalResults"], 25);
+        pages += 1;
+        for u in r.body["Resources"].as_array().unwrap() {
+            assert!(
+                seen.insert(u["id"].as_str().unwrap().to_string()),
+                "twice: {u}"
+            );
+        }
+        match r.body.get("nextCursor").and_then(|c| c.as_str()) {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+        assert!(pages < 10, "no end");
+    }
+    assert_eq!((pages, seen.len()), (3, 25));
+    // A filter applies to every cursor page.
+    let r = s
+        .get("/Users?count=2&cursor=&filter=userName%20sw%20%22walk1%22")
+        .await;
+    assert_eq!(r.body["totalResults"], 10, "{}", r.body);
+    assert_eq!(r.body["Resources"].as_array().unwrap().len(), 2);
+    assert!(r.body["nextCursor"].is_string());
+    // sortBy does not combine with a cursor; startIndex paging is unchanged.
+    s.get("/Users?cursor=&sortBy=userName")
+        .await
+        .assert_error(400, Some("invalidValue"), None);
+    let r = s.get("/Users?startIndex=21&count=10&sortBy=userName").await;
+    assert_eq!(r.body["startIndex"], 21);
+    assert_eq!(r.body["Resources"].as_array().unwrap().len(), 5);
+    assert!(r.body.get("nextCursor").is_none());
+    assert_eq!(r.body["Resources"][0]["userName"], "walk20@example.jp");
+}

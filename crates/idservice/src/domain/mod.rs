@@ -12,7 +12,7 @@ pub mod users;
 use scim::{Filter, ScimError};
 
 use crate::store::filter_sql::{self, Kind};
-use crate::store::search::SearchSpec;
+use crate::store::search::{Found, SearchSpec};
 use crate::store::{Engine, Store, admin};
 
 pub use tokens::{Scope, Scopes};
@@ -137,6 +137,9 @@ pub struct ListQuery {
     pub start_index: u64,
     /// `None`: the default page size.
     pub count: Option<u64>,
+    /// Keyset paging (`cursor`, RFC 9865): `Some("")` asks for the first page, `Some(c)` for
+    /// the page after the `nextCursor` `c`; `None`: index paging (`startIndex`).
+    pub cursor: Option<String>,
 }
 
 /// One page of a list.
@@ -145,6 +148,8 @@ pub struct ListPage {
     pub total: u64,
     pub start_index: u64,
     pub resources: Vec<serde_json::Value>,
+    /// Keyset paging: the cursor of the next page, when there is one.
+    pub next_cursor: Option<String>,
 }
 
 impl ListQuery {
@@ -173,6 +178,7 @@ impl ListQuery {
         };
         let (offset, limit) = self.window();
         Ok(SearchSpec {
+            after: self.cursor.clone(),
             kind,
             condition,
             include_pending,
@@ -184,12 +190,13 @@ impl ListQuery {
 }
 
 impl ListPage {
-    /// The page of `resources` found by `spec`, out of `total` matches.
-    pub fn new(total: i64, spec: &SearchSpec, resources: Vec<serde_json::Value>) -> ListPage {
+    /// The page of `resources` found by `spec`.
+    pub fn new(found: &Found, spec: &SearchSpec, resources: Vec<serde_json::Value>) -> ListPage {
         ListPage {
-            total: u64::try_from(total).unwrap_or(0),
+            total: u64::try_from(found.total).unwrap_or(0),
             start_index: spec.offset + 1,
             resources,
+            next_cursor: found.next.clone(),
         }
     }
 }

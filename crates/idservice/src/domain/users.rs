@@ -463,12 +463,12 @@ pub async fn list(svc: &Service, q: &ListQuery, base: &str) -> Result<ListPage, 
     let include_pending = q.filter.as_ref().is_some_and(filter_sql::mentions_state);
     let spec = q.search_spec(Kind::User, include_pending, svc.store.engine())?;
     let mut conn = svc.store.read().await.map_err(db)?;
-    let (total, rows) = search::users(&mut conn, &spec).await.map_err(db)?;
+    let (found, rows) = search::users(&mut conn, &spec).await.map_err(db)?;
     let mut resources = Vec::with_capacity(rows.len());
     for row in &rows {
         resources.push(render(&mut conn, row, base).await?);
     }
-    Ok(ListPage::new(total, &spec, resources))
+    Ok(ListPage::new(&found, &spec, resources))
 }
 
 /// Which pending users a purge removes.

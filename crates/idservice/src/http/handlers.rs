@@ -379,6 +379,7 @@ pub async fn search_root(
         total,
         start_index,
         resources: Vec::new(),
+        next_cursor: None,
     };
     Ok(scim(StatusCode::OK, &list_response(&page, resources)))
 }

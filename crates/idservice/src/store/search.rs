@@ -24,6 +24,18 @@ pub struct SearchSpec {
     pub offset: u64,
     /// Page size; 0 only counts.
     pub limit: u64,
+    /// Keyset paging: `Some(id)` lists in id order from after `id` (`""`: from the start) and
+    /// ignores `offset` and `sort`, so a deep page costs what the first one does.
+    pub after: Option<String>,
+}
+
+/// What a list query found besides the page itself.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// Every match of the filter.
+    pub total: i64,
+    /// Keyset paging: the id to continue after, when more rows follow.
+    pub next: Option<String>,
 }
 
 fn base_condition(spec: &SearchSpec) -> Condition {
@@ -66,7 +78,20 @@ fn page_query(
 ) -> (String, sea_query_sqlx::SqlxValues) {
     let table = spec.kind.table();
     let mut q = Query::select();
-    q.expr(Expr::cust(columns)).from(table).cond_where(cond);
+    q.expr(Expr::cust(columns)).from(table);
+    if let Some(after) = &spec.after {
+        let mut cond = cond;
+        if !after.is_empty() {
+            let gt = filter_sql::placeholders(&format!("{table}.id > ?"), engine);
+            cond = cond.add(Expr::cust_with_values(gt, [after.clone()]));
+        }
+        q.cond_where(cond)
+            .order_by_expr(Expr::cust(format!("{table}.id")), Order::Asc)
+            // One row more than the page: whether another page follows.
+            .limit(spec.limit.saturating_add(1));
+        return build(&q, engine);
+    }
+    q.cond_where(cond);
     if let Some((frag, desc)) = &spec.sort {
         let order = if *desc { Order::Desc } else { Order::Asc };
         // Missing values sort last when ascending (RFC 7644 §3.4.2.3), first when descending.
@@ -89,36 +114,48 @@ fn page_query(
     build(&q, engine)
 }
 
-/// Total matches and one page of users.
-pub async fn users(conn: &mut Conn, spec: &SearchSpec) -> Result<(i64, Vec<UserRow>), sqlx::Error> {
+/// The matches and one page of `R` rows (`columns`); `id_of` names a row for keyset paging.
+async fn page<R>(
+    conn: &mut Conn,
+    spec: &SearchSpec,
+    columns: &'static str,
+    id_of: fn(&R) -> &str,
+) -> Result<(Found, Vec<R>), sqlx::Error>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
     let cond = base_condition(spec);
     let total = count(conn, spec, cond.clone()).await?;
     if spec.limit == 0 || total == 0 {
-        return Ok((total, Vec::new()));
+        return Ok((Found { total, next: None }, Vec::new()));
     }
-    let cols: &'static str = USER_COLUMNS;
-    let (sql, values) = page_query(engine_of(conn), spec, cond, cols);
-    let rows = sqlx::query_as_with::<_, UserRow, _>(sqlx::AssertSqlSafe(sql), values)
+    let (sql, values) = page_query(engine_of(conn), spec, cond, columns);
+    let mut rows = sqlx::query_as_with::<_, R, _>(sqlx::AssertSqlSafe(sql), values)
         .fetch_all(conn)
         .await?;
-    Ok((total, rows))
+    let limit = usize::try_from(spec.limit).unwrap_or(usize::MAX);
+    let mut next = None;
+    if spec.after.is_some() && rows.len() > limit {
+        rows.truncate(limit);
+        next = rows.last().map(|r| id_of(r).to_string());
+    }
+    Ok((Found { total, next }, rows))
+}
+
+/// Total matches and one page of users.
+pub async fn users(
+    conn: &mut Conn,
+    spec: &SearchSpec,
+) -> Result<(Found, Vec<UserRow>), sqlx::Error> {
+    page(conn, spec, USER_COLUMNS, |r: &UserRow| r.id.as_str()).await
 }
 
 /// Total matches and one page of groups.
 pub async fn groups(
     conn: &mut Conn,
     spec: &SearchSpec,
-) -> Result<(i64, Vec<GroupRow>), sqlx::Error> {
-    let cond = base_condition(spec);
-    let total = count(conn, spec, cond.clone()).await?;
-    if spec.limit == 0 || total == 0 {
-        return Ok((total, Vec::new()));
-    }
-    let (sql, values) = page_query(engine_of(conn), spec, cond, GROUP_COLUMNS);
-    let rows = sqlx::query_as_with::<_, GroupRow, _>(sqlx::AssertSqlSafe(sql), values)
-        .fetch_all(conn)
-        .await?;
-    Ok((total, rows))
+) -> Result<(Found, Vec<GroupRow>), sqlx::Error> {
+    page(conn, spec, GROUP_COLUMNS, |r: &GroupRow| r.id.as_str()).await
 }
 
 #[cfg(test)]
@@ -135,6 +172,7 @@ mod tests {
             sort: None,
             offset: 0,
             limit: 10,
+            after: None,
         }
     }
 
@@ -149,5 +187,18 @@ mod tests {
         }
         assert!(!sql.contains(&format!("${}", n + 1)), "{sql}");
         assert!(sql.contains("'pendingDeletion'"), "{sql}");
+    }
+
+    #[test]
+    fn keyset_pages_continue_after_an_id_without_offset() {
+        for engine in [Engine::Sqlite, Engine::Postgres] {
+            let mut s = spec("userName sw \"a\"");
+            s.after = Some("some-id".into());
+            s.offset = 5000;
+            let (sql, _) = page_query(engine, &s, base_condition(&s), USER_COLUMNS);
+            assert!(sql.contains("users.id >"), "{sql}");
+            assert!(!sql.contains("OFFSET"), "{sql}");
+            assert!(sql.contains("ORDER BY users.id ASC"), "{sql}");
+        }
     }
 }
