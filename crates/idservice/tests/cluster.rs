@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use testenv::{IdCluster, IdService, ReceivedMail, SmtpSink};
+use testenv::{IdCluster, IdService, ReceivedMail, Scim2Server, SmtpSink};
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -447,4 +447,135 @@ async fn outbox_of_1000_emails_sends_each_once_from_two_nodes() {
             "node {i} sent nothing"
         );
     }
+}
+
+/// How many accounts a node's log says it created downstream.
+fn creations(node: &IdService) -> usize {
+    node.server_log()
+        .matches("downstream account created")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn linked_app_changes_arrive_once_in_order_when_the_draining_node_is_killed() {
+    const N: usize = 40;
+    let ds = Scim2Server::start("downstream-token-cluster").expect("start scim2-server");
+    let c = IdCluster::start(2, &["--outbound-interval", "200ms"])
+        .unwrap_or_else(|e| panic!("cluster: {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("app.token");
+    std::fs::write(&token_file, "downstream-token-cluster\n").unwrap();
+    // At most 10 requests a second downstream: the drain is still running when a node dies.
+    c.nodes[0]
+        .admin_command(&[
+            "apps",
+            "add",
+            "m365",
+            "--url",
+            &ds.url,
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--rate",
+            "10",
+        ])
+        .unwrap();
+    let http = client();
+    let mut names = Vec::new();
+    for i in 0..N {
+        // Names whose alphabetical order is not the order of creation.
+        let name = format!("order{:03}@acme.test", (i * 7) % N);
+        let body = json!({"schemas": [USER], "userName": name, "externalId": format!("x{i}")});
+        let (st, b, _) = scim(
+            &http,
+            &c.url,
+            &c.token,
+            Method::POST,
+            "/Users",
+            Some(body),
+            None,
+        )
+        .await;
+        assert_eq!(st, 201, "{b}");
+        names.push(name);
+    }
+    // SIGKILL the node that is draining, once it has pushed a few changes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let victim = loop {
+        if let Some(i) = (0..2).find(|&i| creations(&c.nodes[i]) >= 5) {
+            break i;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing was pushed\n{}",
+            logs(&c)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &c.nodes[victim].pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let before = creations(&c.nodes[victim]);
+    assert!(before < N, "the drain finished before the kill");
+
+    // The other node takes the application over once the lease has run out.
+    let survivor = 1 - victim;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let accounts = loop {
+        let r = http
+            .get(format!("{}/Users?count=1000", ds.url))
+            .bearer_auth("downstream-token-cluster")
+            .send()
+            .await
+            .unwrap();
+        let body: Value = r.json().await.unwrap();
+        let accounts = body["Resources"].as_array().cloned().unwrap_or_default();
+        if accounts.len() >= N {
+            // Anything pushed twice would be created within the next rounds.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let r = http
+                .get(format!("{}/Users?count=1000", ds.url))
+                .bearer_auth("downstream-token-cluster")
+                .send()
+                .await
+                .unwrap();
+            let body: Value = r.json().await.unwrap();
+            break body["Resources"].as_array().cloned().unwrap_or_default();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {N} accounts downstream\n{}",
+            accounts.len(),
+            logs(&c)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Exactly once: one account per user, no duplicate.
+    let mut got: Vec<(String, String)> = accounts
+        .iter()
+        .map(|a| {
+            (
+                a["meta"]["created"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                a["userName"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), N, "{got:?}");
+    assert!(
+        got.iter().all(|(created, _)| !created.is_empty()),
+        "{got:?}"
+    );
+    // In order: downstream creation times follow the order of the changes.
+    got.sort();
+    let order: Vec<String> = got.into_iter().map(|(_, n)| n).collect();
+    assert_eq!(order, names);
+    assert!(
+        creations(&c.nodes[survivor]) > 0,
+        "the surviving node pushed nothing\n{}",
+        logs(&c)
+    );
 }
