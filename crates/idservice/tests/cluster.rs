@@ -250,6 +250,17 @@ async fn session_reset_link_and_lockout_hold_across_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_creates_of_one_user_name_give_one_201() {
     let c = IdCluster::start(2, &[]).unwrap_or_else(|e| panic!("cluster: {e}"));
+    // `migrate` on the running cluster's database: nothing left to apply, and neither its
+    // output nor a node's log shows the password.
+    let out = c.nodes[0].admin_command(&["migrate"]).unwrap();
+    assert!(
+        out.contains("migrations applied to postgres://idservice@127.0.0.1:"),
+        "{out}"
+    );
+    let password = std::fs::read_to_string(c.pg.password_file()).unwrap();
+    let password = password.trim();
+    assert!(!password.is_empty());
+    assert!(!out.contains(password) && !logs(&c).contains(password));
     let http = client();
     let mut tasks = Vec::new();
     for i in 0..200 {

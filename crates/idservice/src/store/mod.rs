@@ -166,6 +166,15 @@ impl Store {
     async fn open_postgres(backend: &Backend) -> Result<Store, StoreError> {
         let name = backend.display_name();
         let opts = backend.connect_options()?;
+        // One connection first: its error (refused, authentication failed, no such database)
+        // says more than a pool that timed out retrying.
+        let probe = AnyConnection::connect_with(&opts)
+            .await
+            .map_err(|e| StoreError::Open {
+                db: name.clone(),
+                detail: e.to_string(),
+            })?;
+        let _ = probe.close().await;
         let pool = AnyPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
