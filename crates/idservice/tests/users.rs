@@ -427,4 +427,41 @@ async fn cursor_pages_walk_every_user_once_and_start_index_still_works() {
     assert_eq!(r.body["Resources"].as_array().unwrap().len(), 5);
     assert!(r.body.get("nextCursor").is_none());
     assert_eq!(r.body["Resources"][0]["userName"], "walk20@example.jp");
+    // A list page carries each user's groups (read for the whole page at once).
+    let first = s
+        .get("/Users?filter=userName%20sw%20%22walk0%22&sortBy=userName")
+        .await;
+    let ids: Vec<String> = first.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().to_string())
+        .collect();
+    for (name, members) in [("Team B", &ids[..2]), ("Team A", &ids[..1])] {
+        let members: Vec<_> = members.iter().map(|id| json!({"value": id})).collect();
+        let g = s
+            .post(
+                "/Groups",
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                       "displayName": name, "members": members}),
+            )
+            .await;
+        assert_eq!(g.status, 201, "{}", g.body);
+    }
+    let page = s
+        .get("/Users?filter=userName%20sw%20%22walk0%22&sortBy=userName&count=3")
+        .await;
+    let groups = |i: usize| -> Vec<String> {
+        page.body["Resources"][i]["groups"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|g| g["display"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(groups(0), ["Team A", "Team B"], "{}", page.body);
+    assert_eq!(groups(1), ["Team B"]);
+    assert!(groups(2).is_empty());
 }

@@ -464,10 +464,25 @@ pub async fn list(svc: &Service, q: &ListQuery, base: &str) -> Result<ListPage, 
     let spec = q.search_spec(Kind::User, include_pending, svc.store.engine())?;
     let mut conn = svc.store.read().await.map_err(db)?;
     let (found, rows) = search::users(&mut conn, &spec).await.map_err(db)?;
-    let mut resources = Vec::with_capacity(rows.len());
-    for row in &rows {
-        resources.push(render(&mut conn, row, base).await?);
-    }
+    // The page's memberships in one query, not one per user.
+    let visible: Vec<String> = rows
+        .iter()
+        .filter(|r| r.state != STATE_PENDING)
+        .map(|r| r.id.clone())
+        .collect();
+    let groups = su::groups_of_many(&mut conn, &visible).await.map_err(db)?;
+    let resources = rows
+        .iter()
+        .map(|row| {
+            let none = Vec::new();
+            let g = if row.state == STATE_PENDING {
+                &none
+            } else {
+                groups.get(&row.id).unwrap_or(&none)
+            };
+            render_with_groups(row, g, base)
+        })
+        .collect();
     Ok(ListPage::new(&found, &spec, resources))
 }
 

@@ -153,7 +153,7 @@ pub async fn members(
 /// Ids per multi-row statement. A group of 5,000 members was 10,000 statements (a kind
 /// lookup and an insert per member), the bulk of an initial sync's group creates; SQLite
 /// allows 32,766 bound values.
-const MEMBER_CHUNK: usize = 500;
+pub(crate) const MEMBER_CHUNK: usize = 500;
 
 /// Adds memberships (ignoring ones that already exist).
 pub async fn add_members(
