@@ -36,14 +36,29 @@ pub fn start_idservice(
     token_args: &[&str],
     serve_args: &[&str],
 ) -> Result<IdService, String> {
+    start_idservice_on(bin, &[], token_args, serve_args)
+}
+
+/// [`start_idservice`] on the database `db` names (`--database URL …`); empty: a SQLite
+/// database in a fresh temporary directory.
+pub fn start_idservice_on(
+    bin: &Path,
+    db: &[String],
+    token_args: &[&str],
+    serve_args: &[&str],
+) -> Result<IdService, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let db: Vec<String> = if db.is_empty() {
+        vec!["--data".into(), dir.path().display().to_string()]
+    } else {
+        db.to_vec()
+    };
     let out = Command::new(bin)
         .args(["token", "create"])
         .args(token_args)
         .arg("--scope")
         .arg("escim_read_users,escim_write_users,escim_read_groups,escim_write_groups")
-        .arg("--data")
-        .arg(dir.path())
+        .args(&db)
         .output()
         .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
     if !out.status.success() {
@@ -61,8 +76,7 @@ pub fn start_idservice(
     let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(serve_args)
-        .arg("--data")
-        .arg(dir.path())
+        .args(&db)
         .env("IDSERVICE_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

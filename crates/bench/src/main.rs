@@ -6,13 +6,18 @@
 //!    (`--single-concurrency` in flight).
 //! 3. Against the first instance (holding all bulk users), `--lookups` sequential
 //!    `userName eq` and as many `externalId eq` requests measure latency percentiles.
+//! 4. The full list of the first instance, pages of 1,000, by `startIndex` and by `cursor`.
+//!
+//! With `--database URL` (an empty PostgreSQL database; password from
+//! `--database-password-file` or PGPASSWORD) the first instance runs on it and step 2 is
+//! skipped (a second fresh instance would need a second database).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bench::common::{IdService, bulk_load, start_idservice, user};
+use bench::common::{IdService, bulk_load, start_idservice, start_idservice_on, user};
 use clap::Parser;
 use rand::Rng;
 use serde_json::Value;
@@ -37,6 +42,53 @@ struct Args {
     single_concurrency: usize,
     #[arg(long, default_value_t = 2000)]
     lookups: usize,
+    /// Run the bulk instance on this PostgreSQL database (must be empty) instead of SQLite.
+    #[arg(long)]
+    database: Option<String>,
+    /// The PostgreSQL password file (first line), for `--database`.
+    #[arg(long, requires = "database")]
+    database_password_file: Option<PathBuf>,
+}
+
+/// Seconds to read every user, pages of 1,000: by `startIndex`, or by `cursor` (keyset).
+async fn full_list(
+    client: &reqwest::Client,
+    inst: &IdService,
+    by_cursor: bool,
+) -> Result<(f64, usize), String> {
+    let t = Instant::now();
+    let (mut seen, mut start, mut cursor) = (0usize, 1usize, String::new());
+    loop {
+        let page = if by_cursor {
+            ("cursor", cursor.clone())
+        } else {
+            ("startIndex", start.to_string())
+        };
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/Users", inst.url),
+            [("count", "1000".to_string()), page],
+        )
+        .map_err(|e| e.to_string())?;
+        let v: Value = client
+            .get(url)
+            .bearer_auth(&inst.token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let got = v["Resources"].as_array().map_or(0, Vec::len);
+        seen += got;
+        start += got;
+        let total = v["totalResults"].as_u64().unwrap_or(0);
+        match v["nextCursor"].as_str() {
+            Some(c) if by_cursor && got > 0 => cursor = c.to_string(),
+            _ if by_cursor || got == 0 || seen as u64 >= total => break,
+            _ => {}
+        }
+    }
+    Ok((t.elapsed().as_secs_f64(), seen))
 }
 
 async fn single_load(
@@ -137,8 +189,63 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
+/// The idservice database options of `--database` (empty: SQLite in a temporary directory).
+fn db_args(args: &Args) -> Vec<String> {
+    let mut db = Vec::new();
+    if let Some(url) = &args.database {
+        db.extend(["--database".to_string(), url.clone()]);
+        if let Some(f) = &args.database_password_file {
+            db.extend([
+                "--database-password-file".to_string(),
+                f.display().to_string(),
+            ]);
+        }
+    }
+    db
+}
+
+/// What one run measured.
+struct Figures {
+    bulk: (Duration, usize),
+    single: (Duration, usize),
+    by_name: Vec<f64>,
+    by_ext: Vec<f64>,
+    by_index: (f64, usize),
+    by_cursor: (f64, usize),
+    engine: &'static str,
+}
+
+/// Prints the figures as a Markdown table.
+fn print_table(f: &Figures) {
+    println!();
+    println!("| measurement ({}) | result |", f.engine);
+    println!("|---|---|");
+    for (name, (t, n)) in [("Bulk", f.bulk), ("Single POST", f.single)] {
+        if n > 0 {
+            println!(
+                "| {name}: {n} users created in {:.1} s | {:.0} users/s |",
+                t.as_secs_f64(),
+                n as f64 / t.as_secs_f64()
+            );
+        }
+    }
+    for (name, l) in [("userName eq", &f.by_name), ("externalId eq", &f.by_ext)] {
+        println!(
+            "| {name} lookup ({} requests, {} users stored) | p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms |",
+            l.len(),
+            f.bulk.1,
+            pct(l, 50.0),
+            pct(l, 95.0),
+            pct(l, 99.0)
+        );
+    }
+    for (name, (secs, n)) in [("startIndex", f.by_index), ("cursor", f.by_cursor)] {
+        println!("| full list by {name}: {n} users, pages of 1,000 | {secs:.2} s |");
+    }
+}
+
 async fn run(args: Args) -> Result<(), String> {
-    let bin = match args.idservice {
+    let bin = match args.idservice.clone() {
         Some(p) => p,
         None => std::env::current_exe()
             .map_err(|e| e.to_string())?
@@ -160,7 +267,8 @@ async fn run(args: Args) -> Result<(), String> {
         "bulk: creating {} users in batches of {} ({} concurrent)...",
         args.bulk_users, args.batch, args.bulk_concurrency
     );
-    let a = start_idservice(&bin, &[], &["--max-body-bytes", "67108864"])?;
+    let db = db_args(&args);
+    let a = start_idservice_on(&bin, &db, &[], &["--max-body-bytes", "67108864"])?;
     let (bulk_t, bulk_n) = bulk_load(
         &client,
         &a,
@@ -173,10 +281,13 @@ async fn run(args: Args) -> Result<(), String> {
         "single: creating {} users with single POSTs ({} concurrent)...",
         args.single_users, args.single_concurrency
     );
-    let b = start_idservice(&bin, &[], &["--max-body-bytes", "67108864"])?;
-    let (single_t, single_n) =
-        single_load(&client, &b, args.single_users, args.single_concurrency).await?;
-    drop(b);
+    let single_users = if db.is_empty() { args.single_users } else { 0 };
+    let (single_t, single_n) = if single_users > 0 {
+        let b = start_idservice(&bin, &[], &["--max-body-bytes", "67108864"])?;
+        single_load(&client, &b, single_users, args.single_concurrency).await?
+    } else {
+        (Duration::from_secs(1), 0)
+    };
     eprintln!(
         "lookups: {} userName eq and {} externalId eq against {} users...",
         args.lookups, args.lookups, bulk_n
@@ -185,36 +296,33 @@ async fn run(args: Args) -> Result<(), String> {
     let _ = lookups(&client, &a, args.bulk_users, 50, false).await?;
     let by_name = lookups(&client, &a, args.bulk_users, args.lookups, false).await?;
     let by_ext = lookups(&client, &a, args.bulk_users, args.lookups, true).await?;
+    eprintln!("full list: every user by startIndex, then by cursor (pages of 1,000)...");
+    let by_index = full_list(&client, &a, false).await?;
+    let by_cursor = full_list(&client, &a, true).await?;
 
-    println!();
-    println!("| measurement | result |");
-    println!("|---|---|");
-    println!(
-        "| Bulk: {} users created in {:.1} s | {:.0} users/s |",
-        bulk_n,
-        bulk_t.as_secs_f64(),
-        bulk_n as f64 / bulk_t.as_secs_f64()
-    );
-    println!(
-        "| Single POST: {} users created in {:.1} s | {:.0} users/s |",
-        single_n,
-        single_t.as_secs_f64(),
-        single_n as f64 / single_t.as_secs_f64()
-    );
-    for (name, l) in [("userName eq", &by_name), ("externalId eq", &by_ext)] {
-        println!(
-            "| {name} lookup ({} requests, {} users stored) | p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms |",
-            l.len(),
-            bulk_n,
-            pct(l, 50.0),
-            pct(l, 95.0),
-            pct(l, 99.0)
-        );
-    }
-    if bulk_n != args.bulk_users || single_n != args.single_users {
+    print_table(&Figures {
+        bulk: (bulk_t, bulk_n),
+        single: (single_t, single_n),
+        by_name,
+        by_ext,
+        by_index,
+        by_cursor,
+        engine: if db.is_empty() {
+            "SQLite"
+        } else {
+            "PostgreSQL"
+        },
+    });
+    if bulk_n != args.bulk_users || single_n != single_users {
         return Err(format!(
-            "expected {} bulk and {} single users, stored {bulk_n} and {single_n}",
-            args.bulk_users, args.single_users
+            "expected {} bulk and {single_users} single users, stored {bulk_n} and {single_n}",
+            args.bulk_users
+        ));
+    }
+    if by_index.1 != bulk_n || by_cursor.1 != bulk_n {
+        return Err(format!(
+            "the full lists saw {} and {} of {bulk_n} users",
+            by_index.1, by_cursor.1
         ));
     }
     Ok(())

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use idservice::domain::tokens::{self, Scopes};
 use idservice::domain::users::{self, Purge};
-use idservice::server::{self, ServeOptions};
+use idservice::server::{self, DbArgs, ServeOptions};
 use idservice::store::admin;
 
 #[derive(Parser)]
@@ -26,9 +26,8 @@ enum Command {
         /// Address to listen on (`127.0.0.1:0` picks a free port).
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: SocketAddr,
-        /// Data directory (holds idservice.db).
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         /// Days a deleted user stays pending before it is purged (saved in the database;
         /// default: the saved value, else 30).
         #[arg(long)]
@@ -67,7 +66,12 @@ enum Command {
         #[command(subcommand)]
         command: MailCommand,
     },
-    /// Linked downstream applications (SPEC 7.6).
+    /// Apply the database migrations and exit (`serve` applies them too, at start).
+    Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Linked downstream applications.
     Apps {
         #[command(subcommand)]
         command: idservice::outbound::cli::AppsCommand,
@@ -78,8 +82,8 @@ enum Command {
 enum TokenCommand {
     /// Create a token and print it (once; only its hash is stored).
     Create {
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         /// Comma-separated: escim_read_users,escim_write_users,escim_read_groups,escim_write_groups
         #[arg(long)]
         scope: String,
@@ -92,13 +96,13 @@ enum TokenCommand {
     },
     /// List tokens (never their secrets).
     List {
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Revoke a token by id.
     Revoke {
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         id: String,
     },
 }
@@ -108,16 +112,16 @@ enum MailCommand {
     /// Queue the due "password has expired" notices and token expiry warnings now (a
     /// running `serve` sends them from the outbox).
     RunChecks {
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         /// The service configuration (as given to `serve --config`).
         #[arg(long)]
         config: Option<PathBuf>,
     },
     /// Count the outbox rows by status (queued, sent, failed).
     Status {
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 
@@ -132,17 +136,17 @@ fn load_config(file: Option<&std::path::Path>) -> Result<idservice::config::Conf
 enum DomainCommand {
     /// Register a domain; from then on every userName must be in a registered domain.
     Add {
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         domain: String,
     },
     List {
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
     },
     Remove {
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         domain: String,
     },
 }
@@ -151,14 +155,14 @@ enum DomainCommand {
 enum UsersCommand {
     /// List users pending deletion.
     ListPending {
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Purge pending users: by default those past the retention period; `--user NAME` one
     /// pending user now; `--all` every pending user now.
     PurgePending {
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         #[arg(long, conflicts_with = "all")]
         user: Option<String>,
         #[arg(long)]
@@ -199,17 +203,24 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     }
 }
 
-async fn service(data: &std::path::Path) -> Result<idservice::domain::Service, String> {
-    server::open_service(data, None, 0)
+async fn service(db: &DbArgs) -> Result<idservice::domain::Service, String> {
+    let backend = db.backend().map_err(|e| e.to_string())?;
+    server::open_service(&backend, None, 0)
         .await
         .map_err(|e| e.to_string())
 }
 
 async fn run(cmd: Command) -> Result<(), String> {
     match cmd {
+        Command::Migrate { db } => {
+            let svc = service(&db).await?;
+            println!("migrations applied to {}", svc.store.name());
+            svc.store.close().await;
+            Ok(())
+        }
         Command::Serve {
             listen,
-            data,
+            db,
             retention_days,
             max_body_bytes,
             request_timeout,
@@ -221,7 +232,7 @@ async fn run(cmd: Command) -> Result<(), String> {
             }
             let opts = ServeOptions {
                 listen,
-                data,
+                backend: db.backend().map_err(|e| e.to_string())?,
                 retention_days,
                 max_body_bytes,
                 request_timeout: parse_timeout(&request_timeout)?,
@@ -232,14 +243,14 @@ async fn run(cmd: Command) -> Result<(), String> {
         }
         Command::Token { command } => match command {
             TokenCommand::Create {
-                data,
+                db,
                 scope,
                 expires,
                 owner,
             } => {
                 let scopes = Scopes::parse_list(&scope)?;
                 let valid_for = tokens::parse_duration(&expires)?;
-                let svc = service(&data).await?;
+                let svc = service(&db).await?;
                 let t = tokens::create(&svc.store, scopes, valid_for, owner)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -252,8 +263,8 @@ async fn run(cmd: Command) -> Result<(), String> {
                 );
                 Ok(())
             }
-            TokenCommand::List { data } => {
-                let svc = service(&data).await?;
+            TokenCommand::List { db } => {
+                let svc = service(&db).await?;
                 let list = tokens::list(&svc.store).await.map_err(|e| e.to_string())?;
                 println!("ID\tSTATUS\tSCOPES\tOWNER\tCREATED\tEXPIRES");
                 let now = idservice::domain::now();
@@ -277,8 +288,8 @@ async fn run(cmd: Command) -> Result<(), String> {
                 }
                 Ok(())
             }
-            TokenCommand::Revoke { data, id } => {
-                let svc = service(&data).await?;
+            TokenCommand::Revoke { db, id } => {
+                let svc = service(&db).await?;
                 if tokens::revoke(&svc.store, &id)
                     .await
                     .map_err(|e| e.to_string())?
@@ -291,12 +302,12 @@ async fn run(cmd: Command) -> Result<(), String> {
             }
         },
         Command::Domain { command } => {
-            let (data, op, name) = match command {
-                DomainCommand::Add { data, domain } => (data, "add", Some(domain)),
-                DomainCommand::Remove { data, domain } => (data, "remove", Some(domain)),
-                DomainCommand::List { data } => (data, "list", None),
+            let (db, op, name) = match command {
+                DomainCommand::Add { db, domain } => (db, "add", Some(domain)),
+                DomainCommand::Remove { db, domain } => (db, "remove", Some(domain)),
+                DomainCommand::List { db } => (db, "list", None),
             };
-            let svc = service(&data).await?;
+            let svc = service(&db).await?;
             let name = name.map(|n| n.trim().trim_start_matches('@').to_lowercase());
             match (op, name) {
                 ("list", _) => {
@@ -334,14 +345,14 @@ async fn run(cmd: Command) -> Result<(), String> {
             }
         }
         Command::Mail { command } => match command {
-            MailCommand::RunChecks { data, config } => {
+            MailCommand::RunChecks { db, config } => {
                 let cfg = std::sync::Arc::new(load_config(config.as_deref())?);
                 idservice::domain::password::set_policy(cfg.password_policy.clone());
                 let mail = idservice::mail::Mail::new(cfg.clone())?;
                 if !mail.enabled() {
                     return Err("email is off: the configuration has no smtp section".into());
                 }
-                let svc = service(&data).await?;
+                let svc = service(&db).await?;
                 let signin_url = format!("{}/signin", cfg.public_url.as_deref().unwrap_or(""));
                 let r = idservice::mail::checks::run(&svc.store, &mail, &signin_url)
                     .await
@@ -352,8 +363,8 @@ async fn run(cmd: Command) -> Result<(), String> {
                 );
                 Ok(())
             }
-            MailCommand::Status { data } => {
-                let svc = service(&data).await?;
+            MailCommand::Status { db } => {
+                let svc = service(&db).await?;
                 let mut conn = svc.store.read().await.map_err(|e| e.to_string())?;
                 for (status, n) in idservice::mail::outbox::counts(&mut conn)
                     .await
@@ -365,12 +376,12 @@ async fn run(cmd: Command) -> Result<(), String> {
             }
         },
         Command::Apps { command } => {
-            let svc = service(command.data()).await?;
+            let svc = service(command.db()).await?;
             idservice::outbound::cli::run(&svc, command).await
         }
         Command::Users { command } => match command {
-            UsersCommand::ListPending { data } => {
-                let svc = service(&data).await?;
+            UsersCommand::ListPending { db } => {
+                let svc = service(&db).await?;
                 let list = users::list_pending(&svc).await.map_err(|e| e.detail)?;
                 println!("ID\tUSERNAME\tEXTERNALID\tPENDING_SINCE");
                 for u in list {
@@ -384,8 +395,8 @@ async fn run(cmd: Command) -> Result<(), String> {
                 }
                 Ok(())
             }
-            UsersCommand::PurgePending { data, user, all } => {
-                let svc = service(&data).await?;
+            UsersCommand::PurgePending { db, user, all } => {
+                let svc = service(&db).await?;
                 let what = match (user, all) {
                     (Some(u), _) => Purge::User(u),
                     (None, true) => Purge::All,

@@ -9,16 +9,47 @@ use std::time::Duration;
 
 use crate::domain::Service;
 use crate::domain::users::{self, Purge};
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, Store, StoreError, backend::BackendError};
 
 /// How often expired pending users are purged (also once at start).
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The database options every command takes: `--data DIR` (SQLite, the default engine) or
+/// `--database URL` (PostgreSQL) with the password from `--database-password-file` or
+/// libpq's environment (`PGPASSWORD`, `~/.pgpass`), never from the command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DbArgs {
+    /// Data directory (holds idservice.db): the embedded SQLite database.
+    #[arg(
+        long,
+        required_unless_present = "database",
+        conflicts_with = "database"
+    )]
+    pub data: Option<PathBuf>,
+    /// PostgreSQL instead of SQLite: postgres://USER@HOST:PORT/DB (no password in it).
+    #[arg(long)]
+    pub database: Option<String>,
+    /// File whose first line is the PostgreSQL password (default: PGPASSWORD, ~/.pgpass).
+    #[arg(long, requires = "database")]
+    pub database_password_file: Option<PathBuf>,
+}
+
+impl DbArgs {
+    /// The database these options name.
+    pub fn backend(&self) -> Result<Backend, BackendError> {
+        match (&self.database, &self.data) {
+            (Some(url), _) => Backend::postgres(url, self.database_password_file.as_deref()),
+            (None, Some(dir)) => Ok(Backend::Sqlite(dir.clone())),
+            (None, None) => Err(BackendError::NotPostgres),
+        }
+    }
+}
 
 /// `idservice serve` options.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub listen: SocketAddr,
-    pub data: PathBuf,
+    pub backend: Backend,
     /// `None`: keep the stored setting (default 30).
     pub retention_days: Option<i64>,
     pub max_body_bytes: usize,
@@ -50,11 +81,11 @@ pub enum ServeError {
 
 /// Opens the store and builds the service with the effective retention period.
 pub async fn open_service(
-    data: &std::path::Path,
+    backend: &Backend,
     retention_days: Option<i64>,
     max_body_bytes: usize,
 ) -> Result<Service, ServeError> {
-    let store = Store::open(data).await?;
+    let store = Store::connect(backend).await?;
     let days = match retention_days {
         Some(d) => {
             Service::save_retention_days(&store, d).await?;
@@ -92,7 +123,8 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 
 /// Serves until a shutdown signal.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
-    let svc = Arc::new(open_service(&opts.data, opts.retention_days, opts.max_body_bytes).await?);
+    let svc =
+        Arc::new(open_service(&opts.backend, opts.retention_days, opts.max_body_bytes).await?);
     // Email and the sign-in pages (SPEC 7.5): a bad template or relay setting stops the start.
     crate::domain::password::set_policy(opts.config.password_policy.clone());
     let mail = Arc::new(crate::mail::Mail::new(opts.config.clone()).map_err(ServeError::Config)?);
@@ -117,7 +149,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         writeln!(out, "listening on http://{addr}")?;
         out.flush()?;
     }
-    tracing::info!(%addr, data = %opts.data.display(), retention_days = svc.retention_days, "idservice started");
+    tracing::info!(%addr, database = %svc.store.name(), retention_days = svc.retention_days, "idservice started");
 
     let purger = {
         let svc = svc.clone();
@@ -125,14 +157,17 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             let mut tick = tokio::time::interval(PURGE_INTERVAL);
             loop {
                 tick.tick().await;
-                match users::purge(
-                    &svc,
-                    Purge::Expired {
-                        retention_days: svc.retention_days,
-                    },
-                )
-                .await
-                {
+                // Every node purges; on PostgreSQL the one that loses the race runs again
+                // and finds nothing left to purge.
+                let expired = || {
+                    users::purge(
+                        &svc,
+                        Purge::Expired {
+                            retention_days: svc.retention_days,
+                        },
+                    )
+                };
+                match crate::domain::with_retry(expired).await {
                     Ok(names) if !names.is_empty() => {
                         tracing::info!(
                             count = names.len(),

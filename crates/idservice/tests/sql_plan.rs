@@ -1,6 +1,7 @@
 //! The filter → SQL translation uses the indexes for the hot lookups (no table scan).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use idservice::store::Engine;
 use idservice::store::Store;
 use idservice::store::filter_sql::{Kind, condition};
 use sea_query::{Expr, Query, SqliteQueryBuilder};
@@ -12,7 +13,7 @@ async fn plan(store: &Store, kind: Kind, filter: &str) -> String {
     let (sql, values) = Query::select()
         .expr(Expr::cust("id"))
         .from(kind.table())
-        .cond_where(condition(kind, &f).unwrap())
+        .cond_where(condition(kind, &f, Engine::Sqlite).unwrap())
         .build_sqlx(SqliteQueryBuilder);
     let mut conn = store.read().await.unwrap();
     let rows = sqlx::query_with(

@@ -420,3 +420,87 @@ async fn pending_deletion_lifecycle() {
     let all = s.cli(&["users", "purge-pending", "--all"]);
     assert!(String::from_utf8_lossy(&all.stdout).contains("purged jiro@example.jp"));
 }
+
+#[tokio::test]
+async fn cursor_pages_walk_every_user_once_and_start_index_still_works() {
+    let s = Server::start();
+    for i in 0..25 {
+        s.create_user(user(&format!("walk{i:02}@example.jp"), &format!("w{i}")))
+            .await;
+    }
+    // Keyset paging: pages of 10 by `cursor`, `nextCursor` until the last page.
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = String::new();
+    let mut pages = 0;
+    loop {
+        let r = s.get(&format!("/Users?count=10&cursor={cursor}")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["totalResults"], 25);
+        pages += 1;
+        for u in r.body["Resources"].as_array().unwrap() {
+            assert!(
+                seen.insert(u["id"].as_str().unwrap().to_string()),
+                "twice: {u}"
+            );
+        }
+        match r.body.get("nextCursor").and_then(|c| c.as_str()) {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+        assert!(pages < 10, "no end");
+    }
+    assert_eq!((pages, seen.len()), (3, 25));
+    // A filter applies to every cursor page.
+    let r = s
+        .get("/Users?count=2&cursor=&filter=userName%20sw%20%22walk1%22")
+        .await;
+    assert_eq!(r.body["totalResults"], 10, "{}", r.body);
+    assert_eq!(r.body["Resources"].as_array().unwrap().len(), 2);
+    assert!(r.body["nextCursor"].is_string());
+    // sortBy does not combine with a cursor; startIndex paging is unchanged.
+    s.get("/Users?cursor=&sortBy=userName")
+        .await
+        .assert_error(400, Some("invalidValue"), None);
+    let r = s.get("/Users?startIndex=21&count=10&sortBy=userName").await;
+    assert_eq!(r.body["startIndex"], 21);
+    assert_eq!(r.body["Resources"].as_array().unwrap().len(), 5);
+    assert!(r.body.get("nextCursor").is_none());
+    assert_eq!(r.body["Resources"][0]["userName"], "walk20@example.jp");
+    // A list page carries each user's groups (read for the whole page at once).
+    let first = s
+        .get("/Users?filter=userName%20sw%20%22walk0%22&sortBy=userName")
+        .await;
+    let ids: Vec<String> = first.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().to_string())
+        .collect();
+    for (name, members) in [("Team B", &ids[..2]), ("Team A", &ids[..1])] {
+        let members: Vec<_> = members.iter().map(|id| json!({"value": id})).collect();
+        let g = s
+            .post(
+                "/Groups",
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                       "displayName": name, "members": members}),
+            )
+            .await;
+        assert_eq!(g.status, 201, "{}", g.body);
+    }
+    let page = s
+        .get("/Users?filter=userName%20sw%20%22walk0%22&sortBy=userName&count=3")
+        .await;
+    let groups = |i: usize| -> Vec<String> {
+        page.body["Resources"][i]["groups"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|g| g["display"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(groups(0), ["Team A", "Team B"], "{}", page.body);
+    assert_eq!(groups(1), ["Team B"]);
+    assert!(groups(2).is_empty());
+}

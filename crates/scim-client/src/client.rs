@@ -113,6 +113,8 @@ pub struct ScimClient {
     max_retries: usize,
     page_size: usize,
     limit: AdaptiveLimit,
+    /// Whether the service pages lists by cursor (RFC 9865), asked once.
+    cursor_paging: tokio::sync::OnceCell<bool>,
 }
 
 /// Where the adaptive limit starts: low enough for a small service, and it doubles within a
@@ -163,6 +165,7 @@ impl ScimClient {
             max_retries: options.max_retries,
             page_size: options.page_size.max(1),
             limit: AdaptiveLimit::new(INITIAL_CONCURRENCY, options.max_concurrency),
+            cursor_paging: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -273,6 +276,9 @@ impl ScimClient {
         params: &[(&str, &str)],
         mut each: impl FnMut(Value),
     ) -> Result<usize, ClientError> {
+        if self.pages_by_cursor().await {
+            return self.list_by_cursor(kind, filter, params, each).await;
+        }
         let mut seen = 0usize;
         let mut start = 1usize;
         loop {
@@ -304,6 +310,67 @@ impl ScimClient {
                 return Ok(seen);
             }
             start += got;
+        }
+    }
+
+    /// Whether the service says it pages by cursor (`pagination.cursor` in
+    /// `/ServiceProviderConfig`, RFC 9865); asked once, and a service that cannot say is
+    /// paged by index.
+    async fn pages_by_cursor(&self) -> bool {
+        *self
+            .cursor_paging
+            .get_or_init(|| async {
+                match self
+                    .send(Method::GET, "/ServiceProviderConfig", None, &[], true)
+                    .await
+                {
+                    Ok(r) => r
+                        .body
+                        .as_ref()
+                        .and_then(|b| b.pointer("/pagination/cursor"))
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                    Err(_) => false,
+                }
+            })
+            .await
+    }
+
+    /// [`ScimClient::list_each`] by cursor: each page continues after the last one, so a deep
+    /// page costs the service what the first one does (no skipping of rows).
+    async fn list_by_cursor(
+        &self,
+        kind: ResourceKind,
+        filter: Option<&Filter>,
+        params: &[(&str, &str)],
+        mut each: impl FnMut(Value),
+    ) -> Result<usize, ClientError> {
+        let mut seen = 0usize;
+        let mut cursor = String::new();
+        loop {
+            let mut query = vec![
+                ("cursor".to_string(), cursor.clone()),
+                ("count".to_string(), self.page_size.to_string()),
+            ];
+            if let Some(f) = filter {
+                query.push(("filter".into(), f.to_string()));
+            }
+            query.extend(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            let path = format!("/{}", kind.endpoint());
+            let r = self.send(Method::GET, &path, None, &query, true).await?;
+            let mut body = r.body.ok_or_else(|| protocol("empty list response"))?;
+            let page = match body.get_mut("Resources").map(Value::take) {
+                Some(Value::Array(items)) => items,
+                None | Some(Value::Null) => Vec::new(),
+                Some(_) => return Err(protocol("list response: Resources is not an array")),
+            };
+            let got = page.len();
+            page.into_iter().for_each(&mut each);
+            seen += got;
+            match body.get("nextCursor").and_then(Value::as_str) {
+                Some(next) if got > 0 && next != cursor => cursor = next.to_string(),
+                _ => return Ok(seen),
+            }
         }
     }
 

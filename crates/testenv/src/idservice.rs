@@ -2,6 +2,7 @@
 //! on a free loopback port with a temporary data directory and a full-scope token.
 //! Tests use it as the default SCIM target; it is stopped when the handle is dropped.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -42,7 +43,10 @@ pub struct IdService {
     pub url: String,
     pub token: String,
     pub binary: PathBuf,
+    /// The temporary directory: the SQLite database (unless `db` names another) and the log.
     data: tempfile::TempDir,
+    /// The database options given to `serve` and the admin commands.
+    db: Vec<OsString>,
     child: Child,
 }
 
@@ -59,29 +63,46 @@ impl IdService {
     /// Starts with extra `serve` arguments and environment (e.g. `IDSERVICE_LOG=debug`). The
     /// server's log (stderr) is kept in the data directory: see [`IdService::server_log`].
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Result<IdService, String> {
+        Self::start_with_db(None, extra, env, None)
+    }
+
+    /// Starts on the database `db` names (`["--database", URL, …]`; `None`: a SQLite database
+    /// in the temporary directory). With `token`, that token is used instead of creating one.
+    pub fn start_with_db(
+        db: Option<Vec<OsString>>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        token: Option<&str>,
+    ) -> Result<IdService, String> {
         let binary = idservice_binary()?;
         let data = tempfile::Builder::new()
             .prefix("dirsync-idservice-")
             .tempdir()
             .map_err(|e| e.to_string())?;
-        let token = Self::admin(
-            &binary,
-            data.path(),
-            &[
-                "token",
-                "create",
-                "--expires",
-                "1d",
-                "--scope",
-                "escim_read_users,escim_write_users,escim_read_groups,escim_write_groups",
-            ],
-        )?;
-        let token = token.lines().last().unwrap_or_default().trim().to_string();
+        let db = db.unwrap_or_else(|| vec!["--data".into(), data.path().as_os_str().to_owned()]);
+        let token = match token {
+            Some(t) => t.to_string(),
+            None => {
+                let out = Self::admin(
+                    &binary,
+                    &db,
+                    &[
+                        "token",
+                        "create",
+                        "--expires",
+                        "1d",
+                        "--scope",
+                        "escim_read_users,escim_write_users,escim_read_groups,escim_write_groups",
+                    ],
+                )?;
+                out.lines().last().unwrap_or_default().trim().to_string()
+            }
+        };
         let log = std::fs::File::create(data.path().join(SERVER_LOG))
             .map_err(|e| format!("idservice log file: {e}"))?;
         let mut child = Command::new(&binary)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data.path())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(&db)
             .args(extra)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -89,40 +110,26 @@ impl IdService {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("cannot start idservice: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Some(Ok(line)) = lines.next() {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(url.trim().to_string());
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let base = loop {
-            if let Ok(url) = rx.recv_timeout(Duration::from_millis(100)) {
-                break url;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return Err("idservice did not print its address within 30 s".into());
-            }
-        };
+        let base = wait_for_address(&mut child)?;
         Ok(IdService {
             url: format!("{base}/scim/v2"),
             token,
             binary,
             data,
+            db,
             child,
         })
     }
 
-    fn admin(binary: &Path, data: &Path, args: &[&str]) -> Result<String, String> {
+    /// The process id of the server (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn admin(binary: &Path, db: &[OsString], args: &[&str]) -> Result<String, String> {
         let output = Command::new(binary)
             .args(&args[..args.len().min(2)])
-            .arg("--data")
-            .arg(data)
+            .args(db)
             .args(&args[args.len().min(2)..])
             .output()
             .map_err(|e| format!("idservice {}: {e}", args.join(" ")))?;
@@ -136,10 +143,10 @@ impl IdService {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    /// Runs an admin command against this instance's data directory, e.g.
+    /// Runs an admin command against this instance's database, e.g.
     /// `["users", "purge-pending", "--user", "alice@example.test"]`.
     pub fn admin_command(&self, args: &[&str]) -> Result<String, String> {
-        Self::admin(&self.binary, self.data.path(), args)
+        Self::admin(&self.binary, &self.db, args)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -156,5 +163,30 @@ impl Drop for IdService {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Reads the child's stdout until it prints `listening on URL`; returns the URL.
+fn wait_for_address(child: &mut Child) -> Result<String, String> {
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Some(Ok(line)) = lines.next() {
+            if let Some(url) = line.strip_prefix("listening on ") {
+                let _ = tx.send(url.trim().to_string());
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(url) = rx.recv_timeout(Duration::from_millis(100)) {
+            return Ok(url);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("idservice did not print its address within 30 s".into());
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Test harness: starts the real peers the tests talk to — a private OpenLDAP `slapd`, Samba
 //! AD domain controllers ([`SambaDc`], each in its own network namespace) and the independent
-//! `scim2-server` (PyPI), an SMTP sink ([`SmtpSink`]) — on loopback in temporary directories, and stops them when the
+//! `scim2-server` (PyPI), an SMTP sink ([`SmtpSink`]), PostgreSQL ([`PgServer`]) and HAProxy
+//! ([`Haproxy`], with several idservice nodes: [`IdCluster`]) — on loopback in temporary directories, and stops them when the
 //! handle is dropped. [`FakeAd`] is an in-process LDAP server for AD behaviour Samba lacks
 //! (auto-ranged `member;range=0-1499`, malformed responses).
 //!
@@ -10,7 +11,9 @@
 //! separate process. Errors are returned as strings: a test that cannot start its peer
 //! fails with the script's own output.
 
+mod cluster;
 mod idservice;
+pub use cluster::{Haproxy, IdCluster, PG_USER, PgServer, pg_bin_dir};
 pub use idservice::{IdService, idservice_binary};
 
 use std::collections::HashMap;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
-use testenv::{IdService, Scim2Server, Slapd};
+use testenv::{IdCluster, IdService, Scim2Server, Slapd};
 
 /// Which SCIM service the agent writes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,12 +23,19 @@ pub enum TargetKind {
 
 pub enum Target {
     Id(IdService),
+    /// `DIRSYNC_TEST_IDSERVICE=cluster`: idservice as two nodes on PostgreSQL behind HAProxy.
+    Cluster(IdCluster),
     Scim2(Scim2Server),
 }
 
 impl Target {
     pub fn start(kind: TargetKind) -> Target {
         match kind {
+            TargetKind::IdService
+                if std::env::var("DIRSYNC_TEST_IDSERVICE").as_deref() == Ok("cluster") =>
+            {
+                Target::Cluster(IdCluster::start(2, &[]).expect("start the idservice cluster"))
+            }
             TargetKind::IdService => Target::Id(IdService::start().expect("start idservice")),
             TargetKind::Scim2 => Target::Scim2(
                 Scim2Server::start("e2e-test-token-0123456789").expect("start scim2-server"),
@@ -38,7 +45,7 @@ impl Target {
 
     pub fn kind(&self) -> TargetKind {
         match self {
-            Target::Id(_) => TargetKind::IdService,
+            Target::Id(_) | Target::Cluster(_) => TargetKind::IdService,
             Target::Scim2(_) => TargetKind::Scim2,
         }
     }
@@ -46,6 +53,7 @@ impl Target {
     pub fn url(&self) -> &str {
         match self {
             Target::Id(s) => &s.url,
+            Target::Cluster(c) => &c.url,
             Target::Scim2(s) => &s.url,
         }
     }
@@ -53,6 +61,7 @@ impl Target {
     pub fn token(&self) -> &str {
         match self {
             Target::Id(s) => &s.token,
+            Target::Cluster(c) => &c.token,
             Target::Scim2(s) => &s.token,
         }
     }
@@ -60,6 +69,8 @@ impl Target {
     pub fn idservice(&self) -> &IdService {
         match self {
             Target::Id(s) => s,
+            // Admin commands of any node work on the shared database.
+            Target::Cluster(c) => &c.nodes[0],
             Target::Scim2(_) => panic!("this step needs idservice"),
         }
     }
@@ -156,7 +167,7 @@ impl Target {
     /// `users list-pending`; on a plain target still listed but disabled by the agent.
     pub fn assert_pending(&self, user_name: &str) {
         match self {
-            Target::Id(_) => {
+            Target::Id(_) | Target::Cluster(_) => {
                 assert!(
                     self.user(user_name).is_none(),
                     "{user_name} is still listed"

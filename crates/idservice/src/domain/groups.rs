@@ -455,12 +455,12 @@ pub async fn list_with(
     base: &str,
     with_members: bool,
 ) -> Result<ListPage, ScimError> {
-    let spec = q.search_spec(Kind::Group, true)?;
+    let spec = q.search_spec(Kind::Group, true, svc.store.engine())?;
     let mut conn = svc.store.read().await.map_err(db)?;
-    let (total, rows) = search::groups(&mut conn, &spec).await.map_err(db)?;
+    let (found, rows) = search::groups(&mut conn, &spec).await.map_err(db)?;
     let mut resources = Vec::with_capacity(rows.len());
     for row in &rows {
         resources.push(render(&mut conn, row, base, with_members).await?);
     }
-    Ok(ListPage::new(total, &spec, resources))
+    Ok(ListPage::new(&found, &spec, resources))
 }

@@ -12,8 +12,8 @@ pub mod users;
 use scim::{Filter, ScimError};
 
 use crate::store::filter_sql::{self, Kind};
-use crate::store::search::SearchSpec;
-use crate::store::{Store, admin};
+use crate::store::search::{Found, SearchSpec};
+use crate::store::{Engine, Store, admin};
 
 pub use tokens::{Scope, Scopes};
 
@@ -44,10 +44,34 @@ pub fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
-/// Maps a database failure to a 500 without leaking SQL to the client (it is logged).
+/// The detail of the error a transaction that lost a race with another writer (PostgreSQL
+/// serialization failure or deadlock) becomes; [`with_retry`] runs such a request again.
+pub const LOST_RACE: &str = "the resource was changed concurrently; try again";
+
+/// Maps a database failure to a 500 without leaking SQL to the client (it is logged). A lost
+/// race becomes a 503 [`LOST_RACE`], which [`with_retry`] retries.
 pub fn db(e: sqlx::Error) -> ScimError {
+    if crate::store::is_retryable(&e) {
+        tracing::debug!(error = %e, "transaction lost a race");
+        return ScimError::new(503, None, LOST_RACE);
+    }
     tracing::error!(error = %e, "database error");
     ScimError::new(500, None, "internal database error")
+}
+
+/// Whether `e` is a lost race ([`db`] of a serialization failure).
+pub fn is_lost_race(e: &ScimError) -> bool {
+    e.status == 503 && e.detail == LOST_RACE
+}
+
+/// Runs a write request (its own transaction) again while it loses races with concurrent
+/// writers; what it finally returns, success or error, is the request's answer.
+pub async fn with_retry<T, F, Fut>(attempt: F) -> Result<T, ScimError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ScimError>>,
+{
+    crate::store::retry(is_lost_race, attempt).await
 }
 
 /// The JSON text a resource is stored as.
@@ -113,6 +137,9 @@ pub struct ListQuery {
     pub start_index: u64,
     /// `None`: the default page size.
     pub count: Option<u64>,
+    /// Keyset paging (`cursor`, RFC 9865): `Some("")` asks for the first page, `Some(c)` for
+    /// the page after the `nextCursor` `c`; `None`: index paging (`startIndex`).
+    pub cursor: Option<String>,
 }
 
 /// One page of a list.
@@ -121,6 +148,8 @@ pub struct ListPage {
     pub total: u64,
     pub start_index: u64,
     pub resources: Vec<serde_json::Value>,
+    /// Keyset paging: the cursor of the next page, when there is one.
+    pub next_cursor: Option<String>,
 }
 
 impl ListQuery {
@@ -133,9 +162,14 @@ impl ListQuery {
 
     /// The store search for this query over `kind`: filter and sort translated to SQL, and
     /// the page window.
-    pub fn search_spec(&self, kind: Kind, include_pending: bool) -> Result<SearchSpec, ScimError> {
+    pub fn search_spec(
+        &self,
+        kind: Kind,
+        include_pending: bool,
+        engine: Engine,
+    ) -> Result<SearchSpec, ScimError> {
         let condition = match &self.filter {
-            Some(f) => Some(filter_sql::condition(kind, f)?),
+            Some(f) => Some(filter_sql::condition(kind, f, engine)?),
             None => None,
         };
         let sort = match &self.sort_by {
@@ -144,6 +178,7 @@ impl ListQuery {
         };
         let (offset, limit) = self.window();
         Ok(SearchSpec {
+            after: self.cursor.clone(),
             kind,
             condition,
             include_pending,
@@ -155,12 +190,13 @@ impl ListQuery {
 }
 
 impl ListPage {
-    /// The page of `resources` found by `spec`, out of `total` matches.
-    pub fn new(total: i64, spec: &SearchSpec, resources: Vec<serde_json::Value>) -> ListPage {
+    /// The page of `resources` found by `spec`.
+    pub fn new(found: &Found, spec: &SearchSpec, resources: Vec<serde_json::Value>) -> ListPage {
         ListPage {
-            total: u64::try_from(total).unwrap_or(0),
+            total: u64::try_from(found.total).unwrap_or(0),
             start_index: spec.offset + 1,
             resources,
+            next_cursor: found.next.clone(),
         }
     }
 }

@@ -127,13 +127,9 @@ pub async fn prepare(body: Value) -> Result<PreparedUser, ScimError> {
 /// works); once one is, every userName must be `local@registered-domain`.
 async fn check_domain(conn: &mut Conn, user_name: &str) -> Result<(), ScimError> {
     let domain = rules::user_name_domain(user_name).unwrap_or_default();
-    let ok: bool = sqlx::query_scalar(
-        "SELECT NOT EXISTS (SELECT 1 FROM domains) OR EXISTS (SELECT 1 FROM domains WHERE name = ?)",
-    )
-    .bind(&domain)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db)?;
+    let ok = crate::store::admin::domain_allowed(conn, &domain)
+        .await
+        .map_err(db)?;
     if ok {
         Ok(())
     } else {
@@ -465,14 +461,29 @@ pub async fn delete_in(conn: &mut Conn, id: &str, if_match: Option<&str>) -> Res
 /// names the IIJ `state` (or `pendingDeletionSince`) attribute.
 pub async fn list(svc: &Service, q: &ListQuery, base: &str) -> Result<ListPage, ScimError> {
     let include_pending = q.filter.as_ref().is_some_and(filter_sql::mentions_state);
-    let spec = q.search_spec(Kind::User, include_pending)?;
+    let spec = q.search_spec(Kind::User, include_pending, svc.store.engine())?;
     let mut conn = svc.store.read().await.map_err(db)?;
-    let (total, rows) = search::users(&mut conn, &spec).await.map_err(db)?;
-    let mut resources = Vec::with_capacity(rows.len());
-    for row in &rows {
-        resources.push(render(&mut conn, row, base).await?);
-    }
-    Ok(ListPage::new(total, &spec, resources))
+    let (found, rows) = search::users(&mut conn, &spec).await.map_err(db)?;
+    // The page's memberships in one query, not one per user.
+    let visible: Vec<String> = rows
+        .iter()
+        .filter(|r| r.state != STATE_PENDING)
+        .map(|r| r.id.clone())
+        .collect();
+    let groups = su::groups_of_many(&mut conn, &visible).await.map_err(db)?;
+    let resources = rows
+        .iter()
+        .map(|row| {
+            let none = Vec::new();
+            let g = if row.state == STATE_PENDING {
+                &none
+            } else {
+                groups.get(&row.id).unwrap_or(&none)
+            };
+            render_with_groups(row, g, base)
+        })
+        .collect();
+    Ok(ListPage::new(&found, &spec, resources))
 }
 
 /// Which pending users a purge removes.

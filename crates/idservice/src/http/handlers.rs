@@ -108,12 +108,20 @@ async fn create(
 ) -> ApiResult {
     need(scopes, write_scope(kind))?;
     let (_, sh) = list_query(&params)?;
-    let mut tx = st.svc.store.begin().await.map_err(domain::db)?;
-    let r = match kind {
-        Kind::User => users::create_in(&mut tx, body, &base.0).await?.0,
-        Kind::Group => groups::create_in(&mut tx, body, &base.0, true).await?,
-    };
-    tx.commit().await.map_err(domain::db)?;
+    let (store, base) = (&st.svc.store, &base.0);
+    let r = domain::with_retry(move || {
+        let body = body.clone();
+        async move {
+            let mut tx = store.begin().await.map_err(domain::db)?;
+            let r = match kind {
+                Kind::User => users::create_in(&mut tx, body, base).await?.0,
+                Kind::Group => groups::create_in(&mut tx, body, base, true).await?,
+            };
+            tx.commit().await.map_err(domain::db)?;
+            Ok(r)
+        }
+    })
+    .await?;
     Ok(created(&shape(&r, &sh, kind_schema(kind))?))
 }
 
@@ -177,22 +185,26 @@ async fn write(
     need(scopes, write_scope(kind))?;
     let (_, sh) = list_query(&params)?;
     let im = if_match(&headers);
-    let mut tx = st.svc.store.begin().await.map_err(domain::db)?;
-    let r = match (kind, how) {
-        (Kind::User, Write::Put) => {
-            users::replace_in(&mut tx, &id, body, im.as_deref(), &base.0).await?
+    let (store, base, id, im) = (&st.svc.store, &base.0, &id, im.as_deref());
+    let r = domain::with_retry(move || {
+        let body = body.clone();
+        async move {
+            let mut tx = store.begin().await.map_err(domain::db)?;
+            let r = match (kind, how) {
+                (Kind::User, Write::Put) => users::replace_in(&mut tx, id, body, im, base).await?,
+                (Kind::User, Write::Patch) => users::patch_in(&mut tx, id, &body, im, base).await?,
+                (Kind::Group, Write::Put) => {
+                    groups::replace_in(&mut tx, id, body, im, base).await?
+                }
+                (Kind::Group, Write::Patch) => {
+                    groups::patch_in(&mut tx, id, &body, im, base).await?
+                }
+            };
+            tx.commit().await.map_err(domain::db)?;
+            Ok(r)
         }
-        (Kind::User, Write::Patch) => {
-            users::patch_in(&mut tx, &id, &body, im.as_deref(), &base.0).await?
-        }
-        (Kind::Group, Write::Put) => {
-            groups::replace_in(&mut tx, &id, body, im.as_deref(), &base.0).await?
-        }
-        (Kind::Group, Write::Patch) => {
-            groups::patch_in(&mut tx, &id, &body, im.as_deref(), &base.0).await?
-        }
-    };
-    tx.commit().await.map_err(domain::db)?;
+    })
+    .await?;
     Ok(scim(StatusCode::OK, &shape(&r, &sh, kind_schema(kind))?))
 }
 
@@ -205,12 +217,16 @@ async fn delete(
 ) -> ApiResult {
     need(scopes, write_scope(kind))?;
     let im = if_match(&headers);
-    let mut tx = st.svc.store.begin().await.map_err(domain::db)?;
-    match kind {
-        Kind::User => users::delete_in(&mut tx, &id, im.as_deref()).await?,
-        Kind::Group => groups::delete_in(&mut tx, &id, im.as_deref()).await?,
-    }
-    tx.commit().await.map_err(domain::db)?;
+    let (store, id, im) = (&st.svc.store, &id, im.as_deref());
+    domain::with_retry(move || async move {
+        let mut tx = store.begin().await.map_err(domain::db)?;
+        match kind {
+            Kind::User => users::delete_in(&mut tx, id, im).await?,
+            Kind::Group => groups::delete_in(&mut tx, id, im).await?,
+        }
+        tx.commit().await.map_err(domain::db)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -363,6 +379,7 @@ pub async fn search_root(
         total,
         start_index,
         resources: Vec::new(),
+        next_cursor: None,
     };
     Ok(scim(StatusCode::OK, &list_response(&page, resources)))
 }

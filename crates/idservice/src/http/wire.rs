@@ -225,6 +225,14 @@ pub fn list_query(params: &[(String, String)]) -> Result<(ListQuery, Shape), Sci
             .map_err(|_| ScimError::invalid_value(format!("count {c:?} is not an integer")))?;
         q.count = Some(u64::try_from(n.max(0)).unwrap_or(0));
     }
+    if let Some(c) = get("cursor") {
+        if q.sort_by.is_some() {
+            return Err(ScimError::invalid_value(
+                "cursor paging walks the resources in id order; it does not combine with sortBy",
+            ));
+        }
+        q.cursor = Some(c.trim().to_string());
+    }
     Ok((
         q,
         Shape {
@@ -285,11 +293,15 @@ pub fn search_body(body: &Value) -> Result<(ListQuery, Shape), ScimError> {
 
 /// The ListResponse body.
 pub fn list_response(page: &ListPage, resources: Vec<Value>) -> Value {
-    json!({
+    let mut v = json!({
         "schemas": [scim::urn::LIST_RESPONSE],
         "totalResults": page.total,
         "startIndex": page.start_index,
         "itemsPerPage": resources.len(),
         "Resources": resources,
-    })
+    });
+    if let Some(c) = &page.next_cursor {
+        v["nextCursor"] = json!(c);
+    }
+    v
 }

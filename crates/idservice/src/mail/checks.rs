@@ -44,8 +44,8 @@ pub async fn run(
     // A password set before sign-in state existed has no known age: it counts from now.
     sqlx::query(
         "INSERT INTO account_state (user_id, password_set_at) \
-         SELECT id, ?1 FROM users WHERE password_hash IS NOT NULL \
-         ON CONFLICT (user_id) DO UPDATE SET password_set_at = ?1 WHERE password_set_at IS NULL",
+         SELECT id, $1 FROM users WHERE password_hash IS NOT NULL \
+         ON CONFLICT (user_id) DO UPDATE SET password_set_at = $1 WHERE password_set_at IS NULL",
     )
     .bind(&at)
     .execute(&mut *tx)
@@ -57,7 +57,7 @@ pub async fn run(
         let expired: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT u.id, u.user_name, u.resource FROM users u JOIN account_state a ON a.user_id = u.id \
              WHERE u.state = 'active' AND u.password_hash IS NOT NULL \
-               AND a.password_set_at <= ? AND a.expiry_notified_at IS NULL",
+               AND a.password_set_at <= $1 AND a.expiry_notified_at IS NULL",
         )
         .bind(&cutoff)
         .fetch_all(&mut *tx)
@@ -77,7 +77,7 @@ pub async fn run(
                 ],
             )
             .await?;
-            sqlx::query("UPDATE account_state SET expiry_notified_at = ? WHERE user_id = ?")
+            sqlx::query("UPDATE account_state SET expiry_notified_at = $1 WHERE user_id = $2")
                 .bind(&at)
                 .bind(&id)
                 .execute(&mut *tx)
@@ -89,7 +89,7 @@ pub async fn run(
     let tokens: Vec<(String, String, String, String)> = sqlx::query_as(
         "SELECT id, owner, expires, scopes FROM tokens \
          WHERE revoked IS NULL AND owner IS NOT NULL AND owner <> '' \
-           AND expires IS NOT NULL AND expires > ?",
+           AND expires IS NOT NULL AND expires > $1",
     )
     .bind(&at)
     .fetch_all(&mut *tx)
@@ -103,14 +103,15 @@ pub async fn run(
             continue;
         };
         // Already warned at this threshold or a closer one: nothing new to say.
-        let warned: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM token_expiry_warnings WHERE token_id = ? AND days <= ?)",
+        let warned: i64 = sqlx::query_scalar(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM token_expiry_warnings \
+             WHERE token_id = $1 AND days <= $2) THEN 1 ELSE 0 END",
         )
         .bind(&id)
         .bind(days)
         .fetch_one(&mut *tx)
         .await?;
-        if warned {
+        if warned != 0 {
             continue;
         }
         let days_text = days.to_string();
@@ -127,7 +128,7 @@ pub async fn run(
             ],
         )
         .await?;
-        sqlx::query("INSERT INTO token_expiry_warnings (token_id, days, sent) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO token_expiry_warnings (token_id, days, sent) VALUES ($1, $2, $3)")
             .bind(&id)
             .bind(days)
             .bind(&at)

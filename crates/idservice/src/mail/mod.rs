@@ -10,7 +10,7 @@
 //! outbox row per recipient; the sender ([`sender`]) delivers due rows in the background.
 
 pub mod checks;
-pub mod outbox;
+pub use crate::store::outbox;
 pub mod sender;
 pub mod templates;
 
@@ -158,7 +158,7 @@ impl Mail {
         let subject = format!("[{}] {subject}", self.cfg.service_name);
         let body = zeroize::Zeroizing::new(body);
         for r in recipients {
-            outbox::insert(conn, kind, r, &subject, &body).await?;
+            outbox::insert(conn, kind.name(), r, &subject, &body).await?;
         }
         tracing::info!(
             kind = kind.name(),

@@ -16,13 +16,16 @@ use secrecy::ExposeSecret;
 use super::Mail;
 use super::outbox::{self, Pending};
 use crate::config::{OutboxConfig, SmtpConfig};
-use crate::domain::{fmt_time, now};
+use crate::domain::fmt_time;
 use crate::store::Store;
 
 /// Longest delay between two attempts of one message.
 const MAX_DELAY: Duration = Duration::from_secs(3600);
 /// Rows taken per pass.
 const BATCH: i64 = 100;
+/// How long a claimed batch is this sender's: long enough to send it, short enough that the
+/// rows of a sender that died are sent by another soon.
+const LEASE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 /// The SMTP side: a transport to the relay and the sender address.
 pub struct Sender {
@@ -112,8 +115,9 @@ impl Sender {
     /// Delivers every row due now; returns what happened.
     pub async fn pass(&self, store: &Store) -> Result<PassReport, sqlx::Error> {
         let rows = {
-            let mut conn = store.read().await?;
-            outbox::due(&mut conn, &now(), BATCH).await?
+            let now_t = chrono::Utc::now();
+            let mut conn = store.autocommit().await?;
+            outbox::claim(&mut conn, &fmt_time(now_t), &fmt_time(now_t + LEASE), BATCH).await?
         };
         let mut report = PassReport::default();
         for row in rows {

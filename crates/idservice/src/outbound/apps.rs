@@ -1,7 +1,5 @@
 //! The administrator's operations on linked applications (`idservice apps …`).
 
-use std::path::Path;
-
 use scim_client::ResourceKind;
 
 use super::{Downstream, PURGE_BLOCK, PURGE_DELETE, read_token};
@@ -157,7 +155,11 @@ pub async fn purge_account(svc: &Service, app: &str, account_id: &str) -> Result
     }
 }
 
-/// For messages: the data directory of `svc`.
-pub fn data_dir(svc: &Service) -> &Path {
-    svc.store.file().parent().unwrap_or(Path::new("."))
+/// For messages: the command-line option naming the database of `svc` (`--data DIR` or
+/// `--database URL`, without password).
+pub fn db_option(svc: &Service) -> String {
+    match svc.store.data_dir() {
+        Some(dir) => format!("--data {}", dir.display()),
+        None => format!("--database {}", svc.store.name()),
+    }
 }

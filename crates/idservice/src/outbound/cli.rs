@@ -9,13 +9,14 @@ use clap::Subcommand;
 use super::PURGE_BLOCK;
 use super::apps::{self, NewApp};
 use crate::domain::Service;
+use crate::server::DbArgs;
 
 #[derive(Debug, Subcommand)]
 pub enum AppsCommand {
     /// Register a downstream SCIM 2.0 application; every existing user in its scope is linked.
     Add {
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         /// A short name (no spaces).
         name: String,
         /// The application's SCIM base URL, e.g. https://scim.example.com/v2
@@ -39,39 +40,40 @@ pub enum AppsCommand {
     },
     /// List applications with their backlog and the error holding their queue, if any.
     List {
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Remove an application and its link records (downstream accounts are left as they are).
     Remove {
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         name: String,
     },
     /// Link records: state, downstream id, immutable id, last push, last error.
     Links {
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         name: Option<String>,
     },
     /// Delete a downstream account permanently (the fix for a link that failed because a
     /// blocked account holds the userName); the application's failed links are retried.
     PurgeAccount {
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         name: String,
         account_id: String,
     },
 }
 
 impl AppsCommand {
-    pub fn data(&self) -> &std::path::Path {
+    /// The database the command works on.
+    pub fn db(&self) -> &DbArgs {
         match self {
-            AppsCommand::Add { data, .. }
-            | AppsCommand::List { data }
-            | AppsCommand::Remove { data, .. }
-            | AppsCommand::Links { data, .. }
-            | AppsCommand::PurgeAccount { data, .. } => data,
+            AppsCommand::Add { db, .. }
+            | AppsCommand::List { db }
+            | AppsCommand::Remove { db, .. }
+            | AppsCommand::Links { db, .. }
+            | AppsCommand::PurgeAccount { db, .. } => db,
         }
     }
 }
@@ -85,7 +87,7 @@ fn cell(s: Option<&str>) -> String {
 pub async fn run(svc: &Service, cmd: AppsCommand) -> Result<(), String> {
     match cmd {
         AppsCommand::Add {
-            data: _,
+            db: _,
             name,
             url,
             token_file,
@@ -110,7 +112,7 @@ pub async fn run(svc: &Service, cmd: AppsCommand) -> Result<(), String> {
             println!("application {} added ({})", row.name, row.url);
             Ok(())
         }
-        AppsCommand::List { data: _ } => {
+        AppsCommand::List { db: _ } => {
             println!("NAME\tURL\tLICENCE\tGROUPS\tPURGE_POLICY\tBACKLOG\tLAST_ERROR");
             for (a, backlog) in apps::list(svc).await? {
                 let error = a
@@ -130,12 +132,12 @@ pub async fn run(svc: &Service, cmd: AppsCommand) -> Result<(), String> {
             }
             Ok(())
         }
-        AppsCommand::Remove { data: _, name } => {
+        AppsCommand::Remove { db: _, name } => {
             apps::remove(svc, &name).await?;
             println!("application {name} removed");
             Ok(())
         }
-        AppsCommand::Links { data: _, name } => {
+        AppsCommand::Links { db: _, name } => {
             println!("APP\tUSERNAME\tSTATE\tDOWNSTREAM_ID\tIMMUTABLE_ID\tLAST_PUSH\tLAST_ERROR");
             for l in apps::links(svc, name.as_deref()).await? {
                 println!(
@@ -152,7 +154,7 @@ pub async fn run(svc: &Service, cmd: AppsCommand) -> Result<(), String> {
             Ok(())
         }
         AppsCommand::PurgeAccount {
-            data: _,
+            db: _,
             name,
             account_id,
         } => {

@@ -269,7 +269,7 @@ async fn create_link(
             .get("externalId")
             .and_then(Value::as_str)
             .unwrap_or("(none)");
-        let data = super::apps::data_dir(svc).display();
+        let db = super::apps::db_option(svc);
         let what = if is_blocked(other) {
             "a blocked downstream account"
         } else {
@@ -278,7 +278,7 @@ async fn create_link(
         let message = format!(
             "cannot link: {what} (id {id}, userName {name}, externalId {ext}) holds this \
              userName with another immutable id than {immutable}; linking would duplicate it. \
-             Delete the old account permanently: idservice apps purge-account --data {data} \
+             Delete the old account permanently: idservice apps purge-account {db} \
              {app} {id}",
             app = app.name,
         );

@@ -5,6 +5,12 @@
 //! after the client's own `Retry-After` waits, refused credentials) it stops, records the
 //! error, and the application is left alone for a growing backoff. Request handlers never wait
 //! for it: it shares only the database, in short transactions.
+//!
+//! With several nodes on one database, one node at a time drains an application: the drain
+//! holds the application's lease (`apps.lease_owner`, `lease_until`) and renews it in the
+//! transaction that moves the cursor, so the order of an application's changes holds across
+//! nodes. A node that dies leaves its lease to run out ([`LEASE`]); another node then carries
+//! on from the cursor, pushing again at most the one change the dead node had not recorded.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,13 +20,27 @@ use tokio::task::JoinHandle;
 
 use super::Downstream;
 use super::relink::{self, PushError};
-use crate::domain::{Service, now};
+use crate::domain::{Service, fmt_time, now};
 use crate::store::apps::{self as sa, AppRow};
 
 /// The longest pause between two tries of an unavailable application.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Queue rows read at a time.
 const BATCH: i64 = 200;
+/// How long a drain's lease on an application lasts without being renewed.
+pub const LEASE: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+/// This process's name as a lease owner.
+fn node_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Takes or renews `app`'s lease for this node on `conn`.
+async fn lease(conn: &mut crate::store::Conn, app: &str) -> Result<bool, sqlx::Error> {
+    let t = chrono::Utc::now();
+    sa::take_lease(conn, app, node_id(), &fmt_time(t), &fmt_time(t + LEASE)).await
+}
 
 /// Worker settings (`idservice serve --outbound-interval`).
 #[derive(Debug, Clone)]
@@ -134,8 +154,16 @@ async fn round(
                 }
             },
         };
+        let leased = {
+            let mut conn = svc.store.autocommit().await?;
+            lease(&mut conn, &app.name).await?
+        };
+        if !leased {
+            // Another node is draining this application.
+            continue;
+        }
         let svc = svc.clone();
-        task.handle = Some(tokio::spawn(drain(svc, app, client)));
+        task.handle = Some(tokio::spawn(drain_leased(svc, app, client)));
     }
     let trimmable = {
         let mut conn = svc.store.read().await?;
@@ -149,8 +177,46 @@ async fn round(
     Ok(())
 }
 
-/// Processes the application's backlog until it is empty or the application fails.
-async fn drain(svc: Arc<Service>, app: AppRow, ds: Arc<Downstream>) -> Result<(), String> {
+/// Runs [`drain`] under the lease this node took, and gives the lease up after it.
+async fn drain_leased(svc: Arc<Service>, app: AppRow, ds: Arc<Downstream>) -> Result<(), String> {
+    // The cursor as it is now that the lease is ours (another node may have moved it).
+    let fresh = {
+        let mut conn = svc.store.read().await.map_err(|e| e.to_string())?;
+        sa::get_app(&mut conn, &app.name)
+            .await
+            .map_err(|e| e.to_string())?
+    };
+    let result = match fresh {
+        Some(app) => drain(&svc, app, ds).await,
+        None => Ok(()),
+    };
+    let released = async {
+        let mut conn = svc.store.autocommit().await?;
+        sa::release_lease(&mut conn, &app.name, node_id()).await
+    }
+    .await;
+    if let Err(e) = released {
+        tracing::warn!(app = %app.name, error = %e, "cannot give up the drain lease");
+    }
+    result
+}
+
+/// Moves the application's cursor past `seq` if this node still holds its lease (renewed);
+/// returns whether it did.
+async fn advance(svc: &Service, app: &str, seq: i64) -> Result<bool, sqlx::Error> {
+    let mut tx = svc.store.begin().await?;
+    if !lease(&mut tx, app).await? {
+        return Ok(false);
+    }
+    sa::advance(&mut tx, app, seq).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Processes the application's backlog until it is empty, the application fails, or the
+/// lease is lost.
+async fn drain(svc: &Arc<Service>, app: AppRow, ds: Arc<Downstream>) -> Result<(), String> {
+    let svc = svc.clone();
     let mut cursor = app.cursor;
     let mut had_error = app.last_error.is_some();
     loop {
@@ -182,11 +248,13 @@ async fn drain(svc: Arc<Service>, app: AppRow, ds: Arc<Downstream>) -> Result<()
                     Err(PushError::Db(e)) => return Err(e.to_string()),
                 }
             }
-            let mut tx = svc.store.begin().await.map_err(|e| e.to_string())?;
-            sa::advance(&mut tx, &app.name, ev.seq)
+            if !advance(&svc, &app.name, ev.seq)
                 .await
-                .map_err(|e| e.to_string())?;
-            tx.commit().await.map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())?
+            {
+                tracing::warn!(app = %app.name, "drain lease lost to another node; stopping");
+                return Ok(());
+            }
             cursor = ev.seq;
             if had_error {
                 had_error = false;

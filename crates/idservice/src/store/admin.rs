@@ -17,7 +17,7 @@ pub struct TokenRow {
 pub async fn insert_token(conn: &mut Conn, t: &TokenRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO tokens (id, hash, scopes, owner, created, expires, revoked) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&t.id)
     .bind(&t.hash)
@@ -33,7 +33,7 @@ pub async fn insert_token(conn: &mut Conn, t: &TokenRow) -> Result<(), sqlx::Err
 
 pub async fn token_by_hash(conn: &mut Conn, hash: &str) -> Result<Option<TokenRow>, sqlx::Error> {
     sqlx::query_as::<_, TokenRow>(
-        "SELECT id, hash, scopes, owner, created, expires, revoked FROM tokens WHERE hash = ?",
+        "SELECT id, hash, scopes, owner, created, expires, revoked FROM tokens WHERE hash = $1",
     )
     .bind(hash)
     .fetch_optional(conn)
@@ -50,7 +50,7 @@ pub async fn list_tokens(conn: &mut Conn) -> Result<Vec<TokenRow>, sqlx::Error> 
 
 /// Marks a token revoked; returns false when no unrevoked token has that id.
 pub async fn revoke_token(conn: &mut Conn, id: &str, at: &str) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query("UPDATE tokens SET revoked = ? WHERE id = ? AND revoked IS NULL")
+    let r = sqlx::query("UPDATE tokens SET revoked = $1 WHERE id = $2 AND revoked IS NULL")
         .bind(at)
         .bind(id)
         .execute(conn)
@@ -59,16 +59,17 @@ pub async fn revoke_token(conn: &mut Conn, id: &str, at: &str) -> Result<bool, s
 }
 
 pub async fn add_domain(conn: &mut Conn, name: &str, at: &str) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query("INSERT INTO domains (name, created) VALUES (?, ?) ON CONFLICT DO NOTHING")
-        .bind(name)
-        .bind(at)
-        .execute(conn)
-        .await?;
+    let r =
+        sqlx::query("INSERT INTO domains (name, created) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(name)
+            .bind(at)
+            .execute(conn)
+            .await?;
     Ok(r.rows_affected() > 0)
 }
 
 pub async fn remove_domain(conn: &mut Conn, name: &str) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query("DELETE FROM domains WHERE name = ?")
+    let r = sqlx::query("DELETE FROM domains WHERE name = $1")
         .bind(name)
         .execute(conn)
         .await?;
@@ -82,7 +83,7 @@ pub async fn list_domains(conn: &mut Conn) -> Result<Vec<String>, sqlx::Error> {
 }
 
 pub async fn get_setting(conn: &mut Conn, key: &str) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar::<_, String>("SELECT value FROM settings WHERE key = ?")
+    sqlx::query_scalar::<_, String>("SELECT value FROM settings WHERE key = $1")
         .bind(key)
         .fetch_optional(conn)
         .await
@@ -90,7 +91,7 @@ pub async fn get_setting(conn: &mut Conn, key: &str) -> Result<Option<String>, s
 
 pub async fn set_setting(conn: &mut Conn, key: &str, value: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO settings (key, value) VALUES (?, ?) \
+        "INSERT INTO settings (key, value) VALUES ($1, $2) \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )
     .bind(key)
@@ -98,4 +99,16 @@ pub async fn set_setting(conn: &mut Conn, key: &str, value: &str) -> Result<(), 
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Whether a userName in `domain` is allowed: no domain is registered, or this one is.
+pub async fn domain_allowed(conn: &mut Conn, domain: &str) -> Result<bool, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM domains) \
+         OR EXISTS (SELECT 1 FROM domains WHERE name = $1) THEN 1 ELSE 0 END",
+    )
+    .bind(domain)
+    .fetch_one(conn)
+    .await?;
+    Ok(n != 0)
 }

@@ -78,7 +78,7 @@ pub async fn insert_app(conn: &mut Conn, app: &AppRow) -> Result<bool, sqlx::Err
         .await?;
     let r = sqlx::query(
         "INSERT INTO apps (name, url, token_file, licence, groups, purge_policy, rate_per_sec, \
-         created, cursor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+         created, cursor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
     )
     .bind(&app.name)
     .bind(&app.url)
@@ -95,7 +95,7 @@ pub async fn insert_app(conn: &mut Conn, app: &AppRow) -> Result<bool, sqlx::Err
         return Ok(false);
     }
     sqlx::query(
-        "INSERT INTO outbound_events (user_id, app) SELECT id, ? FROM users ORDER BY created, id",
+        "INSERT INTO outbound_events (user_id, app) SELECT id, $1 FROM users ORDER BY created, id",
     )
     .bind(&app.name)
     .execute(&mut *conn)
@@ -105,11 +105,11 @@ pub async fn insert_app(conn: &mut Conn, app: &AppRow) -> Result<bool, sqlx::Err
 
 /// Removes an application and its link records (downstream accounts are left as they are).
 pub async fn remove_app(conn: &mut Conn, name: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query("DELETE FROM app_links WHERE app = ?")
+    sqlx::query("DELETE FROM app_links WHERE app = $1")
         .bind(name)
         .execute(&mut *conn)
         .await?;
-    let r = sqlx::query("DELETE FROM apps WHERE name = ?")
+    let r = sqlx::query("DELETE FROM apps WHERE name = $1")
         .bind(name)
         .execute(&mut *conn)
         .await?;
@@ -130,7 +130,7 @@ pub async fn get_app(conn: &mut Conn, name: &str) -> Result<Option<AppRow>, sqlx
     sqlx::query_as::<_, AppRow>(concat!(
         "SELECT ",
         app_columns!(),
-        " FROM apps WHERE name = ?"
+        " FROM apps WHERE name = $1"
     ))
     .bind(name)
     .fetch_optional(conn)
@@ -145,8 +145,8 @@ pub async fn next_events(
     limit: i64,
 ) -> Result<Vec<EventRow>, sqlx::Error> {
     sqlx::query_as::<_, EventRow>(
-        "SELECT seq, user_id FROM outbound_events WHERE seq > ? AND (app IS NULL OR app = ?) \
-         ORDER BY seq LIMIT ?",
+        "SELECT seq, user_id FROM outbound_events WHERE seq > $1 AND (app IS NULL OR app = $2) \
+         ORDER BY seq LIMIT $3",
     )
     .bind(cursor)
     .bind(app)
@@ -158,7 +158,7 @@ pub async fn next_events(
 /// How many queued changes `app` has not processed yet.
 pub async fn backlog(conn: &mut Conn, app: &str, cursor: i64) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT COUNT(*) FROM outbound_events WHERE seq > ? AND (app IS NULL OR app = ?)",
+        "SELECT COUNT(*) FROM outbound_events WHERE seq > $1 AND (app IS NULL OR app = $2)",
     )
     .bind(cursor)
     .bind(app)
@@ -169,8 +169,8 @@ pub async fn backlog(conn: &mut Conn, app: &str, cursor: i64) -> Result<i64, sql
 /// Moves the application's cursor past `seq` and clears its held-queue error.
 pub async fn advance(conn: &mut Conn, app: &str, seq: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE apps SET cursor = MAX(cursor, ?), last_error = NULL, last_error_at = NULL \
-         WHERE name = ?",
+        "UPDATE apps SET cursor = CASE WHEN cursor > $1 THEN cursor ELSE $1 END, last_error = NULL, last_error_at = NULL \
+         WHERE name = $2",
     )
     .bind(seq)
     .bind(app)
@@ -186,7 +186,7 @@ pub async fn set_app_error(
     error: &str,
     at: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE apps SET last_error = ?, last_error_at = ? WHERE name = ?")
+    sqlx::query("UPDATE apps SET last_error = $1, last_error_at = $2 WHERE name = $3")
         .bind(error)
         .bind(at)
         .bind(app)
@@ -195,15 +195,53 @@ pub async fn set_app_error(
     Ok(())
 }
 
+/// Takes or renews the application's drain lease for `owner` until `until`: granted when no
+/// other node holds an unexpired one at `now`. Returns whether `owner` holds it now. Run it
+/// outside a transaction or in the transaction whose work the lease covers.
+pub async fn take_lease(
+    conn: &mut Conn,
+    app: &str,
+    owner: &str,
+    now: &str,
+    until: &str,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE apps SET lease_owner = $2, lease_until = $4 WHERE name = $1 \
+         AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until IS NULL OR lease_until <= $3)",
+    )
+    .bind(app)
+    .bind(owner)
+    .bind(now)
+    .bind(until)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Gives the lease up (the drain is over), if `owner` still holds it.
+pub async fn release_lease(conn: &mut Conn, app: &str, owner: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE apps SET lease_owner = NULL, lease_until = NULL \
+         WHERE name = $1 AND lease_owner = $2",
+    )
+    .bind(app)
+    .bind(owner)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Whether [`trim_events`] has anything to delete (a read, so that an idle worker never
 /// takes the write lock).
 pub async fn trimmable(conn: &mut Conn) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM outbound_events WHERE seq <= COALESCE((SELECT MIN(cursor) \
-         FROM apps), (SELECT MAX(seq) FROM outbound_events)))",
+    let n: i64 = sqlx::query_scalar(
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM outbound_events WHERE seq <= COALESCE(\
+         (SELECT MIN(cursor) FROM apps), (SELECT MAX(seq) FROM outbound_events))) \
+         THEN 1 ELSE 0 END",
     )
     .fetch_one(conn)
-    .await
+    .await?;
+    Ok(n != 0)
 }
 
 /// Deletes the queue rows every application has processed (all of them when there is no
@@ -226,7 +264,7 @@ pub async fn get_link(
     sqlx::query_as::<_, LinkRow>(concat!(
         "SELECT ",
         link_columns!(),
-        " FROM app_links WHERE app = ? AND user_id = ?"
+        " FROM app_links WHERE app = $1 AND user_id = $2"
     ))
     .bind(app)
     .bind(user_id)
@@ -239,7 +277,7 @@ pub async fn list_links(conn: &mut Conn, app: Option<&str>) -> Result<Vec<LinkRo
     sqlx::query_as::<_, LinkRow>(concat!(
         "SELECT ",
         link_columns!(),
-        " FROM app_links WHERE ?1 IS NULL OR app = ?1 ORDER BY app, lower(user_name), user_id"
+        " FROM app_links WHERE $1 IS NULL OR app = $1 ORDER BY app, lower(user_name), user_id"
     ))
     .bind(app)
     .fetch_all(conn)
@@ -249,7 +287,7 @@ pub async fn list_links(conn: &mut Conn, app: Option<&str>) -> Result<Vec<LinkRo
 pub async fn upsert_link(conn: &mut Conn, link: &LinkRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO app_links (app, user_id, user_name, immutable_id, downstream_id, state, \
-         last_error, last_push) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+         last_error, last_push) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (app, user_id) DO UPDATE SET user_name = excluded.user_name, \
          immutable_id = excluded.immutable_id, downstream_id = excluded.downstream_id, \
          state = excluded.state, last_error = excluded.last_error, last_push = excluded.last_push",
@@ -268,7 +306,7 @@ pub async fn upsert_link(conn: &mut Conn, link: &LinkRow) -> Result<(), sqlx::Er
 }
 
 pub async fn delete_link(conn: &mut Conn, app: &str, user_id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM app_links WHERE app = ? AND user_id = ?")
+    sqlx::query("DELETE FROM app_links WHERE app = $1 AND user_id = $2")
         .bind(app)
         .bind(user_id)
         .execute(conn)
@@ -284,14 +322,14 @@ pub async fn after_account_purged(
     app: &str,
     downstream_id: &str,
 ) -> Result<u64, sqlx::Error> {
-    sqlx::query("DELETE FROM app_links WHERE app = ? AND downstream_id = ?")
+    sqlx::query("DELETE FROM app_links WHERE app = $1 AND downstream_id = $2")
         .bind(app)
         .bind(downstream_id)
         .execute(&mut *conn)
         .await?;
     let r = sqlx::query(
         "INSERT INTO outbound_events (user_id, app) SELECT user_id, app FROM app_links \
-         WHERE app = ? AND state = 'failed' ORDER BY user_id",
+         WHERE app = $1 AND state = 'failed' ORDER BY user_id",
     )
     .bind(app)
     .execute(conn)
@@ -308,12 +346,14 @@ pub async fn in_groups(
     let Ok(names) = serde_json::to_string(groups) else {
         return Ok(false);
     };
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM group_members m JOIN groups g ON g.id = m.group_id \
-         WHERE m.member_id = ? AND g.display_name_lc IN (SELECT value FROM json_each(?)))",
+    let n: i64 = sqlx::query_scalar(
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM group_members m JOIN groups g \
+         ON g.id = m.group_id WHERE m.member_id = $1 \
+         AND g.display_name_lc IN (SELECT value FROM json_each($2))) THEN 1 ELSE 0 END",
     )
     .bind(user_id)
     .bind(names)
     .fetch_one(conn)
-    .await
+    .await?;
+    Ok(n != 0)
 }

@@ -19,6 +19,12 @@ use scim::schema::{AttrType, AttributeDef, ResourceSchema};
 use scim::{AttrExp, AttrPath, CompValue, CompareOp, Filter, ScimError, ValFilter};
 use sea_query::{Condition, Expr, Value};
 
+use super::Engine;
+
+/// Constant conditions written so that both engines take them as booleans.
+const NEVER: &str = "(1 = 0)";
+const ALWAYS: &str = "(1 = 1)";
+
 /// Which table a filter applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -61,9 +67,10 @@ impl Frag {
             values,
         }
     }
-    /// Turns the fragment into a sea-query expression.
-    pub fn into_expr(self) -> Expr {
-        Expr::cust_with_values(self.sql, self.values)
+    /// Turns the fragment into a sea-query expression for `engine`. Fragments are written
+    /// with `?` placeholders; sea-query's PostgreSQL builder takes `$` instead.
+    pub fn into_expr(self, engine: Engine) -> Expr {
+        Expr::cust_with_values(placeholders(&self.sql, engine), self.values)
     }
 }
 
@@ -354,10 +361,16 @@ fn compare(
             )),
         },
         CompValue::True | CompValue::False => {
-            let b = i64::from(matches!(value, CompValue::True));
+            // A boolean is 1/0 in SQLite's JSON and columns, true/false in PostgreSQL's JSON:
+            // compared as text, the same SQL serves both.
+            let set = if matches!(value, CompValue::True) {
+                "('1', 'true')"
+            } else {
+                "('0', 'false')"
+            };
             match op {
-                CompareOp::Eq => Ok(guard(format!("{x} = ?"), vec![Value::from(b)])),
-                CompareOp::Ne => Ok(ne(format!("{x} <> ?"), vec![Value::from(b)])),
+                CompareOp::Eq => Ok(guard(format!("CAST({x} AS TEXT) IN {set}"), vec![])),
+                CompareOp::Ne => Ok(ne(format!("CAST({x} AS TEXT) NOT IN {set}"), vec![])),
                 _ => Err(ScimError::invalid_filter(
                     "booleans can only be compared with eq or ne",
                 )),
@@ -369,13 +382,15 @@ fn compare(
             } else {
                 Value::from(n.as_f64().unwrap_or(0.0))
             };
+            // JSON text on PostgreSQL: compared as a number on both engines.
+            let n = format!("CAST({x} AS DOUBLE PRECISION)");
             match op {
-                CompareOp::Eq => Ok(guard(format!("{x} = ?"), vec![v])),
-                CompareOp::Ne => Ok(ne(format!("{x} <> ?"), vec![v])),
-                CompareOp::Gt => Ok(guard(format!("{x} > ?"), vec![v])),
-                CompareOp::Ge => Ok(guard(format!("{x} >= ?"), vec![v])),
-                CompareOp::Lt => Ok(guard(format!("{x} < ?"), vec![v])),
-                CompareOp::Le => Ok(guard(format!("{x} <= ?"), vec![v])),
+                CompareOp::Eq => Ok(guard(format!("{n} = ?"), vec![v])),
+                CompareOp::Ne => Ok(ne(format!("{n} <> ?"), vec![v])),
+                CompareOp::Gt => Ok(guard(format!("{n} > ?"), vec![v])),
+                CompareOp::Ge => Ok(guard(format!("{n} >= ?"), vec![v])),
+                CompareOp::Lt => Ok(guard(format!("{n} < ?"), vec![v])),
+                CompareOp::Le => Ok(guard(format!("{n} <= ?"), vec![v])),
                 CompareOp::Co | CompareOp::Sw | CompareOp::Ew => Err(ScimError::invalid_filter(
                     "co, sw and ew need a string value",
                 )),
@@ -459,14 +474,14 @@ fn attr_exp(kind: Kind, exp: &AttrExp) -> Result<Frag, ScimError> {
         AttrExp::Present(p) | AttrExp::Comparison(p, _, _) => p,
     };
     match target(kind, path)? {
-        Target::Never => Ok(Frag::new("0")),
+        Target::Never => Ok(Frag::new(NEVER)),
         Target::Column(c, def) => {
             let x = qualify(table, c.sql);
             match exp {
                 AttrExp::Present(_) => Ok(if c.nullable {
                     present(&x, &[])
                 } else {
-                    Frag::new("1")
+                    Frag::new(ALWAYS)
                 }),
                 AttrExp::Comparison(_, op, v) => {
                     let fold = fold_for(def.case_exact, def.ty, c.lowered);
@@ -530,7 +545,7 @@ fn attr_exp(kind: Kind, exp: &AttrExp) -> Result<Frag, ScimError> {
             };
             let inner = match exp {
                 // `emails pr`: at least one element.
-                AttrExp::Present(p) if p.sub_attr.is_none() || !complex => Frag::new("1"),
+                AttrExp::Present(p) if p.sub_attr.is_none() || !complex => Frag::new(ALWAYS),
                 AttrExp::Present(_) => present(&elem.sql, &elem.values),
                 AttrExp::Comparison(_, op, v) => compare(
                     &elem.sql,
@@ -547,10 +562,10 @@ fn attr_exp(kind: Kind, exp: &AttrExp) -> Result<Frag, ScimError> {
         Target::Relation(rel) => {
             let sub = path.sub_attr.clone().unwrap_or_else(|| "value".to_string());
             let Some((col, case_exact)) = rel.sub_sql(&sub) else {
-                return Ok(Frag::new("0"));
+                return Ok(Frag::new(NEVER));
             };
             let inner = match exp {
-                AttrExp::Present(_) if path.sub_attr.is_none() => Frag::new("1"),
+                AttrExp::Present(_) if path.sub_attr.is_none() => Frag::new(ALWAYS),
                 AttrExp::Present(_) => present(col, &[]),
                 AttrExp::Comparison(_, op, v) => compare(
                     col,
@@ -644,7 +659,7 @@ fn value_path(kind: Kind, vp: &scim::ValuePath) -> Result<Frag, ScimError> {
         } => {
             let schema = kind.schema();
             let Some(def) = schema.locate(&vp.attr).and_then(|l| l.def) else {
-                return Ok(Frag::new("0"));
+                return Ok(Frag::new(NEVER));
             };
             let sub = |p: &AttrPath| {
                 Ok(match def.sub_attribute(&p.name) {
@@ -664,7 +679,7 @@ fn value_path(kind: Kind, vp: &scim::ValuePath) -> Result<Frag, ScimError> {
             let inner = val_filter(&vp.filter, &sub)?;
             Ok(any_element(table, path, inner))
         }
-        Target::Never => Ok(Frag::new("0")),
+        Target::Never => Ok(Frag::new(NEVER)),
         _ => Err(ScimError::invalid_filter(format!(
             "{} is not a multi-valued complex attribute; a value filter [...] cannot apply",
             vp.attr
@@ -672,23 +687,47 @@ fn value_path(kind: Kind, vp: &scim::ValuePath) -> Result<Frag, ScimError> {
     }
 }
 
-/// Translates a whole filter into a sea-query condition.
-pub fn condition(kind: Kind, f: &Filter) -> Result<Condition, ScimError> {
+/// `sql` with its `?` placeholders (outside quotes) written for `engine`'s sea-query builder.
+pub fn placeholders(sql: &str, engine: Engine) -> String {
+    if engine == Engine::Sqlite {
+        return sql.to_string();
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut quote: Option<char> = None;
+    for c in sql.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == '?' => {
+                // A lone `$` (not followed by a number) takes the next value in order.
+                out.push_str("$ ");
+                continue;
+            }
+            None => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Translates a whole filter into a sea-query condition for `engine`.
+pub fn condition(kind: Kind, f: &Filter, engine: Engine) -> Result<Condition, ScimError> {
     Ok(match f {
-        Filter::Attr(exp) => Condition::all().add(attr_exp(kind, exp)?.into_expr()),
-        Filter::ValuePath(vp) => Condition::all().add(value_path(kind, vp)?.into_expr()),
-        Filter::Not(inner) => condition(kind, inner)?.not(),
+        Filter::Attr(exp) => Condition::all().add(attr_exp(kind, exp)?.into_expr(engine)),
+        Filter::ValuePath(vp) => Condition::all().add(value_path(kind, vp)?.into_expr(engine)),
+        Filter::Not(inner) => condition(kind, inner, engine)?.not(),
         Filter::And(ops) => {
             let mut c = Condition::all();
             for o in ops.as_slice() {
-                c = c.add(condition(kind, o)?);
+                c = c.add(condition(kind, o, engine)?);
             }
             c
         }
         Filter::Or(ops) => {
             let mut c = Condition::any();
             for o in ops.as_slice() {
-                c = c.add(condition(kind, o)?);
+                c = c.add(condition(kind, o, engine)?);
             }
             c
         }

@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
-use sqlx::Row;
+use sqlx::any::AnyArguments;
 use sqlx::query::Query;
-use sqlx::sqlite::{Sqlite, SqliteArguments};
+use sqlx::{Any, Row};
 
 use super::Conn;
 
@@ -44,7 +44,7 @@ pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<GroupRow>, sqlx::Er
     sqlx::query_as::<_, GroupRow>(concat!(
         "SELECT ",
         group_columns!(),
-        " FROM groups WHERE id = ?"
+        " FROM groups WHERE id = $1"
     ))
     .bind(id)
     .fetch_optional(conn)
@@ -60,7 +60,7 @@ pub async fn find_by_keys(
     sqlx::query_as::<_, GroupRow>(concat!(
         "SELECT ",
         group_columns!(),
-        " FROM groups WHERE display_name_lc = ?1 OR (?2 IS NOT NULL AND external_id = ?2)"
+        " FROM groups WHERE display_name_lc = $1 OR ($2 IS NOT NULL AND external_id = $2)"
     ))
     .bind(display_name_lc)
     .bind(external_id)
@@ -68,11 +68,11 @@ pub async fn find_by_keys(
     .await
 }
 
-/// Binds the columns of `row` as `?1`..`?8`, in [`GROUP_COLUMNS`] order.
+/// Binds the columns of `row` as `$1`..`$8`, in [`GROUP_COLUMNS`] order.
 fn bind_row<'q>(
-    query: Query<'q, Sqlite, SqliteArguments>,
+    query: Query<'q, Any, AnyArguments>,
     row: &'q GroupRow,
-) -> Query<'q, Sqlite, SqliteArguments> {
+) -> Query<'q, Any, AnyArguments> {
     query
         .bind(&row.id)
         .bind(&row.display_name)
@@ -88,22 +88,22 @@ pub async fn insert(conn: &mut Conn, row: &GroupRow) -> Result<(), sqlx::Error> 
     let sql = concat!(
         "INSERT INTO groups (",
         group_columns!(),
-        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
     );
     bind_row(sqlx::query(sql), row).execute(conn).await?;
     Ok(())
 }
 
 pub async fn update(conn: &mut Conn, row: &GroupRow) -> Result<(), sqlx::Error> {
-    let sql = "UPDATE groups SET display_name = ?2, display_name_lc = ?3, external_id = ?4, \
-        created = ?5, last_modified = ?6, version = ?7, resource = ?8 WHERE id = ?1";
+    let sql = "UPDATE groups SET display_name = $2, display_name_lc = $3, external_id = $4, \
+        created = $5, last_modified = $6, version = $7, resource = $8 WHERE id = $1";
     bind_row(sqlx::query(sql), row).execute(conn).await?;
     Ok(())
 }
 
 /// Removes `member_id` (a user or a group) from every group it is a direct member of.
 pub async fn leave_all(conn: &mut Conn, member_id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM group_members WHERE member_id = ?")
+    sqlx::query("DELETE FROM group_members WHERE member_id = $1")
         .bind(member_id)
         .execute(conn)
         .await?;
@@ -113,7 +113,7 @@ pub async fn leave_all(conn: &mut Conn, member_id: &str) -> Result<(), sqlx::Err
 /// Deletes a group, its own membership rows (cascade) and its membership in other groups.
 pub async fn delete(conn: &mut Conn, id: &str) -> Result<(), sqlx::Error> {
     leave_all(conn, id).await?;
-    sqlx::query("DELETE FROM groups WHERE id = ?")
+    sqlx::query("DELETE FROM groups WHERE id = $1")
         .bind(id)
         .execute(&mut *conn)
         .await?;
@@ -132,7 +132,7 @@ pub async fn members(
          FROM group_members m \
          LEFT JOIN users u ON m.member_type = 'User' AND u.id = m.member_id \
          LEFT JOIN groups g ON m.member_type = 'Group' AND g.id = m.member_id \
-         WHERE m.group_id = ?1 AND (?2 OR u.state IS NULL OR u.state <> 'pendingDeletion') \
+         WHERE m.group_id = $1 AND ($2 OR u.state IS NULL OR u.state <> 'pendingDeletion') \
          ORDER BY m.member_id",
     )
     .bind(group_id)
@@ -153,7 +153,7 @@ pub async fn members(
 /// Ids per multi-row statement. A group of 5,000 members was 10,000 statements (a kind
 /// lookup and an insert per member), the bulk of an initial sync's group creates; SQLite
 /// allows 32,766 bound values.
-const MEMBER_CHUNK: usize = 500;
+pub(crate) const MEMBER_CHUNK: usize = 500;
 
 /// Adds memberships (ignoring ones that already exist).
 pub async fn add_members(
@@ -162,16 +162,19 @@ pub async fn add_members(
     members: &[(String, String)],
 ) -> Result<(), sqlx::Error> {
     for chunk in members.chunks(MEMBER_CHUNK) {
-        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
-            "INSERT INTO group_members (group_id, member_id, member_type) ",
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO group_members (group_id, member_id, member_type) VALUES {} \
+             ON CONFLICT (group_id, member_id) DO NOTHING",
+            rows.join(", ")
         );
-        q.push_values(chunk, |mut b, (id, ty)| {
-            b.push_bind(group_id.to_string())
-                .push_bind(id.clone())
-                .push_bind(ty.clone());
-        });
-        q.push(" ON CONFLICT (group_id, member_id) DO NOTHING");
-        q.build().execute(&mut *conn).await?;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(group_id);
+        for (id, ty) in chunk {
+            q = q.bind(id).bind(ty);
+        }
+        q.execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -182,24 +185,23 @@ pub async fn remove_members(
     ids: &[String],
 ) -> Result<(), sqlx::Error> {
     for chunk in ids.chunks(MEMBER_CHUNK) {
-        let mut q =
-            sqlx::QueryBuilder::<Sqlite>::new("DELETE FROM group_members WHERE group_id = ");
-        q.push_bind(group_id.to_string());
-        q.push(" AND member_id IN ");
-        push_in_list(&mut q, chunk);
-        q.build().execute(&mut *conn).await?;
+        let sql = format!(
+            "DELETE FROM group_members WHERE group_id = $1 AND member_id IN {}",
+            in_list(2, chunk.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(group_id);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        q.execute(&mut *conn).await?;
     }
     Ok(())
 }
 
-/// `(?, ?, …)` with `ids` bound.
-fn push_in_list(q: &mut sqlx::QueryBuilder<Sqlite>, ids: &[String]) {
-    q.push("(");
-    let mut list = q.separated(", ");
-    for id in ids {
-        list.push_bind(id.clone());
-    }
-    list.push_unseparated(")");
+/// `($first, …)`: `n` numbered placeholders.
+fn in_list(first: usize, n: usize) -> String {
+    let items: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
+    format!("({})", items.join(", "))
 }
 
 /// For each id, whether it names a user (`User`) or a group (`Group`); unknown ids are absent.
@@ -209,11 +211,16 @@ pub async fn member_kinds(
 ) -> Result<HashMap<String, String>, sqlx::Error> {
     let mut out = HashMap::new();
     for chunk in ids.chunks(MEMBER_CHUNK) {
-        let mut q = sqlx::QueryBuilder::<Sqlite>::new("SELECT id, 'User' FROM users WHERE id IN ");
-        push_in_list(&mut q, chunk);
-        q.push(" UNION ALL SELECT id, 'Group' FROM groups WHERE id IN ");
-        push_in_list(&mut q, chunk);
-        for r in q.build().fetch_all(&mut *conn).await? {
+        let list = in_list(1, chunk.len());
+        let sql = format!(
+            "SELECT id, 'User' AS kind FROM users WHERE id IN {list} \
+             UNION ALL SELECT id, 'Group' AS kind FROM groups WHERE id IN {list}"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
             out.insert(r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?);
         }
     }

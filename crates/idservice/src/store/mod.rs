@@ -1,34 +1,46 @@
-//! Persistence on SQLite (sqlx): opening the database, migrations, and row-level reads and
-//! writes. The store executes what the domain decides; it never applies tenant rules.
+//! Persistence (sqlx `Any`): opening the database on one of two engines, migrations, and
+//! row-level reads and writes. The store executes what the domain decides; it never applies
+//! tenant rules.
 //!
-//! Two pools share one database file: a single-connection *writer* pool (SQLite has one
-//! writer; queueing in the pool is cheaper than `SQLITE_BUSY` retries) and a *reader* pool
-//! whose connections see committed data through WAL.
+//! - **SQLite** (`--data DIR`, the embedded default): two pools share one database file, a
+//!   single-connection *writer* pool (SQLite has one writer; queueing in the pool is cheaper
+//!   than `SQLITE_BUSY` retries) and a *reader* pool whose connections see committed data
+//!   through WAL.
+//! - **PostgreSQL** (`--database postgres://…`): one pool serves both; write transactions run
+//!   at `REPEATABLE READ`, so a concurrent change of the same row fails with a serialization
+//!   error that [`retry`] turns into a fresh attempt, and several nodes can share the database.
+//!
+//! Statements are written once for both engines with `$n` placeholders (SQLite accepts them
+//! too); where the SQL differs the store asks [`Store::engine`].
 
+pub mod account;
 pub mod admin;
 pub mod apps;
+pub mod backend;
 pub mod filter_sql;
 pub mod groups;
+pub mod outbox;
 pub mod search;
 pub mod users;
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+
+pub use backend::{Backend, Engine};
 
 /// A connection or transaction the store functions run on.
-pub type Conn = sqlx::SqliteConnection;
+pub type Conn = sqlx::AnyConnection;
 /// A write transaction.
-pub type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// The database file name inside the data directory.
 pub const DB_FILE: &str = "idservice.db";
 
-/// Why the store could not be opened or used.
+/// Why the store could not be opened or used. Messages name the database without its
+/// password.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create data directory {dir}: {source}")]
@@ -43,26 +55,46 @@ pub enum StoreError {
     },
     #[error("{file} is not a SQLite database (or it is corrupt): {detail}")]
     NotADatabase { file: PathBuf, detail: String },
-    #[error("cannot open database {file}: {detail}")]
-    Open { file: PathBuf, detail: String },
-    #[error("database migration failed for {file}: {detail}")]
-    Migrate { file: PathBuf, detail: String },
+    #[error("cannot open database {db}: {detail}")]
+    Open { db: String, detail: String },
+    #[error("database migration failed for {db}: {detail}")]
+    Migrate { db: String, detail: String },
+    #[error(transparent)]
+    Backend(#[from] backend::BackendError),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
 }
 
-/// Handle on the database: a writer pool and a reader pool.
+/// Handle on the database: a writer pool and a reader pool (the same pool on PostgreSQL).
 #[derive(Clone, Debug)]
 pub struct Store {
-    writer: SqlitePool,
-    reader: SqlitePool,
-    file: PathBuf,
+    writer: AnyPool,
+    reader: AnyPool,
+    engine: Engine,
+    /// The data directory (SQLite); `None` on PostgreSQL.
+    dir: Option<PathBuf>,
+    /// The database for messages: a file, or a URL without password.
+    name: String,
 }
 
+/// SQLite settings every connection gets (the `Any` driver takes only a URL).
+const SQLITE_PRAGMAS: &str = "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
+    PRAGMA foreign_keys = ON; PRAGMA case_sensitive_like = ON;";
+
 impl Store {
+    /// Opens the database `backend` names and applies the migrations of its engine.
+    pub async fn connect(backend: &Backend) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        match backend {
+            Backend::Sqlite(dir) => Store::open(dir).await,
+            Backend::Postgres { .. } => Store::open_postgres(backend).await,
+        }
+    }
+
     /// Opens (creating if needed) `DIR/idservice.db`, checks it is a SQLite database and runs
     /// the embedded migrations.
     pub async fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
             dir: data_dir.to_path_buf(),
             source,
@@ -77,58 +109,139 @@ impl Store {
 
         let file = data_dir.join(DB_FILE);
         let url = format!("sqlite://{}", file.display());
-        let base = SqliteConnectOptions::from_str(&url)
-            .map_err(|e| StoreError::Open {
-                file: file.clone(),
-                detail: e.to_string(),
-            })?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
-            // LIKE must honour caseExact attributes; case-insensitive matches lower() both sides.
-            .pragma("case_sensitive_like", "ON");
-
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .connect_with(base.clone())
+        let opts = |mode: &str| {
+            format!("{url}?mode={mode}")
+                .parse::<AnyConnectOptions>()
+                .map_err(|e| classify_open_error(&file, e))
+        };
+        // One connection first: a file that is not a database fails here, once, with a
+        // clear error (a pool would retry its connection hook until it timed out). WAL mode is
+        // a property of the file, set once.
+        let mut probe = AnyConnection::connect_with(&opts("rwc")?)
             .await
             .map_err(|e| classify_open_error(&file, e))?;
-        sqlx::migrate!("./migrations")
+        probe
+            .execute("PRAGMA journal_mode = WAL;")
+            .await
+            .map_err(|e| classify_open_error(&file, e))?;
+        let _ = probe.close().await;
+        let writer = AnyPoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(SQLITE_PRAGMAS).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(opts("rwc")?)
+            .await
+            .map_err(|e| classify_open_error(&file, e))?;
+        sqlx::migrate!("./migrations/sqlite")
             .run(&writer)
             .await
             .map_err(|e| classify_migrate_error(&file, e))?;
-        let reader = SqlitePoolOptions::new()
+        let reader = AnyPoolOptions::new()
             .max_connections(4)
-            .connect_with(base.read_only(true))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(SQLITE_PRAGMAS).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(opts("ro")?)
             .await
             .map_err(|e| classify_open_error(&file, e))?;
         Ok(Store {
             writer,
             reader,
-            file,
+            engine: Engine::Sqlite,
+            dir: Some(data_dir.to_path_buf()),
+            name: file.display().to_string(),
         })
     }
 
-    /// The database file.
-    pub fn file(&self) -> &Path {
-        &self.file
+    /// Connects to PostgreSQL and applies its migrations (under an advisory lock, so nodes
+    /// starting together do not race).
+    async fn open_postgres(backend: &Backend) -> Result<Store, StoreError> {
+        let name = backend.display_name();
+        let opts = backend.connect_options()?;
+        // One connection first: its error (refused, authentication failed, no such database)
+        // says more than a pool that timed out retrying.
+        let probe = AnyConnection::connect_with(&opts)
+            .await
+            .map_err(|e| StoreError::Open {
+                db: name.clone(),
+                detail: e.to_string(),
+            })?;
+        let _ = probe.close().await;
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await
+            .map_err(|e| StoreError::Open {
+                db: name.clone(),
+                detail: e.to_string(),
+            })?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate {
+                db: name.clone(),
+                detail: e.to_string(),
+            })?;
+        Ok(Store {
+            writer: pool.clone(),
+            reader: pool,
+            engine: Engine::Postgres,
+            dir: None,
+            name,
+        })
     }
 
-    /// Starts a write transaction (`BEGIN IMMEDIATE`: take the write lock now, not on the
-    /// first write, so a transaction never fails half-way on lock upgrade).
+    /// The engine this store runs on.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The data directory (SQLite only).
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// The database for messages (a file, or a URL without password).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Starts a write transaction. SQLite: `BEGIN IMMEDIATE` (take the write lock now, not
+    /// on the first write, so a transaction never fails half-way on lock upgrade).
+    /// PostgreSQL: `REPEATABLE READ`, so that a read-check-write (If-Match, uniqueness) of a
+    /// row another node changed meanwhile fails with a serialization error and is retried.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        self.writer.begin_with("BEGIN IMMEDIATE").await
+        match self.engine {
+            Engine::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
+            Engine::Postgres => {
+                self.writer
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                    .await
+            }
+        }
+    }
+
+    /// A pooled connection that may write, outside a transaction (each statement commits on
+    /// its own; on PostgreSQL at `READ COMMITTED`, the level queue claims need).
+    pub async fn autocommit(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
+        self.writer.acquire().await
     }
 
     /// A pooled read connection.
-    pub async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, sqlx::Error> {
+    pub async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
         self.reader.acquire().await
     }
 
-    /// Closes both pools (checkpointing the WAL).
+    /// Closes both pools (checkpointing the WAL on SQLite).
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
@@ -152,7 +265,7 @@ fn classify_open_error(file: &Path, e: sqlx::Error) -> StoreError {
         }
     } else {
         StoreError::Open {
-            file: file.to_path_buf(),
+            db: file.display().to_string(),
             detail: e.to_string(),
         }
     }
@@ -167,13 +280,53 @@ fn classify_migrate_error(file: &Path, e: sqlx::migrate::MigrateError) -> StoreE
         }
     } else {
         StoreError::Migrate {
-            file: file.to_path_buf(),
+            db: file.display().to_string(),
             detail,
         }
+    }
+}
+
+/// The engine a connection talks to.
+pub fn engine_of(conn: &Conn) -> Engine {
+    if conn.backend_name().eq_ignore_ascii_case("PostgreSQL") {
+        Engine::Postgres
+    } else {
+        Engine::Sqlite
     }
 }
 
 /// True when `e` is a UNIQUE constraint violation (the domain turns it into a 409).
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// True when `e` says the transaction lost a race and may simply be run again: a
+/// PostgreSQL serialization failure (40001) or deadlock (40P01).
+pub fn is_retryable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db)
+        if matches!(db.code().as_deref(), Some("40001") | Some("40P01")))
+}
+
+/// How many times [`retry`] runs a transaction that keeps losing races.
+pub const MAX_ATTEMPTS: u32 = 20;
+
+/// Runs `attempt` until it does not fail with a retryable database error (at most
+/// [`MAX_ATTEMPTS`] times, with a short growing pause). `is_retry` tells whether an error of
+/// the caller's type is such a failure.
+pub async fn retry<T, E, F, Fut>(is_retry: fn(&E) -> bool, mut attempt: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut n = 0;
+    loop {
+        match attempt().await {
+            Err(e) if is_retry(&e) && n + 1 < MAX_ATTEMPTS => {
+                n += 1;
+                let jitter = u64::from(rand::random::<u8>() % 10);
+                tokio::time::sleep(Duration::from_millis(u64::from(n) * 5 + jitter)).await;
+            }
+            other => return other,
+        }
+    }
 }

@@ -1,13 +1,15 @@
 //! List queries: a filter condition, sort order and page, built with sea-query and run with
 //! bound parameters.
 
-use sea_query::{Condition, Expr, Order, Query, SqliteQueryBuilder};
+use sea_query::{
+    Condition, Expr, Order, PostgresQueryBuilder, Query, SelectStatement, SqliteQueryBuilder,
+};
 use sea_query_sqlx::SqlxBinder;
 
-use super::Conn;
-use super::filter_sql::{Frag, Kind};
+use super::filter_sql::{self, Frag, Kind};
 use super::groups::{GROUP_COLUMNS, GroupRow};
 use super::users::{USER_COLUMNS, UserRow};
+use super::{Conn, Engine, engine_of};
 
 /// What to list.
 #[derive(Debug, Clone)]
@@ -22,6 +24,18 @@ pub struct SearchSpec {
     pub offset: u64,
     /// Page size; 0 only counts.
     pub limit: u64,
+    /// Keyset paging: `Some(id)` lists in id order from after `id` (`""`: from the start) and
+    /// ignores `offset` and `sort`, so a deep page costs what the first one does.
+    pub after: Option<String>,
+}
+
+/// What a list query found besides the page itself.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// Every match of the filter.
+    pub total: i64,
+    /// Keyset paging: the id to continue after, when more rows follow.
+    pub next: Option<String>,
 }
 
 fn base_condition(spec: &SearchSpec) -> Condition {
@@ -35,67 +49,156 @@ fn base_condition(spec: &SearchSpec) -> Condition {
     c
 }
 
+/// The SQL text and values of `q` in the dialect of `engine`.
+fn build(q: &SelectStatement, engine: Engine) -> (String, sea_query_sqlx::SqlxValues) {
+    match engine {
+        Engine::Sqlite => q.build_sqlx(SqliteQueryBuilder),
+        Engine::Postgres => q.build_sqlx(PostgresQueryBuilder),
+    }
+}
+
 async fn count(conn: &mut Conn, spec: &SearchSpec, cond: Condition) -> Result<i64, sqlx::Error> {
-    let (sql, values) = Query::select()
-        .expr(Expr::cust("COUNT(*)"))
-        .from(spec.kind.table())
-        .cond_where(cond)
-        .build_sqlx(SqliteQueryBuilder);
+    let (sql, values) = build(
+        Query::select()
+            .expr(Expr::cust("COUNT(*)"))
+            .from(spec.kind.table())
+            .cond_where(cond),
+        engine_of(conn),
+    );
     sqlx::query_scalar_with::<_, i64, _>(sqlx::AssertSqlSafe(sql), values)
         .fetch_one(conn)
         .await
 }
 
 fn page_query(
+    engine: Engine,
     spec: &SearchSpec,
     cond: Condition,
     columns: &'static str,
 ) -> (String, sea_query_sqlx::SqlxValues) {
     let table = spec.kind.table();
     let mut q = Query::select();
-    q.expr(Expr::cust(columns)).from(table).cond_where(cond);
+    q.expr(Expr::cust(columns)).from(table);
+    if let Some(after) = &spec.after {
+        let mut cond = cond;
+        if !after.is_empty() {
+            let gt = filter_sql::placeholders(&format!("{table}.id > ?"), engine);
+            cond = cond.add(Expr::cust_with_values(gt, [after.clone()]));
+        }
+        q.cond_where(cond)
+            .order_by_expr(Expr::cust(format!("{table}.id")), Order::Asc)
+            // One row more than the page: whether another page follows.
+            .limit(spec.limit.saturating_add(1));
+        return build(&q, engine);
+    }
+    q.cond_where(cond);
     if let Some((frag, desc)) = &spec.sort {
         let order = if *desc { Order::Desc } else { Order::Asc };
         // Missing values sort last when ascending (RFC 7644 §3.4.2.3), first when descending.
         q.order_by_expr(
-            Expr::cust_with_values(format!("({}) IS NULL", frag.sql), frag.values.clone()),
+            Expr::cust_with_values(
+                filter_sql::placeholders(&format!("({}) IS NULL", frag.sql), engine),
+                frag.values.clone(),
+            ),
             if *desc { Order::Desc } else { Order::Asc },
         );
-        q.order_by_expr(frag.clone().into_expr(), order);
+        q.order_by_expr(frag.clone().into_expr(engine), order);
     }
-    q.order_by_expr(Expr::cust(format!("{table}.rowid")), Order::Asc);
+    // The tie-breaker: insertion order on SQLite; the primary key on PostgreSQL (no rowid).
+    let tie = match engine {
+        Engine::Sqlite => "rowid",
+        Engine::Postgres => "id",
+    };
+    q.order_by_expr(Expr::cust(format!("{table}.{tie}")), Order::Asc);
     q.limit(spec.limit).offset(spec.offset);
-    q.build_sqlx(SqliteQueryBuilder)
+    build(&q, engine)
 }
 
-/// Total matches and one page of users.
-pub async fn users(conn: &mut Conn, spec: &SearchSpec) -> Result<(i64, Vec<UserRow>), sqlx::Error> {
+/// The matches and one page of `R` rows (`columns`); `id_of` names a row for keyset paging.
+async fn page<R>(
+    conn: &mut Conn,
+    spec: &SearchSpec,
+    columns: &'static str,
+    id_of: fn(&R) -> &str,
+) -> Result<(Found, Vec<R>), sqlx::Error>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
     let cond = base_condition(spec);
     let total = count(conn, spec, cond.clone()).await?;
     if spec.limit == 0 || total == 0 {
-        return Ok((total, Vec::new()));
+        return Ok((Found { total, next: None }, Vec::new()));
     }
-    let cols: &'static str = USER_COLUMNS;
-    let (sql, values) = page_query(spec, cond, cols);
-    let rows = sqlx::query_as_with::<_, UserRow, _>(sqlx::AssertSqlSafe(sql), values)
+    let (sql, values) = page_query(engine_of(conn), spec, cond, columns);
+    let mut rows = sqlx::query_as_with::<_, R, _>(sqlx::AssertSqlSafe(sql), values)
         .fetch_all(conn)
         .await?;
-    Ok((total, rows))
+    let limit = usize::try_from(spec.limit).unwrap_or(usize::MAX);
+    let mut next = None;
+    if spec.after.is_some() && rows.len() > limit {
+        rows.truncate(limit);
+        next = rows.last().map(|r| id_of(r).to_string());
+    }
+    Ok((Found { total, next }, rows))
+}
+
+/// Total matches and one page of users.
+pub async fn users(
+    conn: &mut Conn,
+    spec: &SearchSpec,
+) -> Result<(Found, Vec<UserRow>), sqlx::Error> {
+    page(conn, spec, USER_COLUMNS, |r: &UserRow| r.id.as_str()).await
 }
 
 /// Total matches and one page of groups.
 pub async fn groups(
     conn: &mut Conn,
     spec: &SearchSpec,
-) -> Result<(i64, Vec<GroupRow>), sqlx::Error> {
-    let cond = base_condition(spec);
-    let total = count(conn, spec, cond.clone()).await?;
-    if spec.limit == 0 || total == 0 {
-        return Ok((total, Vec::new()));
+) -> Result<(Found, Vec<GroupRow>), sqlx::Error> {
+    page(conn, spec, GROUP_COLUMNS, |r: &GroupRow| r.id.as_str()).await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn spec(filter: &str) -> SearchSpec {
+        let f = scim::filter::parse(filter).unwrap();
+        SearchSpec {
+            kind: Kind::User,
+            condition: Some(filter_sql::condition(Kind::User, &f, Engine::Postgres).unwrap()),
+            include_pending: false,
+            sort: None,
+            offset: 0,
+            limit: 10,
+            after: None,
+        }
     }
-    let (sql, values) = page_query(spec, cond, GROUP_COLUMNS);
-    let rows = sqlx::query_as_with::<_, GroupRow, _>(sqlx::AssertSqlSafe(sql), values)
-        .fetch_all(conn)
-        .await?;
-    Ok((total, rows))
+
+    #[test]
+    fn postgres_placeholders_are_numbered_in_order() {
+        let s = spec("userName eq \"a?b\" and title sw \"x\"");
+        let (sql, values) = page_query(Engine::Postgres, &s, base_condition(&s), USER_COLUMNS);
+        assert!(!sql.contains('?'), "{sql}");
+        let n = values.0.0.len();
+        for i in 1..=n {
+            assert!(sql.contains(&format!("${i}")), "{sql}");
+        }
+        assert!(!sql.contains(&format!("${}", n + 1)), "{sql}");
+        assert!(sql.contains("'pendingDeletion'"), "{sql}");
+    }
+
+    #[test]
+    fn keyset_pages_continue_after_an_id_without_offset() {
+        for engine in [Engine::Sqlite, Engine::Postgres] {
+            let mut s = spec("userName sw \"a\"");
+            s.after = Some("some-id".into());
+            s.offset = 5000;
+            let (sql, _) = page_query(engine, &s, base_condition(&s), USER_COLUMNS);
+            assert!(sql.contains("users.id >"), "{sql}");
+            assert!(!sql.contains("OFFSET"), "{sql}");
+            assert!(sql.contains("ORDER BY users.id ASC"), "{sql}");
+        }
+    }
 }

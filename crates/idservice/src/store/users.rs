@@ -1,14 +1,14 @@
 //! Rows of the `users` table and the user side of memberships.
 
-use sqlx::Row;
+use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
-use sqlx::sqlite::{Sqlite, SqliteArguments};
+use sqlx::{Any, FromRow, Row};
 
 use super::Conn;
 
 /// One stored user. `resource` is the SCIM JSON without the parts kept in columns or
 /// computed on read (id, meta, groups, state).
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct UserRow {
     pub id: String,
     pub user_name: String,
@@ -21,6 +21,25 @@ pub struct UserRow {
     pub last_modified: String,
     pub version: i64,
     pub resource: String,
+}
+
+/// `active` is an integer column on both engines (0 or 1).
+impl FromRow<'_, AnyRow> for UserRow {
+    fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(UserRow {
+            id: r.try_get("id")?,
+            user_name: r.try_get("user_name")?,
+            user_name_lc: r.try_get("user_name_lc")?,
+            external_id: r.try_get("external_id")?,
+            active: r.try_get::<i64, _>("active")? != 0,
+            state: r.try_get("state")?,
+            pending_since: r.try_get("pending_since")?,
+            created: r.try_get("created")?,
+            last_modified: r.try_get("last_modified")?,
+            version: r.try_get("version")?,
+            resource: r.try_get("resource")?,
+        })
+    }
 }
 
 /// The columns selected for a [`UserRow`], in order (a macro, so that queries can `concat!` it).
@@ -38,7 +57,7 @@ pub async fn get(conn: &mut Conn, id: &str) -> Result<Option<UserRow>, sqlx::Err
     sqlx::query_as::<_, UserRow>(concat!(
         "SELECT ",
         user_columns!(),
-        " FROM users WHERE id = ?"
+        " FROM users WHERE id = $1"
     ))
     .bind(id)
     .fetch_optional(conn)
@@ -54,7 +73,7 @@ pub async fn find_by_keys(
     sqlx::query_as::<_, UserRow>(concat!(
         "SELECT ",
         user_columns!(),
-        " FROM users WHERE user_name_lc = ?1 OR (?2 IS NOT NULL AND external_id = ?2)"
+        " FROM users WHERE user_name_lc = $1 OR ($2 IS NOT NULL AND external_id = $2)"
     ))
     .bind(user_name_lc)
     .bind(external_id)
@@ -62,17 +81,17 @@ pub async fn find_by_keys(
     .await
 }
 
-/// Binds the columns of `row` as `?1`..`?11`, in [`USER_COLUMNS`] order.
+/// Binds the columns of `row` as `$1`..`$11`, in [`USER_COLUMNS`] order.
 fn bind_row<'q>(
-    query: Query<'q, Sqlite, SqliteArguments>,
+    query: Query<'q, Any, AnyArguments>,
     row: &'q UserRow,
-) -> Query<'q, Sqlite, SqliteArguments> {
+) -> Query<'q, Any, AnyArguments> {
     query
         .bind(&row.id)
         .bind(&row.user_name)
         .bind(&row.user_name_lc)
         .bind(&row.external_id)
-        .bind(row.active)
+        .bind(i64::from(row.active))
         .bind(&row.state)
         .bind(&row.pending_since)
         .bind(&row.created)
@@ -85,7 +104,7 @@ pub async fn insert(conn: &mut Conn, row: &UserRow) -> Result<(), sqlx::Error> {
     let sql = concat!(
         "INSERT INTO users (",
         user_columns!(),
-        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     );
     bind_row(sqlx::query(sql), row).execute(conn).await?;
     Ok(())
@@ -93,16 +112,16 @@ pub async fn insert(conn: &mut Conn, row: &UserRow) -> Result<(), sqlx::Error> {
 
 /// Overwrites every column of an existing row (by id).
 pub async fn update(conn: &mut Conn, row: &UserRow) -> Result<(), sqlx::Error> {
-    let sql = "UPDATE users SET user_name = ?2, user_name_lc = ?3, external_id = ?4, \
-        active = ?5, state = ?6, pending_since = ?7, created = ?8, last_modified = ?9, \
-        version = ?10, resource = ?11 WHERE id = ?1";
+    let sql = "UPDATE users SET user_name = $2, user_name_lc = $3, external_id = $4, \
+        active = $5, state = $6, pending_since = $7, created = $8, last_modified = $9, \
+        version = $10, resource = $11 WHERE id = $1";
     bind_row(sqlx::query(sql), row).execute(conn).await?;
     Ok(())
 }
 
 /// Stores a new password hash for a user (the password itself is never stored).
 pub async fn set_password_hash(conn: &mut Conn, id: &str, hash: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
         .bind(hash)
         .bind(id)
         .execute(conn)
@@ -113,7 +132,7 @@ pub async fn set_password_hash(conn: &mut Conn, id: &str, hash: &str) -> Result<
 /// Deletes a user for good, with its memberships.
 pub async fn purge(conn: &mut Conn, id: &str) -> Result<(), sqlx::Error> {
     super::groups::leave_all(conn, id).await?;
-    sqlx::query("DELETE FROM users WHERE id = ?")
+    sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(id)
         .execute(&mut *conn)
         .await?;
@@ -127,7 +146,7 @@ pub async fn groups_of(
 ) -> Result<Vec<(String, String)>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT g.id, g.display_name FROM group_members m JOIN groups g ON g.id = m.group_id \
-         WHERE m.member_id = ? ORDER BY g.display_name_lc",
+         WHERE m.member_id = $1 ORDER BY g.display_name_lc",
     )
     .bind(user_id)
     .fetch_all(conn)
@@ -137,12 +156,40 @@ pub async fn groups_of(
         .collect()
 }
 
+/// The groups each of `user_ids` is a direct member of, (group id, displayName) in
+/// displayName order: one query per 500 users instead of one per user (a list page).
+pub async fn groups_of_many(
+    conn: &mut Conn,
+    user_ids: &[String],
+) -> Result<std::collections::HashMap<String, Vec<(String, String)>>, sqlx::Error> {
+    let mut out: std::collections::HashMap<String, Vec<(String, String)>> = Default::default();
+    for chunk in user_ids.chunks(super::groups::MEMBER_CHUNK) {
+        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT m.member_id, g.id, g.display_name FROM group_members m \
+             JOIN groups g ON g.id = m.group_id WHERE m.member_id IN ({}) \
+             ORDER BY m.member_id, g.display_name_lc",
+            list.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            out.entry(r.try_get::<String, _>(0)?)
+                .or_default()
+                .push((r.try_get(1)?, r.try_get(2)?));
+        }
+    }
+    Ok(out)
+}
+
 /// Pending users, oldest first; with `before`, only those pending since before that instant.
 pub async fn pending(conn: &mut Conn, before: Option<&str>) -> Result<Vec<UserRow>, sqlx::Error> {
     sqlx::query_as::<_, UserRow>(concat!(
         "SELECT ",
         user_columns!(),
-        " FROM users WHERE state = 'pendingDeletion' AND (?1 IS NULL OR pending_since < ?1) \
+        " FROM users WHERE state = 'pendingDeletion' AND ($1 IS NULL OR pending_since < $1) \
              ORDER BY pending_since, id"
     ))
     .bind(before)
@@ -158,7 +205,7 @@ pub async fn by_user_name(
     sqlx::query_as::<_, UserRow>(concat!(
         "SELECT ",
         user_columns!(),
-        " FROM users WHERE user_name_lc = ?"
+        " FROM users WHERE user_name_lc = $1"
     ))
     .bind(user_name_lc)
     .fetch_optional(conn)

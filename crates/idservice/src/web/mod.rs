@@ -10,32 +10,31 @@
 //! - `GET/POST /reset` (`token`, `password`, `confirm`): sets the password, clears any
 //!   lockout, queues "Password has been reset" to every address.
 //!
-//! Requests are rate-limited per account and per client address (governor); repeated
+//! Requests are rate-limited per account and per client address (counters in the database,
+//! shared by every node, like the sessions); repeated
 //! failures lock the account and queue "Account locked" to the primary address. Secrets
 //! (passwords, session cookies, reset links) are never logged: the request log has the path
 //! only, and form fields are held in zeroised memory.
 
-pub mod account;
+pub use crate::store::account;
 mod pages;
 mod reset;
 mod signin;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::Config;
-use crate::domain::Service;
+use crate::domain::{Service, fmt_time, now};
 use crate::mail::Mail;
+use crate::store::account::Session;
+use crate::store::{self, Store};
 
 /// Marks a response as a web page, so the SCIM error middleware leaves it alone.
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +58,6 @@ pub struct WebState {
     /// Base of the links in emails, without a trailing slash.
     pub public_url: String,
     limits: Arc<Limits>,
-    sessions: Arc<Sessions>,
 }
 
 impl std::fmt::Debug for WebState {
@@ -70,79 +68,114 @@ impl std::fmt::Debug for WebState {
     }
 }
 
-/// Per-account and per-address rate limits of sign-in and reset requests.
+/// Per-account and per-address rate limits of sign-in and reset requests: at most so many
+/// requests in a minute from the first one, counted in the database (`rate_limits`) so that
+/// every node behind a load balancer charges the same counters.
 struct Limits {
-    account: DefaultKeyedRateLimiter<String>,
-    address: DefaultKeyedRateLimiter<IpAddr>,
+    per_account: i64,
+    per_address: i64,
 }
+
+/// The length of a rate-limit window.
+const LIMIT_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
 impl Limits {
     fn new(cfg: &Config) -> Limits {
-        let quota = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
         Limits {
-            account: RateLimiter::keyed(quota(cfg.signin.per_account_per_minute)),
-            address: RateLimiter::keyed(quota(cfg.signin.per_address_per_minute)),
+            per_account: i64::from(cfg.signin.per_account_per_minute.max(1)),
+            per_address: i64::from(cfg.signin.per_address_per_minute.max(1)),
         }
     }
 
-    /// Whether one more request for `account` from `addr` is allowed now (both are charged).
-    fn allow(&self, account: &str, addr: Option<IpAddr>) -> bool {
-        let by_addr = addr.is_none_or(|a| self.address.check_key(&a).is_ok());
-        let by_account = self.account.check_key(&account.to_lowercase()).is_ok();
-        // Keep the maps from growing without bound on a long run.
-        if self.account.len() > 10_000 {
-            self.account.retain_recent();
+    /// Whether one more request for `account` (if any) from `addr` is allowed now (both are
+    /// charged). A database failure refuses the request.
+    async fn allow(&self, store: &Store, account: Option<&str>, addr: Option<IpAddr>) -> bool {
+        let mut keys = Vec::new();
+        if let Some(a) = addr {
+            keys.push((format!("address:{a}"), self.per_address));
         }
-        if self.address.len() > 10_000 {
-            self.address.retain_recent();
+        if let Some(name) = account {
+            keys.push((format!("account:{}", name.to_lowercase()), self.per_account));
         }
-        by_addr && by_account
+        let mut ok = true;
+        for (key, limit) in &keys {
+            match charge(store, key).await {
+                Ok(hits) => ok &= hits <= *limit,
+                Err(e) => {
+                    tracing::error!(error = %e, "rate limit not available");
+                    return false;
+                }
+            }
+        }
+        ok
     }
-
-    /// Whether one more request from `addr` is allowed now (pages with no account name).
-    fn allow_address(&self, addr: Option<IpAddr>) -> bool {
-        addr.is_none_or(|a| self.address.check_key(&a).is_ok())
-    }
 }
 
-/// Signed-in sessions, in memory: a restart signs everyone out. Keyed by the SHA-256 of the
-/// cookie value, so the map holds no usable secret.
-#[derive(Default)]
-struct Sessions {
-    map: Mutex<HashMap<String, Session>>,
+/// Counts one request against `key`; returns the count in the current window.
+async fn charge(store: &Store, key: &str) -> Result<i64, sqlx::Error> {
+    store::retry(store::is_retryable, move || async move {
+        let now_t = chrono::Utc::now();
+        let (at, floor) = (fmt_time(now_t), fmt_time(now_t - LIMIT_WINDOW));
+        let mut tx = store.begin().await?;
+        let hits = account::hit(&mut tx, key, &at, &floor).await?;
+        if rand::random::<u8>() == 0 {
+            account::sweep_hits(&mut tx, &floor).await?;
+        }
+        tx.commit().await?;
+        Ok(hits)
+    })
+    .await
 }
 
-#[derive(Clone)]
-struct Session {
-    user_id: String,
-    user_name: String,
-    expires: Instant,
-}
+/// Signed-in sessions, in the database (`web_sessions`), so that a session opened through one
+/// node is valid on every other. Keyed by the SHA-256 of the cookie value, so the table holds
+/// no usable secret.
+#[derive(Clone, Copy)]
+struct Sessions;
 
 impl Sessions {
-    fn insert(&self, key: String, s: Session) {
-        if let Ok(mut m) = self.map.lock() {
-            let now = Instant::now();
-            m.retain(|_, v| v.expires > now);
-            m.insert(key, s);
+    async fn insert(
+        store: &Store,
+        key: &str,
+        s: &Session,
+        valid_for: chrono::TimeDelta,
+    ) -> Result<(), sqlx::Error> {
+        store::retry(store::is_retryable, move || async move {
+            let now_t = chrono::Utc::now();
+            let mut tx = store.begin().await?;
+            account::insert_session(
+                &mut tx,
+                key,
+                s,
+                &fmt_time(now_t),
+                &fmt_time(now_t + valid_for),
+            )
+            .await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    async fn get(store: &Store, key: &str) -> Option<Session> {
+        let mut conn = store.read().await.ok()?;
+        match account::session(&mut conn, key, &now()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "session lookup failed");
+                None
+            }
         }
     }
 
-    fn get(&self, key: &str) -> Option<Session> {
-        let m = self.map.lock().ok()?;
-        m.get(key).filter(|s| s.expires > Instant::now()).cloned()
-    }
-
-    fn remove(&self, key: &str) {
-        if let Ok(mut m) = self.map.lock() {
-            m.remove(key);
-        }
-    }
-
-    /// Ends every session of a user (after a password reset).
-    fn remove_user(&self, user_id: &str) {
-        if let Ok(mut m) = self.map.lock() {
-            m.retain(|_, v| v.user_id != user_id);
+    async fn remove(store: &Store, key: &str) {
+        let r = store::retry(store::is_retryable, move || async move {
+            let mut tx = store.begin().await?;
+            account::remove_session(&mut tx, key).await?;
+            tx.commit().await
+        })
+        .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "sign-out could not end the session");
         }
     }
 }
@@ -158,7 +191,6 @@ impl WebState {
             .to_string();
         WebState {
             limits: Arc::new(Limits::new(&cfg)),
-            sessions: Arc::new(Sessions::default()),
             svc,
             cfg,
             mail,

@@ -69,7 +69,12 @@ pub async fn forgot_submit(
     let username = f.username.unwrap_or_default().trim().to_string();
     if !st
         .limits
-        .allow(&username, client_ip(ci.as_ref().map(|e| &e.0)))
+        .allow(
+            &st.svc.store,
+            Some(&username),
+            client_ip(ci.as_ref().map(|e| &e.0)),
+        )
+        .await
     {
         tracing::info!("reset request refused: too many attempts");
         let mut r = html(
@@ -198,7 +203,8 @@ pub async fn reset_submit(
     let confirm = secret_text(&f.confirm);
     if !st
         .limits
-        .allow_address(client_ip(ci.as_ref().map(|e| &e.0)))
+        .allow(&st.svc.store, None, client_ip(ci.as_ref().map(|e| &e.0)))
+        .await
     {
         let mut r = html(
             StatusCode::TOO_MANY_REQUESTS,
@@ -244,17 +250,14 @@ pub async fn reset_submit(
     };
     drop(new_pw);
     match set_password(&st, &secret, &hash).await {
-        Ok(Some(user_id)) => {
-            st.sessions.remove_user(&user_id);
-            html(
-                StatusCode::OK,
-                pages::notice(
-                    &st.cfg.service_name,
-                    "Password set",
-                    "Your new password is set. You can sign in with it now.",
-                ),
-            )
-        }
+        Ok(Some(_)) => html(
+            StatusCode::OK,
+            pages::notice(
+                &st.cfg.service_name,
+                "Password set",
+                "Your new password is set. You can sign in with it now.",
+            ),
+        ),
         Ok(None) => invalid_link(&st),
         Err(e) => server_error(&st, &e),
     }
@@ -284,6 +287,8 @@ async fn set_password(
     su::set_password_hash(&mut tx, &user.id, hash).await?;
     account::password_set(&mut tx, &user.id, &at).await?;
     account::clear_failures(&mut tx, &user.id).await?;
+    // Every session of the user ends with the reset, on every node.
+    account::remove_user_sessions(&mut tx, &user.id).await?;
     let resource: Value = serde_json::from_str(&user.resource).unwrap_or(Value::Null);
     st.mail
         .queue(

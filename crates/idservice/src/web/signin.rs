@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::extract::{ConnectInfo, Form, State};
@@ -13,8 +12,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    SESSION_COOKIE, SIGNIN_FAILED, Session, WebState, account, client_ip, cookie, html, pages,
-    see_other,
+    SESSION_COOKIE, SIGNIN_FAILED, Session, Sessions, WebState, account, client_ip, cookie, html,
+    pages, see_other,
 };
 use crate::domain::users::STATE_ACTIVE;
 use crate::domain::{fmt_time, now, password};
@@ -89,7 +88,12 @@ pub async fn submit(
     );
     if !st
         .limits
-        .allow(&username, client_ip(ci.as_ref().map(|e| &e.0)))
+        .allow(
+            &st.svc.store,
+            Some(&username),
+            client_ip(ci.as_ref().map(|e| &e.0)),
+        )
+        .await
     {
         tracing::info!("sign-in refused: too many attempts");
         return too_many(&st, |s| {
@@ -104,14 +108,16 @@ pub async fn submit(
         Ok(Outcome::Ok { user_id, user_name }) => {
             let secret = account::new_secret();
             let hours = u64::from(st.cfg.signin.session_hours);
-            st.sessions.insert(
-                account::token_hash(&secret),
-                Session {
-                    user_id: user_id.clone(),
-                    user_name,
-                    expires: Instant::now() + Duration::from_secs(hours * 3600),
-                },
-            );
+            let session = Session {
+                user_id: user_id.clone(),
+                user_name,
+            };
+            let valid_for = chrono::TimeDelta::hours(i64::from(st.cfg.signin.session_hours));
+            let key = account::token_hash(&secret);
+            if let Err(e) = Sessions::insert(&st.svc.store, &key, &session, valid_for).await {
+                tracing::error!(error = %e, "sign-in could not store the session");
+                return unavailable(&st);
+            }
             tracing::info!(user_id = %user_id, "signed in");
             let mut resp = see_other("/account");
             let cookie = zeroize::Zeroizing::new(format!(
@@ -136,16 +142,20 @@ pub async fn submit(
         Ok(Outcome::Failed) => failed(&st, StatusCode::UNAUTHORIZED, &username),
         Err(e) => {
             tracing::error!(error = %e, "sign-in failed on a database error");
-            html(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                pages::notice(
-                    &st.cfg.service_name,
-                    "Sign in",
-                    "Sign-in is not available right now. Try again later.",
-                ),
-            )
+            unavailable(&st)
         }
     }
+}
+
+fn unavailable(st: &WebState) -> Response {
+    html(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        pages::notice(
+            &st.cfg.service_name,
+            "Sign in",
+            "Sign-in is not available right now. Try again later.",
+        ),
+    )
 }
 
 /// Checks the credentials and updates the failure count / lockout.
@@ -159,7 +169,7 @@ async fn attempt(
         match su::by_user_name(&mut conn, &username.to_lowercase()).await? {
             Some(u) => {
                 let hash: Option<String> =
-                    sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
+                    sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
                         .bind(&u.id)
                         .fetch_one(&mut *conn)
                         .await?;
@@ -244,8 +254,10 @@ async fn attempt(
 }
 
 pub async fn account(State(st): State<WebState>, headers: HeaderMap) -> Response {
-    let session =
-        cookie(&headers, SESSION_COOKIE).and_then(|c| st.sessions.get(&account::token_hash(&c)));
+    let session = match cookie(&headers, SESSION_COOKIE) {
+        Some(c) => Sessions::get(&st.svc.store, &account::token_hash(&c)).await,
+        None => None,
+    };
     match session {
         Some(s) => html(
             StatusCode::OK,
@@ -257,7 +269,7 @@ pub async fn account(State(st): State<WebState>, headers: HeaderMap) -> Response
 
 pub async fn signout(State(st): State<WebState>, headers: HeaderMap) -> Response {
     if let Some(c) = cookie(&headers, SESSION_COOKIE) {
-        st.sessions.remove(&account::token_hash(&c));
+        Sessions::remove(&st.svc.store, &account::token_hash(&c)).await;
     }
     let mut resp = see_other("/signin");
     resp.headers_mut().insert(
