@@ -276,8 +276,8 @@ async fn spec_7_2_rules() {
 async fn pending_deletion_lifecycle() {
     let s = Server::start_with(&["--retention-days", "7"]);
     // Issue 16: /ServiceProviderConfig has the RFC 7643 section 5 members only (strict
-    // clients refuse anything else); the pending-deletion state and its retention are in the
-    // IIJ User extension schema.
+    // clients refuse anything else), plus RFC 9865's `pagination`, which extends section 5;
+    // the pending-deletion state and its retention are in the IIJ User extension schema.
     let spc = s.get("/ServiceProviderConfig").await;
     let rfc_7643_5 = [
         "schemas",
@@ -290,6 +290,7 @@ async fn pending_deletion_lifecycle() {
         "sort",
         "etag",
         "authenticationSchemes",
+        "pagination",
     ];
     for key in spc.body.as_object().unwrap().keys() {
         assert!(rfc_7643_5.contains(&key.as_str()), "{key} in {}", spc.body);
