@@ -12,6 +12,9 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_SOME_FAILED: i32 = 1;
 pub const EXIT_REFUSED: i32 = 2;
 pub const EXIT_UNREACHABLE: i32 = 3;
+/// The local state (ownership records, directory image, target cache, run history) could not
+/// be read or written: the run stops before it deletes or creates anything on a guess.
+pub const EXIT_STATE_UNREADABLE: i32 = 5;
 
 #[derive(Debug, Default, Serialize)]
 pub struct Report {

@@ -32,14 +32,15 @@ pub(super) async fn execute(
 ) -> Option<Executed> {
     let (config, options, state, now) = (run.config, run.options, run.state, run.now);
     let mut t = Instant::now();
-    let records = state
-        .object_keys(ObjectKind::User)
-        .await
-        .unwrap_or_default();
-    let group_records = state
-        .object_keys(ObjectKind::Group)
-        .await
-        .unwrap_or_default();
+    // What this instance owns decides deletions: unreadable, nothing is planned on a guess.
+    let records = match state.object_keys(ObjectKind::User).await {
+        Ok(r) => r,
+        Err(e) => return state_unreadable(report, "the user ownership records", e).map(never),
+    };
+    let group_records = match state.object_keys(ObjectKind::Group).await {
+        Ok(r) => r,
+        Err(e) => return state_unreadable(report, "the group ownership records", e).map(never),
+    };
     let input = desired::plan_input(
         config,
         options,
@@ -154,11 +155,18 @@ pub(super) async fn execute(
             target_conflicts: false,
         });
     }
+    // The writes are made; without their records the next run would not know what it owns.
+    // No state commit follows: the cursor stays and the next run reads the same changes.
     if let Err(e) = state.upsert_objects(&matched).await {
-        tracing::warn!(error = %e, "could not update the local state");
+        return state_unreadable(report, "writing the ownership records", e).map(never);
     }
-    let _ = state.set_meta("config_fingerprint", &run.fingerprint).await;
-    let touched = touched(&plan, state, &created).await;
+    if let Err(e) = state.set_meta("config_fingerprint", &run.fingerprint).await {
+        return state_unreadable(report, "writing the configuration fingerprint", e).map(never);
+    }
+    let touched = match touched(&plan, state, &created).await {
+        Ok(t) => t,
+        Err(e) => return state_unreadable(report, "the ownership records", e).map(never),
+    };
     phase("bookkeeping", &mut t);
     let target_conflicts = plan.errors.iter().any(|e| {
         matches!(
@@ -223,4 +231,16 @@ pub(super) fn matched_records(input: &PlanInput, records: &[ObjectKey]) -> Vec<O
         }
     }
     rows
+}
+
+/// `stop` returns no plan; this gives its `None` the type of an execution.
+fn never(plan: Plan) -> Executed {
+    Executed {
+        plan,
+        applied: false,
+        touched: Vec::new(),
+        created: Vec::new(),
+        failures: false,
+        target_conflicts: false,
+    }
 }

@@ -72,7 +72,10 @@ pub(super) async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> 
 
     // Drift needs the previous image: only its entry hashes are loaded (the entries would
     // double the memory of a full run), enough to tell an unchanged entry.
-    let old_hashes = run.state.image_hashes().await.unwrap_or_default();
+    let old_hashes = match run.state.image_hashes().await {
+        Ok(h) => h,
+        Err(e) => return state_unreadable(report, "the directory image", e),
+    };
     let has_previous = !old_hashes.is_empty();
     // Everything is rewritten when the rows may hold what an older mapping made of the
     // entries (configuration or version changed, no previous image); otherwise only rows that
@@ -126,8 +129,12 @@ pub(super) async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> 
     drop(old_hashes);
     phase("map", &mut t);
 
+    let cached_hashes = match run.state.cache_hashes().await {
+        Ok(h) => h,
+        Err(e) => return state_unreadable(report, "the target cache", e),
+    };
     let spinner = progress_spinner("reading the target");
-    let live = read_live_target(run, source.kind, &mut desired, replace).await;
+    let live = read_live_target(run, source.kind, &mut desired, cached_hashes, replace).await;
     spinner.finish_and_clear();
     let (snapshot, live_cache) = match live {
         Ok(read) => read,
@@ -188,11 +195,11 @@ pub(super) async fn read_live_target(
     run: &RunCtx<'_>,
     kind: DirectoryKind,
     desired: &mut desired::Desired,
+    cached_hashes: HashMap<ImageKey, u64>,
     replace: bool,
 ) -> Result<(target::TargetSnapshot, LiveCache), scim_client::ClientError> {
     let whole_resources = changed::whole_plan_reason(run.config).is_some();
-    let mut live_cache =
-        LiveCache::new(run.state.cache_hashes().await.unwrap_or_default(), replace);
+    let mut live_cache = LiveCache::new(cached_hashes, replace);
     let wanted: HashMap<&str, usize> = desired
         .users
         .iter()

@@ -32,7 +32,7 @@ use crate::journal::Journal;
 use crate::json_text::JsonText;
 use crate::mapping::{self, DirectoryKind};
 use crate::plan::{self, Plan, PlanInput};
-use crate::report::{EXIT_REFUSED, EXIT_UNREACHABLE, Report};
+use crate::report::{EXIT_REFUSED, EXIT_STATE_UNREADABLE, EXIT_UNREACHABLE, Report};
 use crate::source::changes::{ChangeSet, Cursor};
 use crate::source::ldap::LdapSource;
 use crate::source::{self, DirectoryRead, Entry, ad_changes, syncrepl};
@@ -149,19 +149,47 @@ async fn run(
     };
     // Recorded at the start, so that a killed run leaves a row without `finished_at` (and
     // the next run reconciles fully).
-    let interrupted = state.last_run_unfinished().await.unwrap_or(false);
-    if !options.dry_run {
-        let _ = state.begin_run(run_id, &report.mode, false).await;
-    }
-
-    let result = run_locked(config, options, report, run_id, now, &state, interrupted).await;
+    let result = match begin(&state, options, report, run_id).await {
+        Ok(interrupted) => {
+            run_locked(config, options, report, run_id, now, &state, interrupted).await
+        }
+        Err(e) => state_unreadable(report, "the run history", e),
+    };
     conclude(report, started);
     if !options.dry_run {
         let json = serde_json::to_value(&*report).unwrap_or_default();
-        let _ = state.finish_run(run_id, report.exit_code, &json).await;
+        if let Err(e) = state.finish_run(run_id, report.exit_code, &json).await {
+            // The run is over; the next one sees it unfinished and reconciles fully.
+            tracing::warn!(error = %e, "could not record the end of the run");
+        }
     }
     state.close().await;
     result
+}
+
+/// Whether the previous run was interrupted, and (unless dry) the start of this one recorded
+/// so that a killed run leaves a row without `finished_at` and the next run reconciles fully.
+async fn begin(
+    state: &StateStore,
+    options: &SyncOptions,
+    report: &Report,
+    run_id: &str,
+) -> Result<bool, crate::state::StateError> {
+    let interrupted = state.last_run_unfinished().await?;
+    if !options.dry_run {
+        state.begin_run(run_id, &report.mode, false).await?;
+    }
+    Ok(interrupted)
+}
+
+/// Stops the run because the local state could not be read (exit 5): nothing is deleted or
+/// created on a guess of what this instance owns.
+fn state_unreadable(report: &mut Report, what: &str, e: impl std::fmt::Display) -> Option<Plan> {
+    stop(
+        report,
+        format!("cannot read the local state ({what}): {e}"),
+        EXIT_STATE_UNREADABLE,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -201,7 +229,8 @@ async fn run_locked(
                 .notes
                 .push("the configuration changed since the last run: full reconcile".into())
         }
-        _ => {}
+        Ok(_) => {}
+        Err(e) => return state_unreadable(report, "the configuration fingerprint", e),
     }
 
     // Target first: a refused token or an unreachable service stops before the directory
@@ -224,7 +253,10 @@ async fn run_locked(
         KeptBy::Auto => spc.keeps_pending_users,
     };
 
-    let state_format = state.meta(META_STATE_FORMAT).await.ok().flatten();
+    let state_format = match state.meta(META_STATE_FORMAT).await {
+        Ok(f) => f,
+        Err(e) => return state_unreadable(report, "the state format", e),
+    };
     let run = RunCtx {
         config,
         options,
@@ -241,8 +273,15 @@ async fn run_locked(
     };
 
     // Incremental when nothing calls for a full reconcile (SPEC 3, issue #5).
-    let stored = state.cursor().await.ok().flatten();
-    let mut full_reason = full_reason(&run, stored.is_some(), config_changed, interrupted).await;
+    let stored = match state.cursor().await {
+        Ok(c) => c,
+        Err(e) => return state_unreadable(report, "the directory cursor", e),
+    };
+    let mut full_reason =
+        match full_reason(&run, stored.is_some(), config_changed, interrupted).await {
+            Ok(r) => r,
+            Err(e) => return state_unreadable(report, "the run metadata", e),
+        };
     if full_reason.is_none() {
         let cursor = stored
             .as_deref()
@@ -313,65 +352,48 @@ async fn full_reason(
     has_cursor: bool,
     config_changed: bool,
     interrupted: bool,
-) -> Option<String> {
+) -> Result<Option<String>, crate::state::StateError> {
     let config = run.config;
-    if config.ad.ldif_file.is_some() {
-        return Some("LDIF source".into());
-    }
-    if run.options.recovery {
-        return Some("--recovery".into());
-    }
-    if run.options.full {
-        return Some("--full".into());
-    }
-    if !has_cursor {
-        return Some("first run".into());
-    }
-    if config_changed {
-        return Some("configuration changed".into());
-    }
-    if run
-        .state
-        .meta(META_STATE_FORMAT)
-        .await
-        .ok()
-        .flatten()
-        .as_deref()
-        != Some(STATE_FORMAT)
-    {
+    let reason = if config.ad.ldif_file.is_some() {
+        "LDIF source"
+    } else if run.options.recovery {
+        "--recovery"
+    } else if run.options.full {
+        "--full"
+    } else if !has_cursor {
+        "first run"
+    } else if config_changed {
+        "configuration changed"
+    } else if run.state.meta(META_STATE_FORMAT).await?.as_deref() != Some(STATE_FORMAT) {
         // Image rows keep what the mapping made of the entries; another version may map
         // differently.
-        return Some("the state was written by another version".into());
-    }
-    if run
-        .state
-        .meta(META_TARGET_CONFLICTS)
-        .await
-        .ok()
-        .flatten()
-        .as_deref()
-        == Some("1")
-    {
-        return Some("the last run skipped objects because of the target's state".into());
-    }
-    if interrupted {
+        "the state was written by another version"
+    } else if run.state.meta(META_TARGET_CONFLICTS).await?.as_deref() == Some("1") {
+        "the last run skipped objects because of the target's state"
+    } else if interrupted {
         // Its writes may be missing from the target cache: plan against the live target.
-        return Some("the previous run did not finish".into());
-    }
+        "the previous run did not finish"
+    } else {
+        return full_every_elapsed(run).await;
+    };
+    Ok(Some(reason.into()))
+}
+
+/// "sync.full_every elapsed" when the last full run is older than `sync.full_every` (or
+/// unrecorded, or its time unreadable: a full run is the safe answer).
+async fn full_every_elapsed(run: &RunCtx<'_>) -> Result<Option<String>, crate::state::StateError> {
     let last_full = run
         .state
         .meta(META_LAST_FULL)
-        .await
-        .ok()
-        .flatten()
+        .await?
         .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
         .map(|t| t.with_timezone(&Utc));
-    let every = chrono::Duration::from_std(config.sync.full_every.0)
+    let every = chrono::Duration::from_std(run.config.sync.full_every.0)
         .unwrap_or_else(|_| chrono::Duration::hours(24));
-    match last_full {
+    Ok(match last_full {
         Some(t) if run.now - t < every => None,
         _ => Some("sync.full_every elapsed".into()),
-    }
+    })
 }
 
 fn stop(report: &mut Report, reason: String, code: i32) -> Option<Plan> {
