@@ -132,17 +132,19 @@ async fn run(
     now: DateTime<Utc>,
     started: Instant,
 ) -> Option<Plan> {
-    let opened = match RunLock::acquire(&config.state_dir) {
-        Ok(lock) => StateStore::open(&config.state_dir)
-            .await
-            .map(|state| (lock, state)),
-        Err(e) => Err(e),
-    };
-    let (_lock, state) = match opened {
-        Ok(pair) => pair,
+    let _lock = match RunLock::acquire(&config.state_dir) {
+        Ok(lock) => lock,
         Err(e) => {
             report.refused = Some(e.to_string());
             report.exit_code = EXIT_REFUSED;
+            conclude(report, started);
+            return None;
+        }
+    };
+    let state = match StateStore::open(&config.state_dir).await {
+        Ok(state) => state,
+        Err(e) => {
+            state_unreadable(report, "state.db", e);
             conclude(report, started);
             return None;
         }
