@@ -414,10 +414,12 @@ struct EmailCandidate {
 /// is an error only when emails are bound explicitly in `ad_bind` (a user the administrator
 /// said must have an address); with the flavor default (`mail`) the user simply has none.
 fn emails(ctx: &mut Ctx<'_>, eff: &Effective) -> Result<Vec<Value>, MappingError> {
+    // default: no email flags configured means no primary/type marks.
     let flags: Vec<MultiValueFlags> = ctx.mapping.default.emails.clone().unwrap_or_default();
     let mut candidates: Vec<EmailCandidate> = Vec::new();
     let mut saw_any = false;
     for (i, binding) in eff.emails.iter().enumerate() {
+        // default: an address beyond the configured flags has none.
         let flag = flags.get(i).cloned().unwrap_or_default();
         let (attr, vals) = ctx.all("emails", &binding.value)?;
         let proxy = attr.eq_ignore_ascii_case("proxyAddresses");
@@ -511,9 +513,11 @@ fn phones(ctx: &mut Ctx<'_>) -> Result<Vec<Value>, MappingError> {
         .phone_numbers
         .clone()
         .map(|f| f.0)
+        // default: no phone flags configured means no primary/type marks.
         .unwrap_or_default();
     let mut out: Vec<Value> = Vec::new();
     for (i, binding) in bindings.0.iter().enumerate() {
+        // default: a number beyond the configured flags has none.
         let flag = flags.get(i).cloned().unwrap_or_default();
         let (_, vals) = ctx.all("phoneNumbers", &binding.value)?;
         for (j, raw) in vals.into_iter().enumerate() {

@@ -237,7 +237,7 @@ fn encode_cookies(searches: &DirectorySearches, users: &[u8], groups: &[u8]) -> 
         users: one(&searches.users, users),
         groups: one(&searches.groups, groups),
     };
-    // Serialising plain strings cannot fail; an empty value would only force a reload.
+    // default: serialising plain strings cannot fail; an empty value would only force a reload.
     serde_json::to_string(&stored).unwrap_or_default()
 }
 

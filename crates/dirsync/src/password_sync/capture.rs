@@ -271,6 +271,7 @@ fn read_all(input: &mut dyn Read) -> Result<Zeroizing<String>, CaptureError> {
             Err(e) => return Err(CaptureError::Read(e.kind().to_string())),
         }
     }
+    // default: `len` never exceeds the buffer.
     let text = std::str::from_utf8(buf.get(..len).unwrap_or_default())
         .map_err(|_| CaptureError::Read("stdin is not UTF-8".into()))?;
     Ok(Zeroizing::new(text.to_string()))

@@ -33,6 +33,7 @@ pub(super) fn image_rows(
                 continue;
             }
             let keys = match object_kind {
+                // default: a user without stored keys gets them computed anew.
                 ObjectKind::User => keys.remove(&k).unwrap_or_default(),
                 ObjectKind::Group => ImageKeys::default(),
             };

@@ -87,6 +87,7 @@ pub struct RunResult {
 /// A fingerprint of the effective configuration file (SPEC 4.4): when it changes, the run
 /// says so and reconciles fully.
 fn config_fingerprint(config: &Config) -> String {
+    // default: an unreadable config file (just loaded) fingerprints as changed: a full run.
     let bytes = std::fs::read(&config.config_path).unwrap_or_default();
     hex::encode(Sha256::digest(bytes))
 }
@@ -159,6 +160,7 @@ async fn run(
     };
     conclude(report, started);
     if !options.dry_run {
+        // default: serialising the report cannot fail.
         let json = serde_json::to_value(&*report).unwrap_or_default();
         if let Err(e) = state.finish_run(run_id, report.exit_code, &json).await {
             // The run is over; the next one sees it unfinished and reconciles fully.
