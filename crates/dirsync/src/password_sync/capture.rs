@@ -91,7 +91,7 @@ pub fn parse(text: &str) -> Result<Captured, ParseError> {
             continue;
         }
         let (name, rest) = line.split_once(':').ok_or(ParseError::Syntax(*number))?;
-        let name = name.split(';').next().unwrap_or(name).to_ascii_lowercase();
+        let name = dirsync_model::entry::attribute_base(name).to_ascii_lowercase();
         let value: Zeroizing<Vec<u8>> = match rest.strip_prefix(':') {
             Some(b64) => Zeroizing::new(
                 B64.decode(b64.trim())

@@ -114,14 +114,7 @@ pub(super) async fn execute(
                 format!("cannot open the audit journal: {e}"),
                 EXIT_REFUSED,
             )
-            .map(|plan| Executed {
-                plan,
-                applied: false,
-                touched: Vec::new(),
-                created: Vec::new(),
-                failures: false,
-                target_conflicts: false,
-            });
+            .map(never);
         }
     };
     let ctx = ApplyContext {
