@@ -268,35 +268,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         )
     };
     let t = text.trim();
-    if t.is_empty() {
+    // humantime reads more (`ms`, `M`, `y`, spaces, a bare `0`); the configuration keeps
+    // its own units, each after a number.
+    let ours = t
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, 's' | 'm' | 'h' | 'd' | 'w'));
+    let unit_after_unit = t
+        .as_bytes()
+        .windows(2)
+        .any(|w| w.iter().all(u8::is_ascii_alphabetic));
+    if !ours || unit_after_unit || !t.ends_with(|c: char| c.is_ascii_alphabetic()) {
         return Err(bad());
     }
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    for c in t.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit: u64 = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 7 * 86_400,
-            _ => return Err(bad()),
-        };
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        digits.clear();
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-    }
-    if !digits.is_empty() {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(total))
+    humantime::parse_duration(t).map_err(|_| bad())
 }
 
 /// The LDAP timeout in seconds, 1..=36000 as the existing tool documents.
@@ -505,7 +489,14 @@ mod tests {
             Duration::from_secs(30 * 86400)
         );
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        for bad in ["", "30", "d", "30x", "-1d", "1.5h"] {
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86400));
+        assert_eq!(
+            parse_duration("2w").unwrap(),
+            Duration::from_secs(14 * 86400)
+        );
+        assert_eq!(parse_duration("45s").unwrap(), Duration::from_secs(45));
+        for bad in ["", "30", "d", "30x", "-1d", "1.5h", "0", "1ms", "1M", "1 h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
