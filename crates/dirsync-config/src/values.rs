@@ -208,7 +208,29 @@ impl<'de> Deserialize<'de> for RubyReplacement {
     }
 }
 
-pub fn translate_ruby_replacement(text: &str) -> Result<String, String> {
+/// What a configuration value can be wrong about (the loader adds file, line and key).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error(
+        "invalid duration {0:?}: expected a number with a unit s, m, h, d or w (e.g. \"30d\", \"1h30m\")"
+    )]
+    Duration(String),
+    #[error("unterminated \\k<name> in replacement {0:?}")]
+    Replacement(String),
+    #[error("{0:?} is not a directory attribute name")]
+    AttributeName(String),
+    #[error("token_url, client_id and scope belong to `type: oauth2`")]
+    OAuth2FieldsOnBearer,
+    #[error("`type: oauth2` needs token_url and client_id")]
+    OAuth2Incomplete,
+    #[error(
+        "{0} is set but default.idTokenClaims.issuer is not; the target rejects {0} without an \
+         issuer (add `default: {{idTokenClaims: {{issuer: 'https://...'}}}}`)"
+    )]
+    NoIssuer(&'static str),
+}
+
+pub fn translate_ruby_replacement(text: &str) -> Result<String, ValueError> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len() + 4);
     let mut i = 0;
@@ -229,7 +251,7 @@ pub fn translate_ruby_replacement(text: &str) -> Result<String, String> {
             ('\\', Some('k')) if chars.get(i + 2) == Some(&'<') => {
                 let rest: String = chars[i + 3..].iter().collect();
                 let Some(end) = rest.find('>') else {
-                    return Err(format!("unterminated \\k<name> in replacement {text:?}"));
+                    return Err(ValueError::Replacement(text.to_string()));
                 };
                 out.push_str(&format!("${{{}}}", &rest[..end]));
                 i += 3 + rest[..end].chars().count() + 1;
@@ -261,12 +283,8 @@ impl<'de> Deserialize<'de> for DurationText {
     }
 }
 
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "invalid duration {text:?}: expected a number with a unit s, m, h, d or w (e.g. \"30d\", \"1h30m\")"
-        )
-    };
+pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
+    let bad = || ValueError::Duration(text.to_string());
     let t = text.trim();
     // humantime reads more (`ms`, `M`, `y`, spaces, a bare `0`); the configuration keeps
     // its own units, each after a number.
@@ -392,7 +410,7 @@ impl<'de> Deserialize<'de> for AttrList {
     }
 }
 
-fn check_attr_name(name: &str) -> Result<(), String> {
+fn check_attr_name(name: &str) -> Result<(), ValueError> {
     let ok = !name.is_empty()
         && name
             .chars()
@@ -400,7 +418,7 @@ fn check_attr_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{name:?} is not a directory attribute name"))
+        Err(ValueError::AttributeName(name.to_string()))
     }
 }
 

@@ -50,7 +50,7 @@ pub enum PasswordSyncCommand {
     },
 }
 
-fn duration(text: &str) -> Result<std::time::Duration, String> {
+fn duration(text: &str) -> Result<std::time::Duration, crate::config::values::ValueError> {
     parse_duration(text)
 }
 
