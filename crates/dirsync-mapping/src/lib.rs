@@ -125,7 +125,8 @@ impl Ctx<'_> {
     ) -> Result<Option<String>, MappingError> {
         for name in &attrs.0 {
             for raw in self.entry.bytes(name) {
-                let text = values::render(name, raw).map_err(|e| self.error(scim_attr, e))?;
+                let text =
+                    values::render(name, raw).map_err(|e| self.error(scim_attr, e.to_string()))?;
                 if !text.trim().is_empty() {
                     let converted = self.convert(target, text);
                     if !converted.is_empty() {
@@ -146,7 +147,8 @@ impl Ctx<'_> {
         for name in &attrs.0 {
             let mut out = Vec::new();
             for raw in self.entry.bytes(name) {
-                let text = values::render(name, raw).map_err(|e| self.error(scim_attr, e))?;
+                let text =
+                    values::render(name, raw).map_err(|e| self.error(scim_attr, e.to_string()))?;
                 if !text.trim().is_empty() {
                     out.push(text.trim().to_string());
                 }
@@ -522,7 +524,8 @@ fn phones(ctx: &mut Ctx<'_>) -> Result<Vec<Value>, MappingError> {
         let (_, vals) = ctx.all("phoneNumbers", &binding.value)?;
         for (j, raw) in vals.into_iter().enumerate() {
             let raw = ctx.convert(Some(ConvertTarget::PhoneNumbers), raw);
-            let uri = values::phone_uri(&raw).map_err(|e| ctx.error("phoneNumbers", e))?;
+            let uri =
+                values::phone_uri(&raw).map_err(|e| ctx.error("phoneNumbers", e.to_string()))?;
             if out.iter().any(|p| p.get("value") == Some(&json!(uri))) {
                 continue;
             }
