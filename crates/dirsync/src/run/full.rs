@@ -11,7 +11,7 @@ pub(super) async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> 
     let spinner = progress_spinner("reading the directory");
     let mut next: Option<Cursor> = None;
     let source = if config.ad.ldif_file.is_some() {
-        source::read(config).await.map_err(|e| e.to_string())
+        source::read(config).await.map_err(DirectoryError::from)
     } else {
         match read_changes(config, None).await {
             Ok(DirRead {
@@ -54,7 +54,7 @@ pub(super) async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> 
                 report
                     .notes
                     .push(format!("no incremental position this run: {e}"));
-                source::read(config).await.map_err(|e| e.to_string())
+                source::read(config).await.map_err(DirectoryError::from)
             }
         }
     };

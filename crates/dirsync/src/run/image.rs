@@ -51,16 +51,10 @@ pub(super) struct Image {
 }
 
 impl Image {
-    pub(super) async fn load(state: &StateStore) -> Result<Image, String> {
+    pub(super) async fn load(state: &StateStore) -> Result<Image, crate::state::StateError> {
         Ok(Image {
-            users: state
-                .image(ObjectKind::User)
-                .await
-                .map_err(|e| e.to_string())?,
-            groups: state
-                .image(ObjectKind::Group)
-                .await
-                .map_err(|e| e.to_string())?,
+            users: state.image(ObjectKind::User).await?,
+            groups: state.image(ObjectKind::Group).await?,
         })
     }
 
