@@ -221,7 +221,7 @@ async fn async_main(cli: Cli) -> i32 {
                     out(&result.report.to_text());
                 }
             }
-            result.report.exit_code
+            result.report.outcome.exit_code()
         }
         Command::Check { files } => {
             let (config, warnings) = match load(&files) {

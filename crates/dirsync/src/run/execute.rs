@@ -112,7 +112,7 @@ pub(super) async fn execute(
             return stop(
                 report,
                 format!("cannot open the audit journal: {e}"),
-                EXIT_REFUSED,
+                Outcome::Refused,
             )
             .map(never);
         }
@@ -138,7 +138,7 @@ pub(super) async fn execute(
         // Some writes may be missing from the cache: no state write, so the cursor stays and
         // the next run reads the same changes again.
         report.stopped = Some(reason);
-        report.exit_code = EXIT_UNREACHABLE;
+        report.outcome = Outcome::Unreachable;
         return Some(Executed {
             plan,
             applied: false,

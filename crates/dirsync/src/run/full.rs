@@ -61,7 +61,7 @@ pub(super) async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> 
     spinner.finish_and_clear();
     let mut source = match source {
         Ok(s) => s,
-        Err(e) => return stop(report, format!("directory: {e}"), EXIT_UNREACHABLE),
+        Err(e) => return stop(report, format!("directory: {e}"), Outcome::Unreachable),
     };
     report.source = source.description.clone();
     report.read_users = source.read.users.len();
@@ -138,7 +138,7 @@ pub(super) async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> 
     spinner.finish_and_clear();
     let (snapshot, live_cache) = match live {
         Ok(read) => read,
-        Err(e) => return stop(report, e.to_string(), EXIT_UNREACHABLE),
+        Err(e) => return stop(report, e.to_string(), Outcome::Unreachable),
     };
     phase("read the target", &mut t);
     let executed = execute(

@@ -26,7 +26,11 @@ pub(super) async fn incremental(
         Ok(read) => read,
         // An incomplete read or a reader error: nothing is written, the cursor stays.
         Err(e) => {
-            return Incremental::Done(stop(report, format!("directory: {e}"), EXIT_UNREACHABLE));
+            return Incremental::Done(stop(
+                report,
+                format!("directory: {e}"),
+                Outcome::Unreachable,
+            ));
         }
     };
     phase("read changes", &mut t);
@@ -74,7 +78,7 @@ pub(super) async fn incremental(
             Err(links::LinkError::State(e)) => return unreadable(report, "the directory image", e),
             Err(e @ links::LinkError::Directory(_)) => {
                 let reason = format!("directory: {e}");
-                return Incremental::Done(stop(report, reason, EXIT_UNREACHABLE));
+                return Incremental::Done(stop(report, reason, Outcome::Unreachable));
             }
         }
         phase("read again the groups that list a changed entry", &mut t);

@@ -32,7 +32,7 @@ use crate::journal::Journal;
 use crate::json_text::JsonText;
 use crate::mapping::{self, DirectoryKind};
 use crate::plan::{self, Plan, PlanInput};
-use crate::report::{EXIT_REFUSED, EXIT_STATE_UNREADABLE, EXIT_UNREACHABLE, Report};
+use crate::report::{Outcome, Report};
 use crate::source::changes::{ChangeSet, Cursor};
 use crate::source::ldap::LdapSource;
 use crate::source::{self, DirectoryRead, Entry, ad_changes, syncrepl};
@@ -119,9 +119,10 @@ pub async fn sync(config: &Config, warnings: Vec<String>, options: &SyncOptions)
 /// The final exit code and duration, once the run is over.
 fn conclude(report: &mut Report, started: Instant) {
     report.duration_ms = started.elapsed().as_millis();
-    if report.exit_code == 0 {
-        report.exit_code = report.exit_code_from_outcome();
+    if report.outcome == Outcome::Synced {
+        report.outcome = report.settled_outcome();
     }
+    report.exit_code = report.outcome.exit_code();
 }
 
 /// The body of a run; fills `report` and returns the plan when one was made.
@@ -137,7 +138,7 @@ async fn run(
         Ok(lock) => lock,
         Err(e) => {
             report.refused = Some(e.to_string());
-            report.exit_code = EXIT_REFUSED;
+            report.outcome = Outcome::Refused;
             conclude(report, started);
             return None;
         }
@@ -192,7 +193,7 @@ fn state_unreadable(report: &mut Report, what: &str, e: impl std::fmt::Display) 
     stop(
         report,
         format!("cannot read the local state ({what}): {e}"),
-        EXIT_STATE_UNREADABLE,
+        Outcome::StateUnreadable,
     )
 }
 
@@ -209,7 +210,7 @@ async fn run_locked(
     if options.recovery && !options.dry_run {
         if let Err(e) = state.reset().await {
             report.stopped = Some(e.to_string());
-            report.exit_code = EXIT_REFUSED;
+            report.outcome = Outcome::Refused;
             return None;
         }
         report
@@ -221,7 +222,7 @@ async fn run_locked(
         && let Err(e) = state.clear_staging().await
     {
         report.stopped = Some(e.to_string());
-        report.exit_code = EXIT_REFUSED;
+        report.outcome = Outcome::Refused;
         return None;
     }
     let fingerprint = config_fingerprint(config);
@@ -241,11 +242,11 @@ async fn run_locked(
     // is read.
     let mut client = match scim_client(config) {
         Ok(c) => c,
-        Err(e) => return stop(report, e.to_string(), EXIT_REFUSED),
+        Err(e) => return stop(report, e.to_string(), Outcome::ConfigError),
     };
     let spc = match client.service_provider_config().await {
         Ok(spc) => spc,
-        Err(e) => return stop(report, e.to_string(), EXIT_UNREACHABLE),
+        Err(e) => return stop(report, e.to_string(), Outcome::Unreachable),
     };
     if spc.filter_max_results > 0 {
         // Pages as large as the service allows (a full run lists every user).
@@ -400,9 +401,9 @@ async fn full_every_elapsed(run: &RunCtx<'_>) -> Result<Option<String>, crate::s
     })
 }
 
-fn stop(report: &mut Report, reason: String, code: i32) -> Option<Plan> {
+fn stop(report: &mut Report, reason: String, outcome: Outcome) -> Option<Plan> {
     report.stopped = Some(reason);
-    report.exit_code = code;
+    report.outcome = outcome;
     None
 }
 
