@@ -207,57 +207,16 @@ async fn run_locked(
     state: &StateStore,
     interrupted: bool,
 ) -> Option<Plan> {
-    if options.recovery && !options.dry_run {
-        if let Err(e) = state.reset().await {
-            report.stopped = Some(e.to_string());
-            report.outcome = Outcome::Refused;
-            return None;
-        }
-        report
-            .notes
-            .push("recovery: local state discarded and rebuilt from the target".into());
-    }
-    // Rows a killed run staged are not part of any image.
-    if !options.dry_run
-        && let Err(e) = state.clear_staging().await
-    {
-        report.stopped = Some(e.to_string());
-        report.outcome = Outcome::Refused;
-        return None;
-    }
     let fingerprint = config_fingerprint(config);
-    let mut config_changed = false;
-    match state.meta("config_fingerprint").await {
-        Ok(Some(old)) if old != fingerprint => {
-            config_changed = true;
-            report
-                .notes
-                .push("the configuration changed since the last run: full reconcile".into())
-        }
-        Ok(_) => {}
-        Err(e) => return state_unreadable(report, "the configuration fingerprint", e),
-    }
-
+    let config_changed = prepare_state(options, state, report, &fingerprint).await?;
     // Target first: a refused token or an unreachable service stops before the directory
     // is read.
-    let mut client = match scim_client(config) {
-        Ok(c) => c,
-        Err(e) => return stop(report, e.to_string(), Outcome::ConfigError),
-    };
-    let spc = match client.service_provider_config().await {
-        Ok(spc) => spc,
-        Err(e) => return stop(report, e.to_string(), Outcome::Unreachable),
-    };
-    if spc.filter_max_results > 0 {
-        // Pages as large as the service allows (a full run lists every user).
-        client.set_page_size(spc.filter_max_results.min(MAX_PAGE));
-    }
+    let (client, spc) = connect_target(config, report).await?;
     let keeps_pending = match config.sync.pending_deletion.kept_by {
         KeptBy::Target => true,
         KeptBy::Agent => false,
         KeptBy::Auto => spc.keeps_pending_users,
     };
-
     let state_format = match state.meta(META_STATE_FORMAT).await {
         Ok(f) => f,
         Err(e) => return state_unreadable(report, "the state format", e),
@@ -276,14 +235,91 @@ async fn run_locked(
             || options.recovery
             || state_format.as_deref() != Some(STATE_FORMAT),
     };
+    incremental_or_full(&run, report, config_changed, interrupted).await
+}
 
-    // Incremental when nothing calls for a full reconcile (SPEC 3, issue #5).
-    let stored = match state.cursor().await {
+/// `--recovery`'s reset and the staging a killed run left, cleared; then whether the
+/// configuration changed since the last run. `None`: the run stopped (the report says why).
+async fn prepare_state(
+    options: &SyncOptions,
+    state: &StateStore,
+    report: &mut Report,
+    fingerprint: &str,
+) -> Option<bool> {
+    if options.recovery && !options.dry_run {
+        if let Err(e) = state.reset().await {
+            report.stopped = Some(e.to_string());
+            report.outcome = Outcome::Refused;
+            return None;
+        }
+        report
+            .notes
+            .push("recovery: local state discarded and rebuilt from the target".into());
+    }
+    // Rows a killed run staged are not part of any image.
+    if !options.dry_run
+        && let Err(e) = state.clear_staging().await
+    {
+        report.stopped = Some(e.to_string());
+        report.outcome = Outcome::Refused;
+        return None;
+    }
+    match state.meta("config_fingerprint").await {
+        Ok(Some(old)) if old != fingerprint => {
+            report
+                .notes
+                .push("the configuration changed since the last run: full reconcile".into());
+            Some(true)
+        }
+        Ok(_) => Some(false),
+        Err(e) => {
+            state_unreadable(report, "the configuration fingerprint", e);
+            None
+        }
+    }
+}
+
+/// The SCIM client and what the service provides, with pages as large as it allows.
+/// `None`: the run stopped (the report says why).
+async fn connect_target(
+    config: &Config,
+    report: &mut Report,
+) -> Option<(scim_client::ScimClient, scim_client::ServiceProviderInfo)> {
+    let mut client = match scim_client(config) {
+        Ok(c) => c,
+        Err(e) => {
+            stop(report, e.to_string(), Outcome::ConfigError);
+            return None;
+        }
+    };
+    let spc = match client.service_provider_config().await {
+        Ok(spc) => spc,
+        Err(e) => {
+            stop(report, e.to_string(), Outcome::Unreachable);
+            return None;
+        }
+    };
+    if spc.filter_max_results > 0 {
+        // Pages as large as the service allows (a full run lists every user).
+        client.set_page_size(spc.filter_max_results.min(MAX_PAGE));
+    }
+    Some((client, spc))
+}
+
+/// Incremental when nothing calls for a full reconcile (SPEC 3, issue #5); otherwise, or
+/// when the incremental reader asks for a reload, full.
+async fn incremental_or_full(
+    run: &RunCtx<'_>,
+    report: &mut Report,
+    config_changed: bool,
+    interrupted: bool,
+) -> Option<Plan> {
+    let stored = match run.state.cursor().await {
         Ok(c) => c,
         Err(e) => return state_unreadable(report, "the directory cursor", e),
     };
     let mut full_reason =
-        match full_reason(&run, stored.is_some(), config_changed, interrupted).await {
+        match full_reason(run, stored.is_some(), config_changed, interrupted).await {
             Ok(r) => r,
             Err(e) => return state_unreadable(report, "the run metadata", e),
         };
@@ -293,7 +329,7 @@ async fn run_locked(
             .map(serde_json::from_str::<Cursor>)
             .transpose();
         match cursor {
-            Ok(Some(cursor)) => match incremental(&run, report, &cursor).await {
+            Ok(Some(cursor)) => match incremental(run, report, &cursor).await {
                 Incremental::Done(plan) => return plan,
                 Incremental::Reload(reason) => {
                     full_reason = Some(format!("cursor invalid: {reason}"))
@@ -309,7 +345,7 @@ async fn run_locked(
     }
     report.mode = "full".into();
     report.full_reason = full_reason;
-    full(&run, report).await
+    full(run, report).await
 }
 
 /// The largest list page asked for, whatever the service allows: one page's JSON is held whole.
