@@ -55,32 +55,7 @@ pub(super) async fn execute(
     phase("ownership records", &mut t);
     let plan = plan::plan(&input);
     phase("plan", &mut t);
-    // Target id → anchor, for apply's state records and drift: only for the objects the plan
-    // acts on (a full reconcile that changes nothing needs none of 100,000).
-    let acted_on: HashSet<&str> = plan
-        .operations
-        .iter()
-        .filter_map(plan::Operation::target_id)
-        .collect();
-    let mut anchors: HashMap<String, String> = HashMap::new();
-    let target_anchors = input
-        .target_users
-        .iter()
-        .map(|u| (&u.id, &u.external_id))
-        .chain(input.target_groups.iter().map(|g| (&g.id, &g.external_id)));
-    for (id, ext) in target_anchors {
-        if let Some(ext) = ext
-            && acted_on.contains(id.as_str())
-        {
-            anchors.insert(id.clone(), ext.clone());
-        }
-    }
-    for r in records.iter().chain(group_records.iter()) {
-        if acted_on.contains(r.target_id.as_str()) {
-            anchors.insert(r.target_id.clone(), r.anchor.clone());
-        }
-    }
-    drop(acted_on);
+    let anchors = acted_on_anchors(&plan, &input, &records, &group_records);
     // The plan holds what it sends; the planner's input goes before the writes (the records
     // to add afterwards are made now).
     let matched = matched_records(&input, &records);
@@ -106,30 +81,7 @@ pub(super) async fn execute(
         });
     }
 
-    let journal = match Journal::open(&config.state_dir) {
-        Ok(j) => Mutex::new(j),
-        Err(e) => {
-            return stop(
-                report,
-                format!("cannot open the audit journal: {e}"),
-                Outcome::Refused,
-            )
-            .map(never);
-        }
-    };
-    let ctx = ApplyContext {
-        client: run.client,
-        state,
-        journal: &journal,
-        run_id: run.run_id,
-        concurrency: config.sync.concurrency.0 as usize,
-        now,
-        anchors: &anchors,
-        progress: &progress_bar(plan.operations.len() as u64),
-        bulk_size: bulk_size(run.spc),
-    };
-    let outcome = apply::apply(&plan, &ctx).await;
-    ctx.progress.finish_and_clear();
+    let outcome = apply_plan(run, report, &plan, &anchors).await?;
     phase("apply", &mut t);
     report.counts = outcome.counts;
     report.failures = outcome.failures;
@@ -148,30 +100,10 @@ pub(super) async fn execute(
             target_conflicts: false,
         });
     }
-    // The writes are made; without their records the next run would not know what it owns.
-    // No state commit follows: the cursor stays and the next run reads the same changes.
-    if let Err(e) = state.upsert_objects(&matched).await {
-        return state_unreadable(report, "writing the ownership records", e).map(never);
-    }
-    if let Err(e) = state.set_meta("config_fingerprint", &run.fingerprint).await {
-        return state_unreadable(report, "writing the configuration fingerprint", e).map(never);
-    }
-    let touched = match touched(&plan, state, &created).await {
-        Ok(t) => t,
-        Err(e) => return state_unreadable(report, "the ownership records", e).map(never),
-    };
+    let touched = record_applied(run, report, &plan, &matched, &created).await?;
     phase("bookkeeping", &mut t);
-    let target_conflicts = plan.errors.iter().any(|e| {
-        matches!(
-            e.kind,
-            plan::ErrorKind::RecreatedUser
-                | plan::ErrorKind::NameTaken
-                | plan::ErrorKind::NotOwned
-                | plan::ErrorKind::OutOfScope
-        )
-    });
     Some(Executed {
-        target_conflicts,
+        target_conflicts: target_conflicts(&plan),
         // Held-back work (failed writes, deletions a safety rule kept back) is planned again
         // next run even when the directory does not change.
         failures: !report.failures.is_empty() || !plan.notes.is_empty(),
@@ -179,6 +111,114 @@ pub(super) async fn execute(
         applied: true,
         touched,
         created,
+    })
+}
+
+/// Apply with the audit journal, a progress bar and the target's Bulk size. `None`: the
+/// journal could not be opened (the run stops, exit 2).
+async fn apply_plan(
+    run: &RunCtx<'_>,
+    report: &mut Report,
+    plan: &Plan,
+    anchors: &HashMap<String, String>,
+) -> Option<apply::ApplyOutcome> {
+    let journal = match Journal::open(&run.config.state_dir) {
+        Ok(j) => Mutex::new(j),
+        Err(e) => {
+            let reason = format!("cannot open the audit journal: {e}");
+            stop(report, reason, Outcome::Refused);
+            return None;
+        }
+    };
+    let ctx = ApplyContext {
+        client: run.client,
+        state: run.state,
+        journal: &journal,
+        run_id: run.run_id,
+        concurrency: run.config.sync.concurrency.0 as usize,
+        now: run.now,
+        anchors,
+        progress: &progress_bar(plan.operations.len() as u64),
+        bulk_size: bulk_size(run.spc),
+    };
+    let outcome = apply::apply(plan, &ctx).await;
+    ctx.progress.finish_and_clear();
+    Some(outcome)
+}
+
+/// Target id → anchor, for apply's state records and drift: only for the objects the plan
+/// acts on (a full reconcile that changes nothing needs none of 100,000).
+fn acted_on_anchors(
+    plan: &Plan,
+    input: &PlanInput,
+    records: &[ObjectKey],
+    group_records: &[ObjectKey],
+) -> HashMap<String, String> {
+    let acted_on: HashSet<&str> = plan
+        .operations
+        .iter()
+        .filter_map(plan::Operation::target_id)
+        .collect();
+    let mut anchors: HashMap<String, String> = HashMap::new();
+    let target_anchors = input
+        .target_users
+        .iter()
+        .map(|u| (&u.id, &u.external_id))
+        .chain(input.target_groups.iter().map(|g| (&g.id, &g.external_id)));
+    for (id, ext) in target_anchors {
+        if let Some(ext) = ext
+            && acted_on.contains(id.as_str())
+        {
+            anchors.insert(id.clone(), ext.clone());
+        }
+    }
+    for r in records.iter().chain(group_records.iter()) {
+        if acted_on.contains(r.target_id.as_str()) {
+            anchors.insert(r.target_id.clone(), r.anchor.clone());
+        }
+    }
+    anchors
+}
+
+/// After apply: the ownership records and fingerprint stored, and the target objects the plan
+/// wrote. The writes are made; without their records the next run would not know what it
+/// owns, so a failure stops the run (exit 5) and no state commit follows: the cursor stays
+/// and the next run reads the same changes.
+async fn record_applied(
+    run: &RunCtx<'_>,
+    report: &mut Report,
+    plan: &Plan,
+    matched: &[ObjectRecord],
+    created: &[apply::Created],
+) -> Option<Vec<(ObjectKind, String)>> {
+    let state = run.state;
+    if let Err(e) = state.upsert_objects(matched).await {
+        state_unreadable(report, "writing the ownership records", e);
+        return None;
+    }
+    if let Err(e) = state.set_meta("config_fingerprint", &run.fingerprint).await {
+        state_unreadable(report, "writing the configuration fingerprint", e);
+        return None;
+    }
+    match touched(plan, state, created).await {
+        Ok(t) => Some(t),
+        Err(e) => {
+            state_unreadable(report, "the ownership records", e);
+            None
+        }
+    }
+}
+
+/// Whether objects were skipped because of what the target holds (see [`Executed`]).
+fn target_conflicts(plan: &Plan) -> bool {
+    plan.errors.iter().any(|e| {
+        matches!(
+            e.kind,
+            plan::ErrorKind::RecreatedUser
+                | plan::ErrorKind::NameTaken
+                | plan::ErrorKind::NotOwned
+                | plan::ErrorKind::OutOfScope
+        )
     })
 }
 
