@@ -196,7 +196,10 @@ pub async fn apply(plan: &Plan, ctx: &ApplyContext<'_>) -> ApplyOutcome {
         }
         start = end;
     }
-    run.outcome.into_inner().unwrap_or_default()
+    // A task that panicked holding the lock leaves the outcome as it was: keep it.
+    run.outcome
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 struct Run<'a, 'b> {

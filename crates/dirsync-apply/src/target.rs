@@ -286,6 +286,7 @@ pub fn str_field(resource: &Value, key: &str) -> Option<String> {
 /// never compares ([`USER_UNCOMPARED`]).
 fn to_user(resource: &Value, uncompared_dropped: bool) -> Option<TargetUser> {
     let id = str_field(resource, "id")?;
+    // default: a user without userName is kept with an empty one (the planner reports it).
     let user_name = str_field(resource, "userName").unwrap_or_default();
     let active = scim::resource::member(resource, "active")
         .and_then(Value::as_bool)
@@ -329,9 +330,11 @@ fn to_group(resource: Value) -> Option<TargetGroup> {
                 .map(str::to_string)
                 .collect()
         })
+        // default: a group without `members` has none.
         .unwrap_or_default();
     Some(TargetGroup {
         id,
+        // default: a group without displayName is kept with an empty one.
         display_name: str_field(&resource, "displayName").unwrap_or_default(),
         external_id: str_field(&resource, "externalId"),
         members,

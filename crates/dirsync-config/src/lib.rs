@@ -339,14 +339,12 @@ struct RawAuth {
 }
 
 impl TryFrom<RawAuth> for AuthConfig {
-    type Error = String;
-    fn try_from(raw: RawAuth) -> Result<Self, String> {
+    type Error = values::ValueError;
+    fn try_from(raw: RawAuth) -> Result<Self, values::ValueError> {
         match raw.kind {
             AuthKind::Bearer => {
                 if raw.token_url.is_some() || raw.client_id.is_some() || raw.scope.is_some() {
-                    return Err(
-                        "token_url, client_id and scope belong to `type: oauth2`".to_string()
-                    );
+                    return Err(values::ValueError::OAuth2FieldsOnBearer);
                 }
                 Ok(AuthConfig {
                     kind: AuthKind::Bearer,
@@ -362,7 +360,7 @@ impl TryFrom<RawAuth> for AuthConfig {
                         scope: raw.scope,
                     }),
                 }),
-                _ => Err("`type: oauth2` needs token_url and client_id".to_string()),
+                _ => Err(values::ValueError::OAuth2Incomplete),
             },
         }
     }
@@ -431,8 +429,8 @@ struct RawUserAttributes {
 }
 
 impl TryFrom<RawUserAttributes> for UserAttributes {
-    type Error = String;
-    fn try_from(raw: RawUserAttributes) -> Result<Self, String> {
+    type Error = values::ValueError;
+    fn try_from(raw: RawUserAttributes) -> Result<Self, values::ValueError> {
         let issuer = raw
             .default
             .id_token_claims
@@ -463,10 +461,7 @@ impl TryFrom<RawUserAttributes> for UserAttributes {
                 "idTokenClaims.subject"
             };
             // Named relative to `iid.scim.attribute.user`, which the key path shows.
-            return Err(format!(
-                "{what} is set but default.idTokenClaims.issuer is not; the target rejects \
-                 {what} without an issuer (add `default: {{idTokenClaims: {{issuer: 'https://...'}}}}`)"
-            ));
+            return Err(values::ValueError::NoIssuer(what));
         }
         Ok(UserAttributes {
             default: raw.default,

@@ -208,7 +208,29 @@ impl<'de> Deserialize<'de> for RubyReplacement {
     }
 }
 
-pub fn translate_ruby_replacement(text: &str) -> Result<String, String> {
+/// What a configuration value can be wrong about (the loader adds file, line and key).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error(
+        "invalid duration {0:?}: expected a number with a unit s, m, h, d or w (e.g. \"30d\", \"1h30m\")"
+    )]
+    Duration(String),
+    #[error("unterminated \\k<name> in replacement {0:?}")]
+    Replacement(String),
+    #[error("{0:?} is not a directory attribute name")]
+    AttributeName(String),
+    #[error("token_url, client_id and scope belong to `type: oauth2`")]
+    OAuth2FieldsOnBearer,
+    #[error("`type: oauth2` needs token_url and client_id")]
+    OAuth2Incomplete,
+    #[error(
+        "{0} is set but default.idTokenClaims.issuer is not; the target rejects {0} without an \
+         issuer (add `default: {{idTokenClaims: {{issuer: 'https://...'}}}}`)"
+    )]
+    NoIssuer(&'static str),
+}
+
+pub fn translate_ruby_replacement(text: &str) -> Result<String, ValueError> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len() + 4);
     let mut i = 0;
@@ -229,7 +251,7 @@ pub fn translate_ruby_replacement(text: &str) -> Result<String, String> {
             ('\\', Some('k')) if chars.get(i + 2) == Some(&'<') => {
                 let rest: String = chars[i + 3..].iter().collect();
                 let Some(end) = rest.find('>') else {
-                    return Err(format!("unterminated \\k<name> in replacement {text:?}"));
+                    return Err(ValueError::Replacement(text.to_string()));
                 };
                 out.push_str(&format!("${{{}}}", &rest[..end]));
                 i += 3 + rest[..end].chars().count() + 1;
@@ -261,42 +283,22 @@ impl<'de> Deserialize<'de> for DurationText {
     }
 }
 
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "invalid duration {text:?}: expected a number with a unit s, m, h, d or w (e.g. \"30d\", \"1h30m\")"
-        )
-    };
+pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
+    let bad = || ValueError::Duration(text.to_string());
     let t = text.trim();
-    if t.is_empty() {
+    // humantime reads more (`ms`, `M`, `y`, spaces, a bare `0`); the configuration keeps
+    // its own units, each after a number.
+    let ours = t
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, 's' | 'm' | 'h' | 'd' | 'w'));
+    let unit_after_unit = t
+        .as_bytes()
+        .windows(2)
+        .any(|w| w.iter().all(u8::is_ascii_alphabetic));
+    if !ours || unit_after_unit || !t.ends_with(|c: char| c.is_ascii_alphabetic()) {
         return Err(bad());
     }
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    for c in t.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit: u64 = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 7 * 86_400,
-            _ => return Err(bad()),
-        };
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        digits.clear();
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-    }
-    if !digits.is_empty() {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(total))
+    humantime::parse_duration(t).map_err(|_| bad())
 }
 
 /// The LDAP timeout in seconds, 1..=36000 as the existing tool documents.
@@ -408,7 +410,7 @@ impl<'de> Deserialize<'de> for AttrList {
     }
 }
 
-fn check_attr_name(name: &str) -> Result<(), String> {
+fn check_attr_name(name: &str) -> Result<(), ValueError> {
     let ok = !name.is_empty()
         && name
             .chars()
@@ -416,7 +418,7 @@ fn check_attr_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{name:?} is not a directory attribute name"))
+        Err(ValueError::AttributeName(name.to_string()))
     }
 }
 
@@ -505,7 +507,14 @@ mod tests {
             Duration::from_secs(30 * 86400)
         );
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        for bad in ["", "30", "d", "30x", "-1d", "1.5h"] {
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86400));
+        assert_eq!(
+            parse_duration("2w").unwrap(),
+            Duration::from_secs(14 * 86400)
+        );
+        assert_eq!(parse_duration("45s").unwrap(), Duration::from_secs(45));
+        for bad in ["", "30", "d", "30x", "-1d", "1.5h", "0", "1ms", "1M", "1 h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

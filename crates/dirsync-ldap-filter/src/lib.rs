@@ -202,10 +202,9 @@ impl Parser {
         let name: String = self.chars[start..self.pos].iter().collect();
         if let Some(first) = name.chars().next()
             && first.is_ascii_digit()
-            && !name.split(';').next().is_some_and(|oid| {
-                oid.split('.')
-                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-            })
+            && !dirsync_model::entry::attribute_base(&name)
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         {
             return self.err(
                 start,
@@ -430,8 +429,7 @@ fn is_objectclass(attr: &str) -> bool {
 }
 
 fn values<'a>(entry: &'a Entry, attr: &str) -> Vec<&'a [u8]> {
-    let base = attr.split(';').next().unwrap_or(attr);
-    entry.bytes(base)
+    entry.bytes(dirsync_model::entry::attribute_base(attr))
 }
 
 fn fold(v: &[u8]) -> Vec<u8> {

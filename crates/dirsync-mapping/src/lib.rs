@@ -125,7 +125,8 @@ impl Ctx<'_> {
     ) -> Result<Option<String>, MappingError> {
         for name in &attrs.0 {
             for raw in self.entry.bytes(name) {
-                let text = values::render(name, raw).map_err(|e| self.error(scim_attr, e))?;
+                let text =
+                    values::render(name, raw).map_err(|e| self.error(scim_attr, e.to_string()))?;
                 if !text.trim().is_empty() {
                     let converted = self.convert(target, text);
                     if !converted.is_empty() {
@@ -146,7 +147,8 @@ impl Ctx<'_> {
         for name in &attrs.0 {
             let mut out = Vec::new();
             for raw in self.entry.bytes(name) {
-                let text = values::render(name, raw).map_err(|e| self.error(scim_attr, e))?;
+                let text =
+                    values::render(name, raw).map_err(|e| self.error(scim_attr, e.to_string()))?;
                 if !text.trim().is_empty() {
                     out.push(text.trim().to_string());
                 }
@@ -174,9 +176,44 @@ pub fn map_user(
         user_name: None,
         warnings: Vec::new(),
     };
-    let b = &mapping.ad_bind;
-    let d = &mapping.default;
+    let (anchor, user_name) = identity(&mut ctx, &eff)?;
+    let active = !eff
+        .active
+        .0
+        .iter()
+        .any(|name| values::account_disabled(name, &entry.bytes(name), now) == Some(true));
 
+    let mut core = Map::new();
+    core.insert("externalId".into(), json!(anchor));
+    core.insert("userName".into(), json!(user_name));
+    core.insert("active".into(), json!(active));
+    core_attributes(&mut ctx, &eff, &mut core)?;
+    let enterprise = enterprise_attributes(&ctx)?;
+    let iij = iij_attributes(&ctx)?;
+
+    let mut schemas = vec![json!(scim::urn::USER)];
+    if !enterprise.is_empty() {
+        schemas.push(json!(scim::urn::ENTERPRISE_USER));
+        core.insert(scim::urn::ENTERPRISE_USER.into(), Value::Object(enterprise));
+    }
+    if !iij.is_empty() {
+        schemas.push(json!(scim::urn::IIJ_USER));
+        core.insert(scim::urn::IIJ_USER.into(), Value::Object(iij));
+    }
+    core.insert("schemas".into(), Value::Array(schemas));
+
+    Ok(MappedUser {
+        dn: entry.dn.clone(),
+        anchor,
+        user_name,
+        active,
+        resource: dirsync_model::json_text::JsonText::new(&Value::Object(core)),
+        warnings: ctx.warnings,
+    })
+}
+
+/// externalId and userName: both required (the error names the attributes tried).
+fn identity(ctx: &mut Ctx<'_>, eff: &Effective) -> Result<(String, String), MappingError> {
     let anchor = ctx
         .first(
             "externalId",
@@ -199,20 +236,17 @@ pub fn map_user(
             )
         })?;
     ctx.user_name = Some(user_name.clone());
+    Ok((anchor, user_name))
+}
 
-    let mut disabled = false;
-    for name in &eff.active.0 {
-        if values::account_disabled(name, &entry.bytes(name), now) == Some(true) {
-            disabled = true;
-        }
-    }
-    let active = !disabled;
-
-    let mut core = Map::new();
-    core.insert("externalId".into(), json!(anchor));
-    core.insert("userName".into(), json!(user_name));
-    core.insert("active".into(), json!(active));
-
+/// The core schema's single values, name, emails and phone numbers.
+fn core_attributes(
+    ctx: &mut Ctx<'_>,
+    eff: &Effective,
+    core: &mut Map<String, Value>,
+) -> Result<(), MappingError> {
+    let b = &ctx.mapping.ad_bind;
+    let d = &ctx.mapping.default;
     let simple: [SimpleBinding<'_>; 7] = [
         (
             "displayName",
@@ -238,25 +272,31 @@ pub fn map_user(
         ("timezone", &b.timezone, None, &d.timezone),
     ];
     for (attr, binding, target, default) in simple {
-        if let Some(v) = bound_or_default(&ctx, attr, binding, target, default)? {
+        if let Some(v) = bound_or_default(ctx, attr, binding, target, default)? {
             core.insert(attr.into(), json!(v));
         }
     }
     if let Some(name) = &eff.name
-        && let Some(obj) = name_object(&ctx, "name", name)?
+        && let Some(obj) = name_object(ctx, "name", name)?
     {
         core.insert("name".into(), obj);
     }
 
-    let emails = emails(&mut ctx, &eff)?;
+    let emails = emails(ctx, eff)?;
     if !emails.is_empty() {
         core.insert("emails".into(), Value::Array(emails));
     }
-    let phones = phones(&mut ctx)?;
+    let phones = phones(ctx)?;
     if !phones.is_empty() {
         core.insert("phoneNumbers".into(), Value::Array(phones));
     }
+    Ok(())
+}
 
+/// The enterprise extension's values.
+fn enterprise_attributes(ctx: &Ctx<'_>) -> Result<Map<String, Value>, MappingError> {
+    let b = &ctx.mapping.ad_bind;
+    let d = &ctx.mapping.default;
     let mut enterprise = Map::new();
     let ent: [SimpleBinding<'_>; 5] = [
         (
@@ -286,14 +326,21 @@ pub fn map_user(
         ),
     ];
     for (attr, binding, target, default) in ent {
-        if let Some(v) = bound_or_default(&ctx, attr, binding, target, default)? {
+        if let Some(v) = bound_or_default(ctx, attr, binding, target, default)? {
             enterprise.insert(attr.into(), json!(v));
         }
     }
 
+    Ok(enterprise)
+}
+
+/// The IIJ extension's values: downstreamId, externalUserName, localNames, idTokenClaims.
+fn iij_attributes(ctx: &Ctx<'_>) -> Result<Map<String, Value>, MappingError> {
+    let b = &ctx.mapping.ad_bind;
+    let d = &ctx.mapping.default;
     let mut iij = Map::new();
     if let Some(v) = bound_or_default(
-        &ctx,
+        ctx,
         "downstreamId",
         &b.downstream_id,
         Some(ConvertTarget::DownstreamId),
@@ -302,7 +349,7 @@ pub fn map_user(
         iij.insert("downstreamId".into(), json!(v));
     }
     if let Some(v) = bound_or_default(
-        &ctx,
+        ctx,
         "externalUserName",
         &b.external_user_name,
         Some(ConvertTarget::ExternalUserName),
@@ -311,7 +358,7 @@ pub fn map_user(
         iij.insert("externalUserName".into(), json!(v));
     }
     if let Some(local) = &b.local_names
-        && let Some(obj) = name_object(&ctx, "localNames", local)?
+        && let Some(obj) = name_object(ctx, "localNames", local)?
     {
         iij.insert("localNames".into(), obj);
     }
@@ -322,7 +369,7 @@ pub fn map_user(
     let subject_binding = b.id_token_claims.as_ref().and_then(|c| c.subject.clone());
     let subject_default = d.id_token_claims.as_ref().and_then(|c| c.subject.clone());
     if let Some(s) = bound_or_default(
-        &ctx,
+        ctx,
         "idTokenClaims.subject",
         &subject_binding,
         None,
@@ -334,25 +381,7 @@ pub fn map_user(
         iij.insert("idTokenClaims".into(), Value::Object(claims));
     }
 
-    let mut schemas = vec![json!(scim::urn::USER)];
-    if !enterprise.is_empty() {
-        schemas.push(json!(scim::urn::ENTERPRISE_USER));
-        core.insert(scim::urn::ENTERPRISE_USER.into(), Value::Object(enterprise));
-    }
-    if !iij.is_empty() {
-        schemas.push(json!(scim::urn::IIJ_USER));
-        core.insert(scim::urn::IIJ_USER.into(), Value::Object(iij));
-    }
-    core.insert("schemas".into(), Value::Array(schemas));
-
-    Ok(MappedUser {
-        dn: entry.dn.clone(),
-        anchor,
-        user_name,
-        active,
-        resource: dirsync_model::json_text::JsonText::new(&Value::Object(core)),
-        warnings: ctx.warnings,
-    })
+    Ok(iij)
 }
 
 /// A single-valued attribute: SCIM name, binding, rewrite target, constant default.
@@ -414,10 +443,12 @@ struct EmailCandidate {
 /// is an error only when emails are bound explicitly in `ad_bind` (a user the administrator
 /// said must have an address); with the flavor default (`mail`) the user simply has none.
 fn emails(ctx: &mut Ctx<'_>, eff: &Effective) -> Result<Vec<Value>, MappingError> {
+    // default: no email flags configured means no primary/type marks.
     let flags: Vec<MultiValueFlags> = ctx.mapping.default.emails.clone().unwrap_or_default();
     let mut candidates: Vec<EmailCandidate> = Vec::new();
     let mut saw_any = false;
     for (i, binding) in eff.emails.iter().enumerate() {
+        // default: an address beyond the configured flags has none.
         let flag = flags.get(i).cloned().unwrap_or_default();
         let (attr, vals) = ctx.all("emails", &binding.value)?;
         let proxy = attr.eq_ignore_ascii_case("proxyAddresses");
@@ -511,14 +542,17 @@ fn phones(ctx: &mut Ctx<'_>) -> Result<Vec<Value>, MappingError> {
         .phone_numbers
         .clone()
         .map(|f| f.0)
+        // default: no phone flags configured means no primary/type marks.
         .unwrap_or_default();
     let mut out: Vec<Value> = Vec::new();
     for (i, binding) in bindings.0.iter().enumerate() {
+        // default: a number beyond the configured flags has none.
         let flag = flags.get(i).cloned().unwrap_or_default();
         let (_, vals) = ctx.all("phoneNumbers", &binding.value)?;
         for (j, raw) in vals.into_iter().enumerate() {
             let raw = ctx.convert(Some(ConvertTarget::PhoneNumbers), raw);
-            let uri = values::phone_uri(&raw).map_err(|e| ctx.error("phoneNumbers", e))?;
+            let uri =
+                values::phone_uri(&raw).map_err(|e| ctx.error("phoneNumbers", e.to_string()))?;
             if out.iter().any(|p| p.get("value") == Some(&json!(uri))) {
                 continue;
             }

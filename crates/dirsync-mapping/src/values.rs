@@ -9,12 +9,25 @@ use chrono::{DateTime, TimeZone, Utc};
 
 pub use dirsync_model::anchor::guid_text;
 
+/// A directory value that cannot become the SCIM value asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("{attr} is not a GUID ({len} bytes, expected 16)")]
+    NotAGuid { attr: String, len: usize },
+    #[error("{0} is not a valid SID")]
+    NotASid(String),
+    #[error(
+        "{0:?} is not an RFC 3966 global number (write it as +<country code>-<number>, e.g. +81-3-1234-5678)"
+    )]
+    NotAGlobalNumber(String),
+}
+
 /// Renders one raw value of attribute `attr` as text. objectGUID and mS-DS-ConsistencyGuid
 /// (16 bytes) become GUID text with the first three groups little-endian, as Windows shows
 /// them; a value that already is 36-character GUID text is kept. objectSid becomes
 /// `S-1-5-…`. Other values must be UTF-8; binary values of other attributes are rendered as
 /// base64 so that they still compare stably.
-pub fn render(attr: &str, raw: &[u8]) -> Result<String, String> {
+pub fn render(attr: &str, raw: &[u8]) -> Result<String, ValueError> {
     let a = attr.to_ascii_lowercase();
     if a == "objectguid" || a == "ms-ds-consistencyguid" {
         if let Ok(text) = std::str::from_utf8(raw)
@@ -23,8 +36,10 @@ pub fn render(attr: &str, raw: &[u8]) -> Result<String, String> {
         {
             return Ok(text.to_string());
         }
-        return guid_text(raw)
-            .ok_or_else(|| format!("{attr} is not a GUID ({} bytes, expected 16)", raw.len()));
+        return guid_text(raw).ok_or_else(|| ValueError::NotAGuid {
+            attr: attr.to_string(),
+            len: raw.len(),
+        });
     }
     if a == "objectsid" {
         if let Ok(text) = std::str::from_utf8(raw)
@@ -32,7 +47,7 @@ pub fn render(attr: &str, raw: &[u8]) -> Result<String, String> {
         {
             return Ok(text.to_string());
         }
-        return sid_text(raw).ok_or_else(|| format!("{attr} is not a valid SID"));
+        return sid_text(raw).ok_or_else(|| ValueError::NotASid(attr.to_string()));
     }
     match std::str::from_utf8(raw) {
         Ok(s) => Ok(s.to_string()),
@@ -106,17 +121,13 @@ pub fn filetime_expired(value: i64, now: DateTime<Utc>) -> bool {
 /// Local numbers (`03-1234-5678`), letters and parameters (`;ext=`) are rejected: the agent
 /// cannot guess a country code, and the target would reject them anyway (SPEC 7.2).
 /// `+81-3-1234-5678` → `tel:+81-3-1234-5678`.
-pub fn phone_uri(value: &str) -> Result<String, String> {
+pub fn phone_uri(value: &str) -> Result<String, ValueError> {
     let v = value.trim();
     let body = v
         .strip_prefix("tel:")
         .or_else(|| v.strip_prefix("TEL:"))
         .unwrap_or(v);
-    let bad = || {
-        format!(
-            "{value:?} is not an RFC 3966 global number (write it as +<country code>-<number>, e.g. +81-3-1234-5678)"
-        )
-    };
+    let bad = || ValueError::NotAGlobalNumber(value.to_string());
     let Some(rest) = body.strip_prefix('+') else {
         return Err(bad());
     };

@@ -4,24 +4,6 @@
 
 /// 16 bytes → `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, first three groups little-endian.
 pub fn guid_text(b: &[u8]) -> Option<String> {
-    let b: &[u8; 16] = b.try_into().ok()?;
-    Some(format!(
-        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-        b[3],
-        b[2],
-        b[1],
-        b[0],
-        b[5],
-        b[4],
-        b[7],
-        b[6],
-        b[8],
-        b[9],
-        b[10],
-        b[11],
-        b[12],
-        b[13],
-        b[14],
-        b[15]
-    ))
+    let b: [u8; 16] = b.try_into().ok()?;
+    Some(uuid::Uuid::from_bytes_le(b).hyphenated().to_string())
 }

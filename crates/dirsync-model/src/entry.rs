@@ -393,6 +393,15 @@ impl From<EntryBuilder> for Entry {
     }
 }
 
+/// An attribute description without its options: `member;range=0-1499` → `member`,
+/// `userCertificate;binary` → `userCertificate` (what LDAP, LDIF and Active Directory add
+/// after `;`).
+pub fn attribute_base(description: &str) -> &str {
+    description
+        .split_once(';')
+        .map_or(description, |(base, _)| base)
+}
+
 /// Whether `dn` is `base` or below it. DNs compare case-insensitively with spaces around
 /// RDN separators ignored; an empty base contains everything.
 pub fn dn_within(dn: &str, base: &str) -> bool {

@@ -1050,6 +1050,7 @@ fn plan_groups(
                         } else {
                             format!(", synced from {} by the instance reading {}", m.dn, m.directory)
                         })
+                        // default: a holder without a source mark adds nothing to the message.
                         .unwrap_or_default(),
                 ),
             });

@@ -49,6 +49,7 @@ pub fn read(resource: &Value) -> Option<SourceMark> {
             .map(str::to_string)
     };
     Some(SourceMark {
+        // default: a mark without `directory` names only the DN.
         directory: field("directory").unwrap_or_default(),
         dn: field("dn").filter(|dn| !dn.is_empty())?,
     })

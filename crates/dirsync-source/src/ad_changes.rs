@@ -353,9 +353,9 @@ impl DcInfo {
         let (ldap, timeout) = source.handle();
         let settings = run_guarded(base_read(ldap, timeout, service.clone(), "invocationId"))
             .await?
-            .map_err(|reason| LdapSourceError::Search {
+            .map_err(|e| LdapSourceError::Search {
                 base: service.clone(),
-                reason,
+                reason: e.to_string(),
             })?;
         let invocation_raw = settings
             .and_then(|e| e.values("invocationid").next().map(<[u8]>::to_vec))
@@ -423,7 +423,7 @@ async fn full_read(
                     );
                     dc.usn_cursor()
                 }
-                Err(refusal) => return Err(AdChangesError::DirSyncRefused(refusal)),
+                Err(refusal) => return Err(AdChangesError::DirSyncRefused(refusal.to_string())),
             }
         }
     };
@@ -757,6 +757,14 @@ fn cookie_invocation(cookie: &[u8]) -> Option<&[u8]> {
     cookie.get(52..68)
 }
 
+/// The DC's refusal of a DirSync search: its result code and text.
+#[derive(Debug, thiserror::Error)]
+#[error("LDAP result {rc} ({text})")]
+struct DirSyncRefusal {
+    rc: u32,
+    text: String,
+}
+
 /// Runs DirSync rounds from `cookie` until the DC says there is no more. The outer error is
 /// a transport failure; the inner `Err` is the DC's refusal (its result code and text), which
 /// the callers turn into a fallback or a full reload.
@@ -766,7 +774,7 @@ async fn dirsync_rounds(
     filter: &str,
     attrs: &[String],
     cookie: Vec<u8>,
-) -> Result<Result<(Vec<Entry>, Vec<u8>), String>, AdChangesError> {
+) -> Result<Result<(Vec<Entry>, Vec<u8>), DirSyncRefusal>, AdChangesError> {
     let (ldap, timeout) = source.handle();
     let nc = nc.to_string();
     let filter = filter.to_string();
@@ -803,7 +811,10 @@ async fn dirsync_rounds(
                         res.rc, res.text
                     )));
                 }
-                return Ok(Err(format!("LDAP result {} ({})", res.rc, res.text.trim())));
+                return Ok(Err(DirSyncRefusal {
+                    rc: res.rc,
+                    text: res.text.trim().to_string(),
+                }));
             }
             entries.extend(
                 found
@@ -893,13 +904,12 @@ async fn base_read(
     timeout: Duration,
     dn: String,
     attr: &'static str,
-) -> Result<Option<Entry>, String> {
+) -> Result<Option<Entry>, ldap3::LdapError> {
     let (found, _) = ldap
         .with_timeout(timeout)
         .search(&dn, Scope::Base, "(objectClass=*)", vec![attr])
         .await
-        .and_then(|r| r.success())
-        .map_err(|e| e.to_string())?;
+        .and_then(|r| r.success())?;
     Ok(found
         .into_iter()
         .next()

@@ -166,6 +166,7 @@ impl LdapSource {
             reason: e.to_string(),
         })?;
         let entry = entries.into_iter().next().map(SearchEntry::construct);
+        // default: no rootDSE entry is an empty one (nothing advertised).
         Ok(entry.map(to_entry).unwrap_or_default())
     }
 
@@ -287,6 +288,7 @@ async fn complete_ranges(
         let Some((name, _, mut high)) = parse_range(&key) else {
             continue;
         };
+        // default: a ranged attribute that is gone has no values yet.
         let mut values = entry.attrs.remove(&key).unwrap_or_default();
         let mut guard = 0usize;
         while let Some(h) = high {

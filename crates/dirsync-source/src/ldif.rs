@@ -97,7 +97,7 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Entry>, LdifError> {
                 .as_bytes()
                 .to_vec()
         };
-        let base = name.split(';').next().unwrap_or(name);
+        let base = dirsync_model::entry::attribute_base(name);
         match current.as_mut() {
             None => {
                 if base.eq_ignore_ascii_case("version") && !seen_version && entries.is_empty() {

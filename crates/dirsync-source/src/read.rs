@@ -104,6 +104,7 @@ pub fn ldap_settings(config: &Config) -> LdapSettings {
         },
         verify: server.verify_mode,
         ca_file: server.ca_file.as_ref().map(|f| config_dir.join(f)),
+        // default: no `user` configured is an anonymous bind.
         bind_dn: server.user.clone().unwrap_or_default(),
         password: config
             .secrets

@@ -114,7 +114,7 @@ pub async fn read_changes(
         None => (None, None),
         Some(c) => match stored_cookies(c, &origin, searches) {
             Ok((u, g)) => (Some(u), Some(g)),
-            Err(reason) => return Ok(DirectoryChanges::reload(reason)),
+            Err(reason) => return Ok(DirectoryChanges::reload(reason.to_string())),
         },
     };
     let users = match refresh(source, &searches.users, user_cookie).await? {
@@ -237,8 +237,44 @@ fn encode_cookies(searches: &DirectorySearches, users: &[u8], groups: &[u8]) -> 
         users: one(&searches.users, users),
         groups: one(&searches.groups, groups),
     };
-    // Serialising plain strings cannot fail; an empty value would only force a reload.
+    // default: serialising plain strings cannot fail; an empty value would only force a reload.
     serde_json::to_string(&stored).unwrap_or_default()
+}
+
+/// Why a stored cursor cannot be used here (the run reads the directory again).
+#[derive(Debug, thiserror::Error)]
+enum CookieError {
+    #[error("the stored cursor is a {0:?} cursor, not a syncrepl cookie")]
+    NotSyncrepl(CursorKind),
+    #[error("the stored cookie was issued by {issuer}, not {origin}")]
+    OtherOrigin { issuer: String, origin: String },
+    #[error("the stored syncrepl cursor is unreadable ({0})")]
+    Unreadable(serde_json::Error),
+    #[error(
+        "the {what} search changed since the cookie was issued (was {was_base} {was_filter}, now {base} {filter})"
+    )]
+    SearchChanged {
+        what: &'static str,
+        was_base: String,
+        was_filter: String,
+        base: String,
+        filter: String,
+    },
+    #[error("the stored {0} cookie is not base64 ({1})")]
+    NotBase64(&'static str, base64::DecodeError),
+    #[error("the stored {0} cookie is not a syncrepl cookie")]
+    NotACookie(&'static str),
+}
+
+/// What makes a refresh message unusable.
+#[derive(Debug, thiserror::Error)]
+enum MessageError {
+    #[error("the server sent a referral; a syncrepl refresh cannot follow it")]
+    Referral,
+    #[error("an entry came without a Sync State control")]
+    NoSyncState,
+    #[error("a syncrepl UUID has {0} bytes, not 16")]
+    UuidLength(usize),
 }
 
 /// The two cookies of a cursor, or why the cursor cannot be used here.
@@ -246,33 +282,33 @@ fn stored_cookies(
     cursor: &Cursor,
     origin: &str,
     searches: &DirectorySearches,
-) -> Result<(Vec<u8>, Vec<u8>), String> {
+) -> Result<(Vec<u8>, Vec<u8>), CookieError> {
     if cursor.kind != CursorKind::Syncrepl {
-        return Err(format!(
-            "the stored cursor is a {:?} cursor, not a syncrepl cookie",
-            cursor.kind
-        ));
+        return Err(CookieError::NotSyncrepl(cursor.kind));
     }
     if cursor.origin != origin {
-        return Err(format!(
-            "the stored cookie was issued by {}, not {origin}",
-            cursor.origin
-        ));
+        return Err(CookieError::OtherOrigin {
+            issuer: cursor.origin.clone(),
+            origin: origin.to_string(),
+        });
     }
-    let stored: StoredCookies = serde_json::from_str(&cursor.value)
-        .map_err(|e| format!("the stored syncrepl cursor is unreadable ({e})"))?;
-    let one = |what: &str, s: &StoredCookie, spec: &SearchSpec| -> Result<Vec<u8>, String> {
+    let stored: StoredCookies =
+        serde_json::from_str(&cursor.value).map_err(CookieError::Unreadable)?;
+    let one = |what: &'static str, s: &StoredCookie, spec: &SearchSpec| {
         if s.base != spec.base || s.filter != spec.filter || s.attributes != spec.attributes {
-            return Err(format!(
-                "the {what} search changed since the cookie was issued (was {} {}, now {} {})",
-                s.base, s.filter, spec.base, spec.filter
-            ));
+            return Err(CookieError::SearchChanged {
+                what,
+                was_base: s.base.clone(),
+                was_filter: s.filter.clone(),
+                base: spec.base.clone(),
+                filter: spec.filter.clone(),
+            });
         }
         let cookie = B64
             .decode(&s.cookie)
-            .map_err(|e| format!("the stored {what} cookie is not base64 ({e})"))?;
+            .map_err(|e| CookieError::NotBase64(what, e))?;
         if !plausible_openldap_cookie(&cookie) {
-            return Err(format!("the stored {what} cookie is not a syncrepl cookie"));
+            return Err(CookieError::NotACookie(what));
         }
         Ok(cookie)
     };
@@ -405,7 +441,7 @@ async fn run_refresh(
         match stream.next().await {
             Ok(Some(message)) => {
                 if let Err(reason) = take_message(message, &mut got) {
-                    broken = Some(reason);
+                    broken = Some(reason.to_string());
                     break;
                 }
             }
@@ -484,7 +520,7 @@ fn finish(mut got: Collected, done: SyncDone, sent_cookie: Option<Vec<u8>>) -> S
 
 /// One message of the refresh: an intermediate Sync Info, a referral, or an entry with its
 /// Sync State.
-fn take_message(message: ldap3::ResultEntry, got: &mut Collected) -> Result<(), String> {
+fn take_message(message: ldap3::ResultEntry, got: &mut Collected) -> Result<(), MessageError> {
     if message.is_intermediate() {
         match parse_syncinfo(message) {
             SyncInfo::NewCookie(c) => keep_cookie(got, Some(c)),
@@ -514,7 +550,7 @@ fn take_message(message: ldap3::ResultEntry, got: &mut Collected) -> Result<(), 
         return Ok(());
     }
     if message.is_ref() {
-        return Err("the server sent a referral; a syncrepl refresh cannot follow it".into());
+        return Err(MessageError::Referral);
     }
     let state = message
         .1
@@ -523,7 +559,7 @@ fn take_message(message: ldap3::ResultEntry, got: &mut Collected) -> Result<(), 
             Control(Some(ControlType::SyncState), raw) => raw.val.as_deref().map(SyncState::parse),
             _ => None,
         })
-        .ok_or_else(|| "an entry came without a Sync State control".to_string())?;
+        .ok_or(MessageError::NoSyncState)?;
     let id = uuid_text(&state.entry_uuid)?;
     keep_cookie(got, state.cookie);
     match state.state {
@@ -552,10 +588,10 @@ fn keep_cookie(got: &mut Collected, cookie: Option<Vec<u8>>) {
 }
 
 /// The 16 raw bytes of a Sync State / syncIdSet UUID as entryUUID shows them.
-fn uuid_text(raw: &[u8]) -> Result<String, String> {
+fn uuid_text(raw: &[u8]) -> Result<String, MessageError> {
     uuid::Uuid::from_slice(raw)
         .map(|u| u.hyphenated().to_string())
-        .map_err(|_| format!("a syncrepl UUID has {} bytes, not 16", raw.len()))
+        .map_err(|_| MessageError::UuidLength(raw.len()))
 }
 
 #[cfg(test)]
@@ -616,11 +652,13 @@ mod tests {
         assert_ne!(u, g);
 
         let other_server = stored_cookies(&cursor, "ldap://127.0.0.2:3890/ou=corp", &s);
-        assert!(other_server.unwrap_err().contains("issued by"));
+        assert!(other_server.unwrap_err().to_string().contains("issued by"));
 
         let mut changed = s.clone();
         changed.users.filter = "(&(objectClass=inetOrgPerson)(ou=Sales))".into();
-        let err = stored_cookies(&cursor, &origin, &changed).unwrap_err();
+        let err = stored_cookies(&cursor, &origin, &changed)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("user search changed"), "{err}");
 
         let usn = Cursor {
@@ -635,6 +673,7 @@ mod tests {
         assert!(
             stored_cookies(&garbage, &origin, &s)
                 .unwrap_err()
+                .to_string()
                 .contains("unreadable")
         );
         let bad_cookie = Cursor {
@@ -644,6 +683,7 @@ mod tests {
         assert!(
             stored_cookies(&bad_cookie, &origin, &s)
                 .unwrap_err()
+                .to_string()
                 .contains("not a syncrepl cookie")
         );
     }

@@ -227,6 +227,7 @@ pub fn fingerprint(value: &serde_json::Value) -> String {
             other => other.clone(),
         }
     }
+    // default: serialising a JSON value cannot fail.
     let bytes = serde_json::to_vec(&canonical(value)).unwrap_or_default();
     hex::encode(Sha256::digest(bytes))
 }
@@ -506,6 +507,7 @@ impl StateStore {
             .map(|(kind, id, hash)| {
                 (
                     (ObjectKind::from_column(&kind), id),
+                    // default: a row without a hash differs from every entry, so it is rewritten.
                     hash.unwrap_or(0) as u64,
                 )
             })
@@ -519,6 +521,7 @@ impl StateStore {
             .fetch_one(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
+        // default: COUNT(*) is never negative.
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
@@ -572,6 +575,7 @@ impl StateStore {
                     kind: ObjectKind::User,
                     id,
                     external_id,
+                    // default: a cached user without a name has an empty one (as the target sent it).
                     name: name.unwrap_or_default(),
                     active: active != 0,
                     pending: pending != 0,
@@ -623,6 +627,7 @@ impl StateStore {
                 kind: ObjectKind::from_column(&kind),
                 id: r.try_get("id")?,
                 external_id: r.try_get("external_id")?,
+                // default: a cached object without a name has an empty one (as the target sent it).
                 name: r.try_get::<Option<String>, _>("name")?.unwrap_or_default(),
                 active: r.try_get::<i64, _>("active")? != 0,
                 pending: r.try_get::<i64, _>("pending")? != 0,
@@ -658,6 +663,7 @@ impl StateStore {
                         name_key,
                         member_keys: keys
                             .map(|k| k.lines().map(str::to_string).collect())
+                            // default: a row without member keys lists no members.
                             .unwrap_or_default(),
                     },
                 )

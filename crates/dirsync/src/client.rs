@@ -19,7 +19,9 @@ pub fn scim_client(config: &Config) -> Result<scim_client::ScimClient, scim_clie
         AuthKind::Oauth2 => {
             let o = config.iid.scim.auth.oauth2.as_ref();
             scim_client::Auth::OAuth2(scim_client::OAuth2ClientCredentials {
+                // default: without OAuth settings the static token is used.
                 token_url: o.map(|o| o.token_url.clone()).unwrap_or_default(),
+                // default: without OAuth settings the static token is used.
                 client_id: o.map(|o| o.client_id.clone()).unwrap_or_default(),
                 client_secret: config
                     .secrets

@@ -1,6 +1,6 @@
 //! The `dirsync` command: parses the command line, loads the configuration, runs, prints the
 //! report, and turns the outcome into the exit code of SPEC 5 (0 success, 1 some objects
-//! failed, 2 run refused, 3 cannot reach source or target).
+//! failed, 2 run refused, 3 cannot reach source or target, 5 local state unreadable).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +52,11 @@ struct Files {
 #[derive(Subcommand)]
 enum Command {
     /// Read the directory, plan, and apply the changes to the target.
+    #[command(
+        after_help = "Exit codes: 0 success, 1 some objects failed, 2 run refused \
+        (deletion threshold, lock, configuration), 3 the directory or the target could not be \
+        reached, 5 the local state could not be read (nothing was created or deleted)."
+    )]
     Sync {
         #[command(flatten)]
         files: Files,
@@ -216,7 +221,7 @@ async fn async_main(cli: Cli) -> i32 {
                     out(&result.report.to_text());
                 }
             }
-            result.report.exit_code
+            result.report.outcome.exit_code()
         }
         Command::Check { files } => {
             let (config, warnings) = match load(&files) {

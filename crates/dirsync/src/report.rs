@@ -12,6 +12,44 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_SOME_FAILED: i32 = 1;
 pub const EXIT_REFUSED: i32 = 2;
 pub const EXIT_UNREACHABLE: i32 = 3;
+/// The local state (ownership records, directory image, target cache, run history) could not
+/// be read or written: the run stops before it deletes or creates anything on a guess.
+pub const EXIT_STATE_UNREADABLE: i32 = 5;
+
+/// How a run ended. [`Outcome::exit_code`] is the one table from outcome to exit code: the
+/// binary exits with it and the report shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Outcome {
+    /// Everything planned was applied (or nothing needed to be).
+    #[default]
+    Synced,
+    /// Some objects failed or were skipped (listed in the report).
+    Partial,
+    /// A deletion threshold stopped the run before it wrote anything.
+    SafetyStop,
+    /// The run could not start or go on: another run holds the lock, the local state could
+    /// not be reset, the audit journal could not be opened.
+    Refused,
+    /// The configuration cannot be used (e.g. the target client cannot be set up from it).
+    ConfigError,
+    /// The directory or the target could not be reached (or refused the credentials).
+    Unreachable,
+    /// The local state could not be read: nothing was created or deleted on a guess.
+    StateUnreadable,
+}
+
+impl Outcome {
+    /// The documented exit code (behaviour §5).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::Synced => EXIT_OK,
+            Outcome::Partial => EXIT_SOME_FAILED,
+            Outcome::SafetyStop | Outcome::Refused | Outcome::ConfigError => EXIT_REFUSED,
+            Outcome::Unreachable => EXIT_UNREACHABLE,
+            Outcome::StateUnreadable => EXIT_STATE_UNREADABLE,
+        }
+    }
+}
 
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -55,19 +93,23 @@ pub struct Report {
     pub refused: Option<String>,
     /// Why the run stopped early (credentials refused, target or source unreachable).
     pub stopped: Option<String>,
+    /// How the run ended (the exit code below is made from it).
+    #[serde(skip)]
+    pub outcome: Outcome,
     pub exit_code: i32,
 }
 
 impl Report {
-    pub fn exit_code_from_outcome(&self) -> i32 {
+    /// The outcome of a run that was not stopped by a decision of its own.
+    pub fn settled_outcome(&self) -> Outcome {
         if self.stopped.is_some() {
-            EXIT_UNREACHABLE
+            Outcome::Unreachable
         } else if self.refused.is_some() {
-            EXIT_REFUSED
+            Outcome::SafetyStop
         } else if !self.failures.is_empty() || !self.skipped.is_empty() {
-            EXIT_SOME_FAILED
+            Outcome::Partial
         } else {
-            EXIT_OK
+            Outcome::Synced
         }
     }
 

@@ -58,6 +58,7 @@ mod tests {
     fn searches_ask_for_the_mapped_attributes() {
         let mut ldap = crate::config::LdapConfig::default();
         let mapping = crate::config::AttributeConfig {
+            // default: a constant that parses (covered by tests).
             user: serde_saphyr::from_str("ad_bind: { title: employeeType }").unwrap_or_default(),
             ..Default::default()
         };

@@ -91,7 +91,7 @@ pub fn parse(text: &str) -> Result<Captured, ParseError> {
             continue;
         }
         let (name, rest) = line.split_once(':').ok_or(ParseError::Syntax(*number))?;
-        let name = name.split(';').next().unwrap_or(name).to_ascii_lowercase();
+        let name = dirsync_model::entry::attribute_base(name).to_ascii_lowercase();
         let value: Zeroizing<Vec<u8>> = match rest.strip_prefix(':') {
             Some(b64) => Zeroizing::new(
                 B64.decode(b64.trim())
@@ -271,6 +271,7 @@ fn read_all(input: &mut dyn Read) -> Result<Zeroizing<String>, CaptureError> {
             Err(e) => return Err(CaptureError::Read(e.kind().to_string())),
         }
     }
+    // default: `len` never exceeds the buffer.
     let text = std::str::from_utf8(buf.get(..len).unwrap_or_default())
         .map_err(|_| CaptureError::Read("stdin is not UTF-8".into()))?;
     Ok(Zeroizing::new(text.to_string()))

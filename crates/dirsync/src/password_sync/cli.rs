@@ -50,7 +50,7 @@ pub enum PasswordSyncCommand {
     },
 }
 
-fn duration(text: &str) -> Result<std::time::Duration, String> {
+fn duration(text: &str) -> Result<std::time::Duration, crate::config::values::ValueError> {
     parse_duration(text)
 }
 
@@ -156,6 +156,7 @@ async fn push(
     };
     let mut out = String::new();
     if format == "json" {
+        // default: serialising the report cannot fail.
         out = serde_json::to_string_pretty(&report).unwrap_or_default();
         out.push('\n');
     } else {

@@ -293,6 +293,7 @@ impl<'a> Pusher<'a> {
             let age = Utc::now()
                 .signed_duration_since(pending.newest.captured_at)
                 .to_std()
+                // default: a capture time in the future is age zero.
                 .unwrap_or_default();
             if age > self.options.max_age {
                 self.finish(&mut report, &pending, &anchor, Outcome::Expired, None)?;

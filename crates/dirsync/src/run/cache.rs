@@ -146,7 +146,7 @@ pub(super) async fn touched(
     plan: &Plan,
     state: &StateStore,
     created: &[apply::Created],
-) -> Vec<(ObjectKind, String)> {
+) -> Result<Vec<(ObjectKind, String)>, crate::state::StateError> {
     use plan::Operation as Op;
     let as_sent: HashSet<(ObjectKind, &str)> = created
         .iter()
@@ -194,11 +194,11 @@ pub(super) async fn touched(
             continue;
         }
         let wanted: HashSet<String> = anchors.into_iter().collect();
-        for r in state.objects(kind).await.unwrap_or_default() {
+        for r in state.objects(kind).await? {
             if wanted.contains(&r.anchor) {
                 out.insert((kind, r.target_id));
             }
         }
     }
-    out.into_iter().collect()
+    Ok(out.into_iter().collect())
 }

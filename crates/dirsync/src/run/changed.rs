@@ -35,8 +35,8 @@ pub(super) enum Prepared {
     Ready(Box<ChangedInput>),
     /// Plan the whole image instead, for this reason.
     Whole(String),
-    /// The state could not be read: reconcile fully, for this reason.
-    Failed(String),
+    /// The state (named by the first field) could not be read: the run stops (exit 5).
+    Failed(&'static str, crate::state::StateError),
 }
 
 /// Why this configuration needs the whole image in every incremental plan, if it does.
@@ -89,18 +89,18 @@ pub(super) async fn prepare(
     if let Some(reason) = whole_plan_reason(config) {
         return Prepared::Whole(reason.into());
     }
-    let fail = |what: &str, e: crate::state::StateError| Prepared::Failed(format!("{what}: {e}"));
+    let fail = |what: &'static str, e: crate::state::StateError| Prepared::Failed(what, e);
     let mut t = std::time::Instant::now();
     let image_users: HashMap<String, ImageKeys> = match state.image_user_keys().await {
         Ok(rows) => rows.into_iter().collect(),
-        Err(e) => return fail("the cached directory image", e),
+        Err(e) => return fail("the directory image", e),
     };
     let candidates = candidate_ids(changes, kind, &image_users);
     let ids: Vec<String> = candidates.iter().cloned().collect();
     let mut image = Image::default();
     match state.image_entries(ObjectKind::User, &ids).await {
         Ok(users) => image.users = users,
-        Err(e) => return fail("the cached directory image", e),
+        Err(e) => return fail("the directory image", e),
     }
     image.groups = groups;
     super::phase("load the image rows", &mut t);

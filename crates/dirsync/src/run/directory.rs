@@ -3,6 +3,20 @@
 
 use super::*;
 
+/// Why the directory could not be read (the run stops with exit 3, or a full run reads it
+/// the plain way).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum DirectoryError {
+    #[error(transparent)]
+    Ldap(#[from] source::ldap::LdapSourceError),
+    #[error(transparent)]
+    Syncrepl(#[from] syncrepl::SyncreplError),
+    #[error(transparent)]
+    Ad(#[from] ad_changes::AdChangesError),
+    #[error(transparent)]
+    Read(#[from] source::SourceError),
+}
+
 /// The directory's changes since a cursor, by reader.
 pub(super) enum DirChanges {
     OpenLdap(Box<syncrepl::DirectoryChanges>),
@@ -46,14 +60,12 @@ pub(super) fn stable_id(kind: DirectoryKind) -> fn(&Entry) -> Option<String> {
 }
 
 /// Connects to the configured LDAP server and decides the directory kind (`flavor`).
-pub(super) async fn connect(config: &Config) -> Result<(LdapSource, DirectoryKind), String> {
+pub(super) async fn connect(
+    config: &Config,
+) -> Result<(LdapSource, DirectoryKind), DirectoryError> {
     let settings = source::ldap_settings(config);
-    let mut ldap = LdapSource::connect(&settings)
-        .await
-        .map_err(|e| e.to_string())?;
-    let kind = source::directory_kind(&mut ldap, config.ad.ldap.flavor)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut ldap = LdapSource::connect(&settings).await?;
+    let kind = source::directory_kind(&mut ldap, config.ad.ldap.flavor).await?;
     Ok((ldap, kind))
 }
 
@@ -61,7 +73,7 @@ pub(super) async fn connect(config: &Config) -> Result<(LdapSource, DirectoryKin
 pub(super) async fn read_changes(
     config: &Config,
     cursor: Option<&Cursor>,
-) -> Result<DirRead, String> {
+) -> Result<DirRead, DirectoryError> {
     let (mut ldap, kind) = connect(config).await?;
     let searches = source::ldap_searches(&config.ad.ldap, &config.iid.scim.attribute, kind);
     let description = ldap.server().to_string();
@@ -69,7 +81,7 @@ pub(super) async fn read_changes(
         DirectoryKind::OpenLdap => syncrepl::read_changes(&ldap, &searches, cursor)
             .await
             .map(|c| DirChanges::OpenLdap(Box::new(c)))
-            .map_err(|e| e.to_string()),
+            .map_err(DirectoryError::from),
         DirectoryKind::ActiveDirectory => {
             let mechanism = match config.ad.ldap.change_tracking {
                 ChangeTracking::Auto => ad_changes::AdMechanism::Auto,
@@ -79,7 +91,7 @@ pub(super) async fn read_changes(
             ad_changes::read_changes(&mut ldap, &searches, mechanism, cursor)
                 .await
                 .map(DirChanges::Ad)
-                .map_err(|e| e.to_string())
+                .map_err(DirectoryError::from)
         }
     };
     ldap.close().await;

@@ -32,14 +32,15 @@ pub(super) async fn execute(
 ) -> Option<Executed> {
     let (config, options, state, now) = (run.config, run.options, run.state, run.now);
     let mut t = Instant::now();
-    let records = state
-        .object_keys(ObjectKind::User)
-        .await
-        .unwrap_or_default();
-    let group_records = state
-        .object_keys(ObjectKind::Group)
-        .await
-        .unwrap_or_default();
+    // What this instance owns decides deletions: unreadable, nothing is planned on a guess.
+    let records = match state.object_keys(ObjectKind::User).await {
+        Ok(r) => r,
+        Err(e) => return state_unreadable(report, "the user ownership records", e).map(never),
+    };
+    let group_records = match state.object_keys(ObjectKind::Group).await {
+        Ok(r) => r,
+        Err(e) => return state_unreadable(report, "the group ownership records", e).map(never),
+    };
     let input = desired::plan_input(
         config,
         options,
@@ -54,32 +55,7 @@ pub(super) async fn execute(
     phase("ownership records", &mut t);
     let plan = plan::plan(&input);
     phase("plan", &mut t);
-    // Target id → anchor, for apply's state records and drift: only for the objects the plan
-    // acts on (a full reconcile that changes nothing needs none of 100,000).
-    let acted_on: HashSet<&str> = plan
-        .operations
-        .iter()
-        .filter_map(plan::Operation::target_id)
-        .collect();
-    let mut anchors: HashMap<String, String> = HashMap::new();
-    let target_anchors = input
-        .target_users
-        .iter()
-        .map(|u| (&u.id, &u.external_id))
-        .chain(input.target_groups.iter().map(|g| (&g.id, &g.external_id)));
-    for (id, ext) in target_anchors {
-        if let Some(ext) = ext
-            && acted_on.contains(id.as_str())
-        {
-            anchors.insert(id.clone(), ext.clone());
-        }
-    }
-    for r in records.iter().chain(group_records.iter()) {
-        if acted_on.contains(r.target_id.as_str()) {
-            anchors.insert(r.target_id.clone(), r.anchor.clone());
-        }
-    }
-    drop(acted_on);
+    let anchors = acted_on_anchors(&plan, &input, &records, &group_records);
     // The plan holds what it sends; the planner's input goes before the writes (the records
     // to add afterwards are made now).
     let matched = matched_records(&input, &records);
@@ -105,37 +81,7 @@ pub(super) async fn execute(
         });
     }
 
-    let journal = match Journal::open(&config.state_dir) {
-        Ok(j) => Mutex::new(j),
-        Err(e) => {
-            return stop(
-                report,
-                format!("cannot open the audit journal: {e}"),
-                EXIT_REFUSED,
-            )
-            .map(|plan| Executed {
-                plan,
-                applied: false,
-                touched: Vec::new(),
-                created: Vec::new(),
-                failures: false,
-                target_conflicts: false,
-            });
-        }
-    };
-    let ctx = ApplyContext {
-        client: run.client,
-        state,
-        journal: &journal,
-        run_id: run.run_id,
-        concurrency: config.sync.concurrency.0 as usize,
-        now,
-        anchors: &anchors,
-        progress: &progress_bar(plan.operations.len() as u64),
-        bulk_size: bulk_size(run.spc),
-    };
-    let outcome = apply::apply(&plan, &ctx).await;
-    ctx.progress.finish_and_clear();
+    let outcome = apply_plan(run, report, &plan, &anchors).await?;
     phase("apply", &mut t);
     report.counts = outcome.counts;
     report.failures = outcome.failures;
@@ -144,7 +90,7 @@ pub(super) async fn execute(
         // Some writes may be missing from the cache: no state write, so the cursor stays and
         // the next run reads the same changes again.
         report.stopped = Some(reason);
-        report.exit_code = EXIT_UNREACHABLE;
+        report.outcome = Outcome::Unreachable;
         return Some(Executed {
             plan,
             applied: false,
@@ -154,23 +100,10 @@ pub(super) async fn execute(
             target_conflicts: false,
         });
     }
-    if let Err(e) = state.upsert_objects(&matched).await {
-        tracing::warn!(error = %e, "could not update the local state");
-    }
-    let _ = state.set_meta("config_fingerprint", &run.fingerprint).await;
-    let touched = touched(&plan, state, &created).await;
+    let touched = record_applied(run, report, &plan, &matched, &created).await?;
     phase("bookkeeping", &mut t);
-    let target_conflicts = plan.errors.iter().any(|e| {
-        matches!(
-            e.kind,
-            plan::ErrorKind::RecreatedUser
-                | plan::ErrorKind::NameTaken
-                | plan::ErrorKind::NotOwned
-                | plan::ErrorKind::OutOfScope
-        )
-    });
     Some(Executed {
-        target_conflicts,
+        target_conflicts: target_conflicts(&plan),
         // Held-back work (failed writes, deletions a safety rule kept back) is planned again
         // next run even when the directory does not change.
         failures: !report.failures.is_empty() || !plan.notes.is_empty(),
@@ -178,6 +111,114 @@ pub(super) async fn execute(
         applied: true,
         touched,
         created,
+    })
+}
+
+/// Apply with the audit journal, a progress bar and the target's Bulk size. `None`: the
+/// journal could not be opened (the run stops, exit 2).
+async fn apply_plan(
+    run: &RunCtx<'_>,
+    report: &mut Report,
+    plan: &Plan,
+    anchors: &HashMap<String, String>,
+) -> Option<apply::ApplyOutcome> {
+    let journal = match Journal::open(&run.config.state_dir) {
+        Ok(j) => Mutex::new(j),
+        Err(e) => {
+            let reason = format!("cannot open the audit journal: {e}");
+            stop(report, reason, Outcome::Refused);
+            return None;
+        }
+    };
+    let ctx = ApplyContext {
+        client: run.client,
+        state: run.state,
+        journal: &journal,
+        run_id: run.run_id,
+        concurrency: run.config.sync.concurrency.0 as usize,
+        now: run.now,
+        anchors,
+        progress: &progress_bar(plan.operations.len() as u64),
+        bulk_size: bulk_size(run.spc),
+    };
+    let outcome = apply::apply(plan, &ctx).await;
+    ctx.progress.finish_and_clear();
+    Some(outcome)
+}
+
+/// Target id → anchor, for apply's state records and drift: only for the objects the plan
+/// acts on (a full reconcile that changes nothing needs none of 100,000).
+fn acted_on_anchors(
+    plan: &Plan,
+    input: &PlanInput,
+    records: &[ObjectKey],
+    group_records: &[ObjectKey],
+) -> HashMap<String, String> {
+    let acted_on: HashSet<&str> = plan
+        .operations
+        .iter()
+        .filter_map(plan::Operation::target_id)
+        .collect();
+    let mut anchors: HashMap<String, String> = HashMap::new();
+    let target_anchors = input
+        .target_users
+        .iter()
+        .map(|u| (&u.id, &u.external_id))
+        .chain(input.target_groups.iter().map(|g| (&g.id, &g.external_id)));
+    for (id, ext) in target_anchors {
+        if let Some(ext) = ext
+            && acted_on.contains(id.as_str())
+        {
+            anchors.insert(id.clone(), ext.clone());
+        }
+    }
+    for r in records.iter().chain(group_records.iter()) {
+        if acted_on.contains(r.target_id.as_str()) {
+            anchors.insert(r.target_id.clone(), r.anchor.clone());
+        }
+    }
+    anchors
+}
+
+/// After apply: the ownership records and fingerprint stored, and the target objects the plan
+/// wrote. The writes are made; without their records the next run would not know what it
+/// owns, so a failure stops the run (exit 5) and no state commit follows: the cursor stays
+/// and the next run reads the same changes.
+async fn record_applied(
+    run: &RunCtx<'_>,
+    report: &mut Report,
+    plan: &Plan,
+    matched: &[ObjectRecord],
+    created: &[apply::Created],
+) -> Option<Vec<(ObjectKind, String)>> {
+    let state = run.state;
+    if let Err(e) = state.upsert_objects(matched).await {
+        state_unreadable(report, "writing the ownership records", e);
+        return None;
+    }
+    if let Err(e) = state.set_meta("config_fingerprint", &run.fingerprint).await {
+        state_unreadable(report, "writing the configuration fingerprint", e);
+        return None;
+    }
+    match touched(plan, state, created).await {
+        Ok(t) => Some(t),
+        Err(e) => {
+            state_unreadable(report, "the ownership records", e);
+            None
+        }
+    }
+}
+
+/// Whether objects were skipped because of what the target holds (see [`Executed`]).
+fn target_conflicts(plan: &Plan) -> bool {
+    plan.errors.iter().any(|e| {
+        matches!(
+            e.kind,
+            plan::ErrorKind::RecreatedUser
+                | plan::ErrorKind::NameTaken
+                | plan::ErrorKind::NotOwned
+                | plan::ErrorKind::OutOfScope
+        )
     })
 }
 
@@ -223,4 +264,16 @@ pub(super) fn matched_records(input: &PlanInput, records: &[ObjectKey]) -> Vec<O
         }
     }
     rows
+}
+
+/// `stop` returns no plan; this gives its `None` the type of an execution.
+fn never(plan: Plan) -> Executed {
+    Executed {
+        plan,
+        applied: false,
+        touched: Vec::new(),
+        created: Vec::new(),
+        failures: false,
+        target_conflicts: false,
+    }
 }

@@ -11,7 +11,7 @@ pub(super) async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> 
     let spinner = progress_spinner("reading the directory");
     let mut next: Option<Cursor> = None;
     let source = if config.ad.ldif_file.is_some() {
-        source::read(config).await.map_err(|e| e.to_string())
+        source::read(config).await.map_err(DirectoryError::from)
     } else {
         match read_changes(config, None).await {
             Ok(DirRead {
@@ -54,14 +54,14 @@ pub(super) async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> 
                 report
                     .notes
                     .push(format!("no incremental position this run: {e}"));
-                source::read(config).await.map_err(|e| e.to_string())
+                source::read(config).await.map_err(DirectoryError::from)
             }
         }
     };
     spinner.finish_and_clear();
     let mut source = match source {
         Ok(s) => s,
-        Err(e) => return stop(report, format!("directory: {e}"), EXIT_UNREACHABLE),
+        Err(e) => return stop(report, format!("directory: {e}"), Outcome::Unreachable),
     };
     report.source = source.description.clone();
     report.read_users = source.read.users.len();
@@ -72,7 +72,10 @@ pub(super) async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> 
 
     // Drift needs the previous image: only its entry hashes are loaded (the entries would
     // double the memory of a full run), enough to tell an unchanged entry.
-    let old_hashes = run.state.image_hashes().await.unwrap_or_default();
+    let old_hashes = match run.state.image_hashes().await {
+        Ok(h) => h,
+        Err(e) => return state_unreadable(report, "the directory image", e),
+    };
     let has_previous = !old_hashes.is_empty();
     // Everything is rewritten when the rows may hold what an older mapping made of the
     // entries (configuration or version changed, no previous image); otherwise only rows that
@@ -126,12 +129,16 @@ pub(super) async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> 
     drop(old_hashes);
     phase("map", &mut t);
 
+    let cached_hashes = match run.state.cache_hashes().await {
+        Ok(h) => h,
+        Err(e) => return state_unreadable(report, "the target cache", e),
+    };
     let spinner = progress_spinner("reading the target");
-    let live = read_live_target(run, source.kind, &mut desired, replace).await;
+    let live = read_live_target(run, source.kind, &mut desired, cached_hashes, replace).await;
     spinner.finish_and_clear();
     let (snapshot, live_cache) = match live {
         Ok(read) => read,
-        Err(e) => return stop(report, e.to_string(), EXIT_UNREACHABLE),
+        Err(e) => return stop(report, e.to_string(), Outcome::Unreachable),
     };
     phase("read the target", &mut t);
     let executed = execute(
@@ -188,11 +195,11 @@ pub(super) async fn read_live_target(
     run: &RunCtx<'_>,
     kind: DirectoryKind,
     desired: &mut desired::Desired,
+    cached_hashes: HashMap<ImageKey, u64>,
     replace: bool,
 ) -> Result<(target::TargetSnapshot, LiveCache), scim_client::ClientError> {
     let whole_resources = changed::whole_plan_reason(run.config).is_some();
-    let mut live_cache =
-        LiveCache::new(run.state.cache_hashes().await.unwrap_or_default(), replace);
+    let mut live_cache = LiveCache::new(cached_hashes, replace);
     let wanted: HashMap<&str, usize> = desired
         .users
         .iter()

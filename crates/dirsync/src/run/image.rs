@@ -33,6 +33,7 @@ pub(super) fn image_rows(
                 continue;
             }
             let keys = match object_kind {
+                // default: a user without stored keys gets them computed anew.
                 ObjectKind::User => keys.remove(&k).unwrap_or_default(),
                 ObjectKind::Group => ImageKeys::default(),
             };
@@ -50,16 +51,10 @@ pub(super) struct Image {
 }
 
 impl Image {
-    pub(super) async fn load(state: &StateStore) -> Result<Image, String> {
+    pub(super) async fn load(state: &StateStore) -> Result<Image, crate::state::StateError> {
         Ok(Image {
-            users: state
-                .image(ObjectKind::User)
-                .await
-                .map_err(|e| e.to_string())?,
-            groups: state
-                .image(ObjectKind::Group)
-                .await
-                .map_err(|e| e.to_string())?,
+            users: state.image(ObjectKind::User).await?,
+            groups: state.image(ObjectKind::Group).await?,
         })
     }
 

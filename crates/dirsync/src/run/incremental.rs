@@ -26,7 +26,11 @@ pub(super) async fn incremental(
         Ok(read) => read,
         // An incomplete read or a reader error: nothing is written, the cursor stays.
         Err(e) => {
-            return Incremental::Done(stop(report, format!("directory: {e}"), EXIT_UNREACHABLE));
+            return Incremental::Done(stop(
+                report,
+                format!("directory: {e}"),
+                Outcome::Unreachable,
+            ));
         }
     };
     phase("read changes", &mut t);
@@ -34,12 +38,21 @@ pub(super) async fn incremental(
         return Incremental::Reload(reason);
     }
     report.source = description.clone();
-    let retry = run.state.meta(META_RETRY).await.ok().flatten().as_deref() == Some("1");
+    let retry = match run.state.meta(META_RETRY).await {
+        Ok(r) => r.as_deref() == Some("1"),
+        Err(e) => return unreadable(report, "the run metadata", e),
+    };
     if changes.is_empty() && !retry {
         // The cheap run: neither the image, the cache nor the target is read. Every object
         // is unchanged (counted, not loaded).
-        report.unchanged_users = run.state.image_len(ObjectKind::User).await.unwrap_or(0);
-        report.unchanged_groups = run.state.image_len(ObjectKind::Group).await.unwrap_or(0);
+        let counts = (
+            run.state.image_len(ObjectKind::User).await,
+            run.state.image_len(ObjectKind::Group).await,
+        );
+        (report.unchanged_users, report.unchanged_groups) = match counts {
+            (Ok(users), Ok(groups)) => (users, groups),
+            (Err(e), _) | (_, Err(e)) => return unreadable(report, "the directory image", e),
+        };
         if !run.options.dry_run
             && let Some(next) = changes.next()
             && next != cursor
@@ -56,16 +69,16 @@ pub(super) async fn incremental(
     }
     let groups = match run.state.image(ObjectKind::Group).await {
         Ok(groups) => groups,
-        Err(e) => return Incremental::Reload(format!("the cached directory image: {e}")),
+        Err(e) => return unreadable(report, "the directory image", e),
     };
     if let DirChanges::OpenLdap(c) = &mut changes {
         match links::refresh(run.config, run.state, kind, c, &groups).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(groups = n, "read again groups that list a changed entry"),
-            Err(e @ links::LinkError::State(_)) => return Incremental::Reload(e.to_string()),
+            Err(links::LinkError::State(e)) => return unreadable(report, "the directory image", e),
             Err(e @ links::LinkError::Directory(_)) => {
                 let reason = format!("directory: {e}");
-                return Incremental::Done(stop(report, reason, EXIT_UNREACHABLE));
+                return Incremental::Done(stop(report, reason, Outcome::Unreachable));
             }
         }
         phase("read again the groups that list a changed entry", &mut t);
@@ -93,7 +106,7 @@ pub(super) async fn incremental(
                 return changed_users_run(run, report, &changes, kind, *input).await;
             }
             changed::Prepared::Whole(reason) => reason,
-            changed::Prepared::Failed(reason) => return Incremental::Reload(reason),
+            changed::Prepared::Failed(what, e) => return unreadable(report, what, e),
         }
     };
     report.planned_over = Some(format!("whole image: {whole_reason}"));
@@ -142,11 +155,11 @@ pub(super) async fn whole_image_run(
 ) -> Incremental {
     let mut image = match Image::load(run.state).await {
         Ok(i) => i,
-        Err(e) => return Incremental::Reload(format!("the cached directory image: {e}")),
+        Err(e) => return unreadable(report, "the directory image", e),
     };
     let cache = match run.state.target_cache().await {
         Ok(c) => c,
-        Err(e) => return Incremental::Reload(format!("the target cache: {e}")),
+        Err(e) => return unreadable(report, "the target cache", e),
     };
     let before = image.hashes();
     image.apply(changes, kind, run.config);
@@ -186,4 +199,9 @@ pub(super) async fn whole_image_run(
         ..IncrementalWrite::default()
     };
     finish_state(run, report, executed, &mut write, None).await
+}
+
+/// The run stops with exit 5: the local state could not be read.
+fn unreadable(report: &mut Report, what: &str, e: impl std::fmt::Display) -> Incremental {
+    Incremental::Done(state_unreadable(report, what, e))
 }

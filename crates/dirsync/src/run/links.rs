@@ -25,8 +25,8 @@ use crate::state::{ObjectKind, StateError, StateStore};
 pub(super) enum LinkError {
     #[error("the cached directory image: {0}")]
     State(#[from] StateError),
-    #[error("{0}")]
-    Directory(String),
+    #[error(transparent)]
+    Directory(#[from] super::DirectoryError),
 }
 
 /// Adds to `changes` the groups of `groups` (the image's) that list a DN the changes touch,
@@ -81,7 +81,7 @@ pub(super) async fn refresh(
     let searches = source::ldap_searches(&config.ad.ldap, &config.iid.scim.attribute, kind);
     let found = read_linked(&ldap, &searches, member_attribute, linked).await;
     ldap.close().await;
-    let found = found.map_err(|e| LinkError::Directory(e.to_string()))?;
+    let found = found.map_err(|e| LinkError::Directory(e.into()))?;
     // A group the change set has already is as the server holds it.
     let reported: BTreeSet<String> = changes
         .groups

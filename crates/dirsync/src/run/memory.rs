@@ -6,5 +6,6 @@ pub(super) fn resident_mib() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map(|pages| pages * 4096 / (1024 * 1024))
+        // default: no /proc (not Linux) reports 0 MiB.
         .unwrap_or(0)
 }

@@ -32,7 +32,7 @@ use crate::journal::Journal;
 use crate::json_text::JsonText;
 use crate::mapping::{self, DirectoryKind};
 use crate::plan::{self, Plan, PlanInput};
-use crate::report::{EXIT_REFUSED, EXIT_UNREACHABLE, Report};
+use crate::report::{Outcome, Report};
 use crate::source::changes::{ChangeSet, Cursor};
 use crate::source::ldap::LdapSource;
 use crate::source::{self, DirectoryRead, Entry, ad_changes, syncrepl};
@@ -87,6 +87,7 @@ pub struct RunResult {
 /// A fingerprint of the effective configuration file (SPEC 4.4): when it changes, the run
 /// says so and reconciles fully.
 fn config_fingerprint(config: &Config) -> String {
+    // default: an unreadable config file (just loaded) fingerprints as changed: a full run.
     let bytes = std::fs::read(&config.config_path).unwrap_or_default();
     hex::encode(Sha256::digest(bytes))
 }
@@ -118,9 +119,10 @@ pub async fn sync(config: &Config, warnings: Vec<String>, options: &SyncOptions)
 /// The final exit code and duration, once the run is over.
 fn conclude(report: &mut Report, started: Instant) {
     report.duration_ms = started.elapsed().as_millis();
-    if report.exit_code == 0 {
-        report.exit_code = report.exit_code_from_outcome();
+    if report.outcome == Outcome::Synced {
+        report.outcome = report.settled_outcome();
     }
+    report.exit_code = report.outcome.exit_code();
 }
 
 /// The body of a run; fills `report` and returns the plan when one was made.
@@ -132,36 +134,67 @@ async fn run(
     now: DateTime<Utc>,
     started: Instant,
 ) -> Option<Plan> {
-    let opened = match RunLock::acquire(&config.state_dir) {
-        Ok(lock) => StateStore::open(&config.state_dir)
-            .await
-            .map(|state| (lock, state)),
-        Err(e) => Err(e),
-    };
-    let (_lock, state) = match opened {
-        Ok(pair) => pair,
+    let _lock = match RunLock::acquire(&config.state_dir) {
+        Ok(lock) => lock,
         Err(e) => {
             report.refused = Some(e.to_string());
-            report.exit_code = EXIT_REFUSED;
+            report.outcome = Outcome::Refused;
+            conclude(report, started);
+            return None;
+        }
+    };
+    let state = match StateStore::open(&config.state_dir).await {
+        Ok(state) => state,
+        Err(e) => {
+            state_unreadable(report, "state.db", e);
             conclude(report, started);
             return None;
         }
     };
     // Recorded at the start, so that a killed run leaves a row without `finished_at` (and
     // the next run reconciles fully).
-    let interrupted = state.last_run_unfinished().await.unwrap_or(false);
-    if !options.dry_run {
-        let _ = state.begin_run(run_id, &report.mode, false).await;
-    }
-
-    let result = run_locked(config, options, report, run_id, now, &state, interrupted).await;
+    let result = match begin(&state, options, report, run_id).await {
+        Ok(interrupted) => {
+            run_locked(config, options, report, run_id, now, &state, interrupted).await
+        }
+        Err(e) => state_unreadable(report, "the run history", e),
+    };
     conclude(report, started);
     if !options.dry_run {
+        // default: serialising the report cannot fail.
         let json = serde_json::to_value(&*report).unwrap_or_default();
-        let _ = state.finish_run(run_id, report.exit_code, &json).await;
+        if let Err(e) = state.finish_run(run_id, report.exit_code, &json).await {
+            // The run is over; the next one sees it unfinished and reconciles fully.
+            tracing::warn!(error = %e, "could not record the end of the run");
+        }
     }
     state.close().await;
     result
+}
+
+/// Whether the previous run was interrupted, and (unless dry) the start of this one recorded
+/// so that a killed run leaves a row without `finished_at` and the next run reconciles fully.
+async fn begin(
+    state: &StateStore,
+    options: &SyncOptions,
+    report: &Report,
+    run_id: &str,
+) -> Result<bool, crate::state::StateError> {
+    let interrupted = state.last_run_unfinished().await?;
+    if !options.dry_run {
+        state.begin_run(run_id, &report.mode, false).await?;
+    }
+    Ok(interrupted)
+}
+
+/// Stops the run because the local state could not be read (exit 5): nothing is deleted or
+/// created on a guess of what this instance owns.
+fn state_unreadable(report: &mut Report, what: &str, e: impl std::fmt::Display) -> Option<Plan> {
+    stop(
+        report,
+        format!("cannot read the local state ({what}): {e}"),
+        Outcome::StateUnreadable,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -174,57 +207,20 @@ async fn run_locked(
     state: &StateStore,
     interrupted: bool,
 ) -> Option<Plan> {
-    if options.recovery && !options.dry_run {
-        if let Err(e) = state.reset().await {
-            report.stopped = Some(e.to_string());
-            report.exit_code = EXIT_REFUSED;
-            return None;
-        }
-        report
-            .notes
-            .push("recovery: local state discarded and rebuilt from the target".into());
-    }
-    // Rows a killed run staged are not part of any image.
-    if !options.dry_run
-        && let Err(e) = state.clear_staging().await
-    {
-        report.stopped = Some(e.to_string());
-        report.exit_code = EXIT_REFUSED;
-        return None;
-    }
     let fingerprint = config_fingerprint(config);
-    let mut config_changed = false;
-    match state.meta("config_fingerprint").await {
-        Ok(Some(old)) if old != fingerprint => {
-            config_changed = true;
-            report
-                .notes
-                .push("the configuration changed since the last run: full reconcile".into())
-        }
-        _ => {}
-    }
-
+    let config_changed = prepare_state(options, state, report, &fingerprint).await?;
     // Target first: a refused token or an unreachable service stops before the directory
     // is read.
-    let mut client = match scim_client(config) {
-        Ok(c) => c,
-        Err(e) => return stop(report, e.to_string(), EXIT_REFUSED),
-    };
-    let spc = match client.service_provider_config().await {
-        Ok(spc) => spc,
-        Err(e) => return stop(report, e.to_string(), EXIT_UNREACHABLE),
-    };
-    if spc.filter_max_results > 0 {
-        // Pages as large as the service allows (a full run lists every user).
-        client.set_page_size(spc.filter_max_results.min(MAX_PAGE));
-    }
+    let (client, spc) = connect_target(config, report).await?;
     let keeps_pending = match config.sync.pending_deletion.kept_by {
         KeptBy::Target => true,
         KeptBy::Agent => false,
         KeptBy::Auto => spc.keeps_pending_users,
     };
-
-    let state_format = state.meta(META_STATE_FORMAT).await.ok().flatten();
+    let state_format = match state.meta(META_STATE_FORMAT).await {
+        Ok(f) => f,
+        Err(e) => return state_unreadable(report, "the state format", e),
+    };
     let run = RunCtx {
         config,
         options,
@@ -239,17 +235,101 @@ async fn run_locked(
             || options.recovery
             || state_format.as_deref() != Some(STATE_FORMAT),
     };
+    incremental_or_full(&run, report, config_changed, interrupted).await
+}
 
-    // Incremental when nothing calls for a full reconcile (SPEC 3, issue #5).
-    let stored = state.cursor().await.ok().flatten();
-    let mut full_reason = full_reason(&run, stored.is_some(), config_changed, interrupted).await;
+/// `--recovery`'s reset and the staging a killed run left, cleared; then whether the
+/// configuration changed since the last run. `None`: the run stopped (the report says why).
+async fn prepare_state(
+    options: &SyncOptions,
+    state: &StateStore,
+    report: &mut Report,
+    fingerprint: &str,
+) -> Option<bool> {
+    if options.recovery && !options.dry_run {
+        if let Err(e) = state.reset().await {
+            report.stopped = Some(e.to_string());
+            report.outcome = Outcome::Refused;
+            return None;
+        }
+        report
+            .notes
+            .push("recovery: local state discarded and rebuilt from the target".into());
+    }
+    // Rows a killed run staged are not part of any image.
+    if !options.dry_run
+        && let Err(e) = state.clear_staging().await
+    {
+        report.stopped = Some(e.to_string());
+        report.outcome = Outcome::Refused;
+        return None;
+    }
+    match state.meta("config_fingerprint").await {
+        Ok(Some(old)) if old != fingerprint => {
+            report
+                .notes
+                .push("the configuration changed since the last run: full reconcile".into());
+            Some(true)
+        }
+        Ok(_) => Some(false),
+        Err(e) => {
+            state_unreadable(report, "the configuration fingerprint", e);
+            None
+        }
+    }
+}
+
+/// The SCIM client and what the service provides, with pages as large as it allows.
+/// `None`: the run stopped (the report says why).
+async fn connect_target(
+    config: &Config,
+    report: &mut Report,
+) -> Option<(scim_client::ScimClient, scim_client::ServiceProviderInfo)> {
+    let mut client = match scim_client(config) {
+        Ok(c) => c,
+        Err(e) => {
+            stop(report, e.to_string(), Outcome::ConfigError);
+            return None;
+        }
+    };
+    let spc = match client.service_provider_config().await {
+        Ok(spc) => spc,
+        Err(e) => {
+            stop(report, e.to_string(), Outcome::Unreachable);
+            return None;
+        }
+    };
+    if spc.filter_max_results > 0 {
+        // Pages as large as the service allows (a full run lists every user).
+        client.set_page_size(spc.filter_max_results.min(MAX_PAGE));
+    }
+    Some((client, spc))
+}
+
+/// Incremental when nothing calls for a full reconcile (SPEC 3, issue #5); otherwise, or
+/// when the incremental reader asks for a reload, full.
+async fn incremental_or_full(
+    run: &RunCtx<'_>,
+    report: &mut Report,
+    config_changed: bool,
+    interrupted: bool,
+) -> Option<Plan> {
+    let stored = match run.state.cursor().await {
+        Ok(c) => c,
+        Err(e) => return state_unreadable(report, "the directory cursor", e),
+    };
+    let mut full_reason =
+        match full_reason(run, stored.is_some(), config_changed, interrupted).await {
+            Ok(r) => r,
+            Err(e) => return state_unreadable(report, "the run metadata", e),
+        };
     if full_reason.is_none() {
         let cursor = stored
             .as_deref()
             .map(serde_json::from_str::<Cursor>)
             .transpose();
         match cursor {
-            Ok(Some(cursor)) => match incremental(&run, report, &cursor).await {
+            Ok(Some(cursor)) => match incremental(run, report, &cursor).await {
                 Incremental::Done(plan) => return plan,
                 Incremental::Reload(reason) => {
                     full_reason = Some(format!("cursor invalid: {reason}"))
@@ -265,7 +345,7 @@ async fn run_locked(
     }
     report.mode = "full".into();
     report.full_reason = full_reason;
-    full(&run, report).await
+    full(run, report).await
 }
 
 /// The largest list page asked for, whatever the service allows: one page's JSON is held whole.
@@ -313,70 +393,53 @@ async fn full_reason(
     has_cursor: bool,
     config_changed: bool,
     interrupted: bool,
-) -> Option<String> {
+) -> Result<Option<String>, crate::state::StateError> {
     let config = run.config;
-    if config.ad.ldif_file.is_some() {
-        return Some("LDIF source".into());
-    }
-    if run.options.recovery {
-        return Some("--recovery".into());
-    }
-    if run.options.full {
-        return Some("--full".into());
-    }
-    if !has_cursor {
-        return Some("first run".into());
-    }
-    if config_changed {
-        return Some("configuration changed".into());
-    }
-    if run
-        .state
-        .meta(META_STATE_FORMAT)
-        .await
-        .ok()
-        .flatten()
-        .as_deref()
-        != Some(STATE_FORMAT)
-    {
+    let reason = if config.ad.ldif_file.is_some() {
+        "LDIF source"
+    } else if run.options.recovery {
+        "--recovery"
+    } else if run.options.full {
+        "--full"
+    } else if !has_cursor {
+        "first run"
+    } else if config_changed {
+        "configuration changed"
+    } else if run.state.meta(META_STATE_FORMAT).await?.as_deref() != Some(STATE_FORMAT) {
         // Image rows keep what the mapping made of the entries; another version may map
         // differently.
-        return Some("the state was written by another version".into());
-    }
-    if run
-        .state
-        .meta(META_TARGET_CONFLICTS)
-        .await
-        .ok()
-        .flatten()
-        .as_deref()
-        == Some("1")
-    {
-        return Some("the last run skipped objects because of the target's state".into());
-    }
-    if interrupted {
+        "the state was written by another version"
+    } else if run.state.meta(META_TARGET_CONFLICTS).await?.as_deref() == Some("1") {
+        "the last run skipped objects because of the target's state"
+    } else if interrupted {
         // Its writes may be missing from the target cache: plan against the live target.
-        return Some("the previous run did not finish".into());
-    }
+        "the previous run did not finish"
+    } else {
+        return full_every_elapsed(run).await;
+    };
+    Ok(Some(reason.into()))
+}
+
+/// "sync.full_every elapsed" when the last full run is older than `sync.full_every` (or
+/// unrecorded, or its time unreadable: a full run is the safe answer).
+async fn full_every_elapsed(run: &RunCtx<'_>) -> Result<Option<String>, crate::state::StateError> {
     let last_full = run
         .state
         .meta(META_LAST_FULL)
-        .await
-        .ok()
-        .flatten()
+        .await?
         .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
         .map(|t| t.with_timezone(&Utc));
-    let every = chrono::Duration::from_std(config.sync.full_every.0)
+    let every = chrono::Duration::from_std(run.config.sync.full_every.0)
         .unwrap_or_else(|_| chrono::Duration::hours(24));
-    match last_full {
+    Ok(match last_full {
         Some(t) if run.now - t < every => None,
         _ => Some("sync.full_every elapsed".into()),
-    }
+    })
 }
 
-fn stop(report: &mut Report, reason: String, code: i32) -> Option<Plan> {
+fn stop(report: &mut Report, reason: String, outcome: Outcome) -> Option<Plan> {
     report.stopped = Some(reason);
-    report.exit_code = code;
+    report.outcome = outcome;
     None
 }
 
