@@ -1,4 +1,4 @@
-//! The audit journal (SPEC 5): every write to the target, appended as one JSON line — time,
+//! The audit journal (behaviour §5): every write to the target, appended as one JSON line — time,
 //! run id, operation, object, and the before/after of the attributes it changed.
 //!
 //! Passwords never reach it: any attribute named `password` is removed, at any depth, before

@@ -53,7 +53,7 @@ pub struct ApplyContext<'a> {
     pub bulk_size: Option<usize>,
 }
 
-/// Counts for the report (SPEC 5).
+/// Counts for the report (behaviour §5).
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
 pub struct Counts {
     pub created: usize,
@@ -427,7 +427,7 @@ impl Run<'_, '_> {
             }
             (op, Err(e)) => {
                 let (name, object) = op.map(describe).unwrap_or(("bulk", String::new()));
-                // SPEC 8: event 12808 "SCIM response error", level warn; overview + detail.
+                // behaviour §8: event 12808 "SCIM response error", level warn; overview + detail.
                 if let Some(scim) = e.scim() {
                     tracing::warn!(
                         event_id = 12808,

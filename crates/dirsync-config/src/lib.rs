@@ -1,4 +1,4 @@
-//! `config.yml` and `secret.yml` (SPEC 2): the key tree of the existing tool plus our
+//! `config.yml` and `secret.yml` (behaviour §2): the key tree of the existing tool plus our
 //! extensions, loaded strictly and validated before anything connects anywhere.
 //!
 //! Every struct denies unknown keys; values that have a syntax of their own (filters, regex
@@ -133,7 +133,7 @@ pub struct LdapConfig {
     pub filter: LdapFilters,
     #[serde(default)]
     pub search: SearchConfig,
-    /// Accepted for compatibility (SPEC 4.6); the local state is a cache either way.
+    /// Accepted for compatibility (behaviour §4.6); the local state is a cache either way.
     #[serde(default)]
     pub cache_disabled: Option<bool>,
     #[serde(default)]
@@ -408,7 +408,7 @@ pub struct AttributeConfig {
 }
 
 /// `iid.scim.attribute.user`: constants, bindings and rewrites for users. Checked as a whole
-/// for the issuer rule (SPEC 2.1).
+/// for the issuer rule (behaviour §2.1).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(try_from = "RawUserAttributes")]
 pub struct UserAttributes {
@@ -719,7 +719,7 @@ pub struct GroupDefaults {
     pub group_type: Option<String>,
 }
 
-/// [better] `sync.*`: state, safety and lifecycle (SPEC 2.2, 5).
+/// [better] `sync.*`: state, safety and lifecycle (behaviour §2.2, 5).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncConfig {
@@ -800,7 +800,7 @@ impl Default for PendingDeletionConfig {
     }
 }
 
-/// Who keeps users pending deletion (SPEC 4.1).
+/// Who keeps users pending deletion (behaviour §4.1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeptBy {

@@ -1,6 +1,6 @@
 //! Directory entries → SCIM resources: `ad_bind` bindings (with flavor defaults when a
-//! binding is absent), `default` constants, `convert` rewrites, and the value rules of SPEC
-//! 2.1 (emails from proxyAddresses, account state, phone numbers, GUID/SID text).
+//! binding is absent), `default` constants, `convert` rewrites, and the value rules of
+//! behaviour §2.1 (emails from proxyAddresses, account state, phone numbers, GUID/SID text).
 //!
 //! Pure: no I/O, and the clock is a parameter. It does not know the target, the state, or
 //! what is already there; a bad value fails that one object ([`MappingError`]) and never the
@@ -31,9 +31,9 @@ pub type UserMapping = UserAttributes;
 /// The group attribute mapping (`iid.scim.attribute.group`).
 pub type GroupMapping = GroupAttributes;
 
-/// At most 1 primary + 4 other emails (SPEC 2.1, 7.1).
+/// At most 1 primary + 4 other emails (behaviour §2.1, 7.1).
 const MAX_EMAILS: usize = 5;
-/// SPEC 7.1.
+/// behaviour §7.1.
 const MAX_PHONES: usize = 10;
 
 /// The bindings that apply: what was written, else the flavor default.
@@ -433,7 +433,7 @@ struct EmailCandidate {
     kind: Option<String>,
 }
 
-/// Emails (SPEC 2.1, A.3). Bindings are read in order; the i-th `default.emails` entry gives
+/// Emails (behaviour §2.1, A.3). Bindings are read in order; the i-th `default.emails` entry gives
 /// the flags of the i-th binding. From `proxyAddresses` only `SMTP:`/`smtp:` entries are kept
 /// and upper-case `SMTP:` marks the primary; for other attributes a `primary: true` flag marks
 /// the binding's first value. The first primary wins. Values that are not addresses are
@@ -531,7 +531,7 @@ fn emails(ctx: &mut Ctx<'_>, eff: &Effective) -> Result<Vec<Value>, MappingError
 
 /// Phone numbers: every value of each binding, positional flags from
 /// `default.phoneNumbers`, each normalised by [`values::phone_uri`]. A value that is not an
-/// RFC 3966 global number fails the user (SPEC 2.1).
+/// RFC 3966 global number fails the user (behaviour §2.1).
 fn phones(ctx: &mut Ctx<'_>) -> Result<Vec<Value>, MappingError> {
     let Some(bindings) = ctx.mapping.ad_bind.phone_numbers.clone() else {
         return Ok(Vec::new());

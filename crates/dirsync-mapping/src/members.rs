@@ -2,7 +2,7 @@
 //! group, from member values that are DNs (`member`, `uniqueMember`) or user attribute values
 //! (`memberUid` + `member_user_attribute: uid`).
 //!
-//! Only direct members that are in-scope users count (SPEC 4.2); a member that is a group is
+//! Only direct members that are in-scope users count (behaviour §4.2); a member that is a group is
 //! skipped unless flattening is on, when its users become direct members (cycles are cut).
 //! This module does not know target ids; the planner translates anchors.
 

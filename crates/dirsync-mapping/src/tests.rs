@@ -29,7 +29,7 @@ fn ad_user() -> Entry {
         .with("mail", "taro@example.jp")
 }
 
-const SPEC_MAPPING: &str = r#"
+const REFERENCE_MAPPING: &str = r#"
 default:
   emails: [ { primary: true } ]
   preferredLanguage: ja-JP
@@ -67,7 +67,7 @@ fn spec_sample_mapping_produces_full_resource() {
         .with("msDS-PhoneticFirstName", "タロウ");
     let user = map_user(
         &entry,
-        &mapping(SPEC_MAPPING),
+        &mapping(REFERENCE_MAPPING),
         DirectoryKind::ActiveDirectory,
         now(),
     )
@@ -239,7 +239,7 @@ fn email_rules_table() {
 
 #[test]
 fn per_user_errors() {
-    let m = mapping(SPEC_MAPPING);
+    let m = mapping(REFERENCE_MAPPING);
     let table: &[(&str, Entry, &str)] = &[
         (
             "no address at all with explicit email binding",

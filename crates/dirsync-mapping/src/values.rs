@@ -119,7 +119,7 @@ pub fn filetime_expired(value: i64, now: DateTime<Utc>) -> bool {
 /// Accepted: an optional `tel:` prefix, then `+`, then digits with the visual separators
 /// `-`, `.`, `(`, `)` or spaces (spaces become `-`), 1..15 digits in all (E.164).
 /// Local numbers (`03-1234-5678`), letters and parameters (`;ext=`) are rejected: the agent
-/// cannot guess a country code, and the target would reject them anyway (SPEC 7.2).
+/// cannot guess a country code, and the target would reject them anyway (behaviour §7.2).
 /// `+81-3-1234-5678` → `tel:+81-3-1234-5678`.
 pub fn phone_uri(value: &str) -> Result<String, ValueError> {
     let v = value.trim();

@@ -1,8 +1,9 @@
 //! The planner: a pure function from (what the directory wants, what the target holds, the
 //! rules) to an ordered list of operations, per-object errors, and safety decisions
-//! (SPEC 4.1–4.3, 5).
+//! (behaviour §4.1–4.3, 5).
 //!
-//! No I/O and no clock (`now` is an input), so every row of the SPEC tables is a unit test.
+//! No I/O and no clock (`now` is an input), so every row of the tables in
+//! docs/behaviour.md §4 is a unit test.
 //! It does not know how operations are sent (HTTP, Bulk, retries), how the target was read,
 //! or where ownership and the agent's pending dates are stored; those come in as data. The
 //! rule it never breaks: on an incomplete or empty read nothing is deleted, pended or
@@ -36,7 +37,7 @@ pub struct PlanInput {
     /// userName, when known) are left alone: a bad phone number must not delete a user.
     pub unmapped_users: Vec<MappingError>,
     pub unmapped_groups: Vec<MappingError>,
-    /// False when the read did not finish cleanly (SPEC 3): no deletions of any kind.
+    /// False when the read did not finish cleanly (behaviour §3): no deletions of any kind.
     pub read_complete: bool,
     /// Target users, including those pending deletion (on targets that keep them) and those
     /// outside the scope filter (so that collisions are seen).
@@ -109,7 +110,7 @@ pub struct TargetGroup {
     pub resource: Value,
 }
 
-/// What kind of target this is (SPEC 4.1).
+/// What kind of target this is (behaviour §4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TargetKind {
     /// True when a SCIM DELETE puts the user into pending deletion (idservice, the vendor's
@@ -138,7 +139,7 @@ impl Scope {
     }
 }
 
-/// Which target objects this instance created or adopted (SPEC 4.3).
+/// Which target objects this instance created or adopted (behaviour §4.3).
 #[derive(Debug, Clone, Default)]
 pub struct Ownership {
     pub users: BTreeSet<String>,
@@ -147,7 +148,7 @@ pub struct Ownership {
     pub adopt: bool,
 }
 
-/// SPEC 5 deletion thresholds.
+/// behaviour §5 deletion thresholds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
     pub max_deletions: u64,
@@ -388,7 +389,7 @@ impl Plan {
     }
 }
 
-/// The explanation for SPEC 4.1 "user re-created in the directory".
+/// The explanation for behaviour §4.1 "user re-created in the directory".
 fn recreated_message(
     user_name: &str,
     old_id: &str,
@@ -417,7 +418,7 @@ struct Buckets {
     user_pendings: Vec<Operation>,
 }
 
-/// Computes the plan. See the module doc and SPEC 4–5.
+/// Computes the plan. See the module doc and behaviour §4–5.
 pub fn plan(input: &PlanInput) -> Plan {
     let mut out = Plan::default();
     let mut b = Buckets::default();
@@ -710,7 +711,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         }
     }
 
-    // Safety gate (SPEC 3, 5): nothing is removed on the strength of an incomplete or empty
+    // Safety gate (behaviour §3, 5): nothing is removed on the strength of an incomplete or empty
     // read.
     let managed_users: Vec<usize> = input
         .target_users
@@ -807,7 +808,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     let errored: HashSet<usize> = protected.difference(&matched).copied().collect();
     let group_removals = plan_groups(input, &mut out, &mut b, &user_refs, &errored, may_remove);
 
-    // Thresholds (SPEC 5).
+    // Thresholds (behaviour §5).
     let population = managed_users
         .iter()
         .filter(|i| !input.target_users[**i].pending)
@@ -1037,8 +1038,8 @@ fn plan_groups(
                 kind,
                 object: g.dn.clone(),
                 // The externalId identifies the holder in its own directory (another
-                // domain's objectGUID when two domains share the target, SPEC 4.2).
-                // Where the holder marks its source (SPEC 4.3), its DN is named too.
+                // domain's objectGUID when two domains share the target, behaviour §4.2).
+                // Where the holder marks its source (behaviour §4.3), its DN is named too.
                 message: format!(
                     "target group {} ({}, externalId {}{}) {what} but is not managed by this instance (another instance may own it: rename one of the groups or narrow a filter); take it over with --adopt",
                     t.id,

@@ -1,4 +1,4 @@
-//! The ownership mark (SPEC 4.3 [better]): on a target that advertises dirsync's source
+//! The ownership mark (behaviour §4.3 [better]): on a target that advertises dirsync's source
 //! extension (`idservice` does), every group this agent writes carries the directory of the
 //! instance that manages it and the DN it comes from. Another instance that meets the group
 //! (two domains, one displayName) can then name the other object exactly instead of only its

@@ -145,7 +145,7 @@ fn filter(s: &str) -> Option<scim::Filter> {
     Some(scim::filter::parse(s).unwrap())
 }
 
-/// SPEC 4.1, one row per case: (row, input, expected operation lines, expected error kinds).
+/// behaviour §4.1, one row per case: (row, input, expected operation lines, expected error kinds).
 #[test]
 fn spec_4_1_user_table() {
     let bob = || du("bob@example.jp", "g-bob", true);
@@ -342,7 +342,7 @@ fn mapping_failure_protects_target_user() {
     assert_eq!(p.errors[0].kind, ErrorKind::Mapping);
 }
 
-/// SPEC 4.2, one row per case.
+/// behaviour §4.2, one row per case.
 #[test]
 fn spec_4_2_group_table() {
     let users = || {
@@ -488,7 +488,7 @@ fn duplicate_group_names_are_reported_and_not_synced() {
 
 #[test]
 fn group_held_by_another_instance_is_refused_naming_both_dns() {
-    // Domain B meets a group "Staff" that domain A's instance created and marked (SPEC 4.3).
+    // Domain B meets a group "Staff" that domain A's instance created and marked (behaviour §4.3).
     let mut b = dg("Staff", "guid-b", &[]);
     b.group.dn = "CN=Staff,OU=corp,DC=b,DC=test".into();
     let mut held = tg("tg-1", "Staff", "guid-a", &[]);

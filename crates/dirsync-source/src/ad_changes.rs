@@ -1,4 +1,4 @@
-//! Incremental reads of Active Directory (SPEC 3 "Incremental reads"): what changed since a
+//! Incremental reads of Active Directory (behaviour §3 "Incremental reads"): what changed since a
 //! stored [`Cursor`], as a [`ChangeSet`] the caller applies to its cached image of the
 //! directory (stable id = objectGUID text as [`guid_text`] renders it).
 //!

@@ -1,4 +1,4 @@
-//! What an incremental read of the directory returns (SPEC 3 "Incremental reads"): the objects
+//! What an incremental read of the directory returns (behaviour §3 "Incremental reads"): the objects
 //! that changed since a stored cursor, the objects positively known to be gone, and the next
 //! cursor. Each incremental reader (OpenLDAP syncrepl, AD DirSync, AD uSNChanged) produces a
 //! [`ChangeSet`]; applying it to the agent's cached image of the directory is the caller's job.
@@ -52,7 +52,7 @@ pub struct ChangeSet {
 }
 
 impl ChangeSet {
-    /// True when nothing changed (the cheap run SPEC 3 asks for).
+    /// True when nothing changed (the cheap run behaviour §3 asks for).
     pub fn is_empty(&self) -> bool {
         self.upserts.is_empty()
             && self.deleted.is_empty()

@@ -20,7 +20,7 @@ pub struct LdapSettings {
     pub addresses: Vec<String>,
     pub port: u16,
     pub encryption: Encryption,
-    /// Verify the server certificate (SPEC 2.2: on unless explicitly switched off).
+    /// Verify the server certificate (behaviour §2.2: on unless explicitly switched off).
     pub verify: bool,
     /// PEM file with the CA certificates to trust instead of the system roots.
     pub ca_file: Option<std::path::PathBuf>,
@@ -413,7 +413,7 @@ fn tls_config(
     Ok(Some(Arc::new(config)))
 }
 
-/// A certificate failure says how to fix it (SPEC 2.2).
+/// A certificate failure says how to fix it (behaviour §2.2).
 fn explain_connect_error(url: &str, error: &str, settings: &LdapSettings) -> String {
     let lower = error.to_ascii_lowercase();
     if settings.encryption != Encryption::None

@@ -23,7 +23,7 @@ pub use read::{
 ///
 /// `complete` is false when the read did not finish cleanly (timeout, size limit, a page or a
 /// member range missing, a filter the source could not evaluate): the planner then never
-/// deletes, pends or removes members on the strength of it (SPEC 3, 5). `notes` say why, for
+/// deletes, pends or removes members on the strength of it (behaviour §3, 5). `notes` say why, for
 /// the report.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DirectoryRead {

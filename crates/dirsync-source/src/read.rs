@@ -1,6 +1,6 @@
 //! Reads the configured directory once — an LDIF file or an LDAP server — and decides the
 //! directory kind (`flavor: auto`: rootDSE for LDAP, the entries for LDIF). The effective
-//! search filter is the object class AND the configured filter (SPEC 2.1).
+//! search filter is the object class AND the configured filter (behaviour §2.1).
 
 use std::path::Path;
 

@@ -1,5 +1,5 @@
 //! OpenLDAP incremental reads: RFC 4533 content synchronisation (syncrepl) in refreshOnly mode,
-//! with the cookie from the previous read (SPEC 3 "Incremental reads").
+//! with the cookie from the previous read (behaviour §3 "Incremental reads").
 //!
 //! [`read_changes`] makes the same two searches as a full read ([`super::ldap_searches`]: users
 //! and groups, same base, effective filters and attributes, plus `entryUUID`), each with the

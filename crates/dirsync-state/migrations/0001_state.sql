@@ -1,4 +1,4 @@
--- The agent's local state (SPEC 4.6). A cache: deleting it is always safe, the next run
+-- The agent's local state (behaviour §4.6). A cache: deleting it is always safe, the next run
 -- rebuilds it from the target.
 
 -- One row per object this instance synchronises, keyed by its source anchor (the externalId

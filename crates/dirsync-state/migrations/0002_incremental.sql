@@ -1,4 +1,4 @@
--- Incremental sync (SPEC 3 "Incremental reads", 4.6). All three are written in ONE
+-- Incremental sync (behaviour §3 "Incremental reads", 4.6). All three are written in ONE
 -- transaction at the end of a run, so the cursor never gets ahead of the image and the
 -- target cache it belongs to.
 

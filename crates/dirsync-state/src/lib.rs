@@ -1,4 +1,4 @@
-//! The agent's local state (SPEC 4.6) in SQLite (sqlx): which target object each source
+//! The agent's local state (behaviour §4.6) in SQLite (sqlx): which target object each source
 //! object became, what was last confirmed on the target, the agent's own pending-deletion
 //! dates for plain targets, incremental cursors, run history, and the run lock.
 //!
@@ -88,7 +88,7 @@ pub struct ObjectRecord {
     pub pending_since: Option<DateTime<Utc>>,
 }
 
-/// One target object as the last run left it (the target cache, SPEC 4.6): the fields the
+/// One target object as the last run left it (the target cache, behaviour §4.6): the fields the
 /// planner matches on, and the resource.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CachedObject {
@@ -167,7 +167,7 @@ impl ImageRow {
 }
 
 /// What one run writes for incremental sync, in one transaction: the directory image, the
-/// target cache and the cursor they belong to (SPEC 3: the cookie goes with the changes it
+/// target cache and the cursor they belong to (behaviour §3: the cookie goes with the changes it
 /// covers), plus meta facts that must not be ahead of or behind them.
 #[derive(Debug, Default)]
 pub struct IncrementalWrite {

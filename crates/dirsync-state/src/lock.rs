@@ -1,4 +1,4 @@
-//! One run per instance at a time (SPEC 4.4): an OS file lock on `<state_dir>/dirsync.lock`.
+//! One run per instance at a time (behaviour §4.4): an OS file lock on `<state_dir>/dirsync.lock`.
 //! The kernel releases it when the process dies, so a crash never leaves a stale lock.
 
 use std::fs::{File, OpenOptions, TryLockError};

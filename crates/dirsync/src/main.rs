@@ -1,5 +1,5 @@
 //! The `dirsync` command: parses the command line, loads the configuration, runs, prints the
-//! report, and turns the outcome into the exit code of SPEC 5 (0 success, 1 some objects
+//! report, and turns the outcome into the exit code of behaviour §5 (0 success, 1 some objects
 //! failed, 2 run refused, 3 cannot reach source or target, 5 local state unreadable).
 
 use std::path::PathBuf;
@@ -87,7 +87,8 @@ enum Command {
         #[command(flatten)]
         files: Files,
     },
-    /// Password Sync (SPEC 6): capture from Samba's syncpasswords, push to the target.
+    /// Password Sync: carry password changes made in the directory to the target (capture from
+    /// Samba's syncpasswords, then push)
     PasswordSync {
         #[command(subcommand)]
         command: dirsync::password_sync::cli::PasswordSyncCommand,

@@ -1,4 +1,4 @@
-//! The end-of-run report (SPEC 5): counts, duration, failures with reasons, safety notes;
+//! The end-of-run report (behaviour §5): counts, duration, failures with reasons, safety notes;
 //! human-readable text for a terminal and JSON for machines. It never holds secrets: it is
 //! built from names, counts and the target's messages.
 
@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::apply::{Counts, Failure};
 use crate::plan::PlanError;
 
-/// Exit codes (SPEC 5).
+/// Exit codes (behaviour §5).
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_SOME_FAILED: i32 = 1;
 pub const EXIT_REFUSED: i32 = 2;

@@ -1,12 +1,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Two Active Directory domains (two Samba forests, EXAMPLE.TEST and OTHER.TEST) into one
-//! idservice, one dirsync instance per domain (SPEC 4.2, 4.3).
+//! idservice, one dirsync instance per domain (behaviour §4.2, 4.3).
 //!
 //! How the instances are kept apart: each reads its own DC, and each owns only target users
 //! whose userName is in its domain — `iid.scim.filter.user: 'userName ew "@example.test"'`
 //! and `'userName ew "@other.test"'` (UPN suffixes are per domain, so the filters are
 //! disjoint). Both may sync groups (`displayName pr`); a group is then touched only by the
-//! instance that created it (ownership, SPEC 4.3). The instance that must not sync groups
+//! instance that created it (ownership, behaviour §4.3). The instance that must not sync groups
 //! uses the vendor's idiom: LDAP group filter `'!(cn=*)'`, SCIM group filter
 //! `'displayName eq ""'`.
 
@@ -129,7 +129,7 @@ fn two_domains_one_idservice() {
     let refusal = &report.skipped[0];
     assert_eq!(refusal.kind, ErrorKind::NameTaken, "{}", report.to_text());
     // Both DNs: this domain's as the object, the other domain's from the ownership mark
-    // instance A wrote on the target group (SPEC 4.3), with the target id that holds the name.
+    // instance A wrote on the target group (behaviour §4.3), with the target id that holds the name.
     assert_eq!(refusal.object, staff_b);
     assert!(refusal.message.contains(&staff_a), "{}", refusal.message);
     // The externalId in the message is the other domain's objectGUID of its Staff group:

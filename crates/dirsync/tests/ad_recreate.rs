@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! Re-created accounts (SPEC 4.1, 7.6) against a real Samba AD DC: a user deleted and
+//! Re-created accounts (behaviour §4.1, 7.6) against a real Samba AD DC: a user deleted and
 //! re-created in AD gets a new objectGUID.
 //!
 //! One instance anchors users on `externalId: [mS-DS-ConsistencyGuid, objectGUID]` (the

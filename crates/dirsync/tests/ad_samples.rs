@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! The vendor's three sample configurations (SPEC Appendix A, `examples/*/config.yml`) load
+//! The vendor's three sample configurations (behaviour §A, `examples/*/config.yml`) load
 //! unchanged and behave as documented against a real Samba AD domain controller, each into
 //! its own idservice. The test changes only where the directory and the target are (base DN,
 //! addresses, port, bind user, base_url) by a text substitution of the file — the mapping

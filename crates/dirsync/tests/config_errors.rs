@@ -239,8 +239,8 @@ fn explicit_secret_file_missing() {
     assert!(matches!(err, ConfigError::Io { .. }), "{err}");
 }
 
-/// The SPEC 2.1 sample, verbatim, plus the required `iid.scim.base_url`.
-const SPEC_SAMPLE: &str = r#"
+/// The behaviour §2.1 sample, verbatim, plus the required `iid.scim.base_url`.
+const REFERENCE_SAMPLE: &str = r#"
 log:
   loglevel: info            # error | warn | info | debug
   logger: syslog            # eventlog (Windows) | syslog ; [better] also stderr, journald, file, json
@@ -301,7 +301,7 @@ iid:
 fn spec_sample_loads() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yml");
-    std::fs::write(&cfg, SPEC_SAMPLE).unwrap();
+    std::fs::write(&cfg, REFERENCE_SAMPLE).unwrap();
     write_secret(
         dir.path(),
         &format!(

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! Issue 3 acceptance, SPEC 4.5: `dirsync` killed with SIGKILL in the middle of an initial
+//! Issue 3 acceptance, behaviour §4.5: `dirsync` killed with SIGKILL in the middle of an initial
 //! sync of 5,000 users into idservice; the next run converges to exactly 5,000 users with no
 //! duplicate userName or externalId, and does not redo what was already confirmed.
 

@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Issue 7 acceptance, end to end: slapd → `dirsync` → `idservice` → a downstream
-//! `scim2-server` standing in for Microsoft 365 (a linked application, SPEC 7.6). A synced
+//! `scim2-server` standing in for Microsoft 365 (a linked application, behaviour §7.6). A synced
 //! user appears downstream with the right immutable id (the directory's anchor bound to
 //! `downstreamId`, else the externalId); disabling it in the directory blocks the downstream
 //! account and removes its licence; enabling it again restores both, on the same account.

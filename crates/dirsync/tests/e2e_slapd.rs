@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Issue 3 acceptance: a real slapd synchronised by the `dirsync` binary into our `idservice`
 //! (keeps pending users itself) and into the independent `scim2-server` (plain SCIM: the agent
-//! keeps the pending lifecycle), SPEC 4.1–4.3 and 5. Each scenario starts its own peers, so the
+//! keeps the pending lifecycle), behaviour §4.1–4.3 and 5. Each scenario starts its own peers, so the
 //! tests run in parallel; scenarios that apply to both targets run once per target.
 //!
 //! Disabling: OpenLDAP has no standard "disabled" flag without the ppolicy overlay. These tests
@@ -331,7 +331,7 @@ fn recreated_user_refused(kind: TargetKind) {
     }
 }
 
-/// SPEC 5: a run that would remove 20% of the users is refused (exit 2, nothing written);
+/// behaviour §5: a run that would remove 20% of the users is refused (exit 2, nothing written);
 /// `--allow-deletions N` lets exactly that run through; 1 of 8 (12.5%) is refused too.
 fn deletion_threshold(kind: TargetKind) {
     let env = started(kind, 10, 1);
@@ -419,7 +419,7 @@ fn empty_read_never_deletes(kind: TargetKind) {
     );
 }
 
-/// SPEC 4.3: two instances with disjoint `iid.scim.filter.user/group` on one idservice never
+/// behaviour §4.3: two instances with disjoint `iid.scim.filter.user/group` on one idservice never
 /// touch each other's objects, whatever their directories say.
 #[test]
 fn disjoint_instances_share_one_idservice() {

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! Password Sync end to end (SPEC 6): a real Samba AD DC hands changed passwords to
+//! Password Sync end to end (behaviour §6): a real Samba AD DC hands changed passwords to
 //! `dirsync password-sync capture` through `samba-tool user syncpasswords`; `dirsync
 //! password-sync push` (the binary) delivers them to a real idservice, where the user then
 //! signs in with the new password (`POST /signin`).

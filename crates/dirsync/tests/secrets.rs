@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! Secrets never leave secret.yml (brief, SPEC 2, 5): a sync at debug log level, a dry run,
+//! Secrets never leave secret.yml (brief, behaviour §2, 5): a sync at debug log level, a dry run,
 //! `check`, and a run whose token the target refuses leave neither the bind password nor the
 //! bearer token in stdout, stderr, the report, the audit journal or the state database.
 

@@ -8,9 +8,9 @@
 pub mod config;
 pub mod domain;
 pub mod http;
-/// Email (SPEC 7.5): templates, durable outbox, SMTP sender, expiry checks.
+/// Email (behaviour §7.5): templates, durable outbox, SMTP sender, expiry checks.
 pub mod mail;
-/// Linked downstream applications (SPEC 7.6): outbound provisioning worker and admin ops.
+/// Linked downstream applications (behaviour §7.6): outbound provisioning worker and admin ops.
 pub mod outbound;
 pub mod server;
 pub mod store;

@@ -125,7 +125,7 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let svc =
         Arc::new(open_service(&opts.backend, opts.retention_days, opts.max_body_bytes).await?);
-    // Email and the sign-in pages (SPEC 7.5): a bad template or relay setting stops the start.
+    // Email and the sign-in pages (behaviour §7.5): a bad template or relay setting stops the start.
     crate::domain::password::set_policy(opts.config.password_policy.clone());
     let mail = Arc::new(crate::mail::Mail::new(opts.config.clone()).map_err(ServeError::Config)?);
     let sender = crate::mail::sender::from_config(&opts.config).map_err(ServeError::Config)?;
@@ -181,7 +181,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         })
     };
 
-    // Linked applications (SPEC 7.6): drains the outbound queue in the background.
+    // Linked applications (behaviour §7.6): drains the outbound queue in the background.
     let outbound = crate::outbound::worker::spawn(
         svc.clone(),
         crate::outbound::worker::WorkerOptions {

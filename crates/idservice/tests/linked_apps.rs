@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! Issue 7: linked downstream applications (SPEC 7.6). The real `idservice` binary provisions
+//! Issue 7: linked downstream applications (behaviour §7.6). The real `idservice` binary provisions
 //! its users into a real `scim2-server` (PyPI, in memory) standing in for Microsoft 365:
-//! - each row of the SPEC 7.6 relink table is its own test (including the failing row and its
+//! - each row of the behaviour §7.6 relink table is its own test (including the failing row and its
 //!   fix with `idservice apps purge-account`);
 //! - disable / enable block and unblock the downstream account and remove / give back the
 //!   licence;

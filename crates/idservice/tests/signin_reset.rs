@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! Sign-in, password reset and email (SPEC 7.4, 7.5) against the real `idservice` binary and
+//! Sign-in, password reset and email (behaviour §7.4, 7.5) against the real `idservice` binary and
 //! a real SMTP sink (aiosmtpd, `testenv::SmtpSink`): the password policy on SCIM writes, the
 //! generic sign-in failure, rate limits and lockout, single-use and expiring reset links,
 //! who receives which email, no email from SCIM writes, the durable outbox (relay down, then

@@ -1,4 +1,4 @@
-//! Users over HTTP: CRUD, ETags, the SPEC 7.2 rules with their exact answers, and the
+//! Users over HTTP: CRUD, ETags, the behaviour §7.2 rules with their exact answers, and the
 //! pending-deletion lifecycle (hide, restore, purge, reuse).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -9,7 +9,7 @@ pub const OIDFJ_USER: &str = "urn:oidfj:params:scim:schemas:extention:enterprise
 pub const IIJ_USER: &str = "urn:iij:params:scim:schemas:extension:enterprisejp:2.0:User";
 /// Group extension: `description`, `email`, `groupType`.
 pub const IIJ_GROUP: &str = "urn:iij:params:scim:schemas:extension:enterprisejp:2.0:Group";
-/// dirsync's ownership mark (SPEC 4.3): the directory object a target object was synced
+/// dirsync's ownership mark (behaviour §4.3): the directory object a target object was synced
 /// from. Offered by `idservice`; the agent writes it only where a service advertises it.
 pub const DIRSYNC_SOURCE: &str = "urn:dirsync:params:scim:schemas:extension:1.0:Source";
 /// ServiceProviderConfig extension saying how the service treats deleted users.

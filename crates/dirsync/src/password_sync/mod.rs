@@ -1,4 +1,4 @@
-//! Password Sync (SPEC 6): `dirsync password-sync capture` is the hook Samba's
+//! Password Sync (behaviour §6): `dirsync password-sync capture` is the hook Samba's
 //! `samba-tool user syncpasswords --script` calls for each changed account; it seals the
 //! cleartext into a durable, encrypted queue. `dirsync password-sync push` delivers the queue
 //! to the SCIM target (find by externalId, PATCH `password`), retrying with backoff.

@@ -137,7 +137,7 @@ fn map_user_entry(
 }
 
 /// Maps group entries (members still as raw values); stamps the ownership mark when the
-/// target takes it (SPEC 4.3).
+/// target takes it (behaviour §4.3).
 pub(super) fn map_groups<'e>(
     config: &Config,
     kind: DirectoryKind,
@@ -337,7 +337,7 @@ pub(super) async fn from_read(
 }
 
 /// The planner's input: the desired state, the target snapshot, and what this instance
-/// owns (SPEC 4.3).
+/// owns (behaviour §4.3).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn plan_input(
     config: &Config,
@@ -350,7 +350,7 @@ pub(super) fn plan_input(
     keeps_pending: bool,
     now: DateTime<Utc>,
 ) -> PlanInput {
-    // Ownership (SPEC 4.3): what this instance recorded as created or adopted, plus target
+    // Ownership (behaviour §4.3): what this instance recorded as created or adopted, plus target
     // objects whose externalId is the anchor of a directory object this instance reads —
     // anchors are directory-unique ids, and this is what lets a run after a crash (or after
     // the cache was deleted) converge instead of refusing its own objects.

@@ -1,4 +1,4 @@
-//! One sync run (SPEC 4.4): lock → state → target discovery → directory read → mapping →
+//! One sync run (behaviour §4.4): lock → state → target discovery → directory read → mapping →
 //! target snapshot → plan → (dry run: stop) → apply → state → report.
 //!
 //! A run is **full** (whole directory, live target) or **incremental** (the directory's changes
@@ -84,7 +84,7 @@ pub struct RunResult {
     pub plan: Option<Plan>,
 }
 
-/// A fingerprint of the effective configuration file (SPEC 4.4): when it changes, the run
+/// A fingerprint of the effective configuration file (behaviour §4.4): when it changes, the run
 /// says so and reconciles fully.
 fn config_fingerprint(config: &Config) -> String {
     // default: an unreadable config file (just loaded) fingerprints as changed: a full run.
@@ -306,7 +306,7 @@ async fn connect_target(
     Some((client, spc))
 }
 
-/// Incremental when nothing calls for a full reconcile (SPEC 3, issue #5); otherwise, or
+/// Incremental when nothing calls for a full reconcile (behaviour §3, issue #5); otherwise, or
 /// when the incremental reader asks for a reload, full.
 async fn incremental_or_full(
     run: &RunCtx<'_>,
@@ -378,7 +378,7 @@ const META_RETRY: &str = "retry_failed";
 /// "1" when the last run skipped objects because of the target's state (see `Executed`).
 const META_TARGET_CONFLICTS: &str = "target_conflicts";
 
-/// Whether the target advertises the ownership mark (SPEC 4.3): only then is it written.
+/// Whether the target advertises the ownership mark (behaviour §4.3): only then is it written.
 async fn marks_groups(client: &scim_client::ScimClient) -> bool {
     client
         .schema_extensions(scim_client::ResourceKind::Groups)

@@ -1,4 +1,4 @@
--- Linked downstream applications (SPEC 7.6): registered applications, one link record per
+-- Linked downstream applications (behaviour §7.6): registered applications, one link record per
 -- linked user, and the durable outbound queue the provisioning worker drains.
 
 CREATE TABLE apps (

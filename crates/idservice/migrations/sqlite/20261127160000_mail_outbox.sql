@@ -1,4 +1,4 @@
--- Sign-in, password reset and email (SPEC 7.4, 7.5). Kept in tables of their own, never as
+-- Sign-in, password reset and email (behaviour §7.4, 7.5). Kept in tables of their own, never as
 -- updates of the `users` row, so that triggers on `users` (downstream provisioning) see only
 -- changes of the user itself. Rows go away with the user (purge) through the foreign keys.
 

@@ -1,7 +1,7 @@
 //! Groups: create, read, replace, patch, delete, list, with `members` kept relationally.
 //!
 //! Rules: `displayName` is required and unique (case-insensitive), because two directory
-//! groups with one name cannot both exist in the target (SPEC 4.2); `externalId` is unique.
+//! groups with one name cannot both exist in the target (behaviour §4.2); `externalId` is unique.
 //! Members must name existing users or groups (else 400 invalidValue). Users pending
 //! deletion keep their memberships but are hidden from `members` until restored.
 
@@ -436,7 +436,7 @@ pub async fn patch_in(
     store_replacement(conn, old, p, base).await
 }
 
-/// DELETE /Groups/{id}: groups have no pending state (SPEC 4.2).
+/// DELETE /Groups/{id}: groups have no pending state (behaviour §4.2).
 pub async fn delete_in(conn: &mut Conn, id: &str, if_match: Option<&str>) -> Result<(), ScimError> {
     let old = existing(conn, id).await?;
     check_if_match(if_match, old.version)?;

@@ -2,7 +2,7 @@
 //! a POST, PUT, PATCH or Bulk body is taken out of the resource and only an argon2id hash
 //! (PHC string, random salt, the `argon2` crate's recommended parameters) is stored, in its
 //! own column (`users.password_hash`); it is never returned, never filterable and never
-//! logged (SPEC 6: "never stored in clear").
+//! logged (behaviour §6: "never stored in clear").
 
 use std::sync::OnceLock;
 

@@ -1,16 +1,16 @@
-//! Tenant rules of SPEC 7.2 that depend only on the request body: email and phone formats,
+//! Tenant rules of behaviour §7.2 that depend only on the request body: email and phone formats,
 //! the issuer rule, and the limits on emails, phone numbers and IMs. Uniqueness and the
 //! registered-domain rule need the database and live in `users`.
 
 use scim::ScimError;
 use serde_json::Value;
 
-/// At most 5 emails, of which at most one is primary (SPEC 7.1: 1 primary + 4 others).
+/// At most 5 emails, of which at most one is primary (behaviour §7.1: 1 primary + 4 others).
 pub const MAX_EMAILS: usize = 5;
 pub const MAX_PHONES: usize = 10;
 pub const MAX_IMS: usize = 10;
 
-/// The exact messages of SPEC 7.2.
+/// The exact messages of behaviour §7.2.
 pub const MSG_EXTERNAL_ID_TAKEN: &str = "externalId has already been taken";
 pub const MSG_USER_NAME_TAKEN: &str = "userName has already been taken";
 pub const MSG_DISPLAY_NAME_TAKEN: &str = "displayName has already been taken";

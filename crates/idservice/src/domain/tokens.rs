@@ -1,4 +1,4 @@
-//! Bearer tokens (SPEC 7.4): created by an administrator, shown once, stored as a SHA-256
+//! Bearer tokens (behaviour §7.4): created by an administrator, shown once, stored as a SHA-256
 //! hash with scopes and an expiry; checked on every request.
 
 use base64::Engine;

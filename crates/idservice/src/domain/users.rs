@@ -1,5 +1,5 @@
 //! Users: create (and restore), read, replace, patch, delete into pending deletion, list,
-//! and purge. Applies the SPEC 7.2 rules and the SPEC 7.3 states.
+//! and purge. Applies the behaviour §7.2 rules and the behaviour §7.3 states.
 //!
 //! States: `active` / `disabled` follow the `active` attribute; DELETE moves a user to
 //! `pendingDeletion` (it keeps userName and externalId, it is hidden from reads, lists and

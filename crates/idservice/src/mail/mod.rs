@@ -1,4 +1,4 @@
-//! Email (SPEC 7.5): which messages exist, who receives each, the templates, the durable
+//! Email (behaviour §7.5): which messages exist, who receives each, the templates, the durable
 //! outbox and the SMTP sender.
 //!
 //! The recipient rule lives in one place, [`Kind::audience`]: "Password reset requested",
@@ -48,7 +48,7 @@ impl Kind {
         Kind::TokenExpiring,
     ];
 
-    /// SPEC 7.5: the three password messages reach every address, anything else the primary.
+    /// behaviour §7.5: the three password messages reach every address, anything else the primary.
     pub fn audience(self) -> Audience {
         match self {
             Kind::ResetRequested | Kind::PasswordReset | Kind::PasswordExpired => {

@@ -1,4 +1,4 @@
-//! Linked downstream applications (SPEC 7.6): the service provisions its users into any SCIM
+//! Linked downstream applications (behaviour §7.6): the service provisions its users into any SCIM
 //! 2.0 application the way the existing service links its users to Microsoft 365.
 //!
 //! - [`apps`]: the administrator's operations (register, list, remove, links, purge an
@@ -6,7 +6,7 @@
 //! - [`worker`]: the background worker that drains the durable queue (`outbound_events`,
 //!   filled by SQLite triggers on `users` and `group_members`) per application, in order.
 //! - [`relink`]: what to do for one user and one application — push its current state, block,
-//!   unblock, and link creation by the SPEC 7.6 relink table.
+//!   unblock, and link creation by the behaviour §7.6 relink table.
 //!
 //! The worker is level-triggered: a queued row only says "this user changed"; the current row
 //! is read and its whole desired state is pushed (PUT), so replaying a row is harmless and a
@@ -198,7 +198,7 @@ pub fn holds_queue(e: &ClientError) -> bool {
     !matches!(e, ClientError::Rejected(_) | ClientError::Protocol(_))
 }
 
-/// The immutable id of a user (SPEC 7.6): the first available of the IIJ `downstreamId`, the
+/// The immutable id of a user (behaviour §7.6): the first available of the IIJ `downstreamId`, the
 /// `externalId`, the service's own `id`.
 pub fn immutable_id(user: &UserRow) -> String {
     let resource: Value = serde_json::from_str(&user.resource).unwrap_or(Value::Null);

@@ -1,5 +1,5 @@
 //! One user, one application: push the user's current state, block, unblock, delete on purge,
-//! and create or re-link the downstream account by the SPEC 7.6 relink table:
+//! and create or re-link the downstream account by the behaviour §7.6 relink table:
 //!
 //! | immutable id of the re-created user | downstream account | result |
 //! |---|---|---|
