@@ -49,6 +49,21 @@ fn add_person(env: &Env, uid: &str) -> String {
     dn
 }
 
+/// `corp_env` with alice and bob, both members of `platform-core`; returns alice's DN.
+fn alice_and_bob_in_platform_core() -> (Env, std::path::PathBuf, String) {
+    let (env, config) = corp_env();
+    let alice = add_person(&env, "alice");
+    let bob = add_person(&env, "bob");
+    env.slapd
+        .add(&format!(
+            "dn: cn=platform-core,ou=groups,ou=corp,{}\nobjectClass: groupOfNames\n\
+             cn: platform-core\nmember: {alice}\nmember: {bob}\n",
+            env.slapd.base
+        ))
+        .unwrap();
+    (env, config, alice)
+}
+
 /// Members of the target group by userName, sorted.
 fn members(env: &Env, group: &str) -> Vec<String> {
     env.target.member_names(group)
@@ -70,16 +85,8 @@ fn assert_full_plans_nothing(env: &Env, config: &std::path::Path, step: &str) {
 /// must also give it back its membership (it once planned `members: 0 added`).
 #[test]
 fn restored_user_regains_its_groups_after_a_move_out_and_back() {
-    let (env, config) = corp_env();
+    let (env, config, alice) = alice_and_bob_in_platform_core();
     let base = env.slapd.base.clone();
-    let alice = add_person(&env, "alice");
-    let bob = add_person(&env, "bob");
-    env.slapd
-        .add(&format!(
-            "dn: cn=platform-core,ou=groups,ou=corp,{base}\nobjectClass: groupOfNames\n\
-             cn: platform-core\nmember: {alice}\nmember: {bob}\n"
-        ))
-        .unwrap();
     let run = env.sync(&config, &[]);
     assert_eq!(run.code, 0, "{:#}", run.report);
     assert_eq!(
@@ -145,16 +152,8 @@ fn wait_for_member(env: &Env, group: &str, dn: &str) {
 /// the group before refint rewrote it. The run after that must add the member.
 #[test]
 fn restored_user_regains_its_groups_when_refint_lags() {
-    let (env, config) = corp_env();
+    let (env, config, alice) = alice_and_bob_in_platform_core();
     let base = env.slapd.base.clone();
-    let alice = add_person(&env, "alice");
-    let bob = add_person(&env, "bob");
-    env.slapd
-        .add(&format!(
-            "dn: cn=platform-core,ou=groups,ou=corp,{base}\nobjectClass: groupOfNames\n\
-             cn: platform-core\nmember: {alice}\nmember: {bob}\n"
-        ))
-        .unwrap();
     assert_eq!(env.sync(&config, &[]).code, 0);
     env.slapd
         .modrdn(&alice, "uid=alice", Some(&format!("ou=outside,{base}")))
