@@ -186,6 +186,9 @@ impl ScimClient {
         let body = r
             .body
             .ok_or_else(|| protocol("empty /ServiceProviderConfig"))?;
+        let cursor = body.pointer("/pagination/cursor").and_then(Value::as_bool);
+        // Already known, the flag is the same answer; the error says only that.
+        let _ = self.cursor_paging.set(cursor.unwrap_or(false));
         let mut info = ServiceProviderInfo::from_json(&body);
         if !info.keeps_pending_users {
             info.keeps_pending_users = self.schema_says_pending().await?;
@@ -282,26 +285,12 @@ impl ScimClient {
         let mut seen = 0usize;
         let mut start = 1usize;
         loop {
-            let mut query = vec![
-                ("startIndex".to_string(), start.to_string()),
-                ("count".to_string(), self.page_size.to_string()),
-            ];
-            if let Some(f) = filter {
-                query.push(("filter".into(), f.to_string()));
-            }
-            query.extend(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-            let path = format!("/{}", kind.endpoint());
-            let r = self.send(Method::GET, &path, None, &query, true).await?;
-            let mut body = r.body.ok_or_else(|| protocol("empty list response"))?;
+            let position = ("startIndex", start.to_string());
+            let (body, page) = self.list_page(kind, position, filter, params).await?;
             let total = body
                 .get("totalResults")
                 .and_then(Value::as_u64)
                 .unwrap_or(0);
-            let page = match body.get_mut("Resources").map(Value::take) {
-                Some(Value::Array(items)) => items,
-                None | Some(Value::Null) => Vec::new(),
-                Some(_) => return Err(protocol("list response: Resources is not an array")),
-            };
             let got = page.len();
             page.into_iter().for_each(&mut each);
             seen += got;
@@ -311,6 +300,34 @@ impl ScimClient {
             }
             start += got;
         }
+    }
+
+    /// One page of `GET /{kind}` at `position` (`startIndex` or `cursor` and its value): the
+    /// response body (without its resources) and the resources.
+    async fn list_page(
+        &self,
+        kind: ResourceKind,
+        (key, value): (&str, String),
+        filter: Option<&Filter>,
+        params: &[(&str, &str)],
+    ) -> Result<(Value, Vec<Value>), ClientError> {
+        let mut query = vec![
+            (key.to_string(), value),
+            ("count".to_string(), self.page_size.to_string()),
+        ];
+        if let Some(f) = filter {
+            query.push(("filter".into(), f.to_string()));
+        }
+        query.extend(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let path = format!("/{}", kind.endpoint());
+        let r = self.send(Method::GET, &path, None, &query, true).await?;
+        let mut body = r.body.ok_or_else(|| protocol("empty list response"))?;
+        let page = match body.get_mut("Resources").map(Value::take) {
+            Some(Value::Array(items)) => items,
+            None | Some(Value::Null) => Vec::new(),
+            Some(_) => return Err(protocol("list response: Resources is not an array")),
+        };
+        Ok((body, page))
     }
 
     /// Whether the service says it pages by cursor (`pagination.cursor` in
@@ -348,22 +365,8 @@ impl ScimClient {
         let mut seen = 0usize;
         let mut cursor = String::new();
         loop {
-            let mut query = vec![
-                ("cursor".to_string(), cursor.clone()),
-                ("count".to_string(), self.page_size.to_string()),
-            ];
-            if let Some(f) = filter {
-                query.push(("filter".into(), f.to_string()));
-            }
-            query.extend(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-            let path = format!("/{}", kind.endpoint());
-            let r = self.send(Method::GET, &path, None, &query, true).await?;
-            let mut body = r.body.ok_or_else(|| protocol("empty list response"))?;
-            let page = match body.get_mut("Resources").map(Value::take) {
-                Some(Value::Array(items)) => items,
-                None | Some(Value::Null) => Vec::new(),
-                Some(_) => return Err(protocol("list response: Resources is not an array")),
-            };
+            let position = ("cursor", cursor.clone());
+            let (body, page) = self.list_page(kind, position, filter, params).await?;
             let got = page.len();
             page.into_iter().for_each(&mut each);
             seen += got;

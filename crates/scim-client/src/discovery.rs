@@ -51,9 +51,7 @@ impl ServiceProviderInfo {
             keeps_pending_users,
         }
     }
-}
 
-impl ServiceProviderInfo {
     /// Whether an IIJ User extension schema (a `/Schemas/{id}` resource) lists the
     /// `pendingDeletion` state among the canonical values of its `state` attribute.
     pub fn schema_keeps_pending_users(schema: &Value) -> bool {
