@@ -21,6 +21,26 @@ pub struct IdService {
     _dir: tempfile::TempDir,
 }
 
+/// Where a benchmark sends its requests: one idservice, or a load balancer in front of
+/// several.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The SCIM base URL (`http://ADDR/scim/v2`).
+    pub url: String,
+    /// A bearer token with the read and write scopes for users and groups.
+    pub token: String,
+}
+
+impl IdService {
+    /// This instance's URL and token.
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            url: self.url.clone(),
+            token: self.token.clone(),
+        }
+    }
+}
+
 impl Drop for IdService {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -114,11 +134,12 @@ pub fn user(i: usize) -> Value {
     })
 }
 
-/// Creates users `0..n` in `inst` through `/Bulk`, `batch` operations a request and `conc`
+/// Creates users `first..first + n` in `inst` through `/Bulk`, `batch` operations a request and `conc`
 /// requests in flight; returns the wall time and how many operations answered 201.
 pub async fn bulk_load(
     client: &reqwest::Client,
-    inst: &IdService,
+    inst: &Endpoint,
+    first: usize,
     n: usize,
     batch: usize,
     conc: usize,
@@ -126,13 +147,13 @@ pub async fn bulk_load(
     let sem = Arc::new(Semaphore::new(conc));
     let mut set = JoinSet::new();
     let started = Instant::now();
-    for chunk_start in (0..n).step_by(batch.max(1)) {
+    for chunk_start in (first..first + n).step_by(batch.max(1)) {
         let permit = sem
             .clone()
             .acquire_owned()
             .await
             .map_err(|e| e.to_string())?;
-        let ops: Vec<Value> = (chunk_start..(chunk_start + batch).min(n))
+        let ops: Vec<Value> = (chunk_start..(chunk_start + batch).min(first + n))
             .map(|i| json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"), "data": user(i)}))
             .collect();
         let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": ops});

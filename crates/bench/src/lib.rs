@@ -3,3 +3,4 @@
 
 pub mod common;
 pub mod gen_ldif;
+pub mod postgres;

@@ -1,23 +1,25 @@
 //! `bench-idservice`: measures idservice throughput and lookup latency on this machine.
 //!
-//! 1. A fresh instance gets `--bulk-users` users through `/Bulk` (batches of `--batch`,
-//!    `--bulk-concurrency` requests in flight).
-//! 2. A second fresh instance gets `--single-users` users through single POSTs
-//!    (`--single-concurrency` in flight).
-//! 3. Against the first instance (holding all bulk users), `--lookups` sequential
-//!    `userName eq` and as many `externalId eq` requests measure latency percentiles.
-//! 4. The full list of the first instance, pages of 1,000, by `startIndex` and by `cursor`.
+//! On each engine, a fresh, empty target:
+//! 1. gets `--bulk-users` users through `/Bulk` (batches of `--batch`, `--bulk-concurrency`
+//!    requests in flight);
+//! 2. then `--single-users` more through single POSTs (`--single-concurrency` in flight);
+//! 3. `--lookups` sequential `userName eq` and as many `externalId eq` requests measure
+//!    latency percentiles;
+//! 4. the full list, pages of 1,000, by `startIndex` and by `cursor`.
 //!
-//! With `--database URL` (an empty PostgreSQL database; password from
-//! `--database-password-file` or PGPASSWORD) the first instance runs on it and step 2 is
-//! skipped (a second fresh instance would need a second database).
+//! The engines: SQLite (one node, unless `--skip-sqlite`), then, with `--database URL` (an
+//! empty PostgreSQL database; password from `--database-password-file` or PGPASSWORD) or
+//! `--private-postgres`, `--nodes` idservice nodes on PostgreSQL behind HAProxy. The figures
+//! are printed side by side.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bench::common::{IdService, bulk_load, start_idservice, start_idservice_on, user};
+use bench::common::{Endpoint, bulk_load, start_idservice, user};
+use bench::postgres::{Nodes, PgArgs};
 use clap::Parser;
 use rand::Rng;
 use serde_json::Value;
@@ -42,18 +44,17 @@ struct Args {
     single_concurrency: usize,
     #[arg(long, default_value_t = 2000)]
     lookups: usize,
-    /// Run the bulk instance on this PostgreSQL database (must be empty) instead of SQLite.
+    /// Measure PostgreSQL only.
     #[arg(long)]
-    database: Option<String>,
-    /// The PostgreSQL password file (first line), for `--database`.
-    #[arg(long, requires = "database")]
-    database_password_file: Option<PathBuf>,
+    skip_sqlite: bool,
+    #[command(flatten)]
+    pg: PgArgs,
 }
 
 /// Seconds to read every user, pages of 1,000: by `startIndex`, or by `cursor` (keyset).
 async fn full_list(
     client: &reqwest::Client,
-    inst: &IdService,
+    inst: &Endpoint,
     by_cursor: bool,
 ) -> Result<(f64, usize), String> {
     let t = Instant::now();
@@ -93,14 +94,15 @@ async fn full_list(
 
 async fn single_load(
     client: &reqwest::Client,
-    inst: &IdService,
+    inst: &Endpoint,
+    first: usize,
     n: usize,
     conc: usize,
 ) -> Result<(Duration, usize), String> {
     let sem = Arc::new(Semaphore::new(conc));
     let mut set = JoinSet::new();
     let started = Instant::now();
-    for i in 0..n {
+    for i in first..first + n {
         let permit = sem
             .clone()
             .acquire_owned()
@@ -123,10 +125,10 @@ async fn single_load(
             r.map_err(|e| e.to_string())??;
         }
     }
-    let mut created = 0;
     while let Some(r) = set.join_next().await {
-        created += r.map_err(|e| e.to_string())??;
+        r.map_err(|e| e.to_string())??;
     }
+    let elapsed = started.elapsed();
     // Count via the API rather than trusting the reaped tasks.
     let total = client
         .get(format!("{}/Users?count=0", inst.url))
@@ -135,17 +137,14 @@ async fn single_load(
         .await
         .map_err(|e| e.to_string())?;
     let v: Value = total.json().await.map_err(|e| e.to_string())?;
-    let _ = created;
-    Ok((
-        started.elapsed(),
-        v["totalResults"].as_u64().unwrap_or(0) as usize,
-    ))
+    let stored = v["totalResults"].as_u64().unwrap_or(0) as usize;
+    Ok((elapsed, stored.saturating_sub(first)))
 }
 
 /// Sequential lookups; returns latencies in ms, sorted.
 async fn lookups(
     client: &reqwest::Client,
-    inst: &IdService,
+    inst: &Endpoint,
     n_users: usize,
     count: usize,
     by_external_id: bool,
@@ -189,59 +188,141 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-/// The idservice database options of `--database` (empty: SQLite in a temporary directory).
-fn db_args(args: &Args) -> Vec<String> {
-    let mut db = Vec::new();
-    if let Some(url) = &args.database {
-        db.extend(["--database".to_string(), url.clone()]);
-        if let Some(f) = &args.database_password_file {
-            db.extend([
-                "--database-password-file".to_string(),
-                f.display().to_string(),
-            ]);
-        }
-    }
-    db
-}
-
-/// What one run measured.
+/// What one engine measured.
 struct Figures {
+    engine: String,
     bulk: (Duration, usize),
     single: (Duration, usize),
     by_name: Vec<f64>,
     by_ext: Vec<f64>,
     by_index: (f64, usize),
     by_cursor: (f64, usize),
-    engine: &'static str,
 }
 
-/// Prints the figures as a Markdown table.
-fn print_table(f: &Figures) {
+impl Figures {
+    fn bulk_rate(&self) -> f64 {
+        self.bulk.1 as f64 / self.bulk.0.as_secs_f64()
+    }
+}
+
+fn rate((t, n): (Duration, usize)) -> String {
+    if n == 0 {
+        return "-".into();
+    }
+    format!(
+        "{:.0} users/s ({n} in {:.1} s)",
+        n as f64 / t.as_secs_f64(),
+        t.as_secs_f64()
+    )
+}
+
+fn latency(l: &[f64]) -> String {
+    format!(
+        "p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
+        pct(l, 50.0),
+        pct(l, 95.0),
+        pct(l, 99.0)
+    )
+}
+
+/// Prints the figures of every engine side by side as a Markdown table.
+fn print_table(all: &[Figures]) {
+    let cols = |f: &dyn Fn(&Figures) -> String| all.iter().map(f).collect::<Vec<_>>().join(" | ");
     println!();
-    println!("| measurement ({}) | result |", f.engine);
-    println!("|---|---|");
-    for (name, (t, n)) in [("Bulk", f.bulk), ("Single POST", f.single)] {
-        if n > 0 {
-            println!(
-                "| {name}: {n} users created in {:.1} s | {:.0} users/s |",
-                t.as_secs_f64(),
-                n as f64 / t.as_secs_f64()
-            );
-        }
+    println!("| measurement | {} |", cols(&|f| f.engine.clone()));
+    println!("|---|{}", "---|".repeat(all.len()));
+    println!("| Bulk ingest | {} |", cols(&|f| rate(f.bulk)));
+    println!("| single POSTs | {} |", cols(&|f| rate(f.single)));
+    println!(
+        "| `userName eq` lookup | {} |",
+        cols(&|f| latency(&f.by_name))
+    );
+    println!(
+        "| `externalId eq` lookup | {} |",
+        cols(&|f| latency(&f.by_ext))
+    );
+    println!(
+        "| full list by `startIndex`, pages of 1,000 | {} |",
+        cols(&|f| format!("{:.2} s ({} users)", f.by_index.0, f.by_index.1))
+    );
+    println!(
+        "| full list by `cursor`, pages of 1,000 | {} |",
+        cols(&|f| format!("{:.2} s ({} users)", f.by_cursor.0, f.by_cursor.1))
+    );
+}
+
+/// Runs every step against `target`, which holds no user yet.
+async fn measure(
+    client: &reqwest::Client,
+    target: &Endpoint,
+    engine: String,
+    args: &Args,
+) -> Result<Figures, String> {
+    eprintln!(
+        "{engine}: Bulk, {} users in batches of {} ({} requests in flight)...",
+        args.bulk_users, args.batch, args.bulk_concurrency
+    );
+    let bulk = bulk_load(
+        client,
+        target,
+        0,
+        args.bulk_users,
+        args.batch,
+        args.bulk_concurrency,
+    )
+    .await?;
+    eprintln!(
+        "{engine}: {} single POSTs ({} in flight)...",
+        args.single_users, args.single_concurrency
+    );
+    let single = single_load(
+        client,
+        target,
+        args.bulk_users,
+        args.single_users,
+        args.single_concurrency,
+    )
+    .await?;
+    eprintln!(
+        "{engine}: {} userName eq and {} externalId eq lookups...",
+        args.lookups, args.lookups
+    );
+    // Warm up the connections and the caches.
+    let _ = lookups(client, target, args.bulk_users, 50, false).await?;
+    let by_name = lookups(client, target, args.bulk_users, args.lookups, false).await?;
+    let by_ext = lookups(client, target, args.bulk_users, args.lookups, true).await?;
+    eprintln!("{engine}: the full list by startIndex, then by cursor...");
+    let by_index = full_list(client, target, false).await?;
+    let by_cursor = full_list(client, target, true).await?;
+    let figures = Figures {
+        engine,
+        bulk,
+        single,
+        by_name,
+        by_ext,
+        by_index,
+        by_cursor,
+    };
+    check(&figures, args)?;
+    Ok(figures)
+}
+
+/// Fails when a step did not do all its work (the figures would flatter).
+fn check(f: &Figures, args: &Args) -> Result<(), String> {
+    if f.bulk.1 != args.bulk_users || f.single.1 != args.single_users {
+        return Err(format!(
+            "{}: expected {} bulk and {} single users, stored {} and {}",
+            f.engine, args.bulk_users, args.single_users, f.bulk.1, f.single.1
+        ));
     }
-    for (name, l) in [("userName eq", &f.by_name), ("externalId eq", &f.by_ext)] {
-        println!(
-            "| {name} lookup ({} requests, {} users stored) | p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms |",
-            l.len(),
-            f.bulk.1,
-            pct(l, 50.0),
-            pct(l, 95.0),
-            pct(l, 99.0)
-        );
+    let all = args.bulk_users + args.single_users;
+    if f.by_index.1 != all || f.by_cursor.1 != all {
+        return Err(format!(
+            "{}: the full lists saw {} and {} of {all} users",
+            f.engine, f.by_index.1, f.by_cursor.1
+        ));
     }
-    for (name, (secs, n)) in [("startIndex", f.by_index), ("cursor", f.by_cursor)] {
-        println!("| full list by {name}: {n} users, pages of 1,000 | {secs:.2} s |");
-    }
+    Ok(())
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -262,68 +343,26 @@ async fn run(args: Args) -> Result<(), String> {
         .pool_max_idle_per_host(64)
         .build()
         .map_err(|e| e.to_string())?;
-
-    eprintln!(
-        "bulk: creating {} users in batches of {} ({} concurrent)...",
-        args.bulk_users, args.batch, args.bulk_concurrency
-    );
-    let db = db_args(&args);
-    let a = start_idservice_on(&bin, &db, &[], &["--max-body-bytes", "67108864"])?;
-    let (bulk_t, bulk_n) = bulk_load(
-        &client,
-        &a,
-        args.bulk_users,
-        args.batch,
-        args.bulk_concurrency,
-    )
-    .await?;
-    eprintln!(
-        "single: creating {} users with single POSTs ({} concurrent)...",
-        args.single_users, args.single_concurrency
-    );
-    let single_users = if db.is_empty() { args.single_users } else { 0 };
-    let (single_t, single_n) = if single_users > 0 {
-        let b = start_idservice(&bin, &[], &["--max-body-bytes", "67108864"])?;
-        single_load(&client, &b, single_users, args.single_concurrency).await?
-    } else {
-        (Duration::from_secs(1), 0)
-    };
-    eprintln!(
-        "lookups: {} userName eq and {} externalId eq against {} users...",
-        args.lookups, args.lookups, bulk_n
-    );
-    // Warm up the connection and the page cache.
-    let _ = lookups(&client, &a, args.bulk_users, 50, false).await?;
-    let by_name = lookups(&client, &a, args.bulk_users, args.lookups, false).await?;
-    let by_ext = lookups(&client, &a, args.bulk_users, args.lookups, true).await?;
-    eprintln!("full list: every user by startIndex, then by cursor (pages of 1,000)...");
-    let by_index = full_list(&client, &a, false).await?;
-    let by_cursor = full_list(&client, &a, true).await?;
-
-    print_table(&Figures {
-        bulk: (bulk_t, bulk_n),
-        single: (single_t, single_n),
-        by_name,
-        by_ext,
-        by_index,
-        by_cursor,
-        engine: if db.is_empty() {
-            "SQLite"
-        } else {
-            "PostgreSQL"
-        },
-    });
-    if bulk_n != args.bulk_users || single_n != single_users {
-        return Err(format!(
-            "expected {} bulk and {single_users} single users, stored {bulk_n} and {single_n}",
-            args.bulk_users
-        ));
+    let serve = ["--max-body-bytes", "67108864"];
+    let mut all = Vec::new();
+    if !args.skip_sqlite {
+        let node = start_idservice(&bin, &[], &serve)?;
+        all.push(measure(&client, &node.endpoint(), "SQLite".into(), &args).await?);
     }
-    if by_index.1 != bulk_n || by_cursor.1 != bulk_n {
-        return Err(format!(
-            "the full lists saw {} and {} of {bulk_n} users",
-            by_index.1, by_cursor.1
-        ));
+    if let Some(db) = args.pg.database()? {
+        let nodes = Nodes::start(&bin, &db, args.pg.nodes, &[], &serve)?;
+        let engine = match args.pg.nodes {
+            0 | 1 => "PostgreSQL, one node".to_string(),
+            n => format!("PostgreSQL, {n} nodes behind HAProxy"),
+        };
+        all.push(measure(&client, &nodes.endpoint, engine, &args).await?);
+    }
+    print_table(&all);
+    if let [sqlite, pg] = all.as_slice() {
+        println!(
+            "\nBulk ingest, PostgreSQL / SQLite: {:.2}",
+            pg.bulk_rate() / sqlite.bulk_rate()
+        );
     }
     Ok(())
 }

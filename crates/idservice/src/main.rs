@@ -12,6 +12,10 @@ use idservice::domain::users::{self, Purge};
 use idservice::server::{self, DbArgs, ServeOptions};
 use idservice::store::admin;
 
+/// mimalloc: the service allocates small objects per attribute on every request.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "idservice", version, about = "SCIM 2.0 identity service")]
 struct Cli {

@@ -51,8 +51,25 @@ pub struct PgServer {
     as_postgres: bool,
 }
 
+/// How a [`PgServer`] trades durability for speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgDurability {
+    /// Tests: no fsync at all (a crash of the machine may corrupt the throw-away cluster).
+    None,
+    /// Benchmarks: fsync on, commits acknowledged before their WAL is flushed
+    /// (`synchronous_commit=off`): a crash may lose the last commits but never corrupts, as
+    /// SQLite's WAL with `synchronous=NORMAL`, which idservice uses.
+    LikeSqliteNormal,
+}
+
 impl PgServer {
+    /// A cluster for tests ([`PgDurability::None`]).
     pub fn start() -> Result<PgServer, String> {
+        PgServer::start_with(PgDurability::None)
+    }
+
+    /// A cluster with the given durability settings.
+    pub fn start_with(durability: PgDurability) -> Result<PgServer, String> {
         let bin = pg_bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("dirsync-pg-")
@@ -82,9 +99,12 @@ impl PgServer {
             .args(["-U", PG_USER, "--auth=scram-sha-256", "-E", "UTF8"])
             .arg(format!("--pwfile={}", pwfile.display()));
         run(&mut initdb)?;
+        let settings = match durability {
+            PgDurability::None => "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            PgDurability::LikeSqliteNormal => "-c synchronous_commit=off -c shared_buffers=256MB",
+        };
         let opts = format!(
-            "-h 127.0.0.1 -p {port} -k {} -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=200",
+            "-h 127.0.0.1 -p {port} -k {} {settings} -c max_connections=200",
             pg.dir.path().display()
         );
         let log = pg.dir.path().join("postgres.log");

@@ -13,7 +13,7 @@
 
 mod cluster;
 mod idservice;
-pub use cluster::{Haproxy, IdCluster, PG_USER, PgServer, pg_bin_dir};
+pub use cluster::{Haproxy, IdCluster, PG_USER, PgDurability, PgServer, pg_bin_dir};
 pub use idservice::{IdService, idservice_binary};
 
 use std::collections::HashMap;

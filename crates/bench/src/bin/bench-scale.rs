@@ -10,6 +10,9 @@
 //!    ldapmodify call); 4. a full reconcile with no further changes (`sync --full`, or plain
 //!    `sync` with a note when this dirsync has no such flag).
 //!
+//! With `--database URL` or `--private-postgres`, the initial sync runs once more, into
+//! `--nodes` idservice nodes on PostgreSQL behind HAProxy, and is compared with step 1.
+//!
 //! For comparison, the two physical bounds of the pipeline: (a) `ldapsearch -E pr=1000` of the
 //! same entries with the attributes dirsync asks for (`*` `+`), and (b) the same number of users
 //! created in a fresh idservice through `/Bulk` by the minimal client of `bench-idservice`.
@@ -21,8 +24,10 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use bench::common::{
-    Measured, binaries, bulk_load, run_dirsync, start_idservice, write_dirsync_config, writes,
+    Endpoint, Measured, binaries, bulk_load, run_dirsync, start_idservice, write_dirsync_config,
+    writes,
 };
+use bench::postgres::{Nodes, PgArgs};
 use bench::gen_ldif::{Churn, Shape, write_ad_churn};
 use clap::Parser;
 use serde_json::json;
@@ -70,6 +75,8 @@ struct Args {
     /// so --avg-members and the big groups do not apply).
     #[arg(long)]
     samba: bool,
+    #[command(flatten)]
+    pg: PgArgs,
     /// For profiling: after the dirsync steps, print the dirsync directory (config.yml,
     /// secret.yml, state) and keep slapd and idservice running until a line arrives on stdin.
     #[arg(long)]
@@ -259,6 +266,87 @@ fn ldapsearch_bound(directory: &Directory, dir: &Path) -> Result<(Duration, u64)
     Ok((wall, entries))
 }
 
+/// Writes the dirsync configuration of a run from `directory` into `target` into `dir`
+/// (created).
+fn write_config(
+    args: &Args,
+    directory: &Directory,
+    target: &Endpoint,
+    dir: &Path,
+) -> Result<(), String> {
+    let (addr, port, bind_dn, password, base) = directory.access();
+    std::fs::create_dir(dir).map_err(|e| e.to_string())?;
+    // The churn deletes and disables more users than the default deletion threshold (500)
+    // allows in one run; this is a benchmark, not a safety test, so the threshold is the
+    // churn size (the ratio, 10 %, stays).
+    let state_dir = match &args.state_dir {
+        Some(p) => p.display().to_string(),
+        None => "state".into(),
+    };
+    let mut sync = json!({
+        "state_dir": state_dir,
+        "max_deletions": ((args.users as f64 * args.churn).ceil() as u64).max(500),
+    });
+    if let Some(c) = args.concurrency {
+        sync["concurrency"] = json!(c);
+    }
+    let mut bind = json!({"title": "title", "displayName": "displayName"});
+    if !args.samba {
+        // OpenLDAP has no standard disabled flag without ppolicy: `employeeType: false`
+        // disables, as in the e2e tests. AD keeps its userAccountControl default.
+        bind["active"] = json!("employeeType");
+    }
+    let mut ldap = json!({
+        "server": {"addresses": [addr], "port": port, "user": bind_dn},
+        "base_dn": base,
+    });
+    if args.samba {
+        // The loaded objects only (see `Directory::searches`).
+        ldap["filter"] =
+            json!({"user": "(sAMAccountName=user*)", "group": "(description=generated group*)"});
+    }
+    let config = json!({
+        "ad": {"ldap": ldap},
+        "iid": {"scim": {"base_url": target.url, "attribute": {"user": {"ad_bind": bind}}}},
+        "sync": sync,
+    });
+    let secret = json!({
+        "ad": {"ldap": {"server": {"password": password}}},
+        "iid": {"scim": {"token": target.token}},
+    });
+    write_dirsync_config(dir, &config, &secret)
+}
+
+/// With `--database` or `--private-postgres`: the initial sync again, into `--nodes`
+/// idservice nodes on PostgreSQL (behind HAProxy), from a fresh dirsync state.
+fn initial_into_postgres(
+    args: &Args,
+    directory: &Directory,
+    idservice_bin: &Path,
+    dirsync_bin: &Path,
+    work: &Path,
+) -> Result<Option<Measured>, String> {
+    let Some(db) = args.pg.database()? else {
+        return Ok(None);
+    };
+    let nodes = Nodes::start(idservice_bin, &db, args.pg.nodes, &["--expires", "1d"], &[])?;
+    let dir = work.join("dirsync-postgres");
+    write_config(args, directory, &nodes.endpoint, &dir)?;
+    eprintln!(
+        "dirsync: initial sync into PostgreSQL ({} nodes)...",
+        args.pg.nodes
+    );
+    let initial = run_dirsync(dirsync_bin, &dir, &[])?;
+    let c = &initial.report["counts"];
+    if c["created"] != json!(args.users) || c["groups_created"] != json!(args.groups) {
+        return Err(format!(
+            "the initial run into PostgreSQL did not create everything: {:#}",
+            initial.report
+        ));
+    }
+    Ok(Some(initial))
+}
+
 fn bench(args: &Args) -> Result<(), String> {
     let (idservice_bin, dirsync_bin) =
         binaries(args.idservice.as_deref(), args.dirsync.as_deref())?;
@@ -304,7 +392,7 @@ fn bench(args: &Args) -> Result<(), String> {
         );
         Directory::Slapd(slapd)
     };
-    let (addr, port, bind_dn, password, base) = directory.access();
+    let (addr, port, _, _, base) = directory.access();
 
     eprintln!("bound (a): ldapsearch paged read...");
     let (read_wall, read_entries) = ldapsearch_bound(&directory, work.path())?;
@@ -317,47 +405,7 @@ fn bench(args: &Args) -> Result<(), String> {
 
     let target = start_idservice(&idservice_bin, &["--expires", "1d"], &[])?;
     let dir = work.path().join("dirsync");
-    std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
-    // The churn deletes and disables more users than the default deletion threshold (500)
-    // allows in one run; this is a benchmark, not a safety test, so the threshold is the
-    // churn size (the ratio, 10 %, stays).
-    let state_dir = match &args.state_dir {
-        Some(p) => p.display().to_string(),
-        None => "state".into(),
-    };
-    let mut sync = json!({
-        "state_dir": state_dir,
-        "max_deletions": ((args.users as f64 * args.churn).ceil() as u64).max(500),
-    });
-    if let Some(c) = args.concurrency {
-        sync["concurrency"] = json!(c);
-    }
-    let mut bind = json!({"title": "title", "displayName": "displayName"});
-    if !args.samba {
-        // OpenLDAP has no standard disabled flag without ppolicy: `employeeType: false`
-        // disables, as in the e2e tests. AD keeps its userAccountControl default.
-        bind["active"] = json!("employeeType");
-    }
-    let mut ldap = json!({
-        "server": {"addresses": [addr], "port": port, "user": bind_dn},
-        "base_dn": base,
-    });
-    if args.samba {
-        // The loaded objects only (see `Directory::searches`).
-        ldap["filter"] =
-            json!({"user": "(sAMAccountName=user*)", "group": "(description=generated group*)"});
-    }
-    let config = json!({
-        "ad": {"ldap": ldap},
-        "iid": {"scim": {"base_url": target.url, "attribute": {"user": {"ad_bind": bind}}}},
-        "sync": sync,
-    });
-    let secret = json!({
-        "ad": {"ldap": {"server": {"password": password}}},
-        "iid": {"scim": {"token": target.token}},
-    });
-    write_dirsync_config(&dir, &config, &secret)?;
-
+    write_config(args, &directory, &target.endpoint(), &dir)?;
     let mut rows = Vec::new();
     eprintln!("dirsync: initial sync...");
     let initial = run_dirsync(&dirsync_bin, &dir, &[])?;
@@ -431,6 +479,17 @@ fn bench(args: &Args) -> Result<(), String> {
         let _ = std::io::stdin().read_line(&mut line);
     }
     drop(target);
+    let on_postgres =
+        initial_into_postgres(args, &directory, &idservice_bin, &dirsync_bin, work.path())?;
+    if let Some(m) = &on_postgres {
+        let mut row = dirsync_row("initial sync into PostgreSQL", m);
+        row.step = format!(
+            "initial sync into PostgreSQL ({} nodes{})",
+            args.pg.nodes,
+            if args.pg.nodes > 1 { " behind HAProxy" } else { "" }
+        );
+        rows.push(row);
+    }
 
     eprintln!("bound (b): Bulk ingest of {} users...", args.users);
     let ingest_target = start_idservice(&idservice_bin, &[], &["--max-body-bytes", "67108864"])?;
@@ -441,7 +500,8 @@ fn bench(args: &Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let (ingest_wall, ingested) = rt.block_on(bulk_load(
         &client,
-        &ingest_target,
+        &ingest_target.endpoint(),
+        0,
         args.users,
         args.batch,
         args.bulk_concurrency,
@@ -564,5 +624,14 @@ fn bench(args: &Args) -> Result<(), String> {
         "| peak RSS ≤ 300 MB ({rss_goal_mib:.0} MiB), all runs | {peak_mib:.1} MiB | {} |",
         verdict(peak_mib <= rss_goal_mib)
     );
+    if let Some(pg) = &on_postgres {
+        let pg_s = pg.wall.as_secs_f64();
+        println!(
+            "| initial into PostgreSQL ≤ 1.2 × initial into SQLite ({:.1} s) | {pg_s:.1} s ({:.2} ×) | {} |",
+            1.2 * initial_s,
+            pg_s / initial_s.max(1e-9),
+            verdict(pg_s <= 1.2 * initial_s)
+        );
+    }
     Ok(())
 }

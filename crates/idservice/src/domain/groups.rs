@@ -456,8 +456,8 @@ pub async fn list_with(
     with_members: bool,
 ) -> Result<ListPage, ScimError> {
     let spec = q.search_spec(Kind::Group, true, svc.store.engine())?;
+    let (found, rows) = search::groups(&svc.store, &spec).await.map_err(db)?;
     let mut conn = svc.store.read().await.map_err(db)?;
-    let (found, rows) = search::groups(&mut conn, &spec).await.map_err(db)?;
     let mut resources = Vec::with_capacity(rows.len());
     for row in &rows {
         resources.push(render(&mut conn, row, base, with_members).await?);

@@ -462,8 +462,8 @@ pub async fn delete_in(conn: &mut Conn, id: &str, if_match: Option<&str>) -> Res
 pub async fn list(svc: &Service, q: &ListQuery, base: &str) -> Result<ListPage, ScimError> {
     let include_pending = q.filter.as_ref().is_some_and(filter_sql::mentions_state);
     let spec = q.search_spec(Kind::User, include_pending, svc.store.engine())?;
+    let (found, rows) = search::users(&svc.store, &spec).await.map_err(db)?;
     let mut conn = svc.store.read().await.map_err(db)?;
-    let (found, rows) = search::users(&mut conn, &spec).await.map_err(db)?;
     // The page's memberships in one query, not one per user.
     let visible: Vec<String> = rows
         .iter()

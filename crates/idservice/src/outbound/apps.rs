@@ -60,6 +60,7 @@ pub async fn add(svc: &Service, new: NewApp) -> Result<AppRow, String> {
         purge_policy: new.purge_policy,
         rate_per_sec: new.rate_per_sec,
         created: now(),
+        cursor_tx: 0,
         cursor: 0,
         last_error: None,
         last_error_at: None,
@@ -82,7 +83,7 @@ pub async fn list(svc: &Service) -> Result<Vec<(AppRow, i64)>, String> {
     let apps = sa::list_apps(&mut conn).await.map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(apps.len());
     for a in apps {
-        let backlog = sa::backlog(&mut conn, &a.name, a.cursor)
+        let backlog = sa::backlog(&mut conn, &a.name, a.position())
             .await
             .map_err(|e| e.to_string())?;
         out.push((a, backlog));

@@ -127,7 +127,7 @@ async fn round(
         }
         let pending = {
             let mut conn = svc.store.read().await?;
-            !sa::next_events(&mut conn, &app.name, app.cursor, 1)
+            !sa::next_events(&mut conn, &app.name, app.position(), 1)
                 .await?
                 .is_empty()
         };
@@ -201,14 +201,14 @@ async fn drain_leased(svc: Arc<Service>, app: AppRow, ds: Arc<Downstream>) -> Re
     result
 }
 
-/// Moves the application's cursor past `seq` if this node still holds its lease (renewed);
+/// Moves the application's cursor to `to` if this node still holds its lease (renewed);
 /// returns whether it did.
-async fn advance(svc: &Service, app: &str, seq: i64) -> Result<bool, sqlx::Error> {
+async fn advance(svc: &Service, app: &str, to: sa::QueuePos) -> Result<bool, sqlx::Error> {
     let mut tx = svc.store.begin().await?;
     if !lease(&mut tx, app).await? {
         return Ok(false);
     }
-    sa::advance(&mut tx, app, seq).await?;
+    sa::advance(&mut tx, app, to).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -217,7 +217,7 @@ async fn advance(svc: &Service, app: &str, seq: i64) -> Result<bool, sqlx::Error
 /// lease is lost.
 async fn drain(svc: &Arc<Service>, app: AppRow, ds: Arc<Downstream>) -> Result<(), String> {
     let svc = svc.clone();
-    let mut cursor = app.cursor;
+    let mut cursor = app.position();
     let mut had_error = app.last_error.is_some();
     loop {
         let events = {
@@ -248,14 +248,14 @@ async fn drain(svc: &Arc<Service>, app: AppRow, ds: Arc<Downstream>) -> Result<(
                     Err(PushError::Db(e)) => return Err(e.to_string()),
                 }
             }
-            if !advance(&svc, &app.name, ev.seq)
+            if !advance(&svc, &app.name, ev.position())
                 .await
                 .map_err(|e| e.to_string())?
             {
                 tracing::warn!(app = %app.name, "drain lease lost to another node; stopping");
                 return Ok(());
             }
-            cursor = ev.seq;
+            cursor = ev.position();
             if had_error {
                 had_error = false;
                 tracing::info!(app = %app.name, "downstream application reachable again");

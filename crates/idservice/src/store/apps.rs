@@ -1,7 +1,13 @@
 //! Rows of the linked-application tables: `apps`, `app_links` and the `outbound_events` queue
 //! (filled by triggers on `users` and `group_members`, see the linked_apps migration).
+//!
+//! The queue is read in [`QueuePos`] order: (writing transaction, sequence number). On SQLite
+//! the transaction part is always 0 (one writer: numbers become visible in order). On
+//! PostgreSQL it is the writer's transaction id, and a read stops below the oldest transaction
+//! still running, so a row can never appear behind a position already read (see the
+//! queue_order migration): writers on several nodes need no common lock.
 
-use super::Conn;
+use super::{Conn, Engine, engine_of};
 
 /// A registered downstream application. The token is not here: it is read from `token_file`
 /// when needed.
@@ -16,12 +22,23 @@ pub struct AppRow {
     pub purge_policy: String,
     pub rate_per_sec: Option<f64>,
     pub created: String,
+    /// The position in the queue this application has processed: transaction part.
+    pub cursor_tx: i64,
+    /// The position in the queue this application has processed: sequence part.
     pub cursor: i64,
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
 }
 
 impl AppRow {
+    /// The last queue position this application has processed.
+    pub fn position(&self) -> QueuePos {
+        QueuePos {
+            tx: self.cursor_tx,
+            seq: self.cursor,
+        }
+    }
+
     /// The lower-cased group names of the scope; empty: every user.
     pub fn group_list(&self) -> Vec<String> {
         self.groups
@@ -38,8 +55,8 @@ impl AppRow {
 /// The columns of an [`AppRow`], in order (a macro, so that queries can `concat!` it).
 macro_rules! app_columns {
     () => {
-        "name, url, token_file, licence, groups, purge_policy, rate_per_sec, created, cursor, \
-         last_error, last_error_at"
+        "name, url, token_file, licence, groups, purge_policy, rate_per_sec, created, cursor_tx, \
+         cursor, last_error, last_error_at"
     };
 }
 
@@ -63,22 +80,72 @@ macro_rules! link_columns {
     };
 }
 
-/// One queued change: the user it concerns, and the application when it is a backfill.
+/// A position in the queue: rows are read in (`tx`, `seq`) order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct QueuePos {
+    /// The writing transaction (PostgreSQL); 0 on SQLite.
+    pub tx: i64,
+    pub seq: i64,
+}
+
+/// One queued change: the user it concerns (the worker reads the user's current row).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EventRow {
+    pub tx: i64,
     pub seq: i64,
     pub user_id: String,
+}
+
+impl EventRow {
+    /// This row's place in the queue.
+    pub fn position(&self) -> QueuePos {
+        QueuePos {
+            tx: self.tx,
+            seq: self.seq,
+        }
+    }
+}
+
+/// The SQL for the first transaction part a reader may not read yet: PostgreSQL's oldest
+/// running transaction (rows of a transaction below it are all committed or gone); on SQLite
+/// there is no limit.
+fn horizon(conn: &Conn) -> &'static str {
+    match engine_of(conn) {
+        Engine::Postgres => "pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+        Engine::Sqlite => "9223372036854775807",
+    }
+}
+
+/// Where a new application starts reading: after every row whose change the backfill, run
+/// in the same transaction, already sees. SQLite: the end of the queue. PostgreSQL: before
+/// the oldest running transaction, whose changes the backfill may miss (reading a change twice
+/// is harmless: the worker pushes the user's current state).
+async fn start_position(conn: &mut Conn) -> Result<QueuePos, sqlx::Error> {
+    let (tx, seq): (i64, i64) = match engine_of(conn) {
+        Engine::Postgres => {
+            sqlx::query_as(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, 0::bigint",
+            )
+            .fetch_one(&mut *conn)
+            .await?
+        }
+        Engine::Sqlite => {
+            sqlx::query_as("SELECT 0, COALESCE(MAX(seq), 0) FROM outbound_events")
+                .fetch_one(&mut *conn)
+                .await?
+        }
+    };
+    Ok(QueuePos { tx, seq })
 }
 
 /// Registers an application whose cursor starts at the current end of the queue, and queues
 /// every existing user for it alone (the backfill). Returns false when the name is taken.
 pub async fn insert_app(conn: &mut Conn, app: &AppRow) -> Result<bool, sqlx::Error> {
-    let cursor: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM outbound_events")
-        .fetch_one(&mut *conn)
-        .await?;
+    let start = start_position(conn).await?;
     let r = sqlx::query(
         "INSERT INTO apps (name, url, token_file, licence, groups, purge_policy, rate_per_sec, \
-         created, cursor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+         created, cursor_tx, cursor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT DO NOTHING",
     )
     .bind(&app.name)
     .bind(&app.url)
@@ -88,7 +155,8 @@ pub async fn insert_app(conn: &mut Conn, app: &AppRow) -> Result<bool, sqlx::Err
     .bind(&app.purge_policy)
     .bind(app.rate_per_sec)
     .bind(&app.created)
-    .bind(cursor)
+    .bind(start.tx)
+    .bind(start.seq)
     .execute(&mut *conn)
     .await?;
     if r.rows_affected() == 0 {
@@ -137,42 +205,52 @@ pub async fn get_app(conn: &mut Conn, name: &str) -> Result<Option<AppRow>, sqlx
     .await
 }
 
-/// The next queued changes for `app` after its cursor, oldest first.
+/// The next queued changes for `app` after position `after`, oldest first, as far as they
+/// are final (see the module documentation).
 pub async fn next_events(
     conn: &mut Conn,
     app: &str,
-    cursor: i64,
+    after: QueuePos,
     limit: i64,
 ) -> Result<Vec<EventRow>, sqlx::Error> {
-    sqlx::query_as::<_, EventRow>(
-        "SELECT seq, user_id FROM outbound_events WHERE seq > $1 AND (app IS NULL OR app = $2) \
-         ORDER BY seq LIMIT $3",
-    )
-    .bind(cursor)
-    .bind(app)
-    .bind(limit)
-    .fetch_all(conn)
-    .await
+    let sql = format!(
+        "SELECT tx, seq, user_id FROM outbound_events WHERE (tx, seq) > ($1, $2) \
+         AND (app IS NULL OR app = $3) AND tx < {} ORDER BY tx, seq LIMIT $4",
+        horizon(conn)
+    );
+    sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(sql))
+        .bind(after.tx)
+        .bind(after.seq)
+        .bind(app)
+        .bind(limit)
+        .fetch_all(conn)
+        .await
 }
 
-/// How many queued changes `app` has not processed yet.
-pub async fn backlog(conn: &mut Conn, app: &str, cursor: i64) -> Result<i64, sqlx::Error> {
+/// How many queued changes `app` has not processed yet (including rows of transactions
+/// still running).
+pub async fn backlog(conn: &mut Conn, app: &str, after: QueuePos) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT COUNT(*) FROM outbound_events WHERE seq > $1 AND (app IS NULL OR app = $2)",
+        "SELECT COUNT(*) FROM outbound_events WHERE (tx, seq) > ($1, $2) \
+         AND (app IS NULL OR app = $3)",
     )
-    .bind(cursor)
+    .bind(after.tx)
+    .bind(after.seq)
     .bind(app)
     .fetch_one(conn)
     .await
 }
 
-/// Moves the application's cursor past `seq` and clears its held-queue error.
-pub async fn advance(conn: &mut Conn, app: &str, seq: i64) -> Result<(), sqlx::Error> {
+/// Moves the application's cursor to `to` (never backwards) and clears its held-queue error.
+pub async fn advance(conn: &mut Conn, app: &str, to: QueuePos) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE apps SET cursor = CASE WHEN cursor > $1 THEN cursor ELSE $1 END, last_error = NULL, last_error_at = NULL \
-         WHERE name = $2",
+        "UPDATE apps SET \
+         cursor_tx = CASE WHEN (cursor_tx, cursor) < ($1, $2) THEN $1 ELSE cursor_tx END, \
+         cursor = CASE WHEN (cursor_tx, cursor) < ($1, $2) THEN $2 ELSE cursor END, \
+         last_error = NULL, last_error_at = NULL WHERE name = $3",
     )
-    .bind(seq)
+    .bind(to.tx)
+    .bind(to.seq)
     .bind(app)
     .execute(conn)
     .await?;
@@ -231,28 +309,56 @@ pub async fn release_lease(conn: &mut Conn, app: &str, owner: &str) -> Result<()
     Ok(())
 }
 
+/// The queue position every application has processed; `None` when there is no
+/// application (nothing will ever read the queue; a new application backfills instead).
+async fn processed_by_all(conn: &mut Conn) -> Result<Option<QueuePos>, sqlx::Error> {
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT cursor_tx, cursor FROM apps ORDER BY cursor_tx, cursor LIMIT 1")
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|(tx, seq)| QueuePos { tx, seq }))
+}
+
 /// Whether [`trim_events`] has anything to delete (a read, so that an idle worker never
 /// takes the write lock).
 pub async fn trimmable(conn: &mut Conn) -> Result<bool, sqlx::Error> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT CASE WHEN EXISTS (SELECT 1 FROM outbound_events WHERE seq <= COALESCE(\
-         (SELECT MIN(cursor) FROM apps), (SELECT MAX(seq) FROM outbound_events))) \
-         THEN 1 ELSE 0 END",
-    )
-    .fetch_one(conn)
-    .await?;
+    let n: i64 = match processed_by_all(conn).await? {
+        Some(upto) => sqlx::query_scalar(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM outbound_events WHERE (tx, seq) <= ($1, $2)) \
+             THEN 1 ELSE 0 END",
+        )
+        .bind(upto.tx)
+        .bind(upto.seq)
+        .fetch_one(conn)
+        .await?,
+        None => {
+            sqlx::query_scalar(
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM outbound_events) THEN 1 ELSE 0 END",
+            )
+            .fetch_one(conn)
+            .await?
+        }
+    };
     Ok(n != 0)
 }
 
 /// Deletes the queue rows every application has processed (all of them when there is no
-/// application: nothing will ever read them; a new application backfills instead).
+/// application).
 pub async fn trim_events(conn: &mut Conn) -> Result<u64, sqlx::Error> {
-    let r = sqlx::query(
-        "DELETE FROM outbound_events WHERE seq <= COALESCE((SELECT MIN(cursor) FROM apps), \
-         (SELECT MAX(seq) FROM outbound_events))",
-    )
-    .execute(conn)
-    .await?;
+    let r = match processed_by_all(conn).await? {
+        Some(upto) => {
+            sqlx::query("DELETE FROM outbound_events WHERE (tx, seq) <= ($1, $2)")
+                .bind(upto.tx)
+                .bind(upto.seq)
+                .execute(conn)
+                .await?
+        }
+        None => {
+            sqlx::query("DELETE FROM outbound_events")
+                .execute(conn)
+                .await?
+        }
+    };
     Ok(r.rows_affected())
 }
 

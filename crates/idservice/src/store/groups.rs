@@ -60,7 +60,7 @@ pub async fn find_by_keys(
     sqlx::query_as::<_, GroupRow>(concat!(
         "SELECT ",
         group_columns!(),
-        " FROM groups WHERE display_name_lc = $1 OR ($2 IS NOT NULL AND external_id = $2)"
+        " FROM groups WHERE display_name_lc = $1 OR external_id = $2"
     ))
     .bind(display_name_lc)
     .bind(external_id)

@@ -81,6 +81,17 @@ pub struct Store {
 const SQLITE_PRAGMAS: &str = "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
     PRAGMA foreign_keys = ON; PRAGMA case_sensitive_like = ON;";
 
+/// What reader connections add: list pages walk the table in id order, which is not the
+/// order rows are stored in, so reads go through a memory map of the file (no system call
+/// per page) and a 64 MiB page cache instead of the default 2 MiB.
+const SQLITE_READER_PRAGMAS: &str = "PRAGMA mmap_size = 1073741824; PRAGMA cache_size = -65536;";
+
+/// PostgreSQL settings every connection gets. Statements are prepared once per connection;
+/// a generic plan PostgreSQL settles on while a table is nearly empty (a sequential scan) would
+/// stay in use as the table grows to 100,000 rows, so every execution is planned with its
+/// values and the statistics of the moment (planning these statements costs microseconds).
+const POSTGRES_SETTINGS: &str = "SET plan_cache_mode = force_custom_plan";
+
 impl Store {
     /// Opens the database `backend` names and applies the migrations of its engine.
     pub async fn connect(backend: &Backend) -> Result<Store, StoreError> {
@@ -146,6 +157,7 @@ impl Store {
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute(SQLITE_PRAGMAS).await?;
+                    conn.execute(SQLITE_READER_PRAGMAS).await?;
                     Ok(())
                 })
             })
@@ -178,6 +190,12 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(POSTGRES_SETTINGS).await?;
+                    Ok(())
+                })
+            })
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Open {

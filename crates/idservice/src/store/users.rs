@@ -73,7 +73,7 @@ pub async fn find_by_keys(
     sqlx::query_as::<_, UserRow>(concat!(
         "SELECT ",
         user_columns!(),
-        " FROM users WHERE user_name_lc = $1 OR ($2 IS NOT NULL AND external_id = $2)"
+        " FROM users WHERE user_name_lc = $1 OR external_id = $2"
     ))
     .bind(user_name_lc)
     .bind(external_id)
