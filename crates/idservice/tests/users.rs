@@ -504,4 +504,14 @@ async fn cursor_pages_walk_every_user_once_and_start_index_still_works() {
     assert_eq!(groups(0), ["Team A", "Team B"], "{}", page.body);
     assert_eq!(groups(1), ["Team B"]);
     assert!(groups(2).is_empty());
+    // A cursor walk's totalResults is counted on its first page and repeated after: a user
+    // created mid-walk shows in the next walk's total.
+    let first = s.get("/Users?count=10&cursor=").await;
+    assert_eq!(first.body["totalResults"], 25);
+    s.create_user(user("late@example.jp", "late")).await;
+    let next = first.body["nextCursor"].as_str().unwrap();
+    let second = s.get(&format!("/Users?count=10&cursor={next}")).await;
+    assert_eq!(second.body["totalResults"], 25, "{}", second.body);
+    let again = s.get("/Users?count=10&cursor=").await;
+    assert_eq!(again.body["totalResults"], 26);
 }

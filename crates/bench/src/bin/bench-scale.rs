@@ -27,8 +27,8 @@ use bench::common::{
     Endpoint, Measured, binaries, bulk_load, run_dirsync, start_idservice, write_dirsync_config,
     writes,
 };
-use bench::postgres::{Nodes, PgArgs};
 use bench::gen_ldif::{Churn, Shape, write_ad_churn};
+use bench::postgres::{Nodes, PgArgs};
 use clap::Parser;
 use serde_json::json;
 
@@ -347,6 +347,21 @@ fn initial_into_postgres(
     Ok(Some(initial))
 }
 
+/// The table row of the initial sync into PostgreSQL.
+fn postgres_row(args: &Args, m: &Measured) -> Row {
+    let mut row = dirsync_row("initial sync into PostgreSQL", m);
+    let proxy = if args.pg.nodes > 1 {
+        " behind HAProxy"
+    } else {
+        ""
+    };
+    row.step = format!(
+        "initial sync into PostgreSQL ({} nodes{proxy})",
+        args.pg.nodes
+    );
+    row
+}
+
 fn bench(args: &Args) -> Result<(), String> {
     let (idservice_bin, dirsync_bin) =
         binaries(args.idservice.as_deref(), args.dirsync.as_deref())?;
@@ -417,6 +432,12 @@ fn bench(args: &Args) -> Result<(), String> {
         ));
     }
     rows.push(dirsync_row("initial sync", &initial));
+    // The same initial sync into PostgreSQL, from the same directory (before the churn).
+    let on_postgres =
+        initial_into_postgres(args, &directory, &idservice_bin, &dirsync_bin, work.path())?;
+    if let Some(m) = &on_postgres {
+        rows.push(postgres_row(args, m));
+    }
 
     eprintln!("dirsync: no-change run...");
     let no_change = run_dirsync(&dirsync_bin, &dir, &[])?;
@@ -479,18 +500,6 @@ fn bench(args: &Args) -> Result<(), String> {
         let _ = std::io::stdin().read_line(&mut line);
     }
     drop(target);
-    let on_postgres =
-        initial_into_postgres(args, &directory, &idservice_bin, &dirsync_bin, work.path())?;
-    if let Some(m) = &on_postgres {
-        let mut row = dirsync_row("initial sync into PostgreSQL", m);
-        row.step = format!(
-            "initial sync into PostgreSQL ({} nodes{})",
-            args.pg.nodes,
-            if args.pg.nodes > 1 { " behind HAProxy" } else { "" }
-        );
-        rows.push(row);
-    }
-
     eprintln!("bound (b): Bulk ingest of {} users...", args.users);
     let ingest_target = start_idservice(&idservice_bin, &[], &["--max-body-bytes", "67108864"])?;
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;

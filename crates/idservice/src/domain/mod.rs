@@ -177,8 +177,10 @@ impl ListQuery {
             None => None,
         };
         let (offset, limit) = self.window();
+        let cursor = self.cursor.as_deref().map(Cursor::parse);
         Ok(SearchSpec {
-            after: self.cursor.clone(),
+            after: cursor.map(|c| c.after.to_string()),
+            known_total: cursor.and_then(|c| c.total),
             kind,
             condition,
             include_pending,
@@ -196,8 +198,45 @@ impl ListPage {
             total: u64::try_from(found.total).unwrap_or(0),
             start_index: spec.offset + 1,
             resources,
-            next_cursor: found.next.clone(),
+            next_cursor: found
+                .next
+                .as_deref()
+                .map(|after| Cursor::format(after, found.total)),
         }
+    }
+}
+
+/// A `nextCursor` as idservice writes it: the id the next page continues after and the
+/// walk's `totalResults`, counted on its first page (`<id>~<total>`). Later pages repeat that
+/// total instead of counting every match again, which on PostgreSQL costs more than reading
+/// the page; a walk's total is the number of matches when it began. A cursor without `~`
+/// (an id alone) is also taken: that page counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cursor<'a> {
+    after: &'a str,
+    total: Option<i64>,
+}
+
+impl<'a> Cursor<'a> {
+    fn parse(wire: &'a str) -> Cursor<'a> {
+        let carried = wire.rsplit_once('~').and_then(|(after, total)| {
+            let total = total.parse::<i64>().ok().filter(|t| *t >= 0)?;
+            Some((after, total))
+        });
+        match carried {
+            Some((after, total)) => Cursor {
+                after,
+                total: Some(total),
+            },
+            None => Cursor {
+                after: wire,
+                total: None,
+            },
+        }
+    }
+
+    fn format(after: &str, total: i64) -> String {
+        format!("{after}~{total}")
     }
 }
 
@@ -232,6 +271,33 @@ impl Service {
         match kind {
             Kind::User => users::list(self, q, base).await,
             Kind::Group => groups::list(self, q, base).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cursor;
+
+    #[test]
+    fn a_cursor_carries_the_walk_total_and_an_id_alone_still_reads() {
+        let written = Cursor::format("7f3c-uuid", 100_100);
+        assert_eq!(
+            Cursor::parse(&written),
+            Cursor {
+                after: "7f3c-uuid",
+                total: Some(100_100)
+            }
+        );
+        for wire in ["", "7f3c-uuid", "7f3c~x", "7f3c~-4"] {
+            assert_eq!(
+                Cursor::parse(wire),
+                Cursor {
+                    after: wire,
+                    total: None
+                },
+                "{wire}"
+            );
         }
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::wire::{
     ApiError, ApiResult, ScimBody, Shape, created, if_match, list_query, list_response,
-    not_modified, scim, search_body, shape,
+    not_modified, scim, search_body, shape, shape_with,
 };
 use crate::domain::{self, ListPage, ListQuery, Scope, Scopes, bulk, discovery, groups, users};
 use crate::store::filter_sql::Kind;
@@ -58,19 +58,16 @@ async fn run_list(
     sh: &Shape,
     base: &str,
 ) -> Result<Value, ScimError> {
-    // Validate the projection before doing any work.
-    if sh.attributes.is_some() || sh.excluded.is_some() {
-        sh.projection()?;
-    }
-    let page = match kind {
-        Kind::User => users::list(&st.svc, q, base).await?,
+    // Parsed once for the page, and before doing any work.
+    let projection = sh.parsed()?;
+    let mut page = match kind {
+        Kind::User => users::list_with(&st.svc, q, base, sh.wants_groups()).await?,
         Kind::Group => groups::list_with(&st.svc, q, base, sh.wants_members()).await?,
     };
-    let resources = page
-        .resources
-        .iter()
-        .map(|r| shape(r, sh, kind_schema(kind)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let resources = std::mem::take(&mut page.resources)
+        .into_iter()
+        .map(|r| shape_with(r, projection.as_ref(), kind_schema(kind)))
+        .collect();
     Ok(list_response(&page, resources))
 }
 
@@ -122,7 +119,7 @@ async fn create(
         }
     })
     .await?;
-    Ok(created(&shape(&r, &sh, kind_schema(kind))?))
+    Ok(created(&shape(r, &sh, kind_schema(kind))?))
 }
 
 async fn get_one(
@@ -151,7 +148,7 @@ async fn get_one(
         }
         return Ok(resp);
     }
-    Ok(scim(StatusCode::OK, &shape(&r, &sh, kind_schema(kind))?))
+    Ok(scim(StatusCode::OK, &shape(r, &sh, kind_schema(kind))?))
 }
 
 #[derive(Clone, Copy)]
@@ -205,7 +202,7 @@ async fn write(
         }
     })
     .await?;
-    Ok(scim(StatusCode::OK, &shape(&r, &sh, kind_schema(kind))?))
+    Ok(scim(StatusCode::OK, &shape(r, &sh, kind_schema(kind))?))
 }
 
 async fn delete(
@@ -367,9 +364,12 @@ pub async fn search_root(
             };
             let page = st.svc.list(kind, &page_q, &b.0).await?;
             remaining -= page.resources.len() as u64;
-            for r in &page.resources {
-                resources.push(shape(r, &sh, kind_schema(kind))?);
-            }
+            let projection = sh.parsed()?;
+            resources.extend(
+                page.resources
+                    .into_iter()
+                    .map(|r| shape_with(r, projection.as_ref(), kind_schema(kind))),
+            );
             offset = 0;
         } else {
             offset = offset.saturating_sub(n);

@@ -143,13 +143,23 @@ pub struct Shape {
 impl Shape {
     /// Whether the projection may include `members` (so they must be loaded).
     pub fn wants_members(&self) -> bool {
+        self.wants("members")
+    }
+
+    /// Whether the projection may include a user's `groups` (so they must be loaded).
+    pub fn wants_groups(&self) -> bool {
+        self.wants("groups")
+    }
+
+    /// Whether the projection may include the core attribute `attr` (lower case).
+    fn wants(&self, attr: &str) -> bool {
         let names = |s: &str| {
             s.split(',').any(|a| {
                 let a = a.trim().to_ascii_lowercase();
-                a == "members"
-                    || a.starts_with("members.")
-                    || a.ends_with(":members")
-                    || a.contains(":members.")
+                a == attr
+                    || a.strip_prefix(attr).is_some_and(|r| r.starts_with('.'))
+                    || a.ends_with(&format!(":{attr}"))
+                    || a.contains(&format!(":{attr}."))
             })
         };
         if self.excluded.as_deref().is_some_and(names) {
@@ -165,14 +175,33 @@ impl Shape {
 
 /// Applies the projection to one resource.
 pub fn shape(
-    v: &Value,
+    v: Value,
     shape: &Shape,
     schema: &scim::schema::ResourceSchema,
 ) -> Result<Value, ScimError> {
-    if shape.attributes.is_none() && shape.excluded.is_none() {
-        return Ok(v.clone());
+    Ok(shape_with(v, shape.parsed()?.as_ref(), schema))
+}
+
+impl Shape {
+    /// The projection, parsed once for a whole page; `None` when the request asks for none.
+    pub fn parsed(&self) -> Result<Option<scim::projection::Projection>, ScimError> {
+        if self.attributes.is_none() && self.excluded.is_none() {
+            return Ok(None);
+        }
+        self.projection().map(Some)
     }
-    Ok(shape.projection()?.apply(v, schema))
+}
+
+/// Applies a parsed projection (`None`: the resource as it is) to one resource.
+pub fn shape_with(
+    v: Value,
+    projection: Option<&scim::projection::Projection>,
+    schema: &scim::schema::ResourceSchema,
+) -> Value {
+    match projection {
+        Some(p) => p.apply(&v, schema),
+        None => v,
+    }
 }
 
 /// Parses an attribute path (for `sortBy`).

@@ -170,9 +170,10 @@ async fn round(
         sa::trimmable(&mut conn).await?
     };
     if trimmable {
-        let mut tx = svc.store.begin().await?;
-        sa::trim_events(&mut tx).await?;
-        tx.commit().await?;
+        // Outside a REPEATABLE READ transaction: when two nodes trim at once, the second
+        // one's DELETE passes over the rows the first removed instead of failing.
+        let mut conn = svc.store.autocommit().await?;
+        sa::trim_events(&mut conn).await?;
     }
     Ok(())
 }
