@@ -13,11 +13,13 @@
 //! turns it into [`Scope`] and [`Thresholds`]), the source, the state or the target client.
 //! [`source_mark`] is the ownership mark the planner stamps on groups.
 
+mod groups;
 mod render;
 pub mod source_mark;
+mod users;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -25,6 +27,9 @@ use serde_json::Value;
 
 use dirsync_model::json_text::JsonText;
 use dirsync_model::mapped::{MappedGroup, MappedUser, MappingError};
+
+use groups::plan_groups;
+use users::UserPlanner;
 
 /// Everything the planner needs, already read and mapped.
 #[derive(Debug, Clone)]
@@ -420,402 +425,88 @@ struct Buckets {
 
 /// Computes the plan. See the module doc and behaviour §4–5.
 pub fn plan(input: &PlanInput) -> Plan {
-    let mut out = Plan::default();
-    let mut b = Buckets::default();
-    // Room for one operation per directory user up front: an initial run pushes 100,000
-    // creates, and a growing vector would copy them while both copies are resident (the
-    // capacity a full reconcile does not use is never touched, so it costs no memory).
-    b.early_users.reserve(input.users.len());
-
-    let user_schema = scim::schema::user();
-    let by_ext: HashMap<&str, usize> = input
-        .target_users
-        .iter()
-        .enumerate()
-        .filter_map(|(i, t)| t.external_id.as_deref().map(|e| (e, i)))
-        .collect();
-    let by_name = KeyIndex::new(
-        input
-            .target_users
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (lower(&t.user_name), i))
-            .collect(),
-    );
-    let find_user = |ext: Option<&str>, name: Option<&str>| -> Option<(usize, bool)> {
-        if let Some(i) = ext.and_then(|e| by_ext.get(e)) {
-            return Some((*i, false));
-        }
-        let same = by_name.get(lower(name?).as_ref());
-        // Prefer a live user over a pending one of the same name.
-        same.iter()
-            .map(|(_, i)| *i)
-            .find(|i| !input.target_users[*i].pending)
-            .or_else(|| same.first().map(|(_, i)| *i))
-            .map(|i| (i, true))
+    let mut users = UserPlanner::new(input);
+    users.report_unmapped();
+    users.exclude_duplicates();
+    users.plan_users();
+    let managed_users = managed_users(input);
+    let may_remove = may_remove(input, &managed_users, &mut users.out.notes);
+    let user_removals = if may_remove {
+        users.plan_removals(&managed_users)
+    } else {
+        0
     };
+    users.keep_unchanged_members();
+    let errored = users.errored();
+    let UserPlanner {
+        mut out,
+        mut b,
+        user_refs,
+        ..
+    } = users;
+    // Groups. Members whose user is in error keep their memberships too.
+    let group_removals = plan_groups(input, &mut out, &mut b, &user_refs, &errored, may_remove);
+    let population = managed_users
+        .iter()
+        .filter(|i| !input.target_users[**i].pending)
+        .count() as u64;
+    let refusals = threshold_refusals(
+        &input.thresholds,
+        (user_removals, population),
+        group_removals,
+    );
+    if !refusals.is_empty() {
+        let needed = user_removals.max(group_removals.0);
+        out.refused = Some(format!(
+            "{}. Nothing was written. If this is intended, run once with --allow-deletions {needed}.",
+            refusals.join("; ")
+        ));
+        return out;
+    }
+    out.operations = b.into_operations();
+    out
+}
 
-    // Target users that must not be deleted or have memberships removed this run.
-    let mut protected: HashSet<usize> = HashSet::new();
-    for e in &input.unmapped_users {
-        if let Some((i, _)) = find_user(e.anchor.as_deref(), e.user_name.as_deref()) {
-            protected.insert(i);
-        }
-        out.errors.push(PlanError {
-            kind: ErrorKind::Mapping,
-            object: e.dn.clone(),
-            message: format!("{}: {}", e.attribute, e.message),
-        });
-    }
-
-    // Duplicates in the source: all involved are reported and none is sent.
-    let mut excluded: HashSet<usize> = HashSet::new();
-    let ext_groups = KeyIndex::new(
-        input
-            .users
-            .iter()
-            .enumerate()
-            .map(|(i, u)| (u.anchor.as_str(), i))
-            .collect(),
-    )
-    .repeated();
-    let name_groups = KeyIndex::new(
-        input
-            .users
-            .iter()
-            .enumerate()
-            .map(|(i, u)| (lower(&u.user_name), i))
-            .collect(),
-    )
-    .repeated();
-    for (ext, idx) in &ext_groups {
-        let dns: Vec<&str> = idx.iter().map(|i| input.users[*i].dn.as_str()).collect();
-        out.errors.push(PlanError {
-            kind: ErrorKind::DuplicateExternalId,
-            object: dns.join(" | "),
-            message: format!(
-                "{} directory users map to the same externalId {ext}; none of them is synchronised",
-                idx.len()
-            ),
-        });
-        excluded.extend(idx.iter().copied());
-    }
-    for (name, idx) in &name_groups {
-        let dns: Vec<&str> = idx.iter().map(|i| input.users[*i].dn.as_str()).collect();
-        out.errors.push(PlanError {
-            kind: ErrorKind::DuplicateUserName,
-            object: dns.join(" | "),
-            message: format!(
-                "{} directory users map to the same userName {name}; none of them is synchronised",
-                idx.len()
-            ),
-        });
-        excluded.extend(idx.iter().copied());
-    }
-    for i in &excluded {
-        let u = &input.users[*i];
-        if let Some((t, _)) = find_user(Some(&u.anchor), Some(&u.user_name)) {
-            protected.insert(t);
-        }
-    }
-
-    // Users.
-    let mut matched: HashSet<usize> = HashSet::new();
-    // anchor → how group operations refer to the user.
-    let mut user_refs: HashMap<&str, UserRef<'_>> = HashMap::with_capacity(input.users.len());
-    for (i, d) in input.users.iter().enumerate() {
-        if excluded.contains(&i) {
-            continue;
-        }
-        let Some((ti, by_name_only)) = find_user(Some(&d.anchor), Some(&d.user_name)) else {
-            if !input.scope.user_in(&d.resource) {
-                out.errors.push(PlanError {
-                    kind: ErrorKind::WouldLeaveScope,
-                    object: d.dn.clone(),
-                    message: format!(
-                        "user {} would be created outside this instance's iid.scim.filter.user, so it could never be managed; not created",
-                        d.user_name
-                    ),
-                });
-                continue;
-            }
-            b.early_users.push(Operation::CreateUser {
-                anchor: d.anchor.clone(),
-                user_name: d.user_name.clone(),
-                dn: d.dn.clone(),
-                resource: d.resource.clone(),
-            });
-            user_refs.insert(
-                &d.anchor,
-                UserRef {
-                    id: None,
-                    anchor: Some(&d.anchor),
-                    user_name: &d.user_name,
-                },
-            );
-            continue;
-        };
-        let t = &input.target_users[ti];
-        protected.insert(ti);
-        if !input.scope.user_in(&t.resource) {
-            out.errors.push(PlanError {
-                kind: ErrorKind::OutOfScope,
-                object: d.dn.clone(),
-                message: format!(
-                    "user {} matches target user {} ({}), which is outside this instance's iid.scim.filter.user; not touched",
-                    d.user_name, t.id, t.user_name
-                ),
-            });
-            continue;
-        }
-        if t.pending && by_name_only {
-            out.errors.push(PlanError {
-                kind: ErrorKind::RecreatedUser,
-                object: d.dn.clone(),
-                message: recreated_message(
-                    &d.user_name,
-                    &t.id,
-                    t.external_id.as_deref(),
-                    &d.anchor,
-                ),
-            });
-            continue;
-        }
-        let owned = input.ownership.users.contains(&t.id);
-        if !owned && !input.ownership.adopt {
-            let (kind, message) = if by_name_only {
-                (
-                    ErrorKind::NameTaken,
-                    format!(
-                        "userName {} is already used by target user {} (externalId {}), which this instance does not manage; \
-                         rename one of them, or take it over with --adopt",
-                        d.user_name,
-                        t.id,
-                        t.external_id.as_deref().unwrap_or("none")
-                    ),
-                )
-            } else {
-                (
-                    ErrorKind::NotOwned,
-                    format!(
-                        "target user {} has this user's externalId but was not created by this instance; take it over with --adopt",
-                        t.id
-                    ),
-                )
-            };
-            out.errors.push(PlanError {
-                kind,
-                object: d.dn.clone(),
-                message,
-            });
-            continue;
-        }
-        matched.insert(ti);
-        user_refs.insert(
-            &d.anchor,
-            UserRef {
-                id: Some(&t.id),
-                anchor: None,
-                user_name: &d.user_name,
-            },
-        );
-        if !owned {
-            b.early_users.push(Operation::AdoptUser {
-                id: t.id.clone(),
-                user_name: d.user_name.clone(),
-            });
-        }
-        // The pair's resources, parsed for this comparison only.
-        let (t_resource, d_resource) = (t.resource.value(), d.resource.value());
-        if t.pending {
-            // A target that keeps pending users restores on POST (all attributes overwritten)
-            // and refuses a PATCH of a pending user, so the patch is for plain targets only,
-            // where it is never empty (apply tells the two cases apart by it).
-            let patch = if input.target.keeps_pending {
-                Vec::new()
-            } else {
-                let patch = scim::patch::diff(
-                    &managed_view(&t_resource, &d_resource, &input.managed_user_attributes),
-                    &d_resource,
-                    user_schema,
-                );
-                if patch.is_empty() {
-                    // Already as wanted: the PATCH only confirms `active`.
-                    scim::patch::diff(
-                        &serde_json::json!({"active": !d.active}),
-                        &serde_json::json!({"active": d.active}),
-                        user_schema,
-                    )
-                } else {
-                    patch
-                }
-            };
-            // Such a target restores on a POST with the pending user's own userName and
-            // externalId; a user that comes back under a new userName is restored under the
-            // old one and renamed right after (the next operation, so not concurrently).
-            let renamed = input.target.keeps_pending && t.user_name != d.user_name;
-            let resource = if renamed {
-                let mut restored = d_resource.clone();
-                restored["userName"] = serde_json::Value::String(t.user_name.clone());
-                JsonText::new(&restored)
-            } else {
-                d.resource.clone()
-            };
-            let rename = renamed.then(|| {
-                let old = resource.value();
-                let patch = scim::patch::diff(&old, &d_resource, user_schema);
-                Operation::UpdateUser {
-                    id: t.id.clone(),
-                    user_name: d.user_name.clone(),
-                    changes: render::changes(&patch, &old, &d_resource),
-                    patch,
-                }
-            });
-            b.early_users.push(Operation::RestoreUser {
-                id: t.id.clone(),
-                user_name: d.user_name.clone(),
-                anchor: d.anchor.clone(),
-                resource,
-                patch,
-            });
-            b.early_users.extend(rename);
-            continue;
-        }
-        let (old, new, patch) =
-            user_update(&t_resource, &d_resource, &input.managed_user_attributes);
-        let mut changed = false;
-        if !patch.is_empty() {
-            changed = true;
-            b.early_users.push(Operation::UpdateUser {
-                id: t.id.clone(),
-                user_name: d.user_name.clone(),
-                changes: render::changes(&patch, &old, &new),
-                patch,
-            });
-        }
-        if d.active && !t.active {
-            changed = true;
-            b.early_users.push(Operation::EnableUser {
-                id: t.id.clone(),
-                user_name: d.user_name.clone(),
-            });
-        } else if !d.active && t.active {
-            changed = true;
-            b.user_disables.push(Operation::DisableUser {
-                id: t.id.clone(),
-                user_name: d.user_name.clone(),
-            });
-        }
-        if !changed && owned {
-            out.unchanged_users += 1;
-        }
-    }
-
-    // Safety gate (behaviour §3, 5): nothing is removed on the strength of an incomplete or empty
-    // read.
-    let managed_users: Vec<usize> = input
+/// The target users this instance manages: its own, inside its scope.
+fn managed_users(input: &PlanInput) -> Vec<usize> {
+    input
         .target_users
         .iter()
         .enumerate()
         .filter(|(_, t)| input.ownership.users.contains(&t.id) && input.scope.user_in(&t.resource))
         .map(|(i, _)| i)
-        .collect();
+        .collect()
+}
+
+/// The safety gate (behaviour §3, 5): nothing is removed on the strength of an incomplete or
+/// empty read. Says why in `notes` when it closes.
+fn may_remove(input: &PlanInput, managed_users: &[usize], notes: &mut Vec<String>) -> bool {
     // An empty change set says nothing about the directory's size.
     let empty_read = input.changed_users_only.is_none()
         && input.users.is_empty()
         && input.unmapped_users.is_empty();
-    let may_remove = if !input.read_complete {
-        out.notes.push(
+    if !input.read_complete {
+        notes.push(
             "the directory read was incomplete: no user or group is deleted or moved to pending deletion, and no member is removed this run".into(),
         );
         false
     } else if empty_read && !managed_users.is_empty() {
-        out.notes.push(format!(
+        notes.push(format!(
             "the directory returned no users while the target holds {} managed users: treated as a failed read, nothing is deleted or removed this run",
             managed_users.len()
         ));
         false
     } else {
         true
-    };
-
-    let mut user_removals = 0u64;
-    if may_remove {
-        for &ti in &managed_users {
-            if matched.contains(&ti) || protected.contains(&ti) {
-                continue;
-            }
-            let t = &input.target_users[ti];
-            if input
-                .changed_users_only
-                .as_ref()
-                .is_some_and(|c| !c.removable.contains(&t.id))
-            {
-                continue;
-            }
-            let (id, user_name) = (t.id.clone(), t.user_name.clone());
-            match (input.target.keeps_pending, t.pending) {
-                (true, false) => {
-                    user_removals += 1;
-                    b.user_pendings.push(Operation::DeleteUser { id, user_name });
-                }
-                (false, false) => {
-                    user_removals += 1;
-                    b.user_pendings.push(Operation::AgentPendUser { id, user_name });
-                }
-                // The target purges its pending users itself.
-                (true, true) => {}
-                (false, true) => match t.pending_since {
-                    Some(since) if since + input.retention <= input.now => {
-                        b.user_pendings.push(Operation::PurgeUser {
-                            id,
-                            user_name,
-                            pending_since: since,
-                        });
-                    }
-                    Some(_) => {}
-                    None => out.notes.push(format!(
-                        "user {user_name} is marked pending without a date; it is kept until the agent records one"
-                    )),
-                },
-            }
-        }
     }
+}
 
-    // Unchanged directory users keep their target users as members.
-    if let Some(changed) = &input.changed_users_only {
-        for (ti, t) in input.target_users.iter().enumerate() {
-            let Some(anchor) = t.external_id.as_deref() else {
-                continue;
-            };
-            if t.pending
-                || matched.contains(&ti)
-                || protected.contains(&ti)
-                || !changed.unchanged_anchors.contains(anchor)
-                || !input.ownership.users.contains(&t.id)
-            {
-                continue;
-            }
-            user_refs.entry(anchor).or_insert(UserRef {
-                id: Some(&t.id),
-                anchor: None,
-                user_name: &t.user_name,
-            });
-        }
-    }
-
-    // Groups. Members whose user is in error keep their memberships too.
-    let errored: HashSet<usize> = protected.difference(&matched).copied().collect();
-    let group_removals = plan_groups(input, &mut out, &mut b, &user_refs, &errored, may_remove);
-
-    // Thresholds (behaviour §5).
-    let population = managed_users
-        .iter()
-        .filter(|i| !input.target_users[**i].pending)
-        .count() as u64;
-    let th = &input.thresholds;
+/// The deletion thresholds (behaviour §5): why the plan is refused, if it is. `users` and
+/// `groups`: (removals, managed population) of each kind.
+fn threshold_refusals(th: &Thresholds, users: (u64, u64), groups: (u64, u64)) -> Vec<String> {
     let allowed = |n: u64| th.allow_deletions.is_some_and(|a| a >= n);
     let mut refusals = Vec::new();
+    let (user_removals, population) = users;
     if user_removals > 0 && !allowed(user_removals) {
         let ratio_limit = th.max_deletion_ratio * population as f64;
         if user_removals > th.max_deletions {
@@ -831,7 +522,7 @@ pub fn plan(input: &PlanInput) -> Plan {
             ));
         }
     }
-    let (group_count, group_population) = group_removals;
+    let (group_count, group_population) = groups;
     if group_count > 0 && !allowed(group_count) {
         let max = th.max_group_deletions.unwrap_or(th.max_deletions);
         if group_count > max {
@@ -845,317 +536,27 @@ pub fn plan(input: &PlanInput) -> Plan {
             ));
         }
     }
-    if !refusals.is_empty() {
-        let needed = user_removals.max(group_count);
-        out.refused = Some(format!(
-            "{}. Nothing was written. If this is intended, run once with --allow-deletions {needed}.",
-            refusals.join("; ")
-        ));
-        return out;
-    }
-
-    // Moved onto the first bucket, not copied: it holds the 100,000 creates of an initial run.
-    out.operations = b.early_users;
-    for bucket in [
-        b.group_writes,
-        b.member_adds,
-        b.member_removes,
-        b.user_disables,
-        b.group_deletes,
-        b.user_pendings,
-    ] {
-        out.operations.extend(bucket);
-    }
-    out
+    refusals
 }
 
-/// Plans groups; returns (group deletions + member removals, managed groups + their
-/// memberships) for the threshold.
-fn plan_groups(
-    input: &PlanInput,
-    out: &mut Plan,
-    b: &mut Buckets,
-    user_refs: &HashMap<&str, UserRef<'_>>,
-    protected_users: &HashSet<usize>,
-    may_remove: bool,
-) -> (u64, u64) {
-    let group_schema = scim::schema::group();
-    let by_ext: HashMap<&str, usize> = input
-        .target_groups
-        .iter()
-        .enumerate()
-        .filter_map(|(i, t)| t.external_id.as_deref().map(|e| (e, i)))
-        .collect();
-    let by_name: HashMap<String, usize> = input
-        .target_groups
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.display_name.to_lowercase(), i))
-        .collect();
-    let find = |ext: Option<&str>, name: Option<&str>| -> Option<(usize, bool)> {
-        if let Some(i) = ext.and_then(|e| by_ext.get(e)) {
-            return Some((*i, false));
+impl Buckets {
+    /// The operations in execution order.
+    fn into_operations(self) -> Vec<Operation> {
+        // Moved onto the first bucket, not copied: it holds the 100,000 creates of an
+        // initial run.
+        let mut operations = self.early_users;
+        for bucket in [
+            self.group_writes,
+            self.member_adds,
+            self.member_removes,
+            self.user_disables,
+            self.group_deletes,
+            self.user_pendings,
+        ] {
+            operations.extend(bucket);
         }
-        by_name.get(&name?.to_lowercase()).map(|i| (*i, true))
-    };
-
-    let mut protected: HashSet<usize> = HashSet::new();
-    for e in &input.unmapped_groups {
-        if let Some((i, _)) = find(e.anchor.as_deref(), None) {
-            protected.insert(i);
-        }
-        out.errors.push(PlanError {
-            kind: ErrorKind::Mapping,
-            object: e.dn.clone(),
-            message: format!("{}: {}", e.attribute, e.message),
-        });
+        operations
     }
-
-    // Two directory groups with one displayName (or one externalId): report all, sync none.
-    let mut excluded: HashSet<usize> = HashSet::new();
-    let mut names: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    let mut exts: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, g) in input.groups.iter().enumerate() {
-        names
-            .entry(g.group.display_name.to_lowercase())
-            .or_default()
-            .push(i);
-        exts.entry(g.group.anchor.as_str()).or_default().push(i);
-    }
-    for (name, idx) in names.iter().filter(|(_, v)| v.len() > 1) {
-        let dns: Vec<&str> = idx
-            .iter()
-            .map(|i| input.groups[*i].group.dn.as_str())
-            .collect();
-        out.errors.push(PlanError {
-            kind: ErrorKind::DuplicateGroupName,
-            object: dns.join(" | "),
-            message: format!(
-                "{} directory groups have the displayName {name:?}, which can exist only once in the target; \
-                 none of them is synchronised until the conflict is resolved (rename one, or narrow ad.ldap.filter.group)",
-                idx.len()
-            ),
-        });
-        excluded.extend(idx.iter().copied());
-    }
-    for (ext, idx) in exts.iter().filter(|(_, v)| v.len() > 1) {
-        let dns: Vec<&str> = idx
-            .iter()
-            .map(|i| input.groups[*i].group.dn.as_str())
-            .collect();
-        out.errors.push(PlanError {
-            kind: ErrorKind::DuplicateGroupExternalId,
-            object: dns.join(" | "),
-            message: format!(
-                "directory groups share the externalId {ext}; none of them is synchronised"
-            ),
-        });
-        excluded.extend(idx.iter().copied());
-    }
-    for i in &excluded {
-        let g = &input.groups[*i].group;
-        if let Some((t, _)) = find(Some(&g.anchor), Some(&g.display_name)) {
-            protected.insert(t);
-        }
-    }
-
-    // Target users whose membership this instance manages: in its user scope. Members that
-    // are outside it (another instance's users, cloud-only users) are never removed.
-    let target_user_index: HashMap<&str, usize> = input
-        .target_users
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.id.as_str(), i))
-        .collect();
-    let removable_member = |id: &str| -> Option<String> {
-        let i = *target_user_index.get(id)?;
-        let t = &input.target_users[i];
-        (input.scope.user_in(&t.resource) && !protected_users.contains(&i))
-            .then(|| t.user_name.clone())
-    };
-
-    let chunk = input.member_chunk.max(1);
-    let mut matched: HashSet<usize> = HashSet::new();
-    let mut removals = 0u64;
-    for (i, d) in input.groups.iter().enumerate() {
-        if excluded.contains(&i) {
-            continue;
-        }
-        let g = &d.group;
-        let desired: Vec<UserRef<'_>> = d
-            .member_anchors
-            .iter()
-            .filter_map(|a| user_refs.get(a.as_str()).copied())
-            .collect();
-        let Some((ti, by_name_only)) = find(Some(&g.anchor), Some(&g.display_name)) else {
-            if !input.scope.group_in(&g.resource) {
-                out.errors.push(PlanError {
-                    kind: ErrorKind::WouldLeaveScope,
-                    object: g.dn.clone(),
-                    message: format!(
-                        "group {} would be created outside this instance's iid.scim.filter.group; not created",
-                        g.display_name
-                    ),
-                });
-                continue;
-            }
-            b.group_writes.push(Operation::CreateGroup {
-                anchor: g.anchor.clone(),
-                display_name: g.display_name.clone(),
-                dn: g.dn.clone(),
-                resource: g.resource.clone(),
-            });
-            for part in desired.chunks(chunk) {
-                b.member_adds.push(Operation::AddMembers {
-                    group: GroupRef::New(g.anchor.clone()),
-                    display_name: g.display_name.clone(),
-                    members: part.iter().map(|m| m.to_member()).collect(),
-                });
-            }
-            continue;
-        };
-        let t = &input.target_groups[ti];
-        protected.insert(ti);
-        if !input.scope.group_in(&t.resource) {
-            out.errors.push(PlanError {
-                kind: ErrorKind::OutOfScope,
-                object: g.dn.clone(),
-                message: format!(
-                    "group {} matches target group {}, which is outside this instance's iid.scim.filter.group; not touched",
-                    g.display_name, t.id
-                ),
-            });
-            continue;
-        }
-        let owned = input.ownership.groups.contains(&t.id);
-        if !owned && !input.ownership.adopt {
-            let (kind, what) = if by_name_only {
-                (ErrorKind::NameTaken, "has the same displayName")
-            } else {
-                (ErrorKind::NotOwned, "has this group's externalId")
-            };
-            out.errors.push(PlanError {
-                kind,
-                object: g.dn.clone(),
-                // The externalId identifies the holder in its own directory (another
-                // domain's objectGUID when two domains share the target, behaviour §4.2).
-                // Where the holder marks its source (behaviour §4.3), its DN is named too.
-                message: format!(
-                    "target group {} ({}, externalId {}{}) {what} but is not managed by this instance (another instance may own it: rename one of the groups or narrow a filter); take it over with --adopt",
-                    t.id,
-                    t.display_name,
-                    t.external_id.as_deref().unwrap_or("none"),
-                    source_mark::read(&t.resource)
-                        .map(|m| if m.directory.is_empty() {
-                            format!(", synced from {}", m.dn)
-                        } else {
-                            format!(", synced from {} by the instance reading {}", m.dn, m.directory)
-                        })
-                        // default: a holder without a source mark adds nothing to the message.
-                        .unwrap_or_default(),
-                ),
-            });
-            continue;
-        }
-        matched.insert(ti);
-        if !owned {
-            b.group_writes.push(Operation::AdoptGroup {
-                id: t.id.clone(),
-                display_name: g.display_name.clone(),
-            });
-        }
-        let old = without_members(&t.resource);
-        let new = without_members(&g.resource);
-        let patch = scim::patch::diff(&old, &new, group_schema);
-        let mut changed = false;
-        if !patch.is_empty() {
-            changed = true;
-            b.group_writes.push(Operation::UpdateGroup {
-                id: t.id.clone(),
-                display_name: g.display_name.clone(),
-                changes: render::changes(&patch, &old, &new),
-                patch,
-            });
-        }
-        let current: HashSet<&str> = t.members.iter().map(String::as_str).collect();
-        let adds: Vec<MemberRef> = desired
-            .iter()
-            .filter(|m| m.id.is_none_or(|id| !current.contains(id)))
-            .map(|m| m.to_member())
-            .collect();
-        let wanted: HashSet<&str> = desired.iter().filter_map(|m| m.id).collect();
-        let removes: Vec<MemberRef> = if may_remove {
-            t.members
-                .iter()
-                .filter(|id| !wanted.contains(id.as_str()))
-                .filter_map(|id| {
-                    removable_member(id).map(|user_name| MemberRef {
-                        id: Some(id.clone()),
-                        anchor: None,
-                        user_name,
-                    })
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        changed |= !adds.is_empty() || !removes.is_empty();
-        removals += removes.len() as u64;
-        for part in adds.chunks(chunk) {
-            b.member_adds.push(Operation::AddMembers {
-                group: GroupRef::Id(t.id.clone()),
-                display_name: g.display_name.clone(),
-                members: part.to_vec(),
-            });
-        }
-        for part in removes.chunks(chunk) {
-            b.member_removes.push(Operation::RemoveMembers {
-                group: GroupRef::Id(t.id.clone()),
-                display_name: g.display_name.clone(),
-                members: part.to_vec(),
-            });
-        }
-        if !changed && owned {
-            out.unchanged_groups += 1;
-        }
-    }
-
-    let managed: Vec<usize> = input
-        .target_groups
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| {
-            input.ownership.groups.contains(&t.id) && input.scope.group_in(&t.resource)
-        })
-        .map(|(i, _)| i)
-        .collect();
-    let empty_groups = input.groups.is_empty() && input.unmapped_groups.is_empty();
-    let population = managed
-        .iter()
-        .map(|i| 1 + input.target_groups[*i].members.len() as u64)
-        .sum();
-    if !may_remove {
-        return (0, population);
-    }
-    if empty_groups && !managed.is_empty() {
-        out.notes.push(format!(
-            "the directory returned no groups while the target holds {} managed groups: treated as a failed read, no group is deleted this run",
-            managed.len()
-        ));
-        return (removals, population);
-    }
-    for ti in managed {
-        if matched.contains(&ti) || protected.contains(&ti) {
-            continue;
-        }
-        let t = &input.target_groups[ti];
-        removals += 1;
-        b.group_deletes.push(Operation::DeleteGroup {
-            id: t.id.clone(),
-            display_name: t.display_name.clone(),
-        });
-    }
-    (removals, population)
 }
 
 /// The update of a matched, live user: the target's managed view and the desired resource
