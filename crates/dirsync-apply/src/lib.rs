@@ -32,7 +32,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::journal::{Journal, JournalEntry};
-use dirsync_plan::{GroupRef, MemberRef, Operation, Plan};
+use dirsync_model::json_text::JsonText;
+use dirsync_plan::{Change, GroupRef, MemberRef, Operation, Plan};
 use dirsync_state::{CachedObject, ObjectKind, ObjectRecord, StateStore, fingerprint};
 
 /// What apply needs besides the plan.
@@ -448,7 +449,6 @@ impl Run<'_, '_> {
     }
 
     async fn perform(&self, op: &Operation) -> Result<Done, ClientError> {
-        let client = self.ctx.client;
         let (name, _) = describe(op);
         match op {
             Operation::CreateUser {
@@ -456,98 +456,36 @@ impl Run<'_, '_> {
                 user_name,
                 dn,
                 resource,
-            } => {
-                let body = resource.value();
-                let (id, existed) = self.create(ResourceKind::Users, anchor, &body).await?;
-                let record = self.created(
-                    ObjectKind::User,
-                    anchor,
-                    &id,
-                    dn,
-                    user_name,
-                    &body,
-                    &body,
-                    existed,
-                );
-                self.store(&[record]).await;
-                Ok(Done::Ok)
+            } => self.create_user(anchor, user_name, dn, resource).await,
+            Operation::AdoptUser { id, user_name } => {
+                self.adopt(ObjectKind::User, name, id, user_name).await
             }
-            Operation::AdoptUser {
-                id,
-                user_name: object_name,
-            }
-            | Operation::AdoptGroup {
-                id,
-                display_name: object_name,
-            } => {
-                let kind = if matches!(op, Operation::AdoptUser { .. }) {
-                    ObjectKind::User
-                } else {
-                    ObjectKind::Group
-                };
-                if let Some(anchor) = self.ctx.anchors.get(id) {
-                    self.record(kind, anchor, id, None, object_name, None, None)
-                        .await;
-                }
-                self.journal(name, object_name, None, Some(id), "ok", None, None);
-                Ok(Done::Ok)
+            Operation::AdoptGroup { id, display_name } => {
+                self.adopt(ObjectKind::Group, name, id, display_name).await
             }
             Operation::UpdateUser {
                 id,
                 user_name,
                 changes,
                 patch,
+            } => {
+                self.update(ResourceKind::Users, name, id, user_name, changes, patch)
+                    .await
             }
-            | Operation::UpdateGroup {
+            Operation::UpdateGroup {
                 id,
-                display_name: user_name,
+                display_name,
                 changes,
                 patch,
             } => {
-                let kind = if matches!(op, Operation::UpdateUser { .. }) {
-                    ResourceKind::Users
-                } else {
-                    ResourceKind::Groups
-                };
-                client.patch(kind, id, patch).await?;
-                let before: serde_json::Map<String, Value> = changes
-                    .iter()
-                    .map(|c| (c.path.clone(), c.old.clone().unwrap_or(Value::Null)))
-                    .collect();
-                let after: serde_json::Map<String, Value> = changes
-                    .iter()
-                    .map(|c| (c.path.clone(), c.new.clone().unwrap_or(Value::Null)))
-                    .collect();
-                self.journal(
-                    name,
-                    user_name,
-                    None,
-                    Some(id),
-                    "ok",
-                    Some(before.into()),
-                    Some(after.into()),
-                );
-                Ok(Done::Ok)
+                self.update(ResourceKind::Groups, name, id, display_name, changes, patch)
+                    .await
             }
-            Operation::EnableUser { id, user_name } | Operation::DisableUser { id, user_name } => {
-                let active = matches!(op, Operation::EnableUser { .. });
-                client
-                    .patch(
-                        ResourceKind::Users,
-                        id,
-                        &[replace("active", json!(active))?],
-                    )
-                    .await?;
-                self.journal(
-                    name,
-                    user_name,
-                    None,
-                    Some(id),
-                    "ok",
-                    Some(json!({"active": !active})),
-                    Some(json!({"active": active})),
-                );
-                Ok(Done::Ok)
+            Operation::EnableUser { id, user_name } => {
+                self.set_active(true, name, id, user_name).await
+            }
+            Operation::DisableUser { id, user_name } => {
+                self.set_active(false, name, id, user_name).await
             }
             Operation::RestoreUser {
                 id,
@@ -556,203 +494,360 @@ impl Run<'_, '_> {
                 resource,
                 patch,
             } => {
-                let resource = &resource.value();
-                if patch.is_empty() {
-                    // A target that keeps pending users restores on POST with the same
-                    // userName and externalId.
-                    let restored = client.create(ResourceKind::Users, resource).await?;
-                    let new_id = id_of(&restored).unwrap_or_else(|| id.clone());
-                    self.record(
-                        ObjectKind::User,
-                        anchor,
-                        &new_id,
-                        None,
-                        user_name,
-                        Some(resource),
-                        None,
-                    )
-                    .await;
-                } else {
-                    client.patch(ResourceKind::Users, id, patch).await?;
-                    self.record(
-                        ObjectKind::User,
-                        anchor,
-                        id,
-                        None,
-                        user_name,
-                        Some(resource),
-                        None,
-                    )
-                    .await;
-                }
-                self.journal(
-                    name,
-                    user_name,
-                    Some(anchor),
-                    Some(id),
-                    "ok",
-                    None,
-                    Some(resource.clone()),
-                );
-                Ok(Done::Ok)
+                self.restore_user(name, id, user_name, anchor, resource, patch)
+                    .await
             }
-            Operation::DeleteUser { id, user_name } => {
-                client.delete(ResourceKind::Users, id).await?;
-                self.journal(
-                    name,
-                    user_name,
-                    None,
-                    Some(id),
-                    "ok (pending deletion)",
-                    None,
-                    None,
-                );
-                Ok(Done::Ok)
-            }
+            Operation::DeleteUser { id, user_name } => self.delete_user(name, id, user_name).await,
             Operation::AgentPendUser { id, user_name } => {
-                client
-                    .patch(ResourceKind::Users, id, &[replace("active", json!(false))?])
-                    .await?;
-                if let Some(anchor) = self.ctx.anchors.get(id) {
-                    self.record(
-                        ObjectKind::User,
-                        anchor,
-                        id,
-                        None,
-                        user_name,
-                        None,
-                        Some(self.ctx.now),
-                    )
-                    .await;
-                }
-                self.journal(
-                    name,
-                    user_name,
-                    None,
-                    Some(id),
-                    "ok (disabled, pending deletion kept by the agent)",
-                    None,
-                    None,
-                );
-                Ok(Done::Ok)
+                self.agent_pend_user(name, id, user_name).await
             }
             Operation::CreateGroup {
                 anchor,
                 display_name,
                 dn,
                 resource,
-            } => {
-                let body = self.group_body(anchor, resource);
-                let (id, existed) = self.create(ResourceKind::Groups, anchor, &body).await?;
-                let record = self.created(
+            } => self.create_group(anchor, display_name, dn, resource).await,
+            Operation::PurgeUser { id, user_name, .. } => {
+                self.purge(ResourceKind::Users, ObjectKind::User, name, id, user_name)
+                    .await
+            }
+            Operation::DeleteGroup { id, display_name } => {
+                self.purge(
+                    ResourceKind::Groups,
                     ObjectKind::Group,
-                    anchor,
-                    &id,
-                    dn,
+                    name,
+                    id,
                     display_name,
-                    resource,
-                    &body,
-                    existed,
-                );
-                self.store(&[record]).await;
-                Ok(Done::Ok)
-            }
-            // Gone for good: the target deletes, the state forgets the object.
-            Operation::PurgeUser {
-                id,
-                user_name: object_name,
-                ..
-            }
-            | Operation::DeleteGroup {
-                id,
-                display_name: object_name,
-            } => {
-                let (resource_kind, kind) = if matches!(op, Operation::PurgeUser { .. }) {
-                    (ResourceKind::Users, ObjectKind::User)
-                } else {
-                    (ResourceKind::Groups, ObjectKind::Group)
-                };
-                client.delete(resource_kind, id).await?;
-                if let Some(anchor) = self.ctx.anchors.get(id) {
-                    self.forget(kind, anchor).await;
-                }
-                self.journal(name, object_name, None, Some(id), "ok", None, None);
-                Ok(Done::Ok)
+                )
+                .await
             }
             Operation::AddMembers {
                 group,
                 display_name,
                 members,
-            }
-            | Operation::RemoveMembers {
+            } => self.members(true, name, group, display_name, members).await,
+            Operation::RemoveMembers {
                 group,
                 display_name,
                 members,
             } => {
-                let adding = matches!(op, Operation::AddMembers { .. });
-                let Some(group_id) = self.group_id(group) else {
-                    return Err(ClientError::Rejected(scim::ScimError::no_target(format!(
-                        "group {display_name} was not created in this run"
-                    ))));
-                };
-                let ids: Vec<String> = members.iter().filter_map(|m| self.member_id(m)).collect();
-                if ids.is_empty() {
-                    return Ok(Done::Members(0));
-                }
-                let names: Vec<&str> = members.iter().map(|m| m.user_name.as_str()).collect();
-                if adding
-                    && let GroupRef::New(anchor) = group
-                    && self
-                        .members_sent
-                        .lock()
-                        .is_ok_and(|sent| sent.contains(anchor))
-                {
-                    // The same ids went with the group create (users are created before
-                    // groups, so they resolve the same now as then).
-                    self.journal(
-                        name,
-                        display_name,
-                        None,
-                        Some(&group_id),
-                        "ok (sent with the group create)",
-                        None,
-                        Some(json!({ "members": names })),
-                    );
-                    return Ok(Done::Members(ids.len()));
-                }
-                let patch = if adding {
-                    add_members(&ids)?
-                } else {
-                    remove_members(&ids)?
-                };
-                match client
-                    .patch(ResourceKind::Groups, &group_id, &[patch])
+                self.members(false, name, group, display_name, members)
                     .await
-                {
-                    Ok(_) => {}
-                    // Nothing left to remove: the state the plan wanted.
-                    Err(ClientError::Rejected(e))
-                        if !adding && e.scim_type == Some(scim::ScimType::NoTarget) => {}
-                    Err(e) => return Err(e),
-                }
-                let change = json!({ "members": names });
-                let (before, after) = if adding {
-                    (None, Some(change))
-                } else {
-                    (Some(change), None)
-                };
-                self.journal(
-                    name,
-                    display_name,
-                    None,
-                    Some(&group_id),
-                    "ok",
-                    before,
-                    after,
-                );
-                Ok(Done::Members(ids.len()))
             }
         }
+    }
+
+    /// POST a user (or find the one a killed run created) and record it.
+    async fn create_user(
+        &self,
+        anchor: &str,
+        user_name: &str,
+        dn: &str,
+        resource: &JsonText,
+    ) -> Result<Done, ClientError> {
+        let body = resource.value();
+        let (id, existed) = self.create(ResourceKind::Users, anchor, &body).await?;
+        let record = self.created(
+            ObjectKind::User,
+            anchor,
+            &id,
+            dn,
+            user_name,
+            &body,
+            &body,
+            existed,
+        );
+        self.store(&[record]).await;
+        Ok(Done::Ok)
+    }
+
+    /// Take over an existing target object: no target write, only the ownership record.
+    async fn adopt(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        id: &str,
+        object_name: &str,
+    ) -> Result<Done, ClientError> {
+        if let Some(anchor) = self.ctx.anchors.get(id) {
+            self.record(kind, anchor, id, None, object_name, None, None)
+                .await;
+        }
+        self.journal(name, object_name, None, Some(id), "ok", None, None);
+        Ok(Done::Ok)
+    }
+
+    /// PATCH a user's or group's attributes; the journal gets the changed values.
+    async fn update(
+        &self,
+        kind: ResourceKind,
+        name: &str,
+        id: &str,
+        object_name: &str,
+        changes: &[Change],
+        patch: &[scim::PatchOperation],
+    ) -> Result<Done, ClientError> {
+        self.ctx.client.patch(kind, id, patch).await?;
+        let side = |value: fn(&Change) -> &Option<Value>| -> Value {
+            let map: serde_json::Map<String, Value> = changes
+                .iter()
+                .map(|c| (c.path.clone(), value(c).clone().unwrap_or(Value::Null)))
+                .collect();
+            map.into()
+        };
+        self.journal(
+            name,
+            object_name,
+            None,
+            Some(id),
+            "ok",
+            Some(side(|c| &c.old)),
+            Some(side(|c| &c.new)),
+        );
+        Ok(Done::Ok)
+    }
+
+    /// PATCH `active`.
+    async fn set_active(
+        &self,
+        active: bool,
+        name: &str,
+        id: &str,
+        user_name: &str,
+    ) -> Result<Done, ClientError> {
+        self.ctx
+            .client
+            .patch(
+                ResourceKind::Users,
+                id,
+                &[replace("active", json!(active))?],
+            )
+            .await?;
+        self.journal(
+            name,
+            user_name,
+            None,
+            Some(id),
+            "ok",
+            Some(json!({"active": !active})),
+            Some(json!({"active": active})),
+        );
+        Ok(Done::Ok)
+    }
+
+    /// Back from pending deletion: POST on a target that keeps pending users (`patch`
+    /// empty), else the PATCH; the record loses its pending date.
+    async fn restore_user(
+        &self,
+        name: &str,
+        id: &str,
+        user_name: &str,
+        anchor: &str,
+        resource: &JsonText,
+        patch: &[scim::PatchOperation],
+    ) -> Result<Done, ClientError> {
+        let client = self.ctx.client;
+        let resource = &resource.value();
+        let restored_id = if patch.is_empty() {
+            // A target that keeps pending users restores on POST with the same
+            // userName and externalId.
+            let restored = client.create(ResourceKind::Users, resource).await?;
+            id_of(&restored).unwrap_or_else(|| id.to_string())
+        } else {
+            client.patch(ResourceKind::Users, id, patch).await?;
+            id.to_string()
+        };
+        self.record(
+            ObjectKind::User,
+            anchor,
+            &restored_id,
+            None,
+            user_name,
+            Some(resource),
+            None,
+        )
+        .await;
+        self.journal(
+            name,
+            user_name,
+            Some(anchor),
+            Some(id),
+            "ok",
+            None,
+            Some(resource.clone()),
+        );
+        Ok(Done::Ok)
+    }
+
+    /// DELETE on a target that keeps pending users: the user becomes pending deletion.
+    async fn delete_user(
+        &self,
+        name: &str,
+        id: &str,
+        user_name: &str,
+    ) -> Result<Done, ClientError> {
+        self.ctx.client.delete(ResourceKind::Users, id).await?;
+        self.journal(
+            name,
+            user_name,
+            None,
+            Some(id),
+            "ok (pending deletion)",
+            None,
+            None,
+        );
+        Ok(Done::Ok)
+    }
+
+    /// Plain target: disable the user and record the pending date (the agent's lifecycle).
+    async fn agent_pend_user(
+        &self,
+        name: &str,
+        id: &str,
+        user_name: &str,
+    ) -> Result<Done, ClientError> {
+        self.ctx
+            .client
+            .patch(ResourceKind::Users, id, &[replace("active", json!(false))?])
+            .await?;
+        if let Some(anchor) = self.ctx.anchors.get(id) {
+            self.record(
+                ObjectKind::User,
+                anchor,
+                id,
+                None,
+                user_name,
+                None,
+                Some(self.ctx.now),
+            )
+            .await;
+        }
+        self.journal(
+            name,
+            user_name,
+            None,
+            Some(id),
+            "ok (disabled, pending deletion kept by the agent)",
+            None,
+            None,
+        );
+        Ok(Done::Ok)
+    }
+
+    /// POST a group (or find the one a killed run created) and record it.
+    async fn create_group(
+        &self,
+        anchor: &str,
+        display_name: &str,
+        dn: &str,
+        resource: &Value,
+    ) -> Result<Done, ClientError> {
+        let body = self.group_body(anchor, resource);
+        let (id, existed) = self.create(ResourceKind::Groups, anchor, &body).await?;
+        let record = self.created(
+            ObjectKind::Group,
+            anchor,
+            &id,
+            dn,
+            display_name,
+            resource,
+            &body,
+            existed,
+        );
+        self.store(&[record]).await;
+        Ok(Done::Ok)
+    }
+
+    /// Gone for good: the target deletes, the state forgets the object.
+    async fn purge(
+        &self,
+        resource_kind: ResourceKind,
+        kind: ObjectKind,
+        name: &str,
+        id: &str,
+        object_name: &str,
+    ) -> Result<Done, ClientError> {
+        self.ctx.client.delete(resource_kind, id).await?;
+        if let Some(anchor) = self.ctx.anchors.get(id) {
+            self.forget(kind, anchor).await;
+        }
+        self.journal(name, object_name, None, Some(id), "ok", None, None);
+        Ok(Done::Ok)
+    }
+
+    /// Adds (`adding`) or removes members of a group.
+    async fn members(
+        &self,
+        adding: bool,
+        name: &str,
+        group: &GroupRef,
+        display_name: &str,
+        members: &[MemberRef],
+    ) -> Result<Done, ClientError> {
+        let Some(group_id) = self.group_id(group) else {
+            return Err(ClientError::Rejected(scim::ScimError::no_target(format!(
+                "group {display_name} was not created in this run"
+            ))));
+        };
+        let ids: Vec<String> = members.iter().filter_map(|m| self.member_id(m)).collect();
+        if ids.is_empty() {
+            return Ok(Done::Members(0));
+        }
+        let names: Vec<&str> = members.iter().map(|m| m.user_name.as_str()).collect();
+        let change = json!({ "members": names });
+        if adding
+            && let GroupRef::New(anchor) = group
+            && self
+                .members_sent
+                .lock()
+                .is_ok_and(|sent| sent.contains(anchor))
+        {
+            // The same ids went with the group create (users are created before
+            // groups, so they resolve the same now as then).
+            let outcome = "ok (sent with the group create)";
+            self.journal(
+                name,
+                display_name,
+                None,
+                Some(&group_id),
+                outcome,
+                None,
+                Some(change),
+            );
+            return Ok(Done::Members(ids.len()));
+        }
+        let patch = if adding {
+            add_members(&ids)?
+        } else {
+            remove_members(&ids)?
+        };
+        match self
+            .ctx
+            .client
+            .patch(ResourceKind::Groups, &group_id, &[patch])
+            .await
+        {
+            Ok(_) => {}
+            // Nothing left to remove: the state the plan wanted.
+            Err(ClientError::Rejected(e))
+                if !adding && e.scim_type == Some(scim::ScimType::NoTarget) => {}
+            Err(e) => return Err(e),
+        }
+        let (before, after) = if adding {
+            (None, Some(change))
+        } else {
+            (Some(change), None)
+        };
+        self.journal(
+            name,
+            display_name,
+            None,
+            Some(&group_id),
+            "ok",
+            before,
+            after,
+        );
+        Ok(Done::Members(ids.len()))
     }
 
     /// POST, or — when the target says the object already exists — the existing one found
