@@ -27,8 +27,10 @@ use bench::common::{
     Endpoint, Measured, binaries, bulk_load, run_dirsync, start_idservice, write_dirsync_config,
     writes,
 };
+use bench::error::io;
 use bench::gen_ldif::{Churn, Shape, write_ad_churn};
 use bench::postgres::{Nodes, PgArgs};
+use bench::{Error, Result};
 use clap::Parser;
 use serde_json::json;
 
@@ -213,33 +215,34 @@ impl Directory {
         }
     }
 
-    fn modify(&self, ldif: &str) -> Result<(), String> {
+    fn modify(&self, ldif: &str) -> Result<()> {
         match self {
-            Directory::Slapd(s) => s.modify(ldif),
-            Directory::Samba(d) => d.modify(ldif),
+            Directory::Slapd(s) => s.modify(ldif)?,
+            Directory::Samba(d) => d.modify(ldif)?,
         }
+        Ok(())
     }
 }
 
 /// Bound (a): `ldapsearch` paged reads of the users and of the groups, as the sync account,
 /// with the filters and attributes dirsync uses; returns the wall time of both searches and
 /// the entries they returned.
-fn ldapsearch_bound(directory: &Directory, dir: &Path) -> Result<(Duration, u64), String> {
+fn ldapsearch_bound(directory: &Directory, dir: &Path) -> Result<(Duration, u64)> {
     let (addr, port, bind_dn, password, base) = directory.access();
     let (filters, attrs) = directory.searches();
     let uri = format!("ldap://{addr}:{port}");
     // -y reads the password from a file: no password on a command line.
     let pw_file = dir.join("sync.pw");
-    std::fs::write(&pw_file, password).map_err(|e| e.to_string())?;
+    std::fs::write(&pw_file, password).map_err(io(pw_file.display().to_string()))?;
     // ldapsearch warns about a password file others can read.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&pw_file, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| e.to_string())?;
+        .map_err(io(pw_file.display().to_string()))?;
     let mut wall = Duration::ZERO;
     let mut entries = 0;
     for filter in filters {
         let out_path = dir.join("ldapsearch.ldif");
-        let out = std::fs::File::create(&out_path).map_err(|e| e.to_string())?;
+        let out = std::fs::File::create(&out_path).map_err(io(out_path.display().to_string()))?;
         let started = Instant::now();
         let status = Command::new("ldapsearch")
             .args(["-x", "-LLL", "-o", "ldif-wrap=no", "-E", "pr=1000/noprompt"])
@@ -250,12 +253,18 @@ fn ldapsearch_bound(directory: &Directory, dir: &Path) -> Result<(Duration, u64)
             .stdin(Stdio::null())
             .stdout(out)
             .status()
-            .map_err(|e| format!("ldapsearch: {e}"))?;
+            .map_err(|source| Error::Spawn {
+                program: "ldapsearch".into(),
+                source,
+            })?;
         wall += started.elapsed();
         if !status.success() {
-            return Err(format!("ldapsearch {filter} failed: {status}"));
+            return Err(Error::Command {
+                what: format!("ldapsearch {filter}"),
+                output: status.to_string(),
+            });
         }
-        let file = std::fs::File::open(&out_path).map_err(|e| e.to_string())?;
+        let file = std::fs::File::open(&out_path).map_err(io(out_path.display().to_string()))?;
         entries += BufReader::new(file)
             .lines()
             .map_while(Result::ok)
@@ -268,14 +277,9 @@ fn ldapsearch_bound(directory: &Directory, dir: &Path) -> Result<(Duration, u64)
 
 /// Writes the dirsync configuration of a run from `directory` into `target` into `dir`
 /// (created).
-fn write_config(
-    args: &Args,
-    directory: &Directory,
-    target: &Endpoint,
-    dir: &Path,
-) -> Result<(), String> {
+fn write_config(args: &Args, directory: &Directory, target: &Endpoint, dir: &Path) -> Result<()> {
     let (addr, port, bind_dn, password, base) = directory.access();
-    std::fs::create_dir(dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir(dir).map_err(io(dir.display().to_string()))?;
     // The churn deletes and disables more users than the default deletion threshold (500)
     // allows in one run; this is a benchmark, not a safety test, so the threshold is the
     // churn size (the ratio, 10 %, stays).
@@ -325,7 +329,7 @@ fn initial_into_postgres(
     idservice_bin: &Path,
     dirsync_bin: &Path,
     work: &Path,
-) -> Result<Option<Measured>, String> {
+) -> Result<Option<Measured>> {
     let Some(db) = args.pg.database()? else {
         return Ok(None);
     };
@@ -339,10 +343,10 @@ fn initial_into_postgres(
     let initial = run_dirsync(dirsync_bin, &dir, &[])?;
     let c = &initial.report["counts"];
     if c["created"] != json!(args.users) || c["groups_created"] != json!(args.groups) {
-        return Err(format!(
+        return Err(Error::Incomplete(format!(
             "the initial run into PostgreSQL did not create everything: {:#}",
             initial.report
-        ));
+        )));
     }
     Ok(Some(initial))
 }
@@ -362,7 +366,7 @@ fn postgres_row(args: &Args, m: &Measured) -> Row {
     row
 }
 
-fn bench(args: &Args) -> Result<(), String> {
+fn bench(args: &Args) -> Result<()> {
     let (idservice_bin, dirsync_bin) =
         binaries(args.idservice.as_deref(), args.dirsync.as_deref())?;
     let shape = Shape {
@@ -372,7 +376,7 @@ fn bench(args: &Args) -> Result<(), String> {
         big_groups: args.big_groups,
         big_group_members: args.big_group_members,
     };
-    let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let work = tempfile::tempdir().map_err(io("temporary directory"))?;
 
     let t = Instant::now();
     let directory = if args.samba {
@@ -413,9 +417,9 @@ fn bench(args: &Args) -> Result<(), String> {
     let (read_wall, read_entries) = ldapsearch_bound(&directory, work.path())?;
     let expected = (args.users + args.groups) as u64;
     if read_entries != expected {
-        return Err(format!(
+        return Err(Error::Incomplete(format!(
             "ldapsearch returned {read_entries} entries, expected {expected}"
-        ));
+        )));
     }
 
     let target = start_idservice(&idservice_bin, &["--expires", "1d"], &[])?;
@@ -426,10 +430,10 @@ fn bench(args: &Args) -> Result<(), String> {
     let initial = run_dirsync(&dirsync_bin, &dir, &[])?;
     let c = &initial.report["counts"];
     if c["created"] != json!(args.users) || c["groups_created"] != json!(args.groups) {
-        return Err(format!(
+        return Err(Error::Incomplete(format!(
             "the initial run did not create everything: {:#}",
             initial.report
-        ));
+        )));
     }
     rows.push(dirsync_row("initial sync", &initial));
     // The same initial sync into PostgreSQL, from the same directory (before the churn).
@@ -442,10 +446,10 @@ fn bench(args: &Args) -> Result<(), String> {
     eprintln!("dirsync: no-change run...");
     let no_change = run_dirsync(&dirsync_bin, &dir, &[])?;
     if writes(&no_change.report) != 0 {
-        return Err(format!(
+        return Err(Error::Incomplete(format!(
             "the no-change run changed something: {:#}",
             no_change.report
-        ));
+        )));
     }
     rows.push(dirsync_row("no changes", &no_change));
 
@@ -456,7 +460,8 @@ fn bench(args: &Args) -> Result<(), String> {
         shape.write_churn(&churn_file, base, args.churn)?
     };
     let t = Instant::now();
-    let text = std::fs::read_to_string(&churn_file).map_err(|e| e.to_string())?;
+    let text =
+        std::fs::read_to_string(&churn_file).map_err(io(churn_file.display().to_string()))?;
     directory.modify(&text)?;
     eprintln!(
         "churn: {} modified, {} {}, {} deleted, {} members added, {} removed \
@@ -502,11 +507,8 @@ fn bench(args: &Args) -> Result<(), String> {
     drop(target);
     eprintln!("bound (b): Bulk ingest of {} users...", args.users);
     let ingest_target = start_idservice(&idservice_bin, &[], &["--max-body-bytes", "67108864"])?;
-    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Runtime::new().map_err(io("tokio runtime"))?;
+    let client = reqwest::Client::builder().no_proxy().build()?;
     let (ingest_wall, ingested) = rt.block_on(bulk_load(
         &client,
         &ingest_target.endpoint(),
@@ -516,10 +518,10 @@ fn bench(args: &Args) -> Result<(), String> {
         args.bulk_concurrency,
     ))?;
     if ingested != args.users {
-        return Err(format!(
+        return Err(Error::Incomplete(format!(
             "Bulk ingest created {ingested} of {} users",
             args.users
-        ));
+        )));
     }
     drop(ingest_target);
     rows.push(Row {
