@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::error::io;
+use crate::{Error, Result};
+
 /// A release idservice in a temporary directory; killed on drop.
 pub struct IdService {
     child: Child,
@@ -51,11 +54,7 @@ impl Drop for IdService {
 /// Starts `bin` on a fresh data directory: creates a users+groups read/write token (with
 /// `token_args` added to `token create`), then `serve`s on a free loopback port (with
 /// `serve_args` added before `--data`).
-pub fn start_idservice(
-    bin: &Path,
-    token_args: &[&str],
-    serve_args: &[&str],
-) -> Result<IdService, String> {
+pub fn start_idservice(bin: &Path, token_args: &[&str], serve_args: &[&str]) -> Result<IdService> {
     start_idservice_on(bin, &[], token_args, serve_args)
 }
 
@@ -66,8 +65,8 @@ pub fn start_idservice_on(
     db: &[String],
     token_args: &[&str],
     serve_args: &[&str],
-) -> Result<IdService, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+) -> Result<IdService> {
+    let dir = tempfile::tempdir().map_err(io("temporary directory"))?;
     let db: Vec<String> = if db.is_empty() {
         vec!["--data".into(), dir.path().display().to_string()]
     } else {
@@ -80,12 +79,15 @@ pub fn start_idservice_on(
         .arg("escim_read_users,escim_write_users,escim_read_groups,escim_write_groups")
         .args(&db)
         .output()
-        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+        .map_err(|source| Error::Spawn {
+            program: bin.display().to_string(),
+            source,
+        })?;
     if !out.status.success() {
-        return Err(format!(
-            "token create failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        return Err(Error::Command {
+            what: "token create".into(),
+            output: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
     }
     let token = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -101,16 +103,20 @@ pub fn start_idservice_on(
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| e.to_string())?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
+        .map_err(|source| Error::Spawn {
+            program: format!("{} serve", bin.display()),
+            source,
+        })?;
     let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
+    if let Some(stdout) = child.stdout.take() {
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(io("idservice stdout"))?;
+    }
     let base = line
         .trim()
         .strip_prefix("listening on ")
-        .ok_or_else(|| format!("unexpected idservice output {line:?}"))?
+        .ok_or_else(|| Error::IdserviceOutput(line.clone()))?
         .to_string();
     Ok(IdService {
         child,
@@ -143,16 +149,12 @@ pub async fn bulk_load(
     n: usize,
     batch: usize,
     conc: usize,
-) -> Result<(Duration, usize), String> {
+) -> Result<(Duration, usize)> {
     let sem = Arc::new(Semaphore::new(conc));
     let mut set = JoinSet::new();
     let started = Instant::now();
     for chunk_start in (first..first + n).step_by(batch.max(1)) {
-        let permit = sem
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| e.to_string())?;
+        let permit = sem.clone().acquire_owned().await?;
         let ops: Vec<Value> = (chunk_start..(chunk_start + batch).min(first + n))
             .map(|i| json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"), "data": user(i)}))
             .collect();
@@ -164,18 +166,18 @@ pub async fn bulk_load(
             .body(body.to_string());
         set.spawn(async move {
             let _permit = permit;
-            let resp = req.send().await.map_err(|e| e.to_string())?;
-            let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+            let resp = req.send().await?;
+            let v: Value = resp.json().await?;
             let ok = v["Operations"]
                 .as_array()
                 .map(|a| a.iter().filter(|o| o["status"] == "201").count())
                 .unwrap_or(0);
-            Ok::<usize, String>(ok)
+            Ok::<usize, Error>(ok)
         });
     }
     let mut created = 0;
     while let Some(r) = set.join_next().await {
-        created += r.map_err(|e| e.to_string())??;
+        created += r??;
     }
     Ok((started.elapsed(), created))
 }
@@ -192,7 +194,7 @@ pub struct Measured {
 /// under `/usr/bin/time` (peak RSS of the dirsync process itself); fails unless exit code 0.
 /// dirsync's log is appended to `dir/dirsync.log`; `DIRSYNC_LOG_LEVEL=debug` in the
 /// environment gives it the phase lines (duration and resident memory of each run phase).
-pub fn run_dirsync(dirsync: &Path, dir: &Path, extra: &[&str]) -> Result<Measured, String> {
+pub fn run_dirsync(dirsync: &Path, dir: &Path, extra: &[&str]) -> Result<Measured> {
     let time_file = dir.join("time.txt");
     let level = std::env::var("DIRSYNC_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
     let started = Instant::now();
@@ -208,7 +210,10 @@ pub fn run_dirsync(dirsync: &Path, dir: &Path, extra: &[&str]) -> Result<Measure
         .current_dir(dir)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run /usr/bin/time (apt-get install time): {e}"))?;
+        .map_err(|source| Error::Spawn {
+            program: "/usr/bin/time (apt-get install time)".into(),
+            source,
+        })?;
     let wall = started.elapsed();
     {
         use std::io::Write as _;
@@ -221,23 +226,25 @@ pub fn run_dirsync(dirsync: &Path, dir: &Path, extra: &[&str]) -> Result<Measure
             let _ = log.write_all(&out.stderr);
         }
     }
-    let body: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
-        format!(
-            "dirsync printed no JSON report ({e}): {}{}",
+    let body: Value = serde_json::from_slice(&out.stdout).map_err(|source| Error::NoReport {
+        source,
+        output: format!(
+            "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
-        )
+        ),
     })?;
     let report = body["report"].clone();
     if report["exit_code"] != json!(0) {
-        return Err(format!("dirsync run failed: {report:#}"));
+        return Err(Error::DirsyncFailed { report });
     }
-    let time_text = std::fs::read_to_string(&time_file).map_err(|e| e.to_string())?;
+    let time_text =
+        std::fs::read_to_string(&time_file).map_err(io(time_file.display().to_string()))?;
     let peak_rss_kib = time_text
         .lines()
         .filter_map(|l| l.trim().parse::<u64>().ok())
         .next_back()
-        .ok_or_else(|| format!("no peak RSS in /usr/bin/time output {time_text:?}"))?;
+        .ok_or_else(|| Error::NoPeakRss(time_text.clone()))?;
     Ok(Measured {
         wall,
         peak_rss_kib,
@@ -268,28 +275,27 @@ pub fn writes(report: &Value) -> u64 {
 /// The idservice and dirsync binaries: as given, else next to the running binary
 /// (target/release when run through the scripts). dirsync runs in a temporary directory, so
 /// its path is made absolute.
-pub fn binaries(
-    idservice: Option<&Path>,
-    dirsync: Option<&Path>,
-) -> Result<(PathBuf, PathBuf), String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+pub fn binaries(idservice: Option<&Path>, dirsync: Option<&Path>) -> Result<(PathBuf, PathBuf)> {
+    let exe = std::env::current_exe().map_err(io("current executable"))?;
     let pick = |given: Option<&Path>, name: &str| {
         given.map_or_else(|| exe.with_file_name(name), Path::to_path_buf)
     };
     let idservice = pick(idservice, "idservice");
     let dirsync = pick(dirsync, "dirsync");
-    let dirsync =
-        std::fs::canonicalize(&dirsync).map_err(|e| format!("{}: {e}", dirsync.display()))?;
+    let dirsync = std::fs::canonicalize(&dirsync).map_err(io(dirsync.display().to_string()))?;
     Ok((idservice, dirsync))
 }
 
 /// Writes `config.yml` and `secret.yml` (mode 0600) into `dir`; JSON is YAML, so the values are
 /// written as JSON.
-pub fn write_dirsync_config(dir: &Path, config: &Value, secret: &Value) -> Result<(), String> {
+pub fn write_dirsync_config(dir: &Path, config: &Value, secret: &Value) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::write(dir.join("config.yml"), config.to_string()).map_err(|e| e.to_string())?;
+    let config_path = dir.join("config.yml");
+    std::fs::write(&config_path, config.to_string())
+        .map_err(io(config_path.display().to_string()))?;
     let secret_path = dir.join("secret.yml");
-    std::fs::write(&secret_path, secret.to_string()).map_err(|e| e.to_string())?;
+    std::fs::write(&secret_path, secret.to_string())
+        .map_err(io(secret_path.display().to_string()))?;
     std::fs::set_permissions(&secret_path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| e.to_string())
+        .map_err(io(secret_path.display().to_string()))
 }

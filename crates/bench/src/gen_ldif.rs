@@ -8,6 +8,9 @@
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
+use crate::Result;
+use crate::error::io;
+
 /// The shape of the generated directory.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
@@ -116,8 +119,13 @@ impl Shape {
     }
 
     /// Writes the users and groups as LDIF (ou=people and ou=groups exist already).
-    pub fn write_ldif(&self, path: &Path, base: &str) -> Result<(), String> {
-        let file = std::fs::File::create(path).map_err(|e| e.to_string())?;
+    pub fn write_ldif(&self, path: &Path, base: &str) -> Result<()> {
+        self.ldif_to(path, base)
+            .map_err(io(path.display().to_string()))
+    }
+
+    fn ldif_to(&self, path: &Path, base: &str) -> std::io::Result<()> {
+        let file = std::fs::File::create(path)?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
         const FIRST: [&str; 8] = [
             "Ada", "Alan", "Grace", "Linus", "Barbara", "Ken", "Radia", "Edsger",
@@ -136,8 +144,7 @@ impl Shape {
                  employeeType: true\n",
                 dn = user_dn(i, base),
                 title = TITLES[i % TITLES.len()],
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
         }
         for g in 0..self.groups {
             writeln!(
@@ -146,24 +153,27 @@ impl Shape {
                 group_dn(g, base),
                 g + 1,
                 g + 1
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             for k in 0..self.size(g) {
-                writeln!(w, "member: {}", user_dn(self.member(g, k), base))
-                    .map_err(|e| e.to_string())?;
+                writeln!(w, "member: {}", user_dn(self.member(g, k), base))?;
             }
-            writeln!(w).map_err(|e| e.to_string())?;
+            writeln!(w)?;
         }
-        w.flush().map_err(|e| e.to_string())
+        w.flush()
     }
 
     /// Writes an ldapmodify change file touching `fraction` of the users, spread evenly: 40 %
     /// get a new title, 30 % are disabled (`employeeType: false`), 30 % deleted; plus one
     /// membership change per ten churned users, half additions and half removals, in ordinary
     /// (not big) groups.
-    pub fn write_churn(&self, path: &Path, base: &str, fraction: f64) -> Result<Churn, String> {
+    pub fn write_churn(&self, path: &Path, base: &str, fraction: f64) -> Result<Churn> {
+        self.churn_to(path, base, fraction)
+            .map_err(io(path.display().to_string()))
+    }
+
+    fn churn_to(&self, path: &Path, base: &str, fraction: f64) -> std::io::Result<Churn> {
         let n = ((self.users as f64 * fraction).round() as usize).min(self.users);
-        let file = std::fs::File::create(path).map_err(|e| e.to_string())?;
+        let file = std::fs::File::create(path)?;
         let mut w = BufWriter::new(file);
         let mut churn = Churn::default();
         let step = self.users.checked_div(n).unwrap_or(1).max(1);
@@ -177,7 +187,7 @@ impl Shape {
             let i = 1 + j * step;
             let dn = user_dn(i, base);
             let record = churn.user_record(j, &dn, "employeeType: false");
-            writeln!(w, "{record}").map_err(|e| e.to_string())?;
+            writeln!(w, "{record}")?;
         }
         let normal = self.groups.saturating_sub(self.big_groups);
         let changes = (n / 10).min(normal);
@@ -196,7 +206,7 @@ impl Shape {
                     continue;
                 };
                 let record = churn.member_record(true, &group_dn(g, base), &user_dn(u, base));
-                writeln!(w, "{record}").map_err(|e| e.to_string())?;
+                writeln!(w, "{record}")?;
             } else {
                 // Keep at least one member (groupOfNames); skip deleted users.
                 if size < 2 {
@@ -206,10 +216,10 @@ impl Shape {
                     continue;
                 };
                 let record = churn.member_record(false, &group_dn(g, base), &user_dn(u, base));
-                writeln!(w, "{record}").map_err(|e| e.to_string())?;
+                writeln!(w, "{record}")?;
             }
         }
-        w.flush().map_err(|e| e.to_string())?;
+        w.flush()?;
         Ok(churn)
     }
 }
@@ -225,18 +235,28 @@ pub fn write_ad_churn(
     users: usize,
     groups: usize,
     fraction: f64,
-) -> Result<Churn, String> {
+) -> Result<Churn> {
+    ad_churn_to(path, base, users, groups, fraction).map_err(io(path.display().to_string()))
+}
+
+fn ad_churn_to(
+    path: &Path,
+    base: &str,
+    users: usize,
+    groups: usize,
+    fraction: f64,
+) -> std::io::Result<Churn> {
     let n = ((users as f64 * fraction).round() as usize).min(users);
     let step = users.checked_div(n).unwrap_or(1).max(1);
     let user = |i: usize| format!("CN=user{i:06},OU=people,{base}");
     let group = |g: usize| format!("CN=group{:05},OU=groups,{base}", g + 1);
-    let file = std::fs::File::create(path).map_err(|e| e.to_string())?;
+    let file = std::fs::File::create(path)?;
     let mut w = BufWriter::new(file);
     let mut churn = Churn::default();
     for j in 0..n {
         let dn = user(1 + j * step);
         let record = churn.user_record(j, &dn, "userAccountControl: 544");
-        writeln!(w, "{record}").map_err(|e| e.to_string())?;
+        writeln!(w, "{record}")?;
     }
     // Membership changes on users next to churned ones (never churned themselves when
     // step > 1): additions to the following group, removals from their own.
@@ -249,10 +269,10 @@ pub fn write_ad_churn(
             } else {
                 churn.member_record(false, &group(own), &user(u))
             };
-            writeln!(w, "{record}").map_err(|e| e.to_string())?;
+            writeln!(w, "{record}")?;
         }
     }
-    w.flush().map_err(|e| e.to_string())?;
+    w.flush()?;
     Ok(churn)
 }
 

@@ -2,5 +2,8 @@
 //! library target so each binary uses only what it needs without dead-code warnings.
 
 pub mod common;
+pub mod error;
 pub mod gen_ldif;
 pub mod postgres;
+
+pub use error::{Error, Result};

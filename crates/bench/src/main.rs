@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bench::common::{Endpoint, bulk_load, start_idservice, user};
+use bench::error::io;
 use bench::postgres::{Nodes, PgArgs};
+use bench::{Error, Result};
 use clap::Parser;
 use rand::Rng;
 use serde_json::Value;
@@ -74,7 +76,7 @@ async fn full_list(
     client: &reqwest::Client,
     inst: &Endpoint,
     by_cursor: bool,
-) -> Result<(f64, usize), String> {
+) -> Result<(f64, usize)> {
     let t = Instant::now();
     let (mut seen, mut start, mut cursor) = (0usize, 1usize, String::new());
     loop {
@@ -83,25 +85,19 @@ async fn full_list(
         } else {
             ("startIndex", start.to_string())
         };
-        let url = reqwest::Url::parse_with_params(
-            &format!("{}/Users", inst.url),
-            [
+        let body = client
+            .get(format!("{}/Users", inst.url))
+            .query(&[
                 ("count", "1000".to_string()),
                 ("excludedAttributes", "groups".to_string()),
                 page,
-            ],
-        )
-        .map_err(|e| e.to_string())?;
-        let body = client
-            .get(url)
+            ])
             .bearer_auth(&inst.token)
             .send()
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .bytes()
-            .await
-            .map_err(|e| e.to_string())?;
-        let v: PageSummary = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+            .await?;
+        let v: PageSummary = serde_json::from_slice(&body)?;
         let got = v.resources.len();
         seen += got;
         start += got;
@@ -120,16 +116,12 @@ async fn single_load(
     first: usize,
     n: usize,
     conc: usize,
-) -> Result<(Duration, usize), String> {
+) -> Result<(Duration, usize)> {
     let sem = Arc::new(Semaphore::new(conc));
     let mut set = JoinSet::new();
     let started = Instant::now();
     for i in first..first + n {
-        let permit = sem
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| e.to_string())?;
+        let permit = sem.clone().acquire_owned().await?;
         let req = client
             .post(format!("{}/Users", inst.url))
             .bearer_auth(&inst.token)
@@ -137,18 +129,18 @@ async fn single_load(
             .body(user(i).to_string());
         set.spawn(async move {
             let _permit = permit;
-            let resp = req.send().await.map_err(|e| e.to_string())?;
+            let resp = req.send().await?;
             let ok = resp.status().as_u16() == 201;
             let _ = resp.bytes().await;
-            Ok::<usize, String>(usize::from(ok))
+            Ok::<usize, Error>(usize::from(ok))
         });
         // Reap finished tasks as we go so the set stays small.
         while let Some(r) = set.try_join_next() {
-            r.map_err(|e| e.to_string())??;
+            r??;
         }
     }
     while let Some(r) = set.join_next().await {
-        r.map_err(|e| e.to_string())??;
+        r??;
     }
     let elapsed = started.elapsed();
     // Count via the API rather than trusting the reaped tasks.
@@ -156,9 +148,8 @@ async fn single_load(
         .get(format!("{}/Users?count=0", inst.url))
         .bearer_auth(&inst.token)
         .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let v: Value = total.json().await.map_err(|e| e.to_string())?;
+        .await?;
+    let v: Value = total.json().await?;
     let stored = v["totalResults"].as_u64().unwrap_or(0) as usize;
     Ok((elapsed, stored.saturating_sub(first)))
 }
@@ -170,7 +161,7 @@ async fn lookups(
     n_users: usize,
     count: usize,
     by_external_id: bool,
-) -> Result<Vec<f64>, String> {
+) -> Result<Vec<f64>> {
     let mut rng = rand::rng();
     let mut lat = Vec::with_capacity(count);
     for _ in 0..count {
@@ -180,22 +171,20 @@ async fn lookups(
         } else {
             format!("userName eq \"user{i}@bench.example\"")
         };
-        let url = reqwest::Url::parse_with_params(
-            &format!("{}/Users", inst.url),
-            [("filter", filter.as_str())],
-        )
-        .map_err(|e| e.to_string())?;
-        let t = Instant::now();
-        let resp = client
-            .get(url)
+        let req = client
+            .get(format!("{}/Users", inst.url))
+            .query(&[("filter", filter.as_str())])
             .bearer_auth(&inst.token)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+            .build()?;
+        let t = Instant::now();
+        let resp = client.execute(req).await?;
+        let v: Value = resp.json().await?;
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
         if v["totalResults"] != 1 {
-            return Err(format!("lookup {filter} found {}", v["totalResults"]));
+            return Err(Error::Incomplete(format!(
+                "lookup {filter} found {}",
+                v["totalResults"]
+            )));
         }
     }
     lat.sort_by(f64::total_cmp);
@@ -292,7 +281,7 @@ async fn measure(
     target: &Endpoint,
     engine: String,
     args: &Args,
-) -> Result<Figures, String> {
+) -> Result<Figures> {
     eprintln!(
         "{engine}: Bulk, {} users in batches of {} ({} requests in flight)...",
         args.bulk_users, args.batch, args.bulk_concurrency
@@ -333,7 +322,9 @@ async fn measure(
     for _ in 1..args.list_passes {
         let (secs, n) = full_list(client, target, true).await?;
         if n != by_cursor.1 {
-            return Err(format!("{engine}: a repeated full list saw {n} users"));
+            return Err(Error::Incomplete(format!(
+                "{engine}: a repeated full list saw {n} users"
+            )));
         }
         again.push(secs);
     }
@@ -352,41 +343,37 @@ async fn measure(
 }
 
 /// Fails when a step did not do all its work (the figures would flatter).
-fn check(f: &Figures, args: &Args) -> Result<(), String> {
+fn check(f: &Figures, args: &Args) -> Result<()> {
     if f.bulk.1 != args.bulk_users || f.single.1 != args.single_users {
-        return Err(format!(
+        return Err(Error::Incomplete(format!(
             "{}: expected {} bulk and {} single users, stored {} and {}",
             f.engine, args.bulk_users, args.single_users, f.bulk.1, f.single.1
-        ));
+        )));
     }
     let all = args.bulk_users + args.single_users;
     if f.by_index.1 != all || f.by_cursor.1 != all {
-        return Err(format!(
+        return Err(Error::Incomplete(format!(
             "{}: the full lists saw {} and {} of {all} users",
             f.engine, f.by_index.1, f.by_cursor.1
-        ));
+        )));
     }
     Ok(())
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: Args) -> Result<()> {
     let bin = match args.idservice.clone() {
         Some(p) => p,
         None => std::env::current_exe()
-            .map_err(|e| e.to_string())?
+            .map_err(io("current executable"))?
             .with_file_name("idservice"),
     };
     if !bin.exists() {
-        return Err(format!(
-            "{} not found; build it with `cargo build --release -p idservice` or pass --idservice",
-            bin.display()
-        ));
+        return Err(Error::MissingIdservice(bin));
     }
     let client = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(64)
-        .build()
-        .map_err(|e| e.to_string())?;
+        .build()?;
     let serve = ["--max-body-bytes", "67108864"];
     let mut all = Vec::new();
     if !args.skip_sqlite {

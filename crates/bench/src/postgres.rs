@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use testenv::{Haproxy, PgDurability, PgServer};
 
+use crate::Result;
 use crate::common::{Endpoint, IdService, start_idservice_on};
 
 /// The command-line options that put a benchmark's target on PostgreSQL.
@@ -34,7 +35,7 @@ pub struct PgDatabase {
 
 impl PgArgs {
     /// The database these options name; `None` when they name none.
-    pub fn database(&self) -> Result<Option<PgDatabase>, String> {
+    pub fn database(&self) -> Result<Option<PgDatabase>> {
         if self.private_postgres {
             let server = PgServer::start_with(PgDurability::LikeSqliteNormal)?;
             let args = server
@@ -84,12 +85,13 @@ impl Nodes {
         count: usize,
         token_args: &[&str],
         serve_args: &[&str],
-    ) -> Result<Nodes, String> {
-        let mut nodes = Vec::new();
-        for _ in 0..count.max(1) {
+    ) -> Result<Nodes> {
+        let node = start_idservice_on(bin, db.args(), token_args, serve_args)?;
+        let first = node.endpoint();
+        let mut nodes = vec![node];
+        for _ in 1..count {
             nodes.push(start_idservice_on(bin, db.args(), token_args, serve_args)?);
         }
-        let first = nodes.first().ok_or("no idservice node")?.endpoint();
         let token = first.token.clone();
         if nodes.len() == 1 {
             return Ok(Nodes {

@@ -11,16 +11,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{IdService, free_port};
+use crate::error::{io, spawn};
+use crate::{Error, IdService, Result, free_port, temp_dir};
 
 /// The database user and password of a [`PgServer`] (a throw-away cluster).
 pub const PG_USER: &str = "idservice";
 const PG_PASSWORD: &str = "test-only-password";
 
 /// The newest `/usr/lib/postgresql/*/bin` holding `initdb`.
-pub fn pg_bin_dir() -> Result<PathBuf, String> {
+pub fn pg_bin_dir() -> Result<PathBuf> {
     let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .map_err(|e| format!("PostgreSQL is not installed (scripts/install-test-deps): {e}"))?
+        .map_err(|e| Error::NotInstalled {
+            what: "PostgreSQL".into(),
+            hint: format!("/usr/lib/postgresql: {e} (scripts/install-test-deps)"),
+        })?
         .filter_map(Result::ok)
         .filter_map(|d| {
             let v = d.file_name().to_string_lossy().parse::<u32>().ok()?;
@@ -31,7 +35,10 @@ pub fn pg_bin_dir() -> Result<PathBuf, String> {
     dirs.sort();
     dirs.pop()
         .map(|(_, b)| b)
-        .ok_or_else(|| "no /usr/lib/postgresql/*/bin/initdb (scripts/install-test-deps)".into())
+        .ok_or_else(|| Error::NotInstalled {
+            what: "PostgreSQL".into(),
+            hint: "no /usr/lib/postgresql/*/bin/initdb (scripts/install-test-deps)".into(),
+        })
 }
 
 fn is_root() -> bool {
@@ -64,20 +71,17 @@ pub enum PgDurability {
 
 impl PgServer {
     /// A cluster for tests ([`PgDurability::None`]).
-    pub fn start() -> Result<PgServer, String> {
+    pub fn start() -> Result<PgServer> {
         PgServer::start_with(PgDurability::None)
     }
 
     /// A cluster with the given durability settings.
-    pub fn start_with(durability: PgDurability) -> Result<PgServer, String> {
+    pub fn start_with(durability: PgDurability) -> Result<PgServer> {
         let bin = pg_bin_dir()?;
-        let dir = tempfile::Builder::new()
-            .prefix("dirsync-pg-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
+        let dir = temp_dir("dirsync-pg-")?;
         let as_postgres = is_root();
         std::fs::write(dir.path().join("pwfile"), format!("{PG_PASSWORD}\n"))
-            .map_err(|e| e.to_string())?;
+            .map_err(io("PostgreSQL password file"))?;
         if as_postgres {
             run(Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -115,8 +119,10 @@ impl PgServer {
             .arg("-l")
             .arg(&log)
             .args(["-w", "-t", "60", "-o", &opts, "start"]);
-        run(&mut start)
-            .map_err(|e| format!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default()))?;
+        run(&mut start).map_err(|e| Error::StartFailed {
+            source: Box::new(e),
+            log: std::fs::read_to_string(&log).unwrap_or_default(),
+        })?;
         Ok(pg)
     }
 
@@ -167,18 +173,21 @@ impl Drop for PgServer {
     }
 }
 
-fn run(cmd: &mut Command) -> Result<String, String> {
+fn run(cmd: &mut Command) -> Result<String> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+        .map_err(spawn(format!("{cmd:?}")))?;
     if !out.status.success() {
-        return Err(format!(
-            "{cmd:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        return Err(Error::Command {
+            what: format!("{cmd:?}"),
+            status: out.status,
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -192,15 +201,15 @@ pub struct Haproxy {
 }
 
 impl Haproxy {
-    pub fn start(backends: &[String]) -> Result<Haproxy, String> {
+    pub fn start(backends: &[String]) -> Result<Haproxy> {
         let binary = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
             .into_iter()
             .find(|p| Path::new(p).exists())
-            .ok_or("haproxy is not installed (scripts/install-test-deps)")?;
-        let dir = tempfile::Builder::new()
-            .prefix("dirsync-haproxy-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
+            .ok_or_else(|| Error::NotInstalled {
+                what: "haproxy".into(),
+                hint: "scripts/install-test-deps".into(),
+            })?;
+        let dir = temp_dir("dirsync-haproxy-")?;
         let port = free_port()?;
         let servers: String = backends
             .iter()
@@ -213,10 +222,10 @@ impl Haproxy {
              default_backend nodes\n\nbackend nodes\n    balance roundrobin\n{servers}"
         );
         let file = dir.path().join("haproxy.cfg");
-        std::fs::write(&file, cfg).map_err(|e| e.to_string())?;
+        std::fs::write(&file, cfg).map_err(io(file.display().to_string()))?;
         run(Command::new(binary).arg("-c").arg("-f").arg(&file))?;
-        let log =
-            std::fs::File::create(dir.path().join("haproxy.log")).map_err(|e| e.to_string())?;
+        let log_file = dir.path().join("haproxy.log");
+        let log = std::fs::File::create(&log_file).map_err(io(log_file.display().to_string()))?;
         let child = Command::new(binary)
             .arg("-db")
             .arg("-f")
@@ -225,16 +234,16 @@ impl Haproxy {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("cannot start haproxy: {e}"))?;
+            .map_err(spawn("haproxy"))?;
         let proxy = Haproxy { port, dir, child };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if Instant::now() > deadline {
-                return Err(format!(
-                    "haproxy did not listen on {port}: {}",
-                    std::fs::read_to_string(proxy.dir.path().join("haproxy.log"))
-                        .unwrap_or_default()
-                ));
+                return Err(Error::NotReady {
+                    what: format!("haproxy did not listen on {port} within 10 s"),
+                    log: std::fs::read_to_string(proxy.dir.path().join("haproxy.log"))
+                        .unwrap_or_default(),
+                });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -262,7 +271,7 @@ pub struct IdCluster {
 
 impl IdCluster {
     /// Starts the cluster; `extra` are `serve` arguments given to every node.
-    pub fn start(nodes: usize, extra: &[&str]) -> Result<IdCluster, String> {
+    pub fn start(nodes: usize, extra: &[&str]) -> Result<IdCluster> {
         let pg = PgServer::start()?;
         let first = IdService::start_with_db(Some(pg.db_args()), extra, &[], None)?;
         let token = first.token.clone();

@@ -35,6 +35,8 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
+use crate::error::io;
+
 /// One directory entry: DN and attributes (name, values).
 #[derive(Debug, Clone)]
 pub struct FakeEntry {
@@ -210,20 +212,16 @@ pub struct FakeAd {
 
 impl FakeAd {
     /// Binds 127.0.0.1 on a free port and serves `spec` on a background thread.
-    pub fn start(spec: FakeAdSpec) -> Result<FakeAd, String> {
-        let std_listener =
-            std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    pub fn start(spec: FakeAdSpec) -> crate::Result<FakeAd> {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("bind"))?;
         std_listener
             .set_nonblocking(true)
-            .map_err(|e| format!("nonblocking: {e}"))?;
-        let port = std_listener
-            .local_addr()
-            .map_err(|e| format!("local_addr: {e}"))?
-            .port();
+            .map_err(io("nonblocking"))?;
+        let port = std_listener.local_addr().map_err(io("local_addr"))?.port();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("tokio runtime: {e}"))?;
+            .map_err(io("tokio runtime"))?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let searches = Arc::new(Mutex::new(Vec::new()));
         let state = Arc::new(Server {
@@ -243,7 +241,7 @@ impl FakeAd {
                     }
                 });
             })
-            .map_err(|e| format!("spawn: {e}"))?;
+            .map_err(io("spawn"))?;
         Ok(FakeAd {
             url: format!("ldap://127.0.0.1:{port}"),
             port,

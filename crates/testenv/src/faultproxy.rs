@@ -8,7 +8,8 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{free_port, parse_env, run_script};
+use crate::error::{io, redact};
+use crate::{Error, Result, free_port, parse_env, run_script, temp_dir};
 
 /// What the proxy does with new connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,13 +42,10 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     /// Starts a proxy in front of `upstream` (`127.0.0.1:PORT`), in `pass` mode.
-    pub fn start(upstream: &str) -> Result<FaultProxy, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("dirsync-faultproxy-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
-        let mut last = String::new();
-        for _ in 0..5 {
+    pub fn start(upstream: &str) -> Result<FaultProxy> {
+        let dir = temp_dir("dirsync-faultproxy-")?;
+        let mut attempt = 1;
+        loop {
             let listen = format!("127.0.0.1:{}", free_port()?);
             let control = format!("127.0.0.1:{}", free_port()?);
             let envs = [
@@ -59,7 +57,11 @@ impl FaultProxy {
             match run_script("faultproxy_start.sh", &envs, &[]) {
                 Ok(out) => {
                     if !parse_env(&out).contains_key("FP_PID") {
-                        return Err(format!("faultproxy_start.sh printed no FP_PID: {out}"));
+                        return Err(Error::MissingOutput {
+                            script: "faultproxy_start.sh".into(),
+                            key: "FP_PID".into(),
+                            output: redact(&out),
+                        });
                     }
                     return Ok(FaultProxy {
                         listen,
@@ -67,10 +69,10 @@ impl FaultProxy {
                         dir,
                     });
                 }
-                Err(e) => last = e,
+                Err(e) if attempt >= 5 => return Err(e),
+                Err(_) => attempt += 1,
             }
         }
-        Err(last)
     }
 
     /// Rewrites the authority of `url` (`http://host:port/path`) to go through the proxy.
@@ -82,27 +84,26 @@ impl FaultProxy {
 
     /// Changes what the proxy does with new connections; open connections are reset too, so
     /// a pooled keep-alive connection cannot slip past the fault.
-    pub fn set_mode(&self, mode: FaultMode) -> Result<(), String> {
+    pub fn set_mode(&self, mode: FaultMode) -> Result<()> {
         self.control_request("/", &format!("{{\"mode\":\"{}\"}}", mode.as_str()))?;
         self.control_request("/reset", "")?;
         Ok(())
     }
 
     /// The proxy's config and counters (JSON text).
-    pub fn status(&self) -> Result<String, String> {
+    pub fn status(&self) -> Result<String> {
         self.http("GET", "/", "")
     }
 
-    fn control_request(&self, path: &str, body: &str) -> Result<String, String> {
+    fn control_request(&self, path: &str, body: &str) -> Result<String> {
         self.http("POST", path, body)
     }
 
-    fn http(&self, method: &str, path: &str, body: &str) -> Result<String, String> {
-        let mut stream =
-            TcpStream::connect(&self.control).map_err(|e| format!("faultproxy control: {e}"))?;
+    fn http(&self, method: &str, path: &str, body: &str) -> Result<String> {
+        let mut stream = TcpStream::connect(&self.control).map_err(io("faultproxy control"))?;
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
-            .map_err(|e| e.to_string())?;
+            .map_err(io("faultproxy control"))?;
         let request = format!(
             "{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\n\r\n{body}",
@@ -111,14 +112,17 @@ impl FaultProxy {
         );
         stream
             .write_all(request.as_bytes())
-            .map_err(|e| format!("faultproxy control: {e}"))?;
+            .map_err(io("faultproxy control"))?;
         let mut response = String::new();
         stream
             .read_to_string(&mut response)
-            .map_err(|e| format!("faultproxy control: {e}"))?;
+            .map_err(io("faultproxy control"))?;
         let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
         if !head.starts_with("HTTP/1.0 200") {
-            return Err(format!("faultproxy control {method} {path}: {head} {body}"));
+            return Err(Error::FaultProxyControl {
+                request: format!("{method} {path}"),
+                response: format!("{head} {body}"),
+            });
         }
         Ok(body.to_string())
     }

@@ -8,11 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::error::{io, spawn};
+use crate::{Error, Result, temp_dir};
+
 /// The workspace's `target/debug/idservice`. `scripts/test` (nextest over the workspace)
 /// builds it with the tests; when it is missing — a single crate's tests run by hand — it is
 /// built here. Building unconditionally would relink it with another feature set than the
 /// workspace build and make every test run recompile shared dependencies.
-pub fn idservice_binary() -> Result<PathBuf, String> {
+pub fn idservice_binary() -> Result<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -25,12 +28,9 @@ pub fn idservice_binary() -> Result<PathBuf, String> {
         .args(["build", "-q", "-p", "idservice"])
         .current_dir(&root)
         .status()
-        .map_err(|e| format!("cannot run cargo build -p idservice: {e}"))?;
+        .map_err(spawn("cargo build -p idservice"))?;
     if !status.success() || !binary.exists() {
-        return Err(format!(
-            "idservice binary not available at {}",
-            binary.display()
-        ));
+        return Err(Error::MissingBinary { path: binary });
     }
     Ok(binary)
 }
@@ -51,18 +51,18 @@ pub struct IdService {
 }
 
 impl IdService {
-    pub fn start() -> Result<IdService, String> {
+    pub fn start() -> Result<IdService> {
         Self::start_with(&[])
     }
 
     /// Starts with extra `serve` arguments (e.g. `--retention-days 0`).
-    pub fn start_with(extra: &[&str]) -> Result<IdService, String> {
+    pub fn start_with(extra: &[&str]) -> Result<IdService> {
         Self::start_with_env(extra, &[])
     }
 
     /// Starts with extra `serve` arguments and environment (e.g. `IDSERVICE_LOG=debug`). The
     /// server's log (stderr) is kept in the data directory: see [`IdService::server_log`].
-    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Result<IdService, String> {
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Result<IdService> {
         Self::start_with_db(None, extra, env, None)
     }
 
@@ -73,12 +73,9 @@ impl IdService {
         extra: &[&str],
         env: &[(&str, &str)],
         token: Option<&str>,
-    ) -> Result<IdService, String> {
+    ) -> Result<IdService> {
         let binary = idservice_binary()?;
-        let data = tempfile::Builder::new()
-            .prefix("dirsync-idservice-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
+        let data = temp_dir("dirsync-idservice-")?;
         let db = db.unwrap_or_else(|| vec!["--data".into(), data.path().as_os_str().to_owned()]);
         let token = match token {
             Some(t) => t.to_string(),
@@ -98,8 +95,8 @@ impl IdService {
                 out.lines().last().unwrap_or_default().trim().to_string()
             }
         };
-        let log = std::fs::File::create(data.path().join(SERVER_LOG))
-            .map_err(|e| format!("idservice log file: {e}"))?;
+        let log_file = data.path().join(SERVER_LOG);
+        let log = std::fs::File::create(&log_file).map_err(io("idservice log file"))?;
         let mut child = Command::new(&binary)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(&db)
@@ -109,8 +106,8 @@ impl IdService {
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("cannot start idservice: {e}"))?;
-        let base = wait_for_address(&mut child)?;
+            .map_err(spawn("idservice serve"))?;
+        let base = wait_for_address(&mut child, &log_file)?;
         Ok(IdService {
             url: format!("{base}/scim/v2"),
             token,
@@ -126,26 +123,27 @@ impl IdService {
         self.child.id()
     }
 
-    fn admin(binary: &Path, db: &[OsString], args: &[&str]) -> Result<String, String> {
+    fn admin(binary: &Path, db: &[OsString], args: &[&str]) -> Result<String> {
         let output = Command::new(binary)
             .args(&args[..args.len().min(2)])
             .args(db)
             .args(&args[args.len().min(2)..])
             .output()
-            .map_err(|e| format!("idservice {}: {e}", args.join(" ")))?;
+            .map_err(spawn(format!("idservice {}", args.join(" "))))?;
         if !output.status.success() {
-            return Err(format!(
-                "idservice {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr)
-            ));
+            // stderr only: stdout is where a created token would be.
+            return Err(Error::Command {
+                what: format!("idservice {}", args.join(" ")),
+                status: output.status,
+                output: String::from_utf8_lossy(&output.stderr).into_owned(),
+            });
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     /// Runs an admin command against this instance's database, e.g.
     /// `["users", "purge-pending", "--user", "alice@example.test"]`.
-    pub fn admin_command(&self, args: &[&str]) -> Result<String, String> {
+    pub fn admin_command(&self, args: &[&str]) -> Result<String> {
         Self::admin(&self.binary, &self.db, args)
     }
 
@@ -166,9 +164,17 @@ impl Drop for IdService {
     }
 }
 
-/// Reads the child's stdout until it prints `listening on URL`; returns the URL.
-fn wait_for_address(child: &mut Child) -> Result<String, String> {
-    let stdout = child.stdout.take().ok_or("no stdout")?;
+/// Reads the child's stdout until it prints `listening on URL`; returns the URL. On a timeout,
+/// the error carries the server's log (`log`).
+fn wait_for_address(child: &mut Child, log: &Path) -> Result<String> {
+    let not_ready = |what: &str| Error::NotReady {
+        what: what.to_string(),
+        log: std::fs::read_to_string(log).unwrap_or_default(),
+    };
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| not_ready("idservice has no stdout to print its address on"))?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
@@ -186,7 +192,7 @@ fn wait_for_address(child: &mut Child) -> Result<String, String> {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err("idservice did not print its address within 30 s".into());
+            return Err(not_ready("idservice did not print its address within 30 s"));
         }
     }
 }

@@ -8,13 +8,17 @@
 //! It drives the recipes in `testenv/peers/` (shell scripts that install what is missing,
 //! start, and stop by PID), so a person can run the same peers by hand. It links neither
 //! dirsync nor idservice: [`IdService`] starts the workspace's built `idservice` binary as a
-//! separate process. Errors are returned as strings: a test that cannot start its peer
-//! fails with the script's own output.
+//! separate process. Errors are [`Error`]s whose messages carry the script's own output: a
+//! test that cannot start its peer fails with it.
 
 mod cluster;
+mod error;
 mod idservice;
 pub use cluster::{Haproxy, IdCluster, PG_USER, PgDurability, PgServer, pg_bin_dir};
+pub use error::{Error, Result};
 pub use idservice::{IdService, idservice_binary};
+
+use error::{io, redact, spawn};
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -37,15 +41,23 @@ pub fn peers_dir() -> PathBuf {
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(io("bind"))?;
     listener
         .local_addr()
         .map(|a| a.port())
-        .map_err(|e| format!("local_addr: {e}"))
+        .map_err(io("local_addr"))
 }
 
-fn run_script(script: &str, envs: &[(&str, String)], args: &[&str]) -> Result<String, String> {
+/// A new temporary directory named `prefix…`.
+fn temp_dir(prefix: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(io(format!("temporary directory {prefix}*")))
+}
+
+fn run_script(script: &str, envs: &[(&str, String)], args: &[&str]) -> Result<String> {
     let path = peers_dir().join(script);
     let output = Command::new("bash")
         .arg(&path)
@@ -53,16 +65,29 @@ fn run_script(script: &str, envs: &[(&str, String)], args: &[&str]) -> Result<St
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
+        .map_err(spawn(path.display().to_string()))?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
-        return Err(format!(
-            "{script} failed ({}):\n{stdout}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ));
+        return Err(Error::Command {
+            what: script.to_string(),
+            status: output.status,
+            output: format!(
+                "{}\n{}",
+                redact(&stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        });
     }
     Ok(stdout)
+}
+
+/// The value of `key` in a start script's output `env` (parsed from `output`).
+fn printed(script: &str, env: &HashMap<String, String>, output: &str, key: &str) -> Result<String> {
+    env.get(key).cloned().ok_or_else(|| Error::MissingOutput {
+        script: script.to_string(),
+        key: key.to_string(),
+        output: redact(output),
+    })
 }
 
 fn parse_env(text: &str) -> HashMap<String, String> {
@@ -110,18 +135,15 @@ impl Default for SlapdOptions {
 }
 
 impl Slapd {
-    pub fn start() -> Result<Slapd, String> {
+    pub fn start() -> Result<Slapd> {
         Slapd::start_with(SlapdOptions::default())
     }
 
-    pub fn start_with(options: SlapdOptions) -> Result<Slapd, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("dirsync-slapd-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
-        let mut last = String::new();
+    pub fn start_with(options: SlapdOptions) -> Result<Slapd> {
+        let dir = temp_dir("dirsync-slapd-")?;
         // A port can be taken between probing and binding: try a few.
-        for _ in 0..5 {
+        let mut attempt = 1;
+        loop {
             let port = free_port()?;
             let envs = [
                 ("LDAP_PORT", port.to_string()),
@@ -140,11 +162,7 @@ impl Slapd {
             match run_script("ldap_start.sh", &envs, &[]) {
                 Ok(out) => {
                     let env = parse_env(&out);
-                    let get = |k: &str| {
-                        env.get(k)
-                            .cloned()
-                            .ok_or_else(|| format!("ldap_start.sh did not print {k}"))
-                    };
+                    let get = |k: &str| printed("ldap_start.sh", &env, &out, k);
                     return Ok(Slapd {
                         uri: get("LDAP_URI")?,
                         port,
@@ -156,19 +174,19 @@ impl Slapd {
                         dir,
                     });
                 }
-                Err(e) => last = e,
+                Err(e) if attempt >= 5 => return Err(e),
+                Err(_) => attempt += 1,
             }
         }
-        Err(last)
     }
 
     fn slapd_dir(&self) -> PathBuf {
         self.dir.path().join("slapd")
     }
 
-    fn ldap_tool(&self, tool: &str, extra: &[&str], ldif: &str) -> Result<String, String> {
+    fn ldap_tool(&self, tool: &str, extra: &[&str], ldif: &str) -> Result<String> {
         let file = self.dir.path().join(format!("{tool}-input.ldif"));
-        std::fs::write(&file, ldif).map_err(|e| e.to_string())?;
+        std::fs::write(&file, ldif).map_err(io(file.display().to_string()))?;
         let file_arg = file.display().to_string();
         let mut args = vec![
             "-x",
@@ -185,34 +203,33 @@ impl Slapd {
             .args(&args)
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run {tool}: {e}"))?;
+            .map_err(spawn(tool))?;
         if !output.status.success() {
-            return Err(format!(
-                "{tool} failed: {}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ));
+            return Err(Error::Command {
+                what: tool.to_string(),
+                status: output.status,
+                output: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                ),
+            });
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     /// Adds entries over LDAP as the rootdn (overlays see the change).
-    pub fn add(&self, ldif: &str) -> Result<(), String> {
+    pub fn add(&self, ldif: &str) -> Result<()> {
         self.ldap_tool("ldapadd", &[], ldif).map(|_| ())
     }
 
     /// Applies an LDIF change file (changetype: modify / delete / modrdn) as the rootdn.
-    pub fn modify(&self, ldif: &str) -> Result<(), String> {
+    pub fn modify(&self, ldif: &str) -> Result<()> {
         self.ldap_tool("ldapmodify", &[], ldif).map(|_| ())
     }
 
     /// Renames and/or moves an entry (modrdn; the old RDN value is removed).
-    pub fn modrdn(
-        &self,
-        dn: &str,
-        new_rdn: &str,
-        new_superior: Option<&str>,
-    ) -> Result<(), String> {
+    pub fn modrdn(&self, dn: &str, new_rdn: &str, new_superior: Option<&str>) -> Result<()> {
         let mut ldif =
             format!("dn: {dn}\nchangetype: modrdn\nnewrdn: {new_rdn}\ndeleteoldrdn: 1\n");
         if let Some(parent) = new_superior {
@@ -224,7 +241,7 @@ impl Slapd {
     /// The values of `attr` on the entry `dn` (a base-scope `ldapsearch` as the rootdn); an
     /// entry that does not exist is an error. Values are returned as the server prints them
     /// (`ldif-wrap=no`; a base64 value keeps its `: ` prefix).
-    pub fn values(&self, dn: &str, attr: &str) -> Result<Vec<String>, String> {
+    pub fn values(&self, dn: &str, attr: &str) -> Result<Vec<String>> {
         let output = Command::new("ldapsearch")
             .args(["-x", "-LLL", "-o", "ldif-wrap=no", "-H", &self.uri, "-D"])
             .args([
@@ -239,12 +256,13 @@ impl Slapd {
             ])
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run ldapsearch: {e}"))?;
+            .map_err(spawn("ldapsearch"))?;
         if !output.status.success() {
-            return Err(format!(
-                "ldapsearch {dn} failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            ));
+            return Err(Error::Command {
+                what: format!("ldapsearch {dn}"),
+                status: output.status,
+                output: String::from_utf8_lossy(&output.stderr).into_owned(),
+            });
         }
         let prefix = format!("{}:", attr.to_ascii_lowercase());
         Ok(String::from_utf8_lossy(&output.stdout)
@@ -255,7 +273,7 @@ impl Slapd {
     }
 
     /// Deletes entries by DN.
-    pub fn delete(&self, dns: &[&str]) -> Result<(), String> {
+    pub fn delete(&self, dns: &[&str]) -> Result<()> {
         let ldif: String = dns
             .iter()
             .map(|dn| format!("dn: {dn}\nchangetype: delete\n\n"))
@@ -265,12 +283,7 @@ impl Slapd {
 
     /// Loads generated data offline (`slapadd -q -w`, fast; overlays bypassed), restarting
     /// slapd around it: `gen_ldap_data.py users groups [extra args]`.
-    pub fn load_generated(
-        &self,
-        users: usize,
-        groups: usize,
-        extra: &[&str],
-    ) -> Result<(), String> {
+    pub fn load_generated(&self, users: usize, groups: usize, extra: &[&str]) -> Result<()> {
         let ldif = self.dir.path().join("generated.ldif");
         let output = Command::new("python3")
             .arg(peers_dir().join("gen_ldap_data.py"))
@@ -279,16 +292,20 @@ impl Slapd {
             .args(["--base", &self.base])
             .args(extra)
             .output()
-            .map_err(|e| format!("gen_ldap_data.py: {e}"))?;
+            .map_err(spawn("gen_ldap_data.py"))?;
         if !output.status.success() {
-            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+            return Err(Error::Command {
+                what: "gen_ldap_data.py".into(),
+                status: output.status,
+                output: String::from_utf8_lossy(&output.stderr).into_owned(),
+            });
         }
-        std::fs::write(&ldif, &output.stdout).map_err(|e| e.to_string())?;
+        std::fs::write(&ldif, &output.stdout).map_err(io(ldif.display().to_string()))?;
         self.load_ldif_offline(&ldif)
     }
 
     /// `slapadd -q -w` of an LDIF file while slapd is stopped, then restart.
-    pub fn load_ldif_offline(&self, ldif: &Path) -> Result<(), String> {
+    pub fn load_ldif_offline(&self, ldif: &Path) -> Result<()> {
         let envs = self.envs();
         run_script("ldap_stop.sh", &envs, &[])?;
         let output = Command::new("slapadd")
@@ -297,13 +314,14 @@ impl Slapd {
             .arg("-l")
             .arg(ldif)
             .output()
-            .map_err(|e| format!("slapadd: {e}"))?;
+            .map_err(spawn("slapadd"))?;
         let restart = self.restart();
         if !output.status.success() {
-            return Err(format!(
-                "slapadd failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            ));
+            return Err(Error::Command {
+                what: "slapadd".into(),
+                status: output.status,
+                output: String::from_utf8_lossy(&output.stderr).into_owned(),
+            });
         }
         restart
     }
@@ -317,12 +335,12 @@ impl Slapd {
     }
 
     /// Stops slapd (the data stays).
-    pub fn stop(&self) -> Result<(), String> {
+    pub fn stop(&self) -> Result<()> {
         run_script("ldap_stop.sh", &self.envs(), &[]).map(|_| ())
     }
 
     /// Starts slapd again on the same port with the same data.
-    pub fn restart(&self) -> Result<(), String> {
+    pub fn restart(&self) -> Result<()> {
         let mut envs = self.envs();
         envs.push(("LDAP_FRESH", "0".to_string()));
         run_script("ldap_start.sh", &envs, &[]).map(|_| ())
@@ -346,13 +364,10 @@ pub struct Scim2Server {
 }
 
 impl Scim2Server {
-    pub fn start(token: &str) -> Result<Scim2Server, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("dirsync-scim2-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
-        let mut last = String::new();
-        for _ in 0..5 {
+    pub fn start(token: &str) -> Result<Scim2Server> {
+        let dir = temp_dir("dirsync-scim2-")?;
+        let mut attempt = 1;
+        loop {
             let port = free_port()?;
             let mut envs = vec![
                 ("SCIM_PORT", port.to_string()),
@@ -365,10 +380,7 @@ impl Scim2Server {
             match run_script("scim_start.sh", &envs, &[]) {
                 Ok(out) => {
                     let env = parse_env(&out);
-                    let url = env
-                        .get("SCIM_URL")
-                        .cloned()
-                        .ok_or("scim_start.sh did not print SCIM_URL")?;
+                    let url = printed("scim_start.sh", &env, &out, "SCIM_URL")?;
                     return Ok(Scim2Server {
                         url,
                         token: token.to_string(),
@@ -376,10 +388,10 @@ impl Scim2Server {
                         dir,
                     });
                 }
-                Err(e) => last = e,
+                Err(e) if attempt >= 5 => return Err(e),
+                Err(_) => attempt += 1,
             }
         }
-        Err(last)
     }
 }
 

@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use crate::{peers_dir, run_script};
+use crate::error::{io, spawn};
+use crate::{Error, Result, peers_dir, run_script, temp_dir};
 
 /// Password given to users made by [`SambaDc::add_user`] unless changed with
 /// [`SambaDc::set_password`].
@@ -48,17 +49,14 @@ pub fn skip_samba(test: &str) -> bool {
 
 /// Checks that we are root and the Samba AD DC packages are installed (or can be installed
 /// right now, which `samba_start.sh` then does, system services kept stopped).
-pub fn samba_available() -> Result<(), String> {
+pub fn samba_available() -> Result<()> {
     let root = Command::new("id")
         .arg("-u")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false);
     if !root {
-        return Err(format!(
-            "SambaDc needs root (samba as a DC, `unshare --net`, setns for the forwarder); \
-             CI runs as root. To skip these tests on purpose set {SKIP_ENV}=1."
-        ));
+        return Err(Error::SambaNeedsRoot);
     }
     let installed = which("samba") && which("samba-tool") && which("ldapsearch");
     let schema = std::path::Path::new("/usr/share/samba/setup/ad-schema").is_dir();
@@ -68,11 +66,14 @@ pub fn samba_available() -> Result<(), String> {
     if which("apt-get") {
         return Ok(()); // samba_start.sh installs the packages (system services stay stopped)
     }
-    Err(format!(
-        "the Samba AD DC is not installed (need samba, samba-ad-dc, samba-ad-provision, \
-         ldap-utils, ...): run `scripts/install-test-deps` as root (CI does). To skip these \
-         tests on purpose set {SKIP_ENV}=1."
-    ))
+    Err(Error::NotInstalled {
+        what: "the Samba AD DC".into(),
+        hint: format!(
+            "need samba, samba-ad-dc, samba-ad-provision, ldap-utils, ...: run \
+             `scripts/install-test-deps` as root (CI does). To skip these tests on purpose set \
+             {SKIP_ENV}=1."
+        ),
+    })
 }
 
 fn which(cmd: &str) -> bool {
@@ -182,13 +183,10 @@ pub struct SambaDc {
 impl SambaDc {
     /// Provisions and starts a DC for `realm` (e.g. `EXAMPLE.TEST`) with NetBIOS domain
     /// `netbios` (e.g. `EXAMPLE`). Takes about 5 s (provisioning dominates).
-    pub fn start(realm: &str, netbios: &str) -> Result<SambaDc, String> {
+    pub fn start(realm: &str, netbios: &str) -> Result<SambaDc> {
         samba_available()?;
         let t0 = Instant::now();
-        let dir = tempfile::Builder::new()
-            .prefix("dirsync-samba-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
+        let dir = temp_dir("dirsync-samba-")?;
         let ip = next_ip();
         let envs = [
             ("SAMBA_IP", ip.clone()),
@@ -200,16 +198,9 @@ impl SambaDc {
         ];
         let out = run_script("samba_start.sh", &envs, &[])?;
         let env = parse_env_quoted(&out);
-        let get = |k: &str| {
-            env.get(k)
-                .cloned()
-                .ok_or_else(|| format!("samba_start.sh did not print {k}:\n{out}"))
-        };
-        let port =
-            |k: &str| -> Result<u16, String> { get(k)?.parse().map_err(|e| format!("{k}: {e}")) };
-        let pid: u32 = get("SAMBA_PID")?
-            .parse()
-            .map_err(|e| format!("SAMBA_PID: {e}"))?;
+        let get = |k: &str| crate::printed("samba_start.sh", &env, &out, k);
+        let port = |k: &str| -> Result<u16> { parse_number(k, &get(k)?) };
+        let pid: u32 = parse_number("SAMBA_PID", &get("SAMBA_PID")?)?;
         let forwarder_pid = std::fs::read_to_string(dir.path().join("samba/forward.pid"))
             .ok()
             .and_then(|s| s.trim().parse().ok());
@@ -270,13 +261,13 @@ impl SambaDc {
     }
 
     /// Stops the DC (the data stays; [`SambaDc::restart`] brings it back).
-    pub fn stop(&self) -> Result<(), String> {
+    pub fn stop(&self) -> Result<()> {
         run_script("samba_stop.sh", &self.script_envs(), &[]).map(|_| ())
     }
 
     /// Starts the stopped DC again with the same data and address (ports may differ if the
     /// standard ones were taken meanwhile: the returned DC carries the current ones).
-    pub fn restart(&mut self) -> Result<(), String> {
+    pub fn restart(&mut self) -> Result<()> {
         let out = run_script("samba_start.sh", &self.script_envs(), &[])?;
         let env = parse_env_quoted(&out);
         self.adopt_env(&env)
@@ -284,16 +275,14 @@ impl SambaDc {
 
     /// Takes over the PID, ports and URLs a (re)start of the DC wrote to its env file: a
     /// restart may have moved the DC to other ports.
-    fn adopt_env(&mut self, env: &std::collections::HashMap<String, String>) -> Result<(), String> {
+    fn adopt_env(&mut self, env: &std::collections::HashMap<String, String>) -> Result<()> {
         let get = |k: &str| env.get(k).cloned().unwrap_or_default();
-        self.pid = get("SAMBA_PID").parse().map_err(|e| format!("pid: {e}"))?;
+        self.pid = parse_number("SAMBA_PID", &get("SAMBA_PID"))?;
         self.forwarder_pid = std::fs::read_to_string(self.samba_dir().join("forward.pid"))
             .ok()
             .and_then(|s| s.trim().parse().ok());
-        self.ldap_port = get("SAMBA_LDAP_PORT").parse().map_err(|e| format!("{e}"))?;
-        self.ldaps_port = get("SAMBA_LDAPS_PORT")
-            .parse()
-            .map_err(|e| format!("{e}"))?;
+        self.ldap_port = parse_number("SAMBA_LDAP_PORT", &get("SAMBA_LDAP_PORT"))?;
+        self.ldaps_port = parse_number("SAMBA_LDAPS_PORT", &get("SAMBA_LDAPS_PORT"))?;
         self.ldap_url = get("SAMBA_LDAP_URI");
         self.ldaps_url = get("SAMBA_LDAPS_URI");
         Ok(())
@@ -312,7 +301,7 @@ impl SambaDc {
         url: &str,
         extra: &[&str],
         ldif: Option<&str>,
-    ) -> Result<String, String> {
+    ) -> Result<String> {
         let mut cmd = Command::new(tool);
         cmd.args(["-x", "-H", url, "-D", &self.admin_dn, "-w", &self.admin_pw])
             .args(extra);
@@ -321,20 +310,20 @@ impl SambaDc {
     }
 
     /// Applies LDIF (add records) as Administrator over LDAPS.
-    pub fn add(&self, ldif: &str) -> Result<(), String> {
+    pub fn add(&self, ldif: &str) -> Result<()> {
         self.admin_tool("ldapadd", &self.ldaps_url, &[], Some(ldif))
             .map(|_| ())
     }
 
     /// Applies an LDIF change file (changetype: modify / delete / modrdn) over LDAPS.
-    pub fn modify(&self, ldif: &str) -> Result<(), String> {
+    pub fn modify(&self, ldif: &str) -> Result<()> {
         self.admin_tool("ldapmodify", &self.ldaps_url, &[], Some(ldif))
             .map(|_| ())
     }
 
     /// `ldapsearch` as Administrator with paged results (`-E pr=500/noprompt`), LDIF
     /// unwrapped; returns the output (entries, continuation references, and comments).
-    pub fn ldapsearch(&self, base: &str, filter: &str, attrs: &[&str]) -> Result<String, String> {
+    pub fn ldapsearch(&self, base: &str, filter: &str, attrs: &[&str]) -> Result<String> {
         let mut args = vec![
             "-LLL",
             "-o",
@@ -350,7 +339,7 @@ impl SambaDc {
     }
 
     /// Base-scope read of one entry.
-    fn read_base(&self, dn: &str, attrs: &[&str]) -> Result<String, String> {
+    fn read_base(&self, dn: &str, attrs: &[&str]) -> Result<String> {
         let mut args = vec!["-LLL", "-o", "ldif-wrap=no", "-s", "base", "-b", dn];
         args.push("(objectClass=*)");
         args.extend_from_slice(attrs);
@@ -358,7 +347,7 @@ impl SambaDc {
     }
 
     /// DN of the object with this sAMAccountName (or `name` itself if it is already a DN).
-    pub fn dn_of(&self, name: &str) -> Result<String, String> {
+    pub fn dn_of(&self, name: &str) -> Result<String> {
         if name.contains('=') {
             return Ok(name.to_string());
         }
@@ -371,17 +360,19 @@ impl SambaDc {
             .into_iter()
             .next()
             .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .ok_or_else(|| format!("no object with sAMAccountName={name}"))
+            .ok_or_else(|| Error::NoSuchObject {
+                name: name.to_string(),
+            })
     }
 
     /// Values of `attr` of the entry `dn` (raw bytes; base64 in LDIF is decoded).
-    pub fn values(&self, dn: &str, attr: &str) -> Result<Vec<Vec<u8>>, String> {
+    pub fn values(&self, dn: &str, attr: &str) -> Result<Vec<Vec<u8>>> {
         let out = self.read_base(dn, &[attr])?;
         Ok(ldif_values(&out, attr))
     }
 
     /// First value of `attr` as text, if any.
-    pub fn value(&self, dn: &str, attr: &str) -> Result<Option<String>, String> {
+    pub fn value(&self, dn: &str, attr: &str) -> Result<Option<String>> {
         Ok(self
             .values(dn, attr)?
             .into_iter()
@@ -408,7 +399,7 @@ impl SambaDc {
         mail: Option<&str>,
         upn: Option<&str>,
         ou: Option<&str>,
-    ) -> Result<AdUser, String> {
+    ) -> Result<AdUser> {
         let dn = format!("CN={},{}", dn_escape(name), self.parent_dn(ou, "CN=Users"));
         let upn = upn
             .map(str::to_string)
@@ -435,13 +426,13 @@ impl SambaDc {
     }
 
     /// Replaces all values of `attr` (no values = remove the attribute).
-    pub fn set_attr(&self, dn: &str, attr: &str, values: &[&str]) -> Result<(), String> {
+    pub fn set_attr(&self, dn: &str, attr: &str, values: &[&str]) -> Result<()> {
         let raw: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
         self.set_attr_bytes(dn, attr, &raw)
     }
 
     /// Replaces all values of a (possibly binary) attribute, e.g. `mS-DS-ConsistencyGuid`.
-    pub fn set_attr_bytes(&self, dn: &str, attr: &str, values: &[&[u8]]) -> Result<(), String> {
+    pub fn set_attr_bytes(&self, dn: &str, attr: &str, values: &[&[u8]]) -> Result<()> {
         let mut ldif = format!("dn: {dn}\nchangetype: modify\nreplace: {attr}\n");
         for v in values {
             ldif += &ldif_line(attr, v);
@@ -451,15 +442,15 @@ impl SambaDc {
     }
 
     /// userAccountControl of a user (by name or DN).
-    pub fn user_account_control(&self, user: &str) -> Result<u32, String> {
+    pub fn user_account_control(&self, user: &str) -> Result<u32> {
         let dn = self.dn_of(user)?;
-        self.value(&dn, "userAccountControl")?
-            .ok_or_else(|| format!("{dn} has no userAccountControl"))?
-            .parse()
-            .map_err(|e| format!("userAccountControl: {e}"))
+        let value = self
+            .value(&dn, "userAccountControl")?
+            .ok_or_else(|| missing(&dn, "userAccountControl"))?;
+        parse_number("userAccountControl", &value)
     }
 
-    fn set_disabled(&self, user: &str, disabled: bool) -> Result<(), String> {
+    fn set_disabled(&self, user: &str, disabled: bool) -> Result<()> {
         let dn = self.dn_of(user)?;
         let uac = self.user_account_control(&dn)?;
         let new = if disabled { uac | 0x2 } else { uac & !0x2 };
@@ -467,33 +458,33 @@ impl SambaDc {
     }
 
     /// Sets ACCOUNTDISABLE (0x2) in userAccountControl.
-    pub fn disable_user(&self, user: &str) -> Result<(), String> {
+    pub fn disable_user(&self, user: &str) -> Result<()> {
         self.set_disabled(user, true)
     }
 
     /// Clears ACCOUNTDISABLE (0x2) in userAccountControl.
-    pub fn enable_user(&self, user: &str) -> Result<(), String> {
+    pub fn enable_user(&self, user: &str) -> Result<()> {
         self.set_disabled(user, false)
     }
 
     /// Deletes an entry by DN (it becomes a tombstone under `CN=Deleted Objects`).
-    pub fn delete(&self, dn: &str) -> Result<(), String> {
+    pub fn delete(&self, dn: &str) -> Result<()> {
         self.modify(&format!("dn: {dn}\nchangetype: delete\n"))
     }
 
     /// Deletes a user by name (sAMAccountName) or DN.
-    pub fn delete_user(&self, user: &str) -> Result<(), String> {
+    pub fn delete_user(&self, user: &str) -> Result<()> {
         let dn = self.dn_of(user)?;
         self.delete(&dn)
     }
 
     /// Creates a global security group `CN=<name>,CN=Users,<base>`; returns its DN.
-    pub fn add_group(&self, name: &str) -> Result<String, String> {
+    pub fn add_group(&self, name: &str) -> Result<String> {
         self.add_group_in(name, None)
     }
 
     /// Creates a global security group in `ou` (OU name or container DN); returns its DN.
-    pub fn add_group_in(&self, name: &str, ou: Option<&str>) -> Result<String, String> {
+    pub fn add_group_in(&self, name: &str, ou: Option<&str>) -> Result<String> {
         let dn = format!("CN={},{}", dn_escape(name), self.parent_dn(ou, "CN=Users"));
         let mut ldif = format!("dn: {dn}\nobjectClass: group\ngroupType: -2147483646\n");
         ldif += &ldif_line("sAMAccountName", name.as_bytes());
@@ -501,7 +492,7 @@ impl SambaDc {
         Ok(dn)
     }
 
-    fn change_members(&self, group: &str, members: &[&str], op: &str) -> Result<(), String> {
+    fn change_members(&self, group: &str, members: &[&str], op: &str) -> Result<()> {
         let gdn = self.dn_of(group)?;
         let mut ldif = format!("dn: {gdn}\nchangetype: modify\n{op}: member\n");
         for m in members {
@@ -512,24 +503,24 @@ impl SambaDc {
     }
 
     /// Adds members (names or DNs) to a group (name or DN).
-    pub fn add_members(&self, group: &str, members: &[&str]) -> Result<(), String> {
+    pub fn add_members(&self, group: &str, members: &[&str]) -> Result<()> {
         self.change_members(group, members, "add")
     }
 
     /// Removes members (names or DNs) from a group (name or DN).
-    pub fn remove_members(&self, group: &str, members: &[&str]) -> Result<(), String> {
+    pub fn remove_members(&self, group: &str, members: &[&str]) -> Result<()> {
         self.change_members(group, members, "delete")
     }
 
     /// Deletes a group by name or DN.
-    pub fn delete_group(&self, group: &str) -> Result<(), String> {
+    pub fn delete_group(&self, group: &str) -> Result<()> {
         let dn = self.dn_of(group)?;
         self.delete(&dn)
     }
 
     /// Creates `OU=<name>,<base>`; for a nested OU pass its full DN (`OU=b,OU=a,<base>`).
     /// Returns the DN.
-    pub fn add_ou(&self, name: &str) -> Result<String, String> {
+    pub fn add_ou(&self, name: &str) -> Result<String> {
         let dn = if name.to_ascii_uppercase().starts_with("OU=") {
             name.to_string()
         } else {
@@ -540,8 +531,8 @@ impl SambaDc {
     }
 
     /// Moves an entry under `new_parent` (keeps its RDN); returns the new DN.
-    pub fn move_to(&self, dn: &str, new_parent: &str) -> Result<String, String> {
-        let rdn = split_rdn(dn).ok_or_else(|| format!("cannot split RDN of {dn}"))?;
+    pub fn move_to(&self, dn: &str, new_parent: &str) -> Result<String> {
+        let rdn = split_rdn(dn).ok_or_else(|| Error::InvalidDn { dn: dn.to_string() })?;
         self.modify(&format!(
             "dn: {dn}\nchangetype: modrdn\nnewrdn: {rdn}\ndeleteoldrdn: 1\nnewsuperior: {new_parent}\n"
         ))?;
@@ -549,7 +540,7 @@ impl SambaDc {
     }
 
     /// Renames an entry within its container (`new_rdn` like `CN=New Name`); returns the new DN.
-    pub fn rename(&self, dn: &str, new_rdn: &str) -> Result<String, String> {
+    pub fn rename(&self, dn: &str, new_rdn: &str) -> Result<String> {
         self.modify(&format!(
             "dn: {dn}\nchangetype: modrdn\nnewrdn: {new_rdn}\ndeleteoldrdn: 1\n"
         ))?;
@@ -561,27 +552,35 @@ impl SambaDc {
     }
 
     /// objectGUID of `dn` in the text form (first three groups little-endian).
-    pub fn object_guid(&self, dn: &str) -> Result<String, String> {
+    pub fn object_guid(&self, dn: &str) -> Result<String> {
         let raw = self
             .values(dn, "objectGUID")?
             .into_iter()
             .next()
-            .ok_or_else(|| format!("{dn} has no objectGUID"))?;
-        ad_guid_text(&raw).ok_or_else(|| format!("objectGUID of {dn} is {} bytes", raw.len()))
+            .ok_or_else(|| missing(dn, "objectGUID"))?;
+        ad_guid_text(&raw).ok_or_else(|| Error::Malformed {
+            dn: dn.to_string(),
+            attr: "objectGUID".into(),
+            detail: format!("{} bytes", raw.len()),
+        })
     }
 
     /// objectSid of `dn` as `S-1-5-21-…`.
-    pub fn object_sid(&self, dn: &str) -> Result<String, String> {
+    pub fn object_sid(&self, dn: &str) -> Result<String> {
         let raw = self
             .values(dn, "objectSid")?
             .into_iter()
             .next()
-            .ok_or_else(|| format!("{dn} has no objectSid"))?;
-        ad_sid_text(&raw).ok_or_else(|| format!("objectSid of {dn} is malformed"))
+            .ok_or_else(|| missing(dn, "objectSid"))?;
+        ad_sid_text(&raw).ok_or_else(|| Error::Malformed {
+            dn: dn.to_string(),
+            attr: "objectSid".into(),
+            detail: format!("{} bytes that are no SID", raw.len()),
+        })
     }
 
     /// Sets a user's password (unicodePwd over LDAPS, as Administrator).
-    pub fn set_password(&self, user: &str, pw: &str) -> Result<(), String> {
+    pub fn set_password(&self, user: &str, pw: &str) -> Result<()> {
         let dn = self.dn_of(user)?;
         let ldif = format!(
             "dn: {dn}\nchangetype: modify\nreplace: unicodePwd\n{}-\n",
@@ -592,7 +591,7 @@ impl SambaDc {
 
     /// Grants "Replicating Directory Changes" on the domain root to `who` (name or DN), so it
     /// can use DirSync without the OBJECT_SECURITY flag (`samba-tool dsacl set`).
-    pub fn grant_dirsync(&self, who: &str) -> Result<(), String> {
+    pub fn grant_dirsync(&self, who: &str) -> Result<()> {
         let dn = self.dn_of(who)?;
         let sid = self.object_sid(&dn)?;
         self.samba_tool(&[
@@ -610,7 +609,7 @@ impl SambaDc {
     /// Deleted. The Windows equivalent is `dsacls "CN=Deleted Objects,<base>" /takeownership`
     /// then `/g <account>:LCRP`. `samba-tool dsacl` cannot find the (deleted) container, so
     /// this edits the descriptor in sam.ldb directly with the show_deleted control.
-    pub fn grant_deleted_objects_read(&self, who: &str) -> Result<(), String> {
+    pub fn grant_deleted_objects_read(&self, who: &str) -> Result<()> {
         let sid = self.object_sid(&self.dn_of(who)?)?;
         let sam = self.samba_dir().join("private/sam.ldb");
         let container = format!("CN=Deleted Objects,{}", self.base_dn);
@@ -632,7 +631,10 @@ impl SambaDc {
         let sddl = unfolded
             .lines()
             .find_map(|l| l.strip_prefix("nTSecurityDescriptor: "))
-            .ok_or_else(|| format!("no SDDL descriptor on {container}:\n{out}"))?;
+            .ok_or_else(|| Error::UnexpectedOutput {
+                what: "ldbsearch".into(),
+                detail: format!("no SDDL descriptor on {container}:\n{out}"),
+            })?;
         let ace = format!("(A;CI;LCRP;;;{sid})");
         // The DACL ends where the SACL ("S:") begins, or at the end.
         let new_sddl = match sddl.find("S:") {
@@ -646,7 +648,7 @@ impl SambaDc {
     }
 
     /// Runs `samba-tool <args> -s <smb.conf> -H <ldap_url> -U Administrator%…`.
-    pub fn samba_tool(&self, args: &[&str]) -> Result<String, String> {
+    pub fn samba_tool(&self, args: &[&str]) -> Result<String> {
         let mut cmd = Command::new("samba-tool");
         cmd.args(args)
             .arg("-s")
@@ -667,20 +669,20 @@ impl SambaDc {
         &mut self,
         hook: &std::path::Path,
         attributes: &[&str],
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let mut envs = self.script_envs();
         envs.push(("SYNCPW_HOOK", hook.display().to_string()));
         envs.push(("SYNCPW_ATTRS", attributes.join(",")));
         run_script("samba_syncpw_setup.sh", &envs, &["gpg"])?;
-        let env_text = std::fs::read_to_string(self.samba_dir().join("env"))
-            .map_err(|e| format!("samba env file: {e}"))?;
+        let env_text =
+            std::fs::read_to_string(self.samba_dir().join("env")).map_err(io("samba env file"))?;
         let env = parse_env_quoted(&env_text);
         self.adopt_env(&env)
     }
 
     /// One `samba-tool user syncpasswords --no-wait` pass (the hook runs once per changed
     /// account); returns samba-tool's output (which includes the hook's replies).
-    pub fn syncpasswords_once(&self) -> Result<String, String> {
+    pub fn syncpasswords_once(&self) -> Result<String> {
         let mut cmd = Command::new("samba-tool");
         cmd.args(["user", "syncpasswords", "--no-wait", "-s"])
             .arg(&self.smb_conf)
@@ -690,7 +692,7 @@ impl SambaDc {
 
     /// A user changes their own password over LDAPS (bind as the user with `old`; unicodePwd
     /// delete old + add new, UTF-16LE quoted), as Windows clients do.
-    pub fn change_own_password(&self, user: &str, old: &str, new: &str) -> Result<(), String> {
+    pub fn change_own_password(&self, user: &str, old: &str, new: &str) -> Result<()> {
         let dn = self.dn_of(user)?;
         let ldif = format!(
             "dn: {dn}\nchangetype: modify\ndelete: unicodePwd\n{}-\nadd: unicodePwd\n{}-\n",
@@ -700,9 +702,9 @@ impl SambaDc {
         let mut cmd = Command::new("ldapmodify");
         cmd.args(["-x", "-H", &self.ldaps_url, "-D", &dn, "-y"]);
         // The bind password through a 0600 file, not argv (visible in ps).
-        let pw_file = tempfile::NamedTempFile::new_in(self.samba_dir())
-            .map_err(|e| format!("temp file: {e}"))?;
-        std::fs::write(pw_file.path(), old.as_bytes()).map_err(|e| e.to_string())?;
+        let pw_file =
+            tempfile::NamedTempFile::new_in(self.samba_dir()).map_err(io("password file"))?;
+        std::fs::write(pw_file.path(), old.as_bytes()).map_err(io("password file"))?;
         cmd.arg(pw_file.path());
         self.tool_env(&mut cmd);
         run_with_stdin(cmd, "ldapmodify (own password change)", Some(&ldif)).map(|_| ())
@@ -710,12 +712,12 @@ impl SambaDc {
 
     /// Bulk-loads `users` users and `groups` groups (`gen_ldap_data.py --ad --with-ous`, one
     /// `ldapadd` over plain LDAP). Users are disabled and have no password. Once per DC.
-    pub fn load_users(&self, users: usize, groups: usize) -> Result<LoadStats, String> {
+    pub fn load_users(&self, users: usize, groups: usize) -> Result<LoadStats> {
         let people_dn = format!("OU=people,{}", self.base_dn);
         let groups_dn = format!("OU=groups,{}", self.base_dn);
         let probe = self.ldapsearch(&self.base_dn, "(ou=people)", &["1.1"])?;
         if probe.contains("dn: ") {
-            return Err(format!("{people_dn} exists: load_users works once per DC"));
+            return Err(Error::AlreadyLoaded { people_dn });
         }
         let output = Command::new("python3")
             .arg(peers_dir().join("gen_ldap_data.py"))
@@ -723,12 +725,16 @@ impl SambaDc {
             .arg(groups.to_string())
             .args(["--ad", "--with-ous", "--base", &self.base_dn])
             .output()
-            .map_err(|e| format!("gen_ldap_data.py: {e}"))?;
+            .map_err(spawn("gen_ldap_data.py"))?;
         if !output.status.success() {
-            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+            return Err(Error::Command {
+                what: "gen_ldap_data.py".into(),
+                status: output.status,
+                output: String::from_utf8_lossy(&output.stderr).into_owned(),
+            });
         }
         let ldif = self.samba_dir().join(format!("load-{users}-{groups}.ldif"));
-        std::fs::write(&ldif, &output.stdout).map_err(|e| e.to_string())?;
+        std::fs::write(&ldif, &output.stdout).map_err(io(ldif.display().to_string()))?;
         let file = ldif.display().to_string();
         let t0 = Instant::now();
         self.admin_tool("ldapadd", &self.ldap_url, &["-f", &file], None)?;
@@ -748,7 +754,7 @@ impl Drop for SambaDc {
     }
 }
 
-fn run_with_stdin(mut cmd: Command, what: &str, stdin: Option<&str>) -> Result<String, String> {
+fn run_with_stdin(mut cmd: Command, what: &str, stdin: Option<&str>) -> Result<String> {
     use std::io::Write as _;
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
@@ -757,23 +763,41 @@ fn run_with_stdin(mut cmd: Command, what: &str, stdin: Option<&str>) -> Result<S
     })
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| format!("cannot run {what}: {e}"))?;
+    let mut child = cmd.spawn().map_err(spawn(what))?;
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         pipe.write_all(input.as_bytes())
-            .map_err(|e| format!("{what} stdin: {e}"))?;
+            .map_err(io(format!("{what} stdin")))?;
     }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| format!("{what}: {e}"))?;
+    let output = child.wait_with_output().map_err(io(what))?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
-        return Err(format!(
-            "{what} failed ({}): {stdout}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ));
+        return Err(Error::Command {
+            what: what.to_string(),
+            status: output.status,
+            output: format!("{stdout}{}", String::from_utf8_lossy(&output.stderr)),
+        });
     }
     Ok(stdout)
+}
+
+/// `value` of the variable or attribute `what` as a number.
+fn parse_number<T: std::str::FromStr<Err = std::num::ParseIntError>>(
+    what: &str,
+    value: &str,
+) -> Result<T> {
+    value.parse().map_err(|source| Error::Parse {
+        what: what.to_string(),
+        value: value.to_string(),
+        source,
+    })
+}
+
+/// The error for an entry `dn` without `attr`.
+fn missing(dn: &str, attr: &str) -> Error {
+    Error::MissingAttribute {
+        dn: dn.to_string(),
+        attr: attr.to_string(),
+    }
 }
 
 /// One LDIF attribute line, base64 (`attr:: …`) unless the value is a safe string.

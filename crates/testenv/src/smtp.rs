@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
-use crate::{free_port, parse_env, run_script};
+use crate::error::io;
+use crate::{Error, Result, free_port, parse_env, run_script, temp_dir};
 
 /// One message as the sink stored it.
 #[derive(Debug, Clone)]
@@ -37,18 +38,18 @@ pub struct SmtpSink {
 }
 
 impl SmtpSink {
-    pub fn start() -> Result<SmtpSink, String> {
+    pub fn start() -> Result<SmtpSink> {
         Self::start_with("")
     }
 
     /// Starts with extra sink arguments, e.g. `"--reject-rcpt bounce@ --fail-rate 0.5"`.
-    pub fn start_with(args: &str) -> Result<SmtpSink, String> {
+    pub fn start_with(args: &str) -> Result<SmtpSink> {
         Self::start_inner(None, args, &[])
     }
 
     /// Starts a sink that offers STARTTLS (certificate from a private CA, [`Self::ca_file`])
     /// and requires AUTH PLAIN/LOGIN as `user_pass` (`USER:PASS`).
-    pub fn start_tls_auth(user_pass: &str) -> Result<SmtpSink, String> {
+    pub fn start_tls_auth(user_pass: &str) -> Result<SmtpSink> {
         Self::start_inner(
             None,
             "",
@@ -57,7 +58,7 @@ impl SmtpSink {
     }
 
     /// Starts on a given port (a relay that comes up after the service queued mail).
-    pub fn start_on(port: u16, args: &str) -> Result<SmtpSink, String> {
+    pub fn start_on(port: u16, args: &str) -> Result<SmtpSink> {
         Self::start_inner(Some(port), args, &[])
     }
 
@@ -65,14 +66,11 @@ impl SmtpSink {
         fixed_port: Option<u16>,
         args: &str,
         extra_env: &[(&str, String)],
-    ) -> Result<SmtpSink, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("dirsync-smtp-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
-        let mut last = String::new();
+    ) -> Result<SmtpSink> {
+        let dir = temp_dir("dirsync-smtp-")?;
         // A free port may be taken between the probe and the bind: try a few.
-        for _ in 0..5 {
+        let mut attempt = 1;
+        loop {
             let port = match fixed_port {
                 Some(p) => p,
                 None => free_port()?,
@@ -104,10 +102,10 @@ impl SmtpSink {
                         dir,
                     });
                 }
-                Err(e) => last = e,
+                Err(e) if attempt >= 5 => return Err(e),
+                Err(_) => attempt += 1,
             }
         }
-        Err(last)
     }
 
     /// Where the sink stores `NNNNNN.eml` and `index.jsonl`.
@@ -116,19 +114,28 @@ impl SmtpSink {
     }
 
     /// Every message received so far, in arrival order.
-    pub fn messages(&self) -> Result<Vec<ReceivedMail>, String> {
+    pub fn messages(&self) -> Result<Vec<ReceivedMail>> {
         let index = self.mail_dir().join("index.jsonl");
         let text = match std::fs::read_to_string(&index) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(format!("{}: {e}", index.display())),
+            Err(e) => return Err(io(index.display().to_string())(e)),
         };
         let mut out = Vec::new();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let rec: serde_json::Value =
-                serde_json::from_str(line).map_err(|e| format!("index.jsonl: {e}: {line}"))?;
-            let file = rec["file"].as_str().ok_or("index.jsonl: no file")?;
-            let raw = std::fs::read(self.mail_dir().join(file)).map_err(|e| e.to_string())?;
+                serde_json::from_str(line).map_err(|source| Error::Json {
+                    context: format!("index.jsonl line {line:?}"),
+                    source,
+                })?;
+            let file = rec["file"]
+                .as_str()
+                .ok_or_else(|| Error::UnexpectedOutput {
+                    what: "index.jsonl".into(),
+                    detail: format!("no file in {line}"),
+                })?;
+            let path = self.mail_dir().join(file);
+            let raw = std::fs::read(&path).map_err(io(path.display().to_string()))?;
             let raw = String::from_utf8_lossy(&raw).into_owned();
             out.push(ReceivedMail {
                 rcpts: rec["rcpt_tos"]
@@ -151,7 +158,7 @@ impl SmtpSink {
     }
 
     /// Waits until at least `n` messages have arrived; returns them all.
-    pub fn wait_for(&self, n: usize, timeout: Duration) -> Result<Vec<ReceivedMail>, String> {
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Result<Vec<ReceivedMail>> {
         let deadline = Instant::now() + timeout;
         loop {
             let msgs = self.messages()?;
@@ -159,13 +166,17 @@ impl SmtpSink {
                 return Ok(msgs);
             }
             if Instant::now() > deadline {
-                return Err(format!(
-                    "expected {n} message(s) within {timeout:?}, got {}: {:?}",
-                    msgs.len(),
-                    msgs.iter()
-                        .map(|m| (&m.rcpts, &m.subject))
-                        .collect::<Vec<_>>()
-                ));
+                return Err(Error::MailNotReceived {
+                    expected: n,
+                    timeout,
+                    count: msgs.len(),
+                    received: format!(
+                        "{:?}",
+                        msgs.iter()
+                            .map(|m| (&m.rcpts, &m.subject))
+                            .collect::<Vec<_>>()
+                    ),
+                });
             }
             std::thread::sleep(Duration::from_millis(100));
         }

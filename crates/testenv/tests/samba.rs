@@ -247,19 +247,13 @@ fn rustls_config(ca: &Path) -> Arc<rustls::ClientConfig> {
     )
 }
 
-async fn rustls_bind(dc: &SambaDc, url: &str, starttls: bool) -> Result<usize, String> {
+async fn rustls_bind(dc: &SambaDc, url: &str, starttls: bool) -> Result<usize, ldap3::LdapError> {
     let settings = ldap3::LdapConnSettings::new()
         .set_config(rustls_config(&dc.ca_file))
         .set_starttls(starttls);
-    let (conn, mut ldap) = ldap3::LdapConnAsync::with_settings(settings, url)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (conn, mut ldap) = ldap3::LdapConnAsync::with_settings(settings, url).await?;
     ldap3::drive!(conn);
-    ldap.simple_bind(&dc.svc_dn, &dc.svc_pw)
-        .await
-        .map_err(|e| e.to_string())?
-        .success()
-        .map_err(|e| e.to_string())?;
+    ldap.simple_bind(&dc.svc_dn, &dc.svc_pw).await?.success()?;
     let (entries, _) = ldap
         .search(
             &dc.base_dn,
@@ -267,10 +261,8 @@ async fn rustls_bind(dc: &SambaDc, url: &str, starttls: bool) -> Result<usize, S
             "(objectClass=*)",
             vec!["dn"],
         )
-        .await
-        .map_err(|e| e.to_string())?
-        .success()
-        .map_err(|e| e.to_string())?;
+        .await?
+        .success()?;
     let _ = ldap.unbind().await;
     Ok(entries.len())
 }
@@ -325,8 +317,8 @@ fn two_forests_side_by_side_and_rustls_verifies_each() {
         .unwrap();
     rt.block_on(async {
         for dc in [&example, &other] {
-            assert_eq!(rustls_bind(dc, &dc.ldaps_url, false).await, Ok(1));
-            assert_eq!(rustls_bind(dc, &dc.ldap_url, true).await, Ok(1));
+            assert_eq!(rustls_bind(dc, &dc.ldaps_url, false).await.unwrap(), 1);
+            assert_eq!(rustls_bind(dc, &dc.ldap_url, true).await.unwrap(), 1);
         }
         let crossed = SambaDcView { ca: &other.ca_file };
         let err = crossed.bind(&example.ldaps_url).await;
@@ -361,13 +353,11 @@ struct SambaDcView<'a> {
 }
 
 impl SambaDcView<'_> {
-    async fn bind(&self, url: &str) -> Result<(), String> {
+    async fn bind(&self, url: &str) -> Result<(), ldap3::LdapError> {
         let settings = ldap3::LdapConnSettings::new().set_config(rustls_config(self.ca));
-        let (conn, mut ldap) = ldap3::LdapConnAsync::with_settings(settings, url)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (conn, mut ldap) = ldap3::LdapConnAsync::with_settings(settings, url).await?;
         ldap3::drive!(conn);
-        ldap.simple_bind("", "").await.map_err(|e| e.to_string())?;
+        ldap.simple_bind("", "").await?;
         Ok(())
     }
 }

@@ -11,6 +11,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use bench::common::{binaries, run_dirsync, start_idservice, write_dirsync_config, writes};
+use bench::error::io;
+use bench::{Error, Result};
 use clap::Parser;
 use serde_json::json;
 
@@ -44,7 +46,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn bench(args: &Args) -> Result<(), String> {
+fn bench(args: &Args) -> Result<()> {
     let (idservice_bin, dirsync_bin) =
         binaries(args.idservice.as_deref(), args.dirsync.as_deref())?;
 
@@ -61,7 +63,7 @@ fn bench(args: &Args) -> Result<(), String> {
     );
     let target = start_idservice(&idservice_bin, &["--expires", "1d"], &[])?;
 
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(io("temporary directory"))?;
     let mut sync = json!({"state_dir": "state"});
     if let Some(c) = args.concurrency {
         sync["concurrency"] = json!(c);
@@ -84,17 +86,17 @@ fn bench(args: &Args) -> Result<(), String> {
     let initial = run_dirsync(&dirsync_bin, dir.path(), &[])?;
     let c = &initial.report["counts"];
     if c["created"] != json!(args.users) || c["groups_created"] != json!(args.groups) {
-        return Err(format!(
+        return Err(Error::Incomplete(format!(
             "the initial run did not create everything: {:#}",
             initial.report
-        ));
+        )));
     }
     let second = run_dirsync(&dirsync_bin, dir.path(), &[])?;
     if writes(&second.report) != 0 {
-        return Err(format!(
+        return Err(Error::Incomplete(format!(
             "the second run was expected to change nothing: {:#}",
             second.report
-        ));
+        )));
     }
 
     println!(

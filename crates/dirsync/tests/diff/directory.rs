@@ -26,9 +26,9 @@ pub enum Backend {
 pub trait Directory {
     fn layout(&self) -> Layout;
     /// Sends one change; an error is the server's refusal.
-    fn send(&self, effect: &Effect) -> Result<(), String>;
+    fn send(&self, effect: &Effect) -> testenv::Result<()>;
     /// The `member` values of a group as the server shows them.
-    fn members(&self, group_dn: &str) -> Result<Vec<String>, String>;
+    fn members(&self, group_dn: &str) -> testenv::Result<Vec<String>>;
     /// `ad.ldap` of the agent's configuration, and the keys of the rest it needs.
     fn config(&self) -> Value;
     /// The bind password of the agent's account.
@@ -125,7 +125,7 @@ impl Directory for LdapDir {
         }
     }
 
-    fn send(&self, effect: &Effect) -> Result<(), String> {
+    fn send(&self, effect: &Effect) -> testenv::Result<()> {
         if let Some(ldif) = common_ldif(effect) {
             return self.slapd.modify(&ldif);
         }
@@ -175,7 +175,7 @@ impl Directory for LdapDir {
         }
     }
 
-    fn members(&self, group_dn: &str) -> Result<Vec<String>, String> {
+    fn members(&self, group_dn: &str) -> testenv::Result<Vec<String>> {
         self.slapd.values(group_dn, "member")
     }
 
@@ -237,7 +237,7 @@ impl Directory for AdDir {
         }
     }
 
-    fn send(&self, effect: &Effect) -> Result<(), String> {
+    fn send(&self, effect: &Effect) -> testenv::Result<()> {
         if let Some(ldif) = common_ldif(effect) {
             return self.dc.modify(&ldif);
         }
@@ -281,7 +281,7 @@ impl Directory for AdDir {
         }
     }
 
-    fn members(&self, group_dn: &str) -> Result<Vec<String>, String> {
+    fn members(&self, group_dn: &str) -> testenv::Result<Vec<String>> {
         Ok(self
             .dc
             .values(group_dn, "member")?

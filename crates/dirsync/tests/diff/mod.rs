@@ -90,6 +90,49 @@ fn render(history: &History) -> String {
         .replace("member: Group(", "member: Member::Group(")
 }
 
+/// Why a replay failed: a difference the harness found, or the directory or idservice
+/// refusing what the harness asked.
+#[derive(Debug, thiserror::Error)]
+pub enum Mismatch {
+    #[error("the directory refused {op} ({effect}): {source}")]
+    Refused {
+        op: String,
+        effect: String,
+        source: Box<testenv::Error>,
+    },
+    #[error(transparent)]
+    Testenv(#[from] testenv::Error),
+    #[error("the directory's members never matched the model: {0}")]
+    MembersNeverSettled(String),
+    #[error("no directory user at the refused DN {0}")]
+    NoUserAtRefusedDn(String),
+    #[error("{what}: exit {code}, report {report:#}\nstderr: {stderr}")]
+    RunFailed {
+        what: String,
+        code: i32,
+        report: Box<Value>,
+        stderr: String,
+    },
+    #[error("the run was not incremental: {0}")]
+    NotIncremental(Box<Value>),
+    #[error(
+        "a full run would still do {count} operations:\n{full:#}\n(the incremental run planned \
+         {incremental:#})"
+    )]
+    FullRunWouldWrite {
+        count: usize,
+        full: Box<Value>,
+        incremental: Box<Value>,
+    },
+    #[error("the full run skips {full:?} where the incremental run skipped {incremental:?}")]
+    SkipsDiffer {
+        full: Vec<Value>,
+        incremental: Vec<Value>,
+    },
+    #[error("the target differs from a fresh sync:\n{0}")]
+    DiffersFromFresh(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct Failure {
     /// Index of the incremental run after which a check failed.
@@ -206,7 +249,12 @@ impl World {
     /// Applies the setup, syncs fully, then each run's operations followed by an
     /// incremental sync and the checks.
     fn replay(&mut self, history: &History) -> Result<(), Failure> {
-        let fail = |run: usize| move |message: String| Failure { run, message };
+        let fail = |run: usize| {
+            move |m: Mismatch| Failure {
+                run,
+                message: m.to_string(),
+            }
+        };
         self.apply(&history.setup).map_err(fail(0))?;
         let config = self.config("main", &self.target);
         let first = self.sync(&config, &[]);
@@ -222,10 +270,9 @@ impl World {
                 && run.report["full_reason"]
                     == json!("the last run skipped objects because of the target's state");
             if run.report["mode"] != json!("incremental") && !full_after_purge {
-                return Err(fail(i)(format!(
-                    "the run was not incremental: {}",
-                    run.report["full_reason"]
-                )));
+                return Err(fail(i)(Mismatch::NotIncremental(Box::new(
+                    run.report["full_reason"].clone(),
+                ))));
             }
             if full_after_purge {
                 self.stats.full += 1;
@@ -241,7 +288,7 @@ impl World {
 
     /// Does what the report tells the administrator for a user re-created in the directory
     /// while its old target user is pending deletion: purge the old one. True when it did.
-    fn purge_refused(&self, run: &Run) -> Result<bool, String> {
+    fn purge_refused(&self, run: &Run) -> Result<bool, Mismatch> {
         let mut purged = false;
         for s in skipped(run) {
             if s["kind"] != json!("recreated_user") {
@@ -253,7 +300,7 @@ impl World {
                 .users
                 .values()
                 .find(|u| u.exists && dn_key(&self.model.user_dn(u)) == dn)
-                .ok_or_else(|| format!("no directory user at the refused DN {dn}"))?;
+                .ok_or_else(|| Mismatch::NoUserAtRefusedDn(dn.clone()))?;
             self.target.idservice().admin_command(&[
                 "users",
                 "purge-pending",
@@ -267,19 +314,23 @@ impl World {
 
     /// Sends the operations that apply, then waits until the server shows every group's
     /// `member` values as the model does (refint rewrites them in a task of its own).
-    fn apply(&mut self, ops: &[Op]) -> Result<(), String> {
+    fn apply(&mut self, ops: &[Op]) -> Result<(), Mismatch> {
         for op in ops {
             if let Some(effect) = self.model.apply(op) {
                 self.stats.sent += 1;
                 self.directory
                     .send(&effect)
-                    .map_err(|e| format!("the directory refused {op:?} ({effect:?}): {e}"))?;
+                    .map_err(|source| Mismatch::Refused {
+                        op: format!("{op:?}"),
+                        effect: format!("{effect:?}"),
+                        source: Box::new(source),
+                    })?;
             }
         }
         self.settle()
     }
 
-    fn settle(&self) -> Result<(), String> {
+    fn settle(&self) -> Result<(), Mismatch> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let mut mismatch = None;
@@ -300,9 +351,7 @@ impl World {
             match mismatch {
                 None => return Ok(()),
                 Some(m) if Instant::now() >= deadline => {
-                    return Err(format!(
-                        "the directory's members never matched the model: {m}"
-                    ));
+                    return Err(Mismatch::MembersNeverSettled(m));
                 }
                 Some(_) => std::thread::sleep(Duration::from_millis(50)),
             }
@@ -357,23 +406,25 @@ impl World {
 
     /// A run that wrote what it planned: no failure, and nothing skipped but users
     /// re-created while their old target user is pending deletion (refused by design).
-    fn assert_run(&self, run: &Run, what: &str) -> Result<(), String> {
+    fn assert_run(&self, run: &Run, what: &str) -> Result<(), Mismatch> {
         let failures = run.report["failures"].as_array().map_or(0, Vec::len);
         let unexpected: Vec<Value> = skipped(run)
             .into_iter()
             .filter(|s| s["kind"] != json!("recreated_user"))
             .collect();
         if failures > 0 || !unexpected.is_empty() || !matches!(run.code, 0 | 1) {
-            return Err(format!(
-                "{what}: exit {}, report {:#}\nstderr: {}",
-                run.code, run.report, run.stderr
-            ));
+            return Err(Mismatch::RunFailed {
+                what: what.to_string(),
+                code: run.code,
+                report: Box::new(run.report.clone()),
+                stderr: run.stderr.clone(),
+            });
         }
         Ok(())
     }
 
     /// The two checks after an incremental run.
-    fn check(&mut self, config: &Path, run: &Run) -> Result<(), String> {
+    fn check(&mut self, config: &Path, run: &Run) -> Result<(), Mismatch> {
         let full = self.sync(config, &["--full", "--dry-run"]);
         self.assert_run(&full, "full dry run")?;
         let ops = full.plan["operations"]
@@ -381,25 +432,23 @@ impl World {
             .cloned()
             .unwrap_or_default();
         if !ops.is_empty() {
-            return Err(format!(
-                "a full run would still do {} operations:\n{:#}\n(the incremental run planned {:#})",
-                ops.len(),
-                Value::Array(ops),
-                run.plan["operations"]
-            ));
+            return Err(Mismatch::FullRunWouldWrite {
+                count: ops.len(),
+                full: Box::new(Value::Array(ops)),
+                incremental: Box::new(run.plan["operations"].clone()),
+            });
         }
         if skipped(&full) != skipped(run) {
-            return Err(format!(
-                "the full run skips {:?} where the incremental run skipped {:?}",
-                skipped(&full),
-                skipped(run)
-            ));
+            return Err(Mismatch::SkipsDiffer {
+                full: skipped(&full),
+                incremental: skipped(run),
+            });
         }
         self.compare_with_fresh()
     }
 
     /// The target against a fresh sync of the same directory into an empty idservice.
-    fn compare_with_fresh(&mut self) -> Result<(), String> {
+    fn compare_with_fresh(&mut self) -> Result<(), Mismatch> {
         self.fresh_runs += 1;
         let fresh = Target::Id(IdService::start().expect("start idservice"));
         let config = self.config(&format!("fresh{}", self.fresh_runs), &fresh);
@@ -421,10 +470,7 @@ impl World {
                 .join(format!("state-fresh{}", self.fresh_runs)),
         );
         if want != got {
-            return Err(format!(
-                "the target differs from a fresh sync:\n{}",
-                diff(&want, &got)
-            ));
+            return Err(Mismatch::DiffersFromFresh(diff(&want, &got)));
         }
         Ok(())
     }
