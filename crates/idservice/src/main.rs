@@ -1,5 +1,7 @@
 //! The `idservice` command: `serve`, and the administrator commands for tokens, domains and
-//! users pending deletion. Errors are printed as one line and exit non-zero.
+//! users pending deletion. Errors are printed as one line and exit non-zero. This file knows
+//! the command line and how to print results and errors; what a command does lives in the
+//! library.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,10 +9,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use idservice::config::{Config, ConfigError};
+use idservice::domain::Service;
 use idservice::domain::tokens::{self, Scopes};
 use idservice::domain::users::{self, Purge};
-use idservice::server::{self, DbArgs, ServeOptions};
+use idservice::server::{self, DbArgs, ServeError, ServeOptions};
 use idservice::store::admin;
+use idservice::store::backend::BackendError;
 
 /// mimalloc: the service allocates small objects per attribute on every request.
 #[global_allocator]
@@ -129,13 +134,6 @@ enum MailCommand {
     },
 }
 
-fn load_config(file: Option<&std::path::Path>) -> Result<idservice::config::Config, String> {
-    match file {
-        Some(f) => idservice::config::load(f).map_err(|e| e.to_string()),
-        None => Ok(idservice::config::Config::default()),
-    }
-}
-
 #[derive(Subcommand)]
 enum DomainCommand {
     /// Register a domain; from then on every userName must be in a registered domain.
@@ -174,8 +172,66 @@ enum UsersCommand {
     },
 }
 
+/// Why a command failed; printed as one line after `error: `.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    TokenArgs(#[from] tokens::ParseError),
+    #[error(transparent)]
+    Outbound(#[from] idservice::outbound::Error),
+    #[error(transparent)]
+    Mail(#[from] idservice::mail::Error),
+    /// A domain operation refused; its detail is the message.
+    #[error("{}", .0.detail)]
+    Scim(#[from] scim::ScimError),
+    #[error("invalid timeout {0:?}")]
+    InvalidTimeout(String),
+    #[error("--retention-days must not be negative")]
+    NegativeRetention,
+    #[error("no active token with id {0}")]
+    NoSuchToken(String),
+    #[error("{0:?} is not a domain name")]
+    InvalidDomain(String),
+    #[error("domain {0} is not registered")]
+    DomainNotRegistered(String),
+    #[error("email is off: the configuration has no smtp section")]
+    MailOff,
+}
+
+impl CliError {
+    /// The process exit code for this error (every failure is 1).
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
+    let result = tokio::runtime::Runtime::new()
+        .map_err(CliError::Runtime)
+        .and_then(|rt| rt.block_on(run(cli.command)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `IDSERVICE_LOG` (default `info,sqlx=warn`).
+fn init_logging() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -184,44 +240,36 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
         )
         .init();
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(cli.command)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => {
-            eprintln!("error: {msg}");
-            ExitCode::FAILURE
-        }
+}
+
+/// The service configuration from `--config FILE`, or the defaults without one.
+fn load_config(file: Option<&std::path::Path>) -> Result<Config, CliError> {
+    match file {
+        Some(f) => Ok(idservice::config::load(f)?),
+        None => Ok(Config::default()),
     }
 }
 
-fn parse_timeout(s: &str) -> Result<Duration, String> {
+/// Parses `--request-timeout` (`never` is a day).
+fn parse_timeout(s: &str) -> Result<Duration, CliError> {
     match tokens::parse_duration(s)? {
-        Some(d) => d.to_std().map_err(|_| format!("invalid timeout {s:?}")),
+        Some(d) => d
+            .to_std()
+            .map_err(|_| CliError::InvalidTimeout(s.to_string())),
         None => Ok(Duration::from_secs(24 * 3600)),
     }
 }
 
-async fn service(db: &DbArgs) -> Result<idservice::domain::Service, String> {
-    let backend = db.backend().map_err(|e| e.to_string())?;
-    server::open_service(&backend, None, 0)
-        .await
-        .map_err(|e| e.to_string())
+/// Opens the database the options name (migrations applied) as a service.
+async fn service(db: &DbArgs) -> Result<Service, CliError> {
+    let backend = db.backend()?;
+    Ok(server::open_service(&backend, None, 0).await?)
 }
 
-async fn run(cmd: Command) -> Result<(), String> {
+/// Runs one command.
+async fn run(cmd: Command) -> Result<(), CliError> {
     match cmd {
-        Command::Migrate { db } => {
-            let svc = service(&db).await?;
-            println!("migrations applied to {}", svc.store.name());
-            svc.store.close().await;
-            Ok(())
-        }
+        Command::Migrate { db } => migrate(&db).await,
         Command::Serve {
             listen,
             db,
@@ -231,190 +279,251 @@ async fn run(cmd: Command) -> Result<(), String> {
             outbound_interval,
             config,
         } => {
-            if retention_days.is_some_and(|d| d < 0) {
-                return Err("--retention-days must not be negative".into());
-            }
-            let opts = ServeOptions {
+            let opts = serve_options(
                 listen,
-                backend: db.backend().map_err(|e| e.to_string())?,
+                &db,
                 retention_days,
                 max_body_bytes,
-                request_timeout: parse_timeout(&request_timeout)?,
-                outbound_interval: idservice::outbound::parse_interval(&outbound_interval)?,
-                config: std::sync::Arc::new(load_config(config.as_deref())?),
-            };
-            server::serve(opts).await.map_err(|e| e.to_string())
+                &request_timeout,
+                &outbound_interval,
+                config.as_deref(),
+            )?;
+            Ok(server::serve(opts).await?)
         }
-        Command::Token { command } => match command {
-            TokenCommand::Create {
-                db,
-                scope,
-                expires,
-                owner,
-            } => {
-                let scopes = Scopes::parse_list(&scope)?;
-                let valid_for = tokens::parse_duration(&expires)?;
-                let svc = service(&db).await?;
-                let t = tokens::create(&svc.store, scopes, valid_for, owner)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                println!("{}", t.secret);
-                eprintln!(
-                    "token {} created (scopes {}, expires {}); it is shown only once",
-                    t.id,
-                    scopes.to_list(),
-                    t.expires.as_deref().unwrap_or("never")
-                );
-                Ok(())
-            }
-            TokenCommand::List { db } => {
-                let svc = service(&db).await?;
-                let list = tokens::list(&svc.store).await.map_err(|e| e.to_string())?;
-                println!("ID\tSTATUS\tSCOPES\tOWNER\tCREATED\tEXPIRES");
-                let now = idservice::domain::now();
-                for t in list {
-                    let status = if t.revoked.is_some() {
-                        "revoked"
-                    } else if t.expires.as_deref().is_some_and(|e| e <= now.as_str()) {
-                        "expired"
-                    } else {
-                        "valid"
-                    };
-                    println!(
-                        "{}\t{}\t{}\t{}\t{}\t{}",
-                        t.id,
-                        status,
-                        t.scopes,
-                        t.owner.unwrap_or_default(),
-                        t.created,
-                        t.expires.unwrap_or_else(|| "never".into())
-                    );
-                }
-                Ok(())
-            }
-            TokenCommand::Revoke { db, id } => {
-                let svc = service(&db).await?;
-                if tokens::revoke(&svc.store, &id)
-                    .await
-                    .map_err(|e| e.to_string())?
-                {
-                    println!("token {id} revoked");
-                    Ok(())
-                } else {
-                    Err(format!("no active token with id {id}"))
-                }
-            }
-        },
-        Command::Domain { command } => {
-            let (db, op, name) = match command {
-                DomainCommand::Add { db, domain } => (db, "add", Some(domain)),
-                DomainCommand::Remove { db, domain } => (db, "remove", Some(domain)),
-                DomainCommand::List { db } => (db, "list", None),
-            };
-            let svc = service(&db).await?;
-            let name = name.map(|n| n.trim().trim_start_matches('@').to_lowercase());
-            match (op, name) {
-                ("list", _) => {
-                    let mut conn = svc.store.read().await.map_err(|e| e.to_string())?;
-                    for d in admin::list_domains(&mut conn)
-                        .await
-                        .map_err(|e| e.to_string())?
-                    {
-                        println!("{d}");
-                    }
-                    Ok(())
-                }
-                (op, Some(name)) => {
-                    if name.is_empty() || !name.contains('.') || name.contains(char::is_whitespace)
-                    {
-                        return Err(format!("{name:?} is not a domain name"));
-                    }
-                    let mut tx = svc.store.begin().await.map_err(|e| e.to_string())?;
-                    let changed = if op == "add" {
-                        admin::add_domain(&mut tx, &name, &idservice::domain::now()).await
-                    } else {
-                        admin::remove_domain(&mut tx, &name).await
-                    }
-                    .map_err(|e| e.to_string())?;
-                    tx.commit().await.map_err(|e| e.to_string())?;
-                    match (op, changed) {
-                        ("add", true) => println!("domain {name} added"),
-                        ("add", false) => println!("domain {name} was already registered"),
-                        (_, true) => println!("domain {name} removed"),
-                        (_, false) => return Err(format!("domain {name} is not registered")),
-                    }
-                    Ok(())
-                }
-                _ => Err("a domain name is required".into()),
-            }
-        }
+        Command::Token { command } => token(command).await,
+        Command::Domain { command } => domain(command).await,
         Command::Mail { command } => match command {
-            MailCommand::RunChecks { db, config } => {
-                let cfg = std::sync::Arc::new(load_config(config.as_deref())?);
-                idservice::domain::password::set_policy(cfg.password_policy.clone());
-                let mail = idservice::mail::Mail::new(cfg.clone())?;
-                if !mail.enabled() {
-                    return Err("email is off: the configuration has no smtp section".into());
-                }
-                let svc = service(&db).await?;
-                let signin_url = format!("{}/signin", cfg.public_url.as_deref().unwrap_or(""));
-                let r = idservice::mail::checks::run(&svc.store, &mail, &signin_url)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                println!(
-                    "queued {} password-expired notice(s) and {} token expiry warning(s)",
-                    r.expired_passwords, r.token_warnings
-                );
-                Ok(())
-            }
-            MailCommand::Status { db } => {
-                let svc = service(&db).await?;
-                let mut conn = svc.store.read().await.map_err(|e| e.to_string())?;
-                for (status, n) in idservice::mail::outbox::counts(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())?
-                {
-                    println!("{status}\t{n}");
-                }
-                Ok(())
-            }
+            MailCommand::RunChecks { db, config } => mail_run_checks(&db, config.as_deref()).await,
+            MailCommand::Status { db } => mail_status(&db).await,
         },
         Command::Apps { command } => {
             let svc = service(command.db()).await?;
-            idservice::outbound::cli::run(&svc, command).await
+            Ok(idservice::outbound::cli::run(&svc, command).await?)
         }
         Command::Users { command } => match command {
-            UsersCommand::ListPending { db } => {
-                let svc = service(&db).await?;
-                let list = users::list_pending(&svc).await.map_err(|e| e.detail)?;
-                println!("ID\tUSERNAME\tEXTERNALID\tPENDING_SINCE");
-                for u in list {
-                    println!(
-                        "{}\t{}\t{}\t{}",
-                        u.id,
-                        u.user_name,
-                        u.external_id.unwrap_or_default(),
-                        u.pending_since.unwrap_or_default()
-                    );
-                }
-                Ok(())
-            }
+            UsersCommand::ListPending { db } => users_list_pending(&db).await,
             UsersCommand::PurgePending { db, user, all } => {
-                let svc = service(&db).await?;
-                let what = match (user, all) {
-                    (Some(u), _) => Purge::User(u),
-                    (None, true) => Purge::All,
-                    (None, false) => Purge::Expired {
-                        retention_days: svc.retention_days,
-                    },
-                };
-                let purged = users::purge(&svc, what).await.map_err(|e| e.detail)?;
-                for name in &purged {
-                    println!("purged {name}");
-                }
-                eprintln!("{} user(s) purged", purged.len());
-                Ok(())
+                users_purge_pending(&db, user, all).await
             }
         },
     }
+}
+
+/// `migrate`: opening the service applies the migrations.
+async fn migrate(db: &DbArgs) -> Result<(), CliError> {
+    let svc = service(db).await?;
+    println!("migrations applied to {}", svc.store.name());
+    svc.store.close().await;
+    Ok(())
+}
+
+/// `serve`: checks and converts the command-line options.
+fn serve_options(
+    listen: SocketAddr,
+    db: &DbArgs,
+    retention_days: Option<i64>,
+    max_body_bytes: usize,
+    request_timeout: &str,
+    outbound_interval: &str,
+    config: Option<&std::path::Path>,
+) -> Result<ServeOptions, CliError> {
+    if retention_days.is_some_and(|d| d < 0) {
+        return Err(CliError::NegativeRetention);
+    }
+    Ok(ServeOptions {
+        listen,
+        backend: db.backend()?,
+        retention_days,
+        max_body_bytes,
+        request_timeout: parse_timeout(request_timeout)?,
+        outbound_interval: idservice::outbound::parse_interval(outbound_interval)?,
+        config: std::sync::Arc::new(load_config(config)?),
+    })
+}
+
+/// `token …`: dispatches to the subcommand.
+async fn token(command: TokenCommand) -> Result<(), CliError> {
+    match command {
+        TokenCommand::Create {
+            db,
+            scope,
+            expires,
+            owner,
+        } => token_create(&db, &scope, &expires, owner).await,
+        TokenCommand::List { db } => token_list(&db).await,
+        TokenCommand::Revoke { db, id } => token_revoke(&db, &id).await,
+    }
+}
+
+/// `token create`: prints the secret on stdout (once) and what was created on stderr.
+async fn token_create(
+    db: &DbArgs,
+    scope: &str,
+    expires: &str,
+    owner: Option<String>,
+) -> Result<(), CliError> {
+    let scopes = Scopes::parse_list(scope)?;
+    let valid_for = tokens::parse_duration(expires)?;
+    let svc = service(db).await?;
+    let t = tokens::create(&svc.store, scopes, valid_for, owner).await?;
+    println!("{}", t.secret);
+    eprintln!(
+        "token {} created (scopes {}, expires {}); it is shown only once",
+        t.id,
+        scopes.to_list(),
+        t.expires.as_deref().unwrap_or("never")
+    );
+    Ok(())
+}
+
+/// `token list`: one tab-separated line per token, never its secret.
+async fn token_list(db: &DbArgs) -> Result<(), CliError> {
+    let svc = service(db).await?;
+    let list = tokens::list(&svc.store).await?;
+    println!("ID\tSTATUS\tSCOPES\tOWNER\tCREATED\tEXPIRES");
+    let now = idservice::domain::now();
+    for t in list {
+        let status = if t.revoked.is_some() {
+            "revoked"
+        } else if t.expires.as_deref().is_some_and(|e| e <= now.as_str()) {
+            "expired"
+        } else {
+            "valid"
+        };
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            t.id,
+            status,
+            t.scopes,
+            t.owner.unwrap_or_default(),
+            t.created,
+            t.expires.unwrap_or_else(|| "never".into())
+        );
+    }
+    Ok(())
+}
+
+/// `token revoke ID`.
+async fn token_revoke(db: &DbArgs, id: &str) -> Result<(), CliError> {
+    let svc = service(db).await?;
+    if tokens::revoke(&svc.store, id).await? {
+        println!("token {id} revoked");
+        Ok(())
+    } else {
+        Err(CliError::NoSuchToken(id.to_string()))
+    }
+}
+
+/// `domain …`: opens the service, then lists, adds or removes.
+async fn domain(command: DomainCommand) -> Result<(), CliError> {
+    match command {
+        DomainCommand::List { db } => {
+            let svc = service(&db).await?;
+            domain_list(&svc).await
+        }
+        DomainCommand::Add { db, domain } => {
+            let svc = service(&db).await?;
+            domain_change(&svc, &domain, true).await
+        }
+        DomainCommand::Remove { db, domain } => {
+            let svc = service(&db).await?;
+            domain_change(&svc, &domain, false).await
+        }
+    }
+}
+
+/// `domain list`: one registered domain a line.
+async fn domain_list(svc: &Service) -> Result<(), CliError> {
+    let mut conn = svc.store.read().await?;
+    for d in admin::list_domains(&mut conn).await? {
+        println!("{d}");
+    }
+    Ok(())
+}
+
+/// `domain add` (`add` true) or `domain remove`: the name is normalised (trimmed, no
+/// leading `@`, lower case) and checked first.
+async fn domain_change(svc: &Service, domain: &str, add: bool) -> Result<(), CliError> {
+    let name = domain.trim().trim_start_matches('@').to_lowercase();
+    if name.is_empty() || !name.contains('.') || name.contains(char::is_whitespace) {
+        return Err(CliError::InvalidDomain(name));
+    }
+    let mut tx = svc.store.begin().await?;
+    let changed = if add {
+        admin::add_domain(&mut tx, &name, &idservice::domain::now()).await
+    } else {
+        admin::remove_domain(&mut tx, &name).await
+    }?;
+    tx.commit().await?;
+    match (add, changed) {
+        (true, true) => println!("domain {name} added"),
+        (true, false) => println!("domain {name} was already registered"),
+        (false, true) => println!("domain {name} removed"),
+        (false, false) => return Err(CliError::DomainNotRegistered(name)),
+    }
+    Ok(())
+}
+
+/// `mail run-checks`: queues the due expiry notices now (email must be configured).
+async fn mail_run_checks(db: &DbArgs, config: Option<&std::path::Path>) -> Result<(), CliError> {
+    let cfg = std::sync::Arc::new(load_config(config)?);
+    idservice::domain::password::set_policy(cfg.password_policy.clone());
+    let mail = idservice::mail::Mail::new(cfg.clone())?;
+    if !mail.enabled() {
+        return Err(CliError::MailOff);
+    }
+    let svc = service(db).await?;
+    let signin_url = format!("{}/signin", cfg.public_url.as_deref().unwrap_or(""));
+    let r = idservice::mail::checks::run(&svc.store, &mail, &signin_url).await?;
+    println!(
+        "queued {} password-expired notice(s) and {} token expiry warning(s)",
+        r.expired_passwords, r.token_warnings
+    );
+    Ok(())
+}
+
+/// `mail status`: the outbox rows counted by status.
+async fn mail_status(db: &DbArgs) -> Result<(), CliError> {
+    let svc = service(db).await?;
+    let mut conn = svc.store.read().await?;
+    for (status, n) in idservice::mail::outbox::counts(&mut conn).await? {
+        println!("{status}\t{n}");
+    }
+    Ok(())
+}
+
+/// `users list-pending`: one tab-separated line per user pending deletion.
+async fn users_list_pending(db: &DbArgs) -> Result<(), CliError> {
+    let svc = service(db).await?;
+    let list = users::list_pending(&svc).await?;
+    println!("ID\tUSERNAME\tEXTERNALID\tPENDING_SINCE");
+    for u in list {
+        println!(
+            "{}\t{}\t{}\t{}",
+            u.id,
+            u.user_name,
+            u.external_id.unwrap_or_default(),
+            u.pending_since.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `users purge-pending`: one user now (`--user`), all now (`--all`), or those past the
+/// retention period.
+async fn users_purge_pending(db: &DbArgs, user: Option<String>, all: bool) -> Result<(), CliError> {
+    let svc = service(db).await?;
+    let what = match (user, all) {
+        (Some(u), _) => Purge::User(u),
+        (None, true) => Purge::All,
+        (None, false) => Purge::Expired {
+            retention_days: svc.retention_days,
+        },
+    };
+    let purged = users::purge(&svc, what).await?;
+    for name in &purged {
+        println!("purged {name}");
+    }
+    eprintln!("{} user(s) purged", purged.len());
+    Ok(())
 }

@@ -75,8 +75,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Mail(#[from] crate::mail::Error),
 }
 
 /// Opens the store and builds the service with the effective retention period.
@@ -127,8 +127,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         Arc::new(open_service(&opts.backend, opts.retention_days, opts.max_body_bytes).await?);
     // Email and the sign-in pages (behaviour §7.5): a bad template or relay setting stops the start.
     crate::domain::password::set_policy(opts.config.password_policy.clone());
-    let mail = Arc::new(crate::mail::Mail::new(opts.config.clone()).map_err(ServeError::Config)?);
-    let sender = crate::mail::sender::from_config(&opts.config).map_err(ServeError::Config)?;
+    let mail = Arc::new(crate::mail::Mail::new(opts.config.clone())?);
+    let sender = crate::mail::sender::from_config(&opts.config)?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|e| {

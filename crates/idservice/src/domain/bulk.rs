@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use sqlx::Acquire;
 
 use super::{BULK_MAX_OPERATIONS, Scope, Scopes, Service, db, groups, users};
-use crate::store::Conn;
+use crate::store::{Conn, Tx};
 
 /// One parsed operation.
 #[derive(Debug, Clone)]
@@ -23,6 +23,14 @@ struct Op {
     bulk_id: Option<String>,
     version: Option<String>,
     data: Option<Value>,
+}
+
+/// An operation still to run: its index in the request, the operation, and the bulkIds it
+/// references.
+struct Waiting {
+    index: usize,
+    op: Op,
+    refs: HashSet<String>,
 }
 
 /// The outcome of one operation, as it appears in the response.
@@ -117,33 +125,20 @@ fn error_outcome(index: usize, op: Option<&Op>, e: &ScimError) -> Outcome {
     }
 }
 
-/// Runs one operation on `conn`; returns (status, id, resource) on success.
-async fn execute(
-    conn: &mut Conn,
-    op: &Op,
-    path: &str,
-    data: Option<Value>,
-    scopes: Scopes,
-    base: &str,
-) -> Result<(u16, Option<Value>), ScimError> {
+/// The resource type (`true`: Users, `false`: Groups) and id an operation's path names, once
+/// the token is known to hold the write scope for that type.
+fn target(path: &str, scopes: Scopes) -> Result<(bool, Option<&str>), ScimError> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let unsupported = || ScimError::invalid_value(format!("unsupported bulk path {path}"));
     let (kind, id) = match segs.as_slice() {
         [k] => (*k, None),
         [k, id] => (*k, Some(*id)),
-        _ => {
-            return Err(ScimError::invalid_value(format!(
-                "unsupported bulk path {path}"
-            )));
-        }
+        _ => return Err(unsupported()),
     };
     let is_user = match kind {
         "Users" => true,
         "Groups" => false,
-        _ => {
-            return Err(ScimError::invalid_value(format!(
-                "unsupported bulk path {path}"
-            )));
-        }
+        _ => return Err(unsupported()),
     };
     let scope = if is_user {
         Scope::WriteUsers
@@ -157,6 +152,19 @@ async fn execute(
             format!("the token lacks the {} scope", scope.as_str()),
         ));
     }
+    Ok((is_user, id))
+}
+
+/// Runs one operation on `conn`; returns (status, resource) on success.
+async fn execute(
+    conn: &mut Conn,
+    op: &Op,
+    path: &str,
+    data: Option<Value>,
+    scopes: Scopes,
+    base: &str,
+) -> Result<(u16, Option<Value>), ScimError> {
+    let (is_user, id) = target(path, scopes)?;
     let need_data = || {
         data.clone()
             .ok_or_else(|| ScimError::invalid_syntax("operation has no data"))
@@ -202,13 +210,8 @@ async fn execute(
     }
 }
 
-/// Runs a bulk request and returns the BulkResponse.
-pub async fn run(
-    svc: &Service,
-    body: &Value,
-    scopes: Scopes,
-    base: &str,
-) -> Result<Value, ScimError> {
+/// The Operations array and `failOnErrors` of a BulkRequest, checked against the limits.
+fn parse_request(body: &Value) -> Result<(&Vec<Value>, Option<u64>), ScimError> {
     if !body.is_object() {
         return Err(ScimError::invalid_syntax(
             "a BulkRequest must be a JSON object",
@@ -238,10 +241,14 @@ pub async fn run(
             Some(n) => Some(n),
         },
     };
+    Ok((ops_json, fail_on_errors))
+}
 
+/// Parses every operation: those that cannot run (malformed, duplicate bulkId) become failed
+/// outcomes at once, the others wait with the bulkIds they reference.
+fn plan(ops_json: &[Value]) -> (Vec<Outcome>, Vec<Waiting>) {
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(ops_json.len());
-    // Operations still to run: (index, op, bulkIds referenced).
-    let mut waiting: Vec<(usize, Op, HashSet<String>)> = Vec::with_capacity(ops_json.len());
+    let mut waiting: Vec<Waiting> = Vec::with_capacity(ops_json.len());
     let mut defined: HashSet<String> = HashSet::new();
     for (i, v) in ops_json.iter().enumerate() {
         match parse_op(v) {
@@ -265,81 +272,140 @@ pub async fn run(
                         refs.insert(b.to_string());
                     }
                 }
-                waiting.push((i, op, refs));
+                waiting.push(Waiting { index: i, op, refs });
             }
             Err(e) => outcomes.push(error_outcome(i, None, &e)),
         }
     }
+    (outcomes, waiting)
+}
 
-    let mut errors = outcomes.len() as u64;
-    let mut ids: HashMap<String, String> = HashMap::new();
-    let mut tx = svc.store.begin().await.map_err(db)?;
-    'passes: loop {
+/// A bulk request while it runs: the outcomes so far, the ids created for bulkIds, and the
+/// error count against `failOnErrors`.
+struct Progress {
+    outcomes: Vec<Outcome>,
+    ids: HashMap<String, String>,
+    errors: u64,
+    fail_on_errors: Option<u64>,
+}
+
+impl Progress {
+    /// Whether `failOnErrors` is reached: no further operation runs.
+    fn stopped(&self) -> bool {
+        self.fail_on_errors.is_some_and(|n| self.errors >= n)
+    }
+
+    /// Records a failed operation.
+    fn fail(&mut self, index: usize, op: &Op, e: &ScimError) {
+        self.errors += 1;
+        self.outcomes.push(error_outcome(index, Some(op), e));
+    }
+
+    /// Records a successful operation and the id its bulkId now stands for.
+    fn succeed(
+        &mut self,
+        index: usize,
+        op: &Op,
+        path: &str,
+        base: &str,
+        status: u16,
+        resource: Option<Value>,
+    ) {
+        let mut m = Map::new();
+        m.insert("method".into(), json!(op.method));
+        if let Some(b) = &op.bulk_id {
+            m.insert("bulkId".into(), json!(b));
+        }
+        if let Some(r) = &resource {
+            if let Some(loc) = r.pointer("/meta/location") {
+                m.insert("location".into(), loc.clone());
+            }
+            if let Some(ver) = r.pointer("/meta/version") {
+                m.insert("version".into(), ver.clone());
+            }
+            if let (Some(b), Some(id)) = (&op.bulk_id, r.get("id").and_then(Value::as_str)) {
+                self.ids.insert(b.clone(), id.to_string());
+            }
+        } else {
+            m.insert("location".into(), json!(format!("{base}{path}")));
+        }
+        m.insert("status".into(), json!(status.to_string()));
+        self.outcomes.push(Outcome {
+            index,
+            json: Value::Object(m),
+            failed: false,
+        });
+    }
+}
+
+/// Runs one operation whose references are all known, in its own savepoint of `tx`.
+async fn run_one(
+    tx: &mut Tx,
+    w: &Waiting,
+    progress: &mut Progress,
+    scopes: Scopes,
+    base: &str,
+) -> Result<(), ScimError> {
+    let mut data = w.op.data.clone();
+    if let Some(d) = &mut data {
+        substitute(d, &progress.ids);
+    }
+    let path = substitute_path(&w.op.path, &progress.ids);
+    let mut sp = tx.begin().await.map_err(db)?;
+    match execute(&mut sp, &w.op, &path, data, scopes, base).await {
+        Ok((status, resource)) => {
+            sp.commit().await.map_err(db)?;
+            progress.succeed(w.index, &w.op, &path, base, status, resource);
+        }
+        Err(e) => {
+            sp.rollback().await.map_err(db)?;
+            progress.fail(w.index, &w.op, &e);
+        }
+    }
+    Ok(())
+}
+
+/// Runs the waiting operations in passes, each running those whose references are known,
+/// until none is left or a pass runs none. Returns the operations left (none once
+/// `failOnErrors` is reached).
+async fn run_passes(
+    tx: &mut Tx,
+    mut waiting: Vec<Waiting>,
+    progress: &mut Progress,
+    scopes: Scopes,
+    base: &str,
+) -> Result<Vec<Waiting>, ScimError> {
+    loop {
         let before = waiting.len();
         let mut still = Vec::new();
-        for (i, op, refs) in std::mem::take(&mut waiting) {
-            if fail_on_errors.is_some_and(|n| errors >= n) {
-                break 'passes;
+        for w in std::mem::take(&mut waiting) {
+            if progress.stopped() {
+                return Ok(Vec::new());
             }
-            if !refs.iter().all(|r| ids.contains_key(r)) {
-                still.push((i, op, refs));
+            if !w.refs.iter().all(|r| progress.ids.contains_key(r)) {
+                still.push(w);
                 continue;
             }
-            let mut data = op.data.clone();
-            if let Some(d) = &mut data {
-                substitute(d, &ids);
-            }
-            let path = substitute_path(&op.path, &ids);
-            let mut sp = tx.begin().await.map_err(db)?;
-            let result = execute(&mut sp, &op, &path, data, scopes, base).await;
-            match result {
-                Ok((status, resource)) => {
-                    sp.commit().await.map_err(db)?;
-                    let mut m = Map::new();
-                    m.insert("method".into(), json!(op.method));
-                    if let Some(b) = &op.bulk_id {
-                        m.insert("bulkId".into(), json!(b));
-                    }
-                    if let Some(r) = &resource {
-                        if let Some(loc) = r.pointer("/meta/location") {
-                            m.insert("location".into(), loc.clone());
-                        }
-                        if let Some(ver) = r.pointer("/meta/version") {
-                            m.insert("version".into(), ver.clone());
-                        }
-                        if let (Some(b), Some(id)) =
-                            (&op.bulk_id, r.get("id").and_then(Value::as_str))
-                        {
-                            ids.insert(b.clone(), id.to_string());
-                        }
-                    } else {
-                        m.insert("location".into(), json!(format!("{base}{path}")));
-                    }
-                    m.insert("status".into(), json!(status.to_string()));
-                    outcomes.push(Outcome {
-                        index: i,
-                        json: Value::Object(m),
-                        failed: false,
-                    });
-                }
-                Err(e) => {
-                    sp.rollback().await.map_err(db)?;
-                    errors += 1;
-                    outcomes.push(error_outcome(i, Some(&op), &e));
-                }
-            }
+            run_one(tx, &w, progress, scopes, base).await?;
         }
         waiting = still;
         if waiting.is_empty() || waiting.len() == before {
-            break;
+            return Ok(waiting);
         }
     }
-    // What is left references bulkIds that never got an id.
-    for (i, op, refs) in waiting {
-        if fail_on_errors.is_some_and(|n| errors >= n) {
+}
+
+/// Fails the operations left: they reference bulkIds that never got an id.
+fn fail_unresolved(left: Vec<Waiting>, progress: &mut Progress) {
+    for w in left {
+        if progress.stopped() {
             break;
         }
-        let missing: Vec<&String> = refs.iter().filter(|r| !ids.contains_key(*r)).collect();
+        let missing: Vec<&String> = w
+            .refs
+            .iter()
+            .filter(|r| !progress.ids.contains_key(*r))
+            .collect();
         let e = ScimError::new(
             409,
             Some(scim::ScimType::InvalidValue),
@@ -347,10 +413,30 @@ pub async fn run(
                 "bulkId reference(s) {missing:?} cannot be resolved (unknown, failed or circular)"
             ),
         );
-        errors += 1;
-        outcomes.push(error_outcome(i, Some(&op), &e));
+        progress.fail(w.index, &w.op, &e);
     }
+}
+
+/// Runs a bulk request and returns the BulkResponse.
+pub async fn run(
+    svc: &Service,
+    body: &Value,
+    scopes: Scopes,
+    base: &str,
+) -> Result<Value, ScimError> {
+    let (ops_json, fail_on_errors) = parse_request(body)?;
+    let (outcomes, waiting) = plan(ops_json);
+    let mut progress = Progress {
+        errors: outcomes.len() as u64,
+        outcomes,
+        ids: HashMap::new(),
+        fail_on_errors,
+    };
+    let mut tx = svc.store.begin().await.map_err(db)?;
+    let left = run_passes(&mut tx, waiting, &mut progress, scopes, base).await?;
+    fail_unresolved(left, &mut progress);
     tx.commit().await.map_err(db)?;
+    let mut outcomes = progress.outcomes;
     outcomes.sort_by_key(|o| o.index);
     let failed = outcomes.iter().filter(|o| o.failed).count();
     tracing::debug!(operations = outcomes.len(), failed, "bulk request done");

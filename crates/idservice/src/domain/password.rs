@@ -45,20 +45,30 @@ pub fn policy() -> Policy {
     POLICY.get().cloned().unwrap_or_default()
 }
 
-/// Checks a new password against the policy. The message never contains the password.
-pub fn check_policy(password: &str) -> Result<(), String> {
+/// Why a new password is refused. The message never contains the password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("password is empty")]
+    Empty,
+    #[error("password is too short: at least {min_length} characters are required")]
+    TooShort { min_length: usize },
+    #[error("password is longer than {} bytes", MAX_BYTES)]
+    TooLong,
+}
+
+/// Checks a new password against the policy.
+pub fn check_policy(password: &str) -> Result<(), PolicyError> {
     let p = policy();
     if password.is_empty() {
-        return Err("password is empty".into());
+        return Err(PolicyError::Empty);
     }
     if password.chars().count() < p.min_length {
-        return Err(format!(
-            "password is too short: at least {} characters are required",
-            p.min_length
-        ));
+        return Err(PolicyError::TooShort {
+            min_length: p.min_length,
+        });
     }
     if password.len() > MAX_BYTES {
-        return Err(format!("password is longer than {MAX_BYTES} bytes"));
+        return Err(PolicyError::TooLong);
     }
     Ok(())
 }
@@ -100,8 +110,11 @@ mod tests {
 
     #[test]
     fn default_policy_rejects_empty_and_short() {
-        assert_eq!(check_policy("").unwrap_err(), "password is empty");
-        assert!(check_policy("short").unwrap_err().contains("at least 8"));
+        assert_eq!(check_policy("").unwrap_err(), PolicyError::Empty);
+        assert_eq!(
+            check_policy("short").unwrap_err().to_string(),
+            "password is too short: at least 8 characters are required"
+        );
         assert!(check_policy("long enough").is_ok());
         assert!(check_policy(&"x".repeat(MAX_BYTES + 1)).is_err());
     }

@@ -67,19 +67,14 @@ impl Scopes {
         Scopes(self.0 | s.bit())
     }
     /// Parses a comma-separated list; unknown names are an error naming them.
-    pub fn parse_list(list: &str) -> Result<Scopes, String> {
+    pub fn parse_list(list: &str) -> Result<Scopes, ParseError> {
         let mut out = Scopes::default();
         for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let s = Scope::parse(part).ok_or_else(|| {
-                format!(
-                    "unknown scope {part:?} (known: {})",
-                    Scope::ALL.map(Scope::as_str).join(", ")
-                )
-            })?;
+            let s = Scope::parse(part).ok_or_else(|| ParseError::UnknownScope(part.to_string()))?;
             out = out.with(s);
         }
         if out == Scopes::default() {
-            return Err("at least one scope is required".into());
+            return Err(ParseError::NoScope);
         }
         Ok(out)
     }
@@ -91,6 +86,19 @@ impl Scopes {
             .collect::<Vec<_>>()
             .join(",")
     }
+}
+
+/// Why a scope list or a validity given by an administrator is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("unknown scope {0:?} (known: {known})", known = Scope::ALL.map(Scope::as_str).join(", "))]
+    UnknownScope(String),
+    #[error("at least one scope is required")]
+    NoScope,
+    #[error("invalid duration {0:?} (use e.g. 90d, 12h, 30m, 45s)")]
+    InvalidDuration(String),
+    #[error("invalid duration unit in {0:?} (use d, h, m or s)")]
+    InvalidDurationUnit(String),
 }
 
 /// Why a request is not authenticated (401).
@@ -192,7 +200,7 @@ pub async fn revoke(store: &Store, id: &str) -> Result<bool, sqlx::Error> {
 }
 
 /// Parses a duration such as `90d`, `12h`, `30m`, `45s`; `never` gives `None`.
-pub fn parse_duration(s: &str) -> Result<Option<chrono::Duration>, String> {
+pub fn parse_duration(s: &str) -> Result<Option<chrono::Duration>, ParseError> {
     let s = s.trim();
     if s.eq_ignore_ascii_case("never") {
         return Ok(None);
@@ -200,13 +208,13 @@ pub fn parse_duration(s: &str) -> Result<Option<chrono::Duration>, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: i64 = num
         .parse()
-        .map_err(|_| format!("invalid duration {s:?} (use e.g. 90d, 12h, 30m, 45s)"))?;
+        .map_err(|_| ParseError::InvalidDuration(s.to_string()))?;
     let d = match unit {
         "d" => chrono::Duration::days(n),
         "h" => chrono::Duration::hours(n),
         "m" => chrono::Duration::minutes(n),
         "s" | "" => chrono::Duration::seconds(n),
-        _ => return Err(format!("invalid duration unit in {s:?} (use d, h, m or s)")),
+        _ => return Err(ParseError::InvalidDurationUnit(s.to_string())),
     };
     Ok(Some(d))
 }

@@ -107,7 +107,8 @@ pub async fn prepare(body: Value) -> Result<PreparedUser, ScimError> {
     let password_hash = match map.remove("password") {
         Some(Value::String(s)) => {
             let mut s = zeroize::Zeroizing::new(s);
-            super::password::check_policy(&s).map_err(ScimError::invalid_value)?;
+            super::password::check_policy(&s)
+                .map_err(|e| ScimError::invalid_value(e.to_string()))?;
             Some(hash_off_the_runtime(std::mem::take(&mut *s)).await?)
         }
         None | Some(Value::Null) => None,

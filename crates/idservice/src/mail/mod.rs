@@ -14,6 +14,7 @@ pub use crate::store::outbox;
 pub mod sender;
 pub mod templates;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -21,6 +22,36 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::store::Conn;
 use templates::Templates;
+
+/// Why email cannot be set up: a template file or an SMTP setting of the configuration.
+/// Messages name the file or setting, never the relay's password.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: cannot read: {source}", path.display())]
+    TemplateRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: a template starts with a `Subject: …` line and a blank line")]
+    TemplateFormat { origin: String },
+    #[error("smtp.from {from:?}: {source}")]
+    From {
+        from: String,
+        source: lettre::address::AddressError,
+    },
+    #[error("smtp.ca_file {}: {source}", path.display())]
+    CaFileRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("smtp.ca_file {}: {source}", path.display())]
+    CaFile {
+        path: PathBuf,
+        source: lettre::transport::smtp::Error,
+    },
+    #[error("smtp TLS: {0}")]
+    Tls(#[source] lettre::transport::smtp::Error),
+}
 
 /// The messages the service sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +148,7 @@ pub struct Mail {
 
 impl Mail {
     /// Loads the templates (built-in, or overridden from `templates_dir`).
-    pub fn new(cfg: Arc<Config>) -> Result<Mail, String> {
+    pub fn new(cfg: Arc<Config>) -> Result<Mail, Error> {
         let templates = Templates::load(cfg.templates_dir.as_deref())?;
         Ok(Mail {
             cfg,

@@ -13,8 +13,8 @@ use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsPar
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 
-use super::Mail;
 use super::outbox::{self, Pending};
+use super::{Error, Mail};
 use crate::config::{OutboxConfig, SmtpConfig};
 use crate::domain::fmt_time;
 use crate::store::Store;
@@ -43,24 +43,28 @@ pub struct PassReport {
 }
 
 impl Sender {
-    pub fn new(smtp: &SmtpConfig, retry: OutboxConfig) -> Result<Sender, String> {
-        let from: Mailbox = smtp
-            .from
-            .parse()
-            .map_err(|e| format!("smtp.from {:?}: {e}", smtp.from))?;
+    pub fn new(smtp: &SmtpConfig, retry: OutboxConfig) -> Result<Sender, Error> {
+        let from: Mailbox = smtp.from.parse().map_err(|source| Error::From {
+            from: smtp.from.clone(),
+            source,
+        })?;
         let mut b = if smtp.starttls {
             let mut tls = TlsParameters::builder(smtp.host.clone());
             if let Some(ca) = &smtp.ca_file {
-                let pem =
-                    std::fs::read(ca).map_err(|e| format!("smtp.ca_file {}: {e}", ca.display()))?;
-                let cert = Certificate::from_pem(&pem)
-                    .map_err(|e| format!("smtp.ca_file {}: {e}", ca.display()))?;
+                let pem = std::fs::read(ca).map_err(|source| Error::CaFileRead {
+                    path: ca.clone(),
+                    source,
+                })?;
+                let cert = Certificate::from_pem(&pem).map_err(|source| Error::CaFile {
+                    path: ca.clone(),
+                    source,
+                })?;
                 // Only the private CA is trusted for this relay.
                 tls = tls
                     .certificate_store(CertificateStore::None)
                     .add_root_certificate(cert);
             }
-            let tls = tls.build_rustls().map_err(|e| format!("smtp TLS: {e}"))?;
+            let tls = tls.build_rustls().map_err(Error::Tls)?;
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
                 .tls(Tls::Required(tls))
         } else {
@@ -152,7 +156,7 @@ impl Sender {
 }
 
 /// The sender for the configured relay; `None` when email is off (no `smtp` section).
-pub fn from_config(cfg: &crate::config::Config) -> Result<Option<Sender>, String> {
+pub fn from_config(cfg: &crate::config::Config) -> Result<Option<Sender>, Error> {
     cfg.smtp
         .as_ref()
         .map(|s| Sender::new(s, cfg.outbox.clone()))

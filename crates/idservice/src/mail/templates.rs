@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::Kind;
+use super::{Error, Kind};
 
 fn builtin(kind: Kind) -> &'static str {
     match kind {
@@ -53,14 +53,16 @@ pub struct Templates {
 
 impl Templates {
     /// The built-in templates, each replaced by `DIR/NAME.txt` when that file exists.
-    pub fn load(dir: Option<&Path>) -> Result<Templates, String> {
+    pub fn load(dir: Option<&Path>) -> Result<Templates, Error> {
         let mut by_kind = HashMap::new();
         for kind in Kind::ALL {
             let file = dir.map(|d| d.join(format!("{}.txt", kind.name())));
             let (text, origin) = match &file {
                 Some(f) if f.exists() => (
-                    std::fs::read_to_string(f)
-                        .map_err(|e| format!("{}: cannot read: {e}", f.display()))?,
+                    std::fs::read_to_string(f).map_err(|source| Error::TemplateRead {
+                        path: f.clone(),
+                        source,
+                    })?,
                     f.display().to_string(),
                 ),
                 _ => (
@@ -68,9 +70,7 @@ impl Templates {
                     format!("built-in {}", kind.name()),
                 ),
             };
-            let t = parse(&text).ok_or_else(|| {
-                format!("{origin}: a template starts with a `Subject: …` line and a blank line")
-            })?;
+            let t = parse(&text).ok_or(Error::TemplateFormat { origin })?;
             by_kind.insert(kind.name(), t);
         }
         Ok(Templates { by_kind })
@@ -151,7 +151,7 @@ mod tests {
             "Password has been reset"
         );
         std::fs::write(dir.path().join("token_expiring.txt"), "no subject\n").unwrap();
-        let e = Templates::load(Some(dir.path())).unwrap_err();
+        let e = Templates::load(Some(dir.path())).unwrap_err().to_string();
         assert!(e.contains("token_expiring.txt"), "{e}");
     }
 }

@@ -2,7 +2,7 @@
 
 use scim_client::ResourceKind;
 
-use super::{Downstream, PURGE_BLOCK, PURGE_DELETE, read_token};
+use super::{Downstream, Error, PURGE_BLOCK, PURGE_DELETE, read_token};
 use crate::domain::{Service, now};
 use crate::store::apps::{self as sa, AppRow, LinkRow};
 
@@ -21,30 +21,29 @@ pub struct NewApp {
 
 /// Registers an application. Every existing user is queued for it, so the worker of a
 /// running service links them.
-pub async fn add(svc: &Service, new: NewApp) -> Result<AppRow, String> {
+pub async fn add(svc: &Service, new: NewApp) -> Result<AppRow, Error> {
     let name = new.name.trim().to_string();
     if name.is_empty() || name.contains(char::is_whitespace) || name.contains(',') {
-        return Err(format!("{name:?} is not a valid application name"));
+        return Err(Error::InvalidName(name));
     }
     if !(new.url.starts_with("http://") || new.url.starts_with("https://")) {
-        return Err(format!(
-            "--url {:?} must start with http:// or https://",
-            new.url
-        ));
+        return Err(Error::InvalidUrl(new.url));
     }
     if new.purge_policy != PURGE_DELETE && new.purge_policy != PURGE_BLOCK {
-        return Err(format!(
-            "--purge-policy must be {PURGE_DELETE} or {PURGE_BLOCK}, not {:?}",
-            new.purge_policy
-        ));
+        return Err(Error::InvalidPurgePolicy {
+            given: new.purge_policy,
+        });
     }
     if new.rate_per_sec.is_some_and(|r| !r.is_finite() || r <= 0.0) {
-        return Err("--rate must be a positive number of requests a second".into());
+        return Err(Error::InvalidRate);
     }
     // Checked now so that a typo is reported at once, not by the worker later.
     read_token(&new.token_file)?;
-    let token_file = std::fs::canonicalize(&new.token_file)
-        .map_err(|e| format!("{}: {e}", new.token_file.display()))?;
+    let token_file =
+        std::fs::canonicalize(&new.token_file).map_err(|source| Error::TokenFilePath {
+            path: new.token_file.clone(),
+            source,
+        })?;
     let groups: Vec<String> = new
         .groups
         .iter()
@@ -65,81 +64,71 @@ pub async fn add(svc: &Service, new: NewApp) -> Result<AppRow, String> {
         last_error: None,
         last_error_at: None,
     };
-    let mut tx = svc.store.begin().await.map_err(|e| e.to_string())?;
-    if !sa::insert_app(&mut tx, &row)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        return Err(format!("an application named {} already exists", row.name));
+    let mut tx = svc.store.begin().await?;
+    if !sa::insert_app(&mut tx, &row).await? {
+        return Err(Error::AppExists(row.name));
     }
-    tx.commit().await.map_err(|e| e.to_string())?;
+    tx.commit().await?;
     tracing::info!(app = %row.name, url = %row.url, "linked application added");
     Ok(row)
 }
 
 /// An application with its backlog (queued changes not yet pushed).
-pub async fn list(svc: &Service) -> Result<Vec<(AppRow, i64)>, String> {
-    let mut conn = svc.store.read().await.map_err(|e| e.to_string())?;
-    let apps = sa::list_apps(&mut conn).await.map_err(|e| e.to_string())?;
+pub async fn list(svc: &Service) -> Result<Vec<(AppRow, i64)>, Error> {
+    let mut conn = svc.store.read().await?;
+    let apps = sa::list_apps(&mut conn).await?;
     let mut out = Vec::with_capacity(apps.len());
     for a in apps {
-        let backlog = sa::backlog(&mut conn, &a.name, a.position())
-            .await
-            .map_err(|e| e.to_string())?;
+        let backlog = sa::backlog(&mut conn, &a.name, a.position()).await?;
         out.push((a, backlog));
     }
     Ok(out)
 }
 
-pub async fn remove(svc: &Service, name: &str) -> Result<(), String> {
-    let mut tx = svc.store.begin().await.map_err(|e| e.to_string())?;
-    let removed = sa::remove_app(&mut tx, name)
-        .await
-        .map_err(|e| e.to_string())?;
-    tx.commit().await.map_err(|e| e.to_string())?;
+/// Removes an application and its link records.
+pub async fn remove(svc: &Service, name: &str) -> Result<(), Error> {
+    let mut tx = svc.store.begin().await?;
+    let removed = sa::remove_app(&mut tx, name).await?;
+    tx.commit().await?;
     if removed {
         Ok(())
     } else {
-        Err(format!("no application named {name}"))
+        Err(Error::NoSuchApp(name.to_string()))
     }
 }
 
-pub async fn links(svc: &Service, app: Option<&str>) -> Result<Vec<LinkRow>, String> {
-    let mut conn = svc.store.read().await.map_err(|e| e.to_string())?;
+/// The link records of one application, or of all of them.
+pub async fn links(svc: &Service, app: Option<&str>) -> Result<Vec<LinkRow>, Error> {
+    let mut conn = svc.store.read().await?;
     if let Some(name) = app
-        && sa::get_app(&mut conn, name)
-            .await
-            .map_err(|e| e.to_string())?
-            .is_none()
+        && sa::get_app(&mut conn, name).await?.is_none()
     {
-        return Err(format!("no application named {name}"));
+        return Err(Error::NoSuchApp(name.to_string()));
     }
-    sa::list_links(&mut conn, app)
-        .await
-        .map_err(|e| e.to_string())
+    Ok(sa::list_links(&mut conn, app).await?)
 }
 
 /// Deletes downstream account `account_id` of application `app` permanently (the fix of a
 /// failed link), drops the links that held it, and queues the application's failed links
 /// again. Returns how many failed links were queued.
-pub async fn purge_account(svc: &Service, app: &str, account_id: &str) -> Result<u64, String> {
+pub async fn purge_account(svc: &Service, app: &str, account_id: &str) -> Result<u64, Error> {
     let row = {
-        let mut conn = svc.store.read().await.map_err(|e| e.to_string())?;
+        let mut conn = svc.store.read().await?;
         sa::get_app(&mut conn, app)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no application named {app}"))?
+            .await?
+            .ok_or_else(|| Error::NoSuchApp(app.to_string()))?
     };
     let ds = Downstream::connect(&row)?;
     let existed = ds
         .delete(ResourceKind::Users, account_id)
         .await
-        .map_err(|e| format!("application {app}: {e}"))?;
-    let mut tx = svc.store.begin().await.map_err(|e| e.to_string())?;
-    let requeued = sa::after_account_purged(&mut tx, app, account_id)
-        .await
-        .map_err(|e| e.to_string())?;
-    tx.commit().await.map_err(|e| e.to_string())?;
+        .map_err(|source| Error::Downstream {
+            app: app.to_string(),
+            source,
+        })?;
+    let mut tx = svc.store.begin().await?;
+    let requeued = sa::after_account_purged(&mut tx, app, account_id).await?;
+    tx.commit().await?;
     tracing::info!(
         app,
         downstream_id = account_id,
@@ -150,9 +139,11 @@ pub async fn purge_account(svc: &Service, app: &str, account_id: &str) -> Result
     if existed {
         Ok(requeued)
     } else {
-        Err(format!(
-            "application {app} has no account {account_id} (nothing deleted; {requeued} failed link(s) queued again)"
-        ))
+        Err(Error::NoSuchAccount {
+            app: app.to_string(),
+            account_id: account_id.to_string(),
+            requeued,
+        })
     }
 }
 

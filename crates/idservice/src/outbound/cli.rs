@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use super::PURGE_BLOCK;
 use super::apps::{self, NewApp};
+use super::{Error, PURGE_BLOCK};
 use crate::domain::Service;
 use crate::server::DbArgs;
 
@@ -84,7 +84,7 @@ fn cell(s: Option<&str>) -> String {
 }
 
 /// Runs an `apps` command against an opened service.
-pub async fn run(svc: &Service, cmd: AppsCommand) -> Result<(), String> {
+pub async fn run(svc: &Service, cmd: AppsCommand) -> Result<(), Error> {
     match cmd {
         AppsCommand::Add {
             db: _,

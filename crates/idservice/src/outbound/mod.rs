@@ -17,7 +17,7 @@ pub mod cli;
 pub mod relink;
 pub mod worker;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use scim_client::{Auth, ClientError, ClientOptions, ResourceKind, ScimClient};
@@ -44,37 +44,98 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// application's queue and tries again with its own backoff.
 pub const MAX_RETRIES: usize = 3;
 
+/// What goes wrong in the administrator's operations on linked applications and in the
+/// worker. Messages name token files, never their content.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid interval {0:?} (e.g. 200ms, 1s, 2m)")]
+    InvalidInterval(String),
+    #[error("interval {0:?} must be between 10ms and 1h")]
+    IntervalOutOfRange(String),
+    #[error("cannot read the token file {}: {source}", path.display())]
+    TokenFileRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the token file {} is empty", .0.display())]
+    TokenFileEmpty(PathBuf),
+    #[error("{}: {source}", path.display())]
+    TokenFilePath {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0:?} is not a valid application name")]
+    InvalidName(String),
+    #[error("--url {0:?} must start with http:// or https://")]
+    InvalidUrl(String),
+    #[error(
+        "--purge-policy must be {} or {}, not {given:?}",
+        PURGE_DELETE,
+        PURGE_BLOCK
+    )]
+    InvalidPurgePolicy { given: String },
+    #[error("--rate must be a positive number of requests a second")]
+    InvalidRate,
+    #[error("an application named {0} already exists")]
+    AppExists(String),
+    #[error("no application named {0}")]
+    NoSuchApp(String),
+    #[error(
+        "application {app} has no account {account_id} (nothing deleted; {requeued} failed link(s) queued again)"
+    )]
+    NoSuchAccount {
+        app: String,
+        account_id: String,
+        requeued: u64,
+    },
+    /// The SCIM client for an application cannot be built.
+    #[error(transparent)]
+    Client(ClientError),
+    /// A request to the application failed.
+    #[error("application {app}: {source}")]
+    Downstream { app: String, source: ClientError },
+    /// The application as a whole is unavailable; its queue is held.
+    #[error(transparent)]
+    Unavailable(ClientError),
+    #[error("drain task ended: {0}")]
+    DrainTask(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
 /// Parses `--outbound-interval`: `200ms`, `1s`, `2m` (at least 10 ms, at most an hour).
-pub fn parse_interval(s: &str) -> Result<Duration, String> {
+pub fn parse_interval(s: &str) -> Result<Duration, Error> {
     let s = s.trim();
     let (num, unit) = s
         .find(|c: char| !c.is_ascii_digit())
         .map_or((s, "s"), |i| s.split_at(i));
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("invalid interval {s:?} (e.g. 200ms, 1s, 2m)"))?;
+        .map_err(|_| Error::InvalidInterval(s.to_string()))?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
-        _ => return Err(format!("invalid interval {s:?} (e.g. 200ms, 1s, 2m)")),
+        _ => return Err(Error::InvalidInterval(s.to_string())),
     };
     if d < Duration::from_millis(10) || d > Duration::from_secs(3600) {
-        return Err(format!("interval {s:?} must be between 10ms and 1h"));
+        return Err(Error::IntervalOutOfRange(s.to_string()));
     }
     Ok(d)
 }
 
 /// Reads a downstream token from its secret file (first line, trimmed). The error names the
 /// file, never its content.
-pub fn read_token(path: &Path) -> Result<SecretString, String> {
-    let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?,
-    );
+pub fn read_token(path: &Path) -> Result<SecretString, Error> {
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
+        Error::TokenFileRead {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?);
     let token = text.lines().next().unwrap_or("").trim();
     if token.is_empty() {
-        return Err(format!("the token file {} is empty", path.display()));
+        return Err(Error::TokenFileEmpty(path.to_path_buf()));
     }
     Ok(SecretString::from(token.to_string()))
 }
@@ -89,7 +150,7 @@ pub struct Downstream {
 }
 
 impl Downstream {
-    pub fn connect(app: &AppRow) -> Result<Downstream, String> {
+    pub fn connect(app: &AppRow) -> Result<Downstream, Error> {
         let token = read_token(Path::new(&app.token_file))?;
         let mut options = ClientOptions::new(
             app.url.clone(),
@@ -104,7 +165,7 @@ impl Downstream {
         options.timeout = REQUEST_TIMEOUT;
         options.max_retries = MAX_RETRIES;
         options.page_size = 50;
-        let client = ScimClient::new(options).map_err(|e| e.to_string())?;
+        let client = ScimClient::new(options).map_err(Error::Client)?;
         let gap = app
             .rate_per_sec
             .filter(|r| r.is_finite() && *r > 0.0)

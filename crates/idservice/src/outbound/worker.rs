@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use super::Downstream;
 use super::relink::{self, PushError};
+use super::{Downstream, Error};
 use crate::domain::{Service, fmt_time, now};
 use crate::store::apps::{self as sa, AppRow};
 
@@ -50,7 +50,7 @@ pub struct WorkerOptions {
 }
 
 struct AppTask {
-    handle: Option<JoinHandle<Result<(), String>>>,
+    handle: Option<JoinHandle<Result<(), Error>>>,
     /// Identity of the settings the client was built from (rebuilt when they change).
     key: String,
     client: Option<Arc<Downstream>>,
@@ -104,9 +104,7 @@ async fn round(
                 continue;
             }
             let result = match task.handle.take() {
-                Some(h) => h
-                    .await
-                    .unwrap_or_else(|e| Err(format!("drain task ended: {e}"))),
+                Some(h) => h.await.unwrap_or_else(|e| Err(Error::DrainTask(e))),
                 None => Ok(()),
             };
             match result {
@@ -147,7 +145,7 @@ async fn round(
                     c
                 }
                 Err(e) => {
-                    record_hold(svc, &app.name, &e).await;
+                    record_hold(svc, &app.name, &e.to_string()).await;
                     task.failures = task.failures.saturating_add(1);
                     task.not_before = Instant::now() + MAX_BACKOFF.min(opts.interval * 10);
                     continue;
@@ -179,13 +177,11 @@ async fn round(
 }
 
 /// Runs [`drain`] under the lease this node took, and gives the lease up after it.
-async fn drain_leased(svc: Arc<Service>, app: AppRow, ds: Arc<Downstream>) -> Result<(), String> {
+async fn drain_leased(svc: Arc<Service>, app: AppRow, ds: Arc<Downstream>) -> Result<(), Error> {
     // The cursor as it is now that the lease is ours (another node may have moved it).
     let fresh = {
-        let mut conn = svc.store.read().await.map_err(|e| e.to_string())?;
-        sa::get_app(&mut conn, &app.name)
-            .await
-            .map_err(|e| e.to_string())?
+        let mut conn = svc.store.read().await?;
+        sa::get_app(&mut conn, &app.name).await?
     };
     let result = match fresh {
         Some(app) => drain(&svc, app, ds).await,
@@ -216,16 +212,14 @@ async fn advance(svc: &Service, app: &str, to: sa::QueuePos) -> Result<bool, sql
 
 /// Processes the application's backlog until it is empty, the application fails, or the
 /// lease is lost.
-async fn drain(svc: &Arc<Service>, app: AppRow, ds: Arc<Downstream>) -> Result<(), String> {
+async fn drain(svc: &Arc<Service>, app: AppRow, ds: Arc<Downstream>) -> Result<(), Error> {
     let svc = svc.clone();
     let mut cursor = app.position();
     let mut had_error = app.last_error.is_some();
     loop {
         let events = {
-            let mut conn = svc.store.read().await.map_err(|e| e.to_string())?;
-            sa::next_events(&mut conn, &app.name, cursor, BATCH)
-                .await
-                .map_err(|e| e.to_string())?
+            let mut conn = svc.store.read().await?;
+            sa::next_events(&mut conn, &app.name, cursor, BATCH).await?
         };
         if events.is_empty() {
             return Ok(());
@@ -244,15 +238,12 @@ async fn drain(svc: &Arc<Service>, app: AppRow, ds: Arc<Downstream>) -> Result<(
                         tracing::warn!(app = %app.name, error = %msg,
                             "downstream application unavailable; its queue is held and retried");
                         record_hold(&svc, &app.name, &msg).await;
-                        return Err(msg);
+                        return Err(Error::Unavailable(e));
                     }
-                    Err(PushError::Db(e)) => return Err(e.to_string()),
+                    Err(PushError::Db(e)) => return Err(Error::Db(e)),
                 }
             }
-            if !advance(&svc, &app.name, ev.position())
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            if !advance(&svc, &app.name, ev.position()).await? {
                 tracing::warn!(app = %app.name, "drain lease lost to another node; stopping");
                 return Ok(());
             }

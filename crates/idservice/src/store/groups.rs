@@ -204,11 +204,11 @@ fn in_list(first: usize, n: usize) -> String {
     format!("({})", items.join(", "))
 }
 
+/// Member id → `User` or `Group`.
+pub type MemberKinds = HashMap<String, String>;
+
 /// For each id, whether it names a user (`User`) or a group (`Group`); unknown ids are absent.
-pub async fn member_kinds(
-    conn: &mut Conn,
-    ids: &[String],
-) -> Result<HashMap<String, String>, sqlx::Error> {
+pub async fn member_kinds(conn: &mut Conn, ids: &[String]) -> Result<MemberKinds, sqlx::Error> {
     let mut out = HashMap::new();
     for chunk in ids.chunks(MEMBER_CHUNK) {
         let list = in_list(1, chunk.len());

@@ -227,7 +227,7 @@ pub async fn reset_submit(
     let problem = if *new_pw != *confirm {
         Some("The two passwords differ.".to_string())
     } else {
-        password::check_policy(&new_pw).err()
+        password::check_policy(&new_pw).err().map(|e| e.to_string())
     };
     if let Some(msg) = problem {
         return html(
