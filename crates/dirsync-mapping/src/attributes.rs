@@ -25,103 +25,11 @@ pub fn source_attributes(
     member_user_attribute: &str,
 ) -> Vec<String> {
     let mut out = Names::default();
-    // The stable id keys the image and the change sets whatever externalId is bound to;
-    // objectClass splits AD change sets into users and groups.
-    out.add(match kind {
-        DirectoryKind::ActiveDirectory => "objectGUID",
-        DirectoryKind::OpenLdap => "entryUUID",
-    });
-    out.add("objectClass");
-
-    // Bindings with a flavor default: what `map_user` actually reads.
-    let eff = effective(user, kind);
-    out.list(&eff.external_id);
-    out.list(&eff.user_name);
-    out.list(&eff.active);
-    if let Some(name) = &eff.name {
-        out.name(name);
-    }
-    for binding in &eff.emails {
-        out.list(&binding.value);
-    }
-    let UserBindings {
-        // Read through `effective` above.
-        external_id: _,
-        user_name: _,
-        name: _,
-        active: _,
-        emails: _,
-        display_name,
-        nick_name,
-        title,
-        user_type,
-        preferred_language,
-        locale,
-        timezone,
-        phone_numbers,
-        employee_number,
-        cost_center,
-        organization,
-        division,
-        department,
-        downstream_id,
-        external_user_name,
-        local_names,
-        id_token_claims,
-    } = &user.ad_bind;
-    for binding in [
-        display_name,
-        nick_name,
-        title,
-        user_type,
-        preferred_language,
-        locale,
-        timezone,
-        employee_number,
-        cost_center,
-        organization,
-        division,
-        department,
-        downstream_id,
-        external_user_name,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        out.list(binding);
-    }
-    for binding in phone_numbers.iter().flat_map(|p| &p.0) {
-        out.list(&binding.value);
-    }
-    if let Some(local) = local_names {
-        out.name(local);
-    }
-    if let Some(IdTokenClaimsBinding {
-        subject: Some(subject),
-    }) = id_token_claims
-    {
-        out.list(subject);
-    }
-
-    let GroupBindings {
-        external_id,
-        display_name,
-        email,
-        description,
-    } = &group.ad_bind;
-    let (default_external_id, default_display_name) = group_defaults(kind);
-    out.list(external_id.as_ref().unwrap_or(&default_external_id));
-    out.list(display_name.as_ref().unwrap_or(&default_display_name));
-    for binding in [email, description].into_iter().flatten() {
-        out.list(binding);
-    }
-
-    out.add(member_attribute);
-    let by_dn =
-        member_user_attribute.trim().is_empty() || member_user_attribute.eq_ignore_ascii_case("dn");
-    if !by_dn {
-        out.add(member_user_attribute);
-    }
+    out.keys(kind);
+    out.effective_user(user, kind);
+    out.other_user(user);
+    out.group(group, kind);
+    out.membership(member_attribute, member_user_attribute);
     out.finish()
 }
 
@@ -130,6 +38,121 @@ pub fn source_attributes(
 struct Names(Vec<String>);
 
 impl Names {
+    /// The stable id and `objectClass`, read whatever the bindings say.
+    fn keys(&mut self, kind: DirectoryKind) {
+        // The stable id keys the image and the change sets whatever externalId is bound to;
+        // objectClass splits AD change sets into users and groups.
+        self.add(match kind {
+            DirectoryKind::ActiveDirectory => "objectGUID",
+            DirectoryKind::OpenLdap => "entryUUID",
+        });
+        self.add("objectClass");
+    }
+
+    /// The user bindings with a flavor default: what `map_user` actually reads.
+    fn effective_user(&mut self, user: &UserMapping, kind: DirectoryKind) {
+        let eff = effective(user, kind);
+        self.list(&eff.external_id);
+        self.list(&eff.user_name);
+        self.list(&eff.active);
+        if let Some(name) = &eff.name {
+            self.name(name);
+        }
+        for binding in &eff.emails {
+            self.list(&binding.value);
+        }
+    }
+
+    /// The user bindings without a flavor default, taken apart exhaustively.
+    fn other_user(&mut self, user: &UserMapping) {
+        let UserBindings {
+            // Read through `effective` (`effective_user`).
+            external_id: _,
+            user_name: _,
+            name: _,
+            active: _,
+            emails: _,
+            display_name,
+            nick_name,
+            title,
+            user_type,
+            preferred_language,
+            locale,
+            timezone,
+            phone_numbers,
+            employee_number,
+            cost_center,
+            organization,
+            division,
+            department,
+            downstream_id,
+            external_user_name,
+            local_names,
+            id_token_claims,
+        } = &user.ad_bind;
+        for binding in [
+            display_name,
+            nick_name,
+            title,
+            user_type,
+            preferred_language,
+            locale,
+            timezone,
+            employee_number,
+            cost_center,
+            organization,
+            division,
+            department,
+            downstream_id,
+            external_user_name,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            self.list(binding);
+        }
+        for binding in phone_numbers.iter().flat_map(|p| &p.0) {
+            self.list(&binding.value);
+        }
+        if let Some(local) = local_names {
+            self.name(local);
+        }
+        if let Some(IdTokenClaimsBinding {
+            subject: Some(subject),
+        }) = id_token_claims
+        {
+            self.list(subject);
+        }
+    }
+
+    /// The group bindings, with the flavor defaults for externalId and displayName.
+    fn group(&mut self, group: &GroupMapping, kind: DirectoryKind) {
+        let GroupBindings {
+            external_id,
+            display_name,
+            email,
+            description,
+        } = &group.ad_bind;
+        let (default_external_id, default_display_name) = group_defaults(kind);
+        self.list(external_id.as_ref().unwrap_or(&default_external_id));
+        self.list(display_name.as_ref().unwrap_or(&default_display_name));
+        for binding in [email, description].into_iter().flatten() {
+            self.list(binding);
+        }
+    }
+
+    /// The group's member attribute, and the user attribute member values name unless it is
+    /// the DN.
+    fn membership(&mut self, member_attribute: &str, member_user_attribute: &str) {
+        self.add(member_attribute);
+        let by_dn = member_user_attribute.trim().is_empty()
+            || member_user_attribute.eq_ignore_ascii_case("dn");
+        if !by_dn {
+            self.add(member_user_attribute);
+        }
+    }
+
+    /// Adds one name unless it is blank or already listed.
     fn add(&mut self, name: &str) {
         let name = name.trim();
         if !name.is_empty() && !self.0.iter().any(|n| n.eq_ignore_ascii_case(name)) {
@@ -137,12 +160,14 @@ impl Names {
         }
     }
 
+    /// Adds the attributes of one binding.
     fn list(&mut self, attrs: &AttrList) {
         for a in &attrs.0 {
             self.add(a);
         }
     }
 
+    /// Adds the attributes of every part of a name binding.
     fn name(&mut self, n: &NameBindings) {
         let NameBindings {
             formatted,
@@ -167,6 +192,7 @@ impl Names {
         }
     }
 
+    /// The names, sorted case-insensitively.
     fn finish(mut self) -> Vec<String> {
         self.0.sort_by_key(|n| n.to_ascii_lowercase());
         self.0

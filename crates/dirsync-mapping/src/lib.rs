@@ -427,6 +427,7 @@ fn name_object(ctx: &Ctx<'_>, attr: &str, n: &NameBindings) -> Result<Option<Val
     Ok((!obj.is_empty()).then_some(Value::Object(obj)))
 }
 
+/// One address found for the emails, with its primary mark and type.
 struct EmailCandidate {
     value: String,
     primary: bool,
@@ -443,6 +444,25 @@ struct EmailCandidate {
 /// is an error only when emails are bound explicitly in `ad_bind` (a user the administrator
 /// said must have an address); with the flavor default (`mail`) the user simply has none.
 fn emails(ctx: &mut Ctx<'_>, eff: &Effective) -> Result<Vec<Value>, MappingError> {
+    let (candidates, saw_any) = email_candidates(ctx, eff)?;
+    if candidates.is_empty() {
+        return no_emails(ctx, eff, saw_any);
+    }
+    let (primary, others) = primary_and_others(ctx, candidates);
+    let mut out = Vec::new();
+    if let Some(p) = primary {
+        out.push(render_email(p, true));
+    }
+    out.extend(others.into_iter().map(|c| render_email(c, false)));
+    Ok(out)
+}
+
+/// The valid, de-duplicated addresses of every email binding in order, and whether any
+/// value (valid or not) was read.
+fn email_candidates(
+    ctx: &mut Ctx<'_>,
+    eff: &Effective,
+) -> Result<(Vec<EmailCandidate>, bool), MappingError> {
     // default: no email flags configured means no primary/type marks.
     let flags: Vec<MultiValueFlags> = ctx.mapping.default.emails.clone().unwrap_or_default();
     let mut candidates: Vec<EmailCandidate> = Vec::new();
@@ -454,15 +474,8 @@ fn emails(ctx: &mut Ctx<'_>, eff: &Effective) -> Result<Vec<Value>, MappingError
         let proxy = attr.eq_ignore_ascii_case("proxyAddresses");
         let mut first_of_binding = true;
         for raw in vals {
-            let (addr, primary) = if proxy {
-                match raw.split_once(':') {
-                    Some(("SMTP", a)) => (a.to_string(), true),
-                    Some((p, a)) if p.eq_ignore_ascii_case("smtp") => (a.to_string(), false),
-                    // X500:, SIP:, x400: … are not email addresses.
-                    _ => continue,
-                }
-            } else {
-                (raw, flag.primary == Some(true) && first_of_binding)
+            let Some((addr, primary)) = email_address(raw, proxy, &flag, first_of_binding) else {
+                continue;
             };
             first_of_binding = false;
             saw_any = true;
@@ -473,31 +486,72 @@ fn emails(ctx: &mut Ctx<'_>, eff: &Effective) -> Result<Vec<Value>, MappingError
                 ));
                 continue;
             }
-            if let Some(existing) = candidates
-                .iter_mut()
-                .find(|c| c.value.eq_ignore_ascii_case(&addr))
-            {
-                existing.primary |= primary;
-                continue;
-            }
-            candidates.push(EmailCandidate {
-                value: addr,
-                primary,
-                kind: flag.kind.clone(),
-            });
+            add_email_candidate(&mut candidates, addr, primary, &flag);
         }
     }
-    if candidates.is_empty() {
-        if eff.emails_explicit {
-            let why = if saw_any {
-                "no valid email address among the bound values"
-            } else {
-                "no email address in the bound attributes"
-            };
-            return Err(ctx.error("emails", why));
+    Ok((candidates, saw_any))
+}
+
+/// One raw value as an address and its primary mark: from `proxyAddresses` only
+/// `SMTP:`/`smtp:` values (`None` otherwise), else the value itself.
+fn email_address(
+    raw: String,
+    proxy: bool,
+    flag: &MultiValueFlags,
+    first_of_binding: bool,
+) -> Option<(String, bool)> {
+    if proxy {
+        match raw.split_once(':') {
+            Some(("SMTP", a)) => Some((a.to_string(), true)),
+            Some((p, a)) if p.eq_ignore_ascii_case("smtp") => Some((a.to_string(), false)),
+            // X500:, SIP:, x400: … are not email addresses.
+            _ => None,
         }
-        return Ok(Vec::new());
+    } else {
+        Some((raw, flag.primary == Some(true) && first_of_binding))
     }
+}
+
+/// Adds an address unless a copy is listed (case-insensitively), which then keeps its mark.
+fn add_email_candidate(
+    candidates: &mut Vec<EmailCandidate>,
+    addr: String,
+    primary: bool,
+    flag: &MultiValueFlags,
+) {
+    if let Some(existing) = candidates
+        .iter_mut()
+        .find(|c| c.value.eq_ignore_ascii_case(&addr))
+    {
+        existing.primary |= primary;
+        return;
+    }
+    candidates.push(EmailCandidate {
+        value: addr,
+        primary,
+        kind: flag.kind.clone(),
+    });
+}
+
+/// No address left: an error when emails are bound explicitly, else no emails.
+fn no_emails(ctx: &Ctx<'_>, eff: &Effective, saw_any: bool) -> Result<Vec<Value>, MappingError> {
+    if eff.emails_explicit {
+        let why = if saw_any {
+            "no valid email address among the bound values"
+        } else {
+            "no email address in the bound attributes"
+        };
+        return Err(ctx.error("emails", why));
+    }
+    Ok(Vec::new())
+}
+
+/// The first primary, and the others sorted alphabetically and cut to what `MAX_EMAILS`
+/// leaves room for (extras dropped with a warning).
+fn primary_and_others(
+    ctx: &mut Ctx<'_>,
+    mut candidates: Vec<EmailCandidate>,
+) -> (Option<EmailCandidate>, Vec<EmailCandidate>) {
     let primary_at = candidates.iter().position(|c| c.primary);
     let primary = primary_at.map(|i| candidates.remove(i));
     let mut others = candidates;
@@ -510,23 +564,20 @@ fn emails(ctx: &mut Ctx<'_>, eff: &Effective) -> Result<Vec<Value>, MappingError
             dropped.join(", ")
         ));
     }
-    let render = |c: EmailCandidate, primary: bool| {
-        let mut o = Map::new();
-        o.insert("value".into(), json!(c.value));
-        if let Some(k) = c.kind {
-            o.insert("type".into(), json!(k));
-        }
-        if primary {
-            o.insert("primary".into(), json!(true));
-        }
-        Value::Object(o)
-    };
-    let mut out = Vec::new();
-    if let Some(p) = primary {
-        out.push(render(p, true));
+    (primary, others)
+}
+
+/// One email as a SCIM multi-valued attribute value.
+fn render_email(c: EmailCandidate, primary: bool) -> Value {
+    let mut o = Map::new();
+    o.insert("value".into(), json!(c.value));
+    if let Some(k) = c.kind {
+        o.insert("type".into(), json!(k));
     }
-    out.extend(others.into_iter().map(|c| render(c, false)));
-    Ok(out)
+    if primary {
+        o.insert("primary".into(), json!(true));
+    }
+    Value::Object(o)
 }
 
 /// Phone numbers: every value of each binding, positional flags from

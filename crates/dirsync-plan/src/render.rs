@@ -48,6 +48,7 @@ pub(super) fn changes(patch: &[scim::PatchOperation], old: &Value, new: &Value) 
         .collect()
 }
 
+/// The value at an attribute path of a resource, if any.
 fn lookup(resource: &Value, a: &scim::AttrPath) -> Option<Value> {
     let base = match &a.uri {
         Some(uri)
@@ -75,6 +76,7 @@ fn short_path(path: &str) -> &str {
     }
 }
 
+/// A value as displayed: its JSON, or `(none)`.
 fn show(v: &Option<Value>) -> String {
     match v {
         None => "(none)".into(),
@@ -82,9 +84,59 @@ fn show(v: &Option<Value>) -> String {
     }
 }
 
+/// Member user names, comma-separated.
 fn members(ms: &[MemberRef]) -> String {
     let names: Vec<&str> = ms.iter().map(|m| m.user_name.as_str()).collect();
     names.join(", ")
+}
+
+/// A user's changes: `path old -> new`, or `path removed (was old)`, joined by `; `.
+fn user_changes(changes: &[Change]) -> String {
+    let parts: Vec<String> = changes
+        .iter()
+        .map(|c| match &c.new {
+            None => format!("{} removed (was {})", short_path(&c.path), show(&c.old)),
+            Some(_) => format!(
+                "{} {} -> {}",
+                short_path(&c.path),
+                show(&c.old),
+                show(&c.new)
+            ),
+        })
+        .collect();
+    parts.join("; ")
+}
+
+/// A group's changes: `path old -> new`, joined by `; `.
+fn group_changes(changes: &[Change]) -> String {
+    let parts: Vec<String> = changes
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} -> {}",
+                short_path(&c.path),
+                show(&c.old),
+                show(&c.new)
+            )
+        })
+        .collect();
+    parts.join("; ")
+}
+
+/// Writes a membership line: `~ group <name>: <sign> <n> member(s): <names>`.
+fn member_line(
+    f: &mut fmt::Formatter<'_>,
+    sign: char,
+    display_name: &str,
+    ms: &[MemberRef],
+) -> fmt::Result {
+    write!(
+        f,
+        "~ group {}: {sign} {} member(s): {}",
+        display_name,
+        ms.len(),
+        members(ms)
+    )
 }
 
 impl fmt::Display for Operation {
@@ -107,21 +159,7 @@ impl fmt::Display for Operation {
             }
             Operation::UpdateUser {
                 user_name, changes, ..
-            } => {
-                let parts: Vec<String> = changes
-                    .iter()
-                    .map(|c| match &c.new {
-                        None => format!("{} removed (was {})", short_path(&c.path), show(&c.old)),
-                        Some(_) => format!(
-                            "{} {} -> {}",
-                            short_path(&c.path),
-                            show(&c.old),
-                            show(&c.new)
-                        ),
-                    })
-                    .collect();
-                write!(f, "~ user {user_name}: {}", parts.join("; "))
-            }
+            } => write!(f, "~ user {user_name}: {}", user_changes(changes)),
             Operation::EnableUser { user_name, .. } => write!(f, "~ user {user_name}: enabled"),
             Operation::DisableUser { user_name, .. } => write!(f, "~ user {user_name}: disabled"),
             Operation::RestoreUser { user_name, .. } => {
@@ -151,43 +189,18 @@ impl fmt::Display for Operation {
                 display_name,
                 changes,
                 ..
-            } => {
-                let parts: Vec<String> = changes
-                    .iter()
-                    .map(|c| {
-                        format!(
-                            "{} {} -> {}",
-                            short_path(&c.path),
-                            show(&c.old),
-                            show(&c.new)
-                        )
-                    })
-                    .collect();
-                write!(f, "~ group {display_name}: {}", parts.join("; "))
-            }
+            } => write!(f, "~ group {display_name}: {}", group_changes(changes)),
             Operation::DeleteGroup { display_name, .. } => write!(f, "- group {display_name}"),
             Operation::AddMembers {
                 display_name,
                 members: ms,
                 ..
-            } => write!(
-                f,
-                "~ group {}: + {} member(s): {}",
-                display_name,
-                ms.len(),
-                members(ms)
-            ),
+            } => member_line(f, '+', display_name, ms),
             Operation::RemoveMembers {
                 display_name,
                 members: ms,
                 ..
-            } => write!(
-                f,
-                "~ group {}: - {} member(s): {}",
-                display_name,
-                ms.len(),
-                members(ms)
-            ),
+            } => member_line(f, '-', display_name, ms),
         }
     }
 }

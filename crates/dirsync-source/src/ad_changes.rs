@@ -215,76 +215,96 @@ pub fn update_links(
         .iter()
         .filter_map(|e| stable_id(e).map(|id| (id, e)))
         .collect();
-    let gone: BTreeSet<String> = changes
-        .deleted
-        .iter()
-        .filter_map(|id| image.get(id))
-        .map(|e| normalize_dn(&e.dn))
-        .collect();
-    let dns = |e: &Entry, attr: &str| -> BTreeSet<String> {
-        e.strs(attr).into_iter().map(normalize_dn).collect()
-    };
-    // Old group DN -> the member DNs it no longer lists; old DN -> new DN.
-    let mut lost: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut renamed: BTreeMap<String, String> = BTreeMap::new();
-    for (id, new) in &fresh {
-        let Some(old) = image.get(id) else {
-            continue;
-        };
-        let old_dn = normalize_dn(&old.dn);
-        let now = dns(new, "member");
-        let dropped: BTreeSet<String> = dns(old, "member").difference(&now).cloned().collect();
-        if !dropped.is_empty() {
-            lost.insert(old_dn.clone(), dropped);
-        }
-        if old_dn != normalize_dn(&new.dn) {
-            renamed.insert(old_dn, new.dn.clone());
-        }
-    }
-    if gone.is_empty() && lost.is_empty() && renamed.is_empty() {
+    let links = LinkChanges::new(image, changes, &fresh);
+    if links.is_empty() {
         return 0;
     }
-    // What becomes of one member/memberOf value of a cached entry whose own DN is `own`:
-    // `None` drops it, `Some(Some(dn))` rewrites it, `Some(None)` keeps it.
-    let fate = |attr: &str, own: &str, v: &[u8]| -> Option<Option<&String>> {
-        let Ok(text) = std::str::from_utf8(v) else {
-            return Some(None);
-        };
-        let dn = normalize_dn(text);
-        let lost_me = attr == "memberof" && lost.get(&dn).is_some_and(|m| m.contains(own));
-        if gone.contains(&dn) || lost_me {
-            return None;
-        }
-        Some(renamed.get(&dn))
-    };
     let mut count = 0;
     for (id, entry) in image.iter_mut() {
         if fresh.contains_key(id) {
             continue;
         }
+        count += links.rewrite(entry);
+    }
+    count
+}
+
+/// What a change set does to the links of the cached entries it does not re-read.
+struct LinkChanges {
+    /// The (normalized) DNs of the cached objects the change set deletes.
+    gone: BTreeSet<String>,
+    /// Old group DN -> the member DNs it no longer lists.
+    lost: BTreeMap<String, BTreeSet<String>>,
+    /// Old DN -> new DN.
+    renamed: BTreeMap<String, String>,
+}
+
+impl LinkChanges {
+    /// Compares the re-read objects (`fresh`, by stable id) with their cached versions.
+    fn new(
+        image: &BTreeMap<String, Entry>,
+        changes: &ChangeSet,
+        fresh: &BTreeMap<String, &Entry>,
+    ) -> LinkChanges {
+        let gone: BTreeSet<String> = changes
+            .deleted
+            .iter()
+            .filter_map(|id| image.get(id))
+            .map(|e| normalize_dn(&e.dn))
+            .collect();
+        let mut lost: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut renamed: BTreeMap<String, String> = BTreeMap::new();
+        for (id, new) in fresh {
+            let Some(old) = image.get(id) else {
+                continue;
+            };
+            let old_dn = normalize_dn(&old.dn);
+            let now = link_dns(new, "member");
+            let dropped: BTreeSet<String> =
+                link_dns(old, "member").difference(&now).cloned().collect();
+            if !dropped.is_empty() {
+                lost.insert(old_dn.clone(), dropped);
+            }
+            if old_dn != normalize_dn(&new.dn) {
+                renamed.insert(old_dn, new.dn.clone());
+            }
+        }
+        LinkChanges {
+            gone,
+            lost,
+            renamed,
+        }
+    }
+
+    /// Nothing to drop or rewrite.
+    fn is_empty(&self) -> bool {
+        self.gone.is_empty() && self.lost.is_empty() && self.renamed.is_empty()
+    }
+
+    /// What becomes of one member/memberOf value of a cached entry whose own DN is `own`:
+    /// `None` drops it, `Some(Some(dn))` rewrites it, `Some(None)` keeps it.
+    fn fate(&self, attr: &str, own: &str, v: &[u8]) -> Option<Option<&String>> {
+        let Ok(text) = std::str::from_utf8(v) else {
+            return Some(None);
+        };
+        let dn = normalize_dn(text);
+        let lost_me = attr == "memberof" && self.lost.get(&dn).is_some_and(|m| m.contains(own));
+        if self.gone.contains(&dn) || lost_me {
+            return None;
+        }
+        Some(self.renamed.get(&dn))
+    }
+
+    /// Drops or rewrites the member/memberOf values of one cached entry; returns how many.
+    fn rewrite(&self, entry: &mut Entry) -> usize {
         let own_dn = normalize_dn(&entry.dn);
+        let mut count = 0;
         // The entry's buffer is rebuilt only when a value changes, which is rare.
         let mut edits: Vec<(&str, Vec<Vec<u8>>)> = Vec::new();
         for attr in ["member", "memberof"] {
-            let values = entry.values(attr);
-            if !values
-                .clone()
-                .any(|v| !matches!(fate(attr, &own_dn, v), Some(None)))
-            {
-                continue;
+            if let Some(kept) = self.edited_values(entry, attr, &own_dn, &mut count) {
+                edits.push((attr, kept));
             }
-            let mut kept = Vec::new();
-            for v in values {
-                match fate(attr, &own_dn, v) {
-                    None => count += 1,
-                    Some(Some(new_dn)) => {
-                        kept.push(new_dn.as_bytes().to_vec());
-                        count += 1;
-                    }
-                    Some(None) => kept.push(v.to_vec()),
-                }
-            }
-            edits.push((attr, kept));
         }
         if !edits.is_empty() {
             let mut edited = std::mem::take(entry).into_builder();
@@ -293,10 +313,46 @@ pub fn update_links(
             }
             *entry = edited.build();
         }
+        count
     }
-    count
+
+    /// The new values of one link attribute, `None` when none changes; adds the dropped and
+    /// rewritten values to `count`.
+    fn edited_values(
+        &self,
+        entry: &Entry,
+        attr: &str,
+        own_dn: &str,
+        count: &mut usize,
+    ) -> Option<Vec<Vec<u8>>> {
+        let values = entry.values(attr);
+        if !values
+            .clone()
+            .any(|v| !matches!(self.fate(attr, own_dn, v), Some(None)))
+        {
+            return None;
+        }
+        let mut kept = Vec::new();
+        for v in values {
+            match self.fate(attr, own_dn, v) {
+                None => *count += 1,
+                Some(Some(new_dn)) => {
+                    kept.push(new_dn.as_bytes().to_vec());
+                    *count += 1;
+                }
+                Some(None) => kept.push(v.to_vec()),
+            }
+        }
+        Some(kept)
+    }
 }
 
+/// The (normalized) DNs an entry's attribute lists.
+fn link_dns(e: &Entry, attr: &str) -> BTreeSet<String> {
+    e.strs(attr).into_iter().map(normalize_dn).collect()
+}
+
+/// A change set that asks for a full reload, saying why.
 fn reload(why: &str) -> ChangeSet {
     ChangeSet {
         full_reload_required: Some(why.to_string()),

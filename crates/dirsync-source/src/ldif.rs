@@ -25,13 +25,30 @@ pub struct LdifError {
 
 /// Reads every content record of an LDIF text. `file` only labels errors.
 pub fn parse(text: &str, file: &str) -> Result<Vec<Entry>, LdifError> {
-    let err = |line: usize, message: String| LdifError {
+    let mut records = Records {
+        file,
+        entries: Vec::new(),
+        current: None,
+        seen_version: false,
+    };
+    for (number, line) in unfold(text, file)? {
+        records.line(number, &line)?;
+    }
+    Ok(records.finish())
+}
+
+/// An [`LdifError`] for `file` at `line`.
+fn ldif_error(file: &str, line: usize, message: String) -> LdifError {
+    LdifError {
         file: file.to_string(),
         line,
         message,
-    };
-    // Unfold first: a line that starts with one space continues the previous line. Each
-    // logical line keeps the number of the physical line it started on.
+    }
+}
+
+/// Unfolds the text: a line that starts with one space continues the previous line. Each
+/// logical line keeps the number of the physical line it started on.
+fn unfold(text: &str, file: &str) -> Result<Vec<(usize, String)>, LdifError> {
     let mut logical: Vec<(usize, String)> = Vec::new();
     for (i, raw) in text.split('\n').enumerate() {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
@@ -40,7 +57,8 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Entry>, LdifError> {
             match logical.last_mut() {
                 Some((_, prev)) if !prev.is_empty() => prev.push_str(cont),
                 _ => {
-                    return Err(err(
+                    return Err(ldif_error(
+                        file,
                         number,
                         "a continuation line (starting with a space) follows nothing".into(),
                     ));
@@ -50,95 +68,138 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Entry>, LdifError> {
             logical.push((number, line.to_string()));
         }
     }
+    Ok(logical)
+}
 
-    let mut entries = Vec::new();
-    // Records are built in a map and packed once at their end (a big group is one push per
-    // member line).
-    let mut current: Option<EntryBuilder> = None;
-    let mut seen_version = false;
-    for (number, line) in logical {
+/// Splits an `attribute: value` line (value plain or `::` base64) into name and value bytes.
+fn attribute_line<'l>(
+    file: &str,
+    number: usize,
+    line: &'l str,
+) -> Result<(&'l str, Vec<u8>), LdifError> {
+    let err = |message: String| ldif_error(file, number, message);
+    let Some(colon) = line.find(':') else {
+        return Err(err(format!("expected 'attribute: value', found {line:?}")));
+    };
+    let name = &line[..colon];
+    let rest = &line[colon + 1..];
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ';' || c == '.')
+    {
+        return Err(err(format!("invalid attribute name {name:?}")));
+    }
+    let value: Vec<u8> = if let Some(b64) = rest.strip_prefix(':') {
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|e| err(format!("invalid base64 value for {name}: {e}")))?
+    } else if rest.starts_with('<') {
+        return Err(err(format!(
+            "URL values ({name}:< ...) are not supported; put the value inline"
+        )));
+    } else {
+        rest.strip_prefix(' ')
+            .unwrap_or(rest)
+            .trim_start_matches(' ')
+            .as_bytes()
+            .to_vec()
+    };
+    Ok((name, value))
+}
+
+/// The records read so far and the one being read.
+struct Records<'f> {
+    /// Labels errors.
+    file: &'f str,
+    entries: Vec<Entry>,
+    /// Records are built in a map and packed once at their end (a big group is one push per
+    /// member line).
+    current: Option<EntryBuilder>,
+    seen_version: bool,
+}
+
+impl Records<'_> {
+    /// Takes one logical line: a comment, a blank line ending a record, or an attribute.
+    fn line(&mut self, number: usize, line: &str) -> Result<(), LdifError> {
         if line.starts_with('#') {
-            continue;
+            return Ok(());
         }
         if line.trim().is_empty() {
-            if let Some(e) = current.take() {
-                entries.push(e.build());
-            }
-            continue;
+            self.end_record();
+            return Ok(());
         }
-        let Some(colon) = line.find(':') else {
-            return Err(err(
-                number,
-                format!("expected 'attribute: value', found {line:?}"),
-            ));
-        };
-        let name = &line[..colon];
-        let rest = &line[colon + 1..];
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ';' || c == '.')
-        {
-            return Err(err(number, format!("invalid attribute name {name:?}")));
-        }
-        let value: Vec<u8> = if let Some(b64) = rest.strip_prefix(':') {
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .map_err(|e| err(number, format!("invalid base64 value for {name}: {e}")))?
-        } else if rest.starts_with('<') {
-            return Err(err(
-                number,
-                format!("URL values ({name}:< ...) are not supported; put the value inline"),
-            ));
-        } else {
-            rest.strip_prefix(' ')
-                .unwrap_or(rest)
-                .trim_start_matches(' ')
-                .as_bytes()
-                .to_vec()
-        };
+        let (name, value) = attribute_line(self.file, number, line)?;
         let base = dirsync_model::entry::attribute_base(name);
-        match current.as_mut() {
-            None => {
-                if base.eq_ignore_ascii_case("version") && !seen_version && entries.is_empty() {
-                    seen_version = true;
-                    if value != b"1" {
-                        return Err(err(number, "only LDIF version 1 is supported".into()));
-                    }
-                    continue;
-                }
-                if !base.eq_ignore_ascii_case("dn") {
-                    return Err(err(
-                        number,
-                        format!("a record must start with 'dn:', found '{name}:'"),
-                    ));
-                }
-                let dn = String::from_utf8(value)
-                    .map_err(|_| err(number, "the DN is not valid UTF-8".into()))?;
-                current = Some(EntryBuilder::new(dn));
-            }
+        match self.current.as_mut() {
+            None => self.outside_record(number, name, base, value),
             Some(entry) => {
                 if base.eq_ignore_ascii_case("changetype") {
-                    return Err(err(
+                    return Err(ldif_error(
+                        self.file,
                         number,
                         "change records (changetype:) are not supported; write content records"
                             .into(),
                     ));
                 }
                 if base.eq_ignore_ascii_case("dn") {
-                    return Err(err(
+                    return Err(ldif_error(
+                        self.file,
                         number,
                         "a second 'dn:' in one record (missing blank line between records?)".into(),
                     ));
                 }
                 entry.push(base, value);
+                Ok(())
             }
         }
     }
-    if let Some(e) = current.take() {
-        entries.push(e.build());
+
+    /// An attribute between records: the `version: 1` line before the first record, or the
+    /// `dn:` that starts a record.
+    fn outside_record(
+        &mut self,
+        number: usize,
+        name: &str,
+        base: &str,
+        value: Vec<u8>,
+    ) -> Result<(), LdifError> {
+        if base.eq_ignore_ascii_case("version") && !self.seen_version && self.entries.is_empty() {
+            self.seen_version = true;
+            if value != b"1" {
+                return Err(ldif_error(
+                    self.file,
+                    number,
+                    "only LDIF version 1 is supported".into(),
+                ));
+            }
+            return Ok(());
+        }
+        if !base.eq_ignore_ascii_case("dn") {
+            return Err(ldif_error(
+                self.file,
+                number,
+                format!("a record must start with 'dn:', found '{name}:'"),
+            ));
+        }
+        let dn = String::from_utf8(value)
+            .map_err(|_| ldif_error(self.file, number, "the DN is not valid UTF-8".into()))?;
+        self.current = Some(EntryBuilder::new(dn));
+        Ok(())
     }
-    Ok(entries)
+
+    /// Packs the record being read, if any.
+    fn end_record(&mut self) {
+        if let Some(e) = self.current.take() {
+            self.entries.push(e.build());
+        }
+    }
+
+    /// Every record, the last one included.
+    fn finish(mut self) -> Vec<Entry> {
+        self.end_record();
+        self.entries
+    }
 }
 
 /// Why an LDIF read failed.

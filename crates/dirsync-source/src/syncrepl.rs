@@ -36,7 +36,7 @@ use ldap3::controls::{
     Control, ControlParser, ControlType, EntryState, MakeCritical, RefreshMode, SyncDone, SyncInfo,
     SyncRequest, SyncState, parse_syncinfo,
 };
-use ldap3::{Ldap, Scope, SearchEntry};
+use ldap3::{Ldap, LdapResult, Scope, SearchEntry, SearchStream};
 
 use super::changes::{ChangeSet, Cursor, CursorKind};
 use super::ldap::{LdapSource, SearchSpec, to_builder};
@@ -405,36 +405,63 @@ struct Collected {
     cookie: Option<Vec<u8>>,
 }
 
+/// Runs one refreshOnly search with the Sync Request control and turns the answer into the
+/// changes, a reload, or an error.
 async fn run_refresh(
     mut ldap: Ldap,
     spec: SearchSpec,
     timeout: Duration,
     cookie: Option<Vec<u8>>,
 ) -> Result<Refreshed, SyncreplError> {
-    let failed = |reason: String| SyncreplError::Search {
-        base: spec.base.clone(),
-        reason,
-    };
     let sent_cookie = cookie.clone();
     let request = SyncRequest {
         mode: RefreshMode::RefreshOnly,
         cookie,
         reload_hint: false,
     };
-    let mut attributes = spec.attributes.clone();
+    // No EntriesOnly adapter: the intermediate Sync Info messages are the point.
+    let mut stream = ldap
+        .with_controls(request.critical())
+        .with_timeout(timeout)
+        .streaming_search(
+            &spec.base,
+            Scope::Subtree,
+            &spec.filter,
+            with_entry_uuid(&spec.attributes),
+        )
+        .await
+        .map_err(|e| search_failed(&spec, e.to_string()))?;
+    let (got, broken) = drain(&mut stream).await;
+    let result = stream.finish().await;
+    if let Some(reason) = broken {
+        return Err(search_failed(&spec, reason));
+    }
+    outcome(&spec, result, got, sent_cookie)
+}
+
+/// A failed refresh under the search's base.
+fn search_failed(spec: &SearchSpec, reason: String) -> SyncreplError {
+    SyncreplError::Search {
+        base: spec.base.clone(),
+        reason,
+    }
+}
+
+/// The requested attributes, with `entryUUID` added when absent.
+fn with_entry_uuid(attributes: &[String]) -> Vec<String> {
+    let mut attributes = attributes.to_vec();
     if !attributes
         .iter()
         .any(|a| a.eq_ignore_ascii_case("entryUUID"))
     {
         attributes.push("entryUUID".to_string());
     }
-    // No EntriesOnly adapter: the intermediate Sync Info messages are the point.
-    let mut stream = ldap
-        .with_controls(request.critical())
-        .with_timeout(timeout)
-        .streaming_search(&spec.base, Scope::Subtree, &spec.filter, attributes)
-        .await
-        .map_err(|e| failed(e.to_string()))?;
+    attributes
+}
+
+/// Reads every message of the stream into a [`Collected`], stopping at the first one that
+/// cannot be used or the first stream error (returned as the reason).
+async fn drain(stream: &mut SearchStream<'_, String, Vec<String>>) -> (Collected, Option<String>) {
     let mut got = Collected::default();
     let mut broken = None;
     loop {
@@ -452,10 +479,18 @@ async fn run_refresh(
             }
         }
     }
-    let result = stream.finish().await;
-    if let Some(reason) = broken {
-        return Err(failed(reason));
-    }
+    (got, broken)
+}
+
+/// What the final result of a complete refresh means: a reload when the server asks for one
+/// or refused or ignored the cookie, an error for another result code or a missing Sync
+/// Done, else the changes.
+fn outcome(
+    spec: &SearchSpec,
+    result: LdapResult,
+    got: Collected,
+    sent_cookie: Option<Vec<u8>>,
+) -> Result<Refreshed, SyncreplError> {
     match result.rc {
         0 => {}
         SYNC_REFRESH_REQUIRED => {
@@ -470,7 +505,12 @@ async fn run_refresh(
                 result.text
             )));
         }
-        rc => return Err(failed(format!("LDAP result {rc} ({})", result.text))),
+        rc => {
+            return Err(search_failed(
+                spec,
+                format!("LDAP result {rc} ({})", result.text),
+            ));
+        }
     }
     let done = result
         .ctrls
@@ -479,7 +519,12 @@ async fn run_refresh(
             Control(Some(ControlType::SyncDone), raw) => raw.val.as_deref().map(SyncDone::parse),
             _ => None,
         })
-        .ok_or_else(|| failed("the refresh ended without a Sync Done control".to_string()))?;
+        .ok_or_else(|| {
+            search_failed(
+                spec,
+                "the refresh ended without a Sync Done control".to_string(),
+            )
+        })?;
     if sent_cookie.is_some() && done.cookie.as_ref().is_some_and(Vec::is_empty) {
         // slapd's answer to a cookie it could not use: the content as if none had been sent.
         return Ok(Refreshed::Reload(
