@@ -63,7 +63,10 @@ async fn read_directory(
     report: &mut Report,
 ) -> (Result<source::SourceRead, DirectoryError>, Option<Cursor>) {
     if config.ad.ldif_file.is_some() {
-        return (source::read(config).await.map_err(DirectoryError::from), None);
+        return (
+            source::read(config).await.map_err(DirectoryError::from),
+            None,
+        );
     }
     match read_changes(config, None).await {
         Ok(DirRead {
@@ -86,7 +89,10 @@ async fn read_directory(
             report
                 .notes
                 .push(format!("no incremental position this run: {e}"));
-            (source::read(config).await.map_err(DirectoryError::from), None)
+            (
+                source::read(config).await.map_err(DirectoryError::from),
+                None,
+            )
         }
     }
 }
@@ -461,6 +467,8 @@ impl<'a> Comparison<'a> {
                 user.resource = empty.clone();
             }
         }
-        (0..self.same.len()).filter(|i| self.only_same(*i)).collect()
+        (0..self.same.len())
+            .filter(|i| self.only_same(*i))
+            .collect()
     }
 }
