@@ -75,18 +75,29 @@ fn candidate_ids(
     out
 }
 
+/// What an incremental run brings to [`prepare`]: the change set, the image's groups, the
+/// directory kind, and whether groups carry the ownership mark.
+pub(super) struct ChangedRead<'a> {
+    pub changes: &'a DirChanges,
+    pub groups: BTreeMap<String, crate::source::Entry>,
+    pub kind: DirectoryKind,
+    pub marks_groups: bool,
+}
+
 /// The planner's input over the changed users, or why the whole image must be planned.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn prepare(
     config: &Config,
     state: &StateStore,
-    changes: &DirChanges,
-    groups: BTreeMap<String, crate::source::Entry>,
-    kind: DirectoryKind,
-    marks_groups: bool,
+    read: ChangedRead<'_>,
     now: chrono::DateTime<chrono::Utc>,
     report: &mut Report,
 ) -> Prepared {
+    let ChangedRead {
+        changes,
+        groups,
+        kind,
+        marks_groups,
+    } = read;
     if let Some(reason) = whole_plan_reason(config) {
         return Prepared::Whole(reason.into());
     }
@@ -100,10 +111,7 @@ pub(super) async fn prepare(
         Err(failure) => return failure.into(),
     };
     super::phase("load the image rows", &mut t);
-    let before = image.hashes();
-    image.apply(changes, kind, config);
-    let (changed_ids, removals) = image.changes_since(&before);
-    drop(before);
+    let (changed_ids, removals) = apply_changes(config, &mut image, changes, kind);
 
     let mapped = map_changed_users(config, kind, &image, now, report);
     let unchanged = Unchanged::new(&image_users, &candidates);
@@ -196,6 +204,19 @@ async fn load_image(
         candidates,
         image: Image { users, groups },
     })
+}
+
+/// The changes applied to the loaded image: the keys of the rows they changed, and of those
+/// they removed.
+fn apply_changes(
+    config: &Config,
+    image: &mut Image,
+    changes: &DirChanges,
+    kind: DirectoryKind,
+) -> (HashSet<super::ImageKey>, Vec<super::ImageKey>) {
+    let before = image.hashes();
+    image.apply(changes, kind, config);
+    image.changes_since(&before)
 }
 
 /// The changed users as they are now, mapped.

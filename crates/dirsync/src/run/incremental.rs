@@ -53,18 +53,13 @@ pub(super) async fn incremental(
         // Held-back work concerns objects the changes may not name.
         "the last run left work to retry".to_string()
     } else {
-        match changed::prepare(
-            run.config,
-            run.state,
-            &changes,
+        let read = changed::ChangedRead {
+            changes: &changes,
             groups,
             kind,
             marks_groups,
-            run.now,
-            report,
-        )
-        .await
-        {
+        };
+        match changed::prepare(run.config, run.state, read, run.now, report).await {
             changed::Prepared::Ready(input) => {
                 phase("prepare the changed users", &mut t);
                 report.planned_over = Some("changed users".into());
