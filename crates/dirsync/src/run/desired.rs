@@ -397,20 +397,32 @@ impl ReadMapping<'_> {
     }
 }
 
+/// What the run settles for the planner: configuration, command line, directory kind,
+/// whether the target keeps pending users, and the run's time.
+pub(super) struct PlanSettings<'a> {
+    pub config: &'a Config,
+    pub options: &'a SyncOptions,
+    pub kind: DirectoryKind,
+    pub keeps_pending: bool,
+    pub now: DateTime<Utc>,
+}
+
 /// The planner's input: the desired state, the target snapshot, and what this instance
 /// owns (behaviour §4.3).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn plan_input(
-    config: &Config,
-    options: &SyncOptions,
-    kind: DirectoryKind,
+    settings: &PlanSettings<'_>,
     desired: &mut Desired,
     snapshot: target::TargetSnapshot,
     records: &[ObjectKey],
     group_records: &[ObjectKey],
-    keeps_pending: bool,
-    now: DateTime<Utc>,
 ) -> PlanInput {
+    let PlanSettings {
+        config,
+        options,
+        kind,
+        keeps_pending,
+        now,
+    } = *settings;
     let (owned_users, owned_groups) = owned(desired, records, group_records, &snapshot);
     let mut target_users = snapshot.users;
     if !keeps_pending {

@@ -30,20 +30,16 @@ pub(super) async fn execute(
     snapshot: target::TargetSnapshot,
     drift: bool,
 ) -> Option<Executed> {
-    let (config, options, now) = (run.config, run.options, run.now);
     let mut t = Instant::now();
     let (records, group_records) = ownership_records(run.state, report).await?;
-    let input = desired::plan_input(
-        config,
-        options,
+    let settings = desired::PlanSettings {
+        config: run.config,
+        options: run.options,
         kind,
-        desired,
-        snapshot,
-        &records,
-        &group_records,
-        run.keeps_pending,
-        now,
-    );
+        keeps_pending: run.keeps_pending,
+        now: run.now,
+    };
+    let input = desired::plan_input(&settings, desired, snapshot, &records, &group_records);
     phase("ownership records", &mut t);
     let plan = plan::plan(&input);
     phase("plan", &mut t);
@@ -58,7 +54,7 @@ pub(super) async fn execute(
     if drift {
         report.drift_objects = plan_drift(&plan, &anchors, &desired.unchanged_anchors);
     }
-    if options.dry_run || plan.refused.is_some() {
+    if run.options.dry_run || plan.refused.is_some() {
         return Some(unapplied(plan, false));
     }
     apply_and_record(run, report, plan, &anchors, &matched, &mut t).await
