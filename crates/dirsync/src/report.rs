@@ -118,9 +118,20 @@ impl Report {
         self.counts == Counts::default()
     }
 
+    /// The report as text for a terminal.
     pub fn to_text(&self) -> String {
-        let c = &self.counts;
         let mut out = String::new();
+        self.push_header(&mut out);
+        if !self.dry_run {
+            self.push_counts(&mut out);
+        }
+        self.push_details(&mut out);
+        out.push_str(&format!("  exit code: {}\n", self.exit_code));
+        out
+    }
+
+    /// The run line (id, mode, duration), source, target and what was read.
+    fn push_header(&self, out: &mut String) {
         let mut mode = self.mode.clone();
         if let Some(reason) = &self.full_reason {
             mode.push_str(&format!(" ({reason})"));
@@ -150,24 +161,32 @@ impl Report {
                 " (INCOMPLETE: nothing deleted)"
             }
         ));
-        if !self.dry_run {
-            out.push_str(&format!(
-                "  users:   {} created, {} updated, {} enabled, {} disabled, {} pending deletion, {} restored, {} deleted, {} adopted, {} unchanged\n",
-                c.created, c.updated, c.enabled, c.disabled, c.pending_deletion, c.restored, c.deleted, c.adopted, self.unchanged_users
-            ));
-            out.push_str(&format!(
-                "  groups:  {} created, {} updated, {} deleted, {} unchanged; members: {} added, {} removed\n",
-                c.groups_created, c.groups_updated, c.groups_deleted, self.unchanged_groups, c.members_added, c.members_removed
-            ));
-            out.push_str(&format!(
-                "  failed:  {}   skipped: {}\n",
-                self.failures.len(),
-                self.skipped.len()
-            ));
-            if self.no_changes() && self.failures.is_empty() && self.refused.is_none() {
-                out.push_str("  no changes\n");
-            }
+    }
+
+    /// What was written: user, group and member counts, failures and skips.
+    fn push_counts(&self, out: &mut String) {
+        let c = &self.counts;
+        out.push_str(&format!(
+            "  users:   {} created, {} updated, {} enabled, {} disabled, {} pending deletion, {} restored, {} deleted, {} adopted, {} unchanged\n",
+            c.created, c.updated, c.enabled, c.disabled, c.pending_deletion, c.restored, c.deleted, c.adopted, self.unchanged_users
+        ));
+        out.push_str(&format!(
+            "  groups:  {} created, {} updated, {} deleted, {} unchanged; members: {} added, {} removed\n",
+            c.groups_created, c.groups_updated, c.groups_deleted, self.unchanged_groups, c.members_added, c.members_removed
+        ));
+        out.push_str(&format!(
+            "  failed:  {}   skipped: {}\n",
+            self.failures.len(),
+            self.skipped.len()
+        ));
+        if self.no_changes() && self.failures.is_empty() && self.refused.is_none() {
+            out.push_str("  no changes\n");
         }
+    }
+
+    /// Drift, each skipped and failed object, warnings, notes, and why the run refused or
+    /// stopped.
+    fn push_details(&self, out: &mut String) {
         if self.drift > 0 {
             out.push_str(&format!(
                 "  drift:   {} (repaired): {}\n",
@@ -196,7 +215,5 @@ impl Report {
         if let Some(s) = &self.stopped {
             out.push_str(&format!("  STOPPED: {s}\n"));
         }
-        out.push_str(&format!("  exit code: {}\n", self.exit_code));
-        out
     }
 }

@@ -152,6 +152,13 @@ pub struct Pusher<'a> {
     target_retry: Option<Retry>,
 }
 
+/// The queue by account: each account's items by its first (oldest) item, in capture order,
+/// and the externalId of each account by that first item.
+struct Accounts {
+    by_first: BTreeMap<ItemId, Pending>,
+    anchors: HashMap<ItemId, String>,
+}
+
 struct Pending {
     ids: Vec<ItemId>,
     newest: Item,
@@ -231,24 +238,29 @@ impl<'a> Pusher<'a> {
     /// One pass: every account whose retry is due is tried once.
     pub async fn pass(&mut self) -> Result<PassReport, PushError> {
         let mut report = PassReport::default();
+        let Accounts { by_first, anchors } = self.accounts(&mut report)?;
+        let now = Instant::now();
+        let target_due = self.target_retry.as_ref().is_none_or(|r| r.due <= now);
+        for (first, pending) in by_first {
+            let Some(anchor) = anchors.get(&first).cloned() else {
+                continue;
+            };
+            self.push_account(&mut report, &pending, &anchor, now, target_due)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// The queue grouped by externalId, keeping capture order; the newest item of each
+    /// account wins. Unreadable items are reported and kept; items with no externalId are
+    /// given up.
+    fn accounts(&self, report: &mut PassReport) -> Result<Accounts, PushError> {
         let ids = self.queue.list()?;
-        // Group by externalId, keeping capture order; the newest item of each account wins.
         let mut accounts: BTreeMap<ItemId, Pending> = BTreeMap::new();
         let mut first_of: HashMap<String, ItemId> = HashMap::new();
         for id in ids {
-            let item = match self.queue.read(&id) {
-                Ok(item) => item,
-                Err(e) => {
-                    // Kept: a wrong key file is an operator error, not a reason to lose data.
-                    tracing::error!(item = %id, "{e}");
-                    report.lines.push(OutcomeLine {
-                        user: id.to_string(),
-                        outcome: Outcome::Unreadable,
-                        status: None,
-                        superseded: 0,
-                    });
-                    continue;
-                }
+            let Some(item) = self.read_item(report, &id) else {
+                continue;
             };
             let (anchor, user) = self.identify(&item);
             let Some(anchor) = anchor else {
@@ -270,91 +282,127 @@ impl<'a> Pusher<'a> {
                 }
                 None => {
                     first_of.insert(anchor.clone(), id.clone());
-                    accounts.insert(
-                        id.clone(),
-                        Pending {
-                            ids: vec![id],
-                            newest: item,
-                            user,
-                        },
-                    );
+                    let pending = Pending {
+                        ids: vec![id.clone()],
+                        newest: item,
+                        user,
+                    };
+                    accounts.insert(id, pending);
                 }
             }
         }
-        let anchors: HashMap<ItemId, String> =
-            first_of.into_iter().map(|(a, id)| (id, a)).collect();
+        let anchors = first_of.into_iter().map(|(a, id)| (id, a)).collect();
+        Ok(Accounts {
+            by_first: accounts,
+            anchors,
+        })
+    }
 
-        let now = Instant::now();
-        let target_due = self.target_retry.as_ref().is_none_or(|r| r.due <= now);
-        for (first, pending) in accounts {
-            let Some(anchor) = anchors.get(&first).cloned() else {
-                continue;
-            };
-            let age = Utc::now()
-                .signed_duration_since(pending.newest.captured_at)
-                .to_std()
-                // default: a capture time in the future is age zero.
-                .unwrap_or_default();
-            if age > self.options.max_age {
-                self.finish(&mut report, &pending, &anchor, Outcome::Expired, None)?;
-                continue;
-            }
-            let due = self.retries.get(&anchor).is_none_or(|r| r.due <= now);
-            if report.target_unavailable || !target_due || !due {
-                report.remaining += pending.ids.len();
-                continue;
-            }
-            match self.deliver(&anchor, &pending.newest).await {
-                Ok(Delivery::Done) => {
-                    self.target_retry = None;
-                    self.finish(&mut report, &pending, &anchor, Outcome::Delivered, None)?;
-                }
-                Ok(Delivery::Pending) => {
-                    self.target_retry = None;
-                    let outcome = Outcome::SkippedPendingDeletion;
-                    self.finish(&mut report, &pending, &anchor, outcome, None)?;
-                }
-                Ok(Delivery::NoSuchUser) => {
-                    self.target_retry = None;
-                    let slot = self.retries.remove(&anchor);
-                    let retry = self.schedule(slot);
-                    self.retries.insert(anchor.clone(), retry);
-                    tracing::info!(user = %pending.user, "{}", Outcome::WaitingForUser.text());
-                    report.lines.push(OutcomeLine {
-                        user: pending.user.clone(),
-                        outcome: Outcome::WaitingForUser,
-                        status: None,
-                        superseded: 0,
-                    });
-                    report.remaining += pending.ids.len();
-                }
-                Ok(Delivery::Rejected(status)) => {
-                    self.finish(
-                        &mut report,
-                        &pending,
-                        &anchor,
-                        Outcome::Rejected,
-                        Some(status),
-                    )?;
-                }
-                Err(e) => {
-                    // Unreachable, refused credentials, 5xx after retries: nothing else in
-                    // this pass can succeed either.
-                    report.target_unavailable = true;
-                    let slot = self.target_retry.take();
-                    self.target_retry = Some(self.schedule(slot));
-                    tracing::warn!(user = %pending.user, reason = %failure_kind(&e), "{}", Outcome::WaitingForTarget.text());
-                    report.lines.push(OutcomeLine {
-                        user: pending.user.clone(),
-                        outcome: Outcome::WaitingForTarget,
-                        status: None,
-                        superseded: 0,
-                    });
-                    report.remaining += pending.ids.len();
-                }
+    /// One queued item; `None` (reported, and kept: a wrong key file is an operator error,
+    /// not a reason to lose data) when it cannot be read.
+    fn read_item(&self, report: &mut PassReport, id: &ItemId) -> Option<Item> {
+        match self.queue.read(id) {
+            Ok(item) => Some(item),
+            Err(e) => {
+                tracing::error!(item = %id, "{e}");
+                report.lines.push(OutcomeLine {
+                    user: id.to_string(),
+                    outcome: Outcome::Unreadable,
+                    status: None,
+                    superseded: 0,
+                });
+                None
             }
         }
-        Ok(report)
+    }
+
+    /// One account's newest change: expired, left for a later pass (not due, or the target
+    /// unavailable), or delivered and settled.
+    async fn push_account(
+        &mut self,
+        report: &mut PassReport,
+        pending: &Pending,
+        anchor: &str,
+        now: Instant,
+        target_due: bool,
+    ) -> Result<(), QueueError> {
+        let age = Utc::now()
+            .signed_duration_since(pending.newest.captured_at)
+            .to_std()
+            // default: a capture time in the future is age zero.
+            .unwrap_or_default();
+        if age > self.options.max_age {
+            return self.finish(report, pending, anchor, Outcome::Expired, None);
+        }
+        let due = self.retries.get(anchor).is_none_or(|r| r.due <= now);
+        if report.target_unavailable || !target_due || !due {
+            report.remaining += pending.ids.len();
+            return Ok(());
+        }
+        let delivery = self.deliver(anchor, &pending.newest).await;
+        self.settle(report, pending, anchor, delivery)
+    }
+
+    /// What a delivery attempt's answer means for the account: a final outcome (the queue
+    /// items removed) or a retry scheduled (for the account, or for the whole target).
+    fn settle(
+        &mut self,
+        report: &mut PassReport,
+        pending: &Pending,
+        anchor: &str,
+        delivery: Result<Delivery, ClientError>,
+    ) -> Result<(), QueueError> {
+        match delivery {
+            Ok(Delivery::Done) => {
+                self.target_retry = None;
+                self.finish(report, pending, anchor, Outcome::Delivered, None)?;
+            }
+            Ok(Delivery::Pending) => {
+                self.target_retry = None;
+                let outcome = Outcome::SkippedPendingDeletion;
+                self.finish(report, pending, anchor, outcome, None)?;
+            }
+            Ok(Delivery::NoSuchUser) => {
+                self.target_retry = None;
+                self.wait_for_user(report, pending, anchor);
+            }
+            Ok(Delivery::Rejected(status)) => {
+                self.finish(report, pending, anchor, Outcome::Rejected, Some(status))?;
+            }
+            Err(e) => self.wait_for_target(report, pending, &e),
+        }
+        Ok(())
+    }
+
+    /// No such user in the target yet: the account's retry is scheduled, its items stay.
+    fn wait_for_user(&mut self, report: &mut PassReport, pending: &Pending, anchor: &str) {
+        let slot = self.retries.remove(anchor);
+        let retry = self.schedule(slot);
+        self.retries.insert(anchor.to_string(), retry);
+        tracing::info!(user = %pending.user, "{}", Outcome::WaitingForUser.text());
+        report.lines.push(OutcomeLine {
+            user: pending.user.clone(),
+            outcome: Outcome::WaitingForUser,
+            status: None,
+            superseded: 0,
+        });
+        report.remaining += pending.ids.len();
+    }
+
+    /// Unreachable, refused credentials, 5xx after retries: nothing else in this pass can
+    /// succeed either; the target's retry is scheduled, the account's items stay.
+    fn wait_for_target(&mut self, report: &mut PassReport, pending: &Pending, e: &ClientError) {
+        report.target_unavailable = true;
+        let slot = self.target_retry.take();
+        self.target_retry = Some(self.schedule(slot));
+        tracing::warn!(user = %pending.user, reason = %failure_kind(e), "{}", Outcome::WaitingForTarget.text());
+        report.lines.push(OutcomeLine {
+            user: pending.user.clone(),
+            outcome: Outcome::WaitingForTarget,
+            status: None,
+            superseded: 0,
+        });
+        report.remaining += pending.ids.len();
     }
 
     fn finish(

@@ -75,78 +75,210 @@ fn candidate_ids(
     out
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What an incremental run brings to [`prepare`]: the change set, the image's groups, the
+/// directory kind, and whether groups carry the ownership mark.
+pub(super) struct ChangedRead<'a> {
+    pub changes: &'a DirChanges,
+    pub groups: BTreeMap<String, crate::source::Entry>,
+    pub kind: DirectoryKind,
+    pub marks_groups: bool,
+}
+
+/// The planner's input over the changed users, or why the whole image must be planned.
 pub(super) async fn prepare(
     config: &Config,
     state: &StateStore,
-    changes: &DirChanges,
-    groups: BTreeMap<String, crate::source::Entry>,
-    kind: DirectoryKind,
-    marks_groups: bool,
+    read: ChangedRead<'_>,
     now: chrono::DateTime<chrono::Utc>,
     report: &mut Report,
 ) -> Prepared {
+    let ChangedRead {
+        changes,
+        groups,
+        kind,
+        marks_groups,
+    } = read;
     if let Some(reason) = whole_plan_reason(config) {
         return Prepared::Whole(reason.into());
     }
-    let fail = |what: &'static str, e: crate::state::StateError| Prepared::Failed(what, e);
     let mut t = std::time::Instant::now();
-    let image_users: HashMap<String, ImageKeys> = match state.image_user_keys().await {
-        Ok(rows) => rows.into_iter().collect(),
-        Err(e) => return fail("the directory image", e),
+    let LoadedImage {
+        image_users,
+        candidates,
+        mut image,
+    } = match load_image(state, changes, groups, kind).await {
+        Ok(loaded) => loaded,
+        Err(failure) => return failure.into(),
     };
-    let candidates = candidate_ids(changes, kind, &image_users);
-    let ids: Vec<String> = candidates.iter().cloned().collect();
-    let mut image = Image::default();
-    match state.image_entries(ObjectKind::User, &ids).await {
-        Ok(users) => image.users = users,
-        Err(e) => return fail("the directory image", e),
-    }
-    image.groups = groups;
     super::phase("load the image rows", &mut t);
-    let before = image.hashes();
-    image.apply(changes, kind, config);
-    let (changed_ids, removals) = image.changes_since(&before);
-    drop(before);
+    let (changed_ids, removals) = apply_changes(config, &mut image, changes, kind);
 
-    // The changed users as they are now, mapped.
-    let changed_entries: Vec<crate::source::Entry> = image.users.values().cloned().collect();
-    let mapped = desired::map_users(config, kind, &changed_entries, now, report);
-    drop(changed_entries);
-
-    // Unchanged users: every image user the changes did not name.
-    let unchanged: Vec<&ImageKeys> = image_users
-        .iter()
-        .filter(|(k, _)| !candidates.contains(*k))
-        .map(|(_, keys)| keys)
-        .collect();
-    let unchanged_anchors: HashSet<String> =
-        unchanged.iter().filter_map(|k| k.anchor.clone()).collect();
-    let unchanged_names: HashSet<&str> = unchanged
-        .iter()
-        .filter_map(|k| k.name_key.as_deref())
-        .collect();
+    let mapped = map_changed_users(config, kind, &image, now, report);
+    let unchanged = Unchanged::new(&image_users, &candidates);
     // The whole plan reports two directory users with one externalId or userName and syncs
     // neither; seeing only one of them, this plan could not.
-    if mapped.users.iter().any(|u| {
-        unchanged_anchors.contains(&u.anchor)
-            || unchanged_names.contains(u.user_name.to_lowercase().as_str())
-    }) {
+    if unchanged.collides_with(&mapped) {
         return Prepared::Whole(
             "a changed user has the externalId or userName of an unchanged one".into(),
         );
     }
+    let (desired_groups, unmapped_groups) =
+        map_all_groups(config, kind, &image, marks_groups, &unchanged, &mapped);
+    super::phase("map the changed users and every group", &mut t);
 
-    // Members: unchanged users by their stored keys, changed users by their fresh ones.
-    let mut by_key: HashMap<String, String> = HashMap::new();
-    for keys in &unchanged {
-        if let Some(anchor) = &keys.anchor {
-            for k in &keys.member_keys {
-                by_key.insert(k.clone(), anchor.clone());
-            }
+    let (anchors, names) = touched_keys(&candidates, &image_users, &mapped);
+    let (snapshot, removable) = match cached_snapshot(state, &anchors, &names).await {
+        Ok(cached) => cached,
+        Err(failure) => return failure.into(),
+    };
+    super::phase("load the target cache", &mut t);
+
+    let image = ImageWrite {
+        upserts: changed_rows(kind, image, &changed_ids, mapped.keys),
+        removals,
+    };
+    let read_users = unchanged.keys.len() + mapped.users.len() + mapped.unmapped.len();
+    let unchanged_users = unchanged.anchors.len();
+    let read_groups = desired_groups.len() + unmapped_groups.len();
+    let desired = Desired {
+        users: mapped.users,
+        unmapped_users: mapped.unmapped,
+        groups: desired_groups,
+        unmapped_groups,
+        read_complete: true,
+        unchanged_anchors: desired::AnchorSet::default(),
+        changed_users_only: Some(ChangedUsers {
+            removable,
+            unchanged_anchors: unchanged.anchors,
+        }),
+    };
+    Prepared::Ready(Box::new(ChangedInput {
+        desired,
+        snapshot,
+        image,
+        unchanged_users,
+        read_users,
+        read_groups,
+    }))
+}
+
+/// The state (named by the first field) could not be read: becomes [`Prepared::Failed`].
+struct StateFailure(&'static str, crate::state::StateError);
+
+impl From<StateFailure> for Prepared {
+    fn from(failure: StateFailure) -> Prepared {
+        Prepared::Failed(failure.0, failure.1)
+    }
+}
+
+/// The image as the changes find it: the keys of every image user, the ids the changes may
+/// concern, and the image rows of those users (with every group).
+struct LoadedImage {
+    image_users: HashMap<String, ImageKeys>,
+    candidates: BTreeSet<String>,
+    image: Image,
+}
+
+/// Loads the image user keys, and the image rows of the users the changes may concern.
+async fn load_image(
+    state: &StateStore,
+    changes: &DirChanges,
+    groups: BTreeMap<String, crate::source::Entry>,
+    kind: DirectoryKind,
+) -> Result<LoadedImage, StateFailure> {
+    let failed = |e| StateFailure("the directory image", e);
+    let image_users: HashMap<String, ImageKeys> = state
+        .image_user_keys()
+        .await
+        .map_err(failed)?
+        .into_iter()
+        .collect();
+    let candidates = candidate_ids(changes, kind, &image_users);
+    let ids: Vec<String> = candidates.iter().cloned().collect();
+    let users = state
+        .image_entries(ObjectKind::User, &ids)
+        .await
+        .map_err(failed)?;
+    Ok(LoadedImage {
+        image_users,
+        candidates,
+        image: Image { users, groups },
+    })
+}
+
+/// The changes applied to the loaded image: the keys of the rows they changed, and of those
+/// they removed.
+fn apply_changes(
+    config: &Config,
+    image: &mut Image,
+    changes: &DirChanges,
+    kind: DirectoryKind,
+) -> (HashSet<super::ImageKey>, Vec<super::ImageKey>) {
+    let before = image.hashes();
+    image.apply(changes, kind, config);
+    image.changes_since(&before)
+}
+
+/// The changed users as they are now, mapped.
+fn map_changed_users(
+    config: &Config,
+    kind: DirectoryKind,
+    image: &Image,
+    now: chrono::DateTime<chrono::Utc>,
+    report: &mut Report,
+) -> desired::MappedUsers {
+    let changed_entries: Vec<crate::source::Entry> = image.users.values().cloned().collect();
+    desired::map_users(config, kind, &changed_entries, now, report)
+}
+
+/// Unchanged users: every image user the changes did not name, by the keys its row keeps.
+struct Unchanged<'a> {
+    keys: Vec<&'a ImageKeys>,
+    anchors: HashSet<String>,
+    names: HashSet<&'a str>,
+}
+
+impl<'a> Unchanged<'a> {
+    /// The image users not among the `candidates`.
+    fn new(
+        image_users: &'a HashMap<String, ImageKeys>,
+        candidates: &BTreeSet<String>,
+    ) -> Unchanged<'a> {
+        let keys: Vec<&ImageKeys> = image_users
+            .iter()
+            .filter(|(k, _)| !candidates.contains(*k))
+            .map(|(_, keys)| keys)
+            .collect();
+        let anchors: HashSet<String> = keys.iter().filter_map(|k| k.anchor.clone()).collect();
+        let names: HashSet<&str> = keys.iter().filter_map(|k| k.name_key.as_deref()).collect();
+        Unchanged {
+            keys,
+            anchors,
+            names,
         }
     }
-    for keys in mapped.keys.values() {
+
+    /// Whether a changed user has the externalId or userName of an unchanged one.
+    fn collides_with(&self, mapped: &desired::MappedUsers) -> bool {
+        mapped.users.iter().any(|u| {
+            self.anchors.contains(&u.anchor)
+                || self.names.contains(u.user_name.to_lowercase().as_str())
+        })
+    }
+}
+
+/// Every group mapped, with its members: unchanged users by their stored keys, changed users
+/// by their fresh ones.
+fn map_all_groups(
+    config: &Config,
+    kind: DirectoryKind,
+    image: &Image,
+    marks_groups: bool,
+    unchanged: &Unchanged<'_>,
+    mapped: &desired::MappedUsers,
+) -> (Vec<crate::plan::DesiredGroup>, Vec<mapping::MappingError>) {
+    let mut by_key: HashMap<String, String> = HashMap::new();
+    for keys in unchanged.keys.iter().copied().chain(mapped.keys.values()) {
         if let Some(anchor) = &keys.anchor {
             for k in &keys.member_keys {
                 by_key.insert(k.clone(), anchor.clone());
@@ -158,14 +290,19 @@ pub(super) async fn prepare(
     let members =
         mapping::resolve_members_by_key(&desired::member_spec(config, kind), &by_key, &groups);
     drop(by_key);
-    let desired_groups = desired::with_members(groups, members);
+    (desired::with_members(groups, members), unmapped_groups)
+}
 
-    super::phase("map the changed users and every group", &mut t);
-    // Target users the changes can touch: by the old and new anchors and names of the
-    // changed users (a rename can collide with a name, a deletion frees one).
+/// Target users the changes can touch, as anchors and lower-case names: the old and new ones
+/// of the changed users (a rename can collide with a name, a deletion frees one).
+fn touched_keys(
+    candidates: &BTreeSet<String>,
+    image_users: &HashMap<String, ImageKeys>,
+    mapped: &desired::MappedUsers,
+) -> (Vec<String>, Vec<String>) {
     let mut anchors: BTreeSet<String> = BTreeSet::new();
     let mut names: BTreeSet<String> = BTreeSet::new();
-    for id in &candidates {
+    for id in candidates {
         if let Some(old) = image_users.get(id) {
             anchors.extend(old.anchor.clone());
             names.extend(old.name_key.clone());
@@ -179,65 +316,50 @@ pub(super) async fn prepare(
         anchors.extend(e.anchor.clone());
         names.extend(e.user_name.as_ref().map(|n| n.to_lowercase()));
     }
-    let anchors: Vec<String> = anchors.into_iter().collect();
-    let names: Vec<String> = names.into_iter().collect();
-    let touched = match state
-        .cached_matching(ObjectKind::User, &anchors, &names)
+    (anchors.into_iter().collect(), names.into_iter().collect())
+}
+
+/// The target snapshot from the cache: the users the changes can touch whole, every other
+/// user in its light form, and every group; with the ids of the touched users.
+async fn cached_snapshot(
+    state: &StateStore,
+    anchors: &[String],
+    names: &[String],
+) -> Result<(TargetSnapshot, HashSet<String>), StateFailure> {
+    let failed = |e| StateFailure("the target cache", e);
+    let touched = state
+        .cached_matching(ObjectKind::User, anchors, names)
         .await
-    {
-        Ok(t) => t,
-        Err(e) => return fail("the target cache", e),
-    };
-    let mut light = match state.cached_users_light().await {
-        Ok(l) => l,
-        Err(e) => return fail("the target cache", e),
-    };
+        .map_err(failed)?;
+    let mut light = state.cached_users_light().await.map_err(failed)?;
     let removable: HashSet<String> = touched.iter().map(|o| o.id.clone()).collect();
     light.retain(|o| !removable.contains(&o.id));
-    let cached_groups = match state.cached_objects(ObjectKind::Group).await {
-        Ok(g) => g,
-        Err(e) => return fail("the target cache", e),
-    };
+    let cached_groups = state
+        .cached_objects(ObjectKind::Group)
+        .await
+        .map_err(failed)?;
     let cache: Vec<CachedObject> = light
         .into_iter()
         .chain(touched)
         .chain(cached_groups)
         .collect();
     // No scope filter here (see `whole_plan_reason`): the lean form.
-    let snapshot = TargetSnapshot::from_cache(cache, false);
-    super::phase("load the target cache", &mut t);
+    Ok((TargetSnapshot::from_cache(cache, false), removable))
+}
 
-    let mut keys = mapped.keys;
+/// The image rows of the changed entries, with the keys the mapping gave them.
+fn changed_rows(
+    kind: DirectoryKind,
+    image: Image,
+    changed_ids: &HashSet<(ObjectKind, String)>,
+    mut keys: HashMap<String, ImageKeys>,
+) -> Vec<crate::state::ImageRow> {
     let Image { users, groups } = image;
-    let upserts = super::image_rows(
+    super::image_rows(
         kind,
         users.into_values().collect(),
         groups.into_values().collect(),
-        Some(&changed_ids),
+        Some(changed_ids),
         &mut keys,
-    );
-    let changed_present = mapped.users.len() + mapped.unmapped.len();
-    let read_users = unchanged.len() + changed_present;
-    let unchanged_users = unchanged_anchors.len();
-    let read_groups = desired_groups.len() + unmapped_groups.len();
-    let desired = Desired {
-        users: mapped.users,
-        unmapped_users: mapped.unmapped,
-        groups: desired_groups,
-        unmapped_groups,
-        read_complete: true,
-        unchanged_anchors: desired::AnchorSet::default(),
-        changed_users_only: Some(ChangedUsers {
-            removable,
-            unchanged_anchors,
-        }),
-    };
-    Prepared::Ready(Box::new(ChangedInput {
-        desired,
-        snapshot,
-        image: ImageWrite { upserts, removals },
-        unchanged_users,
-        read_users,
-        read_groups,
-    }))
+    )
 }

@@ -83,6 +83,7 @@ pub(super) struct MappedUsers {
     pub keys: HashMap<String, ImageKeys>,
 }
 
+/// Maps user entries one by one (see [`MappedUsers`]).
 pub(super) fn map_users(
     config: &Config,
     kind: DirectoryKind,
@@ -246,160 +247,186 @@ pub(super) async fn from_read(
     report: &mut Report,
     choice: &RowChoice<'_>,
 ) -> MappedRead {
-    let id = super::stable_id(kind);
-    let spec = member_spec(config, kind);
-    // Sized up front: a growing vector of 100,000 would copy itself while both copies are
-    // resident (capacity left unused is never touched, so it costs no memory).
-    let mut users = Vec::with_capacity(read.users.len());
-    let mut unmapped_users = Vec::new();
-    let mut rows = Vec::new();
-    let mut stage = choice.stage;
-    let mut present = HashSet::new();
-    let mut unchanged_anchors = AnchorSet::default();
-    let mut by_key: HashMap<String, String> = HashMap::new();
-    for entry in read.users {
-        let stable = id(&entry);
-        let hash = entry_hash(&entry);
-        let same = |k: &str| {
-            choice
-                .unchanged
-                .is_some_and(|f| f(ObjectKind::User, k, hash))
-        };
-        let (mapped, keys) = map_user_entry(config, kind, &spec, &entry, now, report);
-        match mapped {
-            Ok(u) => {
-                for k in &keys.member_keys {
-                    by_key.insert(k.clone(), u.anchor.clone());
-                }
-                if stable.as_deref().is_some_and(same) {
-                    unchanged_anchors.insert(&u.anchor);
-                }
-                users.push(u);
-            }
-            Err(e) => unmapped_users.push(e),
-        }
-        if let Some(k) = stable {
-            if (choice.write)(ObjectKind::User, &k, hash) {
-                rows.push(ImageRow::new(ObjectKind::User, k.clone(), &entry, keys));
-                if rows.len() >= STAGE_BATCH {
-                    stage_rows(&mut stage, &mut rows).await;
-                }
-            }
-            present.insert((ObjectKind::User, k));
-        }
-    }
+    let mapping = ReadMapping {
+        config,
+        kind,
+        id: super::stable_id(kind),
+        spec: member_spec(config, kind),
+        now,
+        choice,
+    };
+    let mut acc = Accumulated::new(choice.stage, read.users.len());
+    let by_key = mapping.add_users(read.users, report, &mut acc).await;
     let (groups, unmapped_groups) = map_groups(config, kind, &read.groups, marks_groups);
-    let members = mapping::resolve_members_by_key(&spec, &by_key, &groups);
+    let members = mapping::resolve_members_by_key(&mapping.spec, &by_key, &groups);
     drop(by_key);
     let groups = with_members(groups, members);
-    // Groups are mapped in entry order, skipping failures: matched to their entries by DN.
-    let mut same_dns: HashSet<String> = HashSet::new();
-    for entry in read.groups {
-        let Some(k) = id(&entry) else {
-            continue;
-        };
-        let hash = entry_hash(&entry);
-        if choice
-            .unchanged
-            .is_some_and(|f| f(ObjectKind::Group, &k, hash))
-        {
-            same_dns.insert(entry.dn.clone());
-        }
-        if (choice.write)(ObjectKind::Group, &k, hash) {
-            rows.push(ImageRow::new(
-                ObjectKind::Group,
-                k.clone(),
-                &entry,
-                ImageKeys::default(),
-            ));
-        }
-        present.insert((ObjectKind::Group, k));
-    }
+    let same_dns = mapping.add_group_rows(read.groups, &mut acc);
     for g in &groups {
         if same_dns.contains(&g.group.dn) {
-            unchanged_anchors.insert(&g.group.anchor);
+            acc.unchanged_anchors.insert(&g.group.anchor);
         }
     }
-    stage_rows(&mut stage, &mut rows).await;
+    stage_rows(&mut acc.stage, &mut acc.rows).await;
     MappedRead {
         desired: Desired {
-            users,
-            unmapped_users,
+            users: acc.users,
+            unmapped_users: acc.unmapped_users,
             groups,
             unmapped_groups,
             read_complete: read.complete,
-            unchanged_anchors,
+            unchanged_anchors: acc.unchanged_anchors,
             changed_users_only: None,
         },
-        rows,
-        present,
+        rows: acc.rows,
+        present: acc.present,
     }
+}
+
+/// How a whole read's entries are mapped and chosen as image rows.
+struct ReadMapping<'a> {
+    config: &'a Config,
+    kind: DirectoryKind,
+    id: fn(&Entry) -> Option<String>,
+    spec: MemberSpec,
+    now: DateTime<Utc>,
+    choice: &'a RowChoice<'a>,
+}
+
+/// What a whole read's entries have given so far: mapped users, image rows (staged as they
+/// accumulate), the key of every entry, and the anchors of unchanged entries.
+struct Accumulated<'a> {
+    users: Vec<MappedUser>,
+    unmapped_users: Vec<MappingError>,
+    rows: Vec<ImageRow>,
+    stage: Option<&'a StateStore>,
+    present: HashSet<(ObjectKind, String)>,
+    unchanged_anchors: AnchorSet,
+}
+
+impl<'a> Accumulated<'a> {
+    /// Nothing yet, with room for `users` mapped users.
+    fn new(stage: Option<&'a StateStore>, users: usize) -> Accumulated<'a> {
+        Accumulated {
+            // Sized up front: a growing vector of 100,000 would copy itself while both copies
+            // are resident (capacity left unused is never touched, so it costs no memory).
+            users: Vec::with_capacity(users),
+            unmapped_users: Vec::new(),
+            rows: Vec::new(),
+            stage,
+            present: HashSet::new(),
+            unchanged_anchors: AnchorSet::default(),
+        }
+    }
+}
+
+impl ReadMapping<'_> {
+    /// Maps each user entry in turn, keeping its image row (if chosen, staged by batches);
+    /// returns the anchor each member key names.
+    async fn add_users(
+        &self,
+        entries: Vec<Entry>,
+        report: &mut Report,
+        acc: &mut Accumulated<'_>,
+    ) -> HashMap<String, String> {
+        let mut by_key: HashMap<String, String> = HashMap::new();
+        for entry in entries {
+            let stable = (self.id)(&entry);
+            let hash = entry_hash(&entry);
+            let same = |k: &str| {
+                self.choice
+                    .unchanged
+                    .is_some_and(|f| f(ObjectKind::User, k, hash))
+            };
+            let (mapped, keys) =
+                map_user_entry(self.config, self.kind, &self.spec, &entry, self.now, report);
+            match mapped {
+                Ok(u) => {
+                    for k in &keys.member_keys {
+                        by_key.insert(k.clone(), u.anchor.clone());
+                    }
+                    if stable.as_deref().is_some_and(same) {
+                        acc.unchanged_anchors.insert(&u.anchor);
+                    }
+                    acc.users.push(u);
+                }
+                Err(e) => acc.unmapped_users.push(e),
+            }
+            if let Some(k) = stable {
+                if (self.choice.write)(ObjectKind::User, &k, hash) {
+                    acc.rows
+                        .push(ImageRow::new(ObjectKind::User, k.clone(), &entry, keys));
+                    if acc.rows.len() >= STAGE_BATCH {
+                        stage_rows(&mut acc.stage, &mut acc.rows).await;
+                    }
+                }
+                acc.present.insert((ObjectKind::User, k));
+            }
+        }
+        by_key
+    }
+
+    /// Keeps each group entry's image row (if chosen) and key; returns the DNs of groups
+    /// unchanged since the last image (groups are mapped in entry order, skipping failures:
+    /// matched to their entries by DN).
+    fn add_group_rows(&self, entries: Vec<Entry>, acc: &mut Accumulated<'_>) -> HashSet<String> {
+        let mut same_dns: HashSet<String> = HashSet::new();
+        for entry in entries {
+            let Some(k) = (self.id)(&entry) else {
+                continue;
+            };
+            let hash = entry_hash(&entry);
+            if self
+                .choice
+                .unchanged
+                .is_some_and(|f| f(ObjectKind::Group, &k, hash))
+            {
+                same_dns.insert(entry.dn.clone());
+            }
+            if (self.choice.write)(ObjectKind::Group, &k, hash) {
+                acc.rows.push(ImageRow::new(
+                    ObjectKind::Group,
+                    k.clone(),
+                    &entry,
+                    ImageKeys::default(),
+                ));
+            }
+            acc.present.insert((ObjectKind::Group, k));
+        }
+        same_dns
+    }
+}
+
+/// What the run settles for the planner: configuration, command line, directory kind,
+/// whether the target keeps pending users, and the run's time.
+pub(super) struct PlanSettings<'a> {
+    pub config: &'a Config,
+    pub options: &'a SyncOptions,
+    pub kind: DirectoryKind,
+    pub keeps_pending: bool,
+    pub now: DateTime<Utc>,
 }
 
 /// The planner's input: the desired state, the target snapshot, and what this instance
 /// owns (behaviour §4.3).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn plan_input(
-    config: &Config,
-    options: &SyncOptions,
-    kind: DirectoryKind,
+    settings: &PlanSettings<'_>,
     desired: &mut Desired,
     snapshot: target::TargetSnapshot,
     records: &[ObjectKey],
     group_records: &[ObjectKey],
-    keeps_pending: bool,
-    now: DateTime<Utc>,
 ) -> PlanInput {
-    // Ownership (behaviour §4.3): what this instance recorded as created or adopted, plus target
-    // objects whose externalId is the anchor of a directory object this instance reads —
-    // anchors are directory-unique ids, and this is what lets a run after a crash (or after
-    // the cache was deleted) converge instead of refusing its own objects.
-    let desired_user_anchors: HashSet<&str> =
-        desired.users.iter().map(|u| u.anchor.as_str()).collect();
-    let desired_group_anchors: HashSet<&str> = desired
-        .groups
-        .iter()
-        .map(|g| g.group.anchor.as_str())
-        .collect();
-    let mut owned_users: BTreeSet<String> = records
-        .iter()
-        .filter(|r| r.owned)
-        .map(|r| r.target_id.clone())
-        .collect();
-    let mut owned_groups: BTreeSet<String> = group_records
-        .iter()
-        .filter(|r| r.owned)
-        .map(|r| r.target_id.clone())
-        .collect();
+    let PlanSettings {
+        config,
+        options,
+        kind,
+        keeps_pending,
+        now,
+    } = *settings;
+    let (owned_users, owned_groups) = owned(desired, records, group_records, &snapshot);
     let mut target_users = snapshot.users;
-    for u in &target_users {
-        if u.external_id
-            .as_deref()
-            .is_some_and(|e| desired_user_anchors.contains(e))
-        {
-            owned_users.insert(u.id.clone());
-        }
-    }
-    for g in &snapshot.groups {
-        if g.external_id
-            .as_deref()
-            .is_some_and(|e| desired_group_anchors.contains(e))
-        {
-            owned_groups.insert(g.id.clone());
-        }
-    }
     if !keeps_pending {
-        // Plain target: the agent's own pending records.
-        let pending: HashMap<&str, DateTime<Utc>> = records
-            .iter()
-            .filter_map(|r| r.pending_since.map(|p| (r.target_id.as_str(), p)))
-            .collect();
-        for u in &mut target_users {
-            if let Some(since) = pending.get(u.id.as_str()) {
-                u.pending = true;
-                u.pending_since = Some(*since);
-            }
-        }
+        mark_agent_pending(records, &mut target_users);
     }
     PlanInput {
         now,
@@ -426,6 +453,67 @@ pub(super) fn plan_input(
             kind,
         ),
         changed_users_only: desired.changed_users_only.take(),
+    }
+}
+
+/// The target ids this instance owns, users and groups (behaviour §4.3).
+fn owned(
+    desired: &Desired,
+    records: &[ObjectKey],
+    group_records: &[ObjectKey],
+    snapshot: &target::TargetSnapshot,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    // Ownership (behaviour §4.3): what this instance recorded as created or adopted, plus target
+    // objects whose externalId is the anchor of a directory object this instance reads —
+    // anchors are directory-unique ids, and this is what lets a run after a crash (or after
+    // the cache was deleted) converge instead of refusing its own objects.
+    let desired_user_anchors: HashSet<&str> =
+        desired.users.iter().map(|u| u.anchor.as_str()).collect();
+    let desired_group_anchors: HashSet<&str> = desired
+        .groups
+        .iter()
+        .map(|g| g.group.anchor.as_str())
+        .collect();
+    let mut owned_users: BTreeSet<String> = records
+        .iter()
+        .filter(|r| r.owned)
+        .map(|r| r.target_id.clone())
+        .collect();
+    let mut owned_groups: BTreeSet<String> = group_records
+        .iter()
+        .filter(|r| r.owned)
+        .map(|r| r.target_id.clone())
+        .collect();
+    for u in &snapshot.users {
+        if u.external_id
+            .as_deref()
+            .is_some_and(|e| desired_user_anchors.contains(e))
+        {
+            owned_users.insert(u.id.clone());
+        }
+    }
+    for g in &snapshot.groups {
+        if g.external_id
+            .as_deref()
+            .is_some_and(|e| desired_group_anchors.contains(e))
+        {
+            owned_groups.insert(g.id.clone());
+        }
+    }
+    (owned_users, owned_groups)
+}
+
+/// Plain target: the agent's own pending records marked on the target users they name.
+fn mark_agent_pending(records: &[ObjectKey], target_users: &mut [crate::plan::TargetUser]) {
+    let pending: HashMap<&str, DateTime<Utc>> = records
+        .iter()
+        .filter_map(|r| r.pending_since.map(|p| (r.target_id.as_str(), p)))
+        .collect();
+    for u in target_users {
+        if let Some(since) = pending.get(u.id.as_str()) {
+            u.pending = true;
+            u.pending_since = Some(*since);
+        }
     }
 }
 

@@ -30,28 +30,16 @@ pub(super) async fn execute(
     snapshot: target::TargetSnapshot,
     drift: bool,
 ) -> Option<Executed> {
-    let (config, options, state, now) = (run.config, run.options, run.state, run.now);
     let mut t = Instant::now();
-    // What this instance owns decides deletions: unreadable, nothing is planned on a guess.
-    let records = match state.object_keys(ObjectKind::User).await {
-        Ok(r) => r,
-        Err(e) => return state_unreadable(report, "the user ownership records", e).map(never),
-    };
-    let group_records = match state.object_keys(ObjectKind::Group).await {
-        Ok(r) => r,
-        Err(e) => return state_unreadable(report, "the group ownership records", e).map(never),
-    };
-    let input = desired::plan_input(
-        config,
-        options,
+    let (records, group_records) = ownership_records(run.state, report).await?;
+    let settings = desired::PlanSettings {
+        config: run.config,
+        options: run.options,
         kind,
-        desired,
-        snapshot,
-        &records,
-        &group_records,
-        run.keeps_pending,
-        now,
-    );
+        keeps_pending: run.keeps_pending,
+        now: run.now,
+    };
+    let input = desired::plan_input(&settings, desired, snapshot, &records, &group_records);
     phase("ownership records", &mut t);
     let plan = plan::plan(&input);
     phase("plan", &mut t);
@@ -62,27 +50,59 @@ pub(super) async fn execute(
     drop(input);
     drop(records);
     drop(group_records);
+    report_plan(report, &plan);
+    if drift {
+        report.drift_objects = plan_drift(&plan, &anchors, &desired.unchanged_anchors);
+    }
+    if run.options.dry_run || plan.refused.is_some() {
+        return Some(unapplied(plan, false));
+    }
+    apply_and_record(run, report, plan, &anchors, &matched, &mut t).await
+}
+
+/// What this instance owns, users and groups: it decides deletions, so when unreadable
+/// nothing is planned on a guess. `None`: the run stopped (exit 5).
+async fn ownership_records(
+    state: &StateStore,
+    report: &mut Report,
+) -> Option<(Vec<ObjectKey>, Vec<ObjectKey>)> {
+    let records = match state.object_keys(ObjectKind::User).await {
+        Ok(r) => r,
+        Err(e) => {
+            state_unreadable(report, "the user ownership records", e);
+            return None;
+        }
+    };
+    let group_records = match state.object_keys(ObjectKind::Group).await {
+        Ok(r) => r,
+        Err(e) => {
+            state_unreadable(report, "the group ownership records", e);
+            return None;
+        }
+    };
+    Some((records, group_records))
+}
+
+/// The plan's account in the report: skipped objects, notes, a refusal, unchanged counts.
+fn report_plan(report: &mut Report, plan: &Plan) {
     report.skipped = plan.errors.clone();
     report.notes.extend(plan.notes.iter().cloned());
     report.refused = plan.refused.clone();
     report.unchanged_users = plan.unchanged_users;
     report.unchanged_groups = plan.unchanged_groups;
-    if drift {
-        report.drift_objects = plan_drift(&plan, &anchors, &desired.unchanged_anchors);
-    }
-    if options.dry_run || plan.refused.is_some() {
-        return Some(Executed {
-            plan,
-            applied: false,
-            touched: Vec::new(),
-            created: Vec::new(),
-            failures: false,
-            target_conflicts: false,
-        });
-    }
+}
 
-    let outcome = apply_plan(run, report, &plan, &anchors).await?;
-    phase("apply", &mut t);
+/// Applies the plan, then (unless apply stopped) stores the records of what it wrote.
+async fn apply_and_record(
+    run: &RunCtx<'_>,
+    report: &mut Report,
+    plan: Plan,
+    anchors: &HashMap<String, String>,
+    matched: &[ObjectRecord],
+    t: &mut Instant,
+) -> Option<Executed> {
+    let outcome = apply_plan(run, report, &plan, anchors).await?;
+    phase("apply", t);
     report.counts = outcome.counts;
     report.failures = outcome.failures;
     let created = outcome.created;
@@ -91,17 +111,10 @@ pub(super) async fn execute(
         // the next run reads the same changes again.
         report.stopped = Some(reason);
         report.outcome = Outcome::Unreachable;
-        return Some(Executed {
-            plan,
-            applied: false,
-            touched: Vec::new(),
-            created: Vec::new(),
-            failures: true,
-            target_conflicts: false,
-        });
+        return Some(unapplied(plan, true));
     }
-    let touched = record_applied(run, report, &plan, &matched, &created).await?;
-    phase("bookkeeping", &mut t);
+    let touched = record_applied(run, report, &plan, matched, &created).await?;
+    phase("bookkeeping", t);
     Some(Executed {
         target_conflicts: target_conflicts(&plan),
         // Held-back work (failed writes, deletions a safety rule kept back) is planned again
@@ -266,14 +279,14 @@ pub(super) fn matched_records(input: &PlanInput, records: &[ObjectKey]) -> Vec<O
     rows
 }
 
-/// `stop` returns no plan; this gives its `None` the type of an execution.
-fn never(plan: Plan) -> Executed {
+/// A plan that was not applied (a dry run, a refusal, or apply stopped: `failures`).
+fn unapplied(plan: Plan, failures: bool) -> Executed {
     Executed {
         plan,
         applied: false,
         touched: Vec::new(),
         created: Vec::new(),
-        failures: false,
+        failures,
         target_conflicts: false,
     }
 }

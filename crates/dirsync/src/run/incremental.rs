@@ -18,20 +18,13 @@ pub(super) async fn incremental(
 ) -> Incremental {
     report.mode = "incremental".into();
     let mut t = Instant::now();
-    let DirRead {
+    let Some(DirRead {
         mut changes,
         kind,
         description,
-    } = match read_changes(run.config, Some(cursor)).await {
-        Ok(read) => read,
-        // An incomplete read or a reader error: nothing is written, the cursor stays.
-        Err(e) => {
-            return Incremental::Done(stop(
-                report,
-                format!("directory: {e}"),
-                Outcome::Unreachable,
-            ));
-        }
+    }) = read_since(run, report, cursor).await
+    else {
+        return Incremental::Done(None);
     };
     phase("read changes", &mut t);
     if let Some(reason) = changes.reload() {
@@ -43,43 +36,15 @@ pub(super) async fn incremental(
         Err(e) => return unreadable(report, "the run metadata", e),
     };
     if changes.is_empty() && !retry {
-        // The cheap run: neither the image, the cache nor the target is read. Every object
-        // is unchanged (counted, not loaded).
-        let counts = (
-            run.state.image_len(ObjectKind::User).await,
-            run.state.image_len(ObjectKind::Group).await,
-        );
-        (report.unchanged_users, report.unchanged_groups) = match counts {
-            (Ok(users), Ok(groups)) => (users, groups),
-            (Err(e), _) | (_, Err(e)) => return unreadable(report, "the directory image", e),
-        };
-        if !run.options.dry_run
-            && let Some(next) = changes.next()
-            && next != cursor
-        {
-            let write = IncrementalWrite {
-                cursor: serde_json::to_string(next).ok(),
-                ..IncrementalWrite::default()
-            };
-            if let Err(e) = run.state.commit_incremental(&write).await {
-                tracing::warn!(error = %e, "could not store the new cursor");
-            }
-        }
-        return Incremental::Done(Some(Plan::default()));
+        return nothing_changed(run, report, &changes, cursor).await;
     }
     let groups = match run.state.image(ObjectKind::Group).await {
         Ok(groups) => groups,
         Err(e) => return unreadable(report, "the directory image", e),
     };
     if let DirChanges::OpenLdap(c) = &mut changes {
-        match links::refresh(run.config, run.state, kind, c, &groups).await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(groups = n, "read again groups that list a changed entry"),
-            Err(links::LinkError::State(e)) => return unreadable(report, "the directory image", e),
-            Err(e @ links::LinkError::Directory(_)) => {
-                let reason = format!("directory: {e}");
-                return Incremental::Done(stop(report, reason, Outcome::Unreachable));
-            }
+        if !refresh_links(run, report, kind, c, &groups).await {
+            return Incremental::Done(None);
         }
         phase("read again the groups that list a changed entry", &mut t);
     }
@@ -88,18 +53,13 @@ pub(super) async fn incremental(
         // Held-back work concerns objects the changes may not name.
         "the last run left work to retry".to_string()
     } else {
-        match changed::prepare(
-            run.config,
-            run.state,
-            &changes,
+        let read = changed::ChangedRead {
+            changes: &changes,
             groups,
             kind,
             marks_groups,
-            run.now,
-            report,
-        )
-        .await
-        {
+        };
+        match changed::prepare(run.config, run.state, read, run.now, report).await {
             changed::Prepared::Ready(input) => {
                 phase("prepare the changed users", &mut t);
                 report.planned_over = Some("changed users".into());
@@ -111,6 +71,74 @@ pub(super) async fn incremental(
     };
     report.planned_over = Some(format!("whole image: {whole_reason}"));
     whole_image_run(run, report, &changes, kind, marks_groups).await
+}
+
+/// The directory's changes since `cursor`. `None`: an incomplete read or a reader error, the
+/// run stopped (the report says why); nothing is written, the cursor stays.
+async fn read_since(run: &RunCtx<'_>, report: &mut Report, cursor: &Cursor) -> Option<DirRead> {
+    match read_changes(run.config, Some(cursor)).await {
+        Ok(read) => Some(read),
+        Err(e) => {
+            stop(report, format!("directory: {e}"), Outcome::Unreachable);
+            None
+        }
+    }
+}
+
+/// The cheap run: neither the image, the cache nor the target is read. Every object is
+/// unchanged (counted, not loaded); a new cursor is stored (unless a dry run).
+async fn nothing_changed(
+    run: &RunCtx<'_>,
+    report: &mut Report,
+    changes: &DirChanges,
+    cursor: &Cursor,
+) -> Incremental {
+    let counts = (
+        run.state.image_len(ObjectKind::User).await,
+        run.state.image_len(ObjectKind::Group).await,
+    );
+    (report.unchanged_users, report.unchanged_groups) = match counts {
+        (Ok(users), Ok(groups)) => (users, groups),
+        (Err(e), _) | (_, Err(e)) => return unreadable(report, "the directory image", e),
+    };
+    if !run.options.dry_run
+        && let Some(next) = changes.next()
+        && next != cursor
+    {
+        let write = IncrementalWrite {
+            cursor: serde_json::to_string(next).ok(),
+            ..IncrementalWrite::default()
+        };
+        if let Err(e) = run.state.commit_incremental(&write).await {
+            tracing::warn!(error = %e, "could not store the new cursor");
+        }
+    }
+    Incremental::Done(Some(Plan::default()))
+}
+
+/// Reads again the groups that list a changed entry (OpenLDAP). `false`: the run stopped
+/// (the report says why).
+async fn refresh_links(
+    run: &RunCtx<'_>,
+    report: &mut Report,
+    kind: DirectoryKind,
+    changes: &mut syncrepl::DirectoryChanges,
+    groups: &BTreeMap<String, Entry>,
+) -> bool {
+    match links::refresh(run.config, run.state, kind, changes, groups).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(groups = n, "read again groups that list a changed entry"),
+        Err(links::LinkError::State(e)) => {
+            state_unreadable(report, "the directory image", e);
+            return false;
+        }
+        Err(e @ links::LinkError::Directory(_)) => {
+            let reason = format!("directory: {e}");
+            stop(report, reason, Outcome::Unreachable);
+            return false;
+        }
+    }
+    true
 }
 
 /// An incremental run that plans the changed users only ([`changed`]).
