@@ -327,6 +327,39 @@ fn any_element(table: &str, path: String, inner: Frag) -> Frag {
     )
 }
 
+/// The scalar SQL expression a comparison is made on, with its bound values and nullability.
+#[derive(Clone, Copy)]
+struct Operand<'a> {
+    x: &'a str,
+    xv: &'a [Value],
+    nullable: bool,
+}
+
+impl Operand<'_> {
+    /// Joins a null guard (`IS NOT NULL AND` or `IS NULL OR`) to `cmp`, repeating `x`'s values.
+    fn with_null(self, null_test: &str, cmp: String, cmp_values: Vec<Value>) -> Frag {
+        // `x` may appear twice (null guard + comparison); its values are repeated to match.
+        let x = self.x;
+        let mut values = self.xv.to_vec();
+        if self.nullable {
+            values.extend(self.xv.iter().cloned());
+            values.extend(cmp_values);
+            Frag::with(format!("({x} {null_test} {cmp})"), values)
+        } else {
+            values.extend(cmp_values);
+            Frag::with(format!("({cmp})"), values)
+        }
+    }
+    /// `cmp`, false when `x` is NULL.
+    fn guard(self, cmp: String, cmp_values: Vec<Value>) -> Frag {
+        self.with_null("IS NOT NULL AND", cmp, cmp_values)
+    }
+    /// `cmp`, true when `x` is NULL (for `ne`).
+    fn ne(self, cmp: String, cmp_values: Vec<Value>) -> Frag {
+        self.with_null("IS NULL OR", cmp, cmp_values)
+    }
+}
+
 /// A comparison of the scalar SQL expression `x` (with its own bound values `xv`).
 fn compare(
     x: &str,
@@ -337,112 +370,135 @@ fn compare(
     op: &CompareOp,
     value: &CompValue,
 ) -> Result<Frag, ScimError> {
-    // `x` may appear twice (null guard + comparison); its values are repeated to match.
-    // `null_test` joins the guard to the comparison: `IS NOT NULL AND` or `IS NULL OR`.
-    let with_null = |null_test: &str, cmp: String, cmp_values: Vec<Value>| -> Frag {
-        let mut values = xv.to_vec();
-        if nullable {
-            values.extend(xv.iter().cloned());
-            values.extend(cmp_values);
-            Frag::with(format!("({x} {null_test} {cmp})"), values)
-        } else {
-            values.extend(cmp_values);
-            Frag::with(format!("({cmp})"), values)
-        }
-    };
-    let guard = |cmp: String, cmp_values: Vec<Value>| with_null("IS NOT NULL AND", cmp, cmp_values);
-    let ne = |cmp: String, cmp_values: Vec<Value>| with_null("IS NULL OR", cmp, cmp_values);
+    let operand = Operand { x, xv, nullable };
     match value {
-        CompValue::Null => match op {
-            CompareOp::Eq => Ok(Frag::with(format!("({x} IS NULL)"), xv.to_vec())),
-            CompareOp::Ne => Ok(Frag::with(format!("({x} IS NOT NULL)"), xv.to_vec())),
-            _ => Err(ScimError::invalid_filter(
-                "null can only be compared with eq or ne",
-            )),
-        },
+        CompValue::Null => compare_null(operand, op),
         CompValue::True | CompValue::False => {
-            // A boolean is 1/0 in SQLite's JSON and columns, true/false in PostgreSQL's JSON:
-            // compared as text, the same SQL serves both.
-            let set = if matches!(value, CompValue::True) {
-                "('1', 'true')"
-            } else {
-                "('0', 'false')"
-            };
-            match op {
-                CompareOp::Eq => Ok(guard(format!("CAST({x} AS TEXT) IN {set}"), vec![])),
-                CompareOp::Ne => Ok(ne(format!("CAST({x} AS TEXT) NOT IN {set}"), vec![])),
-                _ => Err(ScimError::invalid_filter(
-                    "booleans can only be compared with eq or ne",
-                )),
-            }
+            compare_bool(operand, op, matches!(value, CompValue::True))
         }
-        CompValue::Number(n) => {
-            let v = if let Some(i) = n.as_i64() {
-                Value::from(i)
-            } else {
-                Value::from(n.as_f64().unwrap_or(0.0))
-            };
-            // JSON text on PostgreSQL: compared as a number on both engines.
-            let n = format!("CAST({x} AS DOUBLE PRECISION)");
-            match op {
-                CompareOp::Eq => Ok(guard(format!("{n} = ?"), vec![v])),
-                CompareOp::Ne => Ok(ne(format!("{n} <> ?"), vec![v])),
-                CompareOp::Gt => Ok(guard(format!("{n} > ?"), vec![v])),
-                CompareOp::Ge => Ok(guard(format!("{n} >= ?"), vec![v])),
-                CompareOp::Lt => Ok(guard(format!("{n} < ?"), vec![v])),
-                CompareOp::Le => Ok(guard(format!("{n} <= ?"), vec![v])),
-                CompareOp::Co | CompareOp::Sw | CompareOp::Ew => Err(ScimError::invalid_filter(
-                    "co, sw and ew need a string value",
-                )),
-            }
-        }
-        CompValue::Str(s) => {
-            if ty == AttrType::Boolean {
-                return Err(ScimError::invalid_filter(format!(
-                    "a boolean attribute cannot be compared with the string \"{s}\""
-                )));
-            }
-            let is_order = matches!(
-                op,
-                CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le
-            );
-            let is_eq = matches!(op, CompareOp::Eq | CompareOp::Ne);
-            let s = if ty == AttrType::DateTime && (is_order || is_eq) {
-                normalise_datetime(s).ok_or_else(|| {
-                    ScimError::invalid_filter(format!("\"{s}\" is not an RFC 3339 dateTime"))
-                })?
-            } else {
-                match fold {
-                    Fold::None => s.clone(),
-                    Fold::Unicode => s.to_lowercase(),
-                    Fold::Ascii => s.to_ascii_lowercase(),
-                }
-            };
-            let lx = match fold {
-                Fold::Ascii => format!("lower({x})"),
-                _ => x.to_string(),
-            };
-            match op {
-                CompareOp::Eq => Ok(guard(format!("{lx} = ?"), vec![Value::from(s)])),
-                CompareOp::Ne => Ok(ne(format!("{lx} <> ?"), vec![Value::from(s)])),
-                CompareOp::Gt => Ok(guard(format!("{lx} > ?"), vec![Value::from(s)])),
-                CompareOp::Ge => Ok(guard(format!("{lx} >= ?"), vec![Value::from(s)])),
-                CompareOp::Lt => Ok(guard(format!("{lx} < ?"), vec![Value::from(s)])),
-                CompareOp::Le => Ok(guard(format!("{lx} <= ?"), vec![Value::from(s)])),
-                CompareOp::Co | CompareOp::Sw | CompareOp::Ew => {
-                    let e = like_escape(&s);
-                    let pattern = match op {
-                        CompareOp::Co => format!("%{e}%"),
-                        CompareOp::Sw => format!("{e}%"),
-                        _ => format!("%{e}"),
-                    };
-                    Ok(guard(
-                        format!("{lx} LIKE ? ESCAPE '\\'"),
-                        vec![Value::from(pattern)],
-                    ))
-                }
-            }
-        }
+        CompValue::Number(n) => compare_number(operand, op, n),
+        CompValue::Str(s) => compare_str(operand, ty, fold, op, s),
+    }
+}
+
+/// Compares with `null`: only `eq` (absent) and `ne` (present) are allowed.
+fn compare_null(operand: Operand<'_>, op: &CompareOp) -> Result<Frag, ScimError> {
+    let Operand { x, xv, .. } = operand;
+    match op {
+        CompareOp::Eq => Ok(Frag::with(format!("({x} IS NULL)"), xv.to_vec())),
+        CompareOp::Ne => Ok(Frag::with(format!("({x} IS NOT NULL)"), xv.to_vec())),
+        _ => Err(ScimError::invalid_filter(
+            "null can only be compared with eq or ne",
+        )),
+    }
+}
+
+/// Compares with `true`/`false`: only `eq` and `ne` are allowed.
+fn compare_bool(operand: Operand<'_>, op: &CompareOp, truth: bool) -> Result<Frag, ScimError> {
+    let x = operand.x;
+    // A boolean is 1/0 in SQLite's JSON and columns, true/false in PostgreSQL's JSON:
+    // compared as text, the same SQL serves both.
+    let set = if truth {
+        "('1', 'true')"
+    } else {
+        "('0', 'false')"
+    };
+    match op {
+        CompareOp::Eq => Ok(operand.guard(format!("CAST({x} AS TEXT) IN {set}"), vec![])),
+        CompareOp::Ne => Ok(operand.ne(format!("CAST({x} AS TEXT) NOT IN {set}"), vec![])),
+        _ => Err(ScimError::invalid_filter(
+            "booleans can only be compared with eq or ne",
+        )),
+    }
+}
+
+/// Compares with a number: ordering and equality, never `co`/`sw`/`ew`.
+fn compare_number(
+    operand: Operand<'_>,
+    op: &CompareOp,
+    n: &serde_json::Number,
+) -> Result<Frag, ScimError> {
+    let x = operand.x;
+    let v = if let Some(i) = n.as_i64() {
+        Value::from(i)
+    } else {
+        Value::from(n.as_f64().unwrap_or(0.0))
+    };
+    // JSON text on PostgreSQL: compared as a number on both engines.
+    let n = format!("CAST({x} AS DOUBLE PRECISION)");
+    match op {
+        CompareOp::Eq => Ok(operand.guard(format!("{n} = ?"), vec![v])),
+        CompareOp::Ne => Ok(operand.ne(format!("{n} <> ?"), vec![v])),
+        CompareOp::Gt => Ok(operand.guard(format!("{n} > ?"), vec![v])),
+        CompareOp::Ge => Ok(operand.guard(format!("{n} >= ?"), vec![v])),
+        CompareOp::Lt => Ok(operand.guard(format!("{n} < ?"), vec![v])),
+        CompareOp::Le => Ok(operand.guard(format!("{n} <= ?"), vec![v])),
+        CompareOp::Co | CompareOp::Sw | CompareOp::Ew => Err(ScimError::invalid_filter(
+            "co, sw and ew need a string value",
+        )),
+    }
+}
+
+/// Compares with a string, after normalising (dateTime) or folding (case) the value.
+fn compare_str(
+    operand: Operand<'_>,
+    ty: AttrType,
+    fold: Fold,
+    op: &CompareOp,
+    s: &str,
+) -> Result<Frag, ScimError> {
+    let x = operand.x;
+    let s = string_operand(ty, fold, op, s)?;
+    let lx = match fold {
+        Fold::Ascii => format!("lower({x})"),
+        _ => x.to_string(),
+    };
+    match op {
+        CompareOp::Eq => Ok(operand.guard(format!("{lx} = ?"), vec![Value::from(s)])),
+        CompareOp::Ne => Ok(operand.ne(format!("{lx} <> ?"), vec![Value::from(s)])),
+        CompareOp::Gt => Ok(operand.guard(format!("{lx} > ?"), vec![Value::from(s)])),
+        CompareOp::Ge => Ok(operand.guard(format!("{lx} >= ?"), vec![Value::from(s)])),
+        CompareOp::Lt => Ok(operand.guard(format!("{lx} < ?"), vec![Value::from(s)])),
+        CompareOp::Le => Ok(operand.guard(format!("{lx} <= ?"), vec![Value::from(s)])),
+        CompareOp::Co | CompareOp::Sw | CompareOp::Ew => Ok(operand.guard(
+            format!("{lx} LIKE ? ESCAPE '\\'"),
+            vec![Value::from(like_pattern(op, &s))],
+        )),
+    }
+}
+
+/// The string value to bind: a normalised dateTime for ordering/equality, else folded.
+fn string_operand(ty: AttrType, fold: Fold, op: &CompareOp, s: &str) -> Result<String, ScimError> {
+    if ty == AttrType::Boolean {
+        return Err(ScimError::invalid_filter(format!(
+            "a boolean attribute cannot be compared with the string \"{s}\""
+        )));
+    }
+    let is_order = matches!(
+        op,
+        CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le
+    );
+    let is_eq = matches!(op, CompareOp::Eq | CompareOp::Ne);
+    if ty == AttrType::DateTime && (is_order || is_eq) {
+        normalise_datetime(s).ok_or_else(|| {
+            ScimError::invalid_filter(format!("\"{s}\" is not an RFC 3339 dateTime"))
+        })
+    } else {
+        Ok(match fold {
+            Fold::None => s.to_string(),
+            Fold::Unicode => s.to_lowercase(),
+            Fold::Ascii => s.to_ascii_lowercase(),
+        })
+    }
+}
+
+/// The escaped `LIKE` pattern for `co` (contains), `sw` (starts with) or `ew` (ends with).
+fn like_pattern(op: &CompareOp, s: &str) -> String {
+    let e = like_escape(s);
+    match op {
+        CompareOp::Co => format!("%{e}%"),
+        CompareOp::Sw => format!("{e}%"),
+        _ => format!("%{e}"),
     }
 }
 
@@ -475,60 +531,12 @@ fn attr_exp(kind: Kind, exp: &AttrExp) -> Result<Frag, ScimError> {
     };
     match target(kind, path)? {
         Target::Never => Ok(Frag::new(NEVER)),
-        Target::Column(c, def) => {
-            let x = qualify(table, c.sql);
-            match exp {
-                AttrExp::Present(_) => Ok(if c.nullable {
-                    present(&x, &[])
-                } else {
-                    Frag::new(ALWAYS)
-                }),
-                AttrExp::Comparison(_, op, v) => {
-                    let fold = fold_for(def.case_exact, def.ty, c.lowered);
-                    compare(&x, &[], c.nullable, def.ty, fold, op, v)
-                }
-            }
-        }
+        Target::Column(c, def) => column_exp(table, c, def, exp),
         Target::Json {
             path,
             ty,
             case_exact,
-        } => {
-            let x = format!("json_extract({table}.resource, ?)");
-            let xv = vec![Value::from(path.clone())];
-            match exp {
-                AttrExp::Present(_) => {
-                    // Objects and arrays: present when non-empty.
-                    Ok(Frag::with(
-                        format!(
-                            "(json_type({table}.resource, ?) IS NOT NULL \
-                             AND json_type({table}.resource, ?) <> 'null' \
-                             AND NOT (json_type({table}.resource, ?) = 'text' AND {x} = '') \
-                             AND NOT (json_type({table}.resource, ?) = 'array' AND json_array_length({table}.resource, ?) = 0) \
-                             AND NOT (json_type({table}.resource, ?) = 'object' AND {x} = '{{}}'))"
-                        ),
-                        vec![
-                            Value::from(path.clone()),
-                            Value::from(path.clone()),
-                            Value::from(path.clone()),
-                            Value::from(path.clone()),
-                            Value::from(path.clone()),
-                            Value::from(path.clone()),
-                            Value::from(path.clone()),
-                            Value::from(path),
-                        ],
-                    ))
-                }
-                AttrExp::Comparison(_, op, v) => {
-                    if ty == AttrType::Complex {
-                        return Err(ScimError::invalid_filter(
-                            "a complex attribute can only be tested with pr; name a sub-attribute",
-                        ));
-                    }
-                    compare(&x, &xv, true, ty, fold_for(case_exact, ty, false), op, v)
-                }
-            }
-        }
+        } => json_exp(table, path, ty, case_exact, exp),
         Target::JsonArray {
             path,
             sub,
@@ -536,53 +544,152 @@ fn attr_exp(kind: Kind, exp: &AttrExp) -> Result<Frag, ScimError> {
             case_exact,
             complex,
         } => {
-            let elem = match &sub {
-                Some(s) => Frag::with(
-                    "json_extract(e.value, ?)",
-                    vec![Value::from(json_path(None, s, None))],
-                ),
-                None => Frag::new("e.value"),
+            let array = ArrayTarget {
+                path,
+                sub,
+                ty,
+                case_exact,
+                complex,
             };
-            let inner = match exp {
-                // `emails pr`: at least one element.
-                AttrExp::Present(p) if p.sub_attr.is_none() || !complex => Frag::new(ALWAYS),
-                AttrExp::Present(_) => present(&elem.sql, &elem.values),
-                AttrExp::Comparison(_, op, v) => compare(
-                    &elem.sql,
-                    &elem.values,
-                    true,
-                    ty,
-                    fold_for(case_exact, ty, false),
-                    op,
-                    v,
-                )?,
-            };
-            Ok(any_element(table, path, inner))
+            json_array_exp(table, array, exp)
         }
-        Target::Relation(rel) => {
-            let sub = path.sub_attr.clone().unwrap_or_else(|| "value".to_string());
-            let Some((col, case_exact)) = rel.sub_sql(&sub) else {
-                return Ok(Frag::new(NEVER));
-            };
-            let inner = match exp {
-                AttrExp::Present(_) if path.sub_attr.is_none() => Frag::new(ALWAYS),
-                AttrExp::Present(_) => present(col, &[]),
-                AttrExp::Comparison(_, op, v) => compare(
-                    col,
-                    &[],
-                    true,
-                    AttrType::String,
-                    fold_for(case_exact, AttrType::String, false),
-                    op,
-                    v,
-                )?,
-            };
-            Ok(Frag::with(
-                format!("{}{})", rel.exists_prefix(), inner.sql),
-                inner.values,
-            ))
+        Target::Relation(rel) => relation_exp(rel, path, exp),
+    }
+}
+
+/// An attribute expression on an indexed column.
+fn column_exp(
+    table: &str,
+    c: ColumnInfo,
+    def: &AttributeDef,
+    exp: &AttrExp,
+) -> Result<Frag, ScimError> {
+    let x = qualify(table, c.sql);
+    match exp {
+        AttrExp::Present(_) => Ok(if c.nullable {
+            present(&x, &[])
+        } else {
+            Frag::new(ALWAYS)
+        }),
+        AttrExp::Comparison(_, op, v) => {
+            let fold = fold_for(def.case_exact, def.ty, c.lowered);
+            compare(&x, &[], c.nullable, def.ty, fold, op, v)
         }
     }
+}
+
+/// An attribute expression on a scalar (or whole complex value) inside the resource JSON.
+fn json_exp(
+    table: &str,
+    path: String,
+    ty: AttrType,
+    case_exact: bool,
+    exp: &AttrExp,
+) -> Result<Frag, ScimError> {
+    let x = format!("json_extract({table}.resource, ?)");
+    let xv = vec![Value::from(path.clone())];
+    match exp {
+        AttrExp::Present(_) => Ok(json_present(table, &x, path)),
+        AttrExp::Comparison(_, op, v) => {
+            if ty == AttrType::Complex {
+                return Err(ScimError::invalid_filter(
+                    "a complex attribute can only be tested with pr; name a sub-attribute",
+                ));
+            }
+            compare(&x, &xv, true, ty, fold_for(case_exact, ty, false), op, v)
+        }
+    }
+}
+
+/// `pr` on a JSON value `x` at `path`: not null, not empty text, array or object.
+fn json_present(table: &str, x: &str, path: String) -> Frag {
+    // Objects and arrays: present when non-empty.
+    Frag::with(
+        format!(
+            "(json_type({table}.resource, ?) IS NOT NULL \
+             AND json_type({table}.resource, ?) <> 'null' \
+             AND NOT (json_type({table}.resource, ?) = 'text' AND {x} = '') \
+             AND NOT (json_type({table}.resource, ?) = 'array' AND json_array_length({table}.resource, ?) = 0) \
+             AND NOT (json_type({table}.resource, ?) = 'object' AND {x} = '{{}}'))"
+        ),
+        vec![
+            Value::from(path.clone()),
+            Value::from(path.clone()),
+            Value::from(path.clone()),
+            Value::from(path.clone()),
+            Value::from(path.clone()),
+            Value::from(path.clone()),
+            Value::from(path.clone()),
+            Value::from(path),
+        ],
+    )
+}
+
+/// The fields of `Target::JsonArray`: a multi-valued attribute in the resource JSON.
+struct ArrayTarget {
+    path: String,
+    sub: Option<String>,
+    ty: AttrType,
+    case_exact: bool,
+    complex: bool,
+}
+
+/// An attribute expression on a multi-valued JSON attribute: holds for some element.
+fn json_array_exp(table: &str, array: ArrayTarget, exp: &AttrExp) -> Result<Frag, ScimError> {
+    let ArrayTarget {
+        path,
+        sub,
+        ty,
+        case_exact,
+        complex,
+    } = array;
+    let elem = match &sub {
+        Some(s) => Frag::with(
+            "json_extract(e.value, ?)",
+            vec![Value::from(json_path(None, s, None))],
+        ),
+        None => Frag::new("e.value"),
+    };
+    let inner = match exp {
+        // `emails pr`: at least one element.
+        AttrExp::Present(p) if p.sub_attr.is_none() || !complex => Frag::new(ALWAYS),
+        AttrExp::Present(_) => present(&elem.sql, &elem.values),
+        AttrExp::Comparison(_, op, v) => compare(
+            &elem.sql,
+            &elem.values,
+            true,
+            ty,
+            fold_for(case_exact, ty, false),
+            op,
+            v,
+        )?,
+    };
+    Ok(any_element(table, path, inner))
+}
+
+/// An attribute expression on the membership relation: holds for some membership.
+fn relation_exp(rel: Relation, path: &AttrPath, exp: &AttrExp) -> Result<Frag, ScimError> {
+    let sub = path.sub_attr.clone().unwrap_or_else(|| "value".to_string());
+    let Some((col, case_exact)) = rel.sub_sql(&sub) else {
+        return Ok(Frag::new(NEVER));
+    };
+    let inner = match exp {
+        AttrExp::Present(_) if path.sub_attr.is_none() => Frag::new(ALWAYS),
+        AttrExp::Present(_) => present(col, &[]),
+        AttrExp::Comparison(_, op, v) => compare(
+            col,
+            &[],
+            true,
+            AttrType::String,
+            fold_for(case_exact, AttrType::String, false),
+            op,
+            v,
+        )?,
+    };
+    Ok(Frag::with(
+        format!("{}{})", rel.exists_prefix(), inner.sql),
+        inner.values,
+    ))
 }
 
 /// A sub-attribute of one element: its SQL, type, caseExact, and whether already lowered.
