@@ -73,6 +73,7 @@ pub fn spawn(svc: Arc<Service>, opts: WorkerOptions) -> JoinHandle<()> {
     })
 }
 
+/// One look at every application: forgets removed ones, starts due drains, trims the queue.
 async fn round(
     svc: &Arc<Service>,
     opts: &WorkerOptions,
@@ -82,13 +83,7 @@ async fn round(
         let mut conn = svc.store.read().await?;
         sa::list_apps(&mut conn).await?
     };
-    tasks.retain(|name, t| {
-        let keep = apps.iter().any(|a| &a.name == name);
-        if !keep && let Some(h) = &t.handle {
-            h.abort();
-        }
-        keep
-    });
+    forget_removed(tasks, &apps);
     let now_i = Instant::now();
     for app in apps {
         let key = format!("{}\n{}\n{:?}", app.url, app.token_file, app.rate_per_sec);
@@ -99,70 +94,121 @@ async fn round(
             failures: 0,
             not_before: now_i,
         });
-        if let Some(h) = &task.handle {
-            if !h.is_finished() {
-                continue;
-            }
-            let result = match task.handle.take() {
-                Some(h) => h.await.unwrap_or_else(|e| Err(Error::DrainTask(e))),
-                None => Ok(()),
-            };
-            match result {
-                Ok(()) => task.failures = 0,
-                Err(_) => {
-                    task.failures = task.failures.saturating_add(1);
-                    // Doubling from the poll interval, capped.
-                    let factor = 1u32 << task.failures.min(16);
-                    let wait = opts.interval.saturating_mul(factor).min(MAX_BACKOFF);
-                    task.not_before = Instant::now() + wait;
-                    // Credentials or the URL may have been fixed in the meantime.
-                    task.client = None;
-                }
-            }
-        }
-        if Instant::now() < task.not_before {
-            continue;
-        }
-        let pending = {
-            let mut conn = svc.store.read().await?;
-            !sa::next_events(&mut conn, &app.name, app.position(), 1)
-                .await?
-                .is_empty()
-        };
-        if !pending {
-            continue;
-        }
-        if task.key != key {
-            task.key = key;
-            task.client = None;
-        }
-        let client = match &task.client {
-            Some(c) => c.clone(),
-            None => match Downstream::connect(&app) {
-                Ok(c) => {
-                    let c = Arc::new(c);
-                    task.client = Some(c.clone());
-                    c
-                }
-                Err(e) => {
-                    record_hold(svc, &app.name, &e.to_string()).await;
-                    task.failures = task.failures.saturating_add(1);
-                    task.not_before = Instant::now() + MAX_BACKOFF.min(opts.interval * 10);
-                    continue;
-                }
-            },
-        };
-        let leased = {
-            let mut conn = svc.store.autocommit().await?;
-            lease(&mut conn, &app.name).await?
-        };
-        if !leased {
-            // Another node is draining this application.
-            continue;
-        }
-        let svc = svc.clone();
-        task.handle = Some(tokio::spawn(drain_leased(svc, app, client)));
+        tend(svc, opts, task, app, key).await?;
     }
+    trim_queue(svc).await
+}
+
+/// Drops the tasks of applications no longer configured, aborting their drains.
+fn forget_removed(tasks: &mut HashMap<String, AppTask>, apps: &[AppRow]) {
+    tasks.retain(|name, t| {
+        let keep = apps.iter().any(|a| &a.name == name);
+        if !keep && let Some(h) = &t.handle {
+            h.abort();
+        }
+        keep
+    });
+}
+
+/// Starts a drain of `app` when none runs, its backoff is over, it has a backlog, a client
+/// and this node gets its lease.
+async fn tend(
+    svc: &Arc<Service>,
+    opts: &WorkerOptions,
+    task: &mut AppTask,
+    app: AppRow,
+    key: String,
+) -> Result<(), sqlx::Error> {
+    if !reap(task, opts).await {
+        return Ok(());
+    }
+    if Instant::now() < task.not_before {
+        return Ok(());
+    }
+    if !has_backlog(svc, &app).await? {
+        return Ok(());
+    }
+    if task.key != key {
+        task.key = key;
+        task.client = None;
+    }
+    let Some(client) = client_for(svc, opts, task, &app).await else {
+        return Ok(());
+    };
+    let leased = {
+        let mut conn = svc.store.autocommit().await?;
+        lease(&mut conn, &app.name).await?
+    };
+    if !leased {
+        // Another node is draining this application.
+        return Ok(());
+    }
+    let svc = svc.clone();
+    task.handle = Some(tokio::spawn(drain_leased(svc, app, client)));
+    Ok(())
+}
+
+/// Collects a finished drain's outcome into the backoff state; false while a drain still runs.
+async fn reap(task: &mut AppTask, opts: &WorkerOptions) -> bool {
+    if let Some(h) = &task.handle {
+        if !h.is_finished() {
+            return false;
+        }
+        let result = match task.handle.take() {
+            Some(h) => h.await.unwrap_or_else(|e| Err(Error::DrainTask(e))),
+            None => Ok(()),
+        };
+        match result {
+            Ok(()) => task.failures = 0,
+            Err(_) => {
+                task.failures = task.failures.saturating_add(1);
+                // Doubling from the poll interval, capped.
+                let factor = 1u32 << task.failures.min(16);
+                let wait = opts.interval.saturating_mul(factor).min(MAX_BACKOFF);
+                task.not_before = Instant::now() + wait;
+                // Credentials or the URL may have been fixed in the meantime.
+                task.client = None;
+            }
+        }
+    }
+    true
+}
+
+/// Whether the application's queue holds a change past its cursor.
+async fn has_backlog(svc: &Service, app: &AppRow) -> Result<bool, sqlx::Error> {
+    let mut conn = svc.store.read().await?;
+    Ok(!sa::next_events(&mut conn, &app.name, app.position(), 1)
+        .await?
+        .is_empty())
+}
+
+/// The task's client, built if needed; `None` (hold recorded, backoff set) if it cannot be.
+async fn client_for(
+    svc: &Service,
+    opts: &WorkerOptions,
+    task: &mut AppTask,
+    app: &AppRow,
+) -> Option<Arc<Downstream>> {
+    if let Some(c) = &task.client {
+        return Some(c.clone());
+    }
+    match Downstream::connect(app) {
+        Ok(c) => {
+            let c = Arc::new(c);
+            task.client = Some(c.clone());
+            Some(c)
+        }
+        Err(e) => {
+            record_hold(svc, &app.name, &e.to_string()).await;
+            task.failures = task.failures.saturating_add(1);
+            task.not_before = Instant::now() + MAX_BACKOFF.min(opts.interval * 10);
+            None
+        }
+    }
+}
+
+/// Deletes the queue rows every application has moved past, if there are any.
+async fn trim_queue(svc: &Service) -> Result<(), sqlx::Error> {
     let trimmable = {
         let mut conn = svc.store.read().await?;
         sa::trimmable(&mut conn).await?
