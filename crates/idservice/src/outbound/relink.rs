@@ -191,6 +191,16 @@ fn recorded(
     Outcome::Recorded(link)
 }
 
+/// What one link creation works with: the user, the application and the account to push.
+struct NewLink<'a> {
+    app: &'a AppRow,
+    ds: &'a Downstream,
+    user: &'a UserRow,
+    immutable: String,
+    desired: Value,
+    unblocked: bool,
+}
+
 /// Link creation by the relink table. `immutable` is the link's existing immutable id, if any
 /// (it never changes for a link); otherwise the user's current one.
 async fn create_link(
@@ -203,48 +213,26 @@ async fn create_link(
 ) -> Result<Outcome, PushError> {
     let immutable = immutable.unwrap_or_else(|| immutable_id(user));
     let desired = desired_resource(user, &immutable, unblocked, app.licence.as_deref());
-    let base = LinkRow {
-        app: app.name.clone(),
-        user_id: user.id.clone(),
-        user_name: user.user_name.clone(),
-        immutable_id: immutable.clone(),
-        downstream_id: None,
-        // Not a state yet: the outcome below sets one.
-        state: String::new(),
-        last_error: None,
-        last_push: Some(now()),
-    };
-    let fail = |base: LinkRow, e: ClientError| -> Result<Outcome, PushError> {
-        if holds_queue(&e) {
-            Err(PushError::Hold(e))
-        } else {
-            Ok(failed_on(base, &e))
-        }
+    let base = new_link_row(app, user, &immutable);
+    let link = NewLink {
+        app,
+        ds,
+        user,
+        immutable,
+        desired,
+        unblocked,
     };
 
     // Same immutable id as before: reuse the account (unblocking it).
     let by_id = match ds
-        .find_by_external_id(ResourceKind::Users, &immutable)
+        .find_by_external_id(ResourceKind::Users, &link.immutable)
         .await
     {
         Ok(found) => found,
         Err(e) => return fail(base, e),
     };
     if let Some(account) = by_id {
-        let Some(id) = account
-            .get("id")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-        else {
-            return Ok(failed_with(base, "the downstream account has no id".into()));
-        };
-        if let Err(e) = ds.replace(ResourceKind::Users, &id, &desired).await {
-            return fail(base, e);
-        }
-        tracing::info!(app = %app.name, user_name = %user.user_name, downstream_id = %id,
-            immutable_id = %immutable, was_blocked = is_blocked(&account),
-            "linked to the existing downstream account with the same immutable id");
-        return Ok(recorded(app, user, base, id, unblocked));
+        return reuse_account(&link, base, &account).await;
     }
 
     // A different immutable id: an account holding the userName would be duplicated.
@@ -260,33 +248,93 @@ async fn create_link(
         Err(e) => return fail(base, e),
     };
     if let Some(other) = by_name.first() {
-        let id = other.get("id").and_then(Value::as_str).unwrap_or("?");
-        let name = other
-            .get("userName")
-            .and_then(Value::as_str)
-            .unwrap_or(&user.user_name);
-        let ext = other
-            .get("externalId")
-            .and_then(Value::as_str)
-            .unwrap_or("(none)");
-        let db = super::apps::db_option(svc);
-        let what = if is_blocked(other) {
-            "a blocked downstream account"
-        } else {
-            "an active downstream account"
-        };
-        let message = format!(
-            "cannot link: {what} (id {id}, userName {name}, externalId {ext}) holds this \
-             userName with another immutable id than {immutable}; linking would duplicate it. \
-             Delete the old account permanently: idservice apps purge-account {db} \
-             {app} {id}",
-            app = app.name,
-        );
-        return Ok(failed_with(base, message));
+        return Ok(failed_with(base, duplicate_message(svc, &link, other)));
     }
 
     // Absent: create.
-    match ds.create(ResourceKind::Users, &desired).await {
+    create_account(&link, base).await
+}
+
+/// The link row a creation starts from: no downstream account and no state yet.
+fn new_link_row(app: &AppRow, user: &UserRow, immutable: &str) -> LinkRow {
+    LinkRow {
+        app: app.name.clone(),
+        user_id: user.id.clone(),
+        user_name: user.user_name.clone(),
+        immutable_id: immutable.to_string(),
+        downstream_id: None,
+        // Not a state yet: the outcome below sets one.
+        state: String::new(),
+        last_error: None,
+        last_push: Some(now()),
+    }
+}
+
+/// A failed request: holds the queue when the application as a whole failed, else records it.
+fn fail(base: LinkRow, e: ClientError) -> Result<Outcome, PushError> {
+    if holds_queue(&e) {
+        Err(PushError::Hold(e))
+    } else {
+        Ok(failed_on(base, &e))
+    }
+}
+
+/// Reuses (and unblocks) the downstream account that has the same immutable id.
+async fn reuse_account(
+    link: &NewLink<'_>,
+    base: LinkRow,
+    account: &Value,
+) -> Result<Outcome, PushError> {
+    let Some(id) = account
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return Ok(failed_with(base, "the downstream account has no id".into()));
+    };
+    if let Err(e) = link
+        .ds
+        .replace(ResourceKind::Users, &id, &link.desired)
+        .await
+    {
+        return fail(base, e);
+    }
+    tracing::info!(app = %link.app.name, user_name = %link.user.user_name, downstream_id = %id,
+        immutable_id = %link.immutable, was_blocked = is_blocked(account),
+        "linked to the existing downstream account with the same immutable id");
+    Ok(recorded(link.app, link.user, base, id, link.unblocked))
+}
+
+/// Why an account `other` holding the userName under another immutable id blocks the link.
+fn duplicate_message(svc: &Service, link: &NewLink<'_>, other: &Value) -> String {
+    let id = other.get("id").and_then(Value::as_str).unwrap_or("?");
+    let name = other
+        .get("userName")
+        .and_then(Value::as_str)
+        .unwrap_or(&link.user.user_name);
+    let ext = other
+        .get("externalId")
+        .and_then(Value::as_str)
+        .unwrap_or("(none)");
+    let db = super::apps::db_option(svc);
+    let what = if is_blocked(other) {
+        "a blocked downstream account"
+    } else {
+        "an active downstream account"
+    };
+    format!(
+        "cannot link: {what} (id {id}, userName {name}, externalId {ext}) holds this \
+         userName with another immutable id than {immutable}; linking would duplicate it. \
+         Delete the old account permanently: idservice apps purge-account {db} \
+         {app} {id}",
+        immutable = link.immutable,
+        app = link.app.name,
+    )
+}
+
+/// Creates the downstream account (none holds the immutable id or the userName).
+async fn create_account(link: &NewLink<'_>, base: LinkRow) -> Result<Outcome, PushError> {
+    match link.ds.create(ResourceKind::Users, &link.desired).await {
         Ok(created) => {
             let Some(id) = created
                 .get("id")
@@ -298,9 +346,9 @@ async fn create_link(
                     "the application created the account but returned no id".into(),
                 ));
             };
-            tracing::info!(app = %app.name, user_name = %user.user_name, downstream_id = %id,
-                immutable_id = %immutable, "downstream account created");
-            Ok(recorded(app, user, base, id, unblocked))
+            tracing::info!(app = %link.app.name, user_name = %link.user.user_name,
+                downstream_id = %id, immutable_id = %link.immutable, "downstream account created");
+            Ok(recorded(link.app, link.user, base, id, link.unblocked))
         }
         Err(e) => fail(base, e),
     }
