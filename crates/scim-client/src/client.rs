@@ -519,6 +519,7 @@ impl ScimClient {
         Ok(results.iter().map(bulk_result).collect())
     }
 
+    /// Sends one request, retrying transport failures, refused tokens and retryable statuses.
     async fn send(
         &self,
         method: Method,
@@ -528,42 +529,24 @@ impl ScimClient {
         idempotent: bool,
     ) -> Result<Response, ClientError> {
         let url = format!("{}{}", self.base_url, path);
-        let mut delays = retry::schedule(self.max_retries);
-        let mut refreshed_token = false;
+        let call = Call {
+            method: &method,
+            path,
+            idempotent,
+        };
+        let mut retries = Retries {
+            delays: retry::schedule(self.max_retries),
+            refreshed_token: false,
+        };
         loop {
-            let mut request = self
-                .http
-                .request(method.clone(), &url)
-                .header(header::ACCEPT, format!("{SCIM_JSON}, application/json"));
-            if !query.is_empty() {
-                request = request.query(query);
-            }
-            if let Some(b) = body {
-                let bytes = serde_json::to_vec(b)
-                    .map_err(|e| protocol(&format!("cannot encode request: {e}")))?;
-                request = request.header(header::CONTENT_TYPE, SCIM_JSON).body(bytes);
-            }
-            if let Some(auth) = self.auth.header(&self.http).await? {
-                let mut value = header::HeaderValue::from_str(auth.expose_secret())
-                    .map_err(|_| ClientError::Config("the token is not a valid header".into()))?;
-                value.set_sensitive(true);
-                request = request.header(header::AUTHORIZATION, value);
-            }
+            let request = self.build_request(&method, &url, body, query).await?;
             let permit = self.limit.acquire().await;
             let response = match request.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    // Connect failures were never sent; timeouts may have been applied.
-                    let safe = e.is_connect() || idempotent;
-                    if safe && let Some(delay) = delays.next() {
-                        tracing::debug!(%method, path, error = %e.without_url(), "retrying");
-                        tokio::time::sleep(delay).await;
-                        continue;
-                    }
-                    return Err(ClientError::Unreachable {
-                        url: self.base_url.clone(),
-                        reason: error_chain(&e),
-                    });
+                    let delay = self.transport_retry(&call, &mut retries, e)?;
+                    tokio::time::sleep(delay).await;
+                    continue;
                 }
             };
             let status = response.status();
@@ -574,63 +557,176 @@ impl ScimClient {
                     p.succeeded();
                 }
             }
-            let retry_after = response
-                .headers()
-                .get(header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| ClientError::Unreachable {
-                    url: self.base_url.clone(),
-                    reason: error_chain(&e),
-                })?;
-            let parsed: Option<Value> = if bytes.is_empty() {
-                None
-            } else {
-                serde_json::from_slice(&bytes).ok()
-            };
-            if status.is_success() {
-                if parsed.is_none() && !bytes.is_empty() {
-                    return Err(protocol(&format!("{method} {path}: response is not JSON")));
-                }
-                return Ok(Response { body: parsed });
-            }
-            let code = status.as_u16();
-            if code == 401 || code == 403 {
-                if code == 401 && !refreshed_token && self.auth.invalidate().await {
-                    refreshed_token = true;
+            let reply = self.read_reply(response).await?;
+            match self.judge(&call, &mut retries, reply).await? {
+                Next::Done(r) => return Ok(r),
+                Next::RetryNow => continue,
+                Next::RetryAfter(delay) => {
+                    tokio::time::sleep(delay).await;
                     continue;
                 }
-                return Err(ClientError::Unauthorized {
-                    status: code,
-                    credential: self.auth.credential().to_string(),
-                    detail: detail_of(parsed.as_ref(), &bytes),
-                });
             }
-            if retry::retryable_status(code, idempotent)
-                && let Some(backoff) = delays.next()
-            {
-                let asked = retry::retry_after(retry_after.as_deref(), SystemTime::now());
-                let delay = asked.map_or(backoff, |a| a.max(backoff));
-                tracing::debug!(%method, path, status = code, ?delay, "retrying");
-                tokio::time::sleep(delay).await;
-                continue;
-            }
-            if status.is_server_error() || code == 429 {
-                return Err(ClientError::Server {
-                    status: code,
-                    detail: detail_of(parsed.as_ref(), &bytes),
-                });
-            }
-            let error = match &parsed {
-                Some(v) if v.is_object() => ScimError::from_json(code, v),
-                _ => ScimError::new(code, None, detail_of(None, &bytes)),
-            };
-            return Err(ClientError::Rejected(error));
         }
     }
+
+    /// Builds one attempt's request: accept header, query, JSON body and authorization.
+    async fn build_request(
+        &self,
+        method: &Method,
+        url: &str,
+        body: Option<&Value>,
+        query: &[(String, String)],
+    ) -> Result<reqwest::RequestBuilder, ClientError> {
+        let mut request = self
+            .http
+            .request(method.clone(), url)
+            .header(header::ACCEPT, format!("{SCIM_JSON}, application/json"));
+        if !query.is_empty() {
+            request = request.query(query);
+        }
+        if let Some(b) = body {
+            let bytes = serde_json::to_vec(b)
+                .map_err(|e| protocol(&format!("cannot encode request: {e}")))?;
+            request = request.header(header::CONTENT_TYPE, SCIM_JSON).body(bytes);
+        }
+        if let Some(auth) = self.auth.header(&self.http).await? {
+            let mut value = header::HeaderValue::from_str(auth.expose_secret())
+                .map_err(|_| ClientError::Config("the token is not a valid header".into()))?;
+            value.set_sensitive(true);
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        Ok(request)
+    }
+
+    /// The delay before retrying a request that failed in transport, or the error to return.
+    fn transport_retry(
+        &self,
+        call: &Call<'_>,
+        retries: &mut Retries<impl Iterator<Item = Duration>>,
+        e: reqwest::Error,
+    ) -> Result<Duration, ClientError> {
+        // Connect failures were never sent; timeouts may have been applied.
+        let safe = e.is_connect() || call.idempotent;
+        if safe && let Some(delay) = retries.delays.next() {
+            tracing::debug!(method = %call.method, path = call.path, error = %e.without_url(), "retrying");
+            return Ok(delay);
+        }
+        Err(ClientError::Unreachable {
+            url: self.base_url.clone(),
+            reason: error_chain(&e),
+        })
+    }
+
+    /// Reads a response's status, `Retry-After` and body (parsed as JSON when it is).
+    async fn read_reply(&self, response: reqwest::Response) -> Result<Reply, ClientError> {
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: self.base_url.clone(),
+                reason: error_chain(&e),
+            })?;
+        let parsed: Option<Value> = if bytes.is_empty() {
+            None
+        } else {
+            serde_json::from_slice(&bytes).ok()
+        };
+        Ok(Reply {
+            status,
+            retry_after,
+            bytes: Vec::from(bytes),
+            parsed,
+        })
+    }
+
+    /// Decides what a reply means: the result, a retry, or the error it stands for.
+    async fn judge(
+        &self,
+        call: &Call<'_>,
+        retries: &mut Retries<impl Iterator<Item = Duration>>,
+        reply: Reply,
+    ) -> Result<Next, ClientError> {
+        let Reply {
+            status,
+            retry_after,
+            bytes,
+            parsed,
+        } = reply;
+        let (method, path) = (call.method, call.path);
+        if status.is_success() {
+            if parsed.is_none() && !bytes.is_empty() {
+                return Err(protocol(&format!("{method} {path}: response is not JSON")));
+            }
+            return Ok(Next::Done(Response { body: parsed }));
+        }
+        let code = status.as_u16();
+        if code == 401 || code == 403 {
+            if code == 401 && !retries.refreshed_token && self.auth.invalidate().await {
+                retries.refreshed_token = true;
+                return Ok(Next::RetryNow);
+            }
+            return Err(ClientError::Unauthorized {
+                status: code,
+                credential: self.auth.credential().to_string(),
+                detail: detail_of(parsed.as_ref(), &bytes),
+            });
+        }
+        if retry::retryable_status(code, call.idempotent)
+            && let Some(backoff) = retries.delays.next()
+        {
+            let asked = retry::retry_after(retry_after.as_deref(), SystemTime::now());
+            let delay = asked.map_or(backoff, |a| a.max(backoff));
+            tracing::debug!(%method, path, status = code, ?delay, "retrying");
+            return Ok(Next::RetryAfter(delay));
+        }
+        if status.is_server_error() || code == 429 {
+            return Err(ClientError::Server {
+                status: code,
+                detail: detail_of(parsed.as_ref(), &bytes),
+            });
+        }
+        let error = match &parsed {
+            Some(v) if v.is_object() => ScimError::from_json(code, v),
+            _ => ScimError::new(code, None, detail_of(None, &bytes)),
+        };
+        Err(ClientError::Rejected(error))
+    }
+}
+
+/// The request being sent, as far as retries and messages need it.
+struct Call<'a> {
+    method: &'a Method,
+    path: &'a str,
+    idempotent: bool,
+}
+
+/// What a request may still spend on retries.
+struct Retries<D> {
+    /// The backoff delays left.
+    delays: D,
+    /// Whether the token was already refreshed once after a 401.
+    refreshed_token: bool,
+}
+
+/// A response read in full.
+struct Reply {
+    status: reqwest::StatusCode,
+    retry_after: Option<String>,
+    bytes: Vec<u8>,
+    parsed: Option<Value>,
+}
+
+/// What to do after a reply.
+enum Next {
+    Done(Response),
+    RetryNow,
+    RetryAfter(Duration),
 }
 
 /// `attr eq "value"`, built through the AST so that quoting is always right.
