@@ -164,21 +164,7 @@ async fn attempt(
     username: &str,
     password: zeroize::Zeroizing<String>,
 ) -> Result<Outcome, sqlx::Error> {
-    let (user, hash, state) = {
-        let mut conn = st.svc.store.read().await?;
-        match su::by_user_name(&mut conn, &username.to_lowercase()).await? {
-            Some(u) => {
-                let hash: Option<String> =
-                    sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
-                        .bind(&u.id)
-                        .fetch_one(&mut *conn)
-                        .await?;
-                let state = account::get(&mut conn, &u.id).await?;
-                (Some(u), hash, state)
-            }
-            None => (None, None, account::AccountState::default()),
-        }
-    };
+    let (user, hash, state) = load_credentials(st, username).await?;
     let at = now();
     let locked = state
         .locked_until
@@ -197,39 +183,7 @@ async fn attempt(
         return Ok(Outcome::Failed);
     }
     if !matches {
-        let cfg = &st.cfg.signin;
-        let until = fmt_time(
-            chrono::Utc::now() + chrono::Duration::minutes(i64::from(cfg.lockout_minutes)),
-        );
-        let mut tx = st.svc.store.begin().await?;
-        let locked_now =
-            account::record_failure(&mut tx, &user.id, cfg.max_failures, &until).await?;
-        if locked_now {
-            let resource: Value = serde_json::from_str(&user.resource).unwrap_or(Value::Null);
-            let failures = cfg.max_failures.to_string();
-            let signin_url = format!("{}/signin", st.public_url);
-            st.mail
-                .queue(
-                    &mut tx,
-                    Kind::AccountLocked,
-                    &recipients(Kind::AccountLocked, &resource),
-                    &[
-                        ("user_name", &user.user_name),
-                        ("time", &at),
-                        ("until", &until),
-                        ("failures", &failures),
-                        ("signin_url", &signin_url),
-                    ],
-                )
-                .await?;
-        }
-        tx.commit().await?;
-        if locked_now {
-            st.mail.wake();
-            tracing::warn!(user_id = %user.id, until = %until, "account locked after repeated failed sign-ins");
-        } else {
-            tracing::info!(user_id = %user.id, "sign-in failed: wrong password");
-        }
+        record_failure(st, &user, &at).await?;
         return Ok(Outcome::Failed);
     }
     if state.failures > 0 || state.locked_until.is_some() {
@@ -237,20 +191,82 @@ async fn attempt(
         account::clear_failures(&mut tx, &user.id).await?;
         tx.commit().await?;
     }
-    let max_age = password::policy().max_age_days;
-    if max_age > 0
-        && let Some(set_at) = &state.password_set_at
-    {
-        let cutoff = fmt_time(chrono::Utc::now() - chrono::Duration::days(i64::from(max_age)));
-        if set_at.as_str() <= cutoff.as_str() {
-            tracing::info!(user_id = %user.id, "sign-in refused: password expired");
-            return Ok(Outcome::Expired);
-        }
+    if password_expired(&state) {
+        tracing::info!(user_id = %user.id, "sign-in refused: password expired");
+        return Ok(Outcome::Expired);
     }
     Ok(Outcome::Ok {
         user_id: user.id,
         user_name: user.user_name,
     })
+}
+
+/// The user signing in (if any), their password hash and their failure/lockout state.
+async fn load_credentials(
+    st: &WebState,
+    username: &str,
+) -> Result<(Option<su::UserRow>, Option<String>, account::AccountState), sqlx::Error> {
+    let mut conn = st.svc.store.read().await?;
+    match su::by_user_name(&mut conn, &username.to_lowercase()).await? {
+        Some(u) => {
+            let hash: Option<String> =
+                sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+                    .bind(&u.id)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            let state = account::get(&mut conn, &u.id).await?;
+            Ok((Some(u), hash, state))
+        }
+        None => Ok((None, None, account::AccountState::default())),
+    }
+}
+
+/// Counts a wrong password; on reaching the limit locks the account and mails the user.
+async fn record_failure(st: &WebState, user: &su::UserRow, at: &str) -> Result<(), sqlx::Error> {
+    let cfg = &st.cfg.signin;
+    let until =
+        fmt_time(chrono::Utc::now() + chrono::Duration::minutes(i64::from(cfg.lockout_minutes)));
+    let mut tx = st.svc.store.begin().await?;
+    let locked_now = account::record_failure(&mut tx, &user.id, cfg.max_failures, &until).await?;
+    if locked_now {
+        let resource: Value = serde_json::from_str(&user.resource).unwrap_or(Value::Null);
+        let failures = cfg.max_failures.to_string();
+        let signin_url = format!("{}/signin", st.public_url);
+        st.mail
+            .queue(
+                &mut tx,
+                Kind::AccountLocked,
+                &recipients(Kind::AccountLocked, &resource),
+                &[
+                    ("user_name", &user.user_name),
+                    ("time", at),
+                    ("until", &until),
+                    ("failures", &failures),
+                    ("signin_url", &signin_url),
+                ],
+            )
+            .await?;
+    }
+    tx.commit().await?;
+    if locked_now {
+        st.mail.wake();
+        tracing::warn!(user_id = %user.id, until = %until, "account locked after repeated failed sign-ins");
+    } else {
+        tracing::info!(user_id = %user.id, "sign-in failed: wrong password");
+    }
+    Ok(())
+}
+
+/// Whether the password is older than the policy's maximum age (0: no maximum).
+fn password_expired(state: &account::AccountState) -> bool {
+    let max_age = password::policy().max_age_days;
+    if max_age > 0
+        && let Some(set_at) = &state.password_set_at
+    {
+        let cutoff = fmt_time(chrono::Utc::now() - chrono::Duration::days(i64::from(max_age)));
+        return set_at.as_str() <= cutoff.as_str();
+    }
+    false
 }
 
 pub async fn account(State(st): State<WebState>, headers: HeaderMap) -> Response {
