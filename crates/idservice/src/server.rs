@@ -129,57 +129,13 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     crate::domain::password::set_policy(opts.config.password_policy.clone());
     let mail = Arc::new(crate::mail::Mail::new(opts.config.clone())?);
     let sender = crate::mail::sender::from_config(&opts.config)?;
-    let listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AddrInUse {
-                ServeError::AddrInUse(opts.listen)
-            } else {
-                ServeError::Bind {
-                    addr: opts.listen,
-                    source: e,
-                }
-            }
-        })?;
+    let listener = bind(opts.listen).await?;
     let addr = listener.local_addr()?;
     let shutdown = shutdown_signal()?;
-    {
-        // Tests and scripts read this line to learn the port chosen for `:0`.
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on http://{addr}")?;
-        out.flush()?;
-    }
+    announce(addr)?;
     tracing::info!(%addr, database = %svc.store.name(), retention_days = svc.retention_days, "idservice started");
 
-    let purger = {
-        let svc = svc.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(PURGE_INTERVAL);
-            loop {
-                tick.tick().await;
-                // Every node purges; on PostgreSQL the one that loses the race runs again
-                // and finds nothing left to purge.
-                let expired = || {
-                    users::purge(
-                        &svc,
-                        Purge::Expired {
-                            retention_days: svc.retention_days,
-                        },
-                    )
-                };
-                match crate::domain::with_retry(expired).await {
-                    Ok(names) if !names.is_empty() => {
-                        tracing::info!(
-                            count = names.len(),
-                            "purged users past the retention period"
-                        );
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "automatic purge failed"),
-                }
-            }
-        })
-    };
+    let purger = spawn_purger(svc.clone());
 
     // Linked applications (behaviour §7.6): drains the outbound queue in the background.
     let outbound = crate::outbound::worker::spawn(
@@ -206,4 +162,57 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     outbound.abort();
     svc.store.close().await;
     Ok(())
+}
+
+/// Binds the listening socket, telling an address in use apart from other failures.
+async fn bind(listen: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            ServeError::AddrInUse(listen)
+        } else {
+            ServeError::Bind {
+                addr: listen,
+                source: e,
+            }
+        }
+    })
+}
+
+/// Prints the address listened on to stdout.
+fn announce(addr: SocketAddr) -> Result<(), ServeError> {
+    // Tests and scripts read this line to learn the port chosen for `:0`.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on http://{addr}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Starts the background task that purges expired pending users every [`PURGE_INTERVAL`].
+fn spawn_purger(svc: Arc<Service>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PURGE_INTERVAL);
+        loop {
+            tick.tick().await;
+            // Every node purges; on PostgreSQL the one that loses the race runs again
+            // and finds nothing left to purge.
+            let expired = || {
+                users::purge(
+                    &svc,
+                    Purge::Expired {
+                        retention_days: svc.retention_days,
+                    },
+                )
+            };
+            match crate::domain::with_retry(expired).await {
+                Ok(names) if !names.is_empty() => {
+                    tracing::info!(
+                        count = names.len(),
+                        "purged users past the retention period"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "automatic purge failed"),
+            }
+        }
+    })
 }
