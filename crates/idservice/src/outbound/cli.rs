@@ -78,6 +78,7 @@ impl AppsCommand {
     }
 }
 
+/// A table cell: `-` when empty, tabs and newlines flattened.
 fn cell(s: Option<&str>) -> String {
     // One line per row whatever the text holds.
     s.unwrap_or("-").replace(['\t', '\n'], " ")
@@ -112,47 +113,13 @@ pub async fn run(svc: &Service, cmd: AppsCommand) -> Result<(), Error> {
             println!("application {} added ({})", row.name, row.url);
             Ok(())
         }
-        AppsCommand::List { db: _ } => {
-            println!("NAME\tURL\tLICENCE\tGROUPS\tPURGE_POLICY\tBACKLOG\tLAST_ERROR");
-            for (a, backlog) in apps::list(svc).await? {
-                let error = a
-                    .last_error
-                    .as_deref()
-                    .map(|e| format!("{} {e}", a.last_error_at.as_deref().unwrap_or("")));
-                println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                    a.name,
-                    a.url,
-                    cell(a.licence.as_deref()),
-                    a.groups.as_deref().unwrap_or("(all users)"),
-                    a.purge_policy,
-                    backlog,
-                    cell(error.as_deref())
-                );
-            }
-            Ok(())
-        }
+        AppsCommand::List { db: _ } => print_apps(svc).await,
         AppsCommand::Remove { db: _, name } => {
             apps::remove(svc, &name).await?;
             println!("application {name} removed");
             Ok(())
         }
-        AppsCommand::Links { db: _, name } => {
-            println!("APP\tUSERNAME\tSTATE\tDOWNSTREAM_ID\tIMMUTABLE_ID\tLAST_PUSH\tLAST_ERROR");
-            for l in apps::links(svc, name.as_deref()).await? {
-                println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                    l.app,
-                    l.user_name,
-                    l.state,
-                    cell(l.downstream_id.as_deref()),
-                    l.immutable_id,
-                    cell(l.last_push.as_deref()),
-                    cell(l.last_error.as_deref())
-                );
-            }
-            Ok(())
-        }
+        AppsCommand::Links { db: _, name } => print_links(svc, name.as_deref()).await,
         AppsCommand::PurgeAccount {
             db: _,
             name,
@@ -165,4 +132,44 @@ pub async fn run(svc: &Service, cmd: AppsCommand) -> Result<(), Error> {
             Ok(())
         }
     }
+}
+
+/// `apps list`: one tab-separated line per application, with its backlog and last error.
+async fn print_apps(svc: &Service) -> Result<(), Error> {
+    println!("NAME\tURL\tLICENCE\tGROUPS\tPURGE_POLICY\tBACKLOG\tLAST_ERROR");
+    for (a, backlog) in apps::list(svc).await? {
+        let error = a
+            .last_error
+            .as_deref()
+            .map(|e| format!("{} {e}", a.last_error_at.as_deref().unwrap_or("")));
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            a.name,
+            a.url,
+            cell(a.licence.as_deref()),
+            a.groups.as_deref().unwrap_or("(all users)"),
+            a.purge_policy,
+            backlog,
+            cell(error.as_deref())
+        );
+    }
+    Ok(())
+}
+
+/// `apps links`: one tab-separated line per link, of one application or all.
+async fn print_links(svc: &Service, name: Option<&str>) -> Result<(), Error> {
+    println!("APP\tUSERNAME\tSTATE\tDOWNSTREAM_ID\tIMMUTABLE_ID\tLAST_PUSH\tLAST_ERROR");
+    for l in apps::links(svc, name).await? {
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            l.app,
+            l.user_name,
+            l.state,
+            cell(l.downstream_id.as_deref()),
+            l.immutable_id,
+            cell(l.last_push.as_deref()),
+            cell(l.last_error.as_deref())
+        );
+    }
+    Ok(())
 }
