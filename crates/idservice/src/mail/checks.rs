@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::{Kind, Mail, recipients};
 use crate::domain::password;
 use crate::domain::{fmt_time, now};
-use crate::store::Store;
+use crate::store::{Conn, Store};
 
 /// Days before expiry at which the owner of a token is warned.
 pub const TOKEN_WARNING_DAYS: [i64; 4] = [1, 7, 14, 30];
@@ -41,60 +41,97 @@ pub async fn run(
     let policy = password::policy();
     let at = now();
     let mut tx = store.begin().await?;
+    backfill_password_ages(&mut tx, &at).await?;
+    if policy.max_age_days > 0 {
+        report.expired_passwords =
+            notify_expired_passwords(&mut tx, mail, signin_url, &at, policy.max_age_days).await?;
+    }
+    report.token_warnings = warn_expiring_tokens(&mut tx, mail, &at).await?;
+    tx.commit().await?;
+    if report.expired_passwords + report.token_warnings > 0 {
+        mail.wake();
+        tracing::info!(
+            expired_passwords = report.expired_passwords,
+            token_warnings = report.token_warnings,
+            "mail checks queued notices"
+        );
+    }
+    Ok(report)
+}
+
+/// Gives every password without a known set time the time `at`.
+async fn backfill_password_ages(conn: &mut Conn, at: &str) -> Result<(), sqlx::Error> {
     // A password set before sign-in state existed has no known age: it counts from now.
     sqlx::query(
         "INSERT INTO account_state (user_id, password_set_at) \
          SELECT id, $1 FROM users WHERE password_hash IS NOT NULL \
          ON CONFLICT (user_id) DO UPDATE SET password_set_at = $1 WHERE password_set_at IS NULL",
     )
-    .bind(&at)
-    .execute(&mut *tx)
+    .bind(at)
+    .execute(&mut *conn)
     .await?;
+    Ok(())
+}
 
-    if policy.max_age_days > 0 {
-        let cutoff =
-            fmt_time(chrono::Utc::now() - chrono::Duration::days(i64::from(policy.max_age_days)));
-        let expired: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT u.id, u.user_name, u.resource FROM users u JOIN account_state a ON a.user_id = u.id \
-             WHERE u.state = 'active' AND u.password_hash IS NOT NULL \
-               AND a.password_set_at <= $1 AND a.expiry_notified_at IS NULL",
+/// Queues "Your password has expired" once per password older than `max_age_days`.
+async fn notify_expired_passwords(
+    conn: &mut Conn,
+    mail: &Mail,
+    signin_url: &str,
+    at: &str,
+    max_age_days: u32,
+) -> Result<usize, sqlx::Error> {
+    let cutoff = fmt_time(chrono::Utc::now() - chrono::Duration::days(i64::from(max_age_days)));
+    let expired: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT u.id, u.user_name, u.resource FROM users u JOIN account_state a ON a.user_id = u.id \
+         WHERE u.state = 'active' AND u.password_hash IS NOT NULL \
+           AND a.password_set_at <= $1 AND a.expiry_notified_at IS NULL",
+    )
+    .bind(&cutoff)
+    .fetch_all(&mut *conn)
+    .await?;
+    let days = max_age_days.to_string();
+    let mut count = 0;
+    for (id, user_name, resource) in expired {
+        let resource: Value = serde_json::from_str(&resource).unwrap_or(Value::Null);
+        let to = recipients(Kind::PasswordExpired, &resource);
+        mail.queue(
+            &mut *conn,
+            Kind::PasswordExpired,
+            &to,
+            &[
+                ("user_name", &user_name),
+                ("days", &days),
+                ("signin_url", signin_url),
+            ],
         )
-        .bind(&cutoff)
-        .fetch_all(&mut *tx)
         .await?;
-        let days = policy.max_age_days.to_string();
-        for (id, user_name, resource) in expired {
-            let resource: Value = serde_json::from_str(&resource).unwrap_or(Value::Null);
-            let to = recipients(Kind::PasswordExpired, &resource);
-            mail.queue(
-                &mut tx,
-                Kind::PasswordExpired,
-                &to,
-                &[
-                    ("user_name", &user_name),
-                    ("days", &days),
-                    ("signin_url", signin_url),
-                ],
-            )
+        sqlx::query("UPDATE account_state SET expiry_notified_at = $1 WHERE user_id = $2")
+            .bind(at)
+            .bind(&id)
+            .execute(&mut *conn)
             .await?;
-            sqlx::query("UPDATE account_state SET expiry_notified_at = $1 WHERE user_id = $2")
-                .bind(&at)
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
-            report.expired_passwords += 1;
-        }
+        count += 1;
     }
+    Ok(count)
+}
 
+/// Queues a warning to the owner of each token nearing expiry, once per threshold.
+async fn warn_expiring_tokens(
+    conn: &mut Conn,
+    mail: &Mail,
+    at: &str,
+) -> Result<usize, sqlx::Error> {
     let tokens: Vec<(String, String, String, String)> = sqlx::query_as(
         "SELECT id, owner, expires, scopes FROM tokens \
          WHERE revoked IS NULL AND owner IS NOT NULL AND owner <> '' \
            AND expires IS NOT NULL AND expires > $1",
     )
-    .bind(&at)
-    .fetch_all(&mut *tx)
+    .bind(at)
+    .fetch_all(&mut *conn)
     .await?;
     let now_t = chrono::Utc::now();
+    let mut count = 0;
     for (id, owner, expires, scopes) in tokens {
         let Ok(exp) = chrono::DateTime::parse_from_rfc3339(&expires) else {
             continue;
@@ -109,14 +146,14 @@ pub async fn run(
         )
         .bind(&id)
         .bind(days)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await?;
         if warned != 0 {
             continue;
         }
         let days_text = days.to_string();
         mail.queue(
-            &mut tx,
+            &mut *conn,
             Kind::TokenExpiring,
             std::slice::from_ref(&owner),
             &[
@@ -131,21 +168,12 @@ pub async fn run(
         sqlx::query("INSERT INTO token_expiry_warnings (token_id, days, sent) VALUES ($1, $2, $3)")
             .bind(&id)
             .bind(days)
-            .bind(&at)
-            .execute(&mut *tx)
+            .bind(at)
+            .execute(&mut *conn)
             .await?;
-        report.token_warnings += 1;
+        count += 1;
     }
-    tx.commit().await?;
-    if report.expired_passwords + report.token_warnings > 0 {
-        mail.wake();
-        tracing::info!(
-            expired_passwords = report.expired_passwords,
-            token_warnings = report.token_warnings,
-            "mail checks queued notices"
-        );
-    }
-    Ok(report)
+    Ok(count)
 }
 
 #[cfg(test)]
