@@ -746,6 +746,7 @@ fn set_member(obj: &mut Value, name: &str, value: Value) {
     }
 }
 
+/// The `remove` operation at `loc`, optionally narrowed by a value filter or listed values.
 fn remove(
     work: &mut Value,
     loc: &AttrLocation,
@@ -772,75 +773,94 @@ fn remove(
     };
     let key = attr_key(container, loc);
     match (filter, &loc.sub) {
-        (None, None) => {
-            let multi = loc.def.is_none_or(|d| d.multi_valued);
-            match value.filter(|v| !v.is_null()) {
-                // Entra's form: `remove` on `members` with the members to drop as the value.
-                Some(value) if multi => remove_listed_elements(container, &key, loc, value),
-                _ => {
-                    if let Some(def) = loc.def
-                        && def.mutability == Mutability::Immutable
-                        && container.get(&key).is_some_and(is_present)
-                    {
-                        return Err(ScimError::mutability(format!("{} is immutable", def.name)));
-                    }
-                    container.shift_remove(&key);
-                    Ok(())
-                }
-            }
-        }
+        (None, None) => remove_attribute(container, &key, loc, value),
         (None, Some(sub)) => {
-            if let Some(current) = container.get_mut(&key) {
-                match &mut *current {
-                    Value::Array(items) => {
-                        items.iter_mut().for_each(|item| remove_member(item, sub))
-                    }
-                    single => remove_member(single, sub),
-                }
-                if !is_assigned(current) {
-                    container.shift_remove(&key);
-                }
-            }
+            remove_sub_attribute(container, &key, sub);
             Ok(())
         }
-        (Some(filter), sub) => {
-            let no_match =
-                || ScimError::no_target(format!("no {} value matches [{filter}]", loc.name));
-            let Some(current) = container.get_mut(&key) else {
-                return Err(no_match());
-            };
-            if !current.is_array() {
-                *current = Value::Array(vec![current.take()]);
+        (Some(filter), sub) => remove_matching(container, &key, loc, filter, sub.as_deref()),
+    }
+}
+
+/// Removes a whole attribute, or (multi-valued, with a value) the elements listed.
+fn remove_attribute(
+    container: &mut Map<String, Value>,
+    key: &str,
+    loc: &AttrLocation,
+    value: Option<&Value>,
+) -> Result<(), ScimError> {
+    let multi = loc.def.is_none_or(|d| d.multi_valued);
+    match value.filter(|v| !v.is_null()) {
+        // Entra's form: `remove` on `members` with the members to drop as the value.
+        Some(value) if multi => remove_listed_elements(container, key, loc, value),
+        _ => {
+            if let Some(def) = loc.def
+                && def.mutability == Mutability::Immutable
+                && container.get(key).is_some_and(is_present)
+            {
+                return Err(ScimError::mutability(format!("{} is immutable", def.name)));
             }
-            let Value::Array(items) = current else {
-                return Err(no_match());
-            };
-            let before = items.len();
-            let mut matched = false;
-            match sub {
-                None => {
-                    items.retain(|e| !matches_element(filter, e, loc.def));
-                    matched = items.len() != before;
-                }
-                Some(sub) => {
-                    for item in items
-                        .iter_mut()
-                        .filter(|e| matches_element(filter, e, loc.def))
-                    {
-                        remove_member(item, sub);
-                        matched = true;
-                    }
-                }
-            }
-            if !matched {
-                return Err(no_match());
-            }
-            if !is_assigned(current) {
-                container.shift_remove(&key);
-            }
+            container.shift_remove(key);
             Ok(())
         }
     }
+}
+
+/// Removes sub-attribute `sub` from the attribute (from every element when multi-valued).
+fn remove_sub_attribute(container: &mut Map<String, Value>, key: &str, sub: &str) {
+    if let Some(current) = container.get_mut(key) {
+        match &mut *current {
+            Value::Array(items) => items.iter_mut().for_each(|item| remove_member(item, sub)),
+            single => remove_member(single, sub),
+        }
+        if !is_assigned(current) {
+            container.shift_remove(key);
+        }
+    }
+}
+
+/// Removes the elements matching `filter` (or their sub-attribute `sub`); no match is an error.
+fn remove_matching(
+    container: &mut Map<String, Value>,
+    key: &str,
+    loc: &AttrLocation,
+    filter: &ValFilter,
+    sub: Option<&str>,
+) -> Result<(), ScimError> {
+    let no_match = || ScimError::no_target(format!("no {} value matches [{filter}]", loc.name));
+    let Some(current) = container.get_mut(key) else {
+        return Err(no_match());
+    };
+    if !current.is_array() {
+        *current = Value::Array(vec![current.take()]);
+    }
+    let Value::Array(items) = current else {
+        return Err(no_match());
+    };
+    let before = items.len();
+    let mut matched = false;
+    match sub {
+        None => {
+            items.retain(|e| !matches_element(filter, e, loc.def));
+            matched = items.len() != before;
+        }
+        Some(sub) => {
+            for item in items
+                .iter_mut()
+                .filter(|e| matches_element(filter, e, loc.def))
+            {
+                remove_member(item, sub);
+                matched = true;
+            }
+        }
+    }
+    if !matched {
+        return Err(no_match());
+    }
+    if !is_assigned(current) {
+        container.shift_remove(key);
+    }
+    Ok(())
 }
 
 /// Removes the elements equal to the listed ones (the Azure-style remove with a value).
