@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::{Kind, Mail, recipients};
 use crate::domain::password;
 use crate::domain::{fmt_time, now};
-use crate::store::{Conn, Store};
+use crate::store::{Conn, Store, account, admin};
 
 /// Days before expiry at which the owner of a token is warned.
 pub const TOKEN_WARNING_DAYS: [i64; 4] = [1, 7, 14, 30];
@@ -41,7 +41,7 @@ pub async fn run(
     let policy = password::policy();
     let at = now();
     let mut tx = store.begin().await?;
-    backfill_password_ages(&mut tx, &at).await?;
+    account::backfill_password_ages(&mut tx, &at).await?;
     if policy.max_age_days > 0 {
         report.expired_passwords =
             notify_expired_passwords(&mut tx, mail, signin_url, &at, policy.max_age_days).await?;
@@ -59,20 +59,6 @@ pub async fn run(
     Ok(report)
 }
 
-/// Gives every password without a known set time the time `at`.
-async fn backfill_password_ages(conn: &mut Conn, at: &str) -> Result<(), sqlx::Error> {
-    // A password set before sign-in state existed has no known age: it counts from now.
-    sqlx::query(
-        "INSERT INTO account_state (user_id, password_set_at) \
-         SELECT id, $1 FROM users WHERE password_hash IS NOT NULL \
-         ON CONFLICT (user_id) DO UPDATE SET password_set_at = $1 WHERE password_set_at IS NULL",
-    )
-    .bind(at)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
 /// Queues "Your password has expired" once per password older than `max_age_days`.
 async fn notify_expired_passwords(
     conn: &mut Conn,
@@ -82,14 +68,7 @@ async fn notify_expired_passwords(
     max_age_days: u32,
 ) -> Result<usize, sqlx::Error> {
     let cutoff = fmt_time(chrono::Utc::now() - chrono::Duration::days(i64::from(max_age_days)));
-    let expired: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT u.id, u.user_name, u.resource FROM users u JOIN account_state a ON a.user_id = u.id \
-         WHERE u.state = 'active' AND u.password_hash IS NOT NULL \
-           AND a.password_set_at <= $1 AND a.expiry_notified_at IS NULL",
-    )
-    .bind(&cutoff)
-    .fetch_all(&mut *conn)
-    .await?;
+    let expired = account::expired_unnotified(&mut *conn, &cutoff).await?;
     let days = max_age_days.to_string();
     let mut count = 0;
     for (id, user_name, resource) in expired {
@@ -106,11 +85,7 @@ async fn notify_expired_passwords(
             ],
         )
         .await?;
-        sqlx::query("UPDATE account_state SET expiry_notified_at = $1 WHERE user_id = $2")
-            .bind(at)
-            .bind(&id)
-            .execute(&mut *conn)
-            .await?;
+        account::expiry_notified(&mut *conn, &id, at).await?;
         count += 1;
     }
     Ok(count)
@@ -122,14 +97,7 @@ async fn warn_expiring_tokens(
     mail: &Mail,
     at: &str,
 ) -> Result<usize, sqlx::Error> {
-    let tokens: Vec<(String, String, String, String)> = sqlx::query_as(
-        "SELECT id, owner, expires, scopes FROM tokens \
-         WHERE revoked IS NULL AND owner IS NOT NULL AND owner <> '' \
-           AND expires IS NOT NULL AND expires > $1",
-    )
-    .bind(at)
-    .fetch_all(&mut *conn)
-    .await?;
+    let tokens = admin::owned_live_tokens(&mut *conn, at).await?;
     let now_t = chrono::Utc::now();
     let mut count = 0;
     for (id, owner, expires, scopes) in tokens {
@@ -140,15 +108,7 @@ async fn warn_expiring_tokens(
             continue;
         };
         // Already warned at this threshold or a closer one: nothing new to say.
-        let warned: i64 = sqlx::query_scalar(
-            "SELECT CASE WHEN EXISTS (SELECT 1 FROM token_expiry_warnings \
-             WHERE token_id = $1 AND days <= $2) THEN 1 ELSE 0 END",
-        )
-        .bind(&id)
-        .bind(days)
-        .fetch_one(&mut *conn)
-        .await?;
-        if warned != 0 {
+        if admin::expiry_warned(&mut *conn, &id, days).await? {
             continue;
         }
         let days_text = days.to_string();
@@ -165,12 +125,7 @@ async fn warn_expiring_tokens(
             ],
         )
         .await?;
-        sqlx::query("INSERT INTO token_expiry_warnings (token_id, days, sent) VALUES ($1, $2, $3)")
-            .bind(&id)
-            .bind(days)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
+        admin::record_expiry_warning(&mut *conn, &id, days, at).await?;
         count += 1;
     }
     Ok(count)

@@ -248,3 +248,51 @@ pub async fn sweep_hits(conn: &mut Conn, window_floor: &str) -> Result<u64, sqlx
         .await?;
     Ok(r.rows_affected())
 }
+
+/// Gives every password without a known set time the time `at` (a password set before
+/// sign-in state existed has no known age: it counts from then).
+pub async fn backfill_password_ages(conn: &mut Conn, at: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO account_state (user_id, password_set_at) \
+         SELECT id, $1 FROM users WHERE password_hash IS NOT NULL \
+         ON CONFLICT (user_id) DO UPDATE SET password_set_at = $1 WHERE password_set_at IS NULL",
+    )
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Active users with a password set at or before `cutoff` who were not told yet that it
+/// expired: (id, userName, resource).
+pub async fn expired_unnotified(
+    conn: &mut Conn,
+    cutoff: &str,
+) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT u.id, u.user_name, u.resource FROM users u JOIN account_state a ON a.user_id = u.id \
+         WHERE u.state = 'active' AND u.password_hash IS NOT NULL \
+           AND a.password_set_at <= $1 AND a.expiry_notified_at IS NULL",
+    )
+    .bind(cutoff)
+    .fetch_all(conn)
+    .await
+}
+
+/// Records that the user was told at `at` that their password expired.
+pub async fn expiry_notified(conn: &mut Conn, user_id: &str, at: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE account_state SET expiry_notified_at = $1 WHERE user_id = $2")
+        .bind(at)
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The user's password hash (`None` when they have no password).
+pub async fn password_hash(conn: &mut Conn, user_id: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_one(conn)
+        .await
+}

@@ -112,3 +112,51 @@ pub async fn domain_allowed(conn: &mut Conn, domain: &str) -> Result<bool, sqlx:
     .await?;
     Ok(n != 0)
 }
+
+/// Live tokens with an owner that expire after `at`: (id, owner, expires, scopes).
+pub async fn owned_live_tokens(
+    conn: &mut Conn,
+    at: &str,
+) -> Result<Vec<(String, String, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, owner, expires, scopes FROM tokens \
+         WHERE revoked IS NULL AND owner IS NOT NULL AND owner <> '' \
+           AND expires IS NOT NULL AND expires > $1",
+    )
+    .bind(at)
+    .fetch_all(conn)
+    .await
+}
+
+/// Whether the token's owner was warned at `days` before expiry or closer.
+pub async fn expiry_warned(
+    conn: &mut Conn,
+    token_id: &str,
+    days: i64,
+) -> Result<bool, sqlx::Error> {
+    let warned: i64 = sqlx::query_scalar(
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM token_expiry_warnings \
+         WHERE token_id = $1 AND days <= $2) THEN 1 ELSE 0 END",
+    )
+    .bind(token_id)
+    .bind(days)
+    .fetch_one(conn)
+    .await?;
+    Ok(warned != 0)
+}
+
+/// Records the warning sent at `at`, `days` before the token expires.
+pub async fn record_expiry_warning(
+    conn: &mut Conn,
+    token_id: &str,
+    days: i64,
+    at: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO token_expiry_warnings (token_id, days, sent) VALUES ($1, $2, $3)")
+        .bind(token_id)
+        .bind(days)
+        .bind(at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

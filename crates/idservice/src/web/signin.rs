@@ -209,11 +209,7 @@ async fn load_credentials(
     let mut conn = st.svc.store.read().await?;
     match su::by_user_name(&mut conn, &username.to_lowercase()).await? {
         Some(u) => {
-            let hash: Option<String> =
-                sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
-                    .bind(&u.id)
-                    .fetch_one(&mut *conn)
-                    .await?;
+            let hash = account::password_hash(&mut conn, &u.id).await?;
             let state = account::get(&mut conn, &u.id).await?;
             Ok((Some(u), hash, state))
         }
