@@ -546,15 +546,36 @@ impl Run<'_, '_> {
         resource: &JsonText,
     ) -> Result<Done, ClientError> {
         let body = resource.value();
-        let (id, existed) = self.create(ResourceKind::Users, anchor, &body).await?;
-        let record = self.created(
-            ObjectKind::User,
+        let object = NewObject {
+            kind: ObjectKind::User,
             anchor,
-            &id,
             dn,
-            user_name,
-            &body,
-            &body,
+            name: user_name,
+        };
+        self.create_recorded(object, &body, &body).await
+    }
+
+    /// POST `body` (or find the object a killed run created) and record it; `desired` is
+    /// the mapped resource the record keeps.
+    async fn create_recorded(
+        &self,
+        object: NewObject<'_>,
+        desired: &Value,
+        body: &Value,
+    ) -> Result<Done, ClientError> {
+        let resource_kind = match object.kind {
+            ObjectKind::User => ResourceKind::Users,
+            ObjectKind::Group => ResourceKind::Groups,
+        };
+        let (id, existed) = self.create(resource_kind, object.anchor, body).await?;
+        let record = self.created(
+            object.kind,
+            object.anchor,
+            &id,
+            object.dn,
+            object.name,
+            desired,
+            body,
             existed,
         );
         self.store(&[record]).await;
@@ -743,19 +764,13 @@ impl Run<'_, '_> {
         resource: &Value,
     ) -> Result<Done, ClientError> {
         let body = self.group_body(anchor, resource);
-        let (id, existed) = self.create(ResourceKind::Groups, anchor, &body).await?;
-        let record = self.created(
-            ObjectKind::Group,
+        let object = NewObject {
+            kind: ObjectKind::Group,
             anchor,
-            &id,
             dn,
-            display_name,
-            resource,
-            &body,
-            existed,
-        );
-        self.store(&[record]).await;
-        Ok(Done::Ok)
+            name: display_name,
+        };
+        self.create_recorded(object, resource, &body).await
     }
 
     /// Gone for good: the target deletes, the state forgets the object.
@@ -1128,6 +1143,14 @@ fn remove_members(ids: &[String]) -> Result<PatchOperation, ClientError> {
         sub_attr: None,
     });
     patch_op(json!({ "op": "remove", "path": path.to_string() }))
+}
+
+/// The object a create makes: its kind, anchor, DN and name (userName or displayName).
+struct NewObject<'a> {
+    kind: ObjectKind,
+    anchor: &'a str,
+    dn: &'a str,
+    name: &'a str,
 }
 
 #[cfg(test)]

@@ -380,13 +380,7 @@ impl<'a> Pusher<'a> {
         let retry = self.schedule(slot);
         self.retries.insert(anchor.to_string(), retry);
         tracing::info!(user = %pending.user, "{}", Outcome::WaitingForUser.text());
-        report.lines.push(OutcomeLine {
-            user: pending.user.clone(),
-            outcome: Outcome::WaitingForUser,
-            status: None,
-            superseded: 0,
-        });
-        report.remaining += pending.ids.len();
+        still_waiting(report, pending, Outcome::WaitingForUser);
     }
 
     /// Unreachable, refused credentials, 5xx after retries: nothing else in this pass can
@@ -396,13 +390,7 @@ impl<'a> Pusher<'a> {
         let slot = self.target_retry.take();
         self.target_retry = Some(self.schedule(slot));
         tracing::warn!(user = %pending.user, reason = %failure_kind(e), "{}", Outcome::WaitingForTarget.text());
-        report.lines.push(OutcomeLine {
-            user: pending.user.clone(),
-            outcome: Outcome::WaitingForTarget,
-            status: None,
-            superseded: 0,
-        });
-        report.remaining += pending.ids.len();
+        still_waiting(report, pending, Outcome::WaitingForTarget);
     }
 
     fn finish(
@@ -524,4 +512,15 @@ enum Delivery {
     Pending,
     NoSuchUser,
     Rejected(u16),
+}
+
+/// Reports an account whose items stay queued for a later pass, and counts them.
+fn still_waiting(report: &mut PassReport, pending: &Pending, outcome: Outcome) {
+    report.lines.push(OutcomeLine {
+        user: pending.user.clone(),
+        outcome,
+        status: None,
+        superseded: 0,
+    });
+    report.remaining += pending.ids.len();
 }

@@ -342,9 +342,8 @@ pub async fn search_root(
             "the token may read neither Users nor Groups",
         )));
     }
-    if sh.attributes.is_some() || sh.excluded.is_some() {
-        sh.projection()?;
-    }
+    // Parsed once for every kind, and before doing any work.
+    let projection = sh.parsed()?;
     let (mut offset, mut remaining) = q.window();
     let start_index = offset + 1;
     let mut total = 0;
@@ -364,7 +363,6 @@ pub async fn search_root(
             };
             let page = st.svc.list(kind, &page_q, &b.0).await?;
             remaining -= page.resources.len() as u64;
-            let projection = sh.parsed()?;
             resources.extend(
                 page.resources
                     .into_iter()
