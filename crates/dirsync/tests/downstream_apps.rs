@@ -92,10 +92,16 @@ fn directory_changes_reach_the_linked_application() {
     .unwrap();
     let token_file = dir.path().join("m365.token");
     std::fs::write(&token_file, DS_TOKEN).unwrap();
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     idservice
         .admin_command(&[
             "apps",
             "add",
+            "--allow-insecure-http",
             "m365",
             "--url",
             &ds.url,

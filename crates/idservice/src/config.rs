@@ -32,6 +32,43 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// How often the password-expiry and token-expiry checks run inside `serve`.
     pub checks_interval_minutes: u32,
+    pub search: SearchConfig,
+}
+
+/// What one search may cost: filters beyond the bounds are refused (400 `tooMany`), and a
+/// search running longer than `timeout_seconds` is answered 503.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    /// How deep `and`/`or`/`not`/`[...]` may nest (an attribute expression alone is 1).
+    pub filter_max_depth: usize,
+    /// How many attribute expressions one filter may have.
+    pub filter_max_terms: usize,
+    pub timeout_seconds: u64,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        let limits = crate::domain::FilterLimits::default();
+        SearchConfig {
+            filter_max_depth: limits.max_depth,
+            filter_max_terms: limits.max_terms,
+            timeout_seconds: crate::store::DEFAULT_SEARCH_TIMEOUT.as_secs(),
+        }
+    }
+}
+
+impl SearchConfig {
+    pub fn filter_limits(&self) -> crate::domain::FilterLimits {
+        crate::domain::FilterLimits {
+            max_depth: self.filter_max_depth.max(1),
+            max_terms: self.filter_max_terms.max(1),
+        }
+    }
+
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_seconds.max(1))
+    }
 }
 
 impl Default for Config {
@@ -46,6 +83,7 @@ impl Default for Config {
             reset_link_ttl_minutes: 30,
             outbox: OutboxConfig::default(),
             checks_interval_minutes: 60,
+            search: SearchConfig::default(),
         }
     }
 }
@@ -184,6 +222,8 @@ pub fn load(file: &Path) -> Result<Config, ConfigError> {
         && let Some(pf) = &smtp.password_file
     {
         let pf = base.join(pf);
+        crate::secret_file::check_private(&pf)
+            .map_err(|e| invalid(file, "smtp.password_file", e.to_string()))?;
         let raw = zeroize::Zeroizing::new(std::fs::read_to_string(&pf).map_err(|e| {
             invalid(
                 file,

@@ -12,6 +12,7 @@ pub mod http;
 pub mod mail;
 /// Linked downstream applications (behaviour §7.6): outbound provisioning worker and admin ops.
 pub mod outbound;
+pub mod secret_file;
 pub mod server;
 pub mod store;
 /// Sign-in and password-reset pages (server-rendered HTML at the server root).

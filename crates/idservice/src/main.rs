@@ -28,33 +28,42 @@ struct Cli {
     command: Command,
 }
 
+/// `idservice serve` options.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    db: DbArgs,
+    /// Days a deleted user stays pending before it is purged (saved in the database;
+    /// default: the saved value, else 30).
+    #[arg(long)]
+    retention_days: Option<i64>,
+    /// Largest request body in bytes (also the advertised bulk maxPayloadSize).
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Request timeout, e.g. 30s, 2m.
+    #[arg(long, default_value = "30s")]
+    request_timeout: String,
+    /// How often the linked applications' outbound queue is looked at, e.g. 1s, 200ms.
+    #[arg(long, default_value = "1s")]
+    outbound_interval: String,
+    /// Service configuration (YAML): email relay and templates, password policy,
+    /// sign-in limits. Without it: defaults, and no email.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A reverse proxy or load balancer in front of the service (repeatable): for requests
+    /// from it, the client address (for the sign-in rate limits) is taken from its
+    /// X-Forwarded-For header; from anyone else that header is ignored.
+    #[arg(long = "trusted-proxy")]
+    trusted_proxies: Vec<std::net::IpAddr>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the SCIM API.
-    Serve {
-        /// Address to listen on (`127.0.0.1:0` picks a free port).
-        #[arg(long, default_value = "127.0.0.1:8443")]
-        listen: SocketAddr,
-        #[command(flatten)]
-        db: DbArgs,
-        /// Days a deleted user stays pending before it is purged (saved in the database;
-        /// default: the saved value, else 30).
-        #[arg(long)]
-        retention_days: Option<i64>,
-        /// Largest request body in bytes (also the advertised bulk maxPayloadSize).
-        #[arg(long, default_value_t = 10 * 1024 * 1024)]
-        max_body_bytes: usize,
-        /// Request timeout, e.g. 30s, 2m.
-        #[arg(long, default_value = "30s")]
-        request_timeout: String,
-        /// How often the linked applications' outbound queue is looked at, e.g. 1s, 200ms.
-        #[arg(long, default_value = "1s")]
-        outbound_interval: String,
-        /// Service configuration (YAML): email relay and templates, password policy,
-        /// sign-in limits. Without it: defaults, and no email.
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
+    Serve(ServeArgs),
     /// Manage bearer tokens.
     Token {
         #[command(subcommand)]
@@ -263,31 +272,22 @@ fn parse_timeout(s: &str) -> Result<Duration, CliError> {
 /// Opens the database the options name (migrations applied) as a service.
 async fn service(db: &DbArgs) -> Result<Service, CliError> {
     let backend = db.backend()?;
-    Ok(server::open_service(&backend, None, 0).await?)
+    let svc = server::open_service(&backend, None, 0, &Default::default()).await?;
+    // An administrator's change (a token revoked, a domain removed) is on disk when the
+    // command says it is done.
+    svc.store
+        .durable_commits()
+        .await
+        .map_err(server::ServeError::from)?;
+    Ok(svc)
 }
 
 /// Runs one command.
 async fn run(cmd: Command) -> Result<(), CliError> {
     match cmd {
         Command::Migrate { db } => migrate(&db).await,
-        Command::Serve {
-            listen,
-            db,
-            retention_days,
-            max_body_bytes,
-            request_timeout,
-            outbound_interval,
-            config,
-        } => {
-            let opts = serve_options(
-                listen,
-                &db,
-                retention_days,
-                max_body_bytes,
-                &request_timeout,
-                &outbound_interval,
-                config.as_deref(),
-            )?;
+        Command::Serve(args) => {
+            let opts = serve_options(args)?;
             Ok(server::serve(opts).await?)
         }
         Command::Token { command } => token(command).await,
@@ -318,26 +318,19 @@ async fn migrate(db: &DbArgs) -> Result<(), CliError> {
 }
 
 /// `serve`: checks and converts the command-line options.
-fn serve_options(
-    listen: SocketAddr,
-    db: &DbArgs,
-    retention_days: Option<i64>,
-    max_body_bytes: usize,
-    request_timeout: &str,
-    outbound_interval: &str,
-    config: Option<&std::path::Path>,
-) -> Result<ServeOptions, CliError> {
-    if retention_days.is_some_and(|d| d < 0) {
+fn serve_options(args: ServeArgs) -> Result<ServeOptions, CliError> {
+    if args.retention_days.is_some_and(|d| d < 0) {
         return Err(CliError::NegativeRetention);
     }
     Ok(ServeOptions {
-        listen,
-        backend: db.backend()?,
-        retention_days,
-        max_body_bytes,
-        request_timeout: parse_timeout(request_timeout)?,
-        outbound_interval: idservice::outbound::parse_interval(outbound_interval)?,
-        config: std::sync::Arc::new(load_config(config)?),
+        listen: args.listen,
+        backend: args.db.backend()?,
+        retention_days: args.retention_days,
+        max_body_bytes: args.max_body_bytes,
+        request_timeout: parse_timeout(&args.request_timeout)?,
+        outbound_interval: idservice::outbound::parse_interval(&args.outbound_interval)?,
+        config: std::sync::Arc::new(load_config(args.config.as_deref())?),
+        trusted_proxies: args.trusted_proxies,
     })
 }
 

@@ -58,6 +58,8 @@ pub struct ServeOptions {
     pub outbound_interval: Duration,
     /// `--config FILE` (defaults without one): sign-in, password policy, email.
     pub config: Arc<crate::config::Config>,
+    /// `--trusted-proxy`: peers whose X-Forwarded-For names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,8 +86,9 @@ pub async fn open_service(
     backend: &Backend,
     retention_days: Option<i64>,
     max_body_bytes: usize,
+    search: &crate::config::SearchConfig,
 ) -> Result<Service, ServeError> {
-    let store = Store::connect(backend).await?;
+    let store = Store::connect_with(backend, search.timeout()).await?;
     let days = match retention_days {
         Some(d) => {
             Service::save_retention_days(&store, d).await?;
@@ -93,7 +96,9 @@ pub async fn open_service(
         }
         None => Service::stored_retention_days(&store).await?,
     };
-    Ok(Service::new(store, days, max_body_bytes))
+    let mut svc = Service::new(store, days, max_body_bytes);
+    svc.filter_limits = search.filter_limits();
+    Ok(svc)
 }
 
 /// Registers the shutdown signals now (so a SIGTERM that arrives right after the
@@ -123,8 +128,15 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 
 /// Serves until a shutdown signal.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
-    let svc =
-        Arc::new(open_service(&opts.backend, opts.retention_days, opts.max_body_bytes).await?);
+    let svc = Arc::new(
+        open_service(
+            &opts.backend,
+            opts.retention_days,
+            opts.max_body_bytes,
+            &opts.config.search,
+        )
+        .await?,
+    );
     // Email and the sign-in pages (behaviour §7.5): a bad template or relay setting stops the start.
     crate::domain::password::set_policy(opts.config.password_policy.clone());
     let mail = Arc::new(crate::mail::Mail::new(opts.config.clone())?);
@@ -145,7 +157,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         },
     );
 
-    let web = crate::web::WebState::new(svc.clone(), opts.config.clone(), mail.clone(), addr);
+    let web = crate::web::WebState::new(svc.clone(), opts.config.clone(), mail.clone(), addr)
+        .with_trusted_proxies(opts.trusted_proxies.clone());
     let mail_tasks = crate::mail::spawn(svc.store.clone(), mail, sender, &web.public_url);
     let app = crate::http::router_with(svc.clone(), opts.request_timeout, crate::web::router(web));
     // Connection info: the sign-in pages rate-limit per client address.

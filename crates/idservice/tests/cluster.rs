@@ -476,11 +476,17 @@ async fn linked_app_changes_arrive_once_in_order_when_the_draining_node_is_kille
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("app.token");
     std::fs::write(&token_file, "downstream-token-cluster\n").unwrap();
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     // At most 10 requests a second downstream: the drain is still running when a node dies.
     c.nodes[0]
         .admin_command(&[
             "apps",
             "add",
+            "--allow-insecure-http",
             "m365",
             "--url",
             &ds.url,

@@ -62,9 +62,15 @@ impl World {
             .map_or(ds.url.clone(), |p| p.proxied_url(&ds.url));
         let token_file = dir.path().join("m365.token");
         std::fs::write(&token_file, format!("{DS_TOKEN}\n")).unwrap();
+        std::fs::set_permissions(
+            &token_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         let mut args = vec![
             "apps",
             "add",
+            "--allow-insecure-http",
             APP,
             "--url",
             &app_url,
@@ -715,17 +721,60 @@ fn apps_commands_validate_and_never_print_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("t");
     std::fs::write(&token_file, "very-secret-token-123\n").unwrap();
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let tf = token_file.to_str().unwrap();
     let bad = cli(
         dir.path(),
         &["apps", "add", "x", "--url", "ftp://h", "--token-file", tf],
     );
     assert!(!bad.0 && bad.2.contains("http://"), "{bad:?}");
+    // issue 15: plain http only when asked for (the token would travel in clear) ...
     let bad = cli(
         dir.path(),
         &[
             "apps",
             "add",
+            "x",
+            "--url",
+            "http://127.0.0.1:1/v2",
+            "--token-file",
+            tf,
+        ],
+    );
+    assert!(!bad.0 && bad.2.contains("--allow-insecure-http"), "{bad:?}");
+    // ... and a token file others can read is refused
+    let open_file = dir.path().join("open");
+    std::fs::write(&open_file, "very-secret-token-123\n").unwrap();
+    std::fs::set_permissions(
+        &open_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let bad = cli(
+        dir.path(),
+        &[
+            "apps",
+            "add",
+            "--allow-insecure-http",
+            "x",
+            "--url",
+            "http://127.0.0.1:1/v2",
+            "--token-file",
+            open_file.to_str().unwrap(),
+        ],
+    );
+    assert!(!bad.0 && bad.2.contains("chmod 600"), "{bad:?}");
+    assert!(!bad.2.contains("very-secret"), "{bad:?}");
+    let bad = cli(
+        dir.path(),
+        &[
+            "apps",
+            "add",
+            "--allow-insecure-http",
             "x",
             "--url",
             "http://127.0.0.1:1/v2",
@@ -739,6 +788,7 @@ fn apps_commands_validate_and_never_print_the_token() {
         &[
             "apps",
             "add",
+            "--allow-insecure-http",
             "x",
             "--url",
             "http://127.0.0.1:1/v2",
@@ -754,6 +804,7 @@ fn apps_commands_validate_and_never_print_the_token() {
         &[
             "apps",
             "add",
+            "--allow-insecure-http",
             "x",
             "--url",
             "http://127.0.0.1:1/v2",
@@ -769,6 +820,7 @@ fn apps_commands_validate_and_never_print_the_token() {
         &[
             "apps",
             "add",
+            "--allow-insecure-http",
             "x",
             "--url",
             "http://127.0.0.1:1/v2",
@@ -862,11 +914,17 @@ async fn retry_after_and_rate_limit_are_honoured() {
     let token = create_token(dir.path(), ALL_SCOPES, "1d");
     let token_file = dir.path().join("t");
     std::fs::write(&token_file, "fake-app-token").unwrap();
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let (ok, out, err) = cli(
         dir.path(),
         &[
             "apps",
             "add",
+            "--allow-insecure-http",
             APP,
             "--url",
             &url,
@@ -967,4 +1025,108 @@ async fn queued_changes_survive_a_restart() {
         (left == 0).then_some(())
     })
     .await;
+}
+
+/// Issue 15: a client with a write token cannot give its user another user's immutable id
+/// and so take over (receive or push) that user's downstream account.
+/// - At the SCIM boundary: a `downstreamId` that another user's link holds, or that is another
+///   user's externalId, is a 409 (create and PATCH).
+/// - In the worker: two users created in one Bulk with the same immutable id (one by
+///   `downstreamId`, one by `externalId`) never share an account: one is linked, the other's
+///   link fails and an audit event is logged.
+#[tokio::test]
+async fn downstream_account_of_another_user_cannot_be_taken_over() {
+    let w = World::start("block", false, &[]);
+    let (_, victim) = linked_user(&w, "vera@example.test", "ext-vera").await;
+    let with_downstream = |name: &str, downstream: &str| {
+        let mut body = user(name, &format!("ext-{name}"));
+        body["schemas"].as_array_mut().unwrap().push(json!(IIJ));
+        body[IIJ] = json!({ "downstreamId": downstream });
+        body
+    };
+
+    // create with the victim's immutable id
+    let (status, v) = w
+        .id(
+            reqwest::Method::POST,
+            "/Users",
+            Some(with_downstream("mallory@example.test", "ext-vera")),
+        )
+        .await;
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["scimType"], "uniqueness", "{v}");
+    // PATCH an existing user to it
+    let other = w.create(user("oscar@example.test", "ext-oscar")).await;
+    let (status, v) = w
+        .id(
+            reqwest::Method::PATCH,
+            &format!("/Users/{other}"),
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "add", "path": format!("{IIJ}:downstreamId"),
+                                "value": "ext-vera"}],
+            })),
+        )
+        .await;
+    assert_eq!(status, 409, "{v}");
+
+    // the worker's guard: both users exist before either is linked
+    let bulk = json!({
+    "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+    "Operations": [
+        {"method": "POST", "path": "/Users", "bulkId": "d",
+         "data": with_downstream("dora@example.test", "shared-x")},
+        {"method": "POST", "path": "/Users", "bulkId": "e",
+         "data": user("eve@example.test", "shared-x")},
+    ]});
+    let (status, v) = w.id(reqwest::Method::POST, "/Bulk", Some(bulk)).await;
+    assert_eq!(status, 200, "{v}");
+    let statuses: Vec<&str> = v["Operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["201", "201"], "{v}");
+    let (linked, failed) = w
+        .until("one link made and one refused", || async {
+            let links = w.links();
+            let find = |state: &str| {
+                links
+                    .iter()
+                    .find(|l| {
+                        ["dora@example.test", "eve@example.test"].contains(&l["USERNAME"].as_str())
+                            && l["STATE"] == state
+                    })
+                    .cloned()
+            };
+            Some((find("linked")?, find("failed")?))
+        })
+        .await;
+    assert_eq!(linked["IMMUTABLE_ID"], "shared-x");
+    assert!(
+        failed["LAST_ERROR"].contains("is linked to user"),
+        "{failed:?}"
+    );
+    let holders: Vec<Value> = w
+        .downstream()
+        .await
+        .into_iter()
+        .filter(|a| a["externalId"] == "shared-x")
+        .collect();
+    assert_eq!(holders.len(), 1, "{holders:#?}");
+    assert_eq!(
+        holders[0]["userName"].as_str(),
+        Some(linked["USERNAME"].as_str())
+    );
+    // the victim's account is untouched
+    let now = w.downstream_by_name("vera@example.test").await;
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0]["id"], victim["id"]);
+    assert!(
+        w.log().contains("downstream_account_conflict"),
+        "{}",
+        w.log()
+    );
+    assert!(w.log().contains("immutable_id_conflict"));
 }

@@ -28,6 +28,8 @@ struct Ids {
     token: String,
     http: reqwest::Client,
     runs: usize,
+    /// More `serve` options.
+    extra: Vec<String>,
 }
 
 fn cli(data: &Path, args: &[&str]) -> Output {
@@ -50,7 +52,13 @@ impl Ids {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         for (name, content) in files {
+            // secret files (the relay password) must be private to be accepted
             std::fs::write(dir.path().join(name), content).unwrap();
+            std::fs::set_permissions(
+                dir.path().join(name),
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .unwrap();
         }
         std::fs::write(dir.path().join("idservice.yml"), config_yaml).unwrap();
         let out = cli(
@@ -70,6 +78,7 @@ impl Ids {
                 .build()
                 .unwrap(),
             runs: 0,
+            extra: Vec::new(),
         };
         ids.spawn();
         ids
@@ -93,6 +102,7 @@ impl Ids {
             .arg(self.data())
             .arg("--config")
             .arg(self.config())
+            .args(&self.extra)
             .env("IDSERVICE_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out_path).unwrap())
@@ -963,4 +973,210 @@ fn config_errors_name_file_line_and_key() {
         err.contains("bad.yml:3") && err.contains("signin") && err.contains("max_failure"),
         "{err}"
     );
+}
+
+/// Holds the SQLite writer of `db` from `after` on, for `hold`.
+async fn hold_writer(db: PathBuf, after: Duration, hold: Duration) {
+    use sqlx::ConnectOptions;
+    tokio::time::sleep(after).await;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&db)
+        .busy_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    tokio::time::sleep(hold).await;
+    sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+}
+
+/// Issue 15: a failed sign-in of an existing account answers as fast as one of an unknown
+/// userName, also while the database writer is busy: the failure is recorded after the answer
+/// (an unknown userName writes nothing, so waiting for that write told which accounts exist).
+/// The writer is taken once the request is past its rate-limit charge and inside the argon2
+/// check. Before: the answer waited for the writer (here 1.5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_signin_does_not_wait_for_the_writer() {
+    let ids = Ids::start("service_name: Timing\n");
+    ids.create_user(
+        "tim@example.jp",
+        &["tim@example.jp"],
+        Some("the right password"),
+    )
+    .await;
+    let timed = |user: &'static str| {
+        let ids = &ids;
+        async move {
+            let t = Instant::now();
+            let (st, _, _) = ids.signin(user, "a wrong password").await;
+            assert_eq!(st, StatusCode::UNAUTHORIZED);
+            t.elapsed()
+        }
+    };
+    // an unknown userName: the time of a rate-limit charge and an argon2 check
+    let mut unknown = Vec::new();
+    for _ in 0..3 {
+        unknown.push(timed("nobody@example.jp").await);
+    }
+    unknown.sort();
+    let typical = unknown[1];
+    let hold = Duration::from_millis(1500);
+    let mut existing = Vec::new();
+    for _ in 0..3 {
+        let writer = hold_writer(ids.data().join("idservice.db"), typical / 2, hold);
+        let (took, ()) = tokio::join!(timed("tim@example.jp"), writer);
+        existing.push(took);
+    }
+    let best = existing.iter().min().unwrap();
+    assert!(
+        *best < hold / 2,
+        "failed sign-ins of an existing account took {existing:?} while the writer was held; \
+         an unknown userName takes {unknown:?}"
+    );
+    // the failures were still recorded: two more reach the lockout (5 by default)
+    for _ in 0..2 {
+        ids.signin("tim@example.jp", "a wrong password").await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (st, _, _) = ids.signin("tim@example.jp", "the right password").await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "the account should be locked");
+}
+
+/// Issue 15: a form a browser sends from another site (its `Origin` is not this service) is
+/// refused; from this service, or from a client that sends no `Origin`, it is processed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_sent_from_another_site_are_refused() {
+    let ids = Ids::start("service_name: Origin\n");
+    let post = |origin: Option<String>| {
+        let mut rb = ids
+            .http
+            .post(ids.url("/signin"))
+            .form(&[("username", "x@example.jp"), ("password", "whatever-pw")]);
+        if let Some(o) = origin {
+            rb = rb.header("origin", o);
+        }
+        async move { rb.send().await.unwrap().status() }
+    };
+    assert_eq!(post(Some("https://evil.example".into())).await, 403);
+    assert_eq!(post(Some("null".into())).await, 403);
+    assert_eq!(post(Some(format!("http://{}", ids.addr))).await, 401);
+    assert_eq!(post(None).await, 401);
+    let forgot = ids
+        .http
+        .post(ids.url("/forgot"))
+        .header("referer", "https://evil.example/page")
+        .form(&[("username", "x@example.jp")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forgot.status(), 403);
+}
+
+/// Issue 15: behind a load balancer named by `--trusted-proxy`, the per-address limit
+/// charges the client its `X-Forwarded-For` names; a client talking to the service directly
+/// cannot dodge the limit by writing that header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_address_comes_from_a_trusted_proxy_only() {
+    let limits = "signin:\n  per_account_per_minute: 100\n  per_address_per_minute: 3\n";
+    let attempt = |ids: &Ids, n: usize, from: &'static str| {
+        let rb = ids
+            .http
+            .post(ids.url("/signin"))
+            .header("x-forwarded-for", format!("203.0.113.{n}, {from}"))
+            .form(&[
+                ("username", format!("u{n}@example.jp")),
+                ("password", "whatever-pw".into()),
+            ]);
+        async move { rb.send().await.unwrap().status() }
+    };
+    // direct: the header is ignored, the socket's address is charged
+    let direct = Ids::start(limits);
+    let mut codes = Vec::new();
+    for n in 0..4 {
+        codes.push(attempt(&direct, n, "198.51.100.1").await.as_u16());
+    }
+    assert_eq!(codes, [401, 401, 401, 429]);
+    // through a trusted proxy (the test client on 127.0.0.1): the nearest forwarded address
+    let mut ids = Ids::start(limits);
+    ids.stop();
+    ids.extra = vec!["--trusted-proxy".into(), "127.0.0.1".into()];
+    ids.spawn();
+    let mut codes = Vec::new();
+    for n in 0..4 {
+        codes.push(attempt(&ids, n, "198.51.100.1").await.as_u16());
+    }
+    assert_eq!(codes, [401, 401, 401, 429], "one client behind the proxy");
+    assert_eq!(
+        attempt(&ids, 9, "198.51.100.2").await,
+        401,
+        "another client"
+    );
+}
+
+/// Issue 15: a new reset link revokes the older one; a password change ends the user's
+/// sessions; a disable ends its sessions and its reset links.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_links_revoke_old_ones_and_credential_changes_end_sessions() {
+    let sink = sink("");
+    let ids = Ids::start(&config(sink.port, ""));
+    let id = ids
+        .create_user(
+            "rev@acme.test",
+            &["rev@acme.test"],
+            Some("first password 1"),
+        )
+        .await;
+    let patch = |ops: Value| {
+        let path = format!("/Users/{id}");
+        let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                          "Operations": ops});
+        let ids = &ids;
+        async move { ids.scim(reqwest::Method::PATCH, &path, Some(body)).await }
+    };
+    let session = || async {
+        let (st, h, _) = ids.signin("rev@acme.test", "first password 1").await;
+        assert_eq!(st, StatusCode::SEE_OTHER);
+        let c = h[reqwest::header::SET_COOKIE].to_str().unwrap();
+        c.split(';').next().unwrap().to_string()
+    };
+    let account = |cookie: String| {
+        let ids = &ids;
+        async move {
+            let r = ids
+                .http
+                .get(ids.url("/account"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            r.status()
+        }
+    };
+
+    // two requests: only the newer link works
+    ids.form("/forgot", &[("username", "rev@acme.test")]).await;
+    let first = link_in(&wait_mail(&sink, 1).await[0]);
+    ids.form("/forgot", &[("username", "rev@acme.test")]).await;
+    let second = link_in(&wait_mail(&sink, 2).await[1]);
+    assert_eq!(ids.get(&path_of(&first)).await.0, 400, "older link revoked");
+    assert_eq!(ids.get(&path_of(&second)).await.0, 200);
+
+    // a password change by SCIM ends the sessions (and the open link)
+    let cookie = session().await;
+    assert_eq!(account(cookie.clone()).await, StatusCode::OK);
+    let (st, b) =
+        patch(json!([{"op": "replace", "path": "password", "value": "second password 2"}])).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(account(cookie).await, StatusCode::SEE_OTHER);
+    assert_eq!(ids.get(&path_of(&second)).await.0, 400);
+
+    // a disable ends them too
+    patch(json!([{"op": "replace", "path": "password", "value": "first password 1"}])).await;
+    let cookie = session().await;
+    let (st, _) = patch(json!([{"op": "replace", "path": "active", "value": false}])).await;
+    assert_eq!(st, 200);
+    assert_eq!(account(cookie).await, StatusCode::SEE_OTHER);
 }

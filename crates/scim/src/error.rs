@@ -85,6 +85,10 @@ impl ScimError {
     pub fn invalid_syntax(detail: impl Into<String>) -> Self {
         Self::bad_request(ScimType::InvalidSyntax, detail)
     }
+    /// 400 `tooMany`: more than the server is willing to process.
+    pub fn too_many(detail: impl Into<String>) -> Self {
+        Self::bad_request(ScimType::TooMany, detail)
+    }
     pub fn no_target(detail: impl Into<String>) -> Self {
         Self::bad_request(ScimType::NoTarget, detail)
     }

@@ -15,6 +15,72 @@ pub fn parse(s: &str) -> Result<Filter, ScimError> {
         .map_err(|e| ScimError::invalid_filter(format!("invalid filter {s:?}: {e}")))
 }
 
+/// The size of a filter: how deep its operators nest (an attribute expression is 1; each
+/// `and`/`or`/`not`/`[...]` around it adds 1) and how many attribute expressions it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cost {
+    pub depth: usize,
+    pub terms: usize,
+}
+
+impl Cost {
+    fn wrap(self) -> Cost {
+        Cost {
+            depth: self.depth + 1,
+            terms: self.terms,
+        }
+    }
+
+    fn join(costs: impl Iterator<Item = Cost>) -> Cost {
+        let all = costs.fold(Cost::default(), |a, c| Cost {
+            depth: a.depth.max(c.depth),
+            terms: a.terms + c.terms,
+        });
+        all.wrap()
+    }
+}
+
+const TERM: Cost = Cost { depth: 1, terms: 1 };
+
+/// The [`Cost`] of a filter.
+pub fn cost(filter: &Filter) -> Cost {
+    match filter {
+        Filter::Attr(_) => TERM,
+        Filter::ValuePath(vp) => val_cost(&vp.filter).wrap(),
+        Filter::Not(inner) => cost(inner).wrap(),
+        Filter::And(items) | Filter::Or(items) => Cost::join(items.iter().map(cost)),
+    }
+}
+
+fn val_cost(filter: &ValFilter) -> Cost {
+    match filter {
+        ValFilter::Attr(_) => TERM,
+        ValFilter::Not(inner) => val_cost(inner).wrap(),
+        ValFilter::And(items) | ValFilter::Or(items) => Cost::join(items.iter().map(val_cost)),
+    }
+}
+
+/// Refuses a filter deeper than `max_depth` or with more than `max_terms` attribute
+/// expressions: 400 `tooMany` (RFC 7644 §3.12: more than the server is willing to process).
+/// A server bounds what one search may cost, so that a few costly searches cannot starve
+/// everyone else.
+pub fn check_cost(filter: &Filter, max_depth: usize, max_terms: usize) -> Result<(), ScimError> {
+    let c = cost(filter);
+    if c.depth > max_depth {
+        return Err(ScimError::too_many(format!(
+            "the filter nests {} levels deep; at most {max_depth} are accepted",
+            c.depth
+        )));
+    }
+    if c.terms > max_terms {
+        return Err(ScimError::too_many(format!(
+            "the filter has {} attribute expressions; at most {max_terms} are accepted",
+            c.terms
+        )));
+    }
+    Ok(())
+}
+
 /// Whether `resource` matches `filter` (RFC 7644 §3.4.2.2). Attributes the schema does not
 /// know never match, so an unknown attribute narrows a search rather than failing it.
 pub fn matches(filter: &Filter, resource: &Value, schema: &ResourceSchema) -> bool {
@@ -205,6 +271,30 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
+    use crate::error::ScimType;
+
+    #[test]
+    fn cost_counts_nesting_and_terms() {
+        let c = |f: &str| cost(&parse(f).unwrap());
+        assert_eq!(c(r#"userName eq "a""#), Cost { depth: 1, terms: 1 });
+        assert_eq!(c(r#"a pr and b pr and c pr"#), Cost { depth: 2, terms: 3 });
+        assert_eq!(
+            c(r#"not (emails[type eq "work" and value co "x"]) or title pr"#),
+            Cost { depth: 5, terms: 3 }
+        );
+        let deep = (0..9).fold("title pr".to_string(), |f, _| format!("not ({f})"));
+        assert_eq!(c(&deep).depth, 10);
+        assert!(check_cost(&parse(&deep).unwrap(), 10, 64).is_ok());
+        let e = check_cost(&parse(&format!("not ({deep})")).unwrap(), 10, 64).unwrap_err();
+        assert_eq!((e.status, e.scim_type), (400, Some(ScimType::TooMany)));
+        let wide = vec!["title pr"; 65].join(" or ");
+        let e = check_cost(&parse(&wide).unwrap(), 10, 64).unwrap_err();
+        assert!(
+            e.detail.contains("65 attribute expressions"),
+            "{}",
+            e.detail
+        );
+    }
     use crate::schema::{group, user};
     use serde_json::json;
 

@@ -82,6 +82,12 @@ impl PgServer {
         let as_postgres = is_root();
         std::fs::write(dir.path().join("pwfile"), format!("{PG_PASSWORD}\n"))
             .map_err(io("PostgreSQL password file"))?;
+        // private, as idservice requires of a password file
+        std::fs::set_permissions(
+            dir.path().join("pwfile"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .map_err(io("PostgreSQL password file"))?;
         if as_postgres {
             run(Command::new("chown")
                 .args(["-R", "postgres:postgres"])

@@ -12,6 +12,7 @@ use scim::ScimError;
 use serde_json::{Map, Value, json};
 use sqlx::Acquire;
 
+use super::password::Prehashed;
 use super::{BULK_MAX_OPERATIONS, Scope, Scopes, Service, db, groups, users};
 use crate::store::{Conn, Tx};
 
@@ -155,15 +156,24 @@ fn target(path: &str, scopes: Scopes) -> Result<(bool, Option<&str>), ScimError>
     Ok((is_user, id))
 }
 
+/// What every operation of one request runs with.
+#[derive(Clone, Copy)]
+struct Request<'a> {
+    scopes: Scopes,
+    base: &'a str,
+    /// The request's password hashes, computed before its transaction.
+    pre: &'a Prehashed,
+}
+
 /// Runs one operation on `conn`; returns (status, resource) on success.
 async fn execute(
     conn: &mut Conn,
     op: &Op,
     path: &str,
     data: Option<Value>,
-    scopes: Scopes,
-    base: &str,
+    req: Request<'_>,
 ) -> Result<(u16, Option<Value>), ScimError> {
+    let Request { scopes, base, pre } = req;
     let (is_user, id) = target(path, scopes)?;
     let need_data = || {
         data.clone()
@@ -173,7 +183,7 @@ async fn execute(
     match (op.method.as_str(), id) {
         ("POST", None) => {
             let r = if is_user {
-                users::create_in(conn, need_data()?, base).await?.0
+                users::create_in(conn, need_data()?, pre, base).await?.0
             } else {
                 groups::create_in(conn, need_data()?, base, false).await?
             };
@@ -181,7 +191,7 @@ async fn execute(
         }
         ("PUT", Some(id)) => {
             let r = if is_user {
-                users::replace_in(conn, id, need_data()?, if_match, base).await?
+                users::replace_in(conn, id, need_data()?, pre, if_match, base).await?
             } else {
                 groups::replace_in(conn, id, need_data()?, if_match, base).await?
             };
@@ -190,7 +200,7 @@ async fn execute(
         ("PATCH", Some(id)) => {
             let d = need_data()?;
             let r = if is_user {
-                users::patch_in(conn, id, &d, if_match, base).await?
+                users::patch_in(conn, id, &d, pre, if_match, base).await?
             } else {
                 groups::patch_in(conn, id, &d, if_match, base).await?
             };
@@ -343,8 +353,7 @@ async fn run_one(
     tx: &mut Tx,
     w: &Waiting,
     progress: &mut Progress,
-    scopes: Scopes,
-    base: &str,
+    req: Request<'_>,
 ) -> Result<(), ScimError> {
     let mut data = w.op.data.clone();
     if let Some(d) = &mut data {
@@ -352,10 +361,10 @@ async fn run_one(
     }
     let path = substitute_path(&w.op.path, &progress.ids);
     let mut sp = tx.begin().await.map_err(db)?;
-    match execute(&mut sp, &w.op, &path, data, scopes, base).await {
+    match execute(&mut sp, &w.op, &path, data, req).await {
         Ok((status, resource)) => {
             sp.commit().await.map_err(db)?;
-            progress.succeed(w.index, &w.op, &path, base, status, resource);
+            progress.succeed(w.index, &w.op, &path, req.base, status, resource);
         }
         Err(e) => {
             sp.rollback().await.map_err(db)?;
@@ -372,8 +381,7 @@ async fn run_passes(
     tx: &mut Tx,
     mut waiting: Vec<Waiting>,
     progress: &mut Progress,
-    scopes: Scopes,
-    base: &str,
+    req: Request<'_>,
 ) -> Result<Vec<Waiting>, ScimError> {
     loop {
         let before = waiting.len();
@@ -386,7 +394,7 @@ async fn run_passes(
                 still.push(w);
                 continue;
             }
-            run_one(tx, &w, progress, scopes, base).await?;
+            run_one(tx, &w, progress, req).await?;
         }
         waiting = still;
         if waiting.is_empty() || waiting.len() == before {
@@ -432,8 +440,20 @@ pub async fn run(
         ids: HashMap::new(),
         fail_on_errors,
     };
+    // Passwords are hashed before the transaction takes the writer (only for a token that
+    // may write users: no other can store them).
+    let pre = if scopes.has(Scope::WriteUsers) {
+        Prehashed::of(body).await?
+    } else {
+        Prehashed::default()
+    };
+    let req = Request {
+        scopes,
+        base,
+        pre: &pre,
+    };
     let mut tx = svc.store.begin().await.map_err(db)?;
-    let left = run_passes(&mut tx, waiting, &mut progress, scopes, base).await?;
+    let left = run_passes(&mut tx, waiting, &mut progress, req).await?;
     fail_unresolved(left, &mut progress);
     tx.commit().await.map_err(db)?;
     let mut outcomes = progress.outcomes;

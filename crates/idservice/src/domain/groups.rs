@@ -82,6 +82,7 @@ pub fn prepare(body: Value) -> Result<PreparedGroup, ScimError> {
         }
         Some(_) => return Err(ScimError::invalid_value("externalId must be a string")),
     };
+    super::rules::check_lengths(&body)?;
     Ok(PreparedGroup {
         display_name_lc: display_name.to_lowercase(),
         display_name,
@@ -455,8 +456,10 @@ pub async fn list_with(
     base: &str,
     with_members: bool,
 ) -> Result<ListPage, ScimError> {
-    let spec = q.search_spec(Kind::Group, true, svc.store.engine())?;
-    let (found, rows) = search::groups(&svc.store, &spec).await.map_err(db)?;
+    let spec = q.search_spec(Kind::Group, true, svc)?;
+    let (found, rows) = search::groups(&svc.store, &spec)
+        .await
+        .map_err(super::search_error)?;
     let mut conn = svc.store.read().await.map_err(db)?;
     let mut resources = Vec::with_capacity(rows.len());
     for row in &rows {

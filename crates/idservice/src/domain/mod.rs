@@ -13,7 +13,7 @@ use scim::{Filter, ScimError};
 
 use crate::store::filter_sql::{self, Kind};
 use crate::store::search::{Found, SearchSpec};
-use crate::store::{Engine, Store, admin};
+use crate::store::{Store, admin};
 
 pub use tokens::{Scope, Scopes};
 
@@ -32,6 +32,44 @@ pub struct Service {
     pub retention_days: i64,
     /// Largest request body accepted (advertised as bulk `maxPayloadSize`).
     pub max_body_bytes: usize,
+    /// How complex a search filter may be.
+    pub filter_limits: FilterLimits,
+}
+
+/// Bounds on a search filter (`search.filter_max_depth` and `search.filter_max_terms` in
+/// the service configuration): a filter beyond them is a 400 `tooMany`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilterLimits {
+    pub max_depth: usize,
+    pub max_terms: usize,
+}
+
+impl Default for FilterLimits {
+    fn default() -> Self {
+        FilterLimits {
+            max_depth: 10,
+            max_terms: 64,
+        }
+    }
+}
+
+/// Maps a failed search: past its time limit a 503 (the client may try again later, or a
+/// narrower filter), else as [`db`].
+pub fn search_error(e: crate::store::search::SearchError) -> ScimError {
+    match e {
+        crate::store::search::SearchError::Timeout(limit) => {
+            tracing::warn!(limit = ?limit, "a search ran past its time limit");
+            ScimError::new(
+                503,
+                None,
+                format!(
+                    "the search took longer than {} s; narrow the filter or try again later",
+                    limit.as_secs_f32()
+                ),
+            )
+        }
+        crate::store::search::SearchError::Db(e) => db(e),
+    }
 }
 
 /// The current instant in the stored form: UTC, millisecond precision, `Z`. Fixed width, so
@@ -166,10 +204,17 @@ impl ListQuery {
         &self,
         kind: Kind,
         include_pending: bool,
-        engine: Engine,
+        svc: &Service,
     ) -> Result<SearchSpec, ScimError> {
         let condition = match &self.filter {
-            Some(f) => Some(filter_sql::condition(kind, f, engine)?),
+            Some(f) => {
+                let FilterLimits {
+                    max_depth,
+                    max_terms,
+                } = svc.filter_limits;
+                scim::filter::check_cost(f, max_depth, max_terms)?;
+                Some(filter_sql::condition(kind, f, svc.store.engine())?)
+            }
             None => None,
         };
         let sort = match &self.sort_by {
@@ -247,6 +292,7 @@ impl Service {
             store,
             retention_days,
             max_body_bytes,
+            filter_limits: FilterLimits::default(),
         }
     }
 

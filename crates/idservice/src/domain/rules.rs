@@ -10,8 +10,16 @@ pub const MAX_EMAILS: usize = 5;
 pub const MAX_PHONES: usize = 10;
 pub const MAX_IMS: usize = 10;
 
+/// Longest identifier (userName, externalId, displayName, downstreamId), in characters.
+pub const MAX_NAME_CHARS: usize = 256;
+/// Longest other string attribute, in characters.
+pub const MAX_STRING_CHARS: usize = 2048;
+
 /// The exact messages of behaviour §7.2.
 pub const MSG_EXTERNAL_ID_TAKEN: &str = "externalId has already been taken";
+/// A write that would give a user another user's immutable id (the downstream account key).
+pub const MSG_IMMUTABLE_ID_TAKEN: &str =
+    "downstreamId (the immutable id of linked accounts) belongs to another user";
 pub const MSG_USER_NAME_TAKEN: &str = "userName has already been taken";
 pub const MSG_DISPLAY_NAME_TAKEN: &str = "displayName has already been taken";
 pub const MSG_ORGANIZATION_NOT_FOUND: &str = "organization is not found.";
@@ -90,6 +98,44 @@ fn array<'a>(user: &'a Value, name: &str) -> Result<&'a [Value], ScimError> {
         Some(Value::Array(a)) => Ok(a),
         Some(_) => Err(ScimError::invalid_value(format!("{name} must be an array"))),
     }
+}
+
+/// Bounds every string of a resource (at any depth): identifiers to [`MAX_NAME_CHARS`], the
+/// rest to [`MAX_STRING_CHARS`]. A client cannot store (and make every reader of the list
+/// fetch) megabytes in one attribute; the body size limit alone would allow that.
+pub fn check_lengths(resource: &Value) -> Result<(), ScimError> {
+    fn walk(v: &Value, path: &str) -> Result<(), ScimError> {
+        match v {
+            Value::String(s) => {
+                let leaf = path.rsplit(['.', ':']).next().unwrap_or(path);
+                let max = if ["userName", "externalId", "displayName", "downstreamId"]
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(leaf))
+                {
+                    MAX_NAME_CHARS
+                } else {
+                    MAX_STRING_CHARS
+                };
+                if s.chars().count() > max {
+                    return Err(ScimError::invalid_value(format!(
+                        "{path} is longer than {max} characters"
+                    )));
+                }
+                Ok(())
+            }
+            Value::Array(a) => a.iter().try_for_each(|x| walk(x, path)),
+            Value::Object(m) => m.iter().try_for_each(|(k, x)| {
+                let sub = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                walk(x, &sub)
+            }),
+            _ => Ok(()),
+        }
+    }
+    walk(resource, "")
 }
 
 /// Checks the body-only rules on a canonicalised User resource.
@@ -174,7 +220,32 @@ pub fn user_name_domain(user_name: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn every_string_attribute_is_bounded() {
+        let ok = serde_json::json!({"userName": "a".repeat(256), "title": "t".repeat(2048),
+            "emails": [{"value": "a@b.example", "display": "d".repeat(2048)}]});
+        assert!(check_lengths(&ok).is_ok());
+        let long_name = serde_json::json!({"userName": "a".repeat(257)});
+        let e = check_lengths(&long_name).unwrap_err();
+        assert!(
+            e.detail.contains("userName is longer than 256"),
+            "{}",
+            e.detail
+        );
+        let long_nested = serde_json::json!({"emails": [{"display": "d".repeat(2049)}]});
+        let e = check_lengths(&long_nested).unwrap_err();
+        assert!(e.detail.contains("emails.display"), "{}", e.detail);
+        let ext = serde_json::json!({scim::urn::IIJ_USER: {"downstreamId": "x".repeat(300)}});
+        assert!(
+            check_lengths(&ext)
+                .unwrap_err()
+                .detail
+                .contains("downstreamId")
+        );
+    }
 
     #[test]
     fn emails() {

@@ -11,7 +11,11 @@ use scim::schema::{Mutability, ResourceSchema};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
-use super::rules::{self, MSG_EXTERNAL_ID_TAKEN, MSG_ORGANIZATION_NOT_FOUND, MSG_USER_NAME_TAKEN};
+use super::password::{Prehashed, hash_blocking};
+use super::rules::{
+    self, MSG_EXTERNAL_ID_TAKEN, MSG_IMMUTABLE_ID_TAKEN, MSG_ORGANIZATION_NOT_FOUND,
+    MSG_USER_NAME_TAKEN,
+};
 use super::{ListPage, ListQuery, Service, check_if_match, db, meta, now, resource_text};
 use crate::store::filter_sql::{self, Kind};
 use crate::store::search;
@@ -58,20 +62,9 @@ fn strip_read_only(map: &mut Map<String, Value>) {
     }
 }
 
-/// Validates and normalises a User body (POST, PUT, or the result of a PATCH).
-/// argon2id takes tens of milliseconds of CPU by design: it runs on the blocking pool so that
-/// it never stalls the async workers serving other requests.
-/// The clear text is wiped from memory when the hash is done.
-pub(crate) async fn hash_off_the_runtime(password: String) -> Result<String, ScimError> {
-    let password = zeroize::Zeroizing::new(password);
-    tokio::task::spawn_blocking(move || super::password::hash(&password))
-        .await
-        .ok()
-        .flatten()
-        .ok_or_else(|| ScimError::new(500, None, "cannot hash the password"))
-}
-
-pub async fn prepare(body: Value) -> Result<PreparedUser, ScimError> {
+/// Validates and normalises a User body (POST, PUT, or the result of a PATCH). A password is
+/// hashed by [`Prehashed`] before the transaction; one it missed is hashed here.
+pub async fn prepare(body: Value, pre: &Prehashed) -> Result<PreparedUser, ScimError> {
     let mut body = body;
     if !body.is_object() {
         return Err(ScimError::invalid_syntax("a User must be a JSON object"));
@@ -109,12 +102,18 @@ pub async fn prepare(body: Value) -> Result<PreparedUser, ScimError> {
             let mut s = zeroize::Zeroizing::new(s);
             super::password::check_policy(&s)
                 .map_err(|e| ScimError::invalid_value(e.to_string()))?;
-            Some(hash_off_the_runtime(std::mem::take(&mut *s)).await?)
+            match pre.take(&s) {
+                Some(h) => Some(h),
+                None => {
+                    Some(hash_blocking(zeroize::Zeroizing::new(std::mem::take(&mut *s))).await?)
+                }
+            }
         }
         None | Some(Value::Null) => None,
         Some(_) => return Err(ScimError::invalid_value("password must be a string")),
     };
     rules::check_user(&body)?;
+    rules::check_lengths(&body)?;
     Ok(PreparedUser {
         password_hash,
         user_name_lc: user_name.to_lowercase(),
@@ -137,6 +136,61 @@ async fn check_domain(conn: &mut Conn, user_name: &str) -> Result<(), ScimError>
     } else {
         Err(ScimError::not_found(MSG_ORGANIZATION_NOT_FOUND))
     }
+}
+
+/// The IIJ `downstreamId` a resource carries (trimmed, not blank).
+fn downstream_id_of(resource: &Value) -> Option<&str> {
+    resource
+        .get(scim::urn::IIJ_USER)
+        .and_then(|e| e.get("downstreamId"))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// The immutable id of a user (behaviour §7.6): the first available of the IIJ
+/// `downstreamId`, the `externalId`, the service's own `id`. Linked applications know the
+/// user's downstream account by it.
+pub fn immutable_id(user: &UserRow) -> String {
+    let resource: Value = serde_json::from_str(&user.resource).unwrap_or(Value::Null);
+    immutable_of(&resource, user.external_id.as_deref(), &user.id).to_string()
+}
+
+fn immutable_of<'a>(resource: &'a Value, external_id: Option<&'a str>, id: &'a str) -> &'a str {
+    downstream_id_of(resource)
+        .or(external_id.filter(|s| !s.is_empty()))
+        .unwrap_or(id)
+}
+
+/// A downstream account follows its immutable id, so a write may not give user `id` the
+/// immutable id of another user: a `downstreamId` equal to another user's externalId or id,
+/// or an immutable id another user's link already holds, is a 409 (and an audit event).
+/// Otherwise a client with a write token could take over another user's downstream account.
+async fn check_immutable_id(conn: &mut Conn, p: &PreparedUser, id: &str) -> Result<(), ScimError> {
+    let downstream = downstream_id_of(&p.resource);
+    if let Some(d) = downstream
+        && su::holds_key(conn, d, id).await.map_err(db)?
+    {
+        return Err(immutable_conflict(p, id, "another user's externalId or id"));
+    }
+    let immutable = immutable_of(&p.resource, p.external_id.as_deref(), id);
+    if let Some(other) = crate::store::apps::immutable_holder(conn, immutable, id)
+        .await
+        .map_err(db)?
+    {
+        let what = format!(
+            "the immutable id of {}'s account in {}",
+            other.user_name, other.app
+        );
+        return Err(immutable_conflict(p, id, &what));
+    }
+    Ok(())
+}
+
+fn immutable_conflict(p: &PreparedUser, id: &str, what: &str) -> ScimError {
+    tracing::warn!(target: "audit", event = "immutable_id_conflict", user_name = %p.user_name,
+        id = %id, holder = %what, "write refused: its downstreamId/externalId belongs to another user");
+    ScimError::uniqueness(MSG_IMMUTABLE_ID_TAKEN)
 }
 
 /// What the uniqueness check found for a create.
@@ -290,20 +344,23 @@ fn row_of(
 pub async fn create_in(
     conn: &mut Conn,
     body: Value,
+    pre: &Prehashed,
     base: &str,
 ) -> Result<(Value, bool), ScimError> {
-    let p = prepare(body).await?;
+    let p = prepare(body, pre).await?;
     check_domain(conn, &p.user_name).await?;
     let at = now();
     match check_unique(conn, &p, None).await? {
         Collision::None => {
             let row = row_of(&p, uuid::Uuid::new_v4().to_string(), at.clone(), at, 1)?;
+            check_immutable_id(conn, &p, &row.id).await?;
             su::insert(conn, &row).await.map_err(map_unique)?;
             store_password(conn, &row.id, &p).await?;
             Ok((render_with_groups(&row, &[], base), false))
         }
         Collision::Restore(old) => {
             let row = row_of(&p, old.id.clone(), old.created.clone(), at, old.version + 1)?;
+            check_immutable_id(conn, &p, &row.id).await?;
             su::update(conn, &row).await.map_err(map_unique)?;
             store_password(conn, &row.id, &p).await?;
             tracing::info!(id = %row.id, "user restored from pending deletion");
@@ -383,6 +440,12 @@ async fn store_replacement(
     if p.user_name_lc != old.user_name_lc || p.external_id != old.external_id {
         check_unique(conn, &p, Some(&old.id)).await?;
     }
+    let old_immutable = immutable_of(&old_resource, old.external_id.as_deref(), &old.id);
+    if immutable_of(&p.resource, p.external_id.as_deref(), &old.id) != old_immutable
+        || downstream_id_of(&p.resource) != downstream_id_of(&old_resource)
+    {
+        check_immutable_id(conn, &p, &old.id).await?;
+    }
     let row = row_of(
         &p,
         old.id.clone(),
@@ -392,7 +455,21 @@ async fn store_replacement(
     )?;
     su::update(conn, &row).await.map_err(map_unique)?;
     store_password(conn, &row.id, &p).await?;
+    if p.password_hash.is_some() || (old.active && !row.active) {
+        end_sign_ins(conn, &row.id).await?;
+    }
     render(conn, &row, base).await
+}
+
+/// Ends what lets the user in without the current password: the sessions signed in on the
+/// web pages and the open reset links (after a password change, a disable or a deletion).
+async fn end_sign_ins(conn: &mut Conn, id: &str) -> Result<(), ScimError> {
+    crate::store::account::remove_user_sessions(conn, id)
+        .await
+        .map_err(db)?;
+    crate::store::account::revoke_resets(conn, id, &now())
+        .await
+        .map_err(db)
 }
 
 /// Saves the hash of the password the request carried, if it carried one.
@@ -414,12 +491,13 @@ pub async fn replace_in(
     conn: &mut Conn,
     id: &str,
     body: Value,
+    pre: &Prehashed,
     if_match: Option<&str>,
     base: &str,
 ) -> Result<Value, ScimError> {
     let old = visible(conn, id).await?;
     check_if_match(if_match, old.version)?;
-    let p = prepare(body).await?;
+    let p = prepare(body, pre).await?;
     store_replacement(conn, old, p, base).await
 }
 
@@ -429,6 +507,7 @@ pub async fn patch_in(
     conn: &mut Conn,
     id: &str,
     body: &Value,
+    pre: &Prehashed,
     if_match: Option<&str>,
     base: &str,
 ) -> Result<Value, ScimError> {
@@ -440,7 +519,7 @@ pub async fn patch_in(
         m.insert("id".into(), Value::String(old.id.clone()));
     }
     scim::patch::apply(&mut resource, &req.operations, schema())?;
-    let p = prepare(resource).await?;
+    let p = prepare(resource, pre).await?;
     store_replacement(conn, old, p, base).await
 }
 
@@ -455,6 +534,7 @@ pub async fn delete_in(conn: &mut Conn, id: &str, if_match: Option<&str>) -> Res
     row.last_modified = at;
     row.version += 1;
     su::update(conn, &row).await.map_err(db)?;
+    end_sign_ins(conn, &row.id).await?;
     tracing::info!(id = %row.id, "user moved to pending deletion");
     Ok(())
 }
@@ -474,8 +554,10 @@ pub async fn list_with(
     with_groups: bool,
 ) -> Result<ListPage, ScimError> {
     let include_pending = q.filter.as_ref().is_some_and(filter_sql::mentions_state);
-    let spec = q.search_spec(Kind::User, include_pending, svc.store.engine())?;
-    let (found, rows) = search::users(&svc.store, &spec).await.map_err(db)?;
+    let spec = q.search_spec(Kind::User, include_pending, svc)?;
+    let (found, rows) = search::users(&svc.store, &spec)
+        .await
+        .map_err(super::search_error)?;
     let groups = if with_groups {
         page_groups(svc, &rows).await?
     } else {

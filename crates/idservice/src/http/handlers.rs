@@ -14,6 +14,7 @@ use super::wire::{
     ApiError, ApiResult, ScimBody, Shape, created, if_match, list_query, list_response,
     not_modified, scim, search_body, shape, shape_with,
 };
+use crate::domain::password::Prehashed;
 use crate::domain::{self, ListPage, ListQuery, Scope, Scopes, bulk, discovery, groups, users};
 use crate::store::filter_sql::Kind;
 
@@ -95,6 +96,15 @@ async fn search(st: AppState, kind: Kind, scopes: Scopes, body: Value, base: Bas
     ))
 }
 
+/// The password hashes of a User write, computed before its transaction (see
+/// [`Prehashed`]).
+async fn prehash(kind: Kind, body: &Value) -> Result<Prehashed, ScimError> {
+    match kind {
+        Kind::User => Prehashed::of(body).await,
+        Kind::Group => Ok(Prehashed::default()),
+    }
+}
+
 async fn create(
     st: AppState,
     kind: Kind,
@@ -106,12 +116,13 @@ async fn create(
     need(scopes, write_scope(kind))?;
     let (_, sh) = list_query(&params)?;
     let (store, base) = (&st.svc.store, &base.0);
+    let pre = &prehash(kind, &body).await?;
     let r = domain::with_retry(move || {
         let body = body.clone();
         async move {
             let mut tx = store.begin().await.map_err(domain::db)?;
             let r = match kind {
-                Kind::User => users::create_in(&mut tx, body, base).await?.0,
+                Kind::User => users::create_in(&mut tx, body, pre, base).await?.0,
                 Kind::Group => groups::create_in(&mut tx, body, base, true).await?,
             };
             tx.commit().await.map_err(domain::db)?;
@@ -183,13 +194,18 @@ async fn write(
     let (_, sh) = list_query(&params)?;
     let im = if_match(&headers);
     let (store, base, id, im) = (&st.svc.store, &base.0, &id, im.as_deref());
+    let pre = &prehash(kind, &body).await?;
     let r = domain::with_retry(move || {
         let body = body.clone();
         async move {
             let mut tx = store.begin().await.map_err(domain::db)?;
             let r = match (kind, how) {
-                (Kind::User, Write::Put) => users::replace_in(&mut tx, id, body, im, base).await?,
-                (Kind::User, Write::Patch) => users::patch_in(&mut tx, id, &body, im, base).await?,
+                (Kind::User, Write::Put) => {
+                    users::replace_in(&mut tx, id, body, pre, im, base).await?
+                }
+                (Kind::User, Write::Patch) => {
+                    users::patch_in(&mut tx, id, &body, pre, im, base).await?
+                }
                 (Kind::Group, Write::Put) => {
                     groups::replace_in(&mut tx, id, body, im, base).await?
                 }

@@ -17,6 +17,8 @@ pub struct NewApp {
     pub groups: Vec<String>,
     pub purge_policy: String,
     pub rate_per_sec: Option<f64>,
+    /// Accept an `http://` URL (tests on loopback); otherwise only `https://`.
+    pub allow_insecure_http: bool,
 }
 
 /// Registers an application. Every existing user is queued for it, so the worker of a
@@ -28,6 +30,9 @@ pub async fn add(svc: &Service, new: NewApp) -> Result<AppRow, Error> {
     }
     if !(new.url.starts_with("http://") || new.url.starts_with("https://")) {
         return Err(Error::InvalidUrl(new.url));
+    }
+    if new.url.starts_with("http://") && !new.allow_insecure_http {
+        return Err(Error::InsecureUrl(new.url));
     }
     if new.purge_policy != PURGE_DELETE && new.purge_policy != PURGE_BLOCK {
         return Err(Error::InvalidPurgePolicy {

@@ -37,6 +37,9 @@ pub enum AppsCommand {
         /// At most this many requests a second to the application.
         #[arg(long)]
         rate: Option<f64>,
+        /// Accept an http:// URL (for tests on loopback): the token then travels in clear.
+        #[arg(long)]
+        allow_insecure_http: bool,
     },
     /// List applications with their backlog and the error holding their queue, if any.
     List {
@@ -78,10 +81,19 @@ impl AppsCommand {
     }
 }
 
-/// A table cell: `-` when empty, tabs and newlines flattened.
+/// A table cell: `-` when empty; tabs, newlines and every other control character (which a
+/// SCIM client or a downstream application chose, and which could move the cursor or
+/// rewrite the administrator's terminal) become a space.
 fn cell(s: Option<&str>) -> String {
-    // One line per row whatever the text holds.
-    s.unwrap_or("-").replace(['\t', '\n'], " ")
+    text(s.unwrap_or("-"))
+}
+
+/// `s` with every control character (C0, DEL, C1) replaced by a space: one line per row,
+/// nothing a terminal interprets.
+fn text(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// Runs an `apps` command against an opened service.
@@ -96,6 +108,7 @@ pub async fn run(svc: &Service, cmd: AppsCommand) -> Result<(), Error> {
             groups,
             purge_policy,
             rate,
+            allow_insecure_http,
         } => {
             let row = apps::add(
                 svc,
@@ -107,10 +120,11 @@ pub async fn run(svc: &Service, cmd: AppsCommand) -> Result<(), Error> {
                     groups,
                     purge_policy,
                     rate_per_sec: rate,
+                    allow_insecure_http,
                 },
             )
             .await?;
-            println!("application {} added ({})", row.name, row.url);
+            println!("application {} added ({})", text(&row.name), text(&row.url));
             Ok(())
         }
         AppsCommand::List { db: _ } => print_apps(svc).await,
@@ -144,10 +158,10 @@ async fn print_apps(svc: &Service) -> Result<(), Error> {
             .map(|e| format!("{} {e}", a.last_error_at.as_deref().unwrap_or("")));
         println!(
             "{}\t{}\t{}\t{}\t{}\t{}\t{}",
-            a.name,
-            a.url,
+            text(&a.name),
+            text(&a.url),
             cell(a.licence.as_deref()),
-            a.groups.as_deref().unwrap_or("(all users)"),
+            text(a.groups.as_deref().unwrap_or("(all users)")),
             a.purge_policy,
             backlog,
             cell(error.as_deref())
@@ -162,14 +176,28 @@ async fn print_links(svc: &Service, name: Option<&str>) -> Result<(), Error> {
     for l in apps::links(svc, name).await? {
         println!(
             "{}\t{}\t{}\t{}\t{}\t{}\t{}",
-            l.app,
-            l.user_name,
-            l.state,
+            text(&l.app),
+            text(&l.user_name),
+            text(&l.state),
             cell(l.downstream_id.as_deref()),
-            l.immutable_id,
+            text(&l.immutable_id),
             cell(l.last_push.as_deref()),
             cell(l.last_error.as_deref())
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_values_carry_no_terminal_control() {
+        let evil = "eve\u{1b}[2J\u{1b}]0;owned\u{7}\r\tx\u{9b}31m\u{7f}";
+        let out = cell(Some(evil));
+        assert!(!out.chars().any(char::is_control), "{out:?}");
+        assert!(out.starts_with("eve ") && out.contains("owned"), "{out:?}");
+        assert_eq!(cell(None), "-");
+    }
 }

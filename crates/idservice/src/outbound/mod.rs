@@ -59,6 +59,8 @@ pub enum Error {
     },
     #[error("the token file {} is empty", .0.display())]
     TokenFileEmpty(PathBuf),
+    #[error(transparent)]
+    TokenFileNotPrivate(#[from] crate::secret_file::NotPrivate),
     #[error("{}: {source}", path.display())]
     TokenFilePath {
         path: PathBuf,
@@ -68,6 +70,11 @@ pub enum Error {
     InvalidName(String),
     #[error("--url {0:?} must start with http:// or https://")]
     InvalidUrl(String),
+    #[error(
+        "--url {0:?} is plain http: the application's token would cross the network in clear; \
+         use https:// (--allow-insecure-http exists for tests on loopback)"
+    )]
+    InsecureUrl(String),
     #[error(
         "--purge-policy must be {} or {}, not {given:?}",
         PURGE_DELETE,
@@ -127,6 +134,7 @@ pub fn parse_interval(s: &str) -> Result<Duration, Error> {
 /// Reads a downstream token from its secret file (first line, trimmed). The error names the
 /// file, never its content.
 pub fn read_token(path: &Path) -> Result<SecretString, Error> {
+    crate::secret_file::check_private(path)?;
     let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
         Error::TokenFileRead {
             path: path.to_path_buf(),
@@ -259,21 +267,7 @@ pub fn holds_queue(e: &ClientError) -> bool {
     !matches!(e, ClientError::Rejected(_) | ClientError::Protocol(_))
 }
 
-/// The immutable id of a user (behaviour §7.6): the first available of the IIJ `downstreamId`, the
-/// `externalId`, the service's own `id`.
-pub fn immutable_id(user: &UserRow) -> String {
-    let resource: Value = serde_json::from_str(&user.resource).unwrap_or(Value::Null);
-    let downstream = resource
-        .get(scim::urn::IIJ_USER)
-        .and_then(|e| e.get("downstreamId"))
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty());
-    downstream
-        .map(str::to_string)
-        .or_else(|| user.external_id.clone().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| user.id.clone())
-}
+pub use crate::domain::users::immutable_id;
 
 /// The downstream User for `user`: userName, the immutable id as `externalId`, a few profile
 /// attributes, `active`, and the licence entitlement only while unblocked.

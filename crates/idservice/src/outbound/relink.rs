@@ -66,11 +66,54 @@ pub async fn process(
     let mut tx = svc.store.begin().await?;
     match &outcome {
         Outcome::Nothing => {}
-        Outcome::Recorded(l) => sa::upsert_link(&mut tx, l).await?,
+        Outcome::Recorded(l) => record(&mut tx, l).await?,
         Outcome::Removed => sa::delete_link(&mut tx, &app.name, user_id).await?,
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Stores a link. The account a purged user's link still names passes to this one; should
+/// another user's link have taken the account meanwhile (the unique (application,
+/// downstream account) index says so), this link is recorded failed instead, without it.
+async fn record(tx: &mut crate::store::Tx, link: &LinkRow) -> Result<(), sqlx::Error> {
+    let Some(account) = &link.downstream_id else {
+        return sa::upsert_link(tx, link).await;
+    };
+    sa::release_account(tx, &link.app, account).await?;
+    let attempt = {
+        let mut sp = sqlx::Acquire::begin(&mut **tx).await?;
+        match sa::upsert_link(&mut sp, link).await {
+            Ok(()) => sp.commit().await,
+            Err(e) => {
+                sp.rollback().await?;
+                Err(e)
+            }
+        }
+    };
+    match attempt {
+        Err(e) if crate::store::is_unique_violation(&e) => {
+            let refused = refused_link(link, account, "another user of the application");
+            sa::upsert_link(tx, &refused).await
+        }
+        other => other,
+    }
+}
+
+/// `link` without the account another user holds, failed, with an audit event.
+fn refused_link(link: &LinkRow, account: &str, holder: &str) -> LinkRow {
+    tracing::warn!(target: "audit", event = "downstream_account_conflict", app = %link.app,
+        user_name = %link.user_name, downstream_id = %account, holder = %holder,
+        "link refused: the downstream account belongs to another user");
+    let mut refused = link.clone();
+    refused.downstream_id = None;
+    refused.state = FAILED.into();
+    refused.last_error = Some(format!(
+        "cannot link: downstream account {account} (immutable id {}) is linked to {holder}; \
+         one account is never shared. Give this user its own downstreamId or externalId",
+        link.immutable_id
+    ));
+    refused
 }
 
 /// The user was purged: delete the downstream account when the policy says so, else leave
@@ -232,6 +275,13 @@ async fn create_link(
         Err(e) => return fail(base, e),
     };
     if let Some(account) = by_id {
+        if let Some(id) = account.get("id").and_then(Value::as_str) {
+            let mut conn = svc.store.read().await?;
+            if let Some(other) = sa::account_holder(&mut conn, &app.name, id, &user.id).await? {
+                let holder = format!("user {}", other.user_name);
+                return Ok(Outcome::Recorded(refused_link(&base, id, &holder)));
+            }
+        }
         return reuse_account(&link, base, &account).await;
     }
 

@@ -112,15 +112,38 @@ pub async fn insert_reset(
     Ok(())
 }
 
+/// The condition that a reset link is its user's newest: a new link revokes the older ones
+/// without writing to them (requests for one user never conflict). Ties of the creation time
+/// are broken by the hash.
+macro_rules! newest {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM reset_tokens n WHERE n.user_id = reset_tokens.user_id \
+         AND (n.created > reset_tokens.created \
+              OR (n.created = reset_tokens.created AND n.hash > reset_tokens.hash)))"
+    };
+}
+
+/// Uses up every open reset link of `user_id` (a newer link replaces them; a password change,
+/// a disable or a deletion ends them).
+pub async fn revoke_resets(conn: &mut Conn, user_id: &str, now: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE reset_tokens SET used = $2 WHERE user_id = $1 AND used IS NULL")
+        .bind(user_id)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The user a reset link belongs to, if it is unused and not expired at `now`.
 pub async fn valid_reset(
     conn: &mut Conn,
     hash: &str,
     now: &str,
 ) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT user_id FROM reset_tokens WHERE hash = $1 AND used IS NULL AND expires > $2",
-    )
+    sqlx::query_scalar(concat!(
+        "SELECT user_id FROM reset_tokens WHERE hash = $1 AND used IS NULL AND expires > $2 AND ",
+        newest!()
+    ))
     .bind(hash)
     .bind(now)
     .fetch_optional(conn)
@@ -134,10 +157,12 @@ pub async fn consume_reset(
     hash: &str,
     now: &str,
 ) -> Result<Option<String>, sqlx::Error> {
-    let user: Option<String> = sqlx::query_scalar(
+    let user: Option<String> = sqlx::query_scalar(concat!(
         "UPDATE reset_tokens SET used = $2 WHERE hash = $1 AND used IS NULL AND expires > $2 \
-         RETURNING user_id",
-    )
+             AND ",
+        newest!(),
+        " RETURNING user_id"
+    ))
     .bind(hash)
     .bind(now)
     .fetch_optional(&mut *conn)

@@ -378,6 +378,64 @@ pub async fn get_link(
     .await
 }
 
+/// The link of another existing user (pending users included: they may be restored) that
+/// holds downstream account `downstream_id` of `app`. Links left by purged users do not
+/// count: a re-created user with the same immutable id takes their account over.
+pub async fn account_holder(
+    conn: &mut Conn,
+    app: &str,
+    downstream_id: &str,
+    user_id: &str,
+) -> Result<Option<LinkRow>, sqlx::Error> {
+    sqlx::query_as::<_, LinkRow>(concat!(
+        "SELECT ",
+        link_columns!(),
+        " FROM app_links WHERE app = $1 AND downstream_id = $2 AND user_id <> $3 \
+         AND EXISTS (SELECT 1 FROM users u WHERE u.id = app_links.user_id)"
+    ))
+    .bind(app)
+    .bind(downstream_id)
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Drops the links of purged users that still hold downstream account `downstream_id` of
+/// `app` (before another user's link takes it over).
+pub async fn release_account(
+    conn: &mut Conn,
+    app: &str,
+    downstream_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM app_links WHERE app = $1 AND downstream_id = $2 \
+         AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = app_links.user_id)",
+    )
+    .bind(app)
+    .bind(downstream_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Another existing user's link (in any application) whose immutable id is `immutable_id`.
+pub async fn immutable_holder(
+    conn: &mut Conn,
+    immutable_id: &str,
+    user_id: &str,
+) -> Result<Option<LinkRow>, sqlx::Error> {
+    sqlx::query_as::<_, LinkRow>(concat!(
+        "SELECT ",
+        link_columns!(),
+        " FROM app_links WHERE immutable_id = $1 AND user_id <> $2 \
+         AND EXISTS (SELECT 1 FROM users u WHERE u.id = app_links.user_id) LIMIT 1"
+    ))
+    .bind(immutable_id)
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await
+}
+
 /// Links of one application (or every one), by application then userName.
 pub async fn list_links(conn: &mut Conn, app: Option<&str>) -> Result<Vec<LinkRow>, sqlx::Error> {
     sqlx::query_as::<_, LinkRow>(concat!(

@@ -48,6 +48,8 @@ pub enum BackendError {
     },
     #[error("the database password file {0} is empty")]
     EmptyPasswordFile(PathBuf),
+    #[error(transparent)]
+    NotPrivate(#[from] crate::secret_file::NotPrivate),
 }
 
 impl Backend {
@@ -112,6 +114,7 @@ impl Backend {
 }
 
 fn read_password(file: &Path) -> Result<SecretString, BackendError> {
+    crate::secret_file::check_private(file)?;
     let text = zeroize::Zeroizing::new(std::fs::read_to_string(file).map_err(|source| {
         BackendError::PasswordFile {
             file: file.to_path_buf(),

@@ -65,11 +65,20 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
 }
 
-/// Handle on the database: a writer pool and a reader pool (the same pool on PostgreSQL).
+/// How long one search (a list page: its count and its rows) may take by default before it
+/// is answered 503 (`search.timeout_seconds` in the service configuration).
+pub const DEFAULT_SEARCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Handle on the database: a writer pool, a reader pool (the same pool on PostgreSQL), and a
+/// pool of its own for searches. Filtered list pages are the one read a client can make
+/// expensive; on their own pool, a few costly searches wait for each other and never for (or
+/// in front of) token checks and reads by id.
 #[derive(Clone, Debug)]
 pub struct Store {
     writer: AnyPool,
     reader: AnyPool,
+    searcher: AnyPool,
+    search_timeout: Duration,
     engine: Engine,
     /// The data directory (SQLite); `None` on PostgreSQL.
     dir: Option<PathBuf>,
@@ -95,21 +104,44 @@ const POSTGRES_SETTINGS: &str = "SET plan_cache_mode = force_custom_plan";
 impl Store {
     /// Opens the database `backend` names and applies the migrations of its engine.
     pub async fn connect(backend: &Backend) -> Result<Store, StoreError> {
+        Store::connect_with(backend, DEFAULT_SEARCH_TIMEOUT).await
+    }
+
+    /// [`Store::connect`] with the time one search may take.
+    pub async fn connect_with(
+        backend: &Backend,
+        search_timeout: Duration,
+    ) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
-        match backend {
-            Backend::Sqlite(dir) => Store::open(dir).await,
-            Backend::Postgres { .. } => Store::open_postgres(backend).await,
-        }
+        let mut store = match backend {
+            Backend::Sqlite(dir) => Store::open(dir).await?,
+            Backend::Postgres { .. } => Store::open_postgres(backend, search_timeout).await?,
+        };
+        store.search_timeout = search_timeout;
+        Ok(store)
     }
 
     /// Opens (creating if needed) `DIR/idservice.db`, checks it is a SQLite database and runs
     /// the embedded migrations.
     pub async fn open(data_dir: &Path) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
+        let existed = data_dir.exists();
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
             dir: data_dir.to_path_buf(),
             source,
         })?;
+        // The database holds password hashes, token hashes and queued emails: a directory
+        // the service creates is its owner's alone (an existing one is left as it is).
+        #[cfg(unix)]
+        if !existed {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(
+                |source| StoreError::CreateDir {
+                    dir: data_dir.to_path_buf(),
+                    source,
+                },
+            )?;
+        }
         // Probe writability up front: SQLite would otherwise fail later with a vaguer message.
         let probe = data_dir.join(".idservice-write-probe");
         std::fs::write(&probe, b"probe").map_err(|source| StoreError::NotWritable {
@@ -152,21 +184,25 @@ impl Store {
             .run(&writer)
             .await
             .map_err(|e| classify_migrate_error(&file, e))?;
-        let reader = AnyPoolOptions::new()
-            .max_connections(4)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(SQLITE_PRAGMAS).await?;
-                    conn.execute(SQLITE_READER_PRAGMAS).await?;
-                    Ok(())
+        let ro = opts("ro")?;
+        let read_pool = |size: u32| {
+            AnyPoolOptions::new()
+                .max_connections(size)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute(SQLITE_PRAGMAS).await?;
+                        conn.execute(SQLITE_READER_PRAGMAS).await?;
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(opts("ro")?)
-            .await
-            .map_err(|e| classify_open_error(&file, e))?;
+                .connect_lazy_with(ro.clone())
+        };
+        let (reader, searcher) = (read_pool(4), read_pool(4));
         Ok(Store {
             writer,
             reader,
+            searcher,
+            search_timeout: DEFAULT_SEARCH_TIMEOUT,
             engine: Engine::Sqlite,
             dir: Some(data_dir.to_path_buf()),
             name: file.display().to_string(),
@@ -175,7 +211,10 @@ impl Store {
 
     /// Connects to PostgreSQL and applies its migrations (under an advisory lock, so nodes
     /// starting together do not race).
-    async fn open_postgres(backend: &Backend) -> Result<Store, StoreError> {
+    async fn open_postgres(
+        backend: &Backend,
+        search_timeout: Duration,
+    ) -> Result<Store, StoreError> {
         let name = backend.display_name();
         let opts = backend.connect_options()?;
         // One connection first: its error (refused, authentication failed, no such database)
@@ -187,6 +226,25 @@ impl Store {
                 detail: e.to_string(),
             })?;
         let _ = probe.close().await;
+        // Searches on their own connections, which PostgreSQL cancels once they run longer
+        // than the search timeout (the client gets a 503, the server stops working on it).
+        let search_settings = format!(
+            "{POSTGRES_SETTINGS}; SET statement_timeout = {}",
+            search_timeout.as_millis().max(1)
+        );
+        let searcher = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                let settings = search_settings.clone();
+                Box::pin(async move {
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(settings))
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(opts.clone());
         let pool = AnyPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
@@ -212,6 +270,8 @@ impl Store {
         Ok(Store {
             writer: pool.clone(),
             reader: pool,
+            searcher,
+            search_timeout,
             engine: Engine::Postgres,
             dir: None,
             name,
@@ -259,8 +319,33 @@ impl Store {
         self.reader.acquire().await
     }
 
-    /// Closes both pools (checkpointing the WAL on SQLite).
+    /// Makes every later commit of this process wait until it is on disk (SQLite
+    /// `synchronous = FULL`; PostgreSQL commits are durable already). The service itself
+    /// writes with `NORMAL` in WAL mode: a commit survives a crash of the process, and only
+    /// an operating-system crash or a power cut may undo the last ones (the file stays
+    /// consistent); the administrator's commands (token revocation among them) use this.
+    pub async fn durable_commits(&self) -> Result<(), sqlx::Error> {
+        if self.engine == Engine::Sqlite {
+            // The writer pool holds one connection for the life of the process.
+            let mut conn = self.writer.acquire().await?;
+            conn.execute("PRAGMA synchronous = FULL").await?;
+        }
+        Ok(())
+    }
+
+    /// A pooled read connection for a search (see [`Store`]).
+    pub async fn search_read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
+        self.searcher.acquire().await
+    }
+
+    /// How long one search may take.
+    pub fn search_timeout(&self) -> Duration {
+        self.search_timeout
+    }
+
+    /// Closes the pools (checkpointing the WAL on SQLite).
     pub async fn close(&self) {
+        self.searcher.close().await;
         self.reader.close().await;
         self.writer.close().await;
     }
@@ -316,6 +401,11 @@ pub fn engine_of(conn: &Conn) -> Engine {
 /// True when `e` is a UNIQUE constraint violation (the domain turns it into a 409).
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// True when PostgreSQL cancelled a statement that ran past its `statement_timeout` (57014).
+pub fn is_statement_timeout(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("57014"))
 }
 
 /// True when `e` says the transaction lost a race and may simply be run again: a

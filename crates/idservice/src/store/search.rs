@@ -142,10 +142,40 @@ where
     Ok((rows, next))
 }
 
-/// The matches and one page of `R` rows. The count and the page are read side by side, each
-/// on its own read connection (a list page of 1,000 users spends a tenth of its time
-/// counting), so they may see the database a moment apart, as two requests would.
+/// Why a search gave no page.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// The search ran past the store's search timeout (on PostgreSQL the server cancelled
+    /// it; on SQLite the statement finishes on its own connection, unread).
+    #[error("the search took longer than {0:?}")]
+    Timeout(std::time::Duration),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// The matches and one page of `R` rows, on the search pool, within the search timeout.
 async fn page<R>(
+    store: &Store,
+    spec: &SearchSpec,
+    columns: &'static str,
+    id_of: fn(&R) -> &str,
+) -> Result<(Found, Vec<R>), SearchError>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
+    let limit = store.search_timeout();
+    match tokio::time::timeout(limit, page_unbounded(store, spec, columns, id_of)).await {
+        Ok(Ok(found)) => Ok(found),
+        Ok(Err(e)) if crate::store::is_statement_timeout(&e) => Err(SearchError::Timeout(limit)),
+        Ok(Err(e)) => Err(SearchError::Db(e)),
+        Err(_) => Err(SearchError::Timeout(limit)),
+    }
+}
+
+/// [`page`] without the time limit. The count and the page are read side by side, each on
+/// its own connection (a list page of 1,000 users spends a tenth of its time counting), so
+/// they may see the database a moment apart, as two requests would.
+async fn page_unbounded<R>(
     store: &Store,
     spec: &SearchSpec,
     columns: &'static str,
@@ -155,11 +185,11 @@ where
     R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
 {
     let counting = async {
-        let mut conn = store.read().await?;
+        let mut conn = store.search_read().await?;
         count(&mut conn, spec, base_condition(spec)).await
     };
     if let Some(total) = spec.known_total.filter(|_| spec.limit > 0) {
-        let mut conn = store.read().await?;
+        let mut conn = store.search_read().await?;
         let (rows, next) = fetch(&mut conn, spec, columns, id_of).await?;
         return Ok((Found { total, next }, rows));
     }
@@ -168,7 +198,7 @@ where
         return Ok((Found { total, next: None }, Vec::new()));
     }
     let paging = async {
-        let mut conn = store.read().await?;
+        let mut conn = store.search_read().await?;
         fetch(&mut conn, spec, columns, id_of).await
     };
     let (total, (rows, next)) = tokio::try_join!(counting, paging)?;
@@ -176,7 +206,7 @@ where
 }
 
 /// Total matches and one page of users.
-pub async fn users(store: &Store, spec: &SearchSpec) -> Result<(Found, Vec<UserRow>), sqlx::Error> {
+pub async fn users(store: &Store, spec: &SearchSpec) -> Result<(Found, Vec<UserRow>), SearchError> {
     page(store, spec, USER_COLUMNS, |r: &UserRow| r.id.as_str()).await
 }
 
@@ -184,7 +214,7 @@ pub async fn users(store: &Store, spec: &SearchSpec) -> Result<(Found, Vec<UserR
 pub async fn groups(
     store: &Store,
     spec: &SearchSpec,
-) -> Result<(Found, Vec<GroupRow>), sqlx::Error> {
+) -> Result<(Found, Vec<GroupRow>), SearchError> {
     page(store, spec, GROUP_COLUMNS, |r: &GroupRow| r.id.as_str()).await
 }
 

@@ -81,6 +81,19 @@ pub async fn find_by_keys(
     .await
 }
 
+/// Whether a user other than `except_id` has `key` as its externalId or its id.
+pub async fn holds_key(conn: &mut Conn, key: &str, except_id: &str) -> Result<bool, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM users WHERE (external_id = $1 OR id = $1) \
+         AND id <> $2) THEN 1 ELSE 0 END",
+    )
+    .bind(key)
+    .bind(except_id)
+    .fetch_one(conn)
+    .await?;
+    Ok(n != 0)
+}
+
 /// Binds the columns of `row` as `$1`..`$11`, in [`USER_COLUMNS`] order.
 fn bind_row<'q>(
     query: Query<'q, Any, AnyArguments>,

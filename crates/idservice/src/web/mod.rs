@@ -58,6 +58,8 @@ pub struct WebState {
     /// Base of the links in emails, without a trailing slash.
     pub public_url: String,
     limits: Arc<Limits>,
+    /// `--trusted-proxy`: peers whose `X-Forwarded-For` names the client.
+    trusted_proxies: Arc<Vec<IpAddr>>,
 }
 
 impl std::fmt::Debug for WebState {
@@ -195,7 +197,42 @@ impl WebState {
             cfg,
             mail,
             public_url,
+            trusted_proxies: Arc::new(Vec::new()),
         }
+    }
+
+    /// Trusts the `X-Forwarded-For` header of requests from these peers (a load balancer).
+    pub fn with_trusted_proxies(mut self, proxies: Vec<IpAddr>) -> Self {
+        self.trusted_proxies = Arc::new(proxies);
+        self
+    }
+
+    /// The client a request comes from, for the rate limits: the socket's peer, unless that
+    /// is a trusted proxy, whose `X-Forwarded-For` then names it (the nearest address that is
+    /// not itself a trusted proxy; what a client wrote further left cannot be trusted).
+    fn client_ip(
+        &self,
+        ci: Option<&ConnectInfo<SocketAddr>>,
+        headers: &axum::http::HeaderMap,
+    ) -> Option<IpAddr> {
+        let peer = ci.map(|c| c.0.ip())?;
+        if !self.trusted_proxies.contains(&peer) {
+            return Some(peer);
+        }
+        let forwarded: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        Some(
+            forwarded
+                .into_iter()
+                .rev()
+                .find(|a| !self.trusted_proxies.contains(a))
+                .unwrap_or(peer),
+        )
     }
 
     fn secure_cookies(&self) -> bool {
@@ -205,6 +242,8 @@ impl WebState {
 
 /// The pages' routes (state applied; merged into the main router).
 pub fn router(state: WebState) -> Router {
+    signin::prepare_dummy_hash();
+    let origin_check = axum::middleware::from_fn_with_state(state.clone(), same_origin_only);
     Router::new()
         .route("/signin", get(signin::form).post(signin::submit))
         .route("/account", get(signin::account))
@@ -214,12 +253,62 @@ pub fn router(state: WebState) -> Router {
             get(reset::forgot_form).post(reset::forgot_submit),
         )
         .route("/reset", get(reset::reset_form).post(reset::reset_submit))
+        .layer(origin_check)
         .with_state(state)
 }
 
-/// The client address, when the server was started with connection info.
-fn client_ip(ci: Option<&ConnectInfo<SocketAddr>>) -> Option<IpAddr> {
-    ci.map(|c| c.0.ip())
+/// Refuses (403) a form submission a browser sent from another site: the `Origin` (or, without
+/// it, the `Referer`) of a POST must be this service, as the request's `Host` or the public
+/// URL names it. A request with neither header (not a browser) passes; the session cookie is
+/// `SameSite=Strict` besides.
+async fn same_origin_only(
+    axum::extract::State(st): axum::extract::State<WebState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.method() != axum::http::Method::POST {
+        return next.run(req).await;
+    }
+    let h = req.headers();
+    let claimed = h
+        .get(header::ORIGIN)
+        .or_else(|| h.get(header::REFERER))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let Some(claimed) = claimed else {
+        return next.run(req).await;
+    };
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+    if same_origin(&claimed, host, &st.public_url) {
+        return next.run(req).await;
+    }
+    tracing::warn!(target: "audit", event = "cross_site_form", origin = %claimed, path = %req.uri().path(),
+        "form submission from another site refused");
+    html(
+        StatusCode::FORBIDDEN,
+        pages::notice(
+            &st.cfg.service_name,
+            "Request refused",
+            "This form was sent from another site. Open the page on this service and try again.",
+        ),
+    )
+}
+
+/// Whether `claimed` (an Origin or a Referer) is the service: its `scheme://host[:port]` is
+/// the public URL's, or its authority is the request's `Host`.
+fn same_origin(claimed: &str, host: Option<&str>, public_url: &str) -> bool {
+    let authority = |url: &str| -> Option<(String, String)> {
+        let (scheme, rest) = url.split_once("://")?;
+        let auth = rest.split(['/', '?', '#']).next()?;
+        Some((scheme.to_ascii_lowercase(), auth.to_ascii_lowercase()))
+    };
+    let Some((scheme, auth)) = authority(claimed) else {
+        return false; // "null" and the like
+    };
+    if authority(public_url) == Some((scheme.clone(), auth.clone())) {
+        return true;
+    }
+    (scheme == "http" || scheme == "https") && host.is_some_and(|h| h.eq_ignore_ascii_case(&auth))
 }
 
 /// An HTML response marked as a web page, never cached (it may carry a form token).
@@ -260,4 +349,33 @@ fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_origin;
+
+    #[test]
+    fn only_this_service_may_post_its_forms() {
+        let public = "https://id.example.com";
+        assert!(same_origin("https://id.example.com", None, public));
+        assert!(same_origin("https://ID.example.com/signin?x", None, public));
+        assert!(same_origin(
+            "http://127.0.0.1:8080",
+            Some("127.0.0.1:8080"),
+            public
+        ));
+        assert!(!same_origin(
+            "https://evil.example",
+            Some("id.example.com"),
+            public
+        ));
+        assert!(!same_origin("http://id.example.com", None, public));
+        assert!(!same_origin("null", Some("id.example.com"), public));
+        assert!(!same_origin(
+            "https://id.example.com.evil.example",
+            None,
+            public
+        ));
+    }
 }

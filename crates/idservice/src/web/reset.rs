@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 
 use axum::Extension;
 use axum::extract::{ConnectInfo, Form, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{FORGOT_SENT, WebState, account, client_ip, html, pages};
+use super::{FORGOT_SENT, WebState, account, html, pages};
 use crate::domain::users::STATE_ACTIVE;
 use crate::domain::{fmt_time, now, password};
 use crate::mail::{Kind, recipients};
@@ -64,6 +64,7 @@ pub async fn forgot_form(State(st): State<WebState>) -> Response {
 pub async fn forgot_submit(
     State(st): State<WebState>,
     ci: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     Form(f): Form<ForgotForm>,
 ) -> Response {
     let username = f.username.unwrap_or_default().trim().to_string();
@@ -72,7 +73,7 @@ pub async fn forgot_submit(
         .allow(
             &st.svc.store,
             Some(&username),
-            client_ip(ci.as_ref().map(|e| &e.0)),
+            st.client_ip(ci.as_ref().map(|e| &e.0), &headers),
         )
         .await
     {
@@ -89,9 +90,16 @@ pub async fn forgot_submit(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
         return r;
     }
-    if let Err(e) = request_reset(&st, &username).await {
-        return server_error(&st, &e);
-    }
+    // Done after the answer: only an existing account creates a link and an email, so
+    // waiting for that work would tell which accounts exist.
+    let st2 = st.clone();
+    tokio::spawn(async move {
+        // A lost race with another writer on PostgreSQL is simply run again.
+        let attempt = || request_reset(&st2, &username);
+        if let Err(e) = crate::store::retry(crate::store::is_retryable, attempt).await {
+            tracing::error!(error = %e, "a password reset request could not be processed");
+        }
+    });
     // The same answer whatever happened, so the page does not reveal which accounts exist.
     html(
         StatusCode::OK,
@@ -122,6 +130,8 @@ async fn request_reset(st: &WebState, username: &str) -> Result<(), sqlx::Error>
     let ttl = st.cfg.reset_link_ttl_minutes;
     let created = now();
     let expires = fmt_time(chrono::Utc::now() + chrono::Duration::minutes(i64::from(ttl)));
+    // One usable link per user: this newer one revokes the older ones (see
+    // `account::valid_reset`).
     account::insert_reset(
         &mut tx,
         &account::token_hash(&secret),
@@ -196,6 +206,7 @@ pub async fn reset_form(State(st): State<WebState>, Query(q): Query<TokenQuery>)
 pub async fn reset_submit(
     State(st): State<WebState>,
     ci: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     Form(f): Form<ResetForm>,
 ) -> Response {
     let secret = secret_text(&f.token);
@@ -203,7 +214,11 @@ pub async fn reset_submit(
     let confirm = secret_text(&f.confirm);
     if !st
         .limits
-        .allow(&st.svc.store, None, client_ip(ci.as_ref().map(|e| &e.0)))
+        .allow(
+            &st.svc.store,
+            None,
+            st.client_ip(ci.as_ref().map(|e| &e.0), &headers),
+        )
         .await
     {
         let mut r = html(
@@ -235,7 +250,7 @@ pub async fn reset_submit(
             pages::reset(&st.cfg.service_name, Some(&msg), &secret, min),
         );
     }
-    let hash = match crate::domain::users::hash_off_the_runtime(new_pw.to_string()).await {
+    let hash = match password::hash_blocking(zeroize::Zeroizing::new(new_pw.to_string())).await {
         Ok(h) => h,
         Err(_) => {
             return html(

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    SESSION_COOKIE, SIGNIN_FAILED, Session, Sessions, WebState, account, client_ip, cookie, html,
-    pages, see_other,
+    SESSION_COOKIE, SIGNIN_FAILED, Session, Sessions, WebState, account, cookie, html, pages,
+    see_other,
 };
 use crate::domain::users::STATE_ACTIVE;
 use crate::domain::{fmt_time, now, password};
@@ -37,10 +37,20 @@ pub async fn form(State(st): State<WebState>) -> Response {
 /// that every failure costs the same argon2 time and timing does not reveal which it was.
 static DUMMY_HASH: OnceLock<Option<String>> = OnceLock::new();
 
+fn dummy_hash() -> &'static Option<String> {
+    DUMMY_HASH.get_or_init(|| password::hash("no such user: timing equaliser"))
+}
+
+/// Computes the dummy hash now (at start), so that the first unknown userName does not pay
+/// for it and stand out.
+pub fn prepare_dummy_hash() {
+    let _ = dummy_hash();
+}
+
 /// argon2 verification on the blocking pool; the clear text is wiped when done.
 async fn verify_blocking(password: zeroize::Zeroizing<String>, hash: Option<String>) -> bool {
     tokio::task::spawn_blocking(move || {
-        let dummy = DUMMY_HASH.get_or_init(|| password::hash("no such user: timing equaliser"));
+        let dummy = dummy_hash();
         match hash.as_deref().or(dummy.as_deref()) {
             Some(h) => {
                 let ok = password::verify(&password, h);
@@ -77,6 +87,7 @@ fn too_many(st: &WebState, page: fn(&str) -> String) -> Response {
 pub async fn submit(
     State(st): State<WebState>,
     ci: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     Form(f): Form<SigninForm>,
 ) -> Response {
     let username = f.username.unwrap_or_default().trim().to_string();
@@ -91,7 +102,7 @@ pub async fn submit(
         .allow(
             &st.svc.store,
             Some(&username),
-            client_ip(ci.as_ref().map(|e| &e.0)),
+            st.client_ip(ci.as_ref().map(|e| &e.0), &headers),
         )
         .await
     {
@@ -183,7 +194,14 @@ async fn attempt(
         return Ok(Outcome::Failed);
     }
     if !matches {
-        record_failure(st, &user, &at).await?;
+        // Recorded after the answer: an unknown userName writes nothing, so waiting for this
+        // write (or for the writer, while others hold it) would tell which accounts exist.
+        let st = st.clone();
+        tokio::spawn(async move {
+            if let Err(e) = record_failure(&st, &user, &at).await {
+                tracing::error!(error = %e, "a failed sign-in could not be recorded");
+            }
+        });
         return Ok(Outcome::Failed);
     }
     if state.failures > 0 || state.locked_until.is_some() {
