@@ -10,6 +10,7 @@
 //! store; it only describes and checks what the administrator wrote. Flavor-dependent defaults
 //! (which attributes to bind when a binding is absent) live in the mapping.
 
+mod encryption;
 mod load;
 pub mod values;
 
@@ -21,6 +22,7 @@ use serde::Deserialize;
 
 use dirsync_model::kind::DirectoryKind;
 
+pub use encryption::is_loopback_host;
 pub use load::{ConfigError, Warning};
 pub use values::{
     AttrList, Bounded, DurationText, HttpUrl, LdapFilterText, OneOrMany, Ratio, RubyRegex,
@@ -170,8 +172,10 @@ pub struct ServerConfig {
     pub user: Option<String>,
     #[serde(default)]
     pub timeout: TimeoutSecs,
+    /// As written; absent means StartTLS, or none when every address is loopback (see
+    /// [`ServerConfig::effective_encryption`]).
     #[serde(default)]
-    pub encryption: Encryption,
+    pub encryption: Option<Encryption>,
     /// [better] Defaults to true: certificates are verified unless turned off explicitly.
     #[serde(default = "yes")]
     pub verify_mode: bool,
@@ -190,7 +194,7 @@ impl Default for ServerConfig {
             port: None,
             user: None,
             timeout: TimeoutSecs::default(),
-            encryption: Encryption::None,
+            encryption: None,
             verify_mode: true,
             ca_file: None,
         }
@@ -199,7 +203,7 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     pub fn effective_port(&self) -> u16 {
-        self.port.unwrap_or(match self.encryption {
+        self.port.unwrap_or(match self.effective_encryption() {
             Encryption::Ldaps => 636,
             _ => 389,
         })
@@ -209,10 +213,11 @@ impl ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+/// `ad.ldap.server.encryption`. There is no `Default`: an absent value depends on the
+/// addresses ([`ServerConfig::effective_encryption`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Encryption {
-    #[default]
     None,
     StartTls,
     Ldaps,
