@@ -186,3 +186,45 @@ fn missing_bind_password_is_an_error_not_an_anonymous_bind() {
     assert_eq!(run.code, 0, "{:?}", run.report);
     assert_eq!(env.target.users().len(), 1);
 }
+
+/// `encryption: none` written for an address that is not loopback is honoured and warned about
+/// on every `sync` (log and report) and `check`, naming the host; left out, the same address
+/// gets StartTLS, which this slapd does not offer, so nothing is sent in clear. The address is
+/// `0.0.0.0`: not loopback by the configuration's rule, yet Linux connects it to this machine,
+/// so no packet leaves the host.
+#[test]
+fn cleartext_ldap_to_another_host_warns_on_every_run() {
+    let env = Env::start(TargetKind::IdService);
+    env.add_user("alice", "ou=people", "example.test", &[]);
+    let secret = env.dir.path().join("secret.yml");
+    let explicit = env.config(
+        "plain",
+        json!({"ad": {"ldap": {"server": {"addresses": ["0.0.0.0"], "encryption": "none"}}}}),
+    );
+    let warning = "ad.ldap.server.encryption: none: the bind password and every entry read \
+                   travel in clear to 0.0.0.0";
+    for _ in 0..2 {
+        let (code, text) = run("sync", &explicit, &secret);
+        assert_eq!(code, Some(0), "{text}");
+        assert!(text.contains(warning), "{text}");
+        let (code, text) = run("check", &explicit, &secret);
+        assert_eq!(code, Some(0), "{text}");
+        assert!(
+            text.contains(&format!("warn {}", explicit.display())),
+            "{text}"
+        );
+        assert!(text.contains(warning), "{text}");
+    }
+    assert_eq!(env.target.users().len(), 1);
+
+    let default = env.config(
+        "default",
+        json!({"ad": {"ldap": {"server": {"addresses": ["0.0.0.0"]}}}}),
+    );
+    let (code, text) = run("check", &default, &secret);
+    assert_eq!(code, Some(3), "{text}");
+    // slapd's answer to the StartTLS extended operation: the client asked for TLS first.
+    assert!(text.contains("unsupported extended operation"), "{text}");
+    assert!(!text.contains("in clear"), "{text}");
+    assert!(!text.contains(env.slapd.sync_pw.as_str()), "{text}");
+}
