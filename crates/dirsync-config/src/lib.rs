@@ -48,7 +48,9 @@ pub struct Config {
 impl Config {
     /// Loads `config_path` and the secret file (default: `secret.yml` beside it). An absent
     /// default secret file is not an error (an LDIF source with a token-less target needs no
-    /// secrets); an explicitly named one that is absent is.
+    /// secrets); an explicitly named one that is absent is, and so is a secret file that the
+    /// group or others may read ([`ConfigError::NotPrivate`]) or a bind DN whose password
+    /// is missing. Plain LDAP written for a remote server is returned as a [`Warning`].
     pub fn load(
         config_path: &Path,
         secret_path: Option<&Path>,
