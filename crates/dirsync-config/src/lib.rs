@@ -10,6 +10,7 @@
 //! store; it only describes and checks what the administrator wrote. Flavor-dependent defaults
 //! (which attributes to bind when a binding is absent) live in the mapping.
 
+mod encryption;
 mod load;
 pub mod values;
 
@@ -21,6 +22,7 @@ use serde::Deserialize;
 
 use dirsync_model::kind::DirectoryKind;
 
+pub use encryption::is_loopback_host;
 pub use load::{ConfigError, Warning};
 pub use values::{
     AttrList, Bounded, DurationText, HttpUrl, LdapFilterText, OneOrMany, Ratio, RubyRegex,
@@ -46,7 +48,9 @@ pub struct Config {
 impl Config {
     /// Loads `config_path` and the secret file (default: `secret.yml` beside it). An absent
     /// default secret file is not an error (an LDIF source with a token-less target needs no
-    /// secrets); an explicitly named one that is absent is.
+    /// secrets); an explicitly named one that is absent is, and so is a secret file that the
+    /// group or others may read ([`ConfigError::NotPrivate`]) or a bind DN whose password
+    /// is missing. Plain LDAP written for a remote server is returned as a [`Warning`].
     pub fn load(
         config_path: &Path,
         secret_path: Option<&Path>,
@@ -170,8 +174,10 @@ pub struct ServerConfig {
     pub user: Option<String>,
     #[serde(default)]
     pub timeout: TimeoutSecs,
+    /// As written; absent means StartTLS, or none when every address is loopback (see
+    /// [`ServerConfig::effective_encryption`]).
     #[serde(default)]
-    pub encryption: Encryption,
+    pub encryption: Option<Encryption>,
     /// [better] Defaults to true: certificates are verified unless turned off explicitly.
     #[serde(default = "yes")]
     pub verify_mode: bool,
@@ -190,7 +196,7 @@ impl Default for ServerConfig {
             port: None,
             user: None,
             timeout: TimeoutSecs::default(),
-            encryption: Encryption::None,
+            encryption: None,
             verify_mode: true,
             ca_file: None,
         }
@@ -199,7 +205,7 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     pub fn effective_port(&self) -> u16 {
-        self.port.unwrap_or(match self.encryption {
+        self.port.unwrap_or(match self.effective_encryption() {
             Encryption::Ldaps => 636,
             _ => 389,
         })
@@ -209,10 +215,11 @@ impl ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+/// `ad.ldap.server.encryption`. There is no `Default`: an absent value depends on the
+/// addresses ([`ServerConfig::effective_encryption`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Encryption {
-    #[default]
     None,
     StartTls,
     Ldaps,

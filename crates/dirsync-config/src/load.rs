@@ -1,5 +1,6 @@
 //! Reading config.yml and secret.yml: YAML parsing with positions and key paths, secret
-//! redaction, the permission warning, and the checks that span several keys.
+//! redaction, the refusal of a secret file others can read, and the checks that span several
+//! keys (a bind DN needs its password; plain LDAP to another host is warned about).
 //!
 //! serde-saphyr gives line and column; `serde_path_to_error` around its deserializer gives the
 //! key path. Both go into every [`ConfigError`]. For secret.yml the parser's own message is
@@ -9,7 +10,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_saphyr::MessageFormatter;
@@ -23,6 +24,14 @@ use super::{Config, ConfigFile, Secrets};
 pub enum ConfigError {
     #[error("{}: cannot read: {reason}", path.display())]
     Io { path: PathBuf, reason: String },
+    /// A file holding secrets that accounts other than the owner may read or write.
+    #[error(
+        "{}: mode {mode:04o} lets other accounts read or change it; it holds passwords and \
+         tokens, so dirsync refuses it: chmod 600 {}",
+        path.display(),
+        path.display()
+    )]
+    NotPrivate { path: PathBuf, mode: u32 },
     #[error("{}", render(file, *line, *column, key, message))]
     Invalid {
         file: PathBuf,
@@ -81,10 +90,8 @@ pub(super) fn load(
         None => (dir.join("secret.yml"), false),
     };
     let secrets = if secret_file.exists() || explicit {
+        check_private(&secret_file)?;
         let text = Zeroizing::new(read(&secret_file)?);
-        if let Some(w) = permission_warning(&secret_file) {
-            warnings.push(w);
-        }
         let raw: SecretFile = parse_yaml(&text, &secret_file, true)?;
         raw.into_secrets()
     } else {
@@ -101,6 +108,11 @@ pub(super) fn load(
                       ad.ldif_file to read an LDIF file)"
                 .into(),
         });
+    }
+
+    if file.ad.ldif_file.is_none() {
+        check_bind_password(&file.ad.ldap.server, &secrets, &secret_file, config_path)?;
+        warnings.extend(cleartext_warning(&file.ad.ldap.server, config_path));
     }
 
     let state_dir = match &file.sync.state_dir {
@@ -132,23 +144,87 @@ fn read(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
+/// Refuses a file holding secrets whose mode gives the group or others any access.
 #[cfg(unix)]
-fn permission_warning(path: &Path) -> Option<Warning> {
+fn check_private(path: &Path) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path).ok()?.permissions().mode();
-    (mode & 0o077 != 0).then(|| Warning {
-        file: path.to_path_buf(),
+    let mode = std::fs::metadata(path)
+        .map_err(|e| ConfigError::Io {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::NotPrivate {
+            path: path.to_path_buf(),
+            mode: mode & 0o7777,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_path: &Path) -> Result<(), ConfigError> {
+    Ok(())
+}
+
+/// A bind DN without a password would be an anonymous bind (RFC 4513 §5.1.2): the run would
+/// read what an anonymous client may see instead of failing. That is an error naming the key.
+fn check_bind_password(
+    server: &crate::ServerConfig,
+    secrets: &Secrets,
+    secret_file: &Path,
+    config_path: &Path,
+) -> Result<(), ConfigError> {
+    let Some(dn) = server.user.as_deref().filter(|u| !u.is_empty()) else {
+        return Ok(());
+    };
+    let given = secrets
+        .ldap_password
+        .as_ref()
+        .is_some_and(|p| !p.expose_secret().is_empty());
+    if given {
+        return Ok(());
+    }
+    let absent = if secret_file.exists() {
+        "absent or empty"
+    } else {
+        "the file does not exist"
+    };
+    Err(ConfigError::Invalid {
+        file: secret_file.to_path_buf(),
+        line: None,
+        column: None,
+        key: "ad.ldap.server.password".into(),
         message: format!(
-            "readable by group or others (mode {:o}); it holds passwords and tokens: chmod 600 {}",
-            mode & 0o777,
-            path.display()
+            "no bind password ({absent}) for ad.ldap.server.user {dn:?} of {}; dirsync does not \
+             fall back to an anonymous bind. Write the password here, or remove \
+             ad.ldap.server.user to bind anonymously",
+            config_path.display()
         ),
     })
 }
 
-#[cfg(not(unix))]
-fn permission_warning(_path: &Path) -> Option<Warning> {
-    None
+/// The warning for `encryption: none` written for a server on another host.
+fn cleartext_warning(server: &crate::ServerConfig, config_path: &Path) -> Option<Warning> {
+    let hosts = server.cleartext_hosts();
+    if hosts.is_empty() {
+        return None;
+    }
+    let what = if server.user.as_deref().is_some_and(|u| !u.is_empty()) {
+        "the bind password and every entry read travel"
+    } else {
+        "every entry read travels"
+    };
+    Some(Warning {
+        file: config_path.to_path_buf(),
+        message: format!(
+            "ad.ldap.server.encryption: none: {what} in clear to {} (write start_tls or ldaps \
+             to encrypt the connection)",
+            hosts.join(", ")
+        ),
+    })
 }
 
 /// Parses one YAML document into `T` with file, line, column and key path on error.

@@ -97,7 +97,7 @@ pub fn ldap_settings(config: &Config) -> LdapSettings {
     LdapSettings {
         addresses: server.addresses.clone(),
         port: server.effective_port(),
-        encryption: match server.encryption {
+        encryption: match server.effective_encryption() {
             Encryption::None => LdapEncryption::None,
             Encryption::StartTls => LdapEncryption::StartTls,
             Encryption::Ldaps => LdapEncryption::Ldaps,

@@ -19,10 +19,24 @@ fn example(name: &str) -> String {
         .join("../../examples")
         .join(name)
         .join("config.yml");
-    // It loads as published (nothing to reach at load time).
-    let (_config, warnings) = dirsync::config::Config::load(&path, None)
+    // It loads as published (nothing to reach at load time), with the secret.yml its header
+    // describes. It writes `encryption: none` to a remote DC, which is warned about.
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("secret.yml");
+    std::fs::write(&secret, "ad: {ldap: {server: {password: 'pw'}}}\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let (_config, warnings) = dirsync::config::Config::load(&path, Some(&secret))
         .unwrap_or_else(|e| panic!("examples/{name}/config.yml does not load: {e}"));
-    assert!(warnings.is_empty(), "{name}: {warnings:?}");
+    assert_eq!(warnings.len(), 1, "{name}: {warnings:?}");
+    assert!(
+        warnings[0]
+            .message
+            .contains("travel in clear to dc1.example.jp"),
+        "{name}: {warnings:?}"
+    );
     std::fs::read_to_string(&path).unwrap()
 }
 

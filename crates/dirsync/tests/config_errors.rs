@@ -309,7 +309,14 @@ fn spec_sample_loads() {
         ),
     );
     let (config, warnings) = Config::load(&cfg, None).unwrap();
-    assert!(warnings.is_empty(), "{warnings:?}");
+    // The sample writes `encryption: none` to remote hosts: loaded, with the warning.
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].message.contains(
+            "bind password and every entry read travel in clear to dc1.example.jp, dc2.example.jp"
+        ),
+        "{warnings:?}"
+    );
     assert_eq!(config.ad.ldap.server.addresses.len(), 2);
     assert_eq!(config.ad.ldap.server.effective_port(), 389);
     assert_eq!(
@@ -326,23 +333,165 @@ fn spec_sample_loads() {
     assert_eq!(config.sync.max_deletions, 500);
 }
 
-#[cfg(unix)]
-#[test]
-fn world_readable_secret_warns() {
-    use std::os::unix::fs::PermissionsExt;
+/// Loads `config` (with `secret` as secret.yml, mode 0600, when given).
+fn load_ok(config: &str, secret: Option<&str>) -> (Config, Vec<dirsync::config::Warning>) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.yml");
-    std::fs::write(&cfg, BASE).unwrap();
-    let secret = dir.path().join("secret.yml");
-    std::fs::write(
-        &secret,
-        format!("iid: {{scim: {{token: '{SECRET_VALUE}'}}}}\n"),
-    )
-    .unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let (config, warnings) = Config::load(&cfg, None).unwrap();
-    assert_eq!(warnings.len(), 1);
-    assert!(warnings[0].message.contains("chmod 600"));
-    assert!(!warnings[0].to_string().contains(SECRET_VALUE));
-    assert!(config.secrets.scim_token.is_some());
+    std::fs::write(&cfg, config).unwrap();
+    if let Some(s) = secret {
+        write_secret(dir.path(), s);
+    }
+    Config::load(&cfg, None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn with_server(lines: &str) -> String {
+    BASE.replace("      addresses: [dc1.example.jp]\n", lines)
+}
+
+/// Without `encryption`, a server on another host is reached with StartTLS (the bind
+/// password never goes out in clear by default).
+#[test]
+fn ldap_encryption_defaults_to_start_tls_for_a_remote_host() {
+    use dirsync::source::ldap::Encryption as Wire;
+    for addresses in [
+        "[dc1.example.jp]",
+        "[10.0.0.5]",
+        "[127.0.0.1, dc2.example.jp]",
+    ] {
+        let (config, warnings) = load_ok(
+            &with_server(&format!("      addresses: {addresses}\n")),
+            None,
+        );
+        let settings = dirsync::source::ldap_settings(&config);
+        assert_eq!(settings.encryption, Wire::StartTls, "{addresses}");
+        assert_eq!(settings.port, 389, "{addresses}");
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+}
+
+/// On this machine (127.0.0.0/8, ::1, localhost) the default stays plain LDAP, without a
+/// warning: nothing crosses a network.
+#[test]
+fn ldap_encryption_default_stays_none_on_loopback() {
+    use dirsync::source::ldap::Encryption as Wire;
+    for addresses in ["[127.0.0.1]", "['::1']", "[localhost, 127.0.0.2]"] {
+        for written in ["", "      encryption: none\n"] {
+            let (config, warnings) = load_ok(
+                &with_server(&format!("      addresses: {addresses}\n{written}")),
+                None,
+            );
+            let settings = dirsync::source::ldap_settings(&config);
+            assert_eq!(settings.encryption, Wire::None, "{addresses} {written}");
+            assert!(warnings.is_empty(), "{warnings:?}");
+        }
+    }
+}
+
+/// `encryption: none` written for a remote server is honoured, with a warning naming the
+/// host and saying the bind password travels in clear (shown on every sync and check).
+#[test]
+fn explicit_cleartext_to_a_remote_host_warns() {
+    use dirsync::source::ldap::Encryption as Wire;
+    let (config, warnings) = load_ok(
+        &with_server(
+            "      addresses: [dc1.example.jp, 127.0.0.1]\n      user: 'CN=sync,DC=example,DC=jp'\n      encryption: none\n",
+        ),
+        Some(&format!(
+            "ad: {{ldap: {{server: {{password: '{SECRET_VALUE}'}}}}}}\n"
+        )),
+    );
+    assert_eq!(
+        dirsync::source::ldap_settings(&config).encryption,
+        Wire::None
+    );
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let text = warnings[0].to_string();
+    assert!(text.contains("ad.ldap.server.encryption: none"), "{text}");
+    assert!(
+        text.contains("bind password and every entry read travel in clear to dc1.example.jp ("),
+        "{text}"
+    );
+    assert!(!text.contains(SECRET_VALUE), "{text}");
+    // Anonymous: no password to lose, the data still travels in clear.
+    let (_, warnings) = load_ok(
+        &with_server("      addresses: [dc1.example.jp]\n      encryption: none\n"),
+        None,
+    );
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0]
+            .message
+            .contains("every entry read travels in clear to dc1.example.jp")
+    );
+}
+
+/// A bind DN without a password is not turned into an anonymous bind: the password's key is
+/// named, whether the key is absent, empty, or the whole file is missing.
+#[test]
+fn bind_dn_without_password_is_an_error() {
+    let config =
+        with_server("      addresses: [127.0.0.1]\n      user: 'cn=sync,dc=example,dc=test'\n");
+    for secret in [
+        None,
+        Some("iid: {scim: {token: 'tok'}}\n"),
+        Some("ad: {ldap: {server: {password: ''}}}\n"),
+    ] {
+        let err = load_err(&config, secret);
+        assert!(
+            err.starts_with("<dir>/secret.yml: ad.ldap.server.password: no bind password"),
+            "{err}"
+        );
+        assert!(err.contains("cn=sync,dc=example,dc=test"), "{err}");
+        assert!(
+            err.contains("does not fall back to an anonymous bind"),
+            "{err}"
+        );
+    }
+    // No bind DN: an anonymous bind is what was asked for.
+    load_ok(&with_server("      addresses: [127.0.0.1]\n"), None);
+    // An LDIF source binds to nothing.
+    load_ok(
+        &config.replace("ad:\n  ldap:\n", "ad:\n  ldif_file: dir.ldif\n  ldap:\n"),
+        None,
+    );
+}
+
+/// A secret.yml that the group or others may read (or write) is refused, not warned about:
+/// the error names the file, its mode and the fix.
+#[cfg(unix)]
+#[test]
+fn readable_secret_file_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    for mode in [0o644, 0o640, 0o604, 0o620, 0o660] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(&cfg, BASE).unwrap();
+        let secret = dir.path().join("secret.yml");
+        std::fs::write(
+            &secret,
+            format!("iid: {{scim: {{token: '{SECRET_VALUE}'}}}}\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(mode)).unwrap();
+        for explicit in [None, Some(secret.as_path())] {
+            let err = Config::load(&cfg, explicit).expect_err("must be refused");
+            let text = err.to_string();
+            let shown = secret.display().to_string();
+            assert!(text.starts_with(&shown), "{text}");
+            assert!(text.contains(&format!("mode {mode:04o}")), "{text}");
+            assert!(text.contains(&format!("chmod 600 {shown}")), "{text}");
+            assert!(!text.contains(SECRET_VALUE), "{text}");
+        }
+    }
+    // 0600 and 0400 are fine.
+    for mode in [0o600, 0o400] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(&cfg, BASE).unwrap();
+        let secret = dir.path().join("secret.yml");
+        std::fs::write(&secret, "iid: {scim: {token: 'tok'}}\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(mode)).unwrap();
+        let (config, _) = Config::load(&cfg, None).unwrap();
+        assert!(config.secrets.scim_token.is_some());
+    }
 }

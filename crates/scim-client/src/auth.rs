@@ -128,6 +128,9 @@ async fn fetch_token(
             url: cc.token_url.clone(),
             reason: e.without_url().to_string(),
         })?;
+    if response.status().is_redirection() {
+        return Err(crate::client::redirected(&cc.token_url, &response));
+    }
     let status = response.status().as_u16();
     if !response.status().is_success() {
         return Err(ClientError::Unauthorized {

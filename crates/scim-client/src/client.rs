@@ -1,5 +1,11 @@
 //! The SCIM client: one `reqwest::Client` per service, the request/retry loop, and the
 //! resource operations built on it.
+//!
+//! Redirects are never followed (`redirect::Policy::none()`): every request carries a bearer
+//! token, and some a password (a password PATCH) or the OAuth2 client secret; reqwest would
+//! resend the body of a 307/308 to wherever `Location` points, and the `Authorization`
+//! header too when it points to the same host. A 3xx is a [`ClientError::Redirected`] naming
+//! the status and the location.
 
 use std::time::{Duration, SystemTime};
 
@@ -141,7 +147,8 @@ impl ScimClient {
         let mut builder = reqwest::Client::builder()
             .timeout(options.timeout)
             .connect_timeout(options.timeout.min(Duration::from_secs(15)))
-            .user_agent(concat!("dirsync-scim-client/", env!("CARGO_PKG_VERSION")));
+            .user_agent(concat!("dirsync-scim-client/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none());
         match &options.proxy {
             Some(p) => {
                 let mut proxy = reqwest::Proxy::all(&p.url)
@@ -550,6 +557,9 @@ impl ScimClient {
                 }
             };
             let status = response.status();
+            if status.is_redirection() {
+                return Err(redirected(&url, &response));
+            }
             if let Some(p) = permit {
                 if matches!(status.as_u16(), 429 | 503) {
                     p.throttled();
@@ -754,6 +764,26 @@ fn bulk_result(op: &Value) -> BulkResult {
         status,
         id,
         response: op.get("response").cloned(),
+    }
+}
+
+/// The error for a 3xx answer to `url` (the query, which may hold a filter, is left out).
+pub(crate) fn redirected(url: &str, response: &reqwest::Response) -> ClientError {
+    let location = response
+        .headers()
+        .get(header::LOCATION)
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(300)
+                .collect::<String>()
+        })
+        .unwrap_or_else(|| "(no Location header)".into());
+    ClientError::Redirected {
+        status: response.status().as_u16(),
+        url: url.split('?').next().unwrap_or(url).to_string(),
+        location,
     }
 }
 

@@ -22,6 +22,20 @@ pub enum ClientError {
     /// repeat.
     #[error("the SCIM service failed with HTTP {status}: {detail}")]
     Server { status: u16, detail: String },
+    /// The service (or the OAuth2 token endpoint) answered with a redirect. Redirects are never
+    /// followed: the request carries a token, a password or a client secret that must not go
+    /// to another URL. Every request would be redirected the same way, so the run stops.
+    #[error(
+        "{url} answered HTTP {status} with a redirect to {location}; redirects are not followed \
+         because the request carries credentials (configure the URL the service really answers on)"
+    )]
+    Redirected {
+        status: u16,
+        /// The URL asked for, without its query.
+        url: String,
+        /// The `Location` header, shortened and stripped of control characters.
+        location: String,
+    },
     /// A response that does not follow the protocol (bad JSON, missing fields).
     #[error("unexpected response from the SCIM service: {0}")]
     Protocol(String),
@@ -35,7 +49,9 @@ impl ClientError {
     pub fn stops_run(&self) -> bool {
         matches!(
             self,
-            ClientError::Unauthorized { .. } | ClientError::Unreachable { .. }
+            ClientError::Unauthorized { .. }
+                | ClientError::Unreachable { .. }
+                | ClientError::Redirected { .. }
         )
     }
 

@@ -271,3 +271,161 @@ async fn concurrency_backs_off_when_the_service_answers_429() {
     );
     assert!(peak.load(Ordering::SeqCst) <= 16);
 }
+
+/// What a listener that must never be called received: method, path, whether an
+/// `Authorization` header came with it, and the body.
+type Seen = Arc<std::sync::Mutex<Vec<(String, String, bool, String)>>>;
+
+/// A listener on another port that records every request and answers like a service that
+/// accepted it (so that a client which followed a redirect to it would see success).
+async fn recorder() -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let app = Router::new().fallback(
+        move |method: axum::http::Method,
+              uri: axum::http::Uri,
+              headers: HeaderMap,
+              body: String| {
+            let s = s.clone();
+            async move {
+                let auth = headers.contains_key("authorization");
+                s.lock()
+                    .unwrap()
+                    .push((method.to_string(), uri.path().to_string(), auth, body));
+                (
+                    StatusCode::OK,
+                    axum::Json(json!({"id": "u1", "userName": "a", "access_token": "t"})),
+                )
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), seen)
+}
+
+fn redirect(status: StatusCode, location: String) -> axum::response::Response {
+    let mut headers = HeaderMap::new();
+    headers.insert("location", location.parse().unwrap());
+    (status, headers).into_response()
+}
+
+/// A redirect is an error naming the status and the location; neither the token nor a
+/// password PATCH reaches the redirect target, on another port or on the same one.
+#[tokio::test]
+async fn redirects_are_not_followed_with_credentials() {
+    let (elsewhere, seen) = recorder().await;
+    // The same service, another path: reqwest would keep the Authorization header there.
+    let seen_here: Seen = Arc::default();
+    let to_other = format!("{elsewhere}/scim/v2/Users");
+    let here = seen_here.clone();
+    let app = Router::new()
+        .route(
+            "/scim/v2/Users",
+            post({
+                let to = to_other.clone();
+                move || async move { redirect(StatusCode::TEMPORARY_REDIRECT, to) }
+            }),
+        )
+        .route(
+            "/scim/v2/Users/{id}",
+            get({
+                let to = format!("{elsewhere}/scim/v2/Users/u1");
+                move || async move { redirect(StatusCode::FOUND, to) }
+            })
+            .patch(|| async { redirect(StatusCode::PERMANENT_REDIRECT, "/captured/u1".into()) }),
+        )
+        .route(
+            "/captured/{id}",
+            axum::routing::any(move |headers: HeaderMap, body: String| {
+                let here = here.clone();
+                async move {
+                    let auth = headers.contains_key("authorization");
+                    here.lock()
+                        .unwrap()
+                        .push(("?".into(), "/captured".into(), auth, body));
+                    axum::Json(json!({"id": "u1"}))
+                }
+            }),
+        );
+    let c = client(serve(app).await, "bearer-token-value");
+
+    let err = c
+        .create(ResourceKind::Users, &json!({"userName": "a"}))
+        .await
+        .expect_err("a 307 must not be followed");
+    let text = err.to_string();
+    assert!(text.contains("307"), "{text}");
+    assert!(text.contains(&to_other), "{text}");
+    assert!(err.stops_run(), "{err:?}");
+
+    let err = c
+        .get(ResourceKind::Users, "u2")
+        .await
+        .expect_err("a 302 must not be followed");
+    assert!(err.to_string().contains("302"), "{err}");
+
+    let password: scim::PatchOperation = serde_json::from_value(
+        json!({"op": "replace", "path": "password", "value": "N3w-Passw0rd!"}),
+    )
+    .unwrap();
+    let err = c
+        .patch(ResourceKind::Users, "u1", &[password])
+        .await
+        .expect_err("a 308 must not be followed");
+    let text = err.to_string();
+    assert!(
+        text.contains("308") && text.contains("/captured/u1"),
+        "{text}"
+    );
+    assert!(!text.contains("bearer-token-value") && !text.contains("N3w-Passw0rd!"));
+
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    assert!(
+        seen_here.lock().unwrap().is_empty(),
+        "{:?}",
+        seen_here.lock().unwrap()
+    );
+}
+
+/// The OAuth2 client secret is not posted again to where a token endpoint redirects.
+#[tokio::test]
+async fn oauth2_client_secret_is_not_sent_to_a_redirect() {
+    let (elsewhere, seen) = recorder().await;
+    let to = format!("{elsewhere}/token");
+    let app = Router::new().route(
+        "/oauth/token",
+        post({
+            let to = to.clone();
+            move || async move { redirect(StatusCode::TEMPORARY_REDIRECT, to) }
+        }),
+    );
+    let base = serve(app).await;
+    let token_url = base.replace("/scim/v2", "/oauth/token");
+    let auth = Auth::OAuth2(scim_client::OAuth2ClientCredentials {
+        token_url: token_url.clone(),
+        client_id: "dirsync".into(),
+        client_secret: "client-secret-value".to_string().into(),
+        scope: None,
+        credential: "client_secret in secret.yml".into(),
+    });
+    let c = ScimClient::new(ClientOptions::new(base, auth)).unwrap();
+    let err = c
+        .service_provider_config()
+        .await
+        .expect_err("the token endpoint's 307 must not be followed");
+    let text = err.to_string();
+    assert!(text.contains("307") && text.contains(&to), "{text}");
+    assert!(text.contains(&token_url), "{text}");
+    assert!(!text.contains("client-secret-value"), "{text}");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+}

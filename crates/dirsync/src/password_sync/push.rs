@@ -496,6 +496,7 @@ fn failure_kind(e: &ClientError) -> String {
         ClientError::Unauthorized { status, .. } => format!("credentials refused (HTTP {status})"),
         ClientError::Server { status, .. } => format!("server error (HTTP {status})"),
         ClientError::Rejected(e) => format!("HTTP {}", e.status),
+        ClientError::Redirected { status, .. } => format!("redirect refused (HTTP {status})"),
         ClientError::Protocol(_) => "protocol error".into(),
         ClientError::Config(_) => "client configuration".into(),
     }
