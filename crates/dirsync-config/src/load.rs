@@ -112,6 +112,11 @@ pub(super) fn load(
     if let Some(p) = ad.ldif_file.take() {
         ad.ldif_file = Some(if p.is_absolute() { p } else { dir.join(p) });
     }
+    if let super::LdapAuth::Gssapi { keytab, .. } = &mut ad.ldap.server.auth
+        && keytab.is_relative()
+    {
+        *keytab = dir.join(&*keytab);
+    }
     let config = Config {
         log: file.log,
         ad,
