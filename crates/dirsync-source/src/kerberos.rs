@@ -124,7 +124,7 @@ pub async fn bind(
         .await
         .map_err(|e| explain(&e.to_string(), settings, host))?;
     if result.rc != 0 {
-        return Err(refused(result.rc, &result.text, settings, host));
+        return Err(refused(result.rc, &result.text, settings, host, tls));
     }
     let authzid = ldap
         .with_timeout(timeout)
@@ -175,12 +175,22 @@ fn check_environment(settings: &KerberosSettings) -> Result<(), String> {
     }
 }
 
-/// The server answered the bind with an LDAP error.
-fn refused(rc: u32, text: &str, settings: &KerberosSettings, host: &str) -> String {
+/// The server answered the bind with an LDAP error. `strongerAuthRequired` over TLS means a
+/// server that wants a SASL signing layer even there (Samba before 4.20 with `ldap server
+/// require strong auth = yes`); ldap3 negotiates none over TLS, so say what works instead.
+fn refused(rc: u32, text: &str, settings: &KerberosSettings, host: &str, tls: bool) -> String {
+    const STRONGER_AUTH_REQUIRED: u32 = 8;
     let text = text.trim_end_matches('\0').trim();
+    let hint = if rc == STRONGER_AUTH_REQUIRED && tls {
+        "; this server wants Kerberos signing even inside TLS, which dirsync negotiates only \
+         on plain LDAP: use encryption: none (the Kerberos bind then seals the connection), or \
+         on a Samba DC set ldap server require strong auth = allow_sasl_over_tls"
+    } else {
+        ""
+    };
     format!(
         "the directory server refused the Kerberos bind of {} to ldap/{host} (LDAP result \
-         {rc}{}{text})",
+         {rc}{}{text}){hint}",
         settings.principal,
         if text.is_empty() { "" } else { ": " }
     )
