@@ -16,8 +16,12 @@
 //! **Security layer.** ldap3 asks for the Kerberos *confidentiality* layer (sealing, which
 //! includes integrity: every LDAP message is wrapped with `gss_wrap`) on plain `ldap://`, and
 //! no layer over TLS (LDAPS or StartTLS), where it sends the `tls-server-end-point` channel
-//! binding instead. A server that requires signing ("require strong auth", Windows' LDAP
-//! signing requirement) accepts both.
+//! binding instead. It never asks for integrity alone, and its check that the server offers
+//! the layer it wants is ineffective (`mask | wanted == 0`), so a server offering no
+//! confidentiality would refuse the bind rather than ldap3 noticing. A server that requires
+//! signing on plain LDAP (Samba's "require strong auth", Windows' LDAP signing requirement)
+//! accepts the sealed connection; Samba before 4.20 also wants a layer inside TLS (see
+//! `refused`).
 //!
 //! Nothing here reads the keytab's contents or sees a ticket; messages name files, principals
 //! and causes only.
