@@ -110,9 +110,11 @@ fn dirsync(inst: &Instance, args: &[&str], wrapper: &[&str]) -> Run {
     }
 }
 
-/// A sync through the binary; returns the JSON report (exit 0 asserted).
-fn sync(inst: &Instance, what: &str) -> Value {
+/// A sync through the binary; returns the JSON report (exit 0 asserted) and appends what it
+/// printed to `output`.
+fn sync(inst: &Instance, what: &str, output: &mut String) -> Value {
     let run = dirsync(inst, &["sync", "--report", "json"], &[]);
+    output.push_str(&run.text());
     assert_eq!(run.code, 0, "{what}: {}", run.text());
     let out: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{what}: {e}"));
     out["report"].clone()
@@ -205,7 +207,9 @@ fn gssapi_sync_equals_simple_bind() {
         &ids_krb.token,
     );
 
+    let mut output = String::new();
     let check = dirsync(&krb, &["check"], &[]);
+    output += &check.text();
     assert_eq!(check.code, 0, "{}", check.text());
     assert!(
         check
@@ -222,6 +226,7 @@ fn gssapi_sync_equals_simple_bind() {
         &ids_krb.token,
     );
     let run = dirsync(&ldaps, &["check"], &[]);
+    output += &run.text();
     assert_eq!(run.code, 0, "gssapi check over LDAPS: {}", run.text());
     assert!(
         run.stdout.contains("TLS with channel binding"),
@@ -230,7 +235,7 @@ fn gssapi_sync_equals_simple_bind() {
     );
 
     for (inst, what) in [(&simple, "simple full"), (&krb, "gssapi full")] {
-        let report = sync(inst, what);
+        let report = sync(inst, what, &mut output);
         assert_eq!(report["mode"], "full", "{what}: {report}");
     }
     let first = target(&krb);
@@ -255,7 +260,7 @@ fn gssapi_sync_equals_simple_bind() {
         (&simple, "simple incremental"),
         (&krb, "gssapi incremental"),
     ] {
-        let report = sync(inst, what);
+        let report = sync(inst, what, &mut output);
         assert_eq!(report["mode"], "incremental", "{what}: {report}");
     }
     let second = target(&krb);
@@ -273,6 +278,7 @@ fn gssapi_sync_equals_simple_bind() {
             "dave@example.test".to_string()
         ]
     );
+    assert_no_credentials(&output, &[&dc.svc_pw, &dc.admin_pw], &[&keytab]);
     drop((ids_simple, ids_krb));
 }
 

@@ -13,6 +13,11 @@
 //! (rustls included). A service account `svc-dirsync` (plain user, known password) is created
 //! for sync binds.
 //!
+//! Kerberos: the KDC (TCP) is forwarded like LDAP and [`SambaDc::krb5_conf`] points at it;
+//! [`SambaDc::add_ldap_spns`] registers `ldap/<ip>` and `ldap/<fqdn>` (no DNS update service
+//! runs here to do it), [`SambaDc::export_keytab`] writes an account's keys to a keytab, and
+//! [`SambaDc::require_strong_auth`] switches `ldap server require strong auth` (restart).
+//!
 //! The helpers drive the OpenLDAP command-line tools (`ldapadd`, `ldapmodify`, `ldapsearch`)
 //! as Administrator — writes over LDAPS, because `unicodePwd` needs an encrypted connection —
 //! and `samba-tool` where LDAP alone is clumsy (ACLs). Everything is stopped by PID and the
