@@ -112,10 +112,11 @@ pub(super) fn load(
     if let Some(p) = ad.ldif_file.take() {
         ad.ldif_file = Some(if p.is_absolute() { p } else { dir.join(p) });
     }
-    if let super::LdapAuth::Gssapi { keytab, .. } = &mut ad.ldap.server.auth
-        && keytab.is_relative()
-    {
-        *keytab = dir.join(&*keytab);
+    if let super::LdapAuth::Gssapi { keytab, .. } = &mut ad.ldap.server.auth {
+        if keytab.is_relative() {
+            *keytab = dir.join(&*keytab);
+        }
+        warnings.extend(keytab_permission_warning(keytab));
     }
     let config = Config {
         log: file.log,
@@ -153,6 +154,27 @@ fn permission_warning(path: &Path) -> Option<Warning> {
 
 #[cfg(not(unix))]
 fn permission_warning(_path: &Path) -> Option<Warning> {
+    None
+}
+
+/// A keytab is as good as the account's password: readable by the dirsync user only.
+#[cfg(unix)]
+fn keytab_permission_warning(path: &Path) -> Option<Warning> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then(|| Warning {
+        file: path.to_path_buf(),
+        message: format!(
+            "readable by group or others (mode {:o}); the keytab holds the service account's \
+             keys: chmod 600 {}",
+            mode & 0o777,
+            path.display()
+        ),
+    })
+}
+
+#[cfg(not(unix))]
+fn keytab_permission_warning(_path: &Path) -> Option<Warning> {
     None
 }
 

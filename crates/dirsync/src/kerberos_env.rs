@@ -120,3 +120,36 @@ fn reexec(env: &[(&'static str, OsString)]) -> std::io::Error {
 fn reexec(_env: &[(&'static str, OsString)]) -> std::io::Error {
     std::io::Error::other("Kerberos binds are supported on Unix only")
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn private_dir_is_ours_only_and_removed() {
+        let dir = private_dir().unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+        std::fs::write(dir.join(CONF_FILE), "[libdefaults]\n").unwrap();
+        let adopted = adopt(dir.clone()).unwrap();
+        drop(adopted);
+        assert!(!dir.exists(), "the private directory outlived the run");
+    }
+
+    #[test]
+    fn a_foreign_directory_is_not_adopted() {
+        let other = std::env::temp_dir();
+        assert!(matches!(adopt(other), Err(KerberosEnvError::Foreign(_))));
+        // Named like ours but without our krb5.conf: refused too (and left alone).
+        let fake = std::env::temp_dir().join(format!("{DIR_PREFIX}test-{}", std::process::id()));
+        std::fs::create_dir_all(&fake).unwrap();
+        assert!(adopt(fake.clone()).is_err());
+        assert!(fake.exists());
+        std::fs::remove_dir(&fake).unwrap();
+    }
+}
