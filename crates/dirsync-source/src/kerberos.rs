@@ -235,6 +235,7 @@ pub fn explain(raw: &str, settings: &KerberosSettings, host: &str) -> String {
         )
     } else if lower.contains("no key table entry")
         || lower.contains("key table entry not found")
+        || lower.contains("can't find client principal")
         || lower.contains("no kerberos credentials available")
     {
         format!(
@@ -327,6 +328,15 @@ mod tests {
             "dc1",
         );
         assert!(unknown.contains("unknown to the KDC"), "{unknown}");
+        let other = explain(
+            "(Can't find client principal sync@EXAMPLE.JP in cache collection)",
+            &s,
+            "dc1",
+        );
+        assert!(
+            other.contains("holds no key for sync@EXAMPLE.JP"),
+            "{other}"
+        );
         let stale = explain("(Preauthentication failed)", &s, "dc1");
         assert!(stale.contains("does not match"), "{stale}");
         let spn = explain(

@@ -9,10 +9,11 @@
 //!   the TLS channel binding and no SASL layer.
 //! - `strong_auth_and_kerberos_failures`: with `ldap server require strong auth = yes` a simple
 //!   bind on plain LDAP is refused with a message that says why, while GSSAPI (sealed) checks
-//!   and syncs; a stale keytab, a principal the KDC does not know and a clock skew (dirsync
-//!   under libfaketime, two hours ahead) each exit 3 naming the cause; and no password or
-//!   keytab key appears in anything dirsync printed (debug logs included). (Over LDAPS this
-//!   Samba refuses the bind when strong auth is required: see docs/active-directory.md.)
+//!   and syncs; a stale keytab, a keytab without the principal's key, a principal the KDC does
+//!   not know and a clock skew (dirsync under libfaketime, two hours ahead) each exit 3 naming
+//!   the cause; and no password or keytab key appears in anything dirsync printed (debug logs
+//!   included). (Over LDAPS this Samba refuses the bind when strong auth is required: see
+//!   docs/active-directory.md.)
 
 mod ad_common;
 
@@ -436,7 +437,13 @@ fn strong_auth_and_kerberos_failures() {
         );
     }
 
-    let cases: [(&Path, String, &str, &str); 2] = [
+    let cases: [(&Path, String, &str, &str); 3] = [
+        (
+            &good,
+            format!("alice@{realm}"),
+            "holds no key for",
+            "keytab of another account",
+        ),
         (
             &stale,
             format!("krbstale@{realm}"),
