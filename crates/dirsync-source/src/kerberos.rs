@@ -183,9 +183,8 @@ fn check_environment(settings: &KerberosSettings) -> Result<(), String> {
 /// server that wants a SASL signing layer even there (Samba before 4.20 with `ldap server
 /// require strong auth = yes`); ldap3 negotiates none over TLS, so say what works instead.
 fn refused(rc: u32, text: &str, settings: &KerberosSettings, host: &str, tls: bool) -> String {
-    const STRONGER_AUTH_REQUIRED: u32 = 8;
     let text = text.trim_end_matches('\0').trim();
-    let hint = if rc == STRONGER_AUTH_REQUIRED && tls {
+    let hint = if rc == crate::ldap::STRONGER_AUTH_REQUIRED && tls {
         "; this server wants Kerberos signing even inside TLS, which dirsync negotiates only \
          on plain LDAP: use encryption: none (the Kerberos bind then seals the connection), or \
          on a Samba DC set ldap server require strong auth = allow_sasl_over_tls"

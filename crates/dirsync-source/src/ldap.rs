@@ -1,6 +1,7 @@
 //! The LDAP network source (ldap3 over rustls/ring): address failover, LDAPS/StartTLS with
 //! certificate verification, simple or Kerberos ([`crate::kerberos`]) bind, paged searches,
-//! and range retrieval of large multi-valued attributes. It returns raw entries; it knows nothing of SCIM or mapping.
+//! and range retrieval of large multi-valued attributes. It returns raw entries; it knows
+//! nothing of SCIM or mapping.
 //!
 //! A search that ends with anything but success (size or time limit, a lost page, a dropped
 //! connection mid-read) yields a read marked incomplete, which the planner never deletes on.
@@ -230,7 +231,7 @@ async fn simple_bind(
 }
 
 /// LDAP result `strongerAuthRequired` (RFC 4511): the server wants signing or TLS.
-const STRONGER_AUTH_REQUIRED: u32 = 8;
+pub(crate) const STRONGER_AUTH_REQUIRED: u32 = 8;
 
 /// A Kerberos bind to the service `ldap/<address as configured>`.
 async fn kerberos_bind(
