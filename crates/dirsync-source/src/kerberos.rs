@@ -100,6 +100,61 @@ pub fn environment(
     ]
 }
 
+/// Why a Kerberos bind failed, in words for the administrator (never a GSS status number).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KerberosError {
+    #[error(
+        "cannot read the keytab {keytab} ({reason}); export the key of {principal} into it \
+         (ktpass on Windows, samba-tool domain exportkeytab on Samba) and let the dirsync user \
+         read it"
+    )]
+    Keytab {
+        keytab: String,
+        principal: String,
+        reason: String,
+    },
+    #[error(
+        "the Kerberos environment of this process is not prepared for {keytab} (the dirsync \
+         command prepares it when it starts; a program using the library must run with \
+         dirsync_source::kerberos::environment)"
+    )]
+    NotPrepared { keytab: String },
+    /// A failure of the Kerberos library: `cause` in plain words with what to do, `detail`
+    /// the library's own text (may be empty).
+    #[error("{cause}{}", in_parentheses(detail))]
+    Kerberos { cause: String, detail: String },
+    /// The directory server answered the bind with an LDAP error; `hint` says what works
+    /// instead when that is known (may be empty).
+    #[error(
+        "the directory server refused the Kerberos bind of {principal} to ldap/{host} (LDAP \
+         result {rc}{}){hint}",
+        colon_text(text)
+    )]
+    Refused {
+        principal: String,
+        host: String,
+        rc: u32,
+        text: String,
+        hint: &'static str,
+    },
+}
+
+fn in_parentheses(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" (Kerberos: {detail})")
+    }
+}
+
+fn colon_text(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(": {text}")
+    }
+}
+
 /// Who the server says we are after a successful bind, and how the connection is protected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KerberosBind {
@@ -111,14 +166,14 @@ pub struct KerberosBind {
 }
 
 /// Binds `ldap` with GSSAPI as `settings.principal` to the service `ldap/<host>`. `tls`: the
-/// connection is LDAPS or StartTLS. The error is a sentence for the administrator.
+/// connection is LDAPS or StartTLS.
 pub async fn bind(
     ldap: &mut Ldap,
     settings: &KerberosSettings,
     host: &str,
     tls: bool,
     timeout: std::time::Duration,
-) -> Result<KerberosBind, String> {
+) -> Result<KerberosBind, KerberosError> {
     check_environment(settings)?;
     let cred = Cred::client_acquire(InitiateFlags::empty(), Some(&settings.principal))
         .map_err(|e| explain(&format!("{e:#}"), settings, host))?;
@@ -153,15 +208,14 @@ pub async fn bind(
 
 /// The keytab must be readable, and the process prepared for it (see the module doc):
 /// otherwise MIT would quietly use another keytab or a shared ticket cache.
-fn check_environment(settings: &KerberosSettings) -> Result<(), String> {
+fn check_environment(settings: &KerberosSettings) -> Result<(), KerberosError> {
     let keytab = &settings.keytab;
     if let Err(e) = std::fs::File::open(keytab) {
-        return Err(format!(
-            "cannot read the keytab {} ({e}); export the key of {} into it (ktpass on \
-             Windows, samba-tool domain exportkeytab on Samba) and let the dirsync user read it",
-            keytab.display(),
-            settings.principal
-        ));
+        return Err(KerberosError::Keytab {
+            keytab: keytab.display().to_string(),
+            principal: settings.principal.clone(),
+            reason: e.to_string(),
+        });
     }
     let mut expected = OsString::from("FILE:");
     expected.push(keytab.as_os_str());
@@ -170,19 +224,22 @@ fn check_environment(settings: &KerberosSettings) -> Result<(), String> {
     if prepared {
         Ok(())
     } else {
-        Err(format!(
-            "the Kerberos environment of this process is not prepared for {} (the dirsync \
-             command prepares it when it starts; a program using the library must run with \
-             dirsync_source::kerberos::environment)",
-            keytab.display()
-        ))
+        Err(KerberosError::NotPrepared {
+            keytab: keytab.display().to_string(),
+        })
     }
 }
 
 /// The server answered the bind with an LDAP error. `strongerAuthRequired` over TLS means a
 /// server that wants a SASL signing layer even there (Samba before 4.20 with `ldap server
 /// require strong auth = yes`); ldap3 negotiates none over TLS, so say what works instead.
-fn refused(rc: u32, text: &str, settings: &KerberosSettings, host: &str, tls: bool) -> String {
+fn refused(
+    rc: u32,
+    text: &str,
+    settings: &KerberosSettings,
+    host: &str,
+    tls: bool,
+) -> KerberosError {
     let text = text.trim_end_matches('\0').trim();
     let hint = if rc == crate::ldap::STRONGER_AUTH_REQUIRED && tls {
         "; this server wants Kerberos signing even inside TLS, which dirsync negotiates only \
@@ -191,17 +248,18 @@ fn refused(rc: u32, text: &str, settings: &KerberosSettings, host: &str, tls: bo
     } else {
         ""
     };
-    format!(
-        "the directory server refused the Kerberos bind of {} to ldap/{host} (LDAP result \
-         {rc}{}{text}){hint}",
-        settings.principal,
-        if text.is_empty() { "" } else { ": " }
-    )
+    KerberosError::Refused {
+        principal: settings.principal.clone(),
+        host: host.to_string(),
+        rc,
+        text: text.to_string(),
+        hint,
+    }
 }
 
 /// A Kerberos failure in plain words: what went wrong and what to do, with the library's own
 /// words (never a status number) as the last part.
-pub fn explain(raw: &str, settings: &KerberosSettings, host: &str) -> String {
+pub fn explain(raw: &str, settings: &KerberosSettings, host: &str) -> KerberosError {
     let detail = kerberos_detail(raw);
     let lower = raw.to_ascii_lowercase();
     let principal = &settings.principal;
@@ -251,11 +309,7 @@ pub fn explain(raw: &str, settings: &KerberosSettings, host: &str) -> String {
     } else {
         format!("Kerberos authentication as {principal} to ldap/{host} failed")
     };
-    if detail.is_empty() {
-        cause
-    } else {
-        format!("{cause} (Kerberos: {detail})")
-    }
+    KerberosError::Kerberos { cause, detail }
 }
 
 /// The human part of a GSS-API error: the texts in parentheses after the major status, or
@@ -319,30 +373,34 @@ mod tests {
              information (Clock skew too great)",
             &s,
             "dc1",
-        );
+        )
+        .to_string();
         assert!(skew.starts_with("the clock of this machine"), "{skew}");
         let unknown = explain(
             "Miscellaneous failure (Client 'sync@EXAMPLE.JP' not found in Kerberos database)",
             &s,
             "dc1",
-        );
+        )
+        .to_string();
         assert!(unknown.contains("unknown to the KDC"), "{unknown}");
         let other = explain(
             "(Can't find client principal sync@EXAMPLE.JP in cache collection)",
             &s,
             "dc1",
-        );
+        )
+        .to_string();
         assert!(
             other.contains("holds no key for sync@EXAMPLE.JP"),
             "{other}"
         );
-        let stale = explain("(Preauthentication failed)", &s, "dc1");
+        let stale = explain("(Preauthentication failed)", &s, "dc1").to_string();
         assert!(stale.contains("does not match"), "{stale}");
         let spn = explain(
             "(Server 'ldap/dc1@EXAMPLE.JP' not found in Kerberos database)",
             &s,
             "dc1",
-        );
+        )
+        .to_string();
         assert!(spn.contains("service principal ldap/dc1"), "{spn}");
     }
 }

@@ -72,7 +72,7 @@ pub enum LdapSourceError {
     KerberosBind {
         principal: String,
         server: String,
-        reason: String,
+        reason: Box<kerberos::KerberosError>,
     },
     #[error("LDAP TLS setting: {0}")]
     Tls(String),
@@ -247,7 +247,7 @@ async fn kerberos_bind(
         .map_err(|reason| LdapSourceError::KerberosBind {
             principal: kerberos.principal.clone(),
             server: url.to_string(),
-            reason,
+            reason: Box::new(reason),
         })?;
     let seen = bound
         .authzid
