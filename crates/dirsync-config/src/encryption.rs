@@ -5,7 +5,10 @@
 //! in 127.0.0.0/8, `::1` or the name `localhost`): there nothing crosses a network, and a
 //! directory run on the same host (a test slapd) keeps working without a certificate. Plain
 //! LDAP to any other host must be written as `encryption: none`, and the loader warns about
-//! it on every run.
+//! it on every run. A Kerberos (GSSAPI) bind is the exception: on plain LDAP its SASL layer
+//! seals the connection (and Active Directory domains that require signing refuse GSSAPI
+//! inside TLS unless told otherwise), so without `encryption` it uses plain LDAP, sealed, and
+//! nothing travels in clear.
 
 use std::net::IpAddr;
 
@@ -17,6 +20,7 @@ impl ServerConfig {
     pub fn effective_encryption(&self) -> Encryption {
         match self.encryption {
             Some(e) => e,
+            None if matches!(self.auth, crate::LdapAuth::Gssapi { .. }) => Encryption::None,
             None if !self.addresses.is_empty()
                 && self.addresses.iter().all(|a| is_loopback_host(a)) =>
             {
@@ -30,7 +34,9 @@ impl ServerConfig {
     /// entry to in clear across a network (every address that is not loopback). Empty when
     /// the connection is encrypted or stays on this machine.
     pub fn cleartext_hosts(&self) -> Vec<&str> {
-        if self.effective_encryption() != Encryption::None {
+        if self.effective_encryption() != Encryption::None
+            || matches!(self.auth, crate::LdapAuth::Gssapi { .. })
+        {
             return Vec::new();
         }
         self.addresses

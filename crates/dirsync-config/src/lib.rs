@@ -25,8 +25,8 @@ use dirsync_model::kind::DirectoryKind;
 pub use encryption::is_loopback_host;
 pub use load::{ConfigError, Warning};
 pub use values::{
-    AttrList, Bounded, DurationText, HttpUrl, LdapFilterText, OneOrMany, Ratio, RubyRegex,
-    RubyReplacement, ScimFilterText, TimeoutSecs,
+    AttrList, Bounded, DurationText, HttpUrl, KdcAddress, KerberosPrincipal, LdapFilterText,
+    OneOrMany, Ratio, RubyRegex, RubyReplacement, ScimFilterText, TimeoutSecs,
 };
 
 /// The effective configuration: both files, with paths resolved.
@@ -183,6 +183,78 @@ pub struct ServerConfig {
     pub verify_mode: bool,
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// [better] How the agent authenticates: `simple` (the default: `user` and the password
+    /// from secret.yml) or `gssapi` (Kerberos from a keytab; docs/active-directory.md,
+    /// "Kerberos").
+    #[serde(default)]
+    pub auth: LdapAuth,
+    /// [better] The Kerberos KDC (`host` or `host:port`) for `auth.mechanism: gssapi`, when the
+    /// system's krb5.conf does not name one for the principal's realm.
+    #[serde(default)]
+    pub kdc: Option<KdcAddress>,
+}
+
+/// `ad.ldap.server.auth`: the bind mechanism, checked as a whole (`gssapi` needs a keytab and
+/// a principal; `simple` takes neither).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawLdapAuth")]
+pub enum LdapAuth {
+    /// A simple bind with `ad.ldap.server.user` and the password from secret.yml.
+    #[default]
+    Simple,
+    /// A SASL GSSAPI (Kerberos) bind with the key of `principal` from `keytab`.
+    Gssapi {
+        /// As written; relative paths are resolved against the config file's directory by
+        /// the loader.
+        keytab: PathBuf,
+        principal: KerberosPrincipal,
+    },
+}
+
+impl LdapAuth {
+    /// The mechanism's name as written in the configuration and shown by `dirsync check`.
+    pub fn mechanism(&self) -> &'static str {
+        match self {
+            LdapAuth::Simple => "simple",
+            LdapAuth::Gssapi { .. } => "gssapi",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum BindMechanism {
+    #[default]
+    Simple,
+    Gssapi,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLdapAuth {
+    #[serde(default)]
+    mechanism: BindMechanism,
+    #[serde(default)]
+    keytab: Option<PathBuf>,
+    #[serde(default)]
+    principal: Option<KerberosPrincipal>,
+}
+
+impl TryFrom<RawLdapAuth> for LdapAuth {
+    type Error = values::ValueError;
+    fn try_from(raw: RawLdapAuth) -> Result<Self, values::ValueError> {
+        match (raw.mechanism, raw.keytab, raw.principal) {
+            (BindMechanism::Simple, None, None) => Ok(LdapAuth::Simple),
+            (BindMechanism::Simple, _, _) => Err(values::ValueError::KerberosFieldsOnSimple),
+            (BindMechanism::Gssapi, Some(keytab), Some(principal)) => {
+                if keytab.as_os_str().is_empty() {
+                    return Err(values::ValueError::GssapiIncomplete);
+                }
+                Ok(LdapAuth::Gssapi { keytab, principal })
+            }
+            (BindMechanism::Gssapi, _, _) => Err(values::ValueError::GssapiIncomplete),
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -199,6 +271,8 @@ impl Default for ServerConfig {
             encryption: None,
             verify_mode: true,
             ca_file: None,
+            auth: LdapAuth::Simple,
+            kdc: None,
         }
     }
 }

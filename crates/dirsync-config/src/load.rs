@@ -124,6 +124,12 @@ pub(super) fn load(
     if let Some(p) = ad.ldif_file.take() {
         ad.ldif_file = Some(if p.is_absolute() { p } else { dir.join(p) });
     }
+    if let super::LdapAuth::Gssapi { keytab, .. } = &mut ad.ldap.server.auth {
+        if keytab.is_relative() {
+            *keytab = dir.join(&*keytab);
+        }
+        keytab_must_be_private(keytab)?;
+    }
     let config = Config {
         log: file.log,
         ad,
@@ -177,6 +183,9 @@ fn check_bind_password(
     secret_file: &Path,
     config_path: &Path,
 ) -> Result<(), ConfigError> {
+    if matches!(server.auth, crate::LdapAuth::Gssapi { .. }) {
+        return Ok(()); // a Kerberos bind uses the keytab, not a password
+    }
     let Some(dn) = server.user.as_deref().filter(|u| !u.is_empty()) else {
         return Ok(());
     };
@@ -225,6 +234,15 @@ fn cleartext_warning(server: &crate::ServerConfig, config_path: &Path) -> Option
             hosts.join(", ")
         ),
     })
+}
+
+/// A keytab is as good as the account's password: readable by the dirsync user only, like
+/// `secret.yml`. One that cannot be inspected is left to the bind, which names the problem.
+fn keytab_must_be_private(path: &Path) -> Result<(), ConfigError> {
+    if std::fs::metadata(path).is_ok() {
+        check_private(path)?;
+    }
+    Ok(())
 }
 
 /// Parses one YAML document into `T` with file, line, column and key path on error.

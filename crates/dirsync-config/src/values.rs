@@ -228,6 +228,135 @@ pub enum ValueError {
          issuer (add `default: {{idTokenClaims: {{issuer: 'https://...'}}}}`)"
     )]
     NoIssuer(&'static str),
+    #[error("keytab and principal belong to `mechanism: gssapi`")]
+    KerberosFieldsOnSimple,
+    #[error(
+        "`mechanism: gssapi` needs keytab (the file with the service account's key) and \
+         principal (`name@REALM`)"
+    )]
+    GssapiIncomplete,
+}
+
+/// A Kerberos principal `name@REALM` (`sync@EXAMPLE.JP`, `svc/host@EXAMPLE.JP`). The realm
+/// goes into a krb5.conf the agent writes, so it may hold only letters, digits, `.`, `-` and
+/// `_`; the name no white space, `@`, quotes, braces or backslashes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KerberosPrincipal {
+    text: String,
+    at: usize,
+}
+
+impl KerberosPrincipal {
+    /// Checks `name@REALM` (see the type).
+    pub fn parse(text: &str) -> Result<KerberosPrincipal, String> {
+        let bad = |why: &str| format!("invalid Kerberos principal {text:?}: {why}");
+        let Some(at) = text.rfind('@') else {
+            return Err(bad("expected name@REALM (e.g. 'sync@EXAMPLE.JP')"));
+        };
+        let (name, realm) = (&text[..at], &text[at + 1..]);
+        if name.is_empty() || realm.is_empty() {
+            return Err(bad("expected name@REALM (e.g. 'sync@EXAMPLE.JP')"));
+        }
+        if name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "@\"'{}\\".contains(c))
+        {
+            return Err(bad(
+                "the name may not hold white space, '@', quotes, braces or '\\'",
+            ));
+        }
+        if !realm
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))
+        {
+            return Err(bad(
+                "the realm may hold only letters, digits, '.', '-' and '_'",
+            ));
+        }
+        Ok(KerberosPrincipal {
+            text: text.to_string(),
+            at,
+        })
+    }
+
+    /// The principal as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The realm (after the last `@`).
+    pub fn realm(&self) -> &str {
+        &self.text[self.at + 1..]
+    }
+}
+
+impl fmt::Debug for KerberosPrincipal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.text)
+    }
+}
+
+impl fmt::Display for KerberosPrincipal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for KerberosPrincipal {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        KerberosPrincipal::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+/// A KDC address for a krb5.conf `kdc =` line: a host name, an IPv4 address or a bracketed
+/// IPv6 address, optionally `:port`. Nothing else (it is written into a krb5.conf).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KdcAddress(pub String);
+
+impl KdcAddress {
+    /// Checks `host[:port]` (see the type).
+    pub fn parse(text: &str) -> Result<KdcAddress, String> {
+        let bad = || {
+            format!(
+                "invalid KDC address {text:?}: expected host, host:port or [IPv6]:port \
+                 (e.g. 'dc1.example.jp' or '192.0.2.10:88')"
+            )
+        };
+        let (host, port) = match text.strip_prefix('[') {
+            Some(rest) => {
+                let (inner, after) = rest.split_once(']').ok_or_else(bad)?;
+                if inner.is_empty() || !inner.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
+                    return Err(bad());
+                }
+                match after {
+                    "" => (inner, None),
+                    _ => (inner, Some(after.strip_prefix(':').ok_or_else(bad)?)),
+                }
+            }
+            None => match text.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (text, None),
+            },
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c));
+        let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+        if host_ok && port_ok {
+            Ok(KdcAddress(text.to_string()))
+        } else {
+            Err(bad())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for KdcAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        KdcAddress::parse(&text).map_err(de::Error::custom)
+    }
 }
 
 pub fn translate_ruby_replacement(text: &str) -> Result<String, ValueError> {
@@ -467,6 +596,47 @@ mod tests {
         let re = regex::Regex::new(&translate_ruby_pattern(pattern)).unwrap();
         let rep = translate_ruby_replacement(replacement).unwrap();
         re.replace_all(input, rep.as_str()).into_owned()
+    }
+
+    #[test]
+    fn kerberos_principal_and_kdc() {
+        let p = KerberosPrincipal::parse("sync@EXAMPLE.JP").unwrap();
+        assert_eq!((p.as_str(), p.realm()), ("sync@EXAMPLE.JP", "EXAMPLE.JP"));
+        assert_eq!(
+            KerberosPrincipal::parse("ldap/dc1.example.jp@EXAMPLE.JP")
+                .unwrap()
+                .realm(),
+            "EXAMPLE.JP"
+        );
+        for bad in [
+            "sync",
+            "@EXAMPLE.JP",
+            "sync@",
+            "a b@X",
+            "s@EX}AMPLE",
+            "s@EX\nA",
+        ] {
+            assert!(KerberosPrincipal::parse(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "dc1.example.jp",
+            "192.0.2.10:88",
+            "[2001:db8::1]:88",
+            "[::1]",
+        ] {
+            assert!(KdcAddress::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "dc1:x",
+            "dc1:0",
+            "dc1 }",
+            "[::1",
+            "[::1]x",
+            "a\nkdc = evil",
+        ] {
+            assert!(KdcAddress::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

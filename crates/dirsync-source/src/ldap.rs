@@ -1,6 +1,7 @@
 //! The LDAP network source (ldap3 over rustls/ring): address failover, LDAPS/StartTLS with
-//! certificate verification, simple bind, paged searches, and range retrieval of large
-//! multi-valued attributes. It returns raw entries; it knows nothing of SCIM or mapping.
+//! certificate verification, simple or Kerberos ([`crate::kerberos`]) bind, paged searches,
+//! and range retrieval of large multi-valued attributes. It returns raw entries; it knows
+//! nothing of SCIM or mapping.
 //!
 //! A search that ends with anything but success (size or time limit, a lost page, a dropped
 //! connection mid-read) yields a read marked incomplete, which the planner never deletes on.
@@ -13,6 +14,7 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{Entry, EntryBuilder};
+use crate::kerberos::{self, KerberosSettings};
 
 /// How to reach and authenticate to the directory.
 pub struct LdapSettings {
@@ -26,6 +28,8 @@ pub struct LdapSettings {
     pub ca_file: Option<std::path::PathBuf>,
     pub bind_dn: String,
     pub password: SecretString,
+    /// A Kerberos (SASL GSSAPI) bind instead of the simple bind with `bind_dn`/`password`.
+    pub kerberos: Option<KerberosSettings>,
     /// Operation timeout.
     pub timeout: Duration,
     pub page_size: i32,
@@ -64,6 +68,12 @@ pub enum LdapSourceError {
         server: String,
         reason: String,
     },
+    #[error("Kerberos (GSSAPI) bind as {principal} on {server} failed: {reason}")]
+    KerberosBind {
+        principal: String,
+        server: String,
+        reason: Box<kerberos::KerberosError>,
+    },
     #[error("LDAP TLS setting: {0}")]
     Tls(String),
     #[error("LDAP search under {base} failed: {reason}")]
@@ -76,6 +86,8 @@ pub enum LdapSourceError {
 pub struct LdapSource {
     ldap: Ldap,
     server: String,
+    /// How it is bound, for `dirsync check` (mechanism, identity, protection).
+    bound: String,
     timeout: Duration,
     page_size: i32,
 }
@@ -114,24 +126,17 @@ impl LdapSource {
                 }
             };
             ldap3::drive!(conn);
-            let bound = ldap
-                .with_timeout(settings.timeout)
-                .simple_bind(&settings.bind_dn, settings.password.expose_secret())
-                .await
-                .and_then(|r| r.success());
-            return match bound {
-                Ok(_) => Ok(LdapSource {
-                    ldap,
-                    server: url,
-                    timeout: settings.timeout,
-                    page_size: settings.page_size.max(1),
-                }),
-                Err(e) => Err(LdapSourceError::Bind {
-                    dn: settings.bind_dn.clone(),
-                    server: url,
-                    reason: e.to_string(),
-                }),
+            let bound = match &settings.kerberos {
+                Some(k) => kerberos_bind(&mut ldap, settings, k, address, &url).await?,
+                None => simple_bind(&mut ldap, settings, &url).await?,
             };
+            return Ok(LdapSource {
+                ldap,
+                server: url,
+                bound,
+                timeout: settings.timeout,
+                page_size: settings.page_size.max(1),
+            });
         }
         Err(LdapSourceError::Unreachable {
             tried: settings.addresses.join(", "),
@@ -142,6 +147,12 @@ impl LdapSource {
     /// The server this source is bound to.
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// How the connection is bound: the mechanism, who the server says we are, and (for
+    /// Kerberos) how the connection is protected.
+    pub fn bound(&self) -> &str {
+        &self.bound
     }
 
     /// A handle on the bound connection and the operation timeout, for readers that send
@@ -182,6 +193,70 @@ impl LdapSource {
     pub async fn close(mut self) {
         let _ = self.ldap.unbind().await;
     }
+}
+
+/// A simple bind with the DN and password; a server that demands signing or encryption gets
+/// an error that says so and how to comply.
+async fn simple_bind(
+    ldap: &mut Ldap,
+    settings: &LdapSettings,
+    url: &str,
+) -> Result<String, LdapSourceError> {
+    let bound = ldap
+        .with_timeout(settings.timeout)
+        .simple_bind(&settings.bind_dn, settings.password.expose_secret())
+        .await
+        .and_then(|r| r.success());
+    match bound {
+        Ok(_) if settings.bind_dn.is_empty() => Ok("anonymous (simple bind)".into()),
+        Ok(_) => Ok(format!("simple bind as {}", settings.bind_dn)),
+        Err(e) => {
+            let mut reason = e.to_string();
+            if let ldap3::LdapError::LdapResult { result } = &e
+                && result.rc == STRONGER_AUTH_REQUIRED
+            {
+                reason = format!(
+                    "the server requires signed or encrypted LDAP and refuses a simple bind in \
+                     the clear ({reason}); use encryption: ldaps or start_tls, or \
+                     auth: {{ mechanism: gssapi, ... }}"
+                );
+            }
+            Err(LdapSourceError::Bind {
+                dn: settings.bind_dn.clone(),
+                server: url.to_string(),
+                reason,
+            })
+        }
+    }
+}
+
+/// LDAP result `strongerAuthRequired` (RFC 4511): the server wants signing or TLS.
+pub(crate) const STRONGER_AUTH_REQUIRED: u32 = 8;
+
+/// A Kerberos bind to the service `ldap/<address as configured>`.
+async fn kerberos_bind(
+    ldap: &mut Ldap,
+    settings: &LdapSettings,
+    kerberos: &KerberosSettings,
+    address: &str,
+    url: &str,
+) -> Result<String, LdapSourceError> {
+    let tls = settings.encryption != Encryption::None;
+    let bound = kerberos::bind(ldap, kerberos, address, tls, settings.timeout)
+        .await
+        .map_err(|reason| LdapSourceError::KerberosBind {
+            principal: kerberos.principal.clone(),
+            server: url.to_string(),
+            reason: Box::new(reason),
+        })?;
+    let seen = bound
+        .authzid
+        .map(|a| format!(" (the server sees {a})"))
+        .unwrap_or_default();
+    Ok(format!(
+        "GSSAPI (Kerberos) as {}{seen}, {}",
+        bound.principal, bound.protection
+    ))
 }
 
 /// Runs a read so that a panic inside it (ldap3 on malformed BER) fails that read only.

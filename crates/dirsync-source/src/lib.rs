@@ -7,6 +7,7 @@
 
 pub mod ad_changes;
 pub mod changes;
+pub mod kerberos;
 pub mod ldap;
 pub mod ldif;
 mod read;
@@ -15,8 +16,8 @@ pub mod syncrepl;
 pub use dirsync_model::entry::{Attributes, Entry, EntryBuilder, Values, dn_within, normalize_dn};
 pub use dirsync_model::kind::DirectoryKind;
 pub use read::{
-    AttributesFor, DirectorySearches, SourceError, SourceRead, directory_kind, ldap_searches,
-    ldap_settings, read,
+    AttributesFor, DirectorySearches, SourceError, SourceRead, directory_kind, kerberos_settings,
+    ldap_searches, ldap_settings, read,
 };
 
 /// The outcome of reading the directory once.

@@ -10,7 +10,8 @@ use super::ldap::{
     Encryption as LdapEncryption, LdapSettings, LdapSource, LdapSourceError, SearchSpec,
 };
 use super::{DirectoryRead, Selection, ldif};
-use dirsync_config::{Config, Encryption, Flavor};
+use crate::kerberos::KerberosSettings;
+use dirsync_config::{Config, Encryption, Flavor, KdcAddress, LdapAuth};
 use dirsync_model::kind::DirectoryKind;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,9 @@ pub struct SourceRead {
     pub kind: DirectoryKind,
     /// What was read, for the report (`ldap://dc1:389`, `file sample.ldif`).
     pub description: String,
+    /// How the agent authenticated (`simple bind as CN=…`, `GSSAPI (Kerberos) as …`); empty
+    /// for a file.
+    pub bind: String,
 }
 
 /// The attributes a read asks for once the directory kind is known. The caller decides them
@@ -87,6 +91,7 @@ fn read_ldif(config: &Config, file: &Path) -> Result<SourceRead, SourceError> {
         read,
         kind,
         description: format!("LDIF file {}", file.display()),
+        bind: String::new(),
     })
 }
 
@@ -111,8 +116,23 @@ pub fn ldap_settings(config: &Config) -> LdapSettings {
             .ldap_password
             .clone()
             .unwrap_or_else(|| SecretString::from(String::new())),
+        kerberos: kerberos_settings(&server.auth, server.kdc.as_ref()),
         timeout: server.timeout(),
         page_size: 500,
+    }
+}
+
+/// The Kerberos side of `ad.ldap.server.auth` (`None` for a simple bind). The loader has
+/// already resolved a relative keytab against the config file's directory.
+pub fn kerberos_settings(auth: &LdapAuth, kdc: Option<&KdcAddress>) -> Option<KerberosSettings> {
+    match auth {
+        LdapAuth::Simple => None,
+        LdapAuth::Gssapi { keytab, principal } => Some(KerberosSettings {
+            principal: principal.as_str().to_string(),
+            realm: principal.realm().to_string(),
+            keytab: keytab.clone(),
+            kdc: kdc.map(|k| k.0.clone()),
+        }),
     }
 }
 
@@ -175,6 +195,7 @@ async fn read_ldap(
     let users = source.search(searches.users).await?;
     let groups = source.search(searches.groups).await?;
     let description = source.server().to_string();
+    let bind = source.bound().to_string();
     source.close().await;
     let mut notes = users.notes;
     notes.extend(groups.notes);
@@ -188,6 +209,7 @@ async fn read_ldap(
         read,
         kind,
         description,
+        bind,
     })
 }
 

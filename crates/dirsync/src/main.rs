@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use dirsync::config::Config;
+use dirsync::kerberos_env::PrivateDir;
 use dirsync::report::{EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE};
 use dirsync::run::{SyncOptions, sync};
 
@@ -133,17 +134,28 @@ fn main() -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-fn load(files: &Files) -> Result<(Config, Vec<String>), i32> {
-    match Config::load(&files.config, files.secret.as_deref()) {
-        Ok((config, warnings)) => Ok((
-            config,
-            warnings.into_iter().map(|w| w.to_string()).collect(),
-        )),
+/// The configuration, its warnings and, for a Kerberos bind, the private Kerberos directory
+/// (kept until the command ends). With `auth.mechanism: gssapi` the first call re-executes the
+/// program in its private Kerberos environment ([`dirsync::kerberos_env`]).
+type Loaded = (Config, Vec<String>, Option<PrivateDir>);
+
+fn load(files: &Files) -> Result<Loaded, i32> {
+    let (config, warnings) = match Config::load(&files.config, files.secret.as_deref()) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("dirsync: {e}");
-            Err(EXIT_REFUSED)
+            return Err(EXIT_REFUSED);
         }
-    }
+    };
+    let krb5 = match dirsync::kerberos_env::prepare(&config) {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("dirsync: {e}");
+            return Err(EXIT_UNREACHABLE);
+        }
+    };
+    let warnings = warnings.into_iter().map(|w| w.to_string()).collect();
+    Ok((config, warnings, krb5))
 }
 
 fn init_logging(level: &str, format: LogFormat) {
@@ -172,7 +184,7 @@ async fn async_main(cli: Cli) -> i32 {
             full,
             report,
         } => {
-            let (config, warnings) = match load(&files) {
+            let (config, warnings, _krb5) = match load(&files) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -225,7 +237,7 @@ async fn async_main(cli: Cli) -> i32 {
             result.report.outcome.exit_code()
         }
         Command::Check { files } => {
-            let (config, warnings) = match load(&files) {
+            let (config, warnings, _krb5) = match load(&files) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -267,6 +279,9 @@ async fn check(config: &Config, warnings: &[String]) -> i32 {
                     " (read incomplete)"
                 }
             );
+            if !read.bind.is_empty() {
+                outln!("{} bind: {}", mark(true), read.bind);
+            }
         }
         Err(e) => {
             outln!("{} directory: {e}", mark(false));

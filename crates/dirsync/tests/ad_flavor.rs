@@ -215,6 +215,7 @@ fn samba_ad_flavor_bind_tls_guid_and_ranges() {
         ca_file: None,
         bind_dn: dc.svc_upn.clone(), // a UPN binds too
         password: SecretString::from(dc.svc_pw.clone()),
+        kerberos: None,
         timeout: Duration::from_secs(30),
         page_size: 500,
     };

@@ -495,3 +495,36 @@ fn readable_secret_file_is_refused() {
         assert!(config.secrets.scim_token.is_some());
     }
 }
+
+#[test]
+fn gssapi_without_keytab() {
+    insta::assert_snapshot!(load_err(
+        &BASE.replace(
+            "      addresses: [dc1.example.jp]\n",
+            "      addresses: [dc1.example.jp]\n      auth:\n        mechanism: gssapi\n        principal: 'sync@EXAMPLE.JP'\n"
+        ),
+        None
+    ));
+}
+
+#[test]
+fn bad_kerberos_principal() {
+    insta::assert_snapshot!(load_err(
+        &BASE.replace(
+            "      addresses: [dc1.example.jp]\n",
+            "      addresses: [dc1.example.jp]\n      auth: { mechanism: gssapi, keytab: k.keytab, principal: 'sync' }\n"
+        ),
+        None
+    ));
+}
+
+#[test]
+fn bad_kdc_address() {
+    insta::assert_snapshot!(load_err(
+        &BASE.replace(
+            "      addresses: [dc1.example.jp]\n",
+            "      addresses: [dc1.example.jp]\n      kdc: 'dc1.example.jp:eighty-eight'\n"
+        ),
+        None
+    ));
+}

@@ -13,6 +13,11 @@
 //! (rustls included). A service account `svc-dirsync` (plain user, known password) is created
 //! for sync binds.
 //!
+//! Kerberos: the KDC (TCP) is forwarded like LDAP and [`SambaDc::krb5_conf`] points at it;
+//! [`SambaDc::add_ldap_spns`] registers `ldap/<ip>` and `ldap/<fqdn>` (no DNS update service
+//! runs here to do it), [`SambaDc::export_keytab`] writes an account's keys to a keytab, and
+//! [`SambaDc::require_strong_auth`] switches `ldap server require strong auth` (restart).
+//!
 //! The helpers drive the OpenLDAP command-line tools (`ldapadd`, `ldapmodify`, `ldapsearch`)
 //! as Administrator — writes over LDAPS, because `unicodePwd` needs an encrypted connection —
 //! and `samba-tool` where LDAP alone is clumsy (ACLs). Everything is stopped by PID and the
@@ -285,7 +290,65 @@ impl SambaDc {
         self.ldaps_port = parse_number("SAMBA_LDAPS_PORT", &get("SAMBA_LDAPS_PORT"))?;
         self.ldap_url = get("SAMBA_LDAP_URI");
         self.ldaps_url = get("SAMBA_LDAPS_URI");
+        self.kdc_port = parse_number("SAMBA_KDC_PORT", &get("SAMBA_KDC_PORT"))?;
         Ok(())
+    }
+
+    /// Registers the LDAP service principals a Kerberos client asks for, `ldap/<ip>` (what the
+    /// tests write in `addresses`) and `ldap/<fqdn>`, on the DC's machine account. A
+    /// production DC registers `ldap/<fqdn>` itself (samba_spnupdate, run by the DNS update
+    /// service this harness does not start).
+    pub fn add_ldap_spns(&self) -> Result<()> {
+        let account = format!("{}$", self.hostname.split('.').next().unwrap_or_default());
+        for spn in [
+            format!("ldap/{}", self.ip),
+            format!("ldap/{}", self.hostname),
+        ] {
+            self.samba_tool(&["spn", "add", &spn, &account])?;
+        }
+        Ok(())
+    }
+
+    /// Exports the Kerberos keys of `principal` (`name@REALM`) into the new keytab
+    /// `<DC dir>/<file_name>` (`samba-tool domain exportkeytab`, on the DC's database);
+    /// returns its path.
+    pub fn export_keytab(&self, principal: &str, file_name: &str) -> Result<PathBuf> {
+        let path = self.dir.path().join(file_name);
+        let mut cmd = Command::new("samba-tool");
+        cmd.args(["domain", "exportkeytab"])
+            .arg(&path)
+            .arg(format!("--principal={principal}"))
+            .arg("-s")
+            .arg(&self.smb_conf);
+        run_with_stdin(cmd, "samba-tool domain exportkeytab", None)?;
+        Ok(path)
+    }
+
+    /// Sets `ldap server require strong auth` and restarts the DC (ports may change). With
+    /// `true` a simple bind is refused on plain LDAP (only over TLS) and a SASL bind must sign
+    /// or seal, like a Windows domain that requires LDAP signing. The harness's own LDAP
+    /// helpers bind simply over `ldap://`: make changes before switching it on.
+    pub fn require_strong_auth(&mut self, strong: bool) -> Result<()> {
+        let key = "ldap server require strong auth";
+        let text = std::fs::read_to_string(&self.smb_conf).map_err(io("smb.conf"))?;
+        let mut out = String::new();
+        for line in text.lines() {
+            let setting = line.split('=').next().unwrap_or_default().trim();
+            if setting.eq_ignore_ascii_case(key) {
+                continue;
+            }
+            out.push_str(line);
+            out.push('\n');
+            if line.trim() == "[global]" {
+                out.push_str(&format!(
+                    "\t{key} = {}\n",
+                    if strong { "yes" } else { "no" }
+                ));
+            }
+        }
+        std::fs::write(&self.smb_conf, out).map_err(io("smb.conf"))?;
+        self.stop()?;
+        self.restart()
     }
 
     /// Environment for the OpenLDAP tools: verify against our CA (overrides /etc/ldap/ldap.conf).

@@ -77,6 +77,7 @@ pub(super) async fn read_changes(
     let (mut ldap, kind) = connect(config).await?;
     let searches = source::ldap_searches(&config.ad.ldap, &config.iid.scim.attribute, kind);
     let description = ldap.server().to_string();
+    let bind = ldap.bound().to_string();
     let changes = match kind {
         DirectoryKind::OpenLdap => syncrepl::read_changes(&ldap, &searches, cursor)
             .await
@@ -99,6 +100,7 @@ pub(super) async fn read_changes(
         changes: changes?,
         kind,
         description,
+        bind,
     })
 }
 
@@ -107,4 +109,6 @@ pub(super) struct DirRead {
     pub(super) changes: DirChanges,
     pub(super) kind: DirectoryKind,
     pub(super) description: String,
+    /// How the source was bound (see `LdapSource::bound`).
+    pub(super) bind: String,
 }

@@ -73,6 +73,7 @@ async fn read_directory(
             changes,
             kind,
             description,
+            bind,
         }) => {
             let next = changes.next().cloned();
             let read = whole_read(config, kind, changes);
@@ -80,6 +81,7 @@ async fn read_directory(
                 read,
                 kind,
                 description,
+                bind,
             };
             (Ok(source), next)
         }

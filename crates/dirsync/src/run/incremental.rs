@@ -22,6 +22,7 @@ pub(super) async fn incremental(
         mut changes,
         kind,
         description,
+        ..
     }) = read_since(run, report, cursor).await
     else {
         return Incremental::Done(None);
