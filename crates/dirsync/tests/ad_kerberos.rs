@@ -166,17 +166,6 @@ fn target(inst: &Instance) -> (Vec<Value>, Vec<(String, Vec<String>)>) {
     (plain, groups)
 }
 
-fn add_corp_user(dc: &SambaDc, name: &str) {
-    dc.add_user(
-        name,
-        name,
-        "Test",
-        Some(&format!("{name}@example.test")),
-        None,
-        Some("corp"),
-    )
-    .unwrap();
-}
 
 #[test]
 fn gssapi_sync_equals_simple_bind() {

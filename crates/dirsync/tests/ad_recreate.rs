@@ -29,17 +29,7 @@ fn recreated_accounts() {
     dc.grant_deleted_objects_read("svc-dirsync").unwrap();
     let ids = start_idservice();
     dc.add_ou("corp").unwrap();
-    let add = |name: &str| {
-        dc.add_user(
-            name,
-            name,
-            "Test",
-            Some(&format!("{name}@example.test")),
-            None,
-            Some("corp"),
-        )
-        .unwrap()
-    };
+    let add = |name: &str| add_corp_user(&dc, name);
     let carl = add("carl");
     let dora = add("dora");
     let eve = add("eve"); // stays: keeps the deletion ratio sane and shows nobody else moves

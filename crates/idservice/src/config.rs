@@ -159,6 +159,10 @@ pub struct OutboxConfig {
     pub retry_base_seconds: u64,
     /// Attempts before a message is given up.
     pub max_attempts: u32,
+    /// The key that seals queued bodies (32 bytes, base64, first line; private file). Default
+    /// on SQLite: `DATA_DIR/outbox.key`, created at the first start; required on PostgreSQL
+    /// (the same file on every node).
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for OutboxConfig {
@@ -167,6 +171,7 @@ impl Default for OutboxConfig {
             poll_seconds: 10,
             retry_base_seconds: 30,
             max_attempts: 10,
+            key_file: None,
         }
     }
 }
@@ -205,6 +210,9 @@ pub fn load(file: &Path) -> Result<Config, ConfigError> {
     })?;
     let mut cfg = parse(&text, file)?;
     let base = file.parent().unwrap_or(Path::new("."));
+    if let Some(k) = &cfg.outbox.key_file {
+        cfg.outbox.key_file = Some(base.join(k));
+    }
     if let Some(smtp) = cfg.smtp.as_mut()
         && let Some(ca) = &smtp.ca_file
     {

@@ -461,11 +461,11 @@ async fn domain_change(svc: &Service, domain: &str, add: bool) -> Result<(), Cli
 async fn mail_run_checks(db: &DbArgs, config: Option<&std::path::Path>) -> Result<(), CliError> {
     let cfg = std::sync::Arc::new(load_config(config)?);
     idservice::domain::password::set_policy(cfg.password_policy.clone());
-    let mail = idservice::mail::Mail::new(cfg.clone())?;
+    let svc = service(db).await?;
+    let mail = idservice::mail::Mail::new(cfg.clone(), svc.store.data_dir())?;
     if !mail.enabled() {
         return Err(CliError::MailOff);
     }
-    let svc = service(db).await?;
     let signin_url = format!("{}/signin", cfg.public_url.as_deref().unwrap_or(""));
     let r = idservice::mail::checks::run(&svc.store, &mail, &signin_url).await?;
     println!(

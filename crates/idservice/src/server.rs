@@ -139,8 +139,11 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     );
     // Email and the sign-in pages (behaviour §7.5): a bad template or relay setting stops the start.
     crate::domain::password::set_policy(opts.config.password_policy.clone());
-    let mail = Arc::new(crate::mail::Mail::new(opts.config.clone())?);
-    let sender = crate::mail::sender::from_config(&opts.config)?;
+    let mail = Arc::new(crate::mail::Mail::new(
+        opts.config.clone(),
+        svc.store.data_dir(),
+    )?);
+    let sender = crate::mail::sender::from_config(&opts.config, &mail)?;
     let listener = bind(opts.listen).await?;
     let addr = listener.local_addr()?;
     let shutdown = shutdown_signal()?;

@@ -28,12 +28,16 @@ fn client() -> reqwest::Client {
 fn cluster_with_mail(sink: &SmtpSink, extra_yaml: &str) -> (IdCluster, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("idservice.yml");
+    // every node seals and opens the queued mail with this key (32 bytes, base64)
+    let key = dir.path().join("outbox.key");
+    std::fs::write(&key, "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n").unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     std::fs::write(
         &file,
         format!(
             "service_name: Acme ID\nsmtp:\n  host: 127.0.0.1\n  port: {}\n  starttls: false\n  \
              from: 'Acme ID <noreply@acme.test>'\noutbox:\n  poll_seconds: 1\n  \
-             retry_base_seconds: 1\n{extra_yaml}",
+             retry_base_seconds: 1\n  key_file: outbox.key\n{extra_yaml}",
             sink.port
         ),
     )

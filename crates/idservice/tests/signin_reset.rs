@@ -816,6 +816,16 @@ async fn outbox_survives_a_relay_outage_and_a_rejected_address_blocks_nothing() 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     ids.stop();
+    // Issue 15: queued, the messages are sealed with the outbox key: neither the database
+    // nor its write-ahead log holds the reset link in clear.
+    for f in ["idservice.db", "idservice.db-wal"] {
+        let bytes = std::fs::read(ids.data().join(f)).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains("reset?token="),
+            "{f} holds a queued reset link in clear"
+        );
+    }
     let sink = SmtpSink::start_on(port, "--reject-rcpt bounce@").unwrap();
     ids.spawn();
     // The two good addresses get it; the rejected one is marked failed, not retried forever.

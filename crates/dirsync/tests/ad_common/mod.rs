@@ -14,7 +14,7 @@ use dirsync::report::Report;
 use dirsync::run::{SyncOptions, sync};
 use scim_client::ResourceKind;
 use serde_json::Value;
-use testenv::{IdService, SambaDc};
+use testenv::{AdUser, IdService, SambaDc};
 
 /// The IIJ extension URN (state, downstreamId, externalUserName).
 pub const IIJ: &str = "urn:iij:params:scim:schemas:extension:enterprisejp:2.0:User";
@@ -200,4 +200,17 @@ pub fn adapt_sample(sample: &str, dc: &SambaDc, base_url: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Adds user `name` (mail `name@example.test`) to the OU `corp`.
+pub fn add_corp_user(dc: &SambaDc, name: &str) -> AdUser {
+    dc.add_user(
+        name,
+        name,
+        "Test",
+        Some(&format!("{name}@example.test")),
+        None,
+        Some("corp"),
+    )
+    .unwrap()
 }

@@ -11,6 +11,7 @@
 
 pub mod checks;
 pub use crate::store::outbox;
+pub mod sealed;
 pub mod sender;
 pub mod templates;
 
@@ -51,6 +52,8 @@ pub enum Error {
     },
     #[error("smtp TLS: {0}")]
     Tls(#[source] lettre::transport::smtp::Error),
+    #[error(transparent)]
+    Key(#[from] sealed::KeyError),
 }
 
 /// The messages the service sends.
@@ -143,18 +146,34 @@ pub fn recipients(kind: Kind, resource: &Value) -> Vec<String> {
 pub struct Mail {
     pub cfg: Arc<Config>,
     pub templates: Templates,
+    /// Seals queued bodies ([`sealed`]); present whenever a relay is configured.
+    key: Option<Arc<sealed::OutboxKey>>,
     wake: tokio::sync::Notify,
 }
 
 impl Mail {
-    /// Loads the templates (built-in, or overridden from `templates_dir`).
-    pub fn new(cfg: Arc<Config>) -> Result<Mail, Error> {
+    /// Loads the templates (built-in, or overridden from `templates_dir`) and, when a relay
+    /// is configured, the outbox key (`outbox.key_file`, else `data_dir/outbox.key`).
+    pub fn new(cfg: Arc<Config>, data_dir: Option<&std::path::Path>) -> Result<Mail, Error> {
         let templates = Templates::load(cfg.templates_dir.as_deref())?;
+        let key = match cfg.smtp {
+            Some(_) => Some(Arc::new(sealed::OutboxKey::load(
+                cfg.outbox.key_file.as_deref(),
+                data_dir,
+            )?)),
+            None => None,
+        };
         Ok(Mail {
             cfg,
             templates,
+            key,
             wake: tokio::sync::Notify::new(),
         })
+    }
+
+    /// The outbox key (when a relay is configured).
+    pub fn key(&self) -> Option<Arc<sealed::OutboxKey>> {
+        self.key.clone()
     }
 
     /// Whether a relay is configured; without one nothing is queued.
@@ -172,13 +191,13 @@ impl Mail {
         recipients: &[String],
         vars: &[(&str, &str)],
     ) -> Result<usize, sqlx::Error> {
-        if !self.enabled() {
+        let Some(key) = self.key.as_deref().filter(|_| self.enabled()) else {
             tracing::info!(
                 kind = kind.name(),
                 "email is not configured (no smtp section); message not sent"
             );
             return Ok(0);
-        }
+        };
         if recipients.is_empty() {
             tracing::info!(kind = kind.name(), "no email address; message not sent");
             return Ok(0);
@@ -189,7 +208,11 @@ impl Mail {
         let subject = format!("[{}] {subject}", self.cfg.service_name);
         let body = zeroize::Zeroizing::new(body);
         for r in recipients {
-            outbox::insert(conn, kind.name(), r, &subject, &body).await?;
+            // Sealed per row: each gets its own nonce.
+            let sealed = key
+                .seal(&body)
+                .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            outbox::insert(conn, kind.name(), r, &subject, &sealed).await?;
         }
         tracing::info!(
             kind = kind.name(),

@@ -14,6 +14,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 
 use super::outbox::{self, Pending};
+use super::sealed::OutboxKey;
 use super::{Error, Mail};
 use crate::config::{OutboxConfig, SmtpConfig};
 use crate::domain::fmt_time;
@@ -32,6 +33,8 @@ pub struct Sender {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     retry: OutboxConfig,
+    /// Opens the sealed bodies.
+    key: Arc<OutboxKey>,
 }
 
 /// What one delivery pass did.
@@ -43,7 +46,11 @@ pub struct PassReport {
 }
 
 impl Sender {
-    pub fn new(smtp: &SmtpConfig, retry: OutboxConfig) -> Result<Sender, Error> {
+    pub fn new(
+        smtp: &SmtpConfig,
+        retry: OutboxConfig,
+        key: Arc<OutboxKey>,
+    ) -> Result<Sender, Error> {
         let from: Mailbox = smtp.from.parse().map_err(|source| Error::From {
             from: smtp.from.clone(),
             source,
@@ -86,6 +93,7 @@ impl Sender {
             transport: b.build(),
             from,
             retry,
+            key,
         })
     }
 
@@ -98,6 +106,7 @@ impl Sender {
 
     /// Sends one row; Ok(()) when accepted, Err((permanent, reason)) otherwise.
     async fn send_one(&self, row: &Pending) -> Result<(), (bool, String)> {
+        let body = self.key.open(&row.body).map_err(|e| (true, e.to_string()))?;
         let to: Mailbox = row
             .recipient
             .parse()
@@ -108,7 +117,7 @@ impl Sender {
             .message_id(None)
             .subject(row.subject.clone())
             .header(ContentType::TEXT_PLAIN)
-            .body(row.body.clone())
+            .body(body.to_string())
             .map_err(|e| (true, format!("cannot build the message: {e}")))?;
         match self.transport.send(msg).await {
             Ok(_) => Ok(()),
@@ -156,11 +165,11 @@ impl Sender {
 }
 
 /// The sender for the configured relay; `None` when email is off (no `smtp` section).
-pub fn from_config(cfg: &crate::config::Config) -> Result<Option<Sender>, Error> {
-    cfg.smtp
-        .as_ref()
-        .map(|s| Sender::new(s, cfg.outbox.clone()))
-        .transpose()
+pub fn from_config(cfg: &crate::config::Config, mail: &Mail) -> Result<Option<Sender>, Error> {
+    match (&cfg.smtp, mail.key()) {
+        (Some(s), Some(key)) => Sender::new(s, cfg.outbox.clone(), key).map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// The background sender of `serve`: a pass at start, then whenever mail is queued or every
