@@ -166,7 +166,6 @@ fn target(inst: &Instance) -> (Vec<Value>, Vec<(String, Vec<String>)>) {
     (plain, groups)
 }
 
-
 #[test]
 fn gssapi_sync_equals_simple_bind() {
     if testenv::skip_samba("gssapi_sync_equals_simple_bind") {

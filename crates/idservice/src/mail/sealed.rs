@@ -57,7 +57,9 @@ pub enum KeyError {
 pub enum SealError {
     #[error("a message cannot be sealed (it is too long)")]
     Seal,
-    #[error("a queued message cannot be opened with the outbox key (the key changed, or the row was altered)")]
+    #[error(
+        "a queued message cannot be opened with the outbox key (the key changed, or the row was altered)"
+    )]
     Open,
 }
 
@@ -88,12 +90,13 @@ impl OutboxKey {
 
     fn read(file: &Path) -> Result<OutboxKey, KeyError> {
         crate::secret_file::check_private(file)?;
-        let text = Zeroizing::new(std::fs::read_to_string(file).map_err(|source| {
-            KeyError::Read {
-                path: file.to_path_buf(),
-                source,
-            }
-        })?);
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(file).map_err(|source| KeyError::Read {
+                    path: file.to_path_buf(),
+                    source,
+                })?,
+            );
         let line = text.lines().next().unwrap_or_default().trim();
         let bytes = Zeroizing::new(
             STANDARD
@@ -187,7 +190,12 @@ mod tests {
         bad.push(if sealed.ends_with('A') { 'B' } else { 'A' });
         assert!(key.open(&bad).is_err());
         let other = tempfile::tempdir().unwrap();
-        assert!(OutboxKey::load(None, Some(other.path())).unwrap().open(&sealed).is_err());
+        assert!(
+            OutboxKey::load(None, Some(other.path()))
+                .unwrap()
+                .open(&sealed)
+                .is_err()
+        );
         // a row queued before sealing existed
         assert_eq!(key.open("plain body").unwrap().as_str(), "plain body");
     }
@@ -205,7 +213,10 @@ mod tests {
             OutboxKey::load(None, Some(dir.path())),
             Err(KeyError::NotPrivate(_))
         ));
-        assert!(matches!(OutboxKey::load(None, None), Err(KeyError::Required)));
+        assert!(matches!(
+            OutboxKey::load(None, None),
+            Err(KeyError::Required)
+        ));
         let short = dir.path().join("short.key");
         std::fs::write(&short, "c2hvcnQ=\n").unwrap();
         std::fs::set_permissions(&short, std::fs::Permissions::from_mode(0o600)).unwrap();

@@ -106,7 +106,10 @@ impl Sender {
 
     /// Sends one row; Ok(()) when accepted, Err((permanent, reason)) otherwise.
     async fn send_one(&self, row: &Pending) -> Result<(), (bool, String)> {
-        let body = self.key.open(&row.body).map_err(|e| (true, e.to_string()))?;
+        let body = self
+            .key
+            .open(&row.body)
+            .map_err(|e| (true, e.to_string()))?;
         let to: Mailbox = row
             .recipient
             .parse()
