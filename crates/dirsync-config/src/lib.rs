@@ -26,7 +26,7 @@ pub use encryption::is_loopback_host;
 pub use load::{ConfigError, Warning};
 pub use values::{
     AttrList, Bounded, DurationText, HttpUrl, KdcAddress, KerberosPrincipal, LdapFilterText,
-    OneOrMany, Ratio, RubyRegex, RubyReplacement, ScimFilterText, TimeoutSecs,
+    OneOrMany, Ratio, RubyRegex, RubyReplacement, Schedule, ScimFilterText, TimeoutSecs,
 };
 
 /// The effective configuration: both files, with paths resolved.
@@ -818,6 +818,9 @@ pub struct SyncConfig {
     pub pending_deletion: PendingDeletionConfig,
     #[serde(default = "default_full_every")]
     pub full_every: DurationText,
+    /// How often `dirsync run` starts a run (an interval; default 15m).
+    #[serde(default = "default_schedule")]
+    pub schedule: Schedule,
     #[serde(default = "default_member_chunk")]
     pub member_chunk: Bounded<10000>,
     #[serde(default)]
@@ -835,6 +838,9 @@ fn default_ratio() -> Ratio {
 fn default_full_every() -> DurationText {
     DurationText(Duration::from_secs(24 * 3600))
 }
+fn default_schedule() -> Schedule {
+    Schedule(Duration::from_secs(15 * 60))
+}
 fn default_member_chunk() -> Bounded<10000> {
     Bounded(100)
 }
@@ -851,6 +857,7 @@ impl Default for SyncConfig {
             max_group_deletions: None,
             pending_deletion: PendingDeletionConfig::default(),
             full_every: default_full_every(),
+            schedule: default_schedule(),
             member_chunk: default_member_chunk(),
             flatten_nested_groups: false,
             concurrency: default_concurrency(),

@@ -235,6 +235,13 @@ pub enum ValueError {
          principal (`name@REALM`)"
     )]
     GssapiIncomplete,
+    #[error(
+        "schedule {0:?} is not an interval: cron expressions are not accepted yet; write an \
+         interval such as \"15m\" or \"1h\""
+    )]
+    CronSchedule(String),
+    #[error("schedule {0:?} is shorter than one second")]
+    ScheduleTooShort(String),
 }
 
 /// A Kerberos principal `name@REALM` (`sync@EXAMPLE.JP`, `svc/host@EXAMPLE.JP`). The realm
@@ -428,6 +435,33 @@ pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
         return Err(bad());
     }
     humantime::parse_duration(t).map_err(|_| bad())
+}
+
+/// `sync.schedule`: how often `dirsync run` starts a run, an interval in the grammar of
+/// [`DurationText`] of at least one second. A cron expression (`*/15 * * * *`) is refused with
+/// a message saying that only intervals are accepted for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule(pub Duration);
+
+impl<'de> Deserialize<'de> for Schedule {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_schedule(&text)
+            .map(Schedule)
+            .map_err(de::Error::custom)
+    }
+}
+
+pub fn parse_schedule(text: &str) -> Result<Duration, ValueError> {
+    let t = text.trim();
+    if t.contains(|c: char| c.is_whitespace() || c == '*' || c == '@') {
+        return Err(ValueError::CronSchedule(text.to_string()));
+    }
+    let every = parse_duration(t)?;
+    if every < Duration::from_secs(1) {
+        return Err(ValueError::ScheduleTooShort(text.to_string()));
+    }
+    Ok(every)
 }
 
 /// The LDAP timeout in seconds, 1..=36000 as the existing tool documents.
@@ -668,6 +702,25 @@ mod tests {
         assert_eq!(rewrite(r"(?m)a.b", "x", "a\nb"), "x");
         assert_eq!(rewrite(r"\h+", "#", "ff-zz"), "#-zz");
         assert_eq!(rewrite(r"[\]a]", "#", "]a"), "##");
+    }
+
+    #[test]
+    fn schedules() {
+        assert_eq!(parse_schedule("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_schedule("1s").unwrap(), Duration::from_secs(1));
+        assert!(matches!(
+            parse_schedule("*/15 * * * *"),
+            Err(ValueError::CronSchedule(_))
+        ));
+        assert!(matches!(
+            parse_schedule("@hourly"),
+            Err(ValueError::CronSchedule(_))
+        ));
+        assert!(matches!(
+            parse_schedule("0s"),
+            Err(ValueError::ScheduleTooShort(_))
+        ));
+        assert!(matches!(parse_schedule("15"), Err(ValueError::Duration(_))));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub use dirsync_plan::source_mark;
 pub use dirsync_state as state;
 
 pub mod client;
+pub mod daemon;
 pub mod kerberos_env;
 pub mod password_sync;
 pub mod report;

@@ -83,6 +83,17 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         report: ReportFormat,
     },
+    /// Run as a service: sync every `sync.schedule` (a full reconcile every
+    /// `sync.full_every`), reload the configuration on SIGHUP, stop on SIGTERM/SIGINT once the
+    /// run in progress has finished.
+    Run {
+        #[command(flatten)]
+        files: Files,
+        /// Serve Prometheus metrics at /metrics and health at /healthz on this address
+        /// (e.g. 127.0.0.1:9464).
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
+    },
     /// Validate the files, test the directory bind and the target token, count objects.
     Check {
         #[command(flatten)]
@@ -235,6 +246,36 @@ async fn async_main(cli: Cli) -> i32 {
                 }
             }
             result.report.outcome.exit_code()
+        }
+        Command::Run {
+            files,
+            metrics_listen,
+        } => {
+            let (config, warnings, _krb5) = match load(&files) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let level = cli
+                .log_level
+                .clone()
+                .unwrap_or_else(|| config.log.loglevel.as_str().to_string());
+            init_logging(&level, cli.log_format);
+            for w in &warnings {
+                tracing::warn!("{w}");
+            }
+            let options = dirsync::daemon::DaemonOptions {
+                config_path: files.config,
+                secret_path: files.secret,
+                metrics_listen,
+            };
+            let announce = |addr| outln!("metrics listening on http://{addr}");
+            match dirsync::daemon::run(config, warnings, &options, &announce).await {
+                Ok(()) => EXIT_OK,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    EXIT_UNREACHABLE
+                }
+            }
         }
         Command::Check { files } => {
             let (config, warnings, _krb5) = match load(&files) {

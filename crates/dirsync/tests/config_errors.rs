@@ -197,6 +197,14 @@ fn bad_retention_duration() {
 }
 
 #[test]
+fn cron_schedule_not_accepted_yet() {
+    insta::assert_snapshot!(load_err(
+        &format!("{BASE}sync:\n  schedule: '*/15 * * * *'\n"),
+        None
+    ));
+}
+
+#[test]
 fn bad_ratio() {
     insta::assert_snapshot!(load_err(
         &format!("{BASE}sync:\n  max_deletion_ratio: 10\n"),

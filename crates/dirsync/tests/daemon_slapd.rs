@@ -1,0 +1,329 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Issue 17: `dirsync run` as a child process against real slapd and idservice, with
+//! `sync.schedule: 1s` and `--metrics-listen 127.0.0.1:0`. A user added to the directory
+//! reaches the target within a few periods; `/metrics`, parsed strictly, counts exactly the
+//! runs the log reports; `/healthz` answers 200 after a good run; SIGHUP with a broken
+//! configuration logs the file:line error and the daemon goes on running; SIGTERM ends it with
+//! exit status 0 and a following `dirsync sync` (a full reconcile) finds nothing to do.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Env, TargetKind, gen_user};
+use serde_json::json;
+
+/// The daemon, killed if the test ends before it stops by itself.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+    stdout: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Daemon {
+    fn start(env: &Env, config: &Path) -> Daemon {
+        let log = env.dir.path().join("daemon.log");
+        let stdout = env.dir.path().join("daemon.out");
+        let child = Command::new(env!("CARGO_BIN_EXE_dirsync"))
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .arg("--secret")
+            .arg(env.dir.path().join("secret.yml"))
+            .args(["--metrics-listen", "127.0.0.1:0", "--log-level", "info"])
+            .current_dir(env.dir.path())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start dirsync run");
+        Daemon { child, log, stdout }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The "run finished" lines logged so far.
+    fn finished_runs(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("run finished"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// The metrics address the daemon printed: its one line on stdout.
+    fn metrics_addr(&self) -> String {
+        let out = wait_for(Duration::from_secs(20), "the metrics address", || {
+            let out = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+            out.ends_with('\n').then_some(out)
+        });
+        let addr = out.strip_prefix("metrics listening on http://").unwrap();
+        addr.trim_end().to_string()
+    }
+}
+
+/// Polls `f` every 100 ms until it gives a value; panics after `limit`.
+fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `GET path` over HTTP/1.0: (status, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+/// One sample: metric name, labels, value.
+type Sample = (String, BTreeMap<String, String>, f64);
+
+/// A strict parser of the text exposition format: `# HELP|TYPE|UNIT` comments, sample lines
+/// `name{k="v",…} value`, and the final `# EOF`. Any other line fails the test.
+fn parse_metrics(text: &str) -> Vec<Sample> {
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.last(), Some(&"# EOF"), "{text}");
+    let mut samples = Vec::new();
+    for line in &lines[..lines.len() - 1] {
+        if let Some(comment) = line.strip_prefix("# ") {
+            let kind = comment.split(' ').next().unwrap();
+            assert!(
+                ["HELP", "TYPE", "UNIT"].contains(&kind),
+                "bad line {line:?}"
+            );
+            continue;
+        }
+        samples.push(parse_sample(line));
+    }
+    samples
+}
+
+fn parse_sample(line: &str) -> Sample {
+    let bad = |why: &str| -> ! { panic!("{why} in {line:?}") };
+    let name_end = line
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or_else(|| bad("no value"));
+    let name = &line[..name_end];
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        bad("bad name");
+    }
+    let chars: Vec<char> = line[name_end..].chars().collect();
+    let mut pos = 0;
+    let mut labels = BTreeMap::new();
+    if chars.first() == Some(&'{') {
+        pos = 1;
+        while chars.get(pos) != Some(&'}') {
+            let key_start = pos;
+            while chars
+                .get(pos)
+                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_')
+            {
+                pos += 1;
+            }
+            let key: String = chars[key_start..pos].iter().collect();
+            if key.is_empty() || chars.get(pos..pos + 2) != Some(&['=', '"'][..]) {
+                bad("bad label");
+            }
+            pos += 2;
+            let mut value = String::new();
+            loop {
+                match chars.get(pos) {
+                    Some('"') => break,
+                    Some('\\') => {
+                        pos += 1;
+                        match chars.get(pos) {
+                            Some('n') => value.push('\n'),
+                            Some(c @ ('\\' | '"')) => value.push(*c),
+                            _ => bad("bad escape"),
+                        }
+                    }
+                    Some(c) => value.push(*c),
+                    None => bad("open label value"),
+                }
+                pos += 1;
+            }
+            pos += 1;
+            if labels.insert(key, value).is_some() {
+                bad("repeated label");
+            }
+            match chars.get(pos) {
+                Some(',') => pos += 1,
+                Some('}') => {}
+                _ => bad("bad label separator"),
+            }
+        }
+        pos += 1;
+    }
+    let rest: String = chars[pos..].iter().collect();
+    let value = rest
+        .strip_prefix(' ')
+        .unwrap_or_else(|| bad("no space before the value"));
+    let value: f64 = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().unwrap_or_else(|_| bad("bad value")),
+    };
+    (name.to_string(), labels, value)
+}
+
+/// The sum of the samples named `name` whose labels include `with`.
+fn sum(samples: &[Sample], name: &str, with: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, labels, _)| {
+            n == name
+                && with
+                    .iter()
+                    .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
+#[test]
+fn daemon_syncs_on_schedule_reloads_and_stops() {
+    let env = Env::start(TargetKind::IdService);
+    env.slapd
+        .load_generated(5, 1, &[])
+        .expect("load generated data");
+    let good = json!({"sync": {"schedule": "1s"}});
+    let config = env.config("daemon", good.clone());
+    let good_text = std::fs::read_to_string(&config).unwrap();
+    let mut daemon = Daemon::start(&env, &config);
+    let addr = daemon.metrics_addr();
+
+    // The first run creates the directory's users.
+    wait_for(Duration::from_secs(20), "the first run's users", || {
+        (env.target.users().len() == 5).then_some(())
+    });
+    // A user added to the directory arrives within a few periods.
+    env.add_user("newcomer", "ou=people", "example.test", &[]);
+    let added = Instant::now();
+    wait_for(Duration::from_secs(6), "the new user in the target", || {
+        env.target.user("newcomer@example.test")
+    });
+    eprintln!("new user arrived after {:.2?}", added.elapsed());
+
+    // /metrics counts exactly the runs the log reports: each run is recorded and logged
+    // under the lock a scrape takes, so the log read before and after brackets the scrape.
+    let before = daemon.finished_runs().len();
+    let (status, text) = http_get(&addr, "/metrics");
+    let after = daemon.finished_runs();
+    assert_eq!(status, 200, "{text}");
+    let samples = parse_metrics(&text);
+    let runs = sum(&samples, "dirsync_runs_total", &[]);
+    assert!(
+        before as f64 <= runs && runs <= after.len() as f64,
+        "{before} <= {runs} <= {}\n{text}",
+        after.len()
+    );
+    assert!(runs >= 2.0, "{text}");
+    for line in &after {
+        assert!(line.contains("exit_code=0"), "{line}");
+    }
+    assert_eq!(
+        sum(&samples, "dirsync_runs_total", &[("exit_code", "0")]),
+        runs
+    );
+    assert_eq!(
+        sum(&samples, "dirsync_runs_total", &[("mode", "full")]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sum(&samples, "dirsync_run_duration_seconds_count", &[]),
+        runs
+    );
+    assert_eq!(sum(&samples, "dirsync_last_run_exit_code", &[]), 0.0);
+    assert!(sum(&samples, "dirsync_last_success_timestamp_seconds", &[]) > 1.7e9);
+    let created = [("kind", "user"), ("op", "create"), ("result", "ok")];
+    assert_eq!(
+        sum(&samples, "dirsync_operations_total", &created),
+        6.0,
+        "{text}"
+    );
+    assert_eq!(
+        sum(
+            &samples,
+            "dirsync_operations_total",
+            &[("kind", "group"), ("op", "create")]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(sum(&samples, "dirsync_refused_runs_total", &[]), 0.0);
+    assert_eq!(http_get(&addr, "/healthz").0, 200);
+
+    // SIGHUP with a broken configuration: the error names file and line, runs go on.
+    std::fs::write(&config, "iid:\n  scim:\n    base_url: not-a-url\n").unwrap();
+    daemon.signal("HUP");
+    let shown = wait_for(Duration::from_secs(10), "the refused reload", || {
+        daemon
+            .log()
+            .lines()
+            .find(|l| l.contains("configuration reload refused"))
+            .map(str::to_string)
+    });
+    assert!(
+        shown.contains(&format!("{}:3:", config.display())) && shown.contains("base_url"),
+        "{shown}"
+    );
+    let refused_at = daemon.finished_runs().len();
+    wait_for(Duration::from_secs(10), "two more runs", || {
+        (daemon.finished_runs().len() >= refused_at + 2).then_some(())
+    });
+    assert!(daemon.alive());
+    std::fs::write(&config, &good_text).unwrap();
+
+    // SIGTERM: exit status 0, and the next `dirsync sync` (full: the configuration file
+    // changed since the daemon's last run) has nothing to do.
+    daemon.signal("TERM");
+    let status = wait_for(Duration::from_secs(20), "the daemon to stop", || {
+        daemon.child.try_wait().unwrap()
+    });
+    assert_eq!(status.code(), Some(0), "{}", daemon.log());
+    assert!(daemon.log().contains("dirsync run stopped"));
+    let run = env.sync(&config, &[]);
+    assert_eq!(run.code, 0, "{:#}", run.report);
+    run.assert_counts(&[]);
+    assert_eq!(run.report["drift"], json!(0), "{:#}", run.report);
+    assert!(env.target.user(&gen_user(1)).is_some());
+}
