@@ -1013,7 +1013,11 @@ async fn hold_writer(db: PathBuf, after: Duration, hold: Duration) {
 async fn a_failed_signin_does_not_wait_for_the_writer() {
     let ids = Ids::start("service_name: Timing\n");
     let id = ids
-        .create_user("tim@example.jp", &["tim@example.jp"], Some("the right password"))
+        .create_user(
+            "tim@example.jp",
+            &["tim@example.jp"],
+            Some("the right password"),
+        )
         .await;
     let slow = {
         use argon2::PasswordHasher;
