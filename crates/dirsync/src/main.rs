@@ -169,6 +169,21 @@ fn load(files: &Files) -> Result<Loaded, i32> {
     Ok((config, warnings, krb5))
 }
 
+/// [`load`], then logging at the configured level (or `--log-level`), the load warnings
+/// logged: what `sync` and `run` start with.
+fn load_and_log(files: &Files, log_level: Option<&str>, format: LogFormat) -> Result<Loaded, i32> {
+    let loaded = load(files)?;
+    let level = log_level.map_or_else(
+        || loaded.0.log.loglevel.as_str().to_string(),
+        str::to_string,
+    );
+    init_logging(&level, format);
+    for w in &loaded.1 {
+        tracing::warn!("{w}");
+    }
+    Ok(loaded)
+}
+
 fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(format!(
         "{level},sqlx=warn,hyper=warn,reqwest=warn,rustls=warn"
@@ -195,18 +210,11 @@ async fn async_main(cli: Cli) -> i32 {
             full,
             report,
         } => {
-            let (config, warnings, _krb5) = match load(&files) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            let level = cli
-                .log_level
-                .clone()
-                .unwrap_or_else(|| config.log.loglevel.as_str().to_string());
-            init_logging(&level, cli.log_format);
-            for w in &warnings {
-                tracing::warn!("{w}");
-            }
+            let (config, warnings, _krb5) =
+                match load_and_log(&files, cli.log_level.as_deref(), cli.log_format) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
             let options = SyncOptions {
                 dry_run,
                 recovery,
@@ -251,18 +259,11 @@ async fn async_main(cli: Cli) -> i32 {
             files,
             metrics_listen,
         } => {
-            let (config, warnings, _krb5) = match load(&files) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            let level = cli
-                .log_level
-                .clone()
-                .unwrap_or_else(|| config.log.loglevel.as_str().to_string());
-            init_logging(&level, cli.log_format);
-            for w in &warnings {
-                tracing::warn!("{w}");
-            }
+            let (config, warnings, _krb5) =
+                match load_and_log(&files, cli.log_level.as_deref(), cli.log_format) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
             let options = dirsync::daemon::DaemonOptions {
                 config_path: files.config,
                 secret_path: files.secret,

@@ -114,7 +114,7 @@ impl Limits {
 }
 
 /// Counts one request against `key`; returns the count in the current window.
-async fn charge(store: &Store, key: &str) -> Result<i64, sqlx::Error> {
+pub(super) async fn charge(store: &Store, key: &str) -> Result<i64, sqlx::Error> {
     store::retry(store::is_retryable, move || async move {
         let now_t = chrono::Utc::now();
         let (at, floor) = (fmt_time(now_t), fmt_time(now_t - LIMIT_WINDOW));

@@ -183,25 +183,21 @@ async fn attempt(
         .is_some_and(|l| l > at.as_str());
     let matches = verify_blocking(password, hash.clone()).await;
     let Some(user) = user else {
+        count_refusal(st, username).await?;
         return Ok(Outcome::Failed);
     };
     if user.state != STATE_ACTIVE || hash.is_none() {
         tracing::info!(user_id = %user.id, state = %user.state, has_password = hash.is_some(), "sign-in refused");
+        count_refusal(st, username).await?;
         return Ok(Outcome::Failed);
     }
     if locked {
         tracing::info!(user_id = %user.id, "sign-in refused: account locked");
+        count_refusal(st, username).await?;
         return Ok(Outcome::Failed);
     }
     if !matches {
-        // Recorded after the answer: an unknown userName writes nothing, so waiting for this
-        // write (or for the writer, while others hold it) would tell which accounts exist.
-        let st = st.clone();
-        tokio::spawn(async move {
-            if let Err(e) = record_failure(&st, &user, &at).await {
-                tracing::error!(error = %e, "a failed sign-in could not be recorded");
-            }
-        });
+        record_failure(st, &user, &at).await?;
         return Ok(Outcome::Failed);
     }
     if state.failures > 0 || state.locked_until.is_some() {
@@ -233,6 +229,19 @@ async fn load_credentials(
         }
         None => Ok((None, None, account::AccountState::default())),
     }
+}
+
+/// A refusal that records no account failure (unknown userName, no password, disabled,
+/// locked) still makes one write, like [`record_failure`]: a failure that writes and one that
+/// does not would answer at different times whenever the database writer is busy, telling
+/// which accounts exist.
+async fn count_refusal(st: &WebState, username: &str) -> Result<(), sqlx::Error> {
+    super::charge(
+        &st.svc.store,
+        &format!("refused:{}", username.to_lowercase()),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Counts a wrong password; on reaching the limit locks the account and mails the user.
