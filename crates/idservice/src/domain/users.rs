@@ -440,10 +440,9 @@ async fn store_replacement(
     if p.user_name_lc != old.user_name_lc || p.external_id != old.external_id {
         check_unique(conn, &p, Some(&old.id)).await?;
     }
+    // An unchanged immutable id is this user's own: nothing to check.
     let old_immutable = immutable_of(&old_resource, old.external_id.as_deref(), &old.id);
-    if immutable_of(&p.resource, p.external_id.as_deref(), &old.id) != old_immutable
-        || downstream_id_of(&p.resource) != downstream_id_of(&old_resource)
-    {
+    if immutable_of(&p.resource, p.external_id.as_deref(), &old.id) != old_immutable {
         check_immutable_id(conn, &p, &old.id).await?;
     }
     let row = row_of(

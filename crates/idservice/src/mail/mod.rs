@@ -191,7 +191,8 @@ impl Mail {
         recipients: &[String],
         vars: &[(&str, &str)],
     ) -> Result<usize, sqlx::Error> {
-        let Some(key) = self.key.as_deref().filter(|_| self.enabled()) else {
+        // The key is loaded exactly when a relay is configured.
+        let Some(key) = self.key.as_deref() else {
             tracing::info!(
                 kind = kind.name(),
                 "email is not configured (no smtp section); message not sent"

@@ -113,12 +113,13 @@ impl Store {
         search_timeout: Duration,
     ) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
-        let mut store = match backend {
-            Backend::Sqlite(dir) => Store::open(dir).await?,
-            Backend::Postgres { .. } => Store::open_postgres(backend, search_timeout).await?,
-        };
-        store.search_timeout = search_timeout;
-        Ok(store)
+        match backend {
+            Backend::Sqlite(dir) => Ok(Store {
+                search_timeout,
+                ..Store::open(dir).await?
+            }),
+            Backend::Postgres { .. } => Store::open_postgres(backend, search_timeout).await,
+        }
     }
 
     /// Opens (creating if needed) `DIR/idservice.db`, checks it is a SQLite database and runs
