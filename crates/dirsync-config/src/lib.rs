@@ -811,6 +811,10 @@ pub struct SyncConfig {
     pub max_deletions: u64,
     #[serde(default = "default_ratio")]
     pub max_deletion_ratio: Ratio,
+    /// [better] The ratio gate applies only to a run that removes more than this many
+    /// objects (default 10); `max_deletions` is unaffected.
+    #[serde(default = "default_ratio_floor")]
+    pub deletion_ratio_floor: u64,
     /// Group deletions + member removals; default: the same count as `max_deletions`.
     #[serde(default)]
     pub max_group_deletions: Option<u64>,
@@ -818,9 +822,17 @@ pub struct SyncConfig {
     pub pending_deletion: PendingDeletionConfig,
     #[serde(default = "default_full_every")]
     pub full_every: DurationText,
-    /// How often `dirsync run` starts a run (an interval; default 15m).
+    /// When `dirsync run` starts a run: an interval or a cron expression (default 15m).
     #[serde(default = "default_schedule")]
     pub schedule: Schedule,
+    /// [better] `dirsync run`: between scheduled runs, follow the directory's changes as they
+    /// happen and run at once (syncrepl refreshAndPersist on OpenLDAP; on Active Directory a
+    /// highestCommittedUSN poll every `watch_interval`).
+    #[serde(default)]
+    pub watch: bool,
+    /// How often the Active Directory watch polls (default 5s).
+    #[serde(default = "default_watch_interval")]
+    pub watch_interval: DurationText,
     #[serde(default = "default_member_chunk")]
     pub member_chunk: Bounded<10000>,
     #[serde(default)]
@@ -835,11 +847,17 @@ fn default_max_deletions() -> u64 {
 fn default_ratio() -> Ratio {
     Ratio(0.10)
 }
+fn default_ratio_floor() -> u64 {
+    10
+}
 fn default_full_every() -> DurationText {
     DurationText(Duration::from_secs(24 * 3600))
 }
 fn default_schedule() -> Schedule {
-    Schedule(Duration::from_secs(15 * 60))
+    Schedule::Every(Duration::from_secs(15 * 60))
+}
+fn default_watch_interval() -> DurationText {
+    DurationText(Duration::from_secs(5))
 }
 fn default_member_chunk() -> Bounded<10000> {
     Bounded(100)
@@ -854,10 +872,13 @@ impl Default for SyncConfig {
             state_dir: None,
             max_deletions: default_max_deletions(),
             max_deletion_ratio: default_ratio(),
+            deletion_ratio_floor: default_ratio_floor(),
             max_group_deletions: None,
             pending_deletion: PendingDeletionConfig::default(),
             full_every: default_full_every(),
             schedule: default_schedule(),
+            watch: false,
+            watch_interval: default_watch_interval(),
             member_chunk: default_member_chunk(),
             flatten_nested_groups: false,
             concurrency: default_concurrency(),

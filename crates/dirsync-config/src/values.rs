@@ -236,10 +236,10 @@ pub enum ValueError {
     )]
     GssapiIncomplete,
     #[error(
-        "schedule {0:?} is not an interval: cron expressions are not accepted yet; write an \
-         interval such as \"15m\" or \"1h\""
+        "schedule {0:?} is neither an interval (\"15m\") nor a five-field cron expression \
+         (\"*/15 * * * *\"): {1}"
     )]
-    CronSchedule(String),
+    CronSchedule(String, String),
     #[error("schedule {0:?} is shorter than one second")]
     ScheduleTooShort(String),
 }
@@ -437,31 +437,91 @@ pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
     humantime::parse_duration(t).map_err(|_| bad())
 }
 
-/// `sync.schedule`: how often `dirsync run` starts a run, an interval in the grammar of
-/// [`DurationText`] of at least one second. A cron expression (`*/15 * * * *`) is refused with
-/// a message saying that only intervals are accepted for now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Schedule(pub Duration);
+/// `sync.schedule`: when `dirsync run` starts a run: an interval in the grammar of
+/// [`DurationText`] of at least one second (`15m`, measured from the start of the previous
+/// run), or a five-field cron expression in local time (`*/15 * * * *`, `0 2 * * MON-FRI`,
+/// parsed by the `croner` crate).
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    Every(Duration),
+    Cron(CronSchedule),
+}
+
+/// A parsed cron expression and its text.
+#[derive(Debug, Clone)]
+pub struct CronSchedule {
+    pub text: String,
+    cron: croner::Cron,
+}
+
+impl PartialEq for CronSchedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl PartialEq for Schedule {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Schedule::Every(a), Schedule::Every(b)) => a == b,
+            (Schedule::Cron(a), Schedule::Cron(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Schedule {
+    /// When the run after one that started at `started` is due; `None`: never (a cron
+    /// expression with no further occurrence, such as `0 0 30 2 *`).
+    pub fn next_after(
+        &self,
+        started: chrono::DateTime<chrono::Local>,
+    ) -> Option<chrono::DateTime<chrono::Local>> {
+        match self {
+            Schedule::Every(every) => {
+                started.checked_add_signed(chrono::TimeDelta::from_std(*every).ok()?)
+            }
+            Schedule::Cron(c) => c.cron.find_next_occurrence(&started, false).ok(),
+        }
+    }
+
+    /// The usual time between two runs: the interval, or for a cron expression the gap
+    /// between its next two occurrences (what `/healthz` multiplies by 3).
+    pub fn period(&self) -> Duration {
+        match self {
+            Schedule::Every(every) => *every,
+            Schedule::Cron(_) => self
+                .next_after(chrono::Local::now())
+                .and_then(|first| Some((self.next_after(first)? - first).to_std().ok()?))
+                .unwrap_or(Duration::MAX),
+        }
+    }
+}
 
 impl<'de> Deserialize<'de> for Schedule {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        parse_schedule(&text)
-            .map(Schedule)
-            .map_err(de::Error::custom)
+        parse_schedule(&text).map_err(de::Error::custom)
     }
 }
 
-pub fn parse_schedule(text: &str) -> Result<Duration, ValueError> {
+pub fn parse_schedule(text: &str) -> Result<Schedule, ValueError> {
     let t = text.trim();
     if t.contains(|c: char| c.is_whitespace() || c == '*' || c == '@') {
-        return Err(ValueError::CronSchedule(text.to_string()));
+        let cron = croner::parser::CronParser::builder()
+            .build()
+            .parse(t)
+            .map_err(|e| ValueError::CronSchedule(text.to_string(), e.to_string()))?;
+        return Ok(Schedule::Cron(CronSchedule {
+            text: t.to_string(),
+            cron,
+        }));
     }
     let every = parse_duration(t)?;
     if every < Duration::from_secs(1) {
         return Err(ValueError::ScheduleTooShort(text.to_string()));
     }
-    Ok(every)
+    Ok(Schedule::Every(every))
 }
 
 /// The LDAP timeout in seconds, 1..=36000 as the existing tool documents.
@@ -706,15 +766,28 @@ mod tests {
 
     #[test]
     fn schedules() {
-        assert_eq!(parse_schedule("15m").unwrap(), Duration::from_secs(900));
-        assert_eq!(parse_schedule("1s").unwrap(), Duration::from_secs(1));
+        use chrono::{Local, TimeZone, Timelike};
+        let every = |t: &str| match parse_schedule(t).unwrap() {
+            Schedule::Every(d) => d,
+            Schedule::Cron(c) => panic!("{t} parsed as cron {}", c.text),
+        };
+        assert_eq!(every("15m"), Duration::from_secs(900));
+        assert_eq!(every("1s"), Duration::from_secs(1));
+        let quarter = parse_schedule("*/15 * * * *").unwrap();
+        assert_eq!(quarter.period(), Duration::from_secs(900));
+        let at = Local.with_ymd_and_hms(2026, 12, 7, 10, 7, 30).unwrap();
+        let next = quarter.next_after(at).unwrap();
+        assert_eq!((next.hour(), next.minute(), next.second()), (10, 15, 0));
+        let nightly = parse_schedule("0 2 * * *").unwrap();
+        assert_eq!(nightly.period(), Duration::from_secs(86_400));
+        assert!(parse_schedule("@hourly").is_ok());
         assert!(matches!(
-            parse_schedule("*/15 * * * *"),
-            Err(ValueError::CronSchedule(_))
+            parse_schedule("*/15 * * *"),
+            Err(ValueError::CronSchedule(..))
         ));
         assert!(matches!(
-            parse_schedule("@hourly"),
-            Err(ValueError::CronSchedule(_))
+            parse_schedule("61 * * * *"),
+            Err(ValueError::CronSchedule(..))
         ));
         assert!(matches!(
             parse_schedule("0s"),

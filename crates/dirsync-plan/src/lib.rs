@@ -158,6 +158,10 @@ pub struct Ownership {
 pub struct Thresholds {
     pub max_deletions: u64,
     pub max_deletion_ratio: f64,
+    /// The ratio gate applies only to a run that removes more than this many users (and,
+    /// separately, more than this many group deletions + member removals): a few leavers in
+    /// a small directory are never held back by a ratio meant for accidents.
+    pub deletion_ratio_floor: u64,
     /// Group deletions + member removals; `None`: the same as `max_deletions`.
     pub max_group_deletions: Option<u64>,
     /// `--allow-deletions N`: a run with at most N deletions (of each kind) goes through.
@@ -169,6 +173,7 @@ impl Default for Thresholds {
         Thresholds {
             max_deletions: 500,
             max_deletion_ratio: 0.10,
+            deletion_ratio_floor: 10,
             max_group_deletions: None,
             allow_deletions: None,
         }
@@ -514,7 +519,7 @@ fn threshold_refusals(th: &Thresholds, users: (u64, u64), groups: (u64, u64)) ->
                 "{user_removals} users would be deleted or moved to pending deletion, more than sync.max_deletions ({})",
                 th.max_deletions
             ));
-        } else if user_removals as f64 > ratio_limit {
+        } else if user_removals > th.deletion_ratio_floor && user_removals as f64 > ratio_limit {
             refusals.push(format!(
                 "{user_removals} of {population} managed users ({:.0}%) would be deleted or moved to pending deletion, more than sync.max_deletion_ratio ({:.0}%)",
                 100.0 * user_removals as f64 / population.max(1) as f64,
@@ -529,7 +534,9 @@ fn threshold_refusals(th: &Thresholds, users: (u64, u64), groups: (u64, u64)) ->
             refusals.push(format!(
                 "{group_count} group deletions and member removals, more than the limit ({max})"
             ));
-        } else if group_count as f64 > th.max_deletion_ratio * group_population as f64 {
+        } else if group_count > th.deletion_ratio_floor
+            && group_count as f64 > th.max_deletion_ratio * group_population as f64
+        {
             refusals.push(format!(
                 "{group_count} group deletions and member removals out of {group_population} managed groups and memberships, more than sync.max_deletion_ratio ({:.0}%)",
                 100.0 * th.max_deletion_ratio

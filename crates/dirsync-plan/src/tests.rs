@@ -627,28 +627,65 @@ fn population(n: usize, present: usize) -> PlanInput {
     i
 }
 
+/// `population` with the ratio gate applying from the first removal.
+fn population_without_floor(n: usize, present: usize) -> PlanInput {
+    let mut i = population(n, present);
+    i.thresholds.deletion_ratio_floor = 0;
+    i
+}
+
 #[test]
 fn threshold_refuses_20_percent_with_default_ratio() {
-    let p = plan(&population(10, 8));
+    let p = plan(&population_without_floor(10, 8));
     let reason = p.refused.clone().unwrap();
     assert!(p.operations.is_empty(), "no writes in a refused plan");
     assert!(reason.contains("2 of 10 managed users (20%)"), "{reason}");
     assert!(reason.contains("--allow-deletions 2"), "{reason}");
 
-    let mut i = population(10, 8);
+    let mut i = population_without_floor(10, 8);
     i.thresholds.allow_deletions = Some(2);
     let p = plan(&i);
     assert!(p.refused.is_none());
     assert_eq!(p.operations.len(), 2, "{p}");
 
     // Exactly 10% passes.
-    assert!(plan(&population(10, 9)).refused.is_none());
+    assert!(plan(&population_without_floor(10, 9)).refused.is_none());
 
     // The count limit.
     let mut i = population(10, 5);
     i.thresholds.max_deletion_ratio = 1.0;
     i.thresholds.max_deletions = 3;
     assert!(plan(&i).refused.unwrap().contains("sync.max_deletions (3)"));
+}
+
+/// The ratio gate applies only past `deletion_ratio_floor` removals (default 10); the count
+/// gate (`max_deletions`) always applies.
+#[test]
+fn deletion_ratio_floor_lets_leavers_through() {
+    // (managed users, users still in the directory, max_deletions, refused?)
+    let cases = [
+        (9, 8, 500, false),     // 1 leaver of 9 (11%): under the floor
+        (40, 35, 500, false),   // 5 of 40 (12.5%): under the floor
+        (40, 30, 500, false),   // 10 of 40 (25%): at the floor, still through
+        (40, 28, 500, true),    // 12 of 40 (30%): past the floor, the ratio refuses
+        (200, 189, 500, false), // 11 of 200 (5.5%): past the floor, under the ratio
+        (200, 178, 500, true),  // 22 of 200 (11%): past the floor and the ratio
+        (40, 35, 3, true),      // 5 of 40 with max_deletions 3: the count gate refuses
+    ];
+    for (n, present, max_deletions, refused) in cases {
+        let mut i = population(n, present);
+        i.thresholds.max_deletions = max_deletions;
+        let p = plan(&i);
+        assert_eq!(
+            p.refused.is_some(),
+            refused,
+            "{n} managed, {present} present, max_deletions {max_deletions}: {:?}",
+            p.refused
+        );
+        if !refused {
+            assert_eq!(p.operations.len(), n - present, "{p}");
+        }
+    }
 }
 
 #[test]
@@ -675,7 +712,10 @@ fn group_threshold_counts_separately() {
             tg("tg-x", "Gone", "x", &[]),
         ],
     );
-    i.thresholds = Thresholds::default();
+    i.thresholds = Thresholds {
+        deletion_ratio_floor: 0,
+        ..Thresholds::default()
+    };
     // 3 member removals + 1 group deletion out of 2 groups + 3 memberships.
     let p = plan(&i);
     assert!(
@@ -1064,8 +1104,9 @@ fn a_plan_over_the_changed_users_deletes_only_on_evidence_and_counts_the_whole_p
         p.operations.is_empty() && p.refused.is_none() && p.notes.is_empty(),
         "{p}"
     );
-    // 2 of 10 deleted: the ratio is taken of the whole population (20 % > 10 %: refused).
-    let mut w = population(10, 10);
+    // 2 of 10 deleted: the ratio is taken of the whole population (20 % > 10 %: refused;
+    // the ratio applies from the first removal here).
+    let mut w = population_without_floor(10, 10);
     w.users.retain(|u| u.anchor != "g1" && u.anchor != "g2");
     let p = plan(&changed_only(&w, &[], &["g1", "g2"]));
     let reason = p.refused.clone().unwrap_or_default();

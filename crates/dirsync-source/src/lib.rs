@@ -1,5 +1,6 @@
 //! Reads the directory: LDAP (failover, TLS, paged search, range retrieval), an LDIF file,
-//! and the changes since a cursor (OpenLDAP syncrepl, Active Directory DirSync / USN).
+//! the changes since a cursor (OpenLDAP syncrepl, Active Directory DirSync / USN), and a
+//! watcher that says when the directory changed (`sync.watch`).
 //!
 //! It returns raw entries ([`Entry`]: a DN and bytes per attribute) and decides the directory
 //! kind. It takes the list of attributes to read from its caller and does not know the
@@ -12,6 +13,7 @@ pub mod ldap;
 pub mod ldif;
 mod read;
 pub mod syncrepl;
+pub mod watch;
 
 pub use dirsync_model::entry::{Attributes, Entry, EntryBuilder, Values, dn_within, normalize_dn};
 pub use dirsync_model::kind::DirectoryKind;

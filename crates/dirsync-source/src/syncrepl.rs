@@ -25,7 +25,8 @@
 //!
 //! This module deliberately does not know the cached image (the caller keeps it and applies
 //! each set with [`super::changes::apply`]), the mapping, SCIM, or the state database. It does
-//! not use refreshAndPersist: a run is a one-shot program.
+//! not use refreshAndPersist: a run reads what changed and ends (the daemon's watcher,
+//! [`super::watch`], uses refreshAndPersist only to learn *that* something changed).
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -197,9 +197,9 @@ fn bad_retention_duration() {
 }
 
 #[test]
-fn cron_schedule_not_accepted_yet() {
+fn bad_cron_schedule() {
     insta::assert_snapshot!(load_err(
-        &format!("{BASE}sync:\n  schedule: '*/15 * * * *'\n"),
+        &format!("{BASE}sync:\n  schedule: '*/15 * * *'\n"),
         None
     ));
 }

@@ -327,3 +327,147 @@ fn daemon_syncs_on_schedule_reloads_and_stops() {
     assert_eq!(run.report["drift"], json!(0), "{:#}", run.report);
     assert!(env.target.user(&gen_user(1)).is_some());
 }
+
+/// `dirsync_watch_connected` as `/metrics` shows it now.
+fn watch_connected(addr: &str) -> f64 {
+    let (status, text) = http_get(addr, "/metrics");
+    assert_eq!(status, 200, "{text}");
+    sum(&parse_metrics(&text), "dirsync_watch_connected", &[])
+}
+
+/// Issue 17, "deprovisioning in seconds": with `sync.watch: true` and a schedule of an hour
+/// (so that only the watcher can start the runs measured here), a user disabled in slapd is
+/// inactive in the target within 5 s, and a user deleted goes to pending deletion within 5 s.
+/// slapd stopped under the daemon: `dirsync_watch_connected` drops to 0; a user added while
+/// it is down (slapadd, offline) arrives once slapd is back and the watcher has reconnected.
+#[test]
+fn watch_follows_slapd_within_seconds_and_across_a_restart() {
+    let env = Env::start(TargetKind::IdService);
+    env.slapd
+        .load_generated(20, 1, &[])
+        .expect("load generated data");
+    let overrides = json!({
+        "iid": {"scim": {"attribute": {"user": {"ad_bind": {"active": "employeeType"}}}}},
+        "sync": {"schedule": "1h", "watch": true},
+    });
+    let config = env.config("watch", overrides);
+    let daemon = Daemon::start(&env, &config);
+    let addr = daemon.metrics_addr();
+    wait_for(Duration::from_secs(30), "the first run's users", || {
+        (env.target.users().len() == 20).then_some(())
+    });
+    wait_for(Duration::from_secs(10), "the watcher to connect", || {
+        (watch_connected(&addr) == 1.0).then_some(())
+    });
+
+    // Disabled in the directory: inactive in the target within 5 s.
+    let dn = env.user_dn(&common::gen_uid(1));
+    env.modify(&dn, "replace", "employeeType", Some("false"));
+    let changed = Instant::now();
+    wait_for(
+        Duration::from_secs(5),
+        "the user disabled in the target",
+        || {
+            let user = env.target.user(&gen_user(1))?;
+            (user["active"] == json!(false)).then_some(())
+        },
+    );
+    eprintln!("disable arrived after {:.2?}", changed.elapsed());
+
+    // Deleted in the directory: pending deletion within 5 s.
+    env.slapd
+        .delete(&[&env.user_dn(&common::gen_uid(2))])
+        .unwrap();
+    let changed = Instant::now();
+    wait_for(Duration::from_secs(5), "the user pending deletion", || {
+        env.target
+            .pending_list()
+            .contains(&gen_user(2))
+            .then_some(())
+    });
+    eprintln!("deletion arrived after {:.2?}", changed.elapsed());
+
+    // slapd down: the watcher says so; a user added meanwhile arrives after the restart.
+    env.slapd.stop().unwrap();
+    wait_for(Duration::from_secs(40), "the watcher to notice", || {
+        (watch_connected(&addr) == 0.0).then_some(())
+    });
+    let ldif = env.dir.path().join("offline.ldif");
+    std::fs::write(
+        &ldif,
+        format!(
+            "dn: uid=offline,ou=people,{base}\nobjectClass: inetOrgPerson\nuid: offline\n\
+             cn: offline\nsn: Test\ngivenName: offline\nmail: offline@example.test\n",
+            base = env.slapd.base
+        ),
+    )
+    .unwrap();
+    env.slapd.load_ldif_offline(&ldif).unwrap();
+    wait_for(
+        Duration::from_secs(90),
+        "the offline user in the target",
+        || env.target.user("offline@example.test"),
+    );
+    assert_eq!(watch_connected(&addr), 1.0);
+    assert!(
+        daemon.log().contains("watcher disconnected, reconnecting"),
+        "{}",
+        daemon.log()
+    );
+}
+
+/// SIGTERM during a run lets the run finish (exit status 0); SIGTERM twice abandons it at
+/// once (exit status 0). Either way the next `dirsync sync` converges: every user exactly once.
+#[test]
+fn sigterm_mid_run_leaves_a_state_the_next_run_converges_from() {
+    for signals in [1, 2] {
+        let env = Env::start(TargetKind::IdService);
+        env.slapd
+            .load_generated(3000, 20, &[])
+            .expect("load generated data");
+        let config = env.config("term", json!({"sync": {"schedule": "1h"}}));
+        let mut daemon = Daemon::start(&env, &config);
+        wait_for(Duration::from_secs(60), "the run to start writing", || {
+            (!env.target.users().is_empty()).then_some(())
+        });
+        for _ in 0..signals {
+            daemon.signal("TERM");
+        }
+        let status = wait_for(Duration::from_secs(60), "the daemon to stop", || {
+            daemon.child.try_wait().unwrap()
+        });
+        assert_eq!(status.code(), Some(0), "{}", daemon.log());
+        let finished = !daemon.finished_runs().is_empty();
+        eprintln!(
+            "{signals} SIGTERM(s): the run {} with {} of 3000 users written",
+            if finished {
+                "finished"
+            } else {
+                "was abandoned"
+            },
+            env.target.users().len()
+        );
+        if signals == 1 {
+            assert!(
+                finished,
+                "one SIGTERM lets the run finish: {}",
+                daemon.log()
+            );
+            assert_eq!(env.target.users().len(), 3000);
+        }
+        let run = env.sync(&config, &[]);
+        assert!(run.code == 0, "{:#}", run.report);
+        let users = env.target.users();
+        let names: std::collections::BTreeSet<_> =
+            users.iter().map(|u| u["userName"].to_string()).collect();
+        assert_eq!(users.len(), 3000, "after {signals} SIGTERM(s)");
+        assert_eq!(
+            names.len(),
+            3000,
+            "no duplicates after {signals} SIGTERM(s)"
+        );
+        let again = env.sync(&config, &[]);
+        assert_eq!(again.code, 0, "{:#}", again.report);
+        again.assert_counts(&[]);
+    }
+}

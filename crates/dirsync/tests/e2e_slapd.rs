@@ -37,6 +37,7 @@ both_targets!(
     duplicate_group_names_refused,
     recreated_user_refused,
     deletion_threshold,
+    leavers_under_the_ratio_floor,
     empty_read_never_deletes,
 );
 
@@ -332,10 +333,13 @@ fn recreated_user_refused(kind: TargetKind) {
 }
 
 /// behaviour §5: a run that would remove 20% of the users is refused (exit 2, nothing written);
-/// `--allow-deletions N` lets exactly that run through; 1 of 8 (12.5%) is refused too.
+/// `--allow-deletions N` lets exactly that run through; 1 of 8 (12.5%) is refused too. The
+/// ratio gate applies here from the first removal (`deletion_ratio_floor: 0`).
 fn deletion_threshold(kind: TargetKind) {
     let env = started(kind, 10, 1);
-    let config = env.config("main", base_overrides());
+    let mut overrides = base_overrides();
+    overrides["sync"] = json!({"deletion_ratio_floor": 0});
+    let config = env.config("main", overrides);
     assert_eq!(env.sync(&config, &[]).count("created"), 10);
     let before = env.target.users();
 
@@ -375,6 +379,37 @@ fn deletion_threshold(kind: TargetKind) {
         env.target.user(&gen_user(3)).unwrap()["active"],
         json!(true)
     );
+}
+
+/// With the default thresholds (`max_deletion_ratio` 10 %, `deletion_ratio_floor` 10), a
+/// directory of 40 users that loses 5 of them (12.5 %) lets all 5 reach pending deletion; one
+/// that then loses 12 of the 35 left is refused as before, and nothing is written.
+fn leavers_under_the_ratio_floor(kind: TargetKind) {
+    let env = started(kind, 40, 1);
+    let config = env.config("main", base_overrides());
+    assert_eq!(env.sync(&config, &[]).count("created"), 40);
+
+    let leavers: Vec<String> = (1..=5).map(|k| env.user_dn(&gen_uid(k))).collect();
+    env.slapd
+        .delete(&leavers.iter().map(String::as_str).collect::<Vec<_>>())
+        .unwrap();
+    let run = env.sync(&config, &[]);
+    assert_eq!(run.code, 0, "{:#}", run.report);
+    assert_eq!(run.count("pending_deletion"), 5, "{:#}", run.report);
+    for k in 1..=5 {
+        env.target.assert_pending(&gen_user(k));
+    }
+
+    let before = env.target.users();
+    let many: Vec<String> = (6..=17).map(|k| env.user_dn(&gen_uid(k))).collect();
+    env.slapd
+        .delete(&many.iter().map(String::as_str).collect::<Vec<_>>())
+        .unwrap();
+    let run = env.sync(&config, &[]);
+    assert_eq!(run.code, 2, "{:#}", run.report);
+    let refused = run.report["refused"].as_str().unwrap();
+    assert!(refused.contains("12 of 35"), "{refused}");
+    assert_eq!(env.target.users(), before, "nothing written");
 }
 
 /// An empty LDAP result (a filter matching nothing; every user deleted) never deletes, and the

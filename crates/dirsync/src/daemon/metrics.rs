@@ -30,6 +30,7 @@ pub struct Metrics {
     duration: Histogram,
     operations: Family<Labels, Counter>,
     refused: Family<Labels, Counter>,
+    watch_connected: Gauge,
     /// Taken while a run is recorded (and its summary logged) and while the metrics are
     /// encoded: a scrape never sees half a run.
     health: Mutex<Health>,
@@ -81,6 +82,12 @@ impl Metrics {
             "Runs that refused to write, by reason",
             refused.clone(),
         );
+        let watch_connected = Gauge::default();
+        registry.register(
+            "dirsync_watch_connected",
+            "1 while the watcher follows the directory's changes (sync.watch), else 0",
+            watch_connected.clone(),
+        );
         Metrics {
             registry,
             runs,
@@ -89,6 +96,7 @@ impl Metrics {
             duration,
             operations,
             refused,
+            watch_connected,
             health: Mutex::new(Health {
                 started: Instant::now(),
                 last_success: None,
@@ -104,6 +112,11 @@ impl Metrics {
     /// A new schedule (after a configuration reload): the health window follows it.
     pub fn set_schedule(&self, schedule: Duration) {
         self.health().schedule = schedule;
+    }
+
+    /// Whether the watcher is connected (`dirsync_watch_connected`).
+    pub fn set_watch_connected(&self, connected: bool) {
+        self.watch_connected.set(i64::from(connected));
     }
 
     /// Adds a finished run and logs its one-line summary, under the lock a scrape takes.

@@ -530,6 +530,7 @@ fn thresholds(sync: &crate::config::SyncConfig, allow_deletions: Option<u64>) ->
     Thresholds {
         max_deletions: sync.max_deletions,
         max_deletion_ratio: sync.max_deletion_ratio.0,
+        deletion_ratio_floor: sync.deletion_ratio_floor,
         max_group_deletions: sync.max_group_deletions,
         allow_deletions,
     }
