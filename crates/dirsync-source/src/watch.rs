@@ -359,6 +359,7 @@ async fn notifications(
         match stream.next().await {
             Ok(Some(message)) if message.is_intermediate() || message.is_ref() => {}
             Ok(Some(_)) => {
+                tracing::debug!("Active Directory change notification: an object changed");
                 if events.send(WatchEvent::Changed).await.is_err() {
                     return Some(Lost::Closed);
                 }
