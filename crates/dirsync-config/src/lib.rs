@@ -26,7 +26,8 @@ pub use encryption::is_loopback_host;
 pub use load::{ConfigError, Warning};
 pub use values::{
     AttrList, Bounded, DurationText, HttpUrl, KdcAddress, KerberosPrincipal, LdapFilterText,
-    OneOrMany, Ratio, RubyRegex, RubyReplacement, Schedule, ScimFilterText, TimeoutSecs,
+    OneOrMany, PollInterval, Ratio, RubyRegex, RubyReplacement, Schedule, ScimFilterText,
+    TimeoutSecs,
 };
 
 /// The effective configuration: both files, with paths resolved.
@@ -832,7 +833,7 @@ pub struct SyncConfig {
     pub watch: bool,
     /// How often the Active Directory watch polls (default 5s).
     #[serde(default = "default_watch_interval")]
-    pub watch_interval: DurationText,
+    pub watch_interval: PollInterval,
     #[serde(default = "default_member_chunk")]
     pub member_chunk: Bounded<10000>,
     #[serde(default)]
@@ -856,8 +857,8 @@ fn default_full_every() -> DurationText {
 fn default_schedule() -> Schedule {
     Schedule::Every(Duration::from_secs(15 * 60))
 }
-fn default_watch_interval() -> DurationText {
-    DurationText(Duration::from_secs(5))
+fn default_watch_interval() -> PollInterval {
+    PollInterval(Duration::from_secs(5))
 }
 fn default_member_chunk() -> Bounded<10000> {
     Bounded(100)

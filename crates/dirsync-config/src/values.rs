@@ -242,6 +242,8 @@ pub enum ValueError {
     CronSchedule(String, String),
     #[error("schedule {0:?} is shorter than one second")]
     ScheduleTooShort(String),
+    #[error("interval {0:?} is shorter than one second")]
+    IntervalTooShort(String),
 }
 
 /// A Kerberos principal `name@REALM` (`sync@EXAMPLE.JP`, `svc/host@EXAMPLE.JP`). The realm
@@ -435,6 +437,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
         return Err(bad());
     }
     humantime::parse_duration(t).map_err(|_| bad())
+}
+
+/// A [`DurationText`] of at least one second: how often something is polled
+/// (`sync.watch_interval`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollInterval(pub Duration);
+
+impl<'de> Deserialize<'de> for PollInterval {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let every = parse_duration(&text).map_err(de::Error::custom)?;
+        if every < Duration::from_secs(1) {
+            return Err(de::Error::custom(ValueError::IntervalTooShort(text)));
+        }
+        Ok(PollInterval(every))
+    }
 }
 
 /// `sync.schedule`: when `dirsync run` starts a run: an interval in the grammar of

@@ -6,8 +6,8 @@
 //! changes through the same planner and safety gates as any run. So a lost or duplicated
 //! notification costs at most one extra or one later run, never a wrong write.
 //!
-//! - **OpenLDAP**: one RFC 4533 refreshAndPersist search over the base DN (`(objectClass=*)`,
-//!   no attributes). The first connection's refresh phase lists every entry (ids only); a
+//! - **OpenLDAP**: one RFC 4533 refreshAndPersist search over the base DN for the entries a
+//!   run reads (the user filter or the group filter), no attributes. The first connection's refresh phase lists every entry (ids only); a
 //!   reconnection sends the last cookie seen, so its refresh lists only what changed while the
 //!   watcher was away. Every entry of the persist phase is a change.
 //! - **Active Directory**: the change-notification control (a subtree search over the base DN
@@ -33,7 +33,7 @@ use ldap3::{Ldap, Scope, SearchStream};
 use tokio::sync::mpsc;
 
 use crate::ldap::{LdapSettings, LdapSource, LdapSourceError};
-use dirsync_config::Flavor;
+use dirsync_config::{Flavor, LdapConfig};
 use dirsync_model::kind::DirectoryKind;
 
 /// Active Directory's change-notification control (LDAP_SERVER_NOTIFICATION_OID).
@@ -60,9 +60,9 @@ pub enum WatchEvent {
 /// What to watch and how.
 #[derive(Debug, Clone)]
 pub struct WatchSpec {
-    /// `ad.ldap.flavor`: with `auto`, the kind is read from the rootDSE on each connection.
-    pub flavor: Flavor,
-    pub base: String,
+    /// `ad.ldap.*`: the flavor (with `auto`, the kind is read from the rootDSE on each
+    /// connection), the base DN and the user and group filters.
+    pub ldap: LdapConfig,
     /// Active Directory: how often `highestCommittedUSN` is read.
     pub poll_every: Duration,
 }
@@ -94,7 +94,7 @@ pub async fn watch(settings: LdapSettings, spec: WatchSpec, events: mpsc::Sender
         // Set once this connection follows changes: a session that got that far starts the
         // backoff afresh.
         let mut followed = false;
-        let lost = match connect(&settings, spec.flavor).await {
+        let lost = match connect(&settings, spec.ldap.flavor).await {
             Ok((source, DirectoryKind::OpenLdap)) => {
                 follow_syncrepl(&source, &spec, &mut cookie, &mut followed, &events).await
             }
@@ -162,10 +162,15 @@ async fn persist(
     followed: &mut bool,
     events: &mpsc::Sender<WatchEvent>,
 ) -> Lost {
+    let base = &spec.ldap.base_dn;
     let failed = |reason: String| Lost::Search {
-        base: spec.base.clone(),
+        base: base.clone(),
         reason,
     };
+    // The entries a run reads (users or groups, by the effective filters), so that a write
+    // elsewhere under the base (the agent's own account, say) wakes nothing.
+    let searches = crate::read::ldap_searches(&spec.ldap, Vec::new(), DirectoryKind::OpenLdap);
+    let filter = format!("(|{}{})", searches.users.filter, searches.groups.filter);
     let request = SyncRequest {
         mode: RefreshMode::RefreshAndPersist,
         cookie: cookie.clone(),
@@ -174,7 +179,7 @@ async fn persist(
     // No timeout: the persist phase is silent for as long as nothing changes.
     let started = ldap
         .with_controls(request.critical())
-        .streaming_search(&spec.base, Scope::Subtree, "(objectClass=*)", vec!["1.1"])
+        .streaming_search(base, Scope::Subtree, &filter, vec!["1.1"])
         .await;
     let mut stream: SearchStream<'_, &str, Vec<&str>> = match started {
         Ok(stream) => stream,
@@ -293,7 +298,7 @@ async fn poll_usn(
         return Lost::Closed;
     }
     let (ldap, _) = source.handle();
-    let notified = crate::ldap::guarded(notifications(ldap, &spec.base, events));
+    let notified = crate::ldap::guarded(notifications(ldap, &spec.ldap.base_dn, events));
     tokio::pin!(notified);
     let mut notifying = true;
     loop {

@@ -205,6 +205,14 @@ fn bad_cron_schedule() {
 }
 
 #[test]
+fn watch_interval_under_a_second() {
+    insta::assert_snapshot!(load_err(
+        &format!("{BASE}sync:\n  watch: true\n  watch_interval: 0s\n"),
+        None
+    ));
+}
+
+#[test]
 fn bad_ratio() {
     insta::assert_snapshot!(load_err(
         &format!("{BASE}sync:\n  max_deletion_ratio: 10\n"),

@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Issue 17: `dirsync run` as a child process against real slapd and idservice, with
 //! `sync.schedule: 1s` and `--metrics-listen 127.0.0.1:0`. A user added to the directory
-//! reaches the target within a few periods; `/metrics`, parsed strictly, counts exactly the
+//! reaches the target within a few periods; `/metrics`, parsed by the Prometheus project's
+//! OpenMetrics parser (prometheus-client), counts exactly the
 //! runs the log reports; `/healthz` answers 200 after a good run; SIGHUP with a broken
 //! configuration logs the file:line error and the daemon goes on running; SIGTERM ends it with
 //! exit status 0 and a following `dirsync sync` (a full reconcile) finds nothing to do.
@@ -116,92 +117,41 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
 /// One sample: metric name, labels, value.
 type Sample = (String, BTreeMap<String, String>, f64);
 
-/// A strict parser of the text exposition format: `# HELP|TYPE|UNIT` comments, sample lines
-/// `name{k="v",…} value`, and the final `# EOF`. Any other line fails the test.
-fn parse_metrics(text: &str) -> Vec<Sample> {
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.last(), Some(&"# EOF"), "{text}");
-    let mut samples = Vec::new();
-    for line in &lines[..lines.len() - 1] {
-        if let Some(comment) = line.strip_prefix("# ") {
-            let kind = comment.split(' ').next().unwrap();
-            assert!(
-                ["HELP", "TYPE", "UNIT"].contains(&kind),
-                "bad line {line:?}"
-            );
-            continue;
-        }
-        samples.push(parse_sample(line));
-    }
-    samples
-}
+/// The Prometheus project's parser of the OpenMetrics text format (prometheus-client, in the
+/// peers venv), run over `text`: it fails on any line the format does not allow.
+const PARSER: &str = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        print(json.dumps([s.name, s.labels, s.value]))
+"#;
 
-fn parse_sample(line: &str) -> Sample {
-    let bad = |why: &str| -> ! { panic!("{why} in {line:?}") };
-    let name_end = line
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
-        .unwrap_or_else(|| bad("no value"));
-    let name = &line[..name_end];
-    if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
-        bad("bad name");
-    }
-    let chars: Vec<char> = line[name_end..].chars().collect();
-    let mut pos = 0;
-    let mut labels = BTreeMap::new();
-    if chars.first() == Some(&'{') {
-        pos = 1;
-        while chars.get(pos) != Some(&'}') {
-            let key_start = pos;
-            while chars
-                .get(pos)
-                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_')
-            {
-                pos += 1;
-            }
-            let key: String = chars[key_start..pos].iter().collect();
-            if key.is_empty() || chars.get(pos..pos + 2) != Some(&['=', '"'][..]) {
-                bad("bad label");
-            }
-            pos += 2;
-            let mut value = String::new();
-            loop {
-                match chars.get(pos) {
-                    Some('"') => break,
-                    Some('\\') => {
-                        pos += 1;
-                        match chars.get(pos) {
-                            Some('n') => value.push('\n'),
-                            Some(c @ ('\\' | '"')) => value.push(*c),
-                            _ => bad("bad escape"),
-                        }
-                    }
-                    Some(c) => value.push(*c),
-                    None => bad("open label value"),
-                }
-                pos += 1;
-            }
-            pos += 1;
-            if labels.insert(key, value).is_some() {
-                bad("repeated label");
-            }
-            match chars.get(pos) {
-                Some(',') => pos += 1,
-                Some('}') => {}
-                _ => bad("bad label separator"),
-            }
-        }
-        pos += 1;
-    }
-    let rest: String = chars[pos..].iter().collect();
-    let value = rest
-        .strip_prefix(' ')
-        .unwrap_or_else(|| bad("no space before the value"));
-    let value: f64 = match value {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        v => v.parse().unwrap_or_else(|_| bad("bad value")),
-    };
-    (name.to_string(), labels, value)
+fn parse_metrics(text: &str) -> Vec<Sample> {
+    let mut child = Command::new(testenv::peers_venv().join("bin/python"))
+        .args(["-c", PARSER])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python of the peers venv (scripts/install-test-deps)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the OpenMetrics parser refused the text: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }
 
 /// The sum of the samples named `name` whose labels include `with`.

@@ -35,6 +35,16 @@ pub use fake_ad::{FakeAd, FakeAdSpec, FakeEntry, FakeFault};
 pub use samba::{AdUser, LoadStats, SambaDc, ad_guid_text, ad_sid_text, skip_samba};
 pub use smtp::{ReceivedMail, SmtpSink};
 
+/// The Python venv `scripts/install-test-deps` made for the peers (`DIRSYNC_PEERS_VENV`, else
+/// its default under the temporary directory): scim2-server, the conformance tools, and
+/// prometheus-client (whose OpenMetrics parser the daemon tests use).
+pub fn peers_venv() -> PathBuf {
+    match std::env::var_os("DIRSYNC_PEERS_VENV") {
+        Some(venv) => PathBuf::from(venv),
+        None => std::env::temp_dir().join("dirsync-peers/venv-scim"),
+    }
+}
+
 /// `testenv/peers/` in this repository.
 pub fn peers_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testenv/peers")

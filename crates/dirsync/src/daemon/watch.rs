@@ -45,8 +45,7 @@ impl Watch {
             return none;
         }
         let spec = WatchSpec {
-            flavor: config.ad.ldap.flavor,
-            base: config.ad.ldap.base_dn.clone(),
+            ldap: config.ad.ldap.clone(),
             poll_every: config.sync.watch_interval.0,
         };
         let (sender, events) = mpsc::channel(EVENT_BUFFER);
