@@ -823,6 +823,9 @@ pub struct SyncConfig {
     pub pending_deletion: PendingDeletionConfig,
     #[serde(default = "default_full_every")]
     pub full_every: DurationText,
+    /// [better] `dirsync apply` refuses a saved plan older than this (default 24h).
+    #[serde(default = "default_plan_max_age")]
+    pub plan_max_age: DurationText,
     /// When `dirsync run` starts a run: an interval or a cron expression (default 15m).
     #[serde(default = "default_schedule")]
     pub schedule: Schedule,
@@ -851,6 +854,9 @@ fn default_ratio() -> Ratio {
 fn default_ratio_floor() -> u64 {
     10
 }
+fn default_plan_max_age() -> DurationText {
+    DurationText(Duration::from_secs(24 * 3600))
+}
 fn default_full_every() -> DurationText {
     DurationText(Duration::from_secs(24 * 3600))
 }
@@ -877,6 +883,7 @@ impl Default for SyncConfig {
             max_group_deletions: None,
             pending_deletion: PendingDeletionConfig::default(),
             full_every: default_full_every(),
+            plan_max_age: default_plan_max_age(),
             schedule: default_schedule(),
             watch: false,
             watch_interval: default_watch_interval(),

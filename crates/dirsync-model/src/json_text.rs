@@ -8,7 +8,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 /// JSON text made from a [`Value`] (so it always parses back to the same value).
@@ -63,6 +63,13 @@ impl Serialize for JsonText {
     }
 }
 
+/// Read from the JSON value it holds (a saved plan read back).
+impl<'de> Deserialize<'de> for JsonText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Value::deserialize(deserializer).map(|v| JsonText::new(&v))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -75,6 +82,8 @@ mod tests {
         let t = JsonText::new(&v);
         assert_eq!(t.value(), v);
         assert_eq!(serde_json::to_value(&t).unwrap(), v);
+        let back: JsonText = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(back, t);
         assert_eq!(t.clone(), t);
         assert_eq!(JsonText::default().value(), Value::Null);
         assert_eq!(

@@ -22,7 +22,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeSet, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use dirsync_model::json_text::JsonText;
@@ -181,7 +181,7 @@ impl Default for Thresholds {
 }
 
 /// A group a member operation applies to: existing, or created earlier in the same plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupRef {
     Id(String),
@@ -191,7 +191,7 @@ pub enum GroupRef {
 
 /// A member: an existing target user, or one created earlier in this plan (resolved by
 /// anchor at apply time).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRef {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -221,7 +221,7 @@ impl UserRef<'_> {
 }
 
 /// One attribute change, for people reading the plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     pub path: String,
     pub old: Option<Value>,
@@ -229,7 +229,7 @@ pub struct Change {
 }
 
 /// One write (or state-only step) of the plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Operation {
     CreateUser {
@@ -319,6 +319,52 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The object the operation acts on, as a key (kind and id, or anchor for what this plan
+    /// creates; member operations are keyed by their group) and a name for people (userName
+    /// or displayName). A saved plan is compared with a fresh one object by object on it.
+    pub fn subject(&self) -> (String, &str) {
+        match self {
+            Operation::CreateUser {
+                anchor, user_name, ..
+            } => (format!("user anchor {anchor}"), user_name),
+            Operation::AdoptUser { id, user_name }
+            | Operation::UpdateUser { id, user_name, .. }
+            | Operation::EnableUser { id, user_name }
+            | Operation::DisableUser { id, user_name }
+            | Operation::RestoreUser { id, user_name, .. }
+            | Operation::DeleteUser { id, user_name }
+            | Operation::AgentPendUser { id, user_name }
+            | Operation::PurgeUser { id, user_name, .. } => (format!("user id {id}"), user_name),
+            Operation::CreateGroup {
+                anchor,
+                display_name,
+                ..
+            } => (format!("group anchor {anchor}"), display_name),
+            Operation::AdoptGroup { id, display_name }
+            | Operation::UpdateGroup {
+                id, display_name, ..
+            }
+            | Operation::DeleteGroup { id, display_name } => {
+                (format!("group id {id}"), display_name)
+            }
+            Operation::AddMembers {
+                group,
+                display_name,
+                ..
+            }
+            | Operation::RemoveMembers {
+                group,
+                display_name,
+                ..
+            } => match group {
+                GroupRef::Id(id) => (format!("members of group id {id}"), display_name),
+                GroupRef::New(anchor) => {
+                    (format!("members of group anchor {anchor}"), display_name)
+                }
+            },
+        }
+    }
+
     /// The id of the existing target object the operation acts on (`None` for creates, and
     /// for member operations on a group this plan creates).
     pub fn target_id(&self) -> Option<&str> {

@@ -21,4 +21,5 @@ pub mod kerberos_env;
 pub mod password_sync;
 pub mod report;
 pub mod run;
+pub mod saved_plan;
 pub mod source;

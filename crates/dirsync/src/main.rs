@@ -10,6 +10,7 @@ use dirsync::config::Config;
 use dirsync::kerberos_env::PrivateDir;
 use dirsync::report::{EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE};
 use dirsync::run::{SyncOptions, sync};
+use dirsync::saved_plan::SavedPlan;
 
 #[derive(Parser)]
 #[command(
@@ -79,6 +80,26 @@ enum Command {
         /// changes since the last run, and report any drift it repairs.
         #[arg(long)]
         full: bool,
+        /// Report format on stdout.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        report: ReportFormat,
+        /// With --dry-run: also write the plan to FILE, for review and `dirsync apply`.
+        #[arg(long, value_name = "FILE", requires = "dry_run")]
+        plan_out: Option<PathBuf>,
+    },
+    /// Apply a plan saved by `sync --dry-run --plan-out`: exactly its operations, or nothing
+    /// (exit 2, naming the objects) when the directory or the target changed under it.
+    #[command(
+        after_help = "Refused (exit 2): a plan older than sync.plan_max_age (default 24h), one \
+        made with another config.yml, one whose objects a fresh plan would now write \
+        differently. A plan applied before does nothing (exit 0). Otherwise the exit codes of \
+        `sync`."
+    )]
+    Apply {
+        #[command(flatten)]
+        files: Files,
+        /// The plan file.
+        plan: PathBuf,
         /// Report format on stdout.
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         report: ReportFormat,
@@ -209,6 +230,7 @@ async fn async_main(cli: Cli) -> i32 {
             adopt,
             full,
             report,
+            plan_out,
         } => {
             let (config, warnings, _krb5) =
                 match load_and_log(&files, cli.log_level.as_deref(), cli.log_format) {
@@ -221,39 +243,33 @@ async fn async_main(cli: Cli) -> i32 {
                 allow_deletions,
                 adopt,
                 full,
+                saved_plan: None,
             };
             let result = sync(&config, warnings, &options).await;
-            match report {
-                ReportFormat::Json => {
-                    // Written as it is serialised: the plan of an initial run holds 100,000
-                    // resources, and one JSON value of all of it was most of that run's peak
-                    // memory (issue #5).
-                    #[derive(serde::Serialize)]
-                    struct Output<'a> {
-                        report: &'a dirsync::report::Report,
-                        plan: &'a Option<dirsync::plan::Plan>,
-                    }
-                    let output = Output {
-                        report: &result.report,
-                        plan: &result.plan,
-                    };
-                    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
-                    // A closed pipe (`dirsync ... | head`) is not an error worth a panic.
-                    let _ = serde_json::to_writer_pretty(&mut stdout, &output)
-                        .map_err(std::io::Error::from)
-                        .and_then(|()| {
-                            use std::io::Write;
-                            stdout.write_all(b"\n").and_then(|()| stdout.flush())
-                        });
-                }
-                ReportFormat::Text => {
-                    if dry_run && let Some(plan) = &result.plan {
-                        out(&format!("plan:\n{plan}\n\n"));
-                    }
-                    out(&result.report.to_text());
+            if let (Some(path), Some(plan)) = (&plan_out, &result.plan)
+                && result.report.refused.is_none()
+            {
+                let saved =
+                    SavedPlan::new(&config, &result.report.run_id, &result.report.mode, plan);
+                if let Err(e) = saved.write(path) {
+                    eprintln!("dirsync: {e}");
+                    return EXIT_UNREACHABLE;
                 }
             }
+            print_result(&result, report, dry_run);
             result.report.outcome.exit_code()
+        }
+        Command::Apply {
+            files,
+            plan,
+            report,
+        } => {
+            let (config, warnings, _krb5) =
+                match load_and_log(&files, cli.log_level.as_deref(), cli.log_format) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+            apply(&config, warnings, &plan, report).await
         }
         Command::Run {
             files,
@@ -292,6 +308,79 @@ async fn async_main(cli: Cli) -> i32 {
             dirsync::password_sync::cli::run(command, cli.log_level.as_deref(), &init).await
         }
     }
+}
+
+/// The report (and, for a dry run, the plan) on stdout.
+fn print_result(result: &dirsync::run::RunResult, report: ReportFormat, dry_run: bool) {
+    match report {
+        ReportFormat::Json => {
+            // Written as it is serialised: the plan of an initial run holds 100,000
+            // resources, and one JSON value of all of it was most of that run's peak
+            // memory (issue #5).
+            #[derive(serde::Serialize)]
+            struct Output<'a> {
+                report: &'a dirsync::report::Report,
+                plan: &'a Option<dirsync::plan::Plan>,
+            }
+            let output = Output {
+                report: &result.report,
+                plan: &result.plan,
+            };
+            let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            // A closed pipe (`dirsync ... | head`) is not an error worth a panic.
+            let _ = serde_json::to_writer_pretty(&mut stdout, &output)
+                .map_err(std::io::Error::from)
+                .and_then(|()| {
+                    use std::io::Write;
+                    stdout.write_all(b"\n").and_then(|()| stdout.flush())
+                });
+        }
+        ReportFormat::Text => {
+            if dry_run && let Some(plan) = &result.plan {
+                out(&format!("plan:\n{plan}\n\n"));
+            }
+            out(&result.report.to_text());
+        }
+    }
+}
+
+/// `dirsync apply`: checks the plan file, then a full run restricted to it.
+async fn apply(
+    config: &Config,
+    warnings: Vec<String>,
+    path: &std::path::Path,
+    report: ReportFormat,
+) -> i32 {
+    let saved = match SavedPlan::read(path).and_then(|p| p.check_applicable(config).map(|()| p)) {
+        Ok(saved) => saved,
+        Err(e) => {
+            eprintln!("dirsync: {e}");
+            return EXIT_REFUSED;
+        }
+    };
+    if saved.applied_before(config) {
+        outln!(
+            "the plan {} was applied before; nothing to do (make a new one with `dirsync sync \
+             --dry-run --plan-out`)",
+            saved.id
+        );
+        return EXIT_OK;
+    }
+    let options = SyncOptions {
+        full: true,
+        saved_plan: Some(std::sync::Arc::new(saved.clone())),
+        ..SyncOptions::default()
+    };
+    let result = sync(config, warnings, &options).await;
+    let code = result.report.outcome.exit_code();
+    // Applied (fully, or with objects that failed and are retried by the next run).
+    if result.report.refused.is_none() && result.report.stopped.is_none() {
+        if let Err(e) = saved.record_applied(config) {
+            eprintln!("dirsync: {e}");
+        }
+    }
+    print_result(&result, report, false);
+    code
 }
 
 async fn check(config: &Config, warnings: &[String]) -> i32 {

@@ -41,7 +41,7 @@ pub(super) async fn execute(
     };
     let input = desired::plan_input(&settings, desired, snapshot, &records, &group_records);
     phase("ownership records", &mut t);
-    let plan = plan::plan(&input);
+    let (plan, left_out) = restrict_to_saved(run, report, plan::plan(&input));
     phase("plan", &mut t);
     let anchors = acted_on_anchors(&plan, &input, &records, &group_records);
     // The plan holds what it sends; the planner's input goes before the writes (the records
@@ -57,7 +57,48 @@ pub(super) async fn execute(
     if run.options.dry_run || plan.refused.is_some() {
         return Some(unapplied(plan, false));
     }
-    apply_and_record(run, report, plan, &anchors, &matched, &mut t).await
+    let mut executed = apply_and_record(run, report, plan, &anchors, &matched, &mut t).await?;
+    // Operations a saved plan did not have are still to do, and the image now shows their
+    // objects as read: the next run reads everything again.
+    executed.target_conflicts |= left_out;
+    Some(executed)
+}
+
+/// `dirsync apply`: the fresh plan restricted to the saved plan's objects (and whether
+/// operations were left out), or refused (no operations) naming the objects whose operations
+/// are no longer the saved ones.
+fn restrict_to_saved(run: &RunCtx<'_>, report: &mut Report, fresh: Plan) -> (Plan, bool) {
+    let Some(saved) = &run.options.saved_plan else {
+        return (fresh, false);
+    };
+    if fresh.refused.is_some() {
+        return (fresh, false);
+    }
+    match saved.restrict(fresh) {
+        Ok((plan, left_out)) => {
+            if left_out > 0 {
+                report.notes.push(format!(
+                    "{left_out} operation(s) on objects the saved plan {} does not touch were \
+                     left for the next run (a full one)",
+                    saved.id
+                ));
+            }
+            (plan, left_out > 0)
+        }
+        Err(changed) => (
+            Plan {
+                refused: Some(format!(
+                    "the directory or the target changed under the saved plan {}: {} object(s) would \
+                 now be written differently: {}; nothing was written. Make a new plan.",
+                    saved.id,
+                    changed.len(),
+                    changed.join(", ")
+                )),
+                ..Plan::default()
+            },
+            false,
+        ),
+    }
 }
 
 /// What this instance owns, users and groups: it decides deletions, so when unreadable

@@ -76,6 +76,9 @@ pub struct SyncOptions {
     pub adopt: bool,
     /// `--full`: a full reconcile even when an incremental run is possible.
     pub full: bool,
+    /// `dirsync apply`: the saved plan this run applies (a full run whose plan must make the
+    /// same operations on the saved plan's objects, and is restricted to them).
+    pub saved_plan: Option<std::sync::Arc<crate::saved_plan::SavedPlan>>,
 }
 
 /// The outcome of a run: the report, and the plan (for `--dry-run` output).
@@ -85,8 +88,8 @@ pub struct RunResult {
 }
 
 /// A fingerprint of the effective configuration file (behaviour §4.4): when it changes, the run
-/// says so and reconciles fully.
-fn config_fingerprint(config: &Config) -> String {
+/// says so and reconciles fully (and a saved plan made with another one is refused).
+pub fn config_fingerprint(config: &Config) -> String {
     // default: an unreadable config file (just loaded) fingerprints as changed: a full run.
     let bytes = std::fs::read(&config.config_path).unwrap_or_default();
     hex::encode(Sha256::digest(bytes))
@@ -410,7 +413,8 @@ async fn full_reason(
         // differently.
         "the state was written by another version"
     } else if run.state.meta(META_TARGET_CONFLICTS).await?.as_deref() == Some("1") {
-        "the last run skipped objects because of the target's state"
+        "the last run skipped objects because of the target's state (or applied a saved plan \
+         and left other operations out)"
     } else if interrupted {
         // Its writes may be missing from the target cache: plan against the live target.
         "the previous run did not finish"
