@@ -462,7 +462,7 @@ impl<'de> Deserialize<'de> for PollInterval {
 #[derive(Debug, Clone)]
 pub enum Schedule {
     Every(Duration),
-    Cron(CronSchedule),
+    Cron(Box<CronSchedule>),
 }
 
 /// A parsed cron expression and its text.
@@ -510,7 +510,7 @@ impl Schedule {
             Schedule::Every(every) => *every,
             Schedule::Cron(_) => self
                 .next_after(chrono::Local::now())
-                .and_then(|first| Some((self.next_after(first)? - first).to_std().ok()?))
+                .and_then(|first| (self.next_after(first)? - first).to_std().ok())
                 .unwrap_or(Duration::MAX),
         }
     }
@@ -530,10 +530,10 @@ pub fn parse_schedule(text: &str) -> Result<Schedule, ValueError> {
             .build()
             .parse(t)
             .map_err(|e| ValueError::CronSchedule(text.to_string(), e.to_string()))?;
-        return Ok(Schedule::Cron(CronSchedule {
+        return Ok(Schedule::Cron(Box::new(CronSchedule {
             text: t.to_string(),
             cron,
-        }));
+        })));
     }
     let every = parse_duration(t)?;
     if every < Duration::from_secs(1) {

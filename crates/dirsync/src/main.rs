@@ -374,10 +374,11 @@ async fn apply(
     let result = sync(config, warnings, &options).await;
     let code = result.report.outcome.exit_code();
     // Applied (fully, or with objects that failed and are retried by the next run).
-    if result.report.refused.is_none() && result.report.stopped.is_none() {
-        if let Err(e) = saved.record_applied(config) {
-            eprintln!("dirsync: {e}");
-        }
+    if result.report.refused.is_none()
+        && result.report.stopped.is_none()
+        && let Err(e) = saved.record_applied(config)
+    {
+        eprintln!("dirsync: {e}");
     }
     print_result(&result, report, false);
     code

@@ -102,7 +102,7 @@ fn review_then_apply_gives_the_same_target_as_sync() {
     );
     let text = String::from_utf8(std::fs::read(&plan).unwrap()).unwrap();
     assert!(
-        !text.contains(&env.target.token()),
+        !text.contains(env.target.token()),
         "no secret in the plan file"
     );
 
