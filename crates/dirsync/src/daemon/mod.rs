@@ -147,6 +147,7 @@ async fn run_once(current: &Current, metrics: &Metrics, signals: &mut Signals) -
         }
     };
     metrics.record(&result.report);
+    crate::notify::after_run(&current.config, &result.report).await;
     (stop, reload)
 }
 
