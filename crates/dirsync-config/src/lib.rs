@@ -27,8 +27,9 @@ pub use encryption::is_loopback_host;
 pub use load::{ConfigError, Warning};
 pub use notify::{EmailConfig, MailAddress, NotifyConfig, Recipients};
 pub use values::{
-    AttrList, Bounded, ByteSize, DurationText, HttpUrl, KdcAddress, KerberosPrincipal, LdapFilterText,
-    OneOrMany, Ratio, RubyRegex, RubyReplacement, Schedule, ScimFilterText, TimeoutSecs,
+    AttrList, Bounded, ByteSize, DurationText, HttpUrl, KdcAddress, KerberosPrincipal,
+    LdapFilterText, OneOrMany, Ratio, RubyRegex, RubyReplacement, Schedule, ScimFilterText,
+    TimeoutSecs,
 };
 
 /// The effective configuration: both files, with paths resolved.

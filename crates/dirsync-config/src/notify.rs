@@ -13,8 +13,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 use crate::values::DurationText;
 
@@ -125,7 +125,10 @@ impl MailAddress {
         if !domain.split('.').all(label_ok) {
             return Err(bad("the domain is not a host name"));
         }
-        if local.starts_with('.') || local.ends_with('.') || local.contains("..") || addr.contains("@@")
+        if local.starts_with('.')
+            || local.ends_with('.')
+            || local.contains("..")
+            || addr.contains("@@")
         {
             return Err(bad("the local part is not valid"));
         }

@@ -695,7 +695,14 @@ mod tests {
         assert_eq!(ByteSize::parse("512KiB"), Ok(ByteSize(512 << 10)));
         assert_eq!(ByteSize::parse("2 MB"), Ok(ByteSize(2_000_000)));
         assert_eq!(ByteSize::parse("4096"), Ok(ByteSize(4096)));
-        for bad in ["", "MiB", "10 mebibytes", "-1KiB", "100", "99999999999999GiB"] {
+        for bad in [
+            "",
+            "MiB",
+            "10 mebibytes",
+            "-1KiB",
+            "100",
+            "99999999999999GiB",
+        ] {
             assert!(ByteSize::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

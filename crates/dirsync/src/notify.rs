@@ -92,10 +92,23 @@ pub fn decide(state: &State, report: &Report) -> (Mail, State) {
         return (Mail::None, state.clone());
     }
     match (IncidentKind::of(report), state) {
-        (Some(kind), State::Open { kind: open, notified: true, .. }) if *open == kind => {
-            (Mail::None, state.clone())
-        }
-        (Some(kind), State::Open { kind: open, since, run_id, notified: false }) if *open == kind => (
+        (
+            Some(kind),
+            State::Open {
+                kind: open,
+                notified: true,
+                ..
+            },
+        ) if *open == kind => (Mail::None, state.clone()),
+        (
+            Some(kind),
+            State::Open {
+                kind: open,
+                since,
+                run_id,
+                notified: false,
+            },
+        ) if *open == kind => (
             Mail::Incident(kind),
             State::Open {
                 kind,
@@ -113,21 +126,28 @@ pub fn decide(state: &State, report: &Report) -> (Mail, State) {
                 notified: false,
             },
         ),
-        (None, State::Open { kind, since, notified: true, .. })
-            if report.exit_code == EXIT_OK =>
-        {
-            (
-                Mail::Cleared(*kind),
-                State::Clearing {
-                    kind: *kind,
-                    since: since.clone(),
-                },
-            )
-        }
+        (
+            None,
+            State::Open {
+                kind,
+                since,
+                notified: true,
+                ..
+            },
+        ) if report.exit_code == EXIT_OK => (
+            Mail::Cleared(*kind),
+            State::Clearing {
+                kind: *kind,
+                since: since.clone(),
+            },
+        ),
         // Never announced: it ends as quietly as it began (the relay was down throughout).
-        (None, State::Open { notified: false, .. }) if report.exit_code == EXIT_OK => {
-            (Mail::None, State::Clear)
-        }
+        (
+            None,
+            State::Open {
+                notified: false, ..
+            },
+        ) if report.exit_code == EXIT_OK => (Mail::None, State::Clear),
         (None, State::Clearing { kind, since }) if report.exit_code == EXIT_OK => (
             Mail::Cleared(*kind),
             State::Clearing {
@@ -142,7 +162,15 @@ pub fn decide(state: &State, report: &Report) -> (Mail, State) {
 /// The state once `mail` was accepted by the relay.
 pub fn after_sent(next: State, mail: Mail) -> State {
     match (mail, next) {
-        (Mail::Incident(_), State::Open { kind, since, run_id, .. }) => State::Open {
+        (
+            Mail::Incident(_),
+            State::Open {
+                kind,
+                since,
+                run_id,
+                ..
+            },
+        ) => State::Open {
             kind,
             since,
             run_id,
@@ -428,8 +456,7 @@ fn transport(
                 .add_root_certificate(cert);
         }
         let tls = tls.build_rustls().map_err(NotifyError::Tls)?;
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&email.host)
-            .tls(Tls::Required(tls))
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&email.host).tls(Tls::Required(tls))
     } else {
         // Plain SMTP: a relay on the same host or network (and the test sink).
         AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&email.host)

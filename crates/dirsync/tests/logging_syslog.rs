@@ -42,7 +42,9 @@ struct Syslog {
 
 /// Parses `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG` strictly.
 fn parse_5424(line: &str) -> Syslog {
-    let rest = line.strip_prefix('<').unwrap_or_else(|| panic!("no PRI: {line}"));
+    let rest = line
+        .strip_prefix('<')
+        .unwrap_or_else(|| panic!("no PRI: {line}"));
     let (pri, rest) = rest.split_once('>').unwrap();
     let pri: u16 = pri.parse().unwrap_or_else(|_| panic!("bad PRI: {line}"));
     assert!(pri <= 191, "{line}");
@@ -158,8 +160,7 @@ fn syslog_socket_missing_falls_back_to_stderr() {
     let run = env.sync(&config, &[]);
     assert_eq!(run.code, 0, "{:#}", run.report);
     assert!(
-        run.stderr.contains("log.logger: syslog: cannot use")
-            && run.stderr.contains("run ended"),
+        run.stderr.contains("log.logger: syslog: cannot use") && run.stderr.contains("run ended"),
         "{}",
         run.stderr
     );
@@ -199,11 +200,18 @@ fn log_file_rotated_by_size() {
         .collect();
     assert!(rotated[0].exists() && rotated[1].exists(), "not rotated");
     assert!(!rotated[2].exists(), "more than file_keep rotated files");
-    let files = std::fs::read_dir(env.dir.path().join("logs")).unwrap().count();
+    let files = std::fs::read_dir(env.dir.path().join("logs"))
+        .unwrap()
+        .count();
     assert_eq!(files, 3);
     let secrets = [env.target.token(), env.slapd.sync_pw.as_str()];
     for p in [&log, &rotated[0], &rotated[1]] {
-        assert!(file_size(p) <= 1024, "{} is {} bytes", p.display(), file_size(p));
+        assert!(
+            file_size(p) <= 1024,
+            "{} is {} bytes",
+            p.display(),
+            file_size(p)
+        );
         let text = std::fs::read_to_string(p).unwrap();
         for s in secrets {
             assert!(!text.contains(s), "a secret in {}", p.display());

@@ -48,7 +48,11 @@ fn refused_run_mails_once_and_clears_once() {
 
     let run = env.sync(&config, &[]);
     assert_eq!(run.code, 0, "{:#}", run.report);
-    assert_eq!(sink.messages().unwrap().len(), 0, "a good run sends nothing");
+    assert_eq!(
+        sink.messages().unwrap().len(),
+        0,
+        "a good run sends nothing"
+    );
 
     env.slapd
         .delete(&[
@@ -77,7 +81,10 @@ fn refused_run_mails_once_and_clears_once() {
         "{}",
         mail.body
     );
-    assert!(mail.body.contains(&run.report["run_id"].as_str().unwrap().to_string()));
+    assert!(
+        mail.body
+            .contains(&run.report["run_id"].as_str().unwrap().to_string())
+    );
     let _ = refusal;
     assert_eq!(state_file(&env)["state"], "open");
     assert_eq!(state_file(&env)["notified"], true);
@@ -104,7 +111,11 @@ fn refused_run_mails_once_and_clears_once() {
     let run = env.sync(&config, &[]);
     assert_eq!(run.code, 0, "{:#}", run.report);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(sink.messages().unwrap().len(), 2, "nothing more once cleared");
+    assert_eq!(
+        sink.messages().unwrap().len(),
+        2,
+        "nothing more once cleared"
+    );
 
     let secrets = [env.target.token(), env.slapd.sync_pw.as_str()];
     for m in sink.messages().unwrap() {
@@ -152,6 +163,10 @@ fn relay_down_is_retried_on_the_next_run() {
     assert_eq!(run.code, 2, "{:#}", run.report);
     let mails = sink.wait_for(1, Duration::from_secs(10)).unwrap();
     assert_eq!(mails.len(), 1);
-    assert!(mails[0].subject.contains("run refused"), "{}", mails[0].subject);
+    assert!(
+        mails[0].subject.contains("run refused"),
+        "{}",
+        mails[0].subject
+    );
     assert_eq!(state_file(&env)["notified"], true);
 }

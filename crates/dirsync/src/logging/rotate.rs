@@ -152,7 +152,11 @@ mod tests {
         }
         assert!(!numbered(&path, 3).exists());
         // The newest lines are in FILE, the ones before in FILE.1.
-        assert!(std::fs::read_to_string(&path).unwrap().contains("line 0049"));
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("line 0049")
+        );
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 3);
     }

@@ -40,9 +40,7 @@ impl Socket {
             Ok(s) => Ok(Socket::Datagram(s)),
             // A stream socket refuses a datagram connection (EPROTOTYPE); when the stream
             // connection fails too, the datagram error is the one that says why.
-            Err(e) => UnixStream::connect(path)
-                .map(Socket::Stream)
-                .map_err(|_| e),
+            Err(e) => UnixStream::connect(path).map(Socket::Stream).map_err(|_| e),
         }
     }
 
@@ -166,8 +164,7 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for SyslogLayer {
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
-        let timestamp =
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let line = format_line(
             event.metadata().level(),
             &timestamp,
