@@ -170,3 +170,61 @@ fn relay_down_is_retried_on_the_next_run() {
     );
     assert_eq!(state_file(&env)["notified"], true);
 }
+
+/// `dirsync run` (`sync.schedule: 1s`): the daemon's runs follow the same rule; three refused
+/// runs in a row send one mail.
+#[test]
+fn daemon_runs_mail_once_per_incident() {
+    let sink = SmtpSink::start().unwrap();
+    let env = Env::start(TargetKind::IdService);
+    env.slapd.load_generated(4, 0, &[]).unwrap();
+    let mut settings = sync_settings();
+    settings["schedule"] = json!("1s");
+    let config = env.config("main", json!({"notify": notify(&sink), "sync": settings}));
+    assert_eq!(env.sync(&config, &[]).code, 0);
+    env.slapd
+        .delete(&[&env.user_dn(&gen_uid(1)), &env.user_dn(&gen_uid(2))])
+        .unwrap();
+
+    let log = env.dir.path().join("daemon.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dirsync"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .arg("--secret")
+        .arg(env.dir.path().join("secret.yml"))
+        .current_dir(env.dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let finished = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let finished: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("run finished"))
+            .map(str::to_string)
+            .collect();
+        if finished.len() >= 3 || started.elapsed() > Duration::from_secs(60) {
+            break finished;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(finished.len() >= 3, "{text}");
+    assert!(
+        finished.iter().all(|l| l.contains("exit_code=2")),
+        "{finished:#?}"
+    );
+    let mails = sink.messages().unwrap();
+    assert_eq!(mails.len(), 1, "{mails:?}\n{text}");
+    assert!(
+        mails[0].subject.contains("run refused"),
+        "{}",
+        mails[0].subject
+    );
+}
