@@ -247,7 +247,6 @@ async fn async_main(cli: Cli) -> i32 {
                 full,
             };
             let result = sync(&config, warnings, &options).await;
-            dirsync::notify::after_run(&config, &result.report).await;
             match report {
                 ReportFormat::Json => {
                     // Written as it is serialised: the plan of an initial run holds 100,000
@@ -278,6 +277,8 @@ async fn async_main(cli: Cli) -> i32 {
                     out(&result.report.to_text());
                 }
             }
+            // After the report is out: a slow relay does not hold it back.
+            dirsync::notify::after_run(&config, &result.report).await;
             result.report.outcome.exit_code()
         }
         Command::Run {
