@@ -85,8 +85,8 @@ pub enum Mail {
 }
 
 /// The transition of `state` for a run that ended with `report`: the mail to send, and the
-/// state once it was sent (the state stays as it was when the mail is not sent, see
-/// [`after_sent`]).
+/// next state as long as that mail has not been sent ("not yet notified"); [`after_sent`]
+/// turns it into the state once the relay took the mail.
 pub fn decide(state: &State, report: &Report) -> (Mail, State) {
     if report.dry_run {
         return (Mail::None, state.clone());
