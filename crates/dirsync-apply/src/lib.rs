@@ -437,6 +437,9 @@ impl Run<'_, '_> {
                         detail = %scim.to_json(),
                         "SCIM response error"
                     );
+                } else {
+                    // Every failed operation is one line, SCIM error body or not.
+                    tracing::warn!(operation = name, object = %object, error = %e, "operation failed");
                 }
                 outcome.counts.failed += 1;
                 outcome.failures.push(Failure {

@@ -12,6 +12,7 @@
 
 mod encryption;
 mod load;
+pub mod notify;
 pub mod values;
 
 use std::path::{Path, PathBuf};
@@ -24,10 +25,11 @@ use dirsync_model::kind::DirectoryKind;
 
 pub use encryption::is_loopback_host;
 pub use load::{ConfigError, Warning};
+pub use notify::{EmailConfig, MailAddress, NotifyConfig, Recipients};
 pub use values::{
-    AttrList, Bounded, DurationText, HttpUrl, KdcAddress, KerberosPrincipal, LdapFilterText,
-    OneOrMany, PollInterval, Ratio, RubyRegex, RubyReplacement, Schedule, ScimFilterText,
-    TimeoutSecs,
+    AttrList, Bounded, ByteSize, DurationText, HttpUrl, KdcAddress, KerberosPrincipal,
+    LdapFilterText, OneOrMany, PollInterval, Ratio, RubyRegex, RubyReplacement, Schedule,
+    ScimFilterText, TimeoutSecs,
 };
 
 /// The effective configuration: both files, with paths resolved.
@@ -37,6 +39,8 @@ pub struct Config {
     pub ad: AdConfig,
     pub iid: IidConfig,
     pub sync: SyncConfig,
+    /// [better] `notify:` (docs/dirsync.md, "Notifications").
+    pub notify: NotifyConfig,
     pub secrets: Secrets,
     /// The config file as given.
     pub config_path: PathBuf,
@@ -71,15 +75,55 @@ pub(crate) struct ConfigFile {
     pub iid: IidConfig,
     #[serde(default)]
     pub sync: SyncConfig,
+    #[serde(default)]
+    pub notify: NotifyConfig,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `log:` (docs/dirsync.md, "Logging").
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     #[serde(default)]
     pub loglevel: LogLevel,
     #[serde(default)]
     pub logger: Logger,
+    /// [better] The local syslog socket `logger: syslog` writes to (default `/dev/log`).
+    #[serde(default = "default_syslog_socket")]
+    pub syslog_socket: PathBuf,
+    /// [better] A file every line is also written to, rotated by size. Relative to the
+    /// config file.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// [better] The size at which `file` is rotated (default `10MiB`).
+    #[serde(default = "default_file_max_size")]
+    pub file_max_size: ByteSize,
+    /// [better] How many rotated files are kept (`FILE.1` … `FILE.N`, default 5; 0 keeps
+    /// none: the file is emptied when full).
+    #[serde(default = "default_file_keep")]
+    pub file_keep: u16,
+}
+
+fn default_syslog_socket() -> PathBuf {
+    PathBuf::from("/dev/log")
+}
+fn default_file_max_size() -> ByteSize {
+    ByteSize(10 * 1024 * 1024)
+}
+fn default_file_keep() -> u16 {
+    5
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            loglevel: LogLevel::default(),
+            logger: Logger::default(),
+            syslog_socket: default_syslog_socket(),
+            file: None,
+            file_max_size: default_file_max_size(),
+            file_keep: default_file_keep(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -935,6 +979,8 @@ pub struct Secrets {
     pub scim_token: Option<SecretString>,
     pub proxy_password: Option<SecretString>,
     pub oauth2_client_secret: Option<SecretString>,
+    /// `notify.email.password`: the SMTP relay's password.
+    pub notify_smtp_password: Option<SecretString>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -945,6 +991,7 @@ impl std::fmt::Debug for Secrets {
             .field("scim_token", &set(&self.scim_token))
             .field("proxy_password", &set(&self.proxy_password))
             .field("oauth2_client_secret", &set(&self.oauth2_client_secret))
+            .field("notify_smtp_password", &set(&self.notify_smtp_password))
             .finish()
     }
 }

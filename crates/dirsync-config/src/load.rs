@@ -124,6 +124,17 @@ pub(super) fn load(
     if let Some(p) = ad.ldif_file.take() {
         ad.ldif_file = Some(if p.is_absolute() { p } else { dir.join(p) });
     }
+    let mut log = file.log;
+    if let Some(p) = log.file.take() {
+        log.file = Some(if p.is_absolute() { p } else { dir.join(p) });
+    }
+    let mut notify = file.notify;
+    if let Some(email) = &mut notify.email {
+        check_relay_password(email, &secrets, &secret_file, config_path)?;
+        if let Some(ca) = email.ca_file.take() {
+            email.ca_file = Some(if ca.is_absolute() { ca } else { dir.join(ca) });
+        }
+    }
     if let super::LdapAuth::Gssapi { keytab, .. } = &mut ad.ldap.server.auth {
         if keytab.is_relative() {
             *keytab = dir.join(&*keytab);
@@ -131,10 +142,11 @@ pub(super) fn load(
         keytab_must_be_private(keytab)?;
     }
     let config = Config {
-        log: file.log,
+        log,
         ad,
         iid: file.iid,
         sync: file.sync,
+        notify,
         secrets,
         config_path: config_path.to_path_buf(),
         secret_path: secret_file,
@@ -210,6 +222,37 @@ fn check_bind_password(
             "no bind password ({absent}) for ad.ldap.server.user {dn:?} of {}; dirsync does not \
              fall back to an anonymous bind. Write the password here, or remove \
              ad.ldap.server.user to bind anonymously",
+            config_path.display()
+        ),
+    })
+}
+
+/// `notify.email.username` without `notify.email.password` in secret.yml: the relay would be
+/// offered an empty password; an error naming the key, as for the bind password.
+fn check_relay_password(
+    email: &crate::EmailConfig,
+    secrets: &Secrets,
+    secret_file: &Path,
+    config_path: &Path,
+) -> Result<(), ConfigError> {
+    let Some(user) = email.username.as_deref().filter(|u| !u.is_empty()) else {
+        return Ok(());
+    };
+    let given = secrets
+        .notify_smtp_password
+        .as_ref()
+        .is_some_and(|p| !p.expose_secret().is_empty());
+    if given {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        file: secret_file.to_path_buf(),
+        line: None,
+        column: None,
+        key: "notify.email.password".into(),
+        message: format!(
+            "no SMTP relay password for notify.email.username {user:?} of {}; write it here, \
+             or remove notify.email.username for a relay that takes mail without signing in",
             config_path.display()
         ),
     })
@@ -317,7 +360,8 @@ fn redacted_message(raw: &str) -> String {
         let key = raw.split('`').nth(1).unwrap_or("?");
         return format!(
             "unknown key `{key}` (secret.yml holds only ad.ldap.server.password, iid.scim.token, \
-             iid.scim.http.proxy.password and iid.scim.auth.client_secret)"
+             iid.scim.http.proxy.password, iid.scim.auth.client_secret and \
+             notify.email.password)"
         );
     }
     if raw.contains("duplicate") {
@@ -337,6 +381,22 @@ struct SecretFile {
     ad: Option<SecretAd>,
     #[serde(default)]
     iid: Option<SecretIid>,
+    #[serde(default)]
+    notify: Option<SecretNotify>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretNotify {
+    #[serde(default)]
+    email: Option<SecretEmail>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretEmail {
+    #[serde(default)]
+    password: Option<Secret>,
 }
 
 #[derive(Deserialize)]
@@ -418,6 +478,11 @@ impl SecretFile {
             .and_then(|l| l.server)
             .and_then(|s| s.password)
             .map(|s| s.0);
+        let notify_smtp_password = self
+            .notify
+            .and_then(|n| n.email)
+            .and_then(|e| e.password)
+            .map(|p| p.0);
         let scim = self.iid.and_then(|i| i.scim);
         let (scim_token, proxy_password, oauth2_client_secret) = match scim {
             Some(s) => (
@@ -435,6 +500,7 @@ impl SecretFile {
             scim_token,
             proxy_password,
             oauth2_client_secret,
+            notify_smtp_password,
         }
     }
 }

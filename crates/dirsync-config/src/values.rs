@@ -663,6 +663,63 @@ fn check_attr_name(name: &str) -> Result<(), ValueError> {
     }
 }
 
+/// A size in bytes: a number with an optional unit, `B`, `KiB`, `MiB`, `GiB` (powers of
+/// 1024) or `kB`, `MB`, `GB` (powers of 1000): `10MiB`, `512KiB`, `1000000`. At least 1 KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(text: &str) -> Result<ByteSize, String> {
+        let t = text.trim();
+        let bad = || {
+            format!(
+                "invalid size {text:?}: expected a number with an optional unit B, KiB, MiB, \
+                 GiB, kB, MB or GB (e.g. \"10MiB\")"
+            )
+        };
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        let factor: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "kB" | "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            _ => return Err(bad()),
+        };
+        let bytes = n.checked_mul(factor).ok_or_else(bad)?;
+        if bytes < 1024 {
+            return Err(format!("size {text:?} is smaller than 1KiB"));
+        }
+        Ok(ByteSize(bytes))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size such as \"10MiB\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                ByteSize::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                ByteSize::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                ByteSize::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// One element or a list of elements (`phoneNumbers: {value: telephoneNumber}` or
 /// `phoneNumbers: [{value: telephoneNumber}, {value: mobile}]`). Written by hand because an
 /// untagged enum would lose error positions.
@@ -708,6 +765,24 @@ mod tests {
         let re = regex::Regex::new(&translate_ruby_pattern(pattern)).unwrap();
         let rep = translate_ruby_replacement(replacement).unwrap();
         re.replace_all(input, rep.as_str()).into_owned()
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(ByteSize::parse("10MiB"), Ok(ByteSize(10 << 20)));
+        assert_eq!(ByteSize::parse("512KiB"), Ok(ByteSize(512 << 10)));
+        assert_eq!(ByteSize::parse("2 MB"), Ok(ByteSize(2_000_000)));
+        assert_eq!(ByteSize::parse("4096"), Ok(ByteSize(4096)));
+        for bad in [
+            "",
+            "MiB",
+            "10 mebibytes",
+            "-1KiB",
+            "100",
+            "99999999999999GiB",
+        ] {
+            assert!(ByteSize::parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub use dirsync_state as state;
 pub mod client;
 pub mod daemon;
 pub mod kerberos_env;
+pub mod logging;
+pub mod notify;
 pub mod password_sync;
 pub mod report;
 pub mod run;

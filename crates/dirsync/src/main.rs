@@ -24,9 +24,9 @@ struct Cli {
     /// Log level (overrides log.loglevel): error, warn, info, debug.
     #[arg(long, global = true)]
     log_level: Option<String>,
-    /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    /// Log to stderr in this format instead of `log.logger` (`log.file` is still written).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -192,32 +192,56 @@ fn load(files: &Files) -> Result<Loaded, i32> {
 
 /// [`load`], then logging at the configured level (or `--log-level`), the load warnings
 /// logged: what `sync` and `run` start with.
-fn load_and_log(files: &Files, log_level: Option<&str>, format: LogFormat) -> Result<Loaded, i32> {
+fn load_and_log(
+    files: &Files,
+    log_level: Option<&str>,
+    format: Option<LogFormat>,
+) -> Result<Loaded, i32> {
     let loaded = load(files)?;
     let level = log_level.map_or_else(
         || loaded.0.log.loglevel.as_str().to_string(),
         str::to_string,
     );
-    init_logging(&level, format);
+    init_logging(&level, format, &loaded.0.log)?;
     for w in &loaded.1 {
         tracing::warn!("{w}");
     }
     Ok(loaded)
 }
 
-fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(format!(
-        "{level},sqlx=warn,hyper=warn,reqwest=warn,rustls=warn"
-    ))
-    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+/// Logging as `log:` says ([`dirsync::logging`]); `--log-format` puts the lines on stderr
+/// instead of the configured logger. A log file that cannot be opened stops the command
+/// (exit 2, a configuration error).
+fn init_logging(
+    level: &str,
+    format: Option<LogFormat>,
+    log: &dirsync::config::LogConfig,
+) -> Result<(), i32> {
+    let format = format.map(|f| match f {
+        LogFormat::Text => dirsync::logging::Format::Text,
+        LogFormat::Json => dirsync::logging::Format::Json,
+    });
+    match dirsync::logging::init(level, format, log) {
+        Ok(warnings) => {
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("dirsync: {e}");
+            Err(EXIT_REFUSED)
+        }
+    }
+}
+
+/// Logging on stderr only (`check`, `password-sync`): `--log-format`, text by default.
+fn init_stderr_logging(level: &str, format: Option<LogFormat>) {
+    let _ = init_logging(
+        level,
+        Some(format.unwrap_or(LogFormat::Text)),
+        &dirsync::config::LogConfig::default(),
+    );
 }
 
 async fn async_main(cli: Cli) -> i32 {
@@ -257,6 +281,8 @@ async fn async_main(cli: Cli) -> i32 {
                 }
             }
             print_result(&result, report, dry_run);
+            // After the report is out: a slow relay does not hold it back.
+            dirsync::notify::after_run(&config, &result.report).await;
             result.report.outcome.exit_code()
         }
         Command::Apply {
@@ -299,12 +325,12 @@ async fn async_main(cli: Cli) -> i32 {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            init_logging(cli.log_level.as_deref().unwrap_or("warn"), cli.log_format);
+            init_stderr_logging(cli.log_level.as_deref().unwrap_or("warn"), cli.log_format);
             check(&config, &warnings).await
         }
         Command::PasswordSync { command } => {
             let format = cli.log_format;
-            let init = move |level: &str| init_logging(level, format);
+            let init = move |level: &str| init_stderr_logging(level, format);
             dirsync::password_sync::cli::run(command, cli.log_level.as_deref(), &init).await
         }
     }
@@ -381,6 +407,7 @@ async fn apply(
         eprintln!("dirsync: {e}");
     }
     print_result(&result, report, false);
+    dirsync::notify::after_run(config, &result.report).await;
     code
 }
 

@@ -544,3 +544,76 @@ fn bad_kdc_address() {
         None
     ));
 }
+
+/// `notify:` and the `log:` extensions: errors name file, line and key like the rest.
+#[test]
+fn notify_and_log_errors() {
+    let notify = "notify:\n  email:\n    host: smtp.example.jp\n    from: dirsync@example.jp\n";
+    let err = load_err(
+        &format!("{BASE}{notify}    to: [ops@example.jp, 'ops at example.jp']\n"),
+        None,
+    );
+    assert!(
+        err.starts_with("<dir>/config.yml:12:")
+            && err.contains("notify.email.to[1]: invalid mail address \"ops at example.jp\""),
+        "{err}"
+    );
+    let err = load_err(&format!("{BASE}{notify}    to: []\n"), None);
+    assert!(
+        err.contains("notify.email.to: at least one recipient"),
+        "{err}"
+    );
+    let err = load_err(
+        &format!("{BASE}{notify}    to: a@b.jp\n    tls: true\n"),
+        None,
+    );
+    assert!(err.contains("notify.email.tls: unknown field"), "{err}");
+    let err = load_err(
+        &format!("{BASE}{notify}    to: a@b.jp\n    username: relay\n"),
+        Some("ad:\n  ldap:\n    server:\n      password: x\n"),
+    );
+    assert!(
+        err.starts_with("<dir>/secret.yml: notify.email.password: no SMTP relay password"),
+        "{err}"
+    );
+    let err = load_err(&format!("{BASE}log:\n  file_max_size: 10 parsecs\n"), None);
+    assert!(
+        err.starts_with("<dir>/config.yml:9:18: log.file_max_size: invalid size"),
+        "{err}"
+    );
+}
+
+/// A full `notify.email` and `log:` load: relative paths resolved against the config file, the
+/// relay password read from secret.yml and never shown by `Debug`.
+#[test]
+fn notify_and_log_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{BASE}log:\n  logger: syslog\n  syslog_socket: /run/x.sock\n  file: dirsync.log\n  \
+             file_max_size: 2MiB\n  file_keep: 3\nnotify:\n  email:\n    host: smtp.example.jp\n    \
+             port: 25\n    username: relay\n    ca_file: ca.pem\n    from: 'dirsync <d@example.jp>'\n    \
+             to: ops@example.jp\n"
+        ),
+    )
+    .unwrap();
+    write_secret(
+        dir.path(),
+        &format!(
+            "ad:\n  ldap:\n    server:\n      password: x\nnotify:\n  email:\n    password: '{SECRET_VALUE}'\n"
+        ),
+    );
+    let (config, _) = Config::load(&cfg, None).unwrap();
+    assert_eq!(config.log.file, Some(dir.path().join("dirsync.log")));
+    assert_eq!(config.log.file_max_size.0, 2 << 20);
+    assert_eq!(config.log.file_keep, 3);
+    assert_eq!(config.log.syslog_socket, Path::new("/run/x.sock"));
+    let email = config.notify.email.as_ref().unwrap();
+    assert_eq!(email.ca_file, Some(dir.path().join("ca.pem")));
+    assert_eq!((email.port, email.starttls), (25, true));
+    assert_eq!(email.to.0.len(), 1);
+    assert!(config.secrets.notify_smtp_password.is_some());
+    assert!(!format!("{config:?}").contains(SECRET_VALUE));
+}

@@ -193,6 +193,7 @@ impl Daemon<'_> {
             }
         };
         self.metrics.record(&result.report);
+        crate::notify::after_run(&self.current.config, &result.report).await;
         ended
     }
 

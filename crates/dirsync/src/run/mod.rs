@@ -115,8 +115,35 @@ pub async fn sync(config: &Config, warnings: Vec<String>, options: &SyncOptions)
         read_complete: true,
         ..Report::default()
     };
+    tracing::info!(run_id = %run_id, dry_run = options.dry_run, "run started");
     let plan = run(config, options, &mut report, &run_id, now, started).await;
+    log_end(&report);
     RunResult { report, plan }
+}
+
+/// The run's end as one line: the counts, and why it refused or stopped (warn unless exit 0).
+fn log_end(r: &Report) {
+    let c = &r.counts;
+    let why = r.refused.as_deref().or(r.stopped.as_deref()).unwrap_or("");
+    macro_rules! end {
+        ($level:ident) => {
+            tracing::$level!(
+                run_id = %r.run_id, mode = %r.mode, exit_code = r.exit_code,
+                duration_ms = r.duration_ms as u64, created = c.created, updated = c.updated,
+                enabled = c.enabled, disabled = c.disabled, pending_deletion = c.pending_deletion,
+                restored = c.restored, deleted = c.deleted, adopted = c.adopted,
+                groups_created = c.groups_created, groups_updated = c.groups_updated,
+                groups_deleted = c.groups_deleted, members_added = c.members_added,
+                members_removed = c.members_removed, failed = r.failures.len(),
+                skipped = r.skipped.len(), reason = why, "run ended"
+            )
+        };
+    }
+    if r.exit_code == crate::report::EXIT_OK {
+        end!(info);
+    } else {
+        end!(warn);
+    }
 }
 
 /// The final exit code and duration, once the run is over.

@@ -1,0 +1,222 @@
+//! [better] `notify:`: where the agent reports incidents (a refused run, a run with failed
+//! objects) and their end. Only e-mail for now (`notify.email`), through an SMTP relay
+//! configured like idservice's (`host`, `port`, `starttls`, `username`, `ca_file`, `from`,
+//! `timeout`) plus the recipients (`to`). The relay password is a secret: it is read from
+//! secret.yml (`notify.email.password`), never from config.yml.
+//!
+//! Addresses are checked here without a mail crate (this crate names no network crate): an
+//! `addr-spec` (`local@domain`) or `Display Name <local@domain>`, in ASCII, without white
+//! space, quotes, brackets or separators inside the address. The agent parses them again with
+//! its SMTP library before sending.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+
+use crate::values::DurationText;
+
+/// `notify:` (absent: no notifications).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    #[serde(default)]
+    pub email: Option<EmailConfig>,
+}
+
+/// `notify.email`: the relay, the sender and the recipients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// The SMTP relay's host name or address.
+    pub host: String,
+    /// Default 587.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Require STARTTLS (default true; the certificate is checked against the system roots,
+    /// or against `ca_file` alone when it is given).
+    #[serde(default = "yes")]
+    pub starttls: bool,
+    /// The relay account; its password is `notify.email.password` in secret.yml.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// PEM file of a private CA the relay's certificate must chain to. Relative to the
+    /// config file.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The sender, e.g. `dirsync <dirsync@example.jp>`.
+    pub from: MailAddress,
+    /// One address or a list of them (at least one).
+    pub to: Recipients,
+    /// How long one SMTP exchange may take (default 30s).
+    #[serde(default = "default_timeout")]
+    pub timeout: DurationText,
+    /// The name of this agent in the subject (default: the host name).
+    #[serde(default)]
+    pub instance: Option<String>,
+}
+
+fn default_port() -> u16 {
+    587
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_timeout() -> DurationText {
+    DurationText(Duration::from_secs(30))
+}
+
+impl EmailConfig {
+    pub fn timeout(&self) -> Duration {
+        self.timeout.0
+    }
+}
+
+/// A mail address as written: `local@domain` or `Display Name <local@domain>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailAddress(String);
+
+impl MailAddress {
+    /// Checks the text (see the module doc).
+    pub fn parse(text: &str) -> Result<MailAddress, String> {
+        let t = text.trim();
+        let bad = |why: &str| format!("invalid mail address {t:?}: {why}");
+        if t.is_empty() {
+            return Err(bad("empty"));
+        }
+        if !t.is_ascii() || t.chars().any(|c| c.is_control()) {
+            return Err(bad("only printable ASCII is accepted"));
+        }
+        let addr = match (t.find('<'), t.ends_with('>')) {
+            (Some(open), true) => {
+                let name = t[..open].trim();
+                if name.contains(['<', '>', '"', '\\']) {
+                    return Err(bad("the display name may not hold <, >, quotes or '\\'"));
+                }
+                &t[open + 1..t.len() - 1]
+            }
+            (None, false) => t,
+            _ => return Err(bad("expected local@domain or Name <local@domain>")),
+        };
+        let Some((local, domain)) = addr.split_once('@') else {
+            return Err(bad("expected local@domain"));
+        };
+        if local.is_empty() || domain.is_empty() {
+            return Err(bad("expected local@domain"));
+        }
+        if addr
+            .chars()
+            .any(|c| c.is_whitespace() || "<>()[],;:\\\"".contains(c))
+        {
+            return Err(bad(
+                "the address may not hold white space, brackets, quotes or separators",
+            ));
+        }
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        };
+        if !domain.split('.').all(label_ok) {
+            return Err(bad("the domain is not a host name"));
+        }
+        if local.starts_with('.')
+            || local.ends_with('.')
+            || local.contains("..")
+            || addr.contains("@@")
+        {
+            return Err(bad("the local part is not valid"));
+        }
+        Ok(MailAddress(t.to_string()))
+    }
+
+    /// The address as written (display name included).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for MailAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        MailAddress::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+/// `to:`: one address or a non-empty list of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipients(pub Vec<MailAddress>);
+
+impl<'de> Deserialize<'de> for Recipients {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Recipients;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mail address or a list of mail addresses")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Recipients, E> {
+                MailAddress::parse(v)
+                    .map(|a| Recipients(vec![a]))
+                    .map_err(E::custom)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Recipients, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element::<MailAddress>()? {
+                    out.push(item);
+                }
+                if out.is_empty() {
+                    return Err(de::Error::custom("at least one recipient is needed"));
+                }
+                Ok(Recipients(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        for ok in [
+            "ops@example.jp",
+            "dirsync <dirsync@example.jp>",
+            "Ops Team <ops+dirsync@mail.example.jp>",
+            "a.b@localhost",
+        ] {
+            assert_eq!(MailAddress::parse(ok).unwrap().as_str(), ok);
+        }
+        for bad in [
+            "",
+            "ops",
+            "@example.jp",
+            "ops@",
+            "ops@exa mple.jp",
+            "ops@example..jp",
+            "o ps@example.jp",
+            "ops@example.jp>",
+            "<ops@example.jp",
+            "ops@-example.jp",
+            "a,b@example.jp",
+            "ops@exämple.jp",
+            ".ops@example.jp",
+        ] {
+            assert!(MailAddress::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
