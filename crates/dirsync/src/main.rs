@@ -330,9 +330,10 @@ async fn async_main(cli: Cli) -> i32 {
         },
         Command::Generate { command } => {
             let (what, result) = match command {
-                GenerateCommand::Man { dir } => {
-                    ("man pages", dirsync::generate::man_pages(Cli::command(), &dir))
-                }
+                GenerateCommand::Man { dir } => (
+                    "man pages",
+                    dirsync::generate::man_pages(Cli::command(), &dir),
+                ),
                 GenerateCommand::Completions { dir } => (
                     "completions",
                     dirsync::generate::completions(Cli::command(), &dir),

@@ -132,10 +132,18 @@ fn value_syntax_is_checked() {
         ("iid is required", |c| {
             c.as_object_mut().unwrap().remove("iid");
         }),
-        ("a duration needs a unit", |c| c["sync"]["full_every"] = json!("30")),
-        ("a cron schedule", |c| c["sync"]["schedule"] = json!("*/15 * * * *")),
-        ("a ratio above 1", |c| c["sync"]["max_deletion_ratio"] = json!(1.5)),
-        ("concurrency over 64", |c| c["sync"]["concurrency"] = json!(65)),
+        ("a duration needs a unit", |c| {
+            c["sync"]["full_every"] = json!("30")
+        }),
+        ("a cron schedule", |c| {
+            c["sync"]["schedule"] = json!("*/15 * * * *")
+        }),
+        ("a ratio above 1", |c| {
+            c["sync"]["max_deletion_ratio"] = json!(1.5)
+        }),
+        ("concurrency over 64", |c| {
+            c["sync"]["concurrency"] = json!(65)
+        }),
         ("a base_url without http", |c| {
             c["iid"]["scim"]["base_url"] = json!("idp.example.jp/scim")
         }),

@@ -16,7 +16,13 @@ pub fn man_pages(command: Command, dir: &Path) -> io::Result<Vec<PathBuf>> {
     command.build();
     let version = command.get_version().map(str::to_string);
     let mut written = Vec::new();
-    write_page(&command, command.get_name(), version.as_deref(), dir, &mut written)?;
+    write_page(
+        &command,
+        command.get_name(),
+        version.as_deref(),
+        dir,
+        &mut written,
+    )?;
     Ok(written)
 }
 
@@ -27,7 +33,10 @@ fn write_page(
     dir: &Path,
     written: &mut Vec<PathBuf>,
 ) -> io::Result<()> {
-    let mut page = command.clone().name(name.to_string()).bin_name(name.replace('-', " "));
+    let mut page = command
+        .clone()
+        .name(name.to_string())
+        .bin_name(name.replace('-', " "));
     if let Some(v) = version {
         page = page.version(v.to_string());
     }
@@ -40,7 +49,13 @@ fn write_page(
         if sub.is_hide_set() || sub.get_name() == "help" {
             continue;
         }
-        write_page(sub, &format!("{name}-{}", sub.get_name()), version, dir, written)?;
+        write_page(
+            sub,
+            &format!("{name}-{}", sub.get_name()),
+            version,
+            dir,
+            written,
+        )?;
     }
     Ok(())
 }
