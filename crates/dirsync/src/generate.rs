@@ -16,46 +16,51 @@ pub fn man_pages(command: Command, dir: &Path) -> io::Result<Vec<PathBuf>> {
     command.build();
     let version = command.get_version().map(str::to_string);
     let mut written = Vec::new();
-    write_page(
-        &command,
-        command.get_name(),
-        version.as_deref(),
+    let name = command.get_name().to_string();
+    let page = Page {
+        name: &name,
+        bin: &name,
+        version: version.as_deref(),
         dir,
-        &mut written,
-    )?;
+    };
+    write_page(&command, &page, &mut written)?;
     Ok(written)
 }
 
-fn write_page(
-    command: &Command,
-    name: &str,
-    version: Option<&str>,
-    dir: &Path,
-    written: &mut Vec<PathBuf>,
-) -> io::Result<()> {
+/// One man page: its name (`dirsync-password-sync-push`), the command line it documents
+/// (`dirsync password-sync push`), the version in its header, where it goes.
+struct Page<'a> {
+    name: &'a str,
+    bin: &'a str,
+    version: Option<&'a str>,
+    dir: &'a Path,
+}
+
+fn write_page(command: &Command, at: &Page<'_>, written: &mut Vec<PathBuf>) -> io::Result<()> {
     let mut page = command
         .clone()
-        .name(name.to_string())
-        .bin_name(name.replace('-', " "));
-    if let Some(v) = version {
+        .name(at.name.to_string())
+        .bin_name(at.bin.to_string());
+    if let Some(v) = at.version {
         page = page.version(v.to_string());
     }
     let mut text = Vec::new();
     clap_mangen::Man::new(page).render(&mut text)?;
-    let file = dir.join(format!("{name}.1"));
+    let file = at.dir.join(format!("{}.1", at.name));
     std::fs::write(&file, text)?;
     written.push(file);
     for sub in command.get_subcommands() {
         if sub.is_hide_set() || sub.get_name() == "help" {
             continue;
         }
-        write_page(
-            sub,
-            &format!("{name}-{}", sub.get_name()),
-            version,
-            dir,
-            written,
-        )?;
+        let name = format!("{}-{}", at.name, sub.get_name());
+        let bin = format!("{} {}", at.bin, sub.get_name());
+        let sub_page = Page {
+            name: &name,
+            bin: &bin,
+            ..*at
+        };
+        write_page(sub, &sub_page, written)?;
     }
     Ok(())
 }
