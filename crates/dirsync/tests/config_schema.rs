@@ -169,3 +169,22 @@ fn secrets_are_not_described() {
         );
     }
 }
+
+/// The packaged service's example (packaging/dirsync/config.yml) loads as it is, with a
+/// secret.yml beside it, and puts the state where the units let the service write.
+#[test]
+fn packaged_example_loads_with_state_under_var_lib() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::copy(root().join("packaging/dirsync/config.yml"), &config).unwrap();
+    let secret = dir.path().join("secret.yml");
+    std::fs::write(
+        &secret,
+        "ad: { ldap: { server: { password: 'x' } } }\niid: { scim: { token: 'y' } }\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (loaded, _warnings) = dirsync::config::Config::load(&config, None).expect("loads");
+    assert_eq!(loaded.state_dir, Path::new("/var/lib/dirsync"));
+}
