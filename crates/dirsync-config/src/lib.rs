@@ -13,11 +13,13 @@
 mod encryption;
 mod load;
 pub mod notify;
+mod schema;
 pub mod values;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -26,6 +28,7 @@ use dirsync_model::kind::DirectoryKind;
 pub use encryption::is_loopback_host;
 pub use load::{ConfigError, Warning};
 pub use notify::{EmailConfig, MailAddress, NotifyConfig, Recipients};
+pub use schema::config_schema;
 pub use values::{
     AttrList, Bounded, ByteSize, DurationText, HttpUrl, KdcAddress, KerberosPrincipal,
     LdapFilterText, OneOrMany, PollInterval, Ratio, RubyRegex, RubyReplacement, Schedule,
@@ -65,7 +68,7 @@ impl Config {
 }
 
 /// The top level of `config.yml`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConfigFile {
     #[serde(default)]
@@ -80,7 +83,7 @@ pub(crate) struct ConfigFile {
 }
 
 /// `log:` (docs/dirsync.md, "Logging").
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     #[serde(default)]
@@ -126,7 +129,7 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Error,
@@ -148,7 +151,7 @@ impl LogLevel {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Logger {
     /// Windows only in the existing tool; on other systems treated as stderr.
@@ -160,7 +163,7 @@ pub enum Logger {
     Json,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdConfig {
     #[serde(default)]
@@ -171,7 +174,7 @@ pub struct AdConfig {
     pub ldif_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LdapConfig {
     #[serde(default)]
@@ -194,7 +197,7 @@ pub struct LdapConfig {
 }
 
 /// `ad.ldap.change_tracking`: which Active Directory change mechanism incremental runs use.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeTracking {
     /// DirSync where the DC lets the account use it, else uSNChanged high-water marks.
@@ -206,7 +209,7 @@ pub enum ChangeTracking {
     UsnChanged,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     #[serde(default)]
@@ -266,7 +269,7 @@ impl LdapAuth {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 enum BindMechanism {
     #[default]
@@ -274,7 +277,7 @@ enum BindMechanism {
     Gssapi,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawLdapAuth {
     #[serde(default)]
@@ -336,7 +339,7 @@ impl ServerConfig {
 
 /// `ad.ldap.server.encryption`. There is no `Default`: an absent value depends on the
 /// addresses ([`ServerConfig::effective_encryption`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Encryption {
     None,
@@ -344,7 +347,7 @@ pub enum Encryption {
     Ldaps,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Flavor {
     /// Decided from the rootDSE at connect time (LDIF: from the entries' object classes).
@@ -365,7 +368,7 @@ impl Flavor {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LdapFilters {
     #[serde(default)]
@@ -374,7 +377,7 @@ pub struct LdapFilters {
     pub group: Option<LdapFilterText>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchConfig {
     #[serde(default)]
@@ -384,14 +387,14 @@ pub struct SearchConfig {
 }
 
 /// Absent values take the flavor's default (`DirectoryKind::defaults`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserSearch {
     #[serde(default)]
     pub object_class: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSearch {
     #[serde(default)]
@@ -405,13 +408,13 @@ pub struct GroupSearch {
     pub member_user_attribute: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IidConfig {
     pub scim: ScimConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScimConfig {
     /// [better] The SCIM endpoint, e.g. `https://idp.example.jp/scim/v2`. Required.
@@ -443,7 +446,7 @@ pub struct OAuth2Config {
     pub scope: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthKind {
     #[default]
@@ -451,7 +454,7 @@ pub enum AuthKind {
     Oauth2,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawAuth {
     #[serde(default, rename = "type")]
@@ -492,7 +495,7 @@ impl TryFrom<RawAuth> for AuthConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScimFilters {
     #[serde(default)]
@@ -501,7 +504,7 @@ pub struct ScimFilters {
     pub group: Option<ScimFilterText>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     #[serde(default)]
@@ -511,7 +514,7 @@ pub struct HttpConfig {
     pub timeout: Option<DurationText>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyConfig {
     #[serde(rename = "use", default)]
@@ -524,7 +527,7 @@ pub struct ProxyConfig {
     pub user: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttributeConfig {
     #[serde(default)]
@@ -543,14 +546,16 @@ pub struct UserAttributes {
     pub convert: Vec<(ConvertTarget, Vec<ConvertRule>)>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawUserAttributes {
     #[serde(default)]
     default: UserDefaults,
     #[serde(default)]
     ad_bind: UserBindings,
+    /// Regex rewrites per SCIM attribute (`externalUserName: [{pattern, replacement}]`).
     #[serde(default)]
+    #[schemars(schema_with = "schema::convert_rules")]
     convert: std::collections::BTreeMap<ConvertTarget, Vec<ConvertRule>>,
 }
 
@@ -598,7 +603,7 @@ impl TryFrom<RawUserAttributes> for UserAttributes {
 }
 
 /// Constants applied to every user (`iid.scim.attribute.user.default`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UserDefaults {
     /// Positional flags for the email bindings: the i-th entry applies to the i-th binding of
@@ -628,7 +633,7 @@ pub struct UserDefaults {
     pub id_token_claims: Option<IdTokenClaimsDefault>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MultiValueFlags {
     #[serde(default)]
@@ -637,7 +642,7 @@ pub struct MultiValueFlags {
     pub kind: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdTokenClaimsDefault {
     #[serde(default)]
@@ -648,7 +653,7 @@ pub struct IdTokenClaimsDefault {
 
 /// SCIM attribute ← directory attribute(s) (`iid.scim.attribute.user.ad_bind`). `None` means
 /// "not written": the flavor default applies. An empty list means "bind nothing".
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UserBindings {
     #[serde(default)]
@@ -702,7 +707,7 @@ pub struct UserBindings {
     pub id_token_claims: Option<IdTokenClaimsBinding>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NameBindings {
     #[serde(default)]
@@ -719,7 +724,7 @@ pub struct NameBindings {
     pub honorific_suffix: Option<AttrList>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdTokenClaimsBinding {
     #[serde(default)]
@@ -727,7 +732,7 @@ pub struct IdTokenClaimsBinding {
 }
 
 /// One element binding of a multi-valued attribute: `{value: proxyAddresses}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValueBinding {
     pub value: AttrList,
@@ -798,7 +803,7 @@ impl<'de> Deserialize<'de> for ConvertTarget {
 }
 
 /// A regex rewrite, applied like Ruby's `gsub` (every match).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConvertRule {
     pub pattern: RubyRegex,
@@ -814,7 +819,7 @@ impl ConvertRule {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupAttributes {
     #[serde(default)]
@@ -823,7 +828,7 @@ pub struct GroupAttributes {
     pub default: GroupDefaults,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GroupBindings {
     #[serde(default)]
@@ -836,7 +841,7 @@ pub struct GroupBindings {
     pub description: Option<AttrList>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GroupDefaults {
     #[serde(default)]
@@ -846,7 +851,7 @@ pub struct GroupDefaults {
 }
 
 /// [better] `sync.*`: state, safety and lifecycle (behaviour §2.2, 5).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncConfig {
     /// Default: `state/` beside config.yml.
@@ -938,7 +943,7 @@ impl Default for SyncConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PendingDeletionConfig {
     /// How long the agent keeps a user disabled before deleting it on a plain target.
@@ -962,7 +967,7 @@ impl Default for PendingDeletionConfig {
 }
 
 /// Who keeps users pending deletion (behaviour §4.1).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KeptBy {
     /// Ask the target's ServiceProviderConfig.

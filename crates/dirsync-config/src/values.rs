@@ -244,6 +244,15 @@ pub enum ValueError {
     ScheduleTooShort(String),
     #[error("interval {0:?} is shorter than one second")]
     IntervalTooShort(String),
+    #[error("invalid mail address {0:?}: {1}")]
+    MailAddress(String, String),
+    #[error(
+        "invalid size {0:?}: expected a number with an optional unit B, KiB, MiB, GiB, kB, MB \
+         or GB (e.g. \"10MiB\")"
+    )]
+    Size(String),
+    #[error("size {0:?} is smaller than 1KiB")]
+    SizeTooSmall(String),
 }
 
 /// A Kerberos principal `name@REALM` (`sync@EXAMPLE.JP`, `svc/host@EXAMPLE.JP`). The realm
@@ -669,14 +678,9 @@ fn check_attr_name(name: &str) -> Result<(), ValueError> {
 pub struct ByteSize(pub u64);
 
 impl ByteSize {
-    pub fn parse(text: &str) -> Result<ByteSize, String> {
+    pub fn parse(text: &str) -> Result<ByteSize, ValueError> {
         let t = text.trim();
-        let bad = || {
-            format!(
-                "invalid size {text:?}: expected a number with an optional unit B, KiB, MiB, \
-                 GiB, kB, MB or GB (e.g. \"10MiB\")"
-            )
-        };
+        let bad = || ValueError::Size(text.to_string());
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (number, unit) = t.split_at(split);
         let n: u64 = number.parse().map_err(|_| bad())?;
@@ -692,7 +696,7 @@ impl ByteSize {
         };
         let bytes = n.checked_mul(factor).ok_or_else(bad)?;
         if bytes < 1024 {
-            return Err(format!("size {text:?} is smaller than 1KiB"));
+            return Err(ValueError::SizeTooSmall(text.to_string()));
         }
         Ok(ByteSize(bytes))
     }
@@ -769,10 +773,10 @@ mod tests {
 
     #[test]
     fn byte_sizes() {
-        assert_eq!(ByteSize::parse("10MiB"), Ok(ByteSize(10 << 20)));
-        assert_eq!(ByteSize::parse("512KiB"), Ok(ByteSize(512 << 10)));
-        assert_eq!(ByteSize::parse("2 MB"), Ok(ByteSize(2_000_000)));
-        assert_eq!(ByteSize::parse("4096"), Ok(ByteSize(4096)));
+        assert_eq!(ByteSize::parse("10MiB").unwrap(), ByteSize(10 << 20));
+        assert_eq!(ByteSize::parse("512KiB").unwrap(), ByteSize(512 << 10));
+        assert_eq!(ByteSize::parse("2 MB").unwrap(), ByteSize(2_000_000));
+        assert_eq!(ByteSize::parse("4096").unwrap(), ByteSize(4096));
         for bad in [
             "",
             "MiB",

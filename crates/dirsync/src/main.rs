@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use dirsync::config::Config;
 use dirsync::kerberos_env::PrivateDir;
 use dirsync::report::{EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE};
@@ -126,6 +126,31 @@ enum Command {
         #[command(subcommand)]
         command: dirsync::password_sync::cli::PasswordSyncCommand,
     },
+    /// The configuration file: `dirsync config schema` prints the JSON Schema of config.yml.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Man pages and shell completions for the packages (scripts/package).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        command: GenerateCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the JSON Schema (draft 2020-12) of config.yml; secret.yml is not described.
+    Schema,
+}
+
+#[derive(Subcommand)]
+enum GenerateCommand {
+    /// Write a man page for dirsync and for each subcommand into DIR.
+    Man { dir: PathBuf },
+    /// Write the bash, zsh and fish completions into DIR.
+    Completions { dir: PathBuf },
 }
 
 macro_rules! outln {
@@ -332,6 +357,42 @@ async fn async_main(cli: Cli) -> i32 {
             let format = cli.log_format;
             let init = move |level: &str| init_stderr_logging(level, format);
             dirsync::password_sync::cli::run(command, cli.log_level.as_deref(), &init).await
+        }
+        Command::Config {
+            command: ConfigCommand::Schema,
+        } => match serde_json::to_string_pretty(&dirsync::config::config_schema()) {
+            Ok(text) => {
+                outln!("{text}");
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("dirsync: cannot write the schema: {e}");
+                1
+            }
+        },
+        Command::Generate { command } => {
+            let (what, result) = match command {
+                GenerateCommand::Man { dir } => (
+                    "man pages",
+                    dirsync::generate::man_pages(Cli::command(), &dir),
+                ),
+                GenerateCommand::Completions { dir } => (
+                    "completions",
+                    dirsync::generate::completions(Cli::command(), &dir),
+                ),
+            };
+            match result {
+                Ok(files) => {
+                    for f in files {
+                        outln!("{}", f.display());
+                    }
+                    EXIT_OK
+                }
+                Err(e) => {
+                    eprintln!("dirsync: cannot write the {what}: {e}");
+                    1
+                }
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use idservice::config::{Config, ConfigError};
 use idservice::domain::Service;
 use idservice::domain::tokens::{self, Scopes};
@@ -94,6 +94,20 @@ enum Command {
         #[command(subcommand)]
         command: idservice::outbound::cli::AppsCommand,
     },
+    /// Man pages and shell completions for the packages (scripts/package).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        command: GenerateCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GenerateCommand {
+    /// Write a man page for idservice and for each subcommand into DIR.
+    Man { dir: PathBuf },
+    /// Write the bash, zsh and fish completions into DIR.
+    Completions { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -215,6 +229,8 @@ enum CliError {
     DomainNotRegistered(String),
     #[error("email is off: the configuration has no smtp section")]
     MailOff,
+    #[error("cannot write the {0}: {1}")]
+    Generate(&'static str, #[source] std::io::Error),
 }
 
 impl CliError {
@@ -226,6 +242,15 @@ impl CliError {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Generate { command } = &cli.command {
+        return match generate(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                e.exit_code()
+            }
+        };
+    }
     init_logging();
     let result = tokio::runtime::Runtime::new()
         .map_err(CliError::Runtime)
@@ -237,6 +262,23 @@ fn main() -> ExitCode {
             e.exit_code()
         }
     }
+}
+
+/// `generate man|completions DIR`: files for the packages, written before logging or the
+/// runtime start; the names of the files written are printed.
+fn generate(command: &GenerateCommand) -> Result<(), CliError> {
+    let files = match command {
+        GenerateCommand::Man { dir } => idservice::generate::man_pages(Cli::command(), dir)
+            .map_err(|e| CliError::Generate("man pages", e))?,
+        GenerateCommand::Completions { dir } => {
+            idservice::generate::completions(Cli::command(), dir)
+                .map_err(|e| CliError::Generate("completions", e))?
+        }
+    };
+    for f in files {
+        println!("{}", f.display());
+    }
+    Ok(())
 }
 
 /// Logs to stderr, filtered by `IDSERVICE_LOG` (default `info,sqlx=warn`).
@@ -306,6 +348,7 @@ async fn run(cmd: Command) -> Result<(), CliError> {
                 users_purge_pending(&db, user, all).await
             }
         },
+        Command::Generate { command } => generate(&command),
     }
 }
 
