@@ -192,6 +192,10 @@ fn daemon_syncs_on_schedule_reloads_and_stops() {
     });
     eprintln!("new user arrived after {:.2?}", added.elapsed());
 
+    // The run that wrote the newcomer has finished (its writes land before it is recorded).
+    wait_for(Duration::from_secs(10), "two finished runs", || {
+        (daemon.finished_runs().len() >= 2).then_some(())
+    });
     // /metrics counts exactly the runs the log reports: each run is recorded and logged
     // under the lock a scrape takes, so the log read before and after brackets the scrape.
     let before = daemon.finished_runs().len();
