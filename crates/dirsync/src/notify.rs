@@ -88,7 +88,9 @@ pub enum Mail {
 /// next state as long as that mail has not been sent ("not yet notified"); [`after_sent`]
 /// turns it into the state once the relay took the mail.
 pub fn decide(state: &State, report: &Report) -> (Mail, State) {
-    if report.dry_run {
+    // A dry run changes nothing; a run that found another one holding the lock did not run
+    // (and must not write notify.json beside the one that holds it).
+    if report.dry_run || report.lock_busy {
         return (Mail::None, state.clone());
     }
     match (IncidentKind::of(report), state) {
@@ -551,6 +553,21 @@ mod tests {
         let (again, _) = decide(&next, &report(0));
         assert_eq!(again, Mail::Cleared(Refused));
         assert_eq!(after_sent(next, again), State::Clear);
+    }
+
+    #[test]
+    fn a_run_locked_out_changes_nothing() {
+        let mut r = report(2);
+        r.lock_busy = true;
+        let open = State::Open {
+            kind: IncidentKind::Failed,
+            since: "t".into(),
+            run_id: "r".into(),
+            notified: true,
+        };
+        for state in [State::Clear, open] {
+            assert_eq!(decide(&state, &r), (Mail::None, state.clone()));
+        }
     }
 
     #[test]

@@ -73,6 +73,10 @@ pub struct Report {
     pub drift: usize,
     pub drift_objects: Vec<String>,
     pub dry_run: bool,
+    /// The run did not start: another run held the state's lock. Not part of the JSON
+    /// report; notifications leave such a run out (the run holding the lock speaks).
+    #[serde(skip)]
+    pub lock_busy: bool,
     pub started_at: String,
     pub duration_ms: u128,
     pub source: String,

@@ -169,6 +169,7 @@ async fn run(
         Err(e) => {
             report.refused = Some(e.to_string());
             report.outcome = Outcome::Refused;
+            report.lock_busy = true;
             conclude(report, started);
             return None;
         }
