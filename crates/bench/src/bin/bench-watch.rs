@@ -208,6 +208,9 @@ fn bench(args: &Args) -> Result<()> {
     let ticks = daemon.cpu_ticks()? - ticks_before;
     let idle = idle_start.elapsed();
     let rss_kib = daemon.rss_kib()?;
+    if std::env::var("DIRSYNC_LOG_LEVEL").is_ok() {
+        eprintln!("--- the daemon's log\n{}", daemon.log());
+    }
     report(args, &mut latencies, ticks, idle, rss_kib);
     Ok(())
 }
@@ -215,8 +218,10 @@ fn bench(args: &Args) -> Result<()> {
 fn start_daemon(dirsync: &Path, dir: &Path) -> Result<Daemon> {
     let log = dir.join("daemon.log");
     let stderr = std::fs::File::create(&log).map_err(io(log.display().to_string()))?;
+    // DIRSYNC_LOG_LEVEL=debug: the daemon logs each run's phases, printed at the end.
+    let level = std::env::var("DIRSYNC_LOG_LEVEL").unwrap_or_else(|_| "info".into());
     let child = Command::new(dirsync)
-        .args(["--log-level", "info", "run", "--config", "config.yml"])
+        .args(["--log-level", &level, "run", "--config", "config.yml"])
         .args(["--secret", "secret.yml"])
         .current_dir(dir)
         .stdin(Stdio::null())
