@@ -127,6 +127,10 @@ pub(super) async fn finish_state(
         META_TARGET_CONFLICTS,
         if executed.target_conflicts { "1" } else { "0" }.into(),
     ));
+    write.meta.push((
+        META_PLAN_LEFT_OUT,
+        if executed.left_out { "1" } else { "0" }.into(),
+    ));
     write
         .meta
         .push(("config_fingerprint", run.fingerprint.clone()));

@@ -17,6 +17,10 @@ pub(super) struct Executed {
     /// name taken, not owned): an operator fixes those on the target, where an incremental
     /// run does not look, so the next run is full.
     pub(super) target_conflicts: bool,
+    /// `dirsync apply` left operations out (objects the saved plan does not touch): they
+    /// are still to do, and the image now shows their objects as read, so the next run is
+    /// full.
+    pub(super) left_out: bool,
 }
 
 /// Plans and (unless a dry run) applies; fills the report. `drift`, in a full run with a
@@ -58,9 +62,7 @@ pub(super) async fn execute(
         return Some(unapplied(plan, false));
     }
     let mut executed = apply_and_record(run, report, plan, &anchors, &matched, &mut t).await?;
-    // Operations a saved plan did not have are still to do, and the image now shows their
-    // objects as read: the next run reads everything again.
-    executed.target_conflicts |= left_out;
+    executed.left_out = left_out;
     Some(executed)
 }
 
@@ -158,6 +160,7 @@ async fn apply_and_record(
     phase("bookkeeping", t);
     Some(Executed {
         target_conflicts: target_conflicts(&plan),
+        left_out: false,
         // Held-back work (failed writes, deletions a safety rule kept back) is planned again
         // next run even when the directory does not change.
         failures: !report.failures.is_empty() || !plan.notes.is_empty(),
@@ -329,5 +332,6 @@ fn unapplied(plan: Plan, failures: bool) -> Executed {
         created: Vec::new(),
         failures,
         target_conflicts: false,
+        left_out: false,
     }
 }

@@ -408,6 +408,8 @@ const STATE_FORMAT: &str = env!("CARGO_PKG_VERSION");
 const META_RETRY: &str = "retry_failed";
 /// "1" when the last run skipped objects because of the target's state (see `Executed`).
 const META_TARGET_CONFLICTS: &str = "target_conflicts";
+/// "1" when the last run applied a saved plan and left other operations out.
+const META_PLAN_LEFT_OUT: &str = "saved_plan_left_out";
 
 /// Whether the target advertises the ownership mark (behaviour §4.3): only then is it written.
 async fn marks_groups(client: &scim_client::ScimClient) -> bool {
@@ -441,8 +443,9 @@ async fn full_reason(
         // differently.
         "the state was written by another version"
     } else if run.state.meta(META_TARGET_CONFLICTS).await?.as_deref() == Some("1") {
-        "the last run skipped objects because of the target's state (or applied a saved plan \
-         and left other operations out)"
+        "the last run skipped objects because of the target's state"
+    } else if run.state.meta(META_PLAN_LEFT_OUT).await?.as_deref() == Some("1") {
+        "the last run applied a saved plan and left other operations out"
     } else if interrupted {
         // Its writes may be missing from the target cache: plan against the live target.
         "the previous run did not finish"
