@@ -481,22 +481,6 @@ pub struct CronSchedule {
     cron: croner::Cron,
 }
 
-impl PartialEq for CronSchedule {
-    fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
-    }
-}
-
-impl PartialEq for Schedule {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Schedule::Every(a), Schedule::Every(b)) => a == b,
-            (Schedule::Cron(a), Schedule::Cron(b)) => a == b,
-            _ => false,
-        }
-    }
-}
-
 impl Schedule {
     /// When the run after one that started at `started` is due; `None`: never (a cron
     /// expression with no further occurrence, such as `0 0 30 2 *`).

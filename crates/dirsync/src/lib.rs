@@ -17,7 +17,6 @@ pub use dirsync_state as state;
 
 pub mod client;
 pub mod daemon;
-pub mod generate;
 pub mod kerberos_env;
 pub mod logging;
 pub mod notify;

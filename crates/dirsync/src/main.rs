@@ -372,14 +372,12 @@ async fn async_main(cli: Cli) -> i32 {
         },
         Command::Generate { command } => {
             let (what, result) = match command {
-                GenerateCommand::Man { dir } => (
-                    "man pages",
-                    dirsync::generate::man_pages(Cli::command(), &dir),
-                ),
-                GenerateCommand::Completions { dir } => (
-                    "completions",
-                    dirsync::generate::completions(Cli::command(), &dir),
-                ),
+                GenerateCommand::Man { dir } => {
+                    ("man pages", cli_docs::man_pages(Cli::command(), &dir))
+                }
+                GenerateCommand::Completions { dir } => {
+                    ("completions", cli_docs::completions(Cli::command(), &dir))
+                }
             };
             match result {
                 Ok(files) => {

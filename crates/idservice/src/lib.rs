@@ -7,7 +7,6 @@
 
 pub mod config;
 pub mod domain;
-pub mod generate;
 pub mod http;
 /// Email (behaviour §7.5): templates, durable outbox, SMTP sender, expiry checks.
 pub mod mail;

@@ -268,12 +268,10 @@ fn main() -> ExitCode {
 /// runtime start; the names of the files written are printed.
 fn generate(command: &GenerateCommand) -> Result<(), CliError> {
     let files = match command {
-        GenerateCommand::Man { dir } => idservice::generate::man_pages(Cli::command(), dir)
+        GenerateCommand::Man { dir } => cli_docs::man_pages(Cli::command(), dir)
             .map_err(|e| CliError::Generate("man pages", e))?,
-        GenerateCommand::Completions { dir } => {
-            idservice::generate::completions(Cli::command(), dir)
-                .map_err(|e| CliError::Generate("completions", e))?
-        }
+        GenerateCommand::Completions { dir } => cli_docs::completions(Cli::command(), dir)
+            .map_err(|e| CliError::Generate("completions", e))?,
     };
     for f in files {
         println!("{}", f.display());

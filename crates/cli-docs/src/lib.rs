@@ -1,6 +1,7 @@
-//! Man pages and shell completions from the command-line definition, for the packages
-//! (`scripts/package` runs the hidden `dirsync generate man|completions DIR`). Nothing here is
-//! used at run time.
+//! Man pages and shell completions from a command-line definition, for the packages:
+//! `scripts/package` runs the hidden `dirsync generate man|completions DIR` and
+//! `idservice generate man|completions DIR`, which call these. Shared by both binaries so the
+//! two packages' pages are made one way. Nothing here is used at run time.
 
 use std::io;
 use std::path::{Path, PathBuf};
