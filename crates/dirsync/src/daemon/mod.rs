@@ -36,6 +36,9 @@ pub struct DaemonOptions {
     pub config_path: PathBuf,
     pub secret_path: Option<PathBuf>,
     pub metrics_listen: Option<SocketAddr>,
+    /// Called after each run, once its data is dropped: the binary returns the freed memory
+    /// to the system (the library does not know the allocator).
+    pub release_memory: Option<fn()>,
 }
 
 /// Why the daemon could not start.
@@ -124,6 +127,9 @@ pub async fn run(
     loop {
         let started = chrono::Local::now();
         let ended = daemon.run_once().await;
+        if let Some(release) = daemon.options.release_memory {
+            release();
+        }
         if ended.reload {
             daemon.reload_config();
         }

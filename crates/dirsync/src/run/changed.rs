@@ -24,6 +24,7 @@ use super::{DirChanges, Image, ImageWrite, stable_id};
 pub(super) struct ChangedInput {
     pub desired: Desired,
     pub snapshot: TargetSnapshot,
+    pub ownership: super::Ownership,
     pub image: ImageWrite,
     /// Users the changes did not touch (for the report).
     pub unchanged_users: usize,
@@ -106,11 +107,16 @@ pub(super) async fn prepare(
         image_users,
         candidates,
         mut image,
+        cache,
+        ownership,
     } = match load_image(state, changes, groups, kind).await {
         Ok(loaded) => loaded,
         Err(failure) => return failure.into(),
     };
-    super::phase("load the image rows", &mut t);
+    super::phase(
+        "load the image keys, the target cache and the ownership records",
+        &mut t,
+    );
     let (changed_ids, removals) = apply_changes(config, &mut image, changes, kind);
 
     let mapped = map_changed_users(config, kind, &image, now, report);
@@ -127,11 +133,11 @@ pub(super) async fn prepare(
     super::phase("map the changed users and every group", &mut t);
 
     let (anchors, names) = touched_keys(&candidates, &image_users, &mapped);
-    let (snapshot, removable) = match cached_snapshot(state, &anchors, &names).await {
+    let (snapshot, removable) = match cached_snapshot(state, cache, &anchors, &names).await {
         Ok(cached) => cached,
         Err(failure) => return failure.into(),
     };
-    super::phase("load the target cache", &mut t);
+    super::phase("load the touched users' cache rows", &mut t);
 
     let image = ImageWrite {
         upserts: changed_rows(kind, image, &changed_ids, mapped.keys),
@@ -155,6 +161,7 @@ pub(super) async fn prepare(
     Prepared::Ready(Box::new(ChangedInput {
         desired,
         snapshot,
+        ownership,
         image,
         unchanged_users,
         read_users,
@@ -171,38 +178,68 @@ impl From<StateFailure> for Prepared {
     }
 }
 
-/// The image as the changes find it: the keys of every image user, the ids the changes may
-/// concern, and the image rows of those users (with every group).
+/// The state as the changes find it: the keys of every image user, the ids the changes may
+/// concern, and the image rows of those users (with every group); the target cache without
+/// the users' resources; the ownership records.
 struct LoadedImage {
     image_users: HashMap<String, ImageKeys>,
     candidates: BTreeSet<String>,
     image: Image,
+    cache: LightCache,
+    ownership: super::Ownership,
 }
 
-/// Loads the image user keys, and the image rows of the users the changes may concern.
+/// The target cache as [`load_image`] reads it: every user without its resource, every group.
+struct LightCache {
+    users: Vec<CachedObject>,
+    groups: Vec<CachedObject>,
+}
+
+/// Loads the image user keys, the light target cache and the ownership records at once (four
+/// independent reads of about a row per user, on separate connections), then the image rows
+/// of the users the changes may concern.
 async fn load_image(
     state: &StateStore,
     changes: &DirChanges,
     groups: BTreeMap<String, crate::source::Entry>,
     kind: DirectoryKind,
 ) -> Result<LoadedImage, StateFailure> {
-    let failed = |e| StateFailure("the directory image", e);
-    let image_users: HashMap<String, ImageKeys> = state
-        .image_user_keys()
-        .await
-        .map_err(failed)?
-        .into_iter()
-        .collect();
+    let image_failed = |e| StateFailure("the directory image", e);
+    let cache_failed = |e| StateFailure("the target cache", e);
+    let (image_users, users, cached_groups, ownership) = tokio::try_join!(
+        async { state.image_user_keys().await.map_err(image_failed) },
+        async { state.cached_users_light().await.map_err(cache_failed) },
+        async {
+            state
+                .cached_objects(ObjectKind::Group)
+                .await
+                .map_err(cache_failed)
+        },
+        async {
+            super::load_ownership(state)
+                .await
+                .map_err(|(what, e)| StateFailure(what, e))
+        },
+    )?;
+    let image_users: HashMap<String, ImageKeys> = image_users.into_iter().collect();
     let candidates = candidate_ids(changes, kind, &image_users);
     let ids: Vec<String> = candidates.iter().cloned().collect();
-    let users = state
+    let users_image = state
         .image_entries(ObjectKind::User, &ids)
         .await
-        .map_err(failed)?;
+        .map_err(image_failed)?;
     Ok(LoadedImage {
         image_users,
         candidates,
-        image: Image { users, groups },
+        image: Image {
+            users: users_image,
+            groups,
+        },
+        cache: LightCache {
+            users,
+            groups: cached_groups,
+        },
+        ownership,
     })
 }
 
@@ -323,26 +360,21 @@ fn touched_keys(
 /// user in its light form, and every group; with the ids of the touched users.
 async fn cached_snapshot(
     state: &StateStore,
+    cache: LightCache,
     anchors: &[String],
     names: &[String],
 ) -> Result<(TargetSnapshot, HashSet<String>), StateFailure> {
-    let failed = |e| StateFailure("the target cache", e);
     let touched = state
         .cached_matching(ObjectKind::User, anchors, names)
         .await
-        .map_err(failed)?;
-    let mut light = state.cached_users_light().await.map_err(failed)?;
+        .map_err(|e| StateFailure("the target cache", e))?;
+    let LightCache {
+        users: mut light,
+        groups,
+    } = cache;
     let removable: HashSet<String> = touched.iter().map(|o| o.id.clone()).collect();
     light.retain(|o| !removable.contains(&o.id));
-    let cached_groups = state
-        .cached_objects(ObjectKind::Group)
-        .await
-        .map_err(failed)?;
-    let cache: Vec<CachedObject> = light
-        .into_iter()
-        .chain(touched)
-        .chain(cached_groups)
-        .collect();
+    let cache: Vec<CachedObject> = light.into_iter().chain(touched).chain(groups).collect();
     // No scope filter here (see `whole_plan_reason`): the lean form.
     Ok((TargetSnapshot::from_cache(cache, false), removable))
 }

@@ -23,6 +23,12 @@ pub(super) struct Executed {
     pub(super) left_out: bool,
 }
 
+/// What this instance owns (its records of users and groups, see [`ownership_records`]).
+pub(super) struct Ownership {
+    pub(super) users: Vec<ObjectKey>,
+    pub(super) groups: Vec<ObjectKey>,
+}
+
 /// Plans and (unless a dry run) applies; fills the report. `drift`, in a full run with a
 /// previous image: plan operations on objects whose directory entry the last run saw as it
 /// is now (`desired.unchanged_anchors`) go to `report.drift_objects`.
@@ -31,11 +37,14 @@ pub(super) async fn execute(
     report: &mut Report,
     kind: DirectoryKind,
     desired: &mut desired::Desired,
-    snapshot: target::TargetSnapshot,
+    (snapshot, ownership): (target::TargetSnapshot, Ownership),
     drift: bool,
 ) -> Option<Executed> {
     let mut t = Instant::now();
-    let (records, group_records) = ownership_records(run.state, report).await?;
+    let Ownership {
+        users: records,
+        groups: group_records,
+    } = ownership;
     let settings = desired::PlanSettings {
         config: run.config,
         options: run.options,
@@ -44,7 +53,7 @@ pub(super) async fn execute(
         now: run.now,
     };
     let input = desired::plan_input(&settings, desired, snapshot, &records, &group_records);
-    phase("ownership records", &mut t);
+    phase("planner input", &mut t);
     let (plan, left_out) = restrict_to_saved(run, report, plan::plan(&input));
     phase("plan", &mut t);
     let anchors = acted_on_anchors(&plan, &input, &records, &group_records);
@@ -105,25 +114,32 @@ fn restrict_to_saved(run: &RunCtx<'_>, report: &mut Report, fresh: Plan) -> (Pla
 
 /// What this instance owns, users and groups: it decides deletions, so when unreadable
 /// nothing is planned on a guess. `None`: the run stopped (exit 5).
-async fn ownership_records(
+pub(super) async fn ownership_records(
     state: &StateStore,
     report: &mut Report,
-) -> Option<(Vec<ObjectKey>, Vec<ObjectKey>)> {
-    let records = match state.object_keys(ObjectKind::User).await {
-        Ok(r) => r,
-        Err(e) => {
-            state_unreadable(report, "the user ownership records", e);
-            return None;
+) -> Option<Ownership> {
+    match load_ownership(state).await {
+        Ok(ownership) => Some(ownership),
+        Err((what, e)) => {
+            state_unreadable(report, what, e);
+            None
         }
-    };
-    let group_records = match state.object_keys(ObjectKind::Group).await {
-        Ok(r) => r,
-        Err(e) => {
-            state_unreadable(report, "the group ownership records", e);
-            return None;
-        }
-    };
-    Some((records, group_records))
+    }
+}
+
+/// [`ownership_records`], the failure named.
+pub(super) async fn load_ownership(
+    state: &StateStore,
+) -> Result<Ownership, (&'static str, crate::state::StateError)> {
+    let users = state
+        .object_keys(ObjectKind::User)
+        .await
+        .map_err(|e| ("the user ownership records", e))?;
+    let groups = state
+        .object_keys(ObjectKind::Group)
+        .await
+        .map_err(|e| ("the group ownership records", e))?;
+    Ok(Ownership { users, groups })
 }
 
 /// The plan's account in the report: skipped objects, notes, a refusal, unchanged counts.

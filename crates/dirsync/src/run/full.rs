@@ -39,12 +39,14 @@ pub(super) async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> 
     let (snapshot, live_cache) =
         read_target(run, report, source.kind, &mut desired, image.replace).await?;
     phase("read the target", &mut t);
+    let ownership = ownership_records(run.state, report).await?;
+    phase("ownership records", &mut t);
     let executed = execute(
         run,
         report,
         source.kind,
         &mut desired,
-        snapshot,
+        (snapshot, ownership),
         image.has_previous,
     )
     .await?;

@@ -153,6 +153,7 @@ pub(super) async fn changed_users_run(
     let changed::ChangedInput {
         mut desired,
         snapshot,
+        ownership,
         image,
         unchanged_users,
         read_users,
@@ -161,7 +162,8 @@ pub(super) async fn changed_users_run(
     report.read_users = read_users;
     report.read_groups = read_groups;
     report.read_complete = true;
-    let Some(executed) = execute(run, report, kind, &mut desired, snapshot, false).await else {
+    let target = (snapshot, ownership);
+    let Some(executed) = execute(run, report, kind, &mut desired, target, false).await else {
         return Incremental::Done(None);
     };
     report.unchanged_users += unchanged_users;
@@ -218,7 +220,11 @@ pub(super) async fn whole_image_run(
     .await;
     let whole_resources = changed::whole_plan_reason(run.config).is_some();
     let snapshot = target::TargetSnapshot::from_cache(cache, whole_resources);
-    let Some(executed) = execute(run, report, kind, &mut desired, snapshot, false).await else {
+    let Some(ownership) = ownership_records(run.state, report).await else {
+        return Incremental::Done(None);
+    };
+    let target = (snapshot, ownership);
+    let Some(executed) = execute(run, report, kind, &mut desired, target, false).await else {
         return Incremental::Done(None);
     };
     let mut write = IncrementalWrite {
