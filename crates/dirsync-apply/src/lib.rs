@@ -124,6 +124,23 @@ pub const BULK_BYTES_PER_OPERATION: usize = 4096;
 /// a few more round trips.
 const GROUP_BULK_BYTES: usize = 32 * 1024;
 
+/// How many times a create cut off by a lost connection is looked up and sent again before
+/// the object fails for this run (the next run finds or creates it).
+const INTERRUPTED_RETRIES: u32 = 5;
+
+/// The pause before the n-th such attempt is n times this.
+const INTERRUPTED_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The anchor (externalId) of a create operation.
+fn create_anchor(op: &Operation) -> Option<String> {
+    match op {
+        Operation::CreateUser { anchor, .. } | Operation::CreateGroup { anchor, .. } => {
+            Some(anchor.clone())
+        }
+        _ => None,
+    }
+}
+
 /// A lock that a panic elsewhere poisoned still guards data that is whole: every holder
 /// only pushes, counts or writes a line.
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -157,6 +174,7 @@ pub async fn apply(plan: &Plan, ctx: &ApplyContext<'_>) -> ApplyOutcome {
         to_stage: Mutex::new(Vec::new()),
         outcome: Mutex::new(ApplyOutcome::default()),
         stop: AtomicBool::new(false),
+        interrupted: Mutex::new(HashSet::new()),
     };
     let mut start = 0;
     while start < plan.operations.len() {
@@ -217,6 +235,9 @@ struct Run<'a, 'b> {
     to_stage: Mutex<Vec<Created>>,
     outcome: Mutex<ApplyOutcome>,
     stop: AtomicBool,
+    /// Anchors whose create may have been applied without an answer (a Bulk request or a
+    /// POST cut off): the target is asked for them by externalId before they are sent again.
+    interrupted: Mutex<HashSet<String>>,
 }
 
 /// A create operation and the size of what it sends. The body itself is made only when its
@@ -305,6 +326,16 @@ impl Run<'_, '_> {
             Ok(results) if results.len() == chunk.len() => results,
             Err(e) if e.stops_run() => {
                 self.settle(chunk.first().map(|p| p.op), Err(e));
+                return;
+            }
+            Err(e @ ClientError::Interrupted { .. }) => {
+                // Some of the chunk may exist now: each object is looked up before its own
+                // create.
+                tracing::debug!(error = %e, objects = chunk.len(), "Bulk request cut off");
+                locked(&self.interrupted).extend(chunk.iter().filter_map(|p| create_anchor(p.op)));
+                for p in &chunk {
+                    self.execute(p.op).await;
+                }
                 return;
             }
             _ => {
@@ -876,19 +907,46 @@ impl Run<'_, '_> {
         anchor: &str,
         resource: &Value,
     ) -> Result<(String, bool), ClientError> {
-        match self.ctx.client.create(kind, resource).await {
-            Ok(created) => id_of(&created)
-                .map(|id| (id, false))
-                .ok_or_else(|| ClientError::Protocol("created resource has no id".into())),
-            Err(ClientError::Rejected(e)) if e.status == 409 => {
-                match self.ctx.client.find_by_external_id(kind, anchor).await? {
-                    Some(existing) => id_of(&existing)
-                        .map(|id| (id, true))
-                        .ok_or_else(|| ClientError::Protocol("resource has no id".into())),
-                    None => Err(ClientError::Rejected(e)),
-                }
+        let mut look_first = locked(&self.interrupted).contains(anchor);
+        let mut attempt = 0;
+        loop {
+            if look_first && let Some(existing) = self.existing(kind, anchor).await? {
+                return Ok((existing, true));
             }
-            Err(e) => Err(e),
+            match self.ctx.client.create(kind, resource).await {
+                Ok(created) => {
+                    return id_of(&created)
+                        .map(|id| (id, false))
+                        .ok_or_else(|| ClientError::Protocol("created resource has no id".into()));
+                }
+                Err(ClientError::Rejected(e)) if e.status == 409 => {
+                    return match self.existing(kind, anchor).await? {
+                        Some(existing) => Ok((existing, true)),
+                        None => Err(ClientError::Rejected(e)),
+                    };
+                }
+                Err(e @ ClientError::Interrupted { .. }) if attempt < INTERRUPTED_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(anchor, error = %e, attempt, "create cut off; looking the object up");
+                    look_first = true;
+                    tokio::time::sleep(INTERRUPTED_PAUSE * attempt).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The id of the target object whose externalId is `anchor`, if there is one.
+    async fn existing(
+        &self,
+        kind: ResourceKind,
+        anchor: &str,
+    ) -> Result<Option<String>, ClientError> {
+        match self.ctx.client.find_by_external_id(kind, anchor).await? {
+            Some(existing) => id_of(&existing)
+                .map(Some)
+                .ok_or_else(|| ClientError::Protocol("resource has no id".into())),
+            None => Ok(None),
         }
     }
 

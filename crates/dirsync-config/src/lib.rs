@@ -875,6 +875,11 @@ pub struct SyncConfig {
     /// [better] `dirsync apply` refuses a saved plan older than this (default 24h).
     #[serde(default = "default_plan_max_age")]
     pub plan_max_age: DurationText,
+    /// [better] A run gives up on the SCIM target (exit 3) only once it has stayed
+    /// unreachable this long (default 2m): a request cut off by a reset or a timeout is
+    /// retried meanwhile.
+    #[serde(default = "default_unreachable_after")]
+    pub unreachable_after: DurationText,
     /// When `dirsync run` starts a run: an interval or a cron expression (default 15m).
     #[serde(default = "default_schedule")]
     pub schedule: Schedule,
@@ -906,6 +911,9 @@ fn default_ratio_floor() -> u64 {
 fn default_plan_max_age() -> DurationText {
     DurationText(Duration::from_secs(24 * 3600))
 }
+fn default_unreachable_after() -> DurationText {
+    DurationText(Duration::from_secs(120))
+}
 fn default_full_every() -> DurationText {
     DurationText(Duration::from_secs(24 * 3600))
 }
@@ -933,6 +941,7 @@ impl Default for SyncConfig {
             pending_deletion: PendingDeletionConfig::default(),
             full_every: default_full_every(),
             plan_max_age: default_plan_max_age(),
+            unreachable_after: default_unreachable_after(),
             schedule: default_schedule(),
             watch: false,
             watch_interval: default_watch_interval(),

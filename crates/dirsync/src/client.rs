@@ -5,8 +5,23 @@ use secrecy::SecretString;
 
 use crate::config::{AuthKind, Config};
 
-/// The SCIM client for the configured target.
+/// The SCIM client for the configured target, as `dirsync check` and Password Sync use it: a
+/// connection failure is retried a few times (Password Sync has its own backoff).
 pub fn scim_client(config: &Config) -> Result<scim_client::ScimClient, scim_client::ClientError> {
+    scim_client::ScimClient::new(client_options(config))
+}
+
+/// The SCIM client of a sync run: a connection failure is retried until the target has
+/// stayed unreachable for `sync.unreachable_after`.
+pub fn run_scim_client(
+    config: &Config,
+) -> Result<scim_client::ScimClient, scim_client::ClientError> {
+    let mut options = client_options(config);
+    options.unreachable_after = Some(config.sync.unreachable_after.0);
+    scim_client::ScimClient::new(options)
+}
+
+fn client_options(config: &Config) -> scim_client::ClientOptions {
     let secret_file = config.secret_path.display();
     let auth = match config.iid.scim.auth.kind {
         AuthKind::Bearer => match &config.secrets.scim_token {
@@ -51,5 +66,5 @@ pub fn scim_client(config: &Config) -> Result<scim_client::ScimClient, scim_clie
             password: config.secrets.proxy_password.clone(),
         });
     }
-    scim_client::ScimClient::new(options)
+    options
 }

@@ -7,7 +7,7 @@
 //! header too when it points to the same host. A 3xx is a [`ClientError::Redirected`] naming
 //! the status and the location.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::{Method, header};
 use scim::{AttrExp, AttrPath, CompValue, CompareOp, Filter, PatchOperation, ScimError};
@@ -54,6 +54,10 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Retries after the first attempt for retryable failures.
     pub max_retries: usize,
+    /// For a connection that fails (refused, reset, timed out) on a request safe to repeat:
+    /// keep retrying (backoff from 200 ms to 5 s) until this long after the first failure,
+    /// instead of `max_retries` times. `None`: `max_retries` decides.
+    pub unreachable_after: Option<Duration>,
     /// `count` asked for when listing.
     pub page_size: usize,
     /// Requests in flight at once, at most (0: no limit). The client starts below it and
@@ -69,6 +73,7 @@ impl ClientOptions {
             proxy: None,
             timeout: Duration::from_secs(60),
             max_retries: 5,
+            unreachable_after: None,
             page_size: 500,
             max_concurrency: 0,
         }
@@ -117,6 +122,7 @@ pub struct ScimClient {
     base_url: String,
     auth: Authenticator,
     max_retries: usize,
+    unreachable_after: Option<Duration>,
     page_size: usize,
     limit: AdaptiveLimit,
     /// Whether the service pages lists by cursor (RFC 9865), asked once.
@@ -170,6 +176,7 @@ impl ScimClient {
             base_url: options.base_url.trim_end_matches('/').to_string(),
             auth: Authenticator::new(options.auth),
             max_retries: options.max_retries,
+            unreachable_after: options.unreachable_after,
             page_size: options.page_size.max(1),
             limit: AdaptiveLimit::new(INITIAL_CONCURRENCY, options.max_concurrency),
             cursor_paging: tokio::sync::OnceCell::new(),
@@ -435,8 +442,9 @@ impl ScimClient {
     /// `POST /{kind}`: the created resource as the service returned it.
     pub async fn create(&self, kind: ResourceKind, resource: &Value) -> Result<Value, ClientError> {
         let path = format!("/{}", kind.endpoint());
-        // Not idempotent: a 5xx or a timeout after sending is not retried here; the next run
-        // finds the object by externalId instead of creating it twice.
+        // Not idempotent: a 5xx, a reset or a timeout after sending is not retried here (a
+        // reset or timeout is `Interrupted`); the caller looks the object up by externalId
+        // before it sends it again.
         let r = self
             .send(Method::POST, &path, Some(resource), &[], false)
             .await?;
@@ -543,6 +551,7 @@ impl ScimClient {
         };
         let mut retries = Retries {
             delays: retry::schedule(self.max_retries),
+            transport: None,
             refreshed_token: false,
         };
         loop {
@@ -567,7 +576,14 @@ impl ScimClient {
                     p.succeeded();
                 }
             }
-            let reply = self.read_reply(response).await?;
+            let reply = match self.read_reply(response).await {
+                Ok(reply) => reply,
+                Err(e) => {
+                    let delay = self.transport_retry(&call, &mut retries, e)?;
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            };
             match self.judge(&call, &mut retries, reply).await? {
                 Next::Done(r) => return Ok(r),
                 Next::RetryNow => continue,
@@ -615,10 +631,26 @@ impl ScimClient {
         retries: &mut Retries<impl Iterator<Item = Duration>>,
         e: reqwest::Error,
     ) -> Result<Duration, ClientError> {
-        // Connect failures were never sent; timeouts may have been applied.
+        // Connect failures were never sent; timeouts and resets may have been applied.
         let safe = e.is_connect() || call.idempotent;
-        if safe && let Some(delay) = retries.delays.next() {
-            tracing::debug!(method = %call.method, path = call.path, error = %e.without_url(), "retrying");
+        if !safe {
+            return Err(ClientError::Interrupted {
+                url: self.base_url.clone(),
+                reason: error_chain(&e),
+            });
+        }
+        let delay = match self.unreachable_after {
+            Some(budget) => {
+                let (since, delays) = retries
+                    .transport
+                    .get_or_insert_with(|| (Instant::now(), retry::transport_schedule()));
+                let left = budget.saturating_sub(since.elapsed());
+                (!left.is_zero()).then(|| delays.next().unwrap_or(left).min(left))
+            }
+            None => retries.delays.next(),
+        };
+        if let Some(delay) = delay {
+            tracing::debug!(method = %call.method, path = call.path, error = %e.without_url(), ?delay, "retrying");
             return Ok(delay);
         }
         Err(ClientError::Unreachable {
@@ -628,20 +660,15 @@ impl ScimClient {
     }
 
     /// Reads a response's status, `Retry-After` and body (parsed as JSON when it is).
-    async fn read_reply(&self, response: reqwest::Response) -> Result<Reply, ClientError> {
+    /// The error is the connection's, cut while the body came (see [`Self::transport_retry`]).
+    async fn read_reply(&self, response: reqwest::Response) -> Result<Reply, reqwest::Error> {
         let status = response.status();
         let retry_after = response
             .headers()
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                url: self.base_url.clone(),
-                reason: error_chain(&e),
-            })?;
+        let bytes = response.bytes().await?;
         let parsed: Option<Value> = if bytes.is_empty() {
             None
         } else {
@@ -720,6 +747,8 @@ struct Call<'a> {
 struct Retries<D> {
     /// The backoff delays left.
     delays: D,
+    /// With `unreachable_after`: when the connection first failed, and the delays since.
+    transport: Option<(Instant, backon::ExponentialBackoff)>,
     /// Whether the token was already refreshed once after a 401.
     refreshed_token: bool,
 }

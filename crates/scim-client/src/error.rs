@@ -18,6 +18,13 @@ pub enum ClientError {
     /// No answer (connection refused, DNS, TLS, timeout) after the retries allowed.
     #[error("cannot reach the SCIM service at {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    /// The connection failed (reset, timeout) after a request that is not safe to repeat
+    /// (a create, a Bulk request) was sent: the service may or may not have applied it. The
+    /// caller finds out (a create looks its object up by externalId) before sending it again.
+    #[error(
+        "the connection to the SCIM service at {url} failed during a request that may have been applied: {reason}"
+    )]
+    Interrupted { url: String, reason: String },
     /// 5xx or 429 still after the retries allowed, or a 5xx to a request that is not safe to
     /// repeat.
     #[error("the SCIM service failed with HTTP {status}: {detail}")]

@@ -15,6 +15,17 @@ pub(crate) fn schedule(max_retries: usize) -> impl Iterator<Item = Duration> {
         .build()
 }
 
+/// The backoff schedule after connection failures while a time budget lasts
+/// (`ClientOptions::unreachable_after`): quick at first, then every 5 s, without a count.
+pub(crate) fn transport_schedule() -> backon::ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .without_max_times()
+        .with_jitter()
+        .build()
+}
+
 /// Whether a status may be retried. 429 and 503 mean "not processed, come back"; other 5xx
 /// may have been applied, so they are retried only for idempotent requests.
 pub(crate) fn retryable_status(status: u16, idempotent: bool) -> bool {

@@ -90,6 +90,13 @@ impl FaultProxy {
         Ok(())
     }
 
+    /// Resets every connection opened from now on once `bytes` went downstream on it (in
+    /// the middle of whatever response crosses that count); 0 turns it off.
+    pub fn set_reset_after_bytes(&self, bytes: u64) -> Result<()> {
+        self.control_request("/", &format!("{{\"reset_after_bytes\":{bytes}}}"))?;
+        Ok(())
+    }
+
     /// The proxy's config and counters (JSON text).
     pub fn status(&self) -> Result<String> {
         self.http("GET", "/", "")

@@ -493,6 +493,7 @@ fn is_pending(user: &Value) -> bool {
 fn failure_kind(e: &ClientError) -> String {
     match e {
         ClientError::Unreachable { .. } => "unreachable".into(),
+        ClientError::Interrupted { .. } => "connection lost during the request".into(),
         ClientError::Unauthorized { status, .. } => format!("credentials refused (HTTP {status})"),
         ClientError::Server { status, .. } => format!("server error (HTTP {status})"),
         ClientError::Rejected(e) => format!("HTTP {}", e.status),

@@ -65,7 +65,7 @@ use incremental::*;
 use memory::*;
 use progress::*;
 
-pub use crate::client::scim_client;
+pub use crate::client::{run_scim_client, scim_client};
 
 /// What the command line asked for.
 #[derive(Debug, Clone, Default)]
@@ -316,7 +316,7 @@ async fn connect_target(
     config: &Config,
     report: &mut Report,
 ) -> Option<(scim_client::ScimClient, scim_client::ServiceProviderInfo)> {
-    let mut client = match scim_client(config) {
+    let mut client = match run_scim_client(config) {
         Ok(c) => c,
         Err(e) => {
             stop(report, e.to_string(), Outcome::ConfigError);
