@@ -875,9 +875,9 @@ pub struct SyncConfig {
     /// [better] `dirsync apply` refuses a saved plan older than this (default 24h).
     #[serde(default = "default_plan_max_age")]
     pub plan_max_age: DurationText,
-    /// [better] A run gives up on the SCIM target (exit 3) only once it has stayed
-    /// unreachable this long (default 2m): a request cut off by a reset or a timeout is
-    /// retried meanwhile.
+    /// [better] A run gives up on the SCIM target or the directory (exit 3) only once it has
+    /// stayed unreachable this long (default 2m): a request or a directory read cut off by a
+    /// reset or a timeout is made again meanwhile.
     #[serde(default = "default_unreachable_after")]
     pub unreachable_after: DurationText,
     /// When `dirsync run` starts a run: an interval or a cron expression (default 15m).

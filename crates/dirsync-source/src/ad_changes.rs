@@ -70,7 +70,7 @@ use ldap3::{Ldap, Scope, SearchEntry};
 
 use super::DirectorySearches;
 use super::changes::{ChangeSet, Cursor, CursorKind};
-use super::ldap::{LdapSource, LdapSourceError, SearchSpec, to_entry};
+use super::ldap::{LdapSource, LdapSourceError, SearchSpec, connection_lost, lost_or, to_entry};
 use super::{Entry, dn_within, normalize_dn};
 use dirsync_model::anchor::guid_text;
 
@@ -113,6 +113,18 @@ pub enum AdChangesError {
     DirSyncRefused(String),
     #[error("the DC's rootDSE lacks {0}")]
     RootDse(&'static str),
+}
+
+impl crate::reconnect::Transient for AdChangesError {
+    /// A lost connection; the server's answers (refusals, limits) are not retried here.
+    fn is_transient(&self) -> bool {
+        match self {
+            AdChangesError::Ldap(e) => e.is_transient(),
+            AdChangesError::Incomplete(_)
+            | AdChangesError::DirSyncRefused(_)
+            | AdChangesError::RootDse(_) => false,
+        }
+    }
 }
 
 /// Changes since `cursor` (or, with no cursor, a full read plus a fresh cursor: every object
@@ -409,9 +421,11 @@ impl DcInfo {
         let (ldap, timeout) = source.handle();
         let settings = run_guarded(base_read(ldap, timeout, service.clone(), "invocationId"))
             .await?
-            .map_err(|e| LdapSourceError::Search {
-                base: service.clone(),
-                reason: e.to_string(),
+            .map_err(|e| {
+                lost_or(e, &service, |reason| LdapSourceError::Search {
+                    base: service.clone(),
+                    reason,
+                })
             })?;
         let invocation_raw = settings
             .and_then(|e| e.values("invocationid").next().map(<[u8]>::to_vec))
@@ -854,9 +868,11 @@ async fn dirsync_rounds(
                 .with_timeout(timeout)
                 .search(&nc, Scope::Subtree, &filter, attrs.clone())
                 .await
-                .map_err(|e| LdapSourceError::Search {
-                    base: nc.clone(),
-                    reason: format!("DirSync: {e}"),
+                .map_err(|e| {
+                    lost_or(e, &nc, |reason| LdapSourceError::Search {
+                        base: nc.clone(),
+                        reason: format!("DirSync: {reason}"),
+                    })
                 })?;
             let ldap3::SearchResult(found, res) = result;
             if res.rc != 0 {
@@ -916,9 +932,11 @@ async fn show_deleted_search(
         Box::new(EntriesOnly::new()),
         Box::new(PagedResults::new(PAGE_SIZE)),
     ];
-    let err = |e: ldap3::LdapError| LdapSourceError::Search {
-        base: base.clone(),
-        reason: e.to_string(),
+    let err = |e: ldap3::LdapError| {
+        lost_or(e, &base, |reason| LdapSourceError::Search {
+            base: base.clone(),
+            reason,
+        })
     };
     let mut stream = ldap
         .with_controls(vec![show_deleted])
@@ -937,6 +955,7 @@ async fn show_deleted_search(
         match stream.next().await {
             Ok(Some(raw)) => out.push(to_entry(SearchEntry::construct(raw))),
             Ok(None) => break,
+            Err(e) if connection_lost(&e) => return Err(err(e).into()),
             Err(e) => {
                 return Err(AdChangesError::Incomplete(format!(
                     "tombstone search under {base} stopped early: {e}"

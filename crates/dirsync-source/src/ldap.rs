@@ -3,8 +3,10 @@
 //! and range retrieval of large multi-valued attributes. It returns raw entries; it knows
 //! nothing of SCIM or mapping.
 //!
-//! A search that ends with anything but success (size or time limit, a lost page, a dropped
-//! connection mid-read) yields a read marked incomplete, which the planner never deletes on.
+//! A search that ends with anything but success (size or time limit, a lost page) yields a
+//! read marked incomplete, which the planner never deletes on. A connection that drops
+//! mid-read is an error ([`LdapSourceError::Lost`]): the caller reads again from the start
+//! ([`crate::reconnect`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,8 +80,53 @@ pub enum LdapSourceError {
     Tls(String),
     #[error("LDAP search under {base} failed: {reason}")]
     Search { base: String, reason: String },
+    /// The connection dropped (reset, closed, timed out) before the server answered in full.
+    #[error("the LDAP connection was lost while reading {base}: {reason}")]
+    Lost { base: String, reason: String },
     #[error("the LDAP client failed while decoding a response (malformed data from the server)")]
     Crashed,
+}
+
+impl crate::reconnect::Transient for LdapSourceError {
+    /// No server answered, or the connection dropped: a new connection may do better.
+    fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            LdapSourceError::Unreachable { .. } | LdapSourceError::Lost { .. }
+        )
+    }
+}
+
+/// Whether an ldap3 error means the connection is gone (reset, closed, timed out) rather
+/// than an answer from the server.
+pub(crate) fn connection_lost(e: &ldap3::LdapError) -> bool {
+    use ldap3::LdapError as E;
+    matches!(
+        e,
+        E::Io { .. }
+            | E::OpSend { .. }
+            | E::ResultRecv { .. }
+            | E::IdScrubSend { .. }
+            | E::MiscSend { .. }
+            | E::Timeout { .. }
+            | E::EndOfStream
+    )
+}
+
+/// `Lost` when the connection is gone, else `answered` (the server's answer).
+pub(crate) fn lost_or(
+    e: ldap3::LdapError,
+    base: &str,
+    answered: impl FnOnce(String) -> LdapSourceError,
+) -> LdapSourceError {
+    if connection_lost(&e) {
+        LdapSourceError::Lost {
+            base: base.to_string(),
+            reason: e.to_string(),
+        }
+    } else {
+        answered(e.to_string())
+    }
 }
 
 /// A bound connection to the first server that answered.
@@ -168,9 +215,11 @@ impl LdapSource {
             .with_timeout(self.timeout)
             .search("", Scope::Base, "(objectClass=*)", attributes.to_vec())
             .await
-            .map_err(|e| LdapSourceError::Search {
-                base: "rootDSE".into(),
-                reason: e.to_string(),
+            .map_err(|e| {
+                lost_or(e, "the rootDSE", |reason| LdapSourceError::Search {
+                    base: "rootDSE".into(),
+                    reason,
+                })
             })?;
         let (entries, _) = result.success().map_err(|e| LdapSourceError::Search {
             base: "rootDSE".into(),
@@ -210,6 +259,10 @@ async fn simple_bind(
     match bound {
         Ok(_) if settings.bind_dn.is_empty() => Ok("anonymous (simple bind)".into()),
         Ok(_) => Ok(format!("simple bind as {}", settings.bind_dn)),
+        Err(e) if connection_lost(&e) => Err(LdapSourceError::Unreachable {
+            tried: url.to_string(),
+            last: format!("the connection was lost during the bind: {e}"),
+        }),
         Err(e) => {
             let mut reason = e.to_string();
             if let ldap3::LdapError::LdapResult { result } = &e
@@ -277,9 +330,11 @@ async fn paged_search(
     timeout: Duration,
     page_size: i32,
 ) -> Result<SearchOutcome, LdapSourceError> {
-    let search_err = |e: ldap3::LdapError| LdapSourceError::Search {
-        base: spec.base.clone(),
-        reason: e.to_string(),
+    let search_err = |e: ldap3::LdapError| {
+        lost_or(e, &spec.base, |reason| LdapSourceError::Search {
+            base: spec.base.clone(),
+            reason,
+        })
     };
     let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
         Box::new(EntriesOnly::new()),
@@ -314,6 +369,8 @@ async fn paged_search(
                 }
             }
             Ok(None) => break,
+            // A cut read is thrown away, never used as part of the directory.
+            Err(e) if connection_lost(&e) => return Err(search_err(e)),
             Err(e) => {
                 complete = false;
                 notes.push(format!("search under {} stopped early: {e}", spec.base));

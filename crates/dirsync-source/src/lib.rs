@@ -1,6 +1,7 @@
 //! Reads the directory: LDAP (failover, TLS, paged search, range retrieval), an LDIF file,
 //! the changes since a cursor (OpenLDAP syncrepl, Active Directory DirSync / USN), and a
-//! watcher that says when the directory changed (`sync.watch`).
+//! watcher that says when the directory changed (`sync.watch`), and reading again after a
+//! lost connection ([`reconnect`]).
 //!
 //! It returns raw entries ([`Entry`]: a DN and bytes per attribute) and decides the directory
 //! kind. It takes the list of attributes to read from its caller and does not know the
@@ -12,6 +13,7 @@ pub mod kerberos;
 pub mod ldap;
 pub mod ldif;
 mod read;
+pub mod reconnect;
 pub mod syncrepl;
 pub mod watch;
 

@@ -22,6 +22,15 @@ pub enum SourceError {
     Ldif(String),
 }
 
+impl crate::reconnect::Transient for SourceError {
+    fn is_transient(&self) -> bool {
+        match self {
+            SourceError::Ldap(e) => e.is_transient(),
+            SourceError::Ldif(_) => false,
+        }
+    }
+}
+
 /// One read of the directory.
 pub struct SourceRead {
     pub read: DirectoryRead,

@@ -40,7 +40,7 @@ use ldap3::controls::{
 use ldap3::{Ldap, LdapResult, Scope, SearchEntry, SearchStream};
 
 use super::changes::{ChangeSet, Cursor, CursorKind};
-use super::ldap::{LdapSource, SearchSpec, to_builder};
+use super::ldap::{LdapSource, LdapSourceError, SearchSpec, to_builder};
 use super::{DirectorySearches, Entry};
 
 /// LDAP result code of e-syncRefreshRequired (RFC 4533 §2.6).
@@ -52,10 +52,25 @@ const UNWILLING_TO_PERFORM: u32 = 53;
 pub enum SyncreplError {
     #[error("syncrepl refresh under {base} failed: {reason}")]
     Search { base: String, reason: String },
+    /// The connection dropped before the refresh ended; nothing of it is used.
+    #[error("the LDAP connection was lost during the syncrepl refresh under {base}: {reason}")]
+    Lost { base: String, reason: String },
+    #[error(transparent)]
+    Ldap(#[from] LdapSourceError),
     #[error(
         "the LDAP client failed while decoding a syncrepl response (malformed data from the server)"
     )]
     Crashed,
+}
+
+impl crate::reconnect::Transient for SyncreplError {
+    fn is_transient(&self) -> bool {
+        match self {
+            SyncreplError::Lost { .. } => true,
+            SyncreplError::Ldap(e) => e.is_transient(),
+            SyncreplError::Search { .. } | SyncreplError::Crashed => false,
+        }
+    }
 }
 
 /// What changed among users and groups since the cursor.
@@ -196,8 +211,7 @@ async fn search_groups(
                 filter: format!("(&{}(|{}))", spec.filter, chunk.concat()),
                 attributes: attributes.clone(),
             })
-            .await
-            .map_err(|e| failed(e.to_string()))?;
+            .await?;
         if !outcome.complete {
             return Err(failed(outcome.notes.join("; ")));
         }
@@ -431,21 +445,42 @@ async fn run_refresh(
             with_entry_uuid(&spec.attributes),
         )
         .await
-        .map_err(|e| search_failed(&spec, e.to_string()))?;
+        .map_err(|e| search_failed(&spec, e))?;
     let (got, broken) = drain(&mut stream).await;
     let result = stream.finish().await;
-    if let Some(reason) = broken {
-        return Err(search_failed(&spec, reason));
+    match broken {
+        Some(Broken::Message(reason)) => return Err(answered(&spec, reason)),
+        Some(Broken::Stream(e)) => return Err(search_failed(&spec, e)),
+        None => {}
     }
     outcome(&spec, result, got, sent_cookie)
 }
 
-/// A failed refresh under the search's base.
-fn search_failed(spec: &SearchSpec, reason: String) -> SyncreplError {
+/// A failed refresh under the search's base: `Lost` when the connection is gone.
+fn search_failed(spec: &SearchSpec, e: ldap3::LdapError) -> SyncreplError {
+    let base = spec.base.clone();
+    let reason = e.to_string();
+    if super::ldap::connection_lost(&e) {
+        SyncreplError::Lost { base, reason }
+    } else {
+        SyncreplError::Search { base, reason }
+    }
+}
+
+/// A refresh the server answered with something unusable.
+fn answered(spec: &SearchSpec, reason: String) -> SyncreplError {
     SyncreplError::Search {
         base: spec.base.clone(),
         reason,
     }
+}
+
+/// Why a refresh stopped before its end.
+enum Broken {
+    /// A message that cannot be used.
+    Message(String),
+    /// The stream failed (the connection, or the client).
+    Stream(ldap3::LdapError),
 }
 
 /// The requested attributes, with `entryUUID` added when absent.
@@ -462,20 +497,20 @@ fn with_entry_uuid(attributes: &[String]) -> Vec<String> {
 
 /// Reads every message of the stream into a [`Collected`], stopping at the first one that
 /// cannot be used or the first stream error (returned as the reason).
-async fn drain(stream: &mut SearchStream<'_, String, Vec<String>>) -> (Collected, Option<String>) {
+async fn drain(stream: &mut SearchStream<'_, String, Vec<String>>) -> (Collected, Option<Broken>) {
     let mut got = Collected::default();
     let mut broken = None;
     loop {
         match stream.next().await {
             Ok(Some(message)) => {
                 if let Err(reason) = take_message(message, &mut got) {
-                    broken = Some(reason.to_string());
+                    broken = Some(Broken::Message(reason.to_string()));
                     break;
                 }
             }
             Ok(None) => break,
             Err(e) => {
-                broken = Some(e.to_string());
+                broken = Some(Broken::Stream(e));
                 break;
             }
         }
@@ -507,7 +542,7 @@ fn outcome(
             )));
         }
         rc => {
-            return Err(search_failed(
+            return Err(answered(
                 spec,
                 format!("LDAP result {rc} ({})", result.text),
             ));
@@ -521,7 +556,7 @@ fn outcome(
             _ => None,
         })
         .ok_or_else(|| {
-            search_failed(
+            answered(
                 spec,
                 "the refresh ended without a Sync Done control".to_string(),
             )

@@ -97,6 +97,16 @@ impl FaultProxy {
         Ok(())
     }
 
+    /// Like [`Self::set_reset_after_bytes`], for the next `limit` connections that carry that
+    /// much only; later ones pass (a directory that drops a read twice, then answers).
+    pub fn set_resets(&self, bytes: u64, limit: u32) -> Result<()> {
+        self.control_request(
+            "/",
+            &format!("{{\"reset_after_bytes\":{bytes},\"reset_limit\":{limit}}}"),
+        )?;
+        Ok(())
+    }
+
     /// The proxy's config and counters (JSON text).
     pub fn status(&self) -> Result<String> {
         self.http("GET", "/", "")

@@ -17,6 +17,17 @@ pub(super) enum DirectoryError {
     Read(#[from] source::SourceError),
 }
 
+impl source::reconnect::Transient for DirectoryError {
+    fn is_transient(&self) -> bool {
+        match self {
+            DirectoryError::Ldap(e) => e.is_transient(),
+            DirectoryError::Syncrepl(e) => e.is_transient(),
+            DirectoryError::Ad(e) => e.is_transient(),
+            DirectoryError::Read(e) => e.is_transient(),
+        }
+    }
+}
+
 /// The directory's changes since a cursor, by reader.
 pub(super) enum DirChanges {
     OpenLdap(Box<syncrepl::DirectoryChanges>),
@@ -69,8 +80,38 @@ pub(super) async fn connect(
     Ok((ldap, kind))
 }
 
-/// Reads changes since `cursor` (or, without one, everything plus a fresh cursor).
+/// Reads changes since `cursor` (or, without one, everything plus a fresh cursor). A read cut
+/// by a lost connection is made again from the start until the directory has stayed
+/// unreachable for `sync.unreachable_after`; the report notes the losses.
 pub(super) async fn read_changes(
+    config: &Config,
+    cursor: Option<&Cursor>,
+    report: &mut Report,
+) -> Result<DirRead, DirectoryError> {
+    let read = source::reconnect::reconnecting(config.sync.unreachable_after.0, || {
+        read_changes_once(config, cursor)
+    })
+    .await?;
+    report.notes.extend(read.note());
+    Ok(read.value)
+}
+
+/// The whole directory the plain paged way (an LDIF file, or a directory whose incremental
+/// reader could not take a position), read again from the start after a lost connection as
+/// [`read_changes`] does.
+pub(super) async fn read_whole(
+    config: &Config,
+    report: &mut Report,
+) -> Result<source::SourceRead, DirectoryError> {
+    let read =
+        source::reconnect::reconnecting(config.sync.unreachable_after.0, || source::read(config))
+            .await?;
+    report.notes.extend(read.note());
+    Ok(read.value)
+}
+
+/// One attempt of [`read_changes`].
+async fn read_changes_once(
     config: &Config,
     cursor: Option<&Cursor>,
 ) -> Result<DirRead, DirectoryError> {

@@ -1,6 +1,7 @@
 //! The full run: the whole directory, mapped entry by entry, against the live target.
 
 use super::*;
+use crate::source::reconnect::Transient as _;
 
 /// The full run: the whole directory (with a fresh cursor where the reader gives one), the
 /// live target, and drift: plan operations on objects whose directory entry is as the last
@@ -65,12 +66,9 @@ async fn read_directory(
     report: &mut Report,
 ) -> (Result<source::SourceRead, DirectoryError>, Option<Cursor>) {
     if config.ad.ldif_file.is_some() {
-        return (
-            source::read(config).await.map_err(DirectoryError::from),
-            None,
-        );
+        return (read_whole(config, report).await, None);
     }
-    match read_changes(config, None).await {
+    match read_changes(config, None, report).await {
         Ok(DirRead {
             changes,
             kind,
@@ -87,16 +85,15 @@ async fn read_directory(
             };
             (Ok(source), next)
         }
+        // The directory stayed unreachable past `sync.unreachable_after`: the run stops.
+        Err(e) if e.is_transient() => (Err(e), None),
         // The incremental reader could not take a position (a size limit, a refused
         // control): the plain paged read, with its completeness rules, and no cursor.
         Err(e) => {
             report
                 .notes
                 .push(format!("no incremental position this run: {e}"));
-            (
-                source::read(config).await.map_err(DirectoryError::from),
-                None,
-            )
+            (read_whole(config, report).await, None)
         }
     }
 }

@@ -77,7 +77,7 @@ pub(super) async fn incremental(
 /// The directory's changes since `cursor`. `None`: an incomplete read or a reader error, the
 /// run stopped (the report says why); nothing is written, the cursor stays.
 async fn read_since(run: &RunCtx<'_>, report: &mut Report, cursor: &Cursor) -> Option<DirRead> {
-    match read_changes(run.config, Some(cursor)).await {
+    match read_changes(run.config, Some(cursor), report).await {
         Ok(read) => Some(read),
         Err(e) => {
             stop(report, format!("directory: {e}"), Outcome::Unreachable);
