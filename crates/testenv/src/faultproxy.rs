@@ -1,7 +1,13 @@
 //! [`FaultProxy`]: the fault-injecting TCP proxy `testenv/peers/faultproxy.py` (stdlib
 //! Python) between a client and a real peer on loopback, to make the peer unreachable
-//! (`refuse`), silent (`blackhole`) or slow, and to bring it back, without restarting it
-//! (scim2-server keeps its data in memory).
+//! (`refuse`), silent (`blackhole`) or slow, to cut connections after so many bytes, and to
+//! bring it back, without restarting it (scim2-server keeps its data in memory).
+//!
+//! With [`FaultProxy::set_http_faults`] it also speaks HTTP/1.1 (keep-alive, one upstream
+//! connection per client connection) and answers a share of the requests with a fault: 429 or
+//! 503 (`Retry-After: 0`) without forwarding them, or 500 after forwarding them, so the
+//! request was applied although the client sees an error. The faults are drawn from a seeded
+//! generator: the same seed and the same sequence of requests give the same faults.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -103,6 +109,29 @@ impl FaultProxy {
         self.control_request(
             "/",
             &format!("{{\"reset_after_bytes\":{bytes},\"reset_limit\":{limit}}}"),
+        )?;
+        Ok(())
+    }
+
+    /// Answers about `share` (0..=1) of the HTTP requests on connections opened from now on
+    /// with a fault, equally often each of: 429 or 503 with `Retry-After: 0`, answered by the
+    /// proxy without forwarding the request; 500 after the request was forwarded and the
+    /// real answer discarded (applied, but the client cannot know). The other requests pass.
+    /// Fault answers carry a SCIM error body and keep the connection open. `seed` seeds the
+    /// draws (re-seeded on every call, so a schedule replays); `share` 0 turns it off for new
+    /// connections (HTTP connections already open stay HTTP, without faults). Latency,
+    /// bandwidth, modes and resets keep working on HTTP connections. Counted in the status's
+    /// `http_requests`, `http_faults`, `http_429`, `http_500` and `http_503`.
+    pub fn set_http_faults(&self, share: f64, seed: u64) -> Result<()> {
+        if !(0.0..=1.0).contains(&share) {
+            return Err(Error::FaultProxyControl {
+                request: "set_http_faults".into(),
+                response: format!("share {share} is not within 0..=1"),
+            });
+        }
+        self.control_request(
+            "/",
+            &format!("{{\"http_fault_share\":{share},\"http_fault_seed\":{seed}}}"),
         )?;
         Ok(())
     }
