@@ -183,6 +183,14 @@ enum UsersCommand {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Every change of a user's state (disabled, enabled, pending deletion, restored,
+    /// purged), as the database recorded it, oldest first; `--user NAME` one user's.
+    History {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        user: Option<String>,
+    },
     /// Purge pending users: by default those past the retention period; `--user NAME` one
     /// pending user now; `--all` every pending user now.
     PurgePending {
@@ -342,6 +350,7 @@ async fn run(cmd: Command) -> Result<(), CliError> {
         }
         Command::Users { command } => match command {
             UsersCommand::ListPending { db } => users_list_pending(&db).await,
+            UsersCommand::History { db, user } => users_history(&db, user.as_deref()).await,
             UsersCommand::PurgePending { db, user, all } => {
                 users_purge_pending(&db, user, all).await
             }
@@ -538,6 +547,27 @@ async fn users_list_pending(db: &DbArgs) -> Result<(), CliError> {
             u.user_name,
             u.external_id.unwrap_or_default(),
             u.pending_since.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `users history`: one tab-separated line per state change, oldest first (`-` for the
+/// state of a user created in its first recorded state).
+async fn users_history(db: &DbArgs, user: Option<&str>) -> Result<(), CliError> {
+    let svc = service(db).await?;
+    let changes = users::state_history(&svc, user).await?;
+    println!("AT	ID	USERNAME	EXTERNALID	FROM	TO");
+    for c in changes {
+        println!(
+            "{}	{}	{}	{}	{}	{}",
+            c.at,
+            c.user_id,
+            c.user_name,
+            // default: no externalId and no previous state are shown as `-`.
+            c.external_id.as_deref().unwrap_or("-"),
+            c.from_state.as_deref().unwrap_or("-"),
+            c.to_state
         );
     }
     Ok(())

@@ -420,6 +420,40 @@ async fn pending_deletion_lifecycle() {
     assert_eq!(s.delete(&format!("/Users/{fid}")).await.status, 204);
     let all = s.cli(&["users", "purge-pending", "--all"]);
     assert!(String::from_utf8_lossy(&all.stdout).contains("purged jiro@example.jp"));
+
+    // The database's own record of each of those moves, oldest first: deleted, restored,
+    // deleted and purged; the fresh user (another id) deleted and purged.
+    let history = s.cli(&["users", "history", "--user", "JIRO@example.jp"]);
+    assert!(history.status.success());
+    let text = String::from_utf8_lossy(&history.stdout).to_string();
+    let moves: Vec<(String, String, String)> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f[2], "jiro@example.jp", "{text}");
+            (f[1].to_string(), f[4].to_string(), f[5].to_string())
+        })
+        .collect();
+    let step = |id: &str, from: &str, to: &str| (id.to_string(), from.to_string(), to.to_string());
+    assert_eq!(
+        moves,
+        [
+            step(&id, "active", "pendingDeletion"),
+            step(&id, "pendingDeletion", "active"),
+            step(&id, "active", "pendingDeletion"),
+            step(&id, "pendingDeletion", "purged"),
+            step(fid, "active", "pendingDeletion"),
+            step(fid, "pendingDeletion", "purged"),
+        ],
+        "{text}"
+    );
+    let everyone = s.cli(&["users", "history"]);
+    assert_eq!(
+        String::from_utf8_lossy(&everyone.stdout).lines().count(),
+        text.lines().count(),
+        "only jiro changed state"
+    );
 }
 
 #[tokio::test]

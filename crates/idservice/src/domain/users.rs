@@ -638,6 +638,19 @@ pub async fn list_pending(svc: &Service) -> Result<Vec<UserRow>, ScimError> {
     su::pending(&mut conn, None).await.map_err(db)
 }
 
+/// Every change of a user's state the service recorded (all users, or the one named), in
+/// the order they happened.
+pub async fn state_history(
+    svc: &Service,
+    user_name: Option<&str>,
+) -> Result<Vec<su::StateChange>, ScimError> {
+    let mut conn = svc.store.read().await.map_err(db)?;
+    let lower = user_name.map(str::to_lowercase);
+    su::state_history(&mut conn, lower.as_deref())
+        .await
+        .map_err(db)
+}
+
 /// Purges pending users for good; returns the userNames purged.
 pub async fn purge(svc: &Service, what: Purge) -> Result<Vec<String>, ScimError> {
     let mut tx = svc.store.begin().await.map_err(db)?;

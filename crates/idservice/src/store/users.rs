@@ -224,3 +224,32 @@ pub async fn by_user_name(
     .fetch_optional(conn)
     .await
 }
+
+/// One change of a user's state, as the database's triggers recorded it
+/// (`user_state_history`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StateChange {
+    pub user_id: String,
+    pub user_name: String,
+    pub external_id: Option<String>,
+    /// `None`: the user was created in `to_state`.
+    pub from_state: Option<String>,
+    /// `active`, `disabled`, `pendingDeletion`, or `purged`.
+    pub to_state: String,
+    pub at: String,
+}
+
+/// The state changes of every user, or of the users whose lower-cased userName is
+/// `user_name_lc`, in the order they happened.
+pub async fn state_history(
+    conn: &mut Conn,
+    user_name_lc: Option<&str>,
+) -> Result<Vec<StateChange>, sqlx::Error> {
+    sqlx::query_as::<_, StateChange>(
+        "SELECT user_id, user_name, external_id, from_state, to_state, at \
+         FROM user_state_history WHERE ($1 IS NULL OR lower(user_name) = $1) ORDER BY seq",
+    )
+    .bind(user_name_lc)
+    .fetch_all(conn)
+    .await
+}
