@@ -77,11 +77,13 @@ pub(super) async fn refresh(
     if linked.is_empty() {
         return Ok(0);
     }
-    let (ldap, kind) = super::connect(config).await.map_err(LinkError::Directory)?;
-    let searches = source::ldap_searches(&config.ad.ldap, &config.iid.scim.attribute, kind);
-    let found = read_linked(&ldap, &searches, member_attribute, linked).await;
-    ldap.close().await;
-    let found = found.map_err(|e| LinkError::Directory(e.into()))?;
+    // A dropped connection: read again from the start, as the change read does.
+    let found = source::reconnect::reconnecting(config.sync.unreachable_after.0, || {
+        connect_and_read(config, member_attribute, &linked)
+    })
+    .await
+    .map_err(LinkError::Directory)?
+    .value;
     // A group the change set has already is as the server holds it.
     let reported: BTreeSet<String> = changes
         .groups
@@ -98,13 +100,26 @@ pub(super) async fn refresh(
     Ok(changes.groups.upserts.len() - before)
 }
 
+/// One attempt of [`read_linked`] on a new connection.
+async fn connect_and_read(
+    config: &Config,
+    member_attribute: &str,
+    linked: &changes::LinkedGroups,
+) -> Result<Vec<Entry>, super::DirectoryError> {
+    let (ldap, kind) = super::connect(config).await?;
+    let searches = source::ldap_searches(&config.ad.ldap, &config.iid.scim.attribute, kind);
+    let found = read_linked(&ldap, &searches, member_attribute, linked).await;
+    ldap.close().await;
+    Ok(found?)
+}
+
 /// The groups that list an arrived DN now, and the stale ones not among them, as the server
 /// holds them; each once.
 async fn read_linked(
     ldap: &source::ldap::LdapSource,
     searches: &source::DirectorySearches,
     member_attribute: &str,
-    linked: changes::LinkedGroups,
+    linked: &changes::LinkedGroups,
 ) -> Result<Vec<Entry>, syncrepl::SyncreplError> {
     let mut found: BTreeMap<String, Entry> = BTreeMap::new();
     if !linked.arrived.is_empty() {
@@ -118,8 +133,9 @@ async fn read_linked(
     }
     let rest: BTreeSet<String> = linked
         .stale
-        .into_iter()
-        .filter(|id| !found.contains_key(id))
+        .iter()
+        .filter(|id| !found.contains_key(*id))
+        .cloned()
         .collect();
     if !rest.is_empty() {
         let reread = syncrepl::reread_groups(ldap, searches, &rest).await?;
