@@ -819,8 +819,8 @@ fn is_deleted(e: &Entry) -> bool {
 
 /// The invocationId a DirSync cookie was issued under: MS-ADTS 3.1.1.3.4.1.3 `Cookie`
 /// (signature "MSDS", version, creationTime, reserved, utdVectorSize, a 24-byte USN vector,
-/// then `uuidSourceDsaInvocationID`).
-fn cookie_invocation(cookie: &[u8]) -> Option<&[u8]> {
+/// then `uuidSourceDsaInvocationID`). Public for the fuzz targets (`fuzz/`).
+pub fn cookie_invocation(cookie: &[u8]) -> Option<&[u8]> {
     if !cookie.starts_with(b"MSDS") {
         return None;
     }
@@ -1042,8 +1042,8 @@ fn ber_tlv(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
 }
 
 /// `SEQUENCE { moreResults INTEGER, unused INTEGER, cookie OCTET STRING }` → (more, cookie);
-/// None for anything else (never panics on bad input).
-fn parse_dirsync_response(val: &[u8]) -> Option<(bool, Vec<u8>)> {
+/// None for anything else (never panics on bad input). Public for the fuzz targets (`fuzz/`).
+pub fn parse_dirsync_response(val: &[u8]) -> Option<(bool, Vec<u8>)> {
     let (_, tag) = ldap3::asn1::parse_tag(val).ok()?;
     let mut parts = tag.expect_constructed()?.into_iter();
     let more = parts.next()?.expect_primitive()?;

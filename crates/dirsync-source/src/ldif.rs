@@ -83,7 +83,8 @@ fn attribute_line<'l>(
     };
     let name = &line[..colon];
     let rest = &line[colon + 1..];
-    if name.is_empty()
+    // The attribute type before any options (`cn;lang-ja`) must be there: `;x: v` names none.
+    if dirsync_model::entry::attribute_base(name).is_empty()
         || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ';' || c == '.')
@@ -324,6 +325,17 @@ member: uid=taro,ou=People,dc=example,dc=jp\n";
             assert!(e.message.contains(msg), "{text:?}: {e}");
             assert!(e.to_string().starts_with(&format!("f.ldif:{line}: ")));
         }
+    }
+
+    /// Found by the `ldif` fuzz target: `;option: value` was read as an attribute with an
+    /// empty name, which no LDIF written back out could carry.
+    #[test]
+    fn regression_fuzz_an_attribute_needs_a_name_before_its_options() {
+        let e = parse("dn: cn=a,)c=x\n;hingetype:n=a,dc=x\ncn: a\n", "f.ldif").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("invalid attribute name"), "{e}");
+        let ok = parse("dn: cn=a,dc=x\ncn;lang-ja: a\n", "f.ldif").unwrap();
+        assert_eq!(ok[0].first_str("cn"), Some("a"));
     }
 
     fn selection(user_filter: Option<&str>, group_filter: Option<&str>) -> Selection {

@@ -675,6 +675,53 @@ fn uuid_text(raw: &[u8]) -> Result<String, MessageError> {
         .map_err(|_| MessageError::UuidLength(raw.len()))
 }
 
+/// Entry points for the fuzz targets (`fuzz/`): the message handling of a refresh and the
+/// stored cursor, which are otherwise private. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use ldap3::ResultEntry;
+    use ldap3::controls::SyncDone;
+
+    use super::{ChangeSet, Collected, Cursor, CursorKind, DirectorySearches};
+
+    /// What [`super::drain`] and [`super::finish`] make of one refresh's messages and its
+    /// Sync Done: the change set and the cookie to keep, or `None` when a message is refused.
+    /// ldap3's control parsers may panic on malformed BER; the refresh runs guarded
+    /// ([`super::super::ldap::guarded`]), and so must a caller of this.
+    pub fn refresh(
+        messages: Vec<ResultEntry>,
+        done: SyncDone,
+        sent_cookie: Option<Vec<u8>>,
+    ) -> Option<(ChangeSet, Option<Vec<u8>>)> {
+        let mut got = Collected::default();
+        for message in messages {
+            super::take_message(message, &mut got).ok()?;
+        }
+        let refresh = super::finish(got, done, sent_cookie);
+        Some((refresh.changes, refresh.cookie))
+    }
+
+    /// The two cookies a stored syncrepl cursor value holds for `searches`, if usable.
+    pub fn stored_cookies(value: &str, searches: &DirectorySearches) -> Option<(Vec<u8>, Vec<u8>)> {
+        let cursor = Cursor {
+            kind: CursorKind::Syncrepl,
+            origin: String::new(),
+            value: value.to_string(),
+        };
+        super::stored_cookies(&cursor, "", searches).ok()
+    }
+
+    /// The cursor value stored for two cookies.
+    pub fn encode_cookies(searches: &DirectorySearches, users: &[u8], groups: &[u8]) -> String {
+        super::encode_cookies(searches, users, groups)
+    }
+
+    /// Whether slapd would take `cookie` for one of its own.
+    pub fn plausible_openldap_cookie(cookie: &[u8]) -> bool {
+        super::plausible_openldap_cookie(cookie)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -92,6 +92,10 @@ pub fn parse(text: &str) -> Result<Captured, ParseError> {
         }
         let (name, rest) = line.split_once(':').ok_or(ParseError::Syntax(*number))?;
         let name = dirsync_model::entry::attribute_base(name).to_ascii_lowercase();
+        if name.trim().is_empty() {
+            // `: value` or `;option: value` names no attribute.
+            return Err(ParseError::Syntax(*number));
+        }
         let value: Zeroizing<Vec<u8>> = match rest.strip_prefix(':') {
             Some(b64) => Zeroizing::new(
                 B64.decode(b64.trim())
@@ -337,6 +341,17 @@ virtualClearTextUTF8:: UMOkc3N3w7ZyZCHnp5jlr4Y=\n\n";
             .err()
             .unwrap();
         assert_eq!(e, ParseError::NotUtf8);
+    }
+
+    /// Found by the `password_capture` fuzz target: a line `: value` (or `;x: value`) was
+    /// kept as an attribute with an empty name.
+    #[test]
+    fn regression_fuzz_an_attribute_line_needs_a_name() {
+        assert_eq!(parse("dn:\n:").err(), Some(ParseError::Syntax(2)));
+        assert_eq!(
+            parse("dn: CN=a\n;binary:: AAAA\n").err(),
+            Some(ParseError::Syntax(2))
+        );
     }
 
     #[test]
