@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 pub mod fake_ad;
 mod faultproxy;
@@ -51,12 +52,66 @@ pub fn peers_dir() -> PathBuf {
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
+///
+/// Chosen below the kernel's ephemeral range (`ip_local_port_range`), so the outgoing
+/// connections of other tests cannot take it while a peer is stopped and started again on it
+/// (a port the kernel handed out as `127.0.0.1:0` is one it hands out for outgoing connections
+/// too). Falls back to a kernel-chosen port when no such range is usable.
 pub fn free_port() -> Result<u16> {
+    let low = ephemeral_low().unwrap_or(32768);
+    if low > 12_000 {
+        let span = u64::from(low - 10_000);
+        let mut seed = port_seed();
+        for _ in 0..64 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let port = 10_000 + u16::try_from((seed >> 33) % span).unwrap_or(0);
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").map_err(io("bind"))?;
     listener
         .local_addr()
         .map(|a| a.port())
         .map_err(io("local_addr"))
+}
+
+/// The lowest port of the kernel's ephemeral range, if it can be read.
+fn ephemeral_low() -> Option<u16> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    range.split_whitespace().next()?.parse().ok()
+}
+
+/// A seed that differs between processes and between calls in one process.
+fn port_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
+    if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(now.as_nanos());
+    }
+    hasher.finish()
+}
+
+/// Waits (up to `limit`) until `port` on 127.0.0.1 can be bound again, e.g. after a peer
+/// listening on it was stopped; `false` if it stayed taken.
+pub fn wait_port_free(port: u16, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A new temporary directory named `prefix…`.
@@ -349,11 +404,24 @@ impl Slapd {
         run_script("ldap_stop.sh", &self.envs(), &[]).map(|_| ())
     }
 
-    /// Starts slapd again on the same port with the same data.
+    /// Starts slapd again on the same port with the same data. The port is waited for (a
+    /// connection of the stopped slapd may hold it a moment) and the start is tried again
+    /// when it fails.
     pub fn restart(&self) -> Result<()> {
         let mut envs = self.envs();
         envs.push(("LDAP_FRESH", "0".to_string()));
-        run_script("ldap_start.sh", &envs, &[]).map(|_| ())
+        let mut attempt = 1;
+        loop {
+            wait_port_free(self.port, Duration::from_secs(10));
+            match run_script("ldap_start.sh", &envs, &[]) {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt >= 3 => return Err(e),
+                Err(_) => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
     }
 }
 
