@@ -60,6 +60,48 @@ pub struct SearchOutcome {
     pub notes: Vec<String>,
 }
 
+/// The DN an LDAP URL names (`ldap://host:port/DN?attrs…`, RFC 4516), percent-decoded;
+/// `None` when the URL names none.
+fn referral_dn(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let (_, path) = rest.split_once('/')?;
+    let dn = path.split('?').next().unwrap_or_default();
+    let dn = percent_encoding::percent_decode_str(dn)
+        .decode_utf8()
+        .ok()?;
+    (!dn.trim().is_empty()).then(|| dn.into_owned())
+}
+
+/// A DN compared the way the server compares the names of its naming contexts: without case,
+/// without spaces around the separators.
+fn dn_key(dn: &str) -> String {
+    dn.split(',')
+        .map(|rdn| {
+            rdn.split('=')
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join("=")
+                .to_lowercase()
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The referrals of a search that hide entries it should have read. A referral to another
+/// naming context of the same directory (Active Directory answers every subtree search from
+/// a domain's root with references to its DNS and configuration partitions, all listed in the
+/// rootDSE's `namingContexts`) holds no part of the searched tree; any other referral — a
+/// subtree moved to another server, a referral to nowhere — does, since referrals are never
+/// followed.
+fn hiding_referrals<'r>(referrals: &'r [String], naming_contexts: &[&str]) -> Vec<&'r str> {
+    let contexts: Vec<String> = naming_contexts.iter().map(|c| dn_key(c)).collect();
+    referrals
+        .iter()
+        .filter(|url| referral_dn(url).is_none_or(|dn| !contexts.contains(&dn_key(&dn))))
+        .map(String::as_str)
+        .collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LdapSourceError {
     #[error("cannot reach any LDAP server ({tried}): {last}")]
@@ -210,8 +252,13 @@ impl LdapSource {
 
     /// Reads the rootDSE (flavor detection, highestCommittedUSN, supported controls).
     pub async fn root_dse(&mut self, attributes: &[&str]) -> Result<Entry, LdapSourceError> {
+        self.root_dse_of(attributes).await
+    }
+
+    async fn root_dse_of(&self, attributes: &[&str]) -> Result<Entry, LdapSourceError> {
         let result = self
             .ldap
+            .clone()
             .with_timeout(self.timeout)
             .search("", Scope::Base, "(objectClass=*)", attributes.to_vec())
             .await
@@ -232,11 +279,37 @@ impl LdapSource {
 
     /// A paged subtree search, with ranged attributes completed. Guarded ([`guarded`]):
     /// ldap3 panics on some malformed responses, and that must fail this read, not the agent.
+    ///
+    /// A referral in the answer that may hide part of the searched tree (see
+    /// [`hiding_referrals`]) makes the read incomplete: what lies behind it was not read, and
+    /// must never pass for deleted.
     pub async fn search(&self, spec: SearchSpec) -> Result<SearchOutcome, LdapSourceError> {
         let ldap = self.ldap.clone();
-        guarded(paged_search(ldap, spec, self.timeout, self.page_size))
-            .await
-            .map_err(|_| LdapSourceError::Crashed)?
+        let base = spec.base.clone();
+        let (mut outcome, referrals) =
+            guarded(paged_search(ldap, spec, self.timeout, self.page_size))
+                .await
+                .map_err(|_| LdapSourceError::Crashed)??;
+        if referrals.is_empty() {
+            return Ok(outcome);
+        }
+        let contexts = self.root_dse_of(&["namingContexts"]).await?;
+        let hiding = hiding_referrals(&referrals, &contexts.strs("namingContexts"));
+        tracing::debug!(
+            base = %base,
+            referrals = ?referrals,
+            "referrals in the answer, not followed"
+        );
+        if !hiding.is_empty() {
+            outcome.complete = false;
+            outcome.notes.push(format!(
+                "search under {base} answered with {} referral(s) to entries elsewhere ({}); \
+                 referrals are not followed, so the read is incomplete",
+                hiding.len(),
+                hiding.join(", ")
+            ));
+        }
+        Ok(outcome)
     }
 
     pub async fn close(mut self) {
@@ -329,7 +402,7 @@ async fn paged_search(
     spec: SearchSpec,
     timeout: Duration,
     page_size: i32,
-) -> Result<SearchOutcome, LdapSourceError> {
+) -> Result<(SearchOutcome, Vec<String>), LdapSourceError> {
     let search_err = |e: ldap3::LdapError| {
         lost_or(e, &spec.base, |reason| LdapSourceError::Search {
             base: spec.base.clone(),
@@ -378,7 +451,8 @@ async fn paged_search(
             }
         }
     }
-    let result = stream.finish().await;
+    let mut result = stream.finish().await;
+    let referrals = std::mem::take(&mut result.refs);
     if result.rc != 0 {
         complete = false;
         notes.push(format!(
@@ -393,11 +467,14 @@ async fn paged_search(
         let entry = complete_ranges(&mut ldap, entry, timeout, &mut complete, &mut notes).await;
         out.push(to_entry(entry));
     }
-    Ok(SearchOutcome {
-        entries: out,
-        complete,
-        notes,
-    })
+    Ok((
+        SearchOutcome {
+            entries: out,
+            complete,
+            notes,
+        },
+        referrals,
+    ))
 }
 
 /// Range retrieval (`member;range=0-1499`): ask for the next range from `high + 1` until the
@@ -574,6 +651,51 @@ fn host_for_url(address: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn referral_dns_are_read_from_urls() {
+        let cases = [
+            (
+                "ldap://dc1.example.com/DC=DomainDnsZones,DC=example,DC=com",
+                Some("DC=DomainDnsZones,DC=example,DC=com"),
+            ),
+            (
+                "ldap://127.0.0.1:9/ou=moved%20away,dc=elsewhere??sub",
+                Some("ou=moved away,dc=elsewhere"),
+            ),
+            ("ldaps://h/", None),
+            ("ldap://h", None),
+            ("ldap://h/%ff", None),
+        ];
+        for (url, dn) in cases {
+            assert_eq!(referral_dn(url).as_deref(), dn, "{url}");
+        }
+    }
+
+    #[test]
+    fn only_referrals_outside_the_naming_contexts_hide_entries() {
+        let contexts = [
+            "DC=example,DC=com",
+            "DC=DomainDnsZones,DC=example,DC=com",
+            "CN=Configuration,DC=example,DC=com",
+        ];
+        let refs: Vec<String> = [
+            "ldap://example.com/DC=DomainDnsZones,DC=example,DC=com",
+            "ldap://example.com/cn=configuration, dc=example, dc=com",
+            "ldap://127.0.0.1:9/ou=branch,dc=elsewhere",
+            "ldap://127.0.0.1:9/",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            hiding_referrals(&refs, &contexts),
+            vec![
+                "ldap://127.0.0.1:9/ou=branch,dc=elsewhere",
+                "ldap://127.0.0.1:9/"
+            ]
+        );
+        assert!(hiding_referrals(&refs[..2], &contexts).is_empty());
+    }
 
     #[test]
     fn range_options_parse() {

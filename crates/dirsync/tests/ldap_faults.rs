@@ -201,3 +201,125 @@ fn a_bind_that_starts_failing_stops_the_run_at_once() {
         assert_no_one_pending(&env);
     }
 }
+
+/// The read's answer, not a lost connection: a size limit that ends a paged read after three
+/// pages, a referral (a branch of the tree moved to a server that does not exist), an empty
+/// base and a base that does not exist. None of them may move anyone to pending deletion:
+/// each read is incomplete or empty, so nothing is deleted, and the run says why.
+#[test]
+fn limits_referrals_and_empty_bases_move_no_one_to_pending() {
+    const SMALL: usize = 300;
+    let env = Env::start(TargetKind::IdService);
+    env.slapd
+        .load_generated(SMALL, 5, &[])
+        .expect("load generated data");
+    env.slapd
+        .add(&format!(
+            "dn: ou=branch,ou=people,{base}\nobjectClass: organizationalUnit\nou: branch\n\n\
+             dn: ou=empty,{base}\nobjectClass: organizationalUnit\nou: empty\n",
+            base = env.slapd.base
+        ))
+        .unwrap();
+    for i in 0..5 {
+        env.add_user(
+            &format!("branch{i}"),
+            "ou=branch,ou=people",
+            "example.test",
+            &[],
+        );
+    }
+    let config = env.config("main", json!({}));
+    let run = env.sync(&config, &[]);
+    assert_eq!(run.code, 0, "{:#}\n{}", run.report, run.stderr);
+    assert_eq!(env.target.users().len(), SMALL + 5);
+    let incomplete = |label: &str, run: &Run, why: &str| {
+        assert!(
+            !run.report["read_complete"].as_bool().unwrap_or(true),
+            "{label}: {:#}",
+            run.report
+        );
+        assert!(run.notes().contains(why), "{label}: {}", run.notes());
+        assert!(
+            run.notes().contains("no user or group is deleted"),
+            "{label}: {}",
+            run.notes()
+        );
+        assert_eq!(run.count("deleted"), 0, "{label}: {:#}", run.report);
+        assert_eq!(env.target.users().len(), SMALL + 5, "{label}");
+        assert_no_one_pending(&env);
+    };
+
+    // A size limit: pages of 50, and the answer ends with sizeLimitExceeded after 150
+    // entries (the syncrepl refresh of a full run hits it too, and falls back to the paged read).
+    let limits = |value: &str| {
+        format!(
+            "dn: olcDatabase={{2}}mdb,cn=config\nchangetype: modify\nreplace: olcLimits\n\
+             olcLimits: {{0}}dn.exact=\"{}\" {value}\n",
+            env.slapd.sync_dn
+        )
+    };
+    env.slapd
+        .modify_config(&limits(
+            "size=150 size.pr=50 size.prtotal=150 time=unlimited",
+        ))
+        .unwrap();
+    let run = env.sync(&config, &["--full"]);
+    incomplete("size limit", &run, "LDAP result 4");
+    env.slapd
+        .modify_config(&limits("size=unlimited time=unlimited"))
+        .unwrap();
+
+    // A referral: the branch's users gone from this server, the branch now a referral to a
+    // server that does not exist (never followed).
+    let branch_dns: Vec<String> = (0..5)
+        .map(|i| format!("uid=branch{i},ou=branch,ou=people,{}", env.slapd.base))
+        .collect();
+    env.slapd
+        .delete(&branch_dns.iter().map(String::as_str).collect::<Vec<_>>())
+        .unwrap();
+    env.slapd
+        .modify_managing(&format!(
+            "dn: ou=branch,ou=people,{base}\nchangetype: delete\n\n\
+             dn: ou=branch,ou=people,{base}\nchangetype: add\nobjectClass: referral\n\
+             objectClass: extensibleObject\nou: branch\nref: ldap://127.0.0.1:9/ou=branch,dc=elsewhere\n",
+            base = env.slapd.base
+        ))
+        .unwrap();
+    let run = env.sync(&config, &["--full"]);
+    incomplete(
+        "referral",
+        &run,
+        "ldap://127.0.0.1:9/ou=branch,dc=elsewhere",
+    );
+    // An incremental run takes the same referral the same way.
+    let run = env.sync(&config, &[]);
+    eprintln!(
+        "incremental with a referral: exit {}, notes: {}",
+        run.code,
+        run.notes()
+    );
+    incomplete(
+        "referral, incremental",
+        &run,
+        "ldap://127.0.0.1:9/ou=branch,dc=elsewhere",
+    );
+
+    // An empty base, and a base that does not exist.
+    for (label, base) in [("empty base", "ou=empty"), ("missing base", "ou=missing")] {
+        let config = env.config(
+            label.replace(' ', "-").as_str(),
+            json!({
+                "ad": {"ldap": {"base_dn": format!("{base},{}", env.slapd.base)}},
+                "sync": {"state_dir": "state-main"},
+            }),
+        );
+        let run = env.sync(&config, &["--full"]);
+        eprintln!("{label}: exit {}, notes: {}", run.code, run.notes());
+        let failed_read = !run.report["read_complete"].as_bool().unwrap_or(true)
+            || run.notes().contains("returned no users");
+        assert!(failed_read, "{label}: {:#}", run.report);
+        assert_eq!(run.count("deleted"), 0, "{label}: {:#}", run.report);
+        assert_eq!(env.target.users().len(), SMALL + 5, "{label}");
+        assert_no_one_pending(&env);
+    }
+}

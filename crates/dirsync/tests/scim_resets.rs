@@ -173,3 +173,61 @@ fn a_target_down_for_seconds_is_waited_for_and_one_down_for_good_stops_the_run()
         run.report
     );
 }
+
+/// A target that answers `200` with an empty list (a proxy in front of it answering "nothing
+/// here", a scope filter matching nothing) while it holds every user this instance created:
+/// a full run stops before it writes anything (exit 2), and creates no second copy of
+/// anyone, even on scim2-server, which would keep a duplicate; the incremental run, which
+/// plans against its cache, is not misled either. Once the answers are whole again the
+/// next full run finds nothing to do.
+fn empty_lists_change_nothing(kind: TargetKind) {
+    let env = Env::start(kind);
+    env.slapd
+        .load_generated(50, 3, &[])
+        .expect("load generated data");
+    let proxy = proxy_for(&env);
+    let config = env.config(
+        "main",
+        json!({"iid": {"scim": {"base_url": proxy.proxied_url(env.target.url())}}}),
+    );
+    let run = env.sync(&config, &[]);
+    assert_eq!(run.code, 0, "{:#}\n{}", run.report, run.stderr);
+    assert_each_user_once(&env, 50);
+
+    proxy.set_empty_lists(true).unwrap();
+    env.slapd
+        .delete(&[&env.user_dn(&common::gen_uid(3))])
+        .unwrap();
+    for args in [&["--full"][..], &["--full", "--dry-run"][..]] {
+        let run = env.sync(&config, args);
+        assert_eq!(run.code, 2, "{args:?}: {:#}\n{}", run.report, run.stderr);
+        let stopped = run.report["stopped"].as_str().unwrap_or("");
+        assert!(
+            stopped.contains("none of the 50 this instance manages"),
+            "{args:?}: {stopped}"
+        );
+        assert_eq!(run.count("created"), 0, "{args:?}: {:#}", run.report);
+        assert_each_user_once(&env, 50);
+    }
+    let status: serde_json::Value = serde_json::from_str(&proxy.status().unwrap()).unwrap();
+    assert!(
+        status["stats"]["http_emptied"].as_u64().unwrap_or(0) >= 2,
+        "{status}"
+    );
+
+    proxy.set_empty_lists(false).unwrap();
+    let run = env.sync(&config, &["--full"]);
+    assert_eq!(run.code, 0, "{:#}\n{}", run.report, run.stderr);
+    assert_eq!(run.count("created"), 0, "{:#}", run.report);
+    env.target.assert_pending(&common::gen_user(3));
+}
+
+#[test]
+fn empty_lists_from_idservice_change_nothing() {
+    empty_lists_change_nothing(TargetKind::IdService);
+}
+
+#[test]
+fn empty_lists_from_scim2_server_change_nothing() {
+    empty_lists_change_nothing(TargetKind::Scim2);
+}

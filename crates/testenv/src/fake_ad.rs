@@ -409,9 +409,21 @@ async fn serve(socket: TcpStream, _peer: SocketAddr, state: Arc<Server>) {
 }
 
 fn root_dse(spec: &FakeAdSpec) -> FakeEntry {
+    // As a domain controller of a single-domain forest publishes them: the domain, the
+    // configuration and schema partitions and the two DNS application partitions (the
+    // targets of the continuation references a subtree search from the domain's root gets).
+    let base = &spec.base_dn;
+    let contexts = [
+        base.clone(),
+        format!("CN=Configuration,{base}"),
+        format!("CN=Schema,CN=Configuration,{base}"),
+        format!("DC=DomainDnsZones,{base}"),
+        format!("DC=ForestDnsZones,{base}"),
+    ];
+    let contexts: Vec<&str> = contexts.iter().map(String::as_str).collect();
     FakeEntry::new("")
         .attr("objectClass", &["top"])
-        .attr("namingContexts", &[&spec.base_dn])
+        .attr("namingContexts", &contexts)
         .attr("defaultNamingContext", &[&spec.base_dn])
         .attr("rootDomainNamingContext", &[&spec.base_dn])
         .attr("dnsHostName", &["dc1.fake.test"])

@@ -136,6 +136,15 @@ impl FaultProxy {
         Ok(())
     }
 
+    /// With `on`, connections opened from now on are proxied as HTTP and a `200` answer to a
+    /// `GET` of a SCIM collection (`…/Users`, `…/Groups`, any query) is replaced by an empty
+    /// `ListResponse`: a target (or a proxy in front of it) that answers "nothing here" while
+    /// it holds everything. Counted in the status's `http_emptied`.
+    pub fn set_empty_lists(&self, on: bool) -> Result<()> {
+        self.control_request("/", &format!("{{\"http_empty_lists\":{on}}}"))?;
+        Ok(())
+    }
+
     /// The proxy's config and counters (JSON text).
     pub fn status(&self) -> Result<String> {
         self.http("GET", "/", "")

@@ -250,18 +250,20 @@ impl Slapd {
     }
 
     fn ldap_tool(&self, tool: &str, extra: &[&str], ldif: &str) -> Result<String> {
+        self.ldap_tool_as(&self.admin_dn, tool, extra, ldif)
+    }
+
+    fn ldap_tool_as(
+        &self,
+        bind_dn: &str,
+        tool: &str,
+        extra: &[&str],
+        ldif: &str,
+    ) -> Result<String> {
         let file = self.dir.path().join(format!("{tool}-input.ldif"));
         std::fs::write(&file, ldif).map_err(io(file.display().to_string()))?;
         let file_arg = file.display().to_string();
-        let mut args = vec![
-            "-x",
-            "-H",
-            &self.uri,
-            "-D",
-            &self.admin_dn,
-            "-w",
-            &self.admin_pw,
-        ];
+        let mut args = vec!["-x", "-H", &self.uri, "-D", bind_dn, "-w", &self.admin_pw];
         args.extend_from_slice(extra);
         args.extend_from_slice(&["-f", &file_arg]);
         let output = Command::new(tool)
@@ -291,6 +293,19 @@ impl Slapd {
     /// Applies an LDIF change file (changetype: modify / delete / modrdn) as the rootdn.
     pub fn modify(&self, ldif: &str) -> Result<()> {
         self.ldap_tool("ldapmodify", &[], ldif).map(|_| ())
+    }
+
+    /// Applies an LDIF change file to slapd's configuration (`cn=config`, as its admin): limits,
+    /// overlays, anything the running server takes without a restart.
+    pub fn modify_config(&self, ldif: &str) -> Result<()> {
+        self.ldap_tool_as("cn=admin,cn=config", "ldapmodify", &[], ldif)
+            .map(|_| ())
+    }
+
+    /// Applies an LDIF change file with the ManageDsaIT control: referral objects are then
+    /// added, changed and deleted as entries instead of being followed.
+    pub fn modify_managing(&self, ldif: &str) -> Result<()> {
+        self.ldap_tool("ldapmodify", &["-M"], ldif).map(|_| ())
     }
 
     /// Renames and/or moves an entry (modrdn; the old RDN value is removed).

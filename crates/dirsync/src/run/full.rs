@@ -42,6 +42,9 @@ pub(super) async fn full(run: &RunCtx<'_>, report: &mut Report) -> Option<Plan> 
     phase("read the target", &mut t);
     let ownership = ownership_records(run.state, report).await?;
     phase("ownership records", &mut t);
+    if let Some(reason) = implausible_target(&snapshot, &ownership) {
+        return stop(report, reason, Outcome::SafetyStop);
+    }
     let executed = execute(
         run,
         report,
@@ -269,6 +272,36 @@ async fn read_target(
             None
         }
     }
+}
+
+/// A target listing that holds none of the users (or none of the groups) this instance
+/// manages, while its records say it manages some: an empty answer from the target or from
+/// something in front of it, a scope filter that matches nothing. Planning against it would
+/// create everyone again (a duplicate of each user on a target that does not refuse a second
+/// externalId), so the run stops before it writes anything. Users really removed from the
+/// target are taken up again by `--recovery`, which starts over from the target as it is.
+fn implausible_target(snapshot: &target::TargetSnapshot, ownership: &Ownership) -> Option<String> {
+    let none_listed = |records: &[crate::state::ObjectKey], listed: &HashSet<&str>| {
+        let owned = records.iter().filter(|r| r.owned).count();
+        let seen = records
+            .iter()
+            .any(|r| r.owned && listed.contains(r.target_id.as_str()));
+        (owned > 0 && !seen).then_some(owned)
+    };
+    let users: HashSet<&str> = snapshot.users.iter().map(|u| u.id.as_str()).collect();
+    let groups: HashSet<&str> = snapshot.groups.iter().map(|g| g.id.as_str()).collect();
+    let (what, listed, owned) = if let Some(owned) = none_listed(&ownership.users, &users) {
+        ("users", users.len(), owned)
+    } else {
+        let owned = none_listed(&ownership.groups, &groups)?;
+        ("groups", groups.len(), owned)
+    };
+    Some(format!(
+        "the target listed {listed} {what}, none of the {owned} this instance manages: \
+         treated as a failed read of the target (an empty answer, a scope filter that matches \
+         nothing), nothing was changed; if they were really removed from the target, \
+         `dirsync sync --recovery` starts over from the target as it is"
+    ))
 }
 
 /// Drift found by the plan, counted and (above zero) warned about.
