@@ -295,7 +295,15 @@ fn churn(env: &Env, rng: &mut StdRng, s: &Settings) -> BTreeSet<String> {
     }
     let survivors: Vec<usize> = (1..=s.users).filter(|i| !deleted.contains(i)).collect();
     for g in (1..=s.groups).choose_multiple(rng, (s.groups / 20).max(1)) {
-        let member = survivors[rng.random_range(0..survivors.len())];
+        // Generated user i is a member of group (i mod groups) + 1 (gen_ldap_data.py): draw
+        // someone who is not yet, or slapd refuses the whole change ("value exists"). With
+        // one group everyone is a member already.
+        let Some(member) = (0..100)
+            .map(|_| survivors[rng.random_range(0..survivors.len())])
+            .find(|m| m % s.groups + 1 != g)
+        else {
+            continue;
+        };
         ldif.push_str(&format!(
             "dn: cn=group{g:05},ou=groups,{}\nchangetype: modify\nadd: member\nmember: {}\n-\n\n",
             env.slapd.base,
