@@ -15,7 +15,7 @@ use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Entry, EntryBuilder};
+use super::{Entry, EntryBuilder, normalize_dn};
 use crate::kerberos::{self, KerberosSettings};
 
 /// How to reach and authenticate to the directory.
@@ -72,21 +72,6 @@ fn referral_dn(url: &str) -> Option<String> {
     (!dn.trim().is_empty()).then(|| dn.into_owned())
 }
 
-/// A DN compared the way the server compares the names of its naming contexts: without case,
-/// without spaces around the separators.
-fn dn_key(dn: &str) -> String {
-    dn.split(',')
-        .map(|rdn| {
-            rdn.split('=')
-                .map(str::trim)
-                .collect::<Vec<_>>()
-                .join("=")
-                .to_lowercase()
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// The referrals of a search that hide entries it should have read. A referral to another
 /// naming context of the same directory (Active Directory answers every subtree search from
 /// a domain's root with references to its DNS and configuration partitions, all listed in the
@@ -94,10 +79,10 @@ fn dn_key(dn: &str) -> String {
 /// subtree moved to another server, a referral to nowhere — does, since referrals are never
 /// followed.
 fn hiding_referrals<'r>(referrals: &'r [String], naming_contexts: &[&str]) -> Vec<&'r str> {
-    let contexts: Vec<String> = naming_contexts.iter().map(|c| dn_key(c)).collect();
+    let contexts: Vec<String> = naming_contexts.iter().map(|c| normalize_dn(c)).collect();
     referrals
         .iter()
-        .filter(|url| referral_dn(url).is_none_or(|dn| !contexts.contains(&dn_key(&dn))))
+        .filter(|url| referral_dn(url).is_none_or(|dn| !contexts.contains(&normalize_dn(&dn))))
         .map(String::as_str)
         .collect()
 }
@@ -251,11 +236,7 @@ impl LdapSource {
     }
 
     /// Reads the rootDSE (flavor detection, highestCommittedUSN, supported controls).
-    pub async fn root_dse(&mut self, attributes: &[&str]) -> Result<Entry, LdapSourceError> {
-        self.root_dse_of(attributes).await
-    }
-
-    async fn root_dse_of(&self, attributes: &[&str]) -> Result<Entry, LdapSourceError> {
+    pub async fn root_dse(&self, attributes: &[&str]) -> Result<Entry, LdapSourceError> {
         let result = self
             .ldap
             .clone()
@@ -293,7 +274,7 @@ impl LdapSource {
         if referrals.is_empty() {
             return Ok(outcome);
         }
-        let contexts = self.root_dse_of(&["namingContexts"]).await?;
+        let contexts = self.root_dse(&["namingContexts"]).await?;
         let hiding = hiding_referrals(&referrals, &contexts.strs("namingContexts"));
         tracing::debug!(
             base = %base,

@@ -60,13 +60,8 @@ pub fn peers_dir() -> PathBuf {
 pub fn free_port() -> Result<u16> {
     let low = ephemeral_low().unwrap_or(32768);
     if low > 12_000 {
-        let span = u64::from(low - 10_000);
-        let mut seed = port_seed();
         for _ in 0..64 {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let port = 10_000 + u16::try_from((seed >> 33) % span).unwrap_or(0);
+            let port = rand::random_range(10_000..low);
             if TcpListener::bind(("127.0.0.1", port)).is_ok() {
                 return Ok(port);
             }
@@ -85,23 +80,9 @@ fn ephemeral_low() -> Option<u16> {
     range.split_whitespace().next()?.parse().ok()
 }
 
-/// A seed that differs between processes and between calls in one process.
-fn port_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static CALLS: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    hasher.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
-    if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        hasher.write_u128(now.as_nanos());
-    }
-    hasher.finish()
-}
-
 /// Waits (up to `limit`) until `port` on 127.0.0.1 can be bound again, e.g. after a peer
 /// listening on it was stopped; `false` if it stayed taken.
-pub fn wait_port_free(port: u16, limit: Duration) -> bool {
+fn wait_port_free(port: u16, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {

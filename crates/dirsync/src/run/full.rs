@@ -281,27 +281,37 @@ async fn read_target(
 /// externalId), so the run stops before it writes anything. Users really removed from the
 /// target are taken up again by `--recovery`, which starts over from the target as it is.
 fn implausible_target(snapshot: &target::TargetSnapshot, ownership: &Ownership) -> Option<String> {
-    let none_listed = |records: &[crate::state::ObjectKey], listed: &HashSet<&str>| {
-        let owned = records.iter().filter(|r| r.owned).count();
-        let seen = records
-            .iter()
-            .any(|r| r.owned && listed.contains(r.target_id.as_str()));
-        (owned > 0 && !seen).then_some(owned)
-    };
-    let users: HashSet<&str> = snapshot.users.iter().map(|u| u.id.as_str()).collect();
-    let groups: HashSet<&str> = snapshot.groups.iter().map(|g| g.id.as_str()).collect();
-    let (what, listed, owned) = if let Some(owned) = none_listed(&ownership.users, &users) {
-        ("users", users.len(), owned)
-    } else {
-        let owned = none_listed(&ownership.groups, &groups)?;
-        ("groups", groups.len(), owned)
-    };
+    let (what, listed, owned) =
+        if let Some(owned) = none_listed(&ownership.users, snapshot.users.iter().map(|u| &u.id)) {
+            ("users", snapshot.users.len(), owned)
+        } else {
+            let owned = none_listed(&ownership.groups, snapshot.groups.iter().map(|g| &g.id))?;
+            ("groups", snapshot.groups.len(), owned)
+        };
     Some(format!(
         "the target listed {listed} {what}, none of the {owned} this instance manages: \
          treated as a failed read of the target (an empty answer, a scope filter that matches \
          nothing), nothing was changed; if they were really removed from the target, \
          `dirsync sync --recovery` starts over from the target as it is"
     ))
+}
+
+/// How many objects the `records` say this instance owns, when there are some and none of
+/// them is among the `listed` target ids; `None` otherwise. The ids are gathered only when
+/// there is something owned to look for.
+fn none_listed<'a>(
+    records: &[crate::state::ObjectKey],
+    listed: impl Iterator<Item = &'a String>,
+) -> Option<usize> {
+    let owned = records.iter().filter(|r| r.owned).count();
+    if owned == 0 {
+        return None;
+    }
+    let listed: HashSet<&str> = listed.map(String::as_str).collect();
+    let seen = records
+        .iter()
+        .any(|r| r.owned && listed.contains(r.target_id.as_str()));
+    (!seen).then_some(owned)
 }
 
 /// Drift found by the plan, counted and (above zero) warned about.
