@@ -33,6 +33,21 @@ pub struct Config {
     /// How often the password-expiry and token-expiry checks run inside `serve`.
     pub checks_interval_minutes: u32,
     pub search: SearchConfig,
+    pub console: ConsoleConfig,
+}
+
+/// The administrator's console (`/admin/`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// A console session ends after this many minutes without a request.
+    pub idle_minutes: u32,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig { idle_minutes: 30 }
+    }
 }
 
 /// What one search may cost: filters beyond the bounds are refused (400 `tooMany`), and a
@@ -84,6 +99,7 @@ impl Default for Config {
             outbox: OutboxConfig::default(),
             checks_interval_minutes: 60,
             search: SearchConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -326,6 +342,7 @@ fn check(cfg: &Config, file: &Path) -> Result<(), ConfigError> {
         ("signin.per_account_per_minute", s.per_account_per_minute),
         ("signin.per_address_per_minute", s.per_address_per_minute),
         ("signin.session_hours", s.session_hours),
+        ("console.idle_minutes", cfg.console.idle_minutes),
         ("reset_link_ttl_minutes", cfg.reset_link_ttl_minutes),
         ("outbox.max_attempts", cfg.outbox.max_attempts),
         ("checks_interval_minutes", cfg.checks_interval_minutes),

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand};
 use idservice::config::{Config, ConfigError};
 use idservice::domain::Service;
+use idservice::domain::admins::{self, Role};
 use idservice::domain::tokens::{self, Scopes};
 use idservice::domain::users::{self, Purge};
 use idservice::server::{self, DbArgs, ServeError, ServeOptions};
@@ -73,6 +74,11 @@ enum Command {
     Domain {
         #[command(subcommand)]
         command: DomainCommand,
+    },
+    /// Administrators of the console (/admin/).
+    Admins {
+        #[command(subcommand)]
+        command: AdminsCommand,
     },
     /// Users pending deletion.
     Users {
@@ -177,6 +183,44 @@ enum DomainCommand {
 }
 
 #[derive(Subcommand)]
+enum AdminsCommand {
+    /// Add an administrator of the console.
+    Add {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The name to sign in with.
+        name: String,
+        /// A file whose first line is the password (private to its owner), or `-` for
+        /// standard input.
+        #[arg(long)]
+        password_file: PathBuf,
+        /// admin: everything; helpdesk: view, unlock, send a reset email.
+        #[arg(long, value_enum, default_value = "admin")]
+        role: Role,
+    },
+    /// List the administrators (never their passwords).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Remove an administrator (their sessions end).
+    Remove {
+        #[command(flatten)]
+        db: DbArgs,
+        name: String,
+    },
+    /// Set an administrator's password (clears a lockout; their sessions end).
+    SetPassword {
+        #[command(flatten)]
+        db: DbArgs,
+        name: String,
+        /// As for `add`.
+        #[arg(long)]
+        password_file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum UsersCommand {
     /// List users pending deletion.
     ListPending {
@@ -222,6 +266,12 @@ enum CliError {
     Outbound(#[from] idservice::outbound::Error),
     #[error(transparent)]
     Mail(#[from] idservice::mail::Error),
+    #[error(transparent)]
+    Admins(#[from] admins::AdminError),
+    #[error(transparent)]
+    NotPrivate(#[from] idservice::secret_file::NotPrivate),
+    #[error("cannot read the password from {0}: {1}")]
+    PasswordFile(PathBuf, #[source] std::io::Error),
     /// A domain operation refused; its detail is the message.
     #[error("{}", .0.detail)]
     Scim(#[from] scim::ScimError),
@@ -348,6 +398,7 @@ async fn run(cmd: Command) -> Result<(), CliError> {
             let svc = service(command.db()).await?;
             Ok(idservice::outbound::cli::run(&svc, command).await?)
         }
+        Command::Admins { command } => admins_command(command).await,
         Command::Users { command } => match command {
             UsersCommand::ListPending { db } => users_list_pending(&db).await,
             UsersCommand::History { db, user } => users_history(&db, user.as_deref()).await,
@@ -357,6 +408,68 @@ async fn run(cmd: Command) -> Result<(), CliError> {
         },
         Command::Generate { command } => generate(&command),
     }
+}
+
+/// `admins …`.
+async fn admins_command(command: AdminsCommand) -> Result<(), CliError> {
+    match command {
+        AdminsCommand::Add {
+            db,
+            name,
+            password_file,
+            role,
+        } => {
+            let password = read_password(&password_file)?;
+            admins::add(&service(&db).await?, &name, password, role).await?;
+            println!("administrator {name} added (role {})", role.as_str());
+        }
+        AdminsCommand::List { db } => {
+            let at = idservice::domain::now();
+            for a in admins::list(&service(&db).await?).await? {
+                let locked = a.locked_until.as_deref().is_some_and(|l| l > at.as_str());
+                println!(
+                    "{}\t{}\tcreated {}{}",
+                    a.name,
+                    a.role,
+                    a.created,
+                    if locked { "\tlocked" } else { "" }
+                );
+            }
+        }
+        AdminsCommand::Remove { db, name } => {
+            admins::remove(&service(&db).await?, &name).await?;
+            println!("administrator {name} removed");
+        }
+        AdminsCommand::SetPassword {
+            db,
+            name,
+            password_file,
+        } => {
+            let password = read_password(&password_file)?;
+            admins::set_password(&service(&db).await?, &name, password).await?;
+            println!("password of administrator {name} set");
+        }
+    }
+    Ok(())
+}
+
+/// The first line of a password file (which must be private), or of standard input for `-`.
+fn read_password(path: &std::path::Path) -> Result<zeroize::Zeroizing<String>, CliError> {
+    let text = if path.as_os_str() == "-" {
+        let mut s = zeroize::Zeroizing::new(String::new());
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| CliError::PasswordFile(path.to_path_buf(), e))?;
+        s
+    } else {
+        idservice::secret_file::check_private(path)?;
+        zeroize::Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| CliError::PasswordFile(path.to_path_buf(), e))?,
+        )
+    };
+    Ok(zeroize::Zeroizing::new(
+        text.lines().next().unwrap_or("").to_string(),
+    ))
 }
 
 /// `migrate`: opening the service applies the migrations.

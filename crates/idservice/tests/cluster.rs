@@ -11,6 +11,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use testenv::{IdCluster, IdService, ReceivedMail, Scim2Server, SmtpSink};
 
+#[path = "common/console.rs"]
+mod console_client;
+
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -599,4 +602,70 @@ async fn linked_app_changes_arrive_once_in_order_when_the_draining_node_is_kille
         "the surviving node pushed nothing\n{}",
         logs(&c)
     );
+}
+
+/// The console on PostgreSQL (its own SQL: byte-order prefix ranges under `COLLATE "C"`):
+/// an administrator added on one node signs in through HAProxy, the session holds on both
+/// nodes, and the prefix search finds users by each field.
+#[tokio::test(flavor = "multi_thread")]
+async fn console_search_and_sessions_on_postgresql() {
+    let (c, dir) = cluster_with_mail(&SmtpSink::start().unwrap(), "");
+    let pw = dir.path().join("admin.pw");
+    std::fs::write(&pw, "a console password on pg\n").unwrap();
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    c.nodes[0]
+        .admin_command(&[
+            "admins",
+            "add",
+            "Alice",
+            "--password-file",
+            pw.to_str().unwrap(),
+        ])
+        .unwrap();
+    let http = client();
+    for i in 0..60 {
+        let body = json!({"schemas": [USER], "userName": format!("pg{i:02}@example.com"),
+            "externalId": format!("PG-{i:02}"), "displayName": format!("Pat {i:02}"),
+            "emails": [{"value": format!("inbox{i:02}@corp.example"), "primary": true}]});
+        let (st, b, _) = scim(
+            &http,
+            &c.url,
+            &c.token,
+            Method::POST,
+            "/Users",
+            Some(body),
+            None,
+        )
+        .await;
+        assert_eq!(st, 201, "{b}");
+    }
+    let proxy = c.url.trim_end_matches("/scim/v2");
+    let mut console = console_client::Console::new(proxy);
+    let r = console.signin("alice", "a console password on pg").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}\n{}", r.body, logs(&c));
+    // The session (in the database) opens the console on each node directly too.
+    for node in &c.nodes {
+        let mut direct = console_client::Console::new(&root(node));
+        direct.cookie = console.cookie.clone();
+        let page = direct.get("/admin/users").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+    }
+    for (q, expect) in [
+        ("PG1", 10),
+        ("pat 0", 10),
+        ("inbox5", 10),
+        ("PG-", 50),
+        ("pg-", 0),
+    ] {
+        let page = console
+            .get(&format!("/admin/users?q={}", q.replace(' ', "+")))
+            .await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let found = console_client::listed_users(&page.body);
+        assert_eq!(found.len(), expect, "q={q}: {found:?}");
+    }
+    let next = console_client::hidden_link(&console.get("/admin/users").await.body, "rel=\"next\"")
+        .unwrap();
+    let second = console.get(&next.replace("&amp;", "&")).await.body;
+    assert_eq!(console_client::listed_users(&second).len(), 10, "{second}");
 }

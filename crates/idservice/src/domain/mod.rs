@@ -1,6 +1,7 @@
 //! The service's behaviour, independent of HTTP: user states and pending deletion, tenant
 //! rules, groups and memberships, bulk, tokens and scopes, and the discovery documents.
 
+pub mod admins;
 pub mod bulk;
 pub mod discovery;
 pub mod groups;

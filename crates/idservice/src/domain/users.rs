@@ -689,3 +689,84 @@ pub async fn domains(svc: &Service) -> Result<Vec<String>, ScimError> {
     let mut conn = svc.store.read().await.map_err(db)?;
     admin::list_domains(&mut conn).await.map_err(db)
 }
+
+/// What the console may do to one user (behaviour of the console: docs/console.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleAction {
+    Disable,
+    Enable,
+    /// Back from pending deletion, active.
+    Restore,
+    /// A pending user removed for good now.
+    Purge,
+}
+
+impl ConsoleAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsoleAction::Disable => "disable",
+            ConsoleAction::Enable => "enable",
+            ConsoleAction::Restore => "restore",
+            ConsoleAction::Purge => "purge",
+        }
+    }
+}
+
+/// Applies a console action to user `id` in one transaction; the state history and the
+/// linked applications' queue follow from the row's change (database triggers), as for a SCIM
+/// write. An action that does not fit the user's state (disable a pending user, purge an
+/// active one) is a 409 naming the state.
+pub async fn console_action(
+    svc: &Service,
+    id: &str,
+    action: ConsoleAction,
+) -> Result<(), ScimError> {
+    super::with_retry(|| async {
+        let mut tx = svc.store.begin().await.map_err(db)?;
+        let Some(mut row) = su::get(&mut tx, id).await.map_err(db)? else {
+            return Err(ScimError::not_found(format!("no user with id {id}")));
+        };
+        let wrong_state = || {
+            ScimError::new(
+                409,
+                None,
+                format!("cannot {} a user who is {}", action.as_str(), row.state),
+            )
+        };
+        let at = now();
+        match action {
+            ConsoleAction::Disable | ConsoleAction::Enable => {
+                if row.state == STATE_PENDING {
+                    return Err(wrong_state());
+                }
+                let active = action == ConsoleAction::Enable;
+                row.active = active;
+                row.state = state_of(active).to_string();
+            }
+            ConsoleAction::Restore => {
+                if row.state != STATE_PENDING {
+                    return Err(wrong_state());
+                }
+                row.active = true;
+                row.state = STATE_ACTIVE.to_string();
+                row.pending_since = None;
+            }
+            ConsoleAction::Purge => {
+                if row.state != STATE_PENDING {
+                    return Err(wrong_state());
+                }
+                su::purge(&mut tx, &row.id).await.map_err(db)?;
+                tx.commit().await.map_err(db)?;
+                return Ok(());
+            }
+        }
+        row.last_modified = at;
+        row.version += 1;
+        su::update(&mut tx, &row).await.map_err(db)?;
+        if !row.active {
+            end_sign_ins(&mut tx, &row.id).await?;
+        }
+        tx.commit().await.map_err(db)
+    })
+    .await
+}

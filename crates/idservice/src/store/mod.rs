@@ -17,6 +17,7 @@ pub mod account;
 pub mod admin;
 pub mod apps;
 pub mod backend;
+pub mod console;
 pub mod filter_sql;
 pub mod groups;
 pub mod outbox;

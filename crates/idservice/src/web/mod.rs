@@ -17,6 +17,7 @@
 //! only, and form fields are held in zeroised memory.
 
 pub use crate::store::account;
+mod admin;
 mod pages;
 mod reset;
 mod signin;
@@ -245,6 +246,7 @@ pub fn router(state: WebState) -> Router {
     signin::prepare_dummy_hash();
     let origin_check = axum::middleware::from_fn_with_state(state.clone(), same_origin_only);
     Router::new()
+        .route("/", get(|| async { see_other("/signin") }))
         .route("/signin", get(signin::form).post(signin::submit))
         .route("/account", get(signin::account))
         .route("/signout", post(signin::signout))
@@ -253,6 +255,7 @@ pub fn router(state: WebState) -> Router {
             get(reset::forgot_form).post(reset::forgot_submit),
         )
         .route("/reset", get(reset::reset_form).post(reset::reset_submit))
+        .merge(admin::routes())
         .layer(origin_check)
         .with_state(state)
 }

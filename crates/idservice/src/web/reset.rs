@@ -107,24 +107,40 @@ pub async fn forgot_submit(
     )
 }
 
+/// What a reset request did (the console shows it; the public page never does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ResetSent {
+    Queued,
+    NoSuchUser,
+    /// Disabled or pending deletion.
+    CannotSignIn,
+    NoAddress,
+    /// No `smtp` in the configuration.
+    EmailOff,
+}
+
 /// Creates a link and queues "Password reset requested" when the user exists and may sign in.
-async fn request_reset(st: &WebState, username: &str) -> Result<(), sqlx::Error> {
+pub(super) async fn request_reset(st: &WebState, username: &str) -> Result<ResetSent, sqlx::Error> {
     if username.is_empty() {
-        return Ok(());
+        return Ok(ResetSent::NoSuchUser);
     }
     let mut tx = st.svc.store.begin().await?;
     let Some(user) = su::by_user_name(&mut tx, &username.to_lowercase()).await? else {
-        return Ok(());
+        return Ok(ResetSent::NoSuchUser);
     };
     if user.state != STATE_ACTIVE {
         tracing::info!(user_id = %user.id, state = %user.state, "reset not sent: user cannot sign in");
-        return Ok(());
+        return Ok(ResetSent::CannotSignIn);
+    }
+    if !st.mail.enabled() {
+        tracing::info!(user_id = %user.id, "reset not sent: email is off");
+        return Ok(ResetSent::EmailOff);
     }
     let resource: Value = serde_json::from_str(&user.resource).unwrap_or(Value::Null);
     let to = recipients(Kind::ResetRequested, &resource);
     if to.is_empty() {
         tracing::info!(user_id = %user.id, "reset not sent: the user has no email address");
-        return Ok(());
+        return Ok(ResetSent::NoAddress);
     }
     let secret = account::new_secret();
     let ttl = st.cfg.reset_link_ttl_minutes;
@@ -158,7 +174,7 @@ async fn request_reset(st: &WebState, username: &str) -> Result<(), sqlx::Error>
     tx.commit().await?;
     st.mail.wake();
     tracing::info!(user_id = %user.id, "password reset requested");
-    Ok(())
+    Ok(ResetSent::Queued)
 }
 
 /// The user of a reset link, if the link is usable and the user may still sign in.

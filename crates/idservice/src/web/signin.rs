@@ -37,7 +37,7 @@ pub async fn form(State(st): State<WebState>) -> Response {
 /// that every failure costs the same argon2 time and timing does not reveal which it was.
 static DUMMY_HASH: OnceLock<Option<String>> = OnceLock::new();
 
-fn dummy_hash() -> &'static Option<String> {
+pub(in crate::web) fn dummy_hash() -> &'static Option<String> {
     DUMMY_HASH.get_or_init(|| password::hash("no such user: timing equaliser"))
 }
 

@@ -250,3 +250,4 @@ pub fn user(user_name: &str, external_id: &str) -> Value {
         "externalId": external_id,
     })
 }
+pub mod console;

@@ -1,0 +1,409 @@
+//! The console's tables (`admins`, `admin_sessions`, `admin_audit`) and its user search: a
+//! prefix match on userName, externalId, displayName and the first email address, filtered by
+//! state, paged by userName (keyset: each page starts after the last name of the one before,
+//! so page 2,000 costs what page 1 does).
+//!
+//! It does not know who may do what (the console's roles) nor how passwords are hashed: it
+//! stores what it is given.
+
+use super::{Conn, Engine, engine_of};
+use crate::store::apps::LinkRow;
+use crate::store::users::{StateChange, USER_COLUMNS, UserRow};
+
+/// A console account (never the password itself: its argon2 hash).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AdminRow {
+    pub name_lc: String,
+    pub name: String,
+    pub role: String,
+    pub password_hash: String,
+    pub failures: i64,
+    pub locked_until: Option<String>,
+    pub created: String,
+}
+
+/// The columns of an [`AdminRow`], in order (a macro, so that queries can `concat!` it).
+macro_rules! admin_columns {
+    () => {
+        "name_lc, name, role, password_hash, failures, locked_until, created"
+    };
+}
+
+/// Adds an account; false when the name (ignoring case) is taken.
+pub async fn insert_admin(conn: &mut Conn, a: &AdminRow) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "INSERT INTO admins (name_lc, name, role, password_hash, failures, locked_until, created) \
+         VALUES ($1, $2, $3, $4, 0, NULL, $5) ON CONFLICT (name_lc) DO NOTHING",
+    )
+    .bind(&a.name_lc)
+    .bind(&a.name)
+    .bind(&a.role)
+    .bind(&a.password_hash)
+    .bind(&a.created)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+pub async fn admin(conn: &mut Conn, name_lc: &str) -> Result<Option<AdminRow>, sqlx::Error> {
+    sqlx::query_as::<_, AdminRow>(concat!(
+        "SELECT ",
+        admin_columns!(),
+        " FROM admins WHERE name_lc = $1"
+    ))
+    .bind(name_lc)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn admins(conn: &mut Conn) -> Result<Vec<AdminRow>, sqlx::Error> {
+    sqlx::query_as::<_, AdminRow>(concat!(
+        "SELECT ",
+        admin_columns!(),
+        " FROM admins ORDER BY name_lc"
+    ))
+    .fetch_all(conn)
+    .await
+}
+
+/// Removes an account and its sessions; false when there was none.
+pub async fn remove_admin(conn: &mut Conn, name_lc: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query("DELETE FROM admin_sessions WHERE admin_lc = $1")
+        .bind(name_lc)
+        .execute(&mut *conn)
+        .await?;
+    let r = sqlx::query("DELETE FROM admins WHERE name_lc = $1")
+        .bind(name_lc)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Replaces the password hash, clears failures and lockout, and ends the account's sessions;
+/// false when there is no such account.
+pub async fn set_admin_password(
+    conn: &mut Conn,
+    name_lc: &str,
+    hash: &str,
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE admins SET password_hash = $2, failures = 0, locked_until = NULL \
+         WHERE name_lc = $1",
+    )
+    .bind(name_lc)
+    .bind(hash)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM admin_sessions WHERE admin_lc = $1")
+        .bind(name_lc)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Counts a failed sign-in; at `max_failures` locks the account until `lock_until` and starts
+/// counting again. Returns whether this failure locked it.
+pub async fn admin_failure(
+    conn: &mut Conn,
+    name_lc: &str,
+    max_failures: u32,
+    lock_until: &str,
+) -> Result<bool, sqlx::Error> {
+    let failures: Option<i64> = sqlx::query_scalar(
+        "UPDATE admins SET failures = failures + 1 WHERE name_lc = $1 RETURNING failures",
+    )
+    .bind(name_lc)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if failures.unwrap_or(0) < i64::from(max_failures) {
+        return Ok(false);
+    }
+    sqlx::query("UPDATE admins SET failures = 0, locked_until = $2 WHERE name_lc = $1")
+        .bind(name_lc)
+        .bind(lock_until)
+        .execute(conn)
+        .await?;
+    Ok(true)
+}
+
+/// Forgets failures and lockout (a successful sign-in).
+pub async fn admin_success(conn: &mut Conn, name_lc: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE admins SET failures = 0, locked_until = NULL WHERE name_lc = $1")
+        .bind(name_lc)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A signed-in console session.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AdminSession {
+    pub admin_lc: String,
+    pub name: String,
+    pub role: String,
+    pub csrf: String,
+}
+
+/// Stores a session under the hash of its cookie; sweeps expired ones.
+pub async fn insert_session(
+    conn: &mut Conn,
+    hash: &str,
+    admin_lc: &str,
+    csrf: &str,
+    now: &str,
+    expires: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM admin_sessions WHERE expires <= $1")
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO admin_sessions (hash, admin_lc, csrf, created, expires) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(hash)
+    .bind(admin_lc)
+    .bind(csrf)
+    .bind(now)
+    .bind(expires)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The session stored under `hash` if it has not expired at `now`, its expiry moved to
+/// `expires` (idle expiry: each request extends it).
+pub async fn touch_session(
+    conn: &mut Conn,
+    hash: &str,
+    now: &str,
+    expires: &str,
+) -> Result<Option<AdminSession>, sqlx::Error> {
+    let r = sqlx::query("UPDATE admin_sessions SET expires = $3 WHERE hash = $1 AND expires > $2")
+        .bind(hash)
+        .bind(now)
+        .bind(expires)
+        .execute(&mut *conn)
+        .await?;
+    if r.rows_affected() == 0 {
+        return Ok(None);
+    }
+    sqlx::query_as::<_, AdminSession>(
+        "SELECT s.admin_lc, a.name, a.role, s.csrf FROM admin_sessions s \
+         JOIN admins a ON a.name_lc = s.admin_lc WHERE s.hash = $1",
+    )
+    .bind(hash)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn remove_session(conn: &mut Conn, hash: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM admin_sessions WHERE hash = $1")
+        .bind(hash)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub at: String,
+    pub admin: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub detail: Option<String>,
+    pub address: Option<String>,
+}
+
+pub async fn audit(conn: &mut Conn, row: &AuditRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO admin_audit (at, admin, action, target, detail, address) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&row.at)
+    .bind(&row.admin)
+    .bind(&row.action)
+    .bind(&row.target)
+    .bind(&row.detail)
+    .bind(&row.address)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The newest audit lines, `before` a sequence number when paging back.
+pub async fn audit_page(
+    conn: &mut Conn,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<AuditRow>, sqlx::Error> {
+    sqlx::query_as::<_, AuditRow>(
+        "SELECT seq, at, admin, action, target, detail, address FROM admin_audit \
+         WHERE seq < $1 ORDER BY seq DESC LIMIT $2",
+    )
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Which users the console's list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFilter {
+    Any,
+    Active,
+    Disabled,
+    /// Locked out of sign-in now (any state).
+    Locked,
+    PendingDeletion,
+}
+
+/// A page of the console's user list.
+#[derive(Debug, Clone)]
+pub struct UserQuery<'a> {
+    /// Prefix of userName, displayName or the first email (ignoring ASCII case), or of
+    /// externalId (exact case); empty: every user.
+    pub prefix: &'a str,
+    pub state: StateFilter,
+    /// The page starts after this lower-cased userName.
+    pub after: Option<&'a str>,
+    pub limit: i64,
+    /// The current time, for [`StateFilter::Locked`].
+    pub now: &'a str,
+}
+
+/// The indexed expressions the prefix search compares, per engine (the migrations index
+/// exactly these).
+fn search_exprs(engine: Engine) -> [&'static str; 3] {
+    match engine {
+        Engine::Sqlite => [
+            "u.user_name_lc",
+            "lower(json_extract(u.resource, '$.displayName'))",
+            "lower(json_extract(u.resource, '$.emails[0].value'))",
+        ],
+        Engine::Postgres => [
+            "u.user_name_lc COLLATE \"C\"",
+            "lower(u.resource::jsonb ->> 'displayName') COLLATE \"C\"",
+            "lower(u.resource::jsonb #>> '{emails,0,value}') COLLATE \"C\"",
+        ],
+    }
+}
+
+/// The upper bound of a prefix range: every string that starts with `p` sorts at or after
+/// `p` and before `p` followed by the greatest code point (byte order, which is what SQLite's
+/// BINARY and PostgreSQL's "C" collation compare).
+fn prefix_end(p: &str) -> String {
+    format!("{p}{}", char::MAX)
+}
+
+/// The users of one page of the console's list, in userName order.
+pub async fn users_page(conn: &mut Conn, q: &UserQuery<'_>) -> Result<Vec<UserRow>, sqlx::Error> {
+    let engine = engine_of(conn);
+    let collate = match engine {
+        Engine::Sqlite => "",
+        Engine::Postgres => " COLLATE \"C\"",
+    };
+    // Only the parameters a query uses are bound (PostgreSQL refuses unused ones), so they
+    // are numbered as the text is built.
+    let mut binds: Vec<String> = Vec::new();
+    let mut param = |v: String| {
+        binds.push(v);
+        format!("${}", binds.len())
+    };
+    let mut sql = format!("SELECT {} FROM users u WHERE 1 = 1", qualified_columns());
+    if !q.prefix.is_empty() {
+        let lower = q.prefix.to_lowercase();
+        let (lo, hi) = (param(lower.clone()), param(prefix_end(&lower)));
+        let mut alts: Vec<String> = search_exprs(engine)
+            .iter()
+            .map(|e| format!("({e} >= {lo} AND {e} < {hi})"))
+            .collect();
+        let (lo, hi) = (param(q.prefix.to_string()), param(prefix_end(q.prefix)));
+        let ext = format!("u.external_id{collate}");
+        alts.push(format!("({ext} >= {lo} AND {ext} < {hi})"));
+        sql.push_str(&format!(" AND ({})", alts.join(" OR ")));
+    }
+    match q.state {
+        StateFilter::Any => {}
+        StateFilter::Active => sql.push_str(" AND u.state = 'active'"),
+        StateFilter::Disabled => sql.push_str(" AND u.state = 'disabled'"),
+        StateFilter::PendingDeletion => sql.push_str(" AND u.state = 'pendingDeletion'"),
+        StateFilter::Locked => sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM account_state a WHERE a.user_id = u.id \
+             AND a.locked_until > {})",
+            param(q.now.to_string())
+        )),
+    }
+    let order = format!("u.user_name_lc{collate}");
+    if let Some(after) = q.after {
+        sql.push_str(&format!(" AND {order} > {}", param(after.to_string())));
+    }
+    sql.push_str(&format!(" ORDER BY {order} LIMIT {}", q.limit.max(1)));
+    // Audited: the text is built from constants; every value the request gave is a bind.
+    let mut query = sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql));
+    for b in binds {
+        query = query.bind(b);
+    }
+    query.fetch_all(conn).await
+}
+
+/// Every recorded state change of one user, oldest first (by the user's id: indexed).
+pub async fn state_history_of(
+    conn: &mut Conn,
+    user_id: &str,
+) -> Result<Vec<StateChange>, sqlx::Error> {
+    sqlx::query_as::<_, StateChange>(
+        "SELECT user_id, user_name, external_id, from_state, to_state, at \
+         FROM user_state_history WHERE user_id = $1 ORDER BY seq",
+    )
+    .bind(user_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// The user's links to linked applications, by application (through the links' primary key,
+/// one look-up per application).
+pub async fn links_of(conn: &mut Conn, user_id: &str) -> Result<Vec<LinkRow>, sqlx::Error> {
+    sqlx::query_as::<_, LinkRow>(
+        "SELECT app, user_id, user_name, immutable_id, downstream_id, state, last_error, \
+         last_push FROM app_links WHERE app IN (SELECT name FROM apps) AND user_id = $1 \
+         ORDER BY app",
+    )
+    .bind(user_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// [`USER_COLUMNS`] with the `u.` table prefix.
+fn qualified_columns() -> String {
+    USER_COLUMNS
+        .split(',')
+        .map(|c| format!("u.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ranges_hold_every_longer_string() {
+        let end = prefix_end("ab");
+        for s in ["ab", "abc", "ab\u{10FFFE}", "ab日本"] {
+            assert!(s >= "ab" && s < end.as_str(), "{s}");
+        }
+        for s in ["aa", "ac", "a", "b"] {
+            assert!(!(s >= "ab" && s < end.as_str()), "{s}");
+        }
+    }
+
+    #[test]
+    fn columns_are_qualified() {
+        let q = qualified_columns();
+        assert!(q.starts_with("u.id, u.user_name,"), "{q}");
+        assert!(!q.contains("  "), "{q}");
+    }
+}

@@ -1,0 +1,69 @@
+//! `GET /admin/audit`: every administrator action (who, what, on whom, from where, when),
+//! newest first, 100 to a page.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::html;
+use serde::Deserialize;
+
+use super::pages::{self, layout};
+use super::{Signed, page};
+use crate::store::console as sc;
+use crate::web::WebState;
+
+const PAGE: i64 = 100;
+
+#[derive(Deserialize)]
+pub struct AuditParams {
+    before: Option<i64>,
+}
+
+pub async fn list(
+    State(st): State<WebState>,
+    signed: Signed,
+    Query(p): Query<AuditParams>,
+) -> Response {
+    let rows = match st.svc.store.read().await {
+        Ok(mut conn) => sc::audit_page(&mut conn, p.before, PAGE).await,
+        Err(e) => Err(e),
+    };
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "the audit log could not be read");
+            return pages::error_page(
+                &st,
+                Some(&signed),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Console unavailable",
+                "The database could not be read. Try again later.",
+            );
+        }
+    };
+    let older = (rows.len() as i64 == PAGE)
+        .then(|| rows.last().map(|r| r.seq))
+        .flatten();
+    let body = html! {
+        @if rows.is_empty() { p { "No actions yet." } } @else {
+            table {
+                thead { tr {
+                    th scope="col" { "When" } th scope="col" { "Administrator" }
+                    th scope="col" { "Action" } th scope="col" { "On" }
+                    th scope="col" { "Result" } th scope="col" { "From" }
+                } }
+                tbody { @for r in &rows { tr {
+                    td { (r.at) } td { (r.admin) } td { (r.action) }
+                    td { (r.target.as_deref().unwrap_or("")) }
+                    td { (r.detail.as_deref().unwrap_or("")) }
+                    td { (r.address.as_deref().unwrap_or("")) }
+                } } }
+            }
+        }
+        @if let Some(seq) = older { p { a href={ "/admin/audit?before=" (seq) } { "Older" } } }
+    };
+    page(
+        StatusCode::OK,
+        layout(&st, Some(&signed), "Audit log", body),
+    )
+}

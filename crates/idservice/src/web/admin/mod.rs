@@ -1,0 +1,200 @@
+//! The administrator's console under `/admin/`: server-rendered pages (maud), one small
+//! stylesheet, no script. docs/console.md describes what an administrator sees and may do.
+//!
+//! - `GET/POST /admin/signin` (`username`, `password`, `csrf_token`), `POST /admin/signout`;
+//! - `GET /admin/users` (search, state filter, pages), `GET /admin/users/{id}`, and per action
+//!   `GET /admin/users/{id}/{action}` (the confirmation step) and `POST` (the action);
+//! - `GET /admin/audit`: every administrator action, newest first.
+//!
+//! Accounts are the console's own (`idservice admins`, [`crate::domain::admins`]), with roles:
+//! `admin` may do everything, `helpdesk` may view, unlock and send a reset email. Sessions are
+//! kept in the database (`admin_sessions`, every node sees them), under their own cookie
+//! (`idservice_admin`: `HttpOnly`, `SameSite=Strict`, `Secure` behind an https public URL),
+//! and end after `console.idle_minutes` without a request. Every form that changes something
+//! carries the session's `csrf_token`, compared in constant time; the sign-in form carries one
+//! bound to a cookie of its own (double submit). The same-origin check of the web pages runs
+//! in front of all of it. Each action is written to `admin_audit` and to the service log.
+//!
+//! It does not know the end users' sessions: a user's cookie is never looked at here, so a
+//! signed-in user is just a visitor to `/admin/`.
+
+mod audit;
+mod auth;
+mod pages;
+mod users;
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use subtle::ConstantTimeEq;
+
+use super::{WebState, cookie, html};
+use crate::domain::admins::Role;
+use crate::domain::{fmt_time, now};
+use crate::store::console::{self as sc, AuditRow};
+
+/// The console session's cookie.
+pub const ADMIN_COOKIE: &str = "idservice_admin";
+/// The sign-in form's own CSRF cookie (there is no session yet to bind the token to).
+pub const SIGNIN_CSRF_COOKIE: &str = "idservice_admin_csrf";
+
+/// The console's routes (merged into the web pages' router).
+pub(super) fn routes() -> Router<WebState> {
+    Router::new()
+        .route("/admin", get(|| async { super::see_other("/admin/users") }))
+        .route(
+            "/admin/",
+            get(|| async { super::see_other("/admin/users") }),
+        )
+        .route("/admin/console.css", get(pages::stylesheet))
+        .route("/admin/signin", get(auth::form).post(auth::submit))
+        .route("/admin/signout", axum::routing::post(auth::signout))
+        .route("/admin/users", get(users::list))
+        .route("/admin/users/{id}", get(users::show))
+        .route(
+            "/admin/users/{id}/{action}",
+            get(users::confirm).post(users::act),
+        )
+        .route("/admin/audit", get(audit::list))
+}
+
+/// The administrator a request is signed in as. Extracting it extends the session (idle
+/// expiry); without a valid session a page request is sent to the sign-in form.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub name: String,
+    pub role: Role,
+    /// The session's form token.
+    pub csrf: String,
+    /// Where the request came from (for the audit log).
+    pub address: Option<IpAddr>,
+}
+
+impl Signed {
+    /// Refuses (403) what this administrator's role may not do.
+    fn require(&self, st: &WebState, needed: Role) -> Result<(), Box<Response>> {
+        if needed == Role::Admin && self.role != Role::Admin {
+            tracing::warn!(target: "audit", event = "admin_forbidden", admin = %self.name,
+                "console action refused: not allowed for the helpdesk role");
+            return Err(Box::new(pages::error_page(
+                st,
+                Some(self),
+                StatusCode::FORBIDDEN,
+                "Not allowed",
+                "Your role (helpdesk) may view, unlock and send reset emails, nothing else.",
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses (403) a form whose `csrf_token` is not this session's.
+    fn check_csrf(&self, st: &WebState, token: Option<&str>) -> Result<(), Box<Response>> {
+        let given = token.unwrap_or("").as_bytes();
+        if !given.is_empty() && bool::from(given.ct_eq(self.csrf.as_bytes())) {
+            return Ok(());
+        }
+        tracing::warn!(target: "audit", event = "admin_csrf_refused", admin = %self.name,
+            "console form refused: missing or wrong csrf_token");
+        Err(Box::new(pages::error_page(
+            st,
+            Some(self),
+            StatusCode::FORBIDDEN,
+            "Request refused",
+            "This form has expired or did not come from this console. Open the page again and retry.",
+        )))
+    }
+
+    /// Records an action in the audit log and in the service log.
+    async fn audit(
+        &self,
+        st: &WebState,
+        action: &str,
+        target: Option<&str>,
+        detail: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        let row = AuditRow {
+            seq: 0,
+            at: now(),
+            admin: self.name.clone(),
+            action: action.to_string(),
+            target: target.map(str::to_string),
+            detail: detail.map(str::to_string),
+            address: self.address.map(|a| a.to_string()),
+        };
+        crate::store::retry(crate::store::is_retryable, || async {
+            let mut tx = st.svc.store.begin().await?;
+            sc::audit(&mut tx, &row).await?;
+            tx.commit().await
+        })
+        .await?;
+        tracing::info!(target: "audit", event = "admin_action", admin = %self.name, action = %action,
+            target = target.unwrap_or(""), detail = detail.unwrap_or(""),
+            address = %row.address.as_deref().unwrap_or(""), "console action");
+        Ok(())
+    }
+}
+
+impl FromRequestParts<WebState> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &WebState) -> Result<Self, Response> {
+        let Some(secret) = cookie(&parts.headers, ADMIN_COOKIE) else {
+            return Err(to_signin());
+        };
+        let key = super::account::token_hash(&secret);
+        let idle = chrono::TimeDelta::minutes(i64::from(st.cfg.console.idle_minutes.max(1)));
+        let at = now();
+        let until = fmt_time(chrono::Utc::now() + idle);
+        let found = crate::store::retry(crate::store::is_retryable, || async {
+            let mut tx = st.svc.store.begin().await?;
+            let s = sc::touch_session(&mut tx, &key, &at, &until).await?;
+            tx.commit().await?;
+            Ok(s)
+        })
+        .await;
+        match found {
+            Ok(Some(s)) => {
+                let ci = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+                Ok(Signed {
+                    name: s.name,
+                    role: Role::from_stored(&s.role),
+                    csrf: s.csrf,
+                    address: st.client_ip(ci, &parts.headers),
+                })
+            }
+            Ok(None) => Err(to_signin()),
+            Err(e) => {
+                tracing::error!(error = %e, "console session lookup failed");
+                Err(pages::error_page(
+                    st,
+                    None,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Console unavailable",
+                    "The console cannot reach its database right now. Try again later.",
+                ))
+            }
+        }
+    }
+}
+
+/// 303 to the sign-in form.
+fn to_signin() -> Response {
+    super::see_other("/admin/signin")
+}
+
+/// A 303 to a console page whose address is built at run time (a user's page).
+fn see_other_to(to: String) -> Response {
+    let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
+    resp.extensions_mut().insert(super::WebPage);
+    resp
+}
+
+/// A page answer.
+fn page(status: StatusCode, body: String) -> Response {
+    html(status, body)
+}

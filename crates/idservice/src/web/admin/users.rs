@@ -1,0 +1,620 @@
+//! `/admin/users`: the list (prefix search, state filter, pages of 50 in userName order), a
+//! user's page (attributes, emails, groups, state history, linked accounts, sign-in lockout)
+//! and the actions, each behind a confirmation page: disable, enable, unlock, send a reset
+//! email, restore from pending deletion, purge now.
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::pages::{self, csrf, layout, message};
+use super::{Signed, page, see_other_to};
+use crate::domain::admins::Role;
+use crate::domain::users::{
+    self as du, ConsoleAction, STATE_ACTIVE, STATE_DISABLED, STATE_PENDING,
+};
+use crate::domain::{fmt_time, now};
+use crate::store::console::{self as sc, StateFilter, UserQuery};
+use crate::store::users::{self as su, UserRow};
+use crate::web::WebState;
+use crate::web::account as acct;
+use crate::web::reset::{ResetSent, request_reset};
+
+/// Users per page.
+const PAGE: i64 = 50;
+
+/// What the console can do to a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Disable,
+    Enable,
+    Unlock,
+    SendReset,
+    Restore,
+    Purge,
+}
+
+impl Action {
+    fn parse(s: &str) -> Option<Action> {
+        Some(match s {
+            "disable" => Action::Disable,
+            "enable" => Action::Enable,
+            "unlock" => Action::Unlock,
+            "send-reset" => Action::SendReset,
+            "restore" => Action::Restore,
+            "purge" => Action::Purge,
+            _ => return None,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Disable => "disable",
+            Action::Enable => "enable",
+            Action::Unlock => "unlock",
+            Action::SendReset => "send-reset",
+            Action::Restore => "restore",
+            Action::Purge => "purge",
+        }
+    }
+
+    /// The button's text.
+    fn label(self) -> &'static str {
+        match self {
+            Action::Disable => "Disable",
+            Action::Enable => "Enable",
+            Action::Unlock => "Unlock",
+            Action::SendReset => "Send reset email",
+            Action::Restore => "Restore",
+            Action::Purge => "Purge now",
+        }
+    }
+
+    /// What the confirmation page says the action does.
+    fn consequence(self) -> &'static str {
+        match self {
+            Action::Disable => {
+                "The user can no longer sign in; their sessions and reset links end. A directory sync that owns the user may enable them again."
+            }
+            Action::Enable => "The user can sign in again.",
+            Action::Unlock => "The sign-in lockout after failed attempts ends now.",
+            Action::SendReset => {
+                "A single-use link to set a new password is sent to the user's email addresses."
+            }
+            Action::Restore => {
+                "The user leaves pending deletion and is active again, with their groups."
+            }
+            Action::Purge => {
+                "The user is deleted for good now, before the retention period ends. This cannot be undone."
+            }
+        }
+    }
+
+    fn role(self) -> Role {
+        match self {
+            Action::Unlock | Action::SendReset => Role::Helpdesk,
+            _ => Role::Admin,
+        }
+    }
+
+    /// Whether the action fits the user's state now.
+    fn fits(self, row: &UserRow, locked: bool) -> bool {
+        match self {
+            Action::Disable => row.state == STATE_ACTIVE,
+            Action::Enable => row.state == STATE_DISABLED,
+            Action::Unlock => locked,
+            Action::SendReset => row.state == STATE_ACTIVE,
+            Action::Restore | Action::Purge => row.state == STATE_PENDING,
+        }
+    }
+
+    const ALL: [Action; 6] = [
+        Action::Disable,
+        Action::Enable,
+        Action::Unlock,
+        Action::SendReset,
+        Action::Restore,
+        Action::Purge,
+    ];
+}
+
+#[derive(Deserialize)]
+pub struct ListParams {
+    q: Option<String>,
+    state: Option<String>,
+    after: Option<String>,
+    done: Option<String>,
+}
+
+fn state_filter(s: &str) -> Option<StateFilter> {
+    Some(match s {
+        "" => StateFilter::Any,
+        "active" => StateFilter::Active,
+        "disabled" => StateFilter::Disabled,
+        "locked" => StateFilter::Locked,
+        "pendingDeletion" => StateFilter::PendingDeletion,
+        _ => return None,
+    })
+}
+
+const STATE_CHOICES: [(&str, &str); 5] = [
+    ("", "Any state"),
+    ("active", "Active"),
+    ("disabled", "Disabled"),
+    ("locked", "Locked"),
+    ("pendingDeletion", "Pending deletion"),
+];
+
+fn db_error(st: &WebState, signed: &Signed, e: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "console page failed on a database error");
+    pages::error_page(
+        st,
+        Some(signed),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Console unavailable",
+        "The database could not be read. Try again later.",
+    )
+}
+
+/// `GET /admin/users`.
+pub async fn list(
+    State(st): State<WebState>,
+    signed: Signed,
+    Query(p): Query<ListParams>,
+) -> Response {
+    let prefix = p.q.as_deref().unwrap_or("").trim().to_string();
+    let state_key = p.state.as_deref().unwrap_or("");
+    let Some(state) = state_filter(state_key) else {
+        return pages::error_page(
+            &st,
+            Some(&signed),
+            StatusCode::BAD_REQUEST,
+            "Users",
+            "Unknown state filter.",
+        );
+    };
+    let at = now();
+    let q = UserQuery {
+        prefix: &prefix,
+        state,
+        after: p.after.as_deref(),
+        limit: PAGE + 1,
+        now: &at,
+    };
+    let rows = match st.svc.store.read().await {
+        Ok(mut conn) => sc::users_page(&mut conn, &q).await,
+        Err(e) => Err(e),
+    };
+    let mut rows = match rows {
+        Ok(r) => r,
+        Err(e) => return db_error(&st, &signed, &e),
+    };
+    let more = rows.len() as i64 > PAGE;
+    rows.truncate(PAGE as usize);
+    let next = more
+        .then(|| {
+            rows.last()
+                .map(|r| page_link(&prefix, state_key, &r.user_name_lc))
+        })
+        .flatten();
+    let done = p.done.as_deref().and_then(done_message);
+    let body = html! {
+        (message(done))
+        (search_form(&prefix, state_key))
+        @if rows.is_empty() {
+            p { "No users match." }
+        } @else {
+            (users_table(&rows))
+        }
+        p.actions {
+            @if p.after.is_some() { a href=(page_link(&prefix, state_key, "")) { "First page" } }
+            @if let Some(n) = next { a href=(n) rel="next" { "Next page" } }
+        }
+    };
+    page(StatusCode::OK, layout(&st, Some(&signed), "Users", body))
+}
+
+/// The list's address with these parameters (`after` empty: the first page).
+fn page_link(prefix: &str, state: &str, after: &str) -> String {
+    let mut params: Vec<(&str, &str)> = Vec::new();
+    for (k, v) in [("q", prefix), ("state", state), ("after", after)] {
+        if !v.is_empty() {
+            params.push((k, v));
+        }
+    }
+    match serde_urlencoded::to_string(&params) {
+        Ok(qs) if !qs.is_empty() => format!("/admin/users?{qs}"),
+        _ => "/admin/users".to_string(),
+    }
+}
+
+fn search_form(prefix: &str, state: &str) -> Markup {
+    html! {
+        form.search method="get" action="/admin/users" role="search" {
+            div {
+                label for="q" { "userName, name, email or externalId starts with" }
+                input #q name="q" type="search" value=(prefix);
+            }
+            div {
+                label for="state" { "State" }
+                select #state name="state" {
+                    @for (value, text) in STATE_CHOICES {
+                        option value=(value) selected[value == state] { (text) }
+                    }
+                }
+            }
+            div { button type="submit" { "Search" } }
+        }
+    }
+}
+
+/// A user's resource, parsed (an unreadable one shows as empty).
+fn resource(row: &UserRow) -> Value {
+    serde_json::from_str(&row.resource).unwrap_or(Value::Null)
+}
+
+fn first_email(r: &Value) -> &str {
+    r["emails"][0]["value"].as_str().unwrap_or("")
+}
+
+fn users_table(rows: &[UserRow]) -> Markup {
+    html! {
+        table {
+            caption.visually-hidden { "Users" }
+            thead { tr {
+                th scope="col" { "userName" } th scope="col" { "Name" } th scope="col" { "Email" }
+                th scope="col" { "externalId" } th scope="col" { "State" }
+            } }
+            tbody {
+                @for row in rows {
+                    @let r = resource(row);
+                    tr {
+                        td { a href={ "/admin/users/" (row.id) } { (row.user_name) } }
+                        td { (r["displayName"].as_str().unwrap_or("")) }
+                        td { (first_email(&r)) }
+                        td { (row.external_id.as_deref().unwrap_or("")) }
+                        td class={ "state-" (row.state) } { (state_text(&row.state)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn state_text(state: &str) -> &str {
+    match state {
+        STATE_ACTIVE => "Active",
+        STATE_DISABLED => "Disabled",
+        STATE_PENDING => "Pending deletion",
+        other => other,
+    }
+}
+
+/// The note shown after an action (`?done=`).
+fn done_message(done: &str) -> Option<&'static str> {
+    Some(match done {
+        "disable" => "The user was disabled.",
+        "enable" => "The user was enabled.",
+        "unlock" => "The user was unlocked.",
+        "send-reset" => "A reset email was queued.",
+        "restore" => "The user was restored.",
+        "purge" => "The user was purged.",
+        "reset-no-address" => "No reset email was sent: the user has no email address.",
+        "reset-email-off" => {
+            "No reset email was sent: email is off (no smtp in the configuration)."
+        }
+        "reset-cannot-sign-in" => "No reset email was sent: the user cannot sign in.",
+        _ => return None,
+    })
+}
+
+/// Everything a user's page shows.
+struct UserView {
+    row: UserRow,
+    groups: Vec<(String, String)>,
+    history: Vec<su::StateChange>,
+    links: Vec<crate::store::apps::LinkRow>,
+    locked_until: Option<String>,
+}
+
+async fn load(st: &WebState, id: &str) -> Result<Option<UserView>, sqlx::Error> {
+    let mut conn = st.svc.store.read().await?;
+    let Some(row) = su::get(&mut conn, id).await? else {
+        return Ok(None);
+    };
+    let groups = su::groups_of(&mut conn, id).await?;
+    let history = sc::state_history_of(&mut conn, id).await?;
+    let links = sc::links_of(&mut conn, id).await?;
+    let at = now();
+    let locked_until = acct::get(&mut conn, id)
+        .await?
+        .locked_until
+        .filter(|l| l.as_str() > at.as_str());
+    Ok(Some(UserView {
+        row,
+        groups,
+        history,
+        links,
+        locked_until,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct ShowParams {
+    done: Option<String>,
+}
+
+/// `GET /admin/users/{id}`.
+pub async fn show(
+    State(st): State<WebState>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Query(p): Query<ShowParams>,
+) -> Response {
+    let view = match load(&st, &id).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return not_found(&st, &signed),
+        Err(e) => return db_error(&st, &signed, &e),
+    };
+    let done = p.done.as_deref().and_then(done_message);
+    let body = html! {
+        (message(done))
+        (attributes(&st, &view))
+        (action_links(&signed, &view))
+        h2 { "Groups" }
+        @if view.groups.is_empty() { p { "None." } } @else {
+            ul { @for (_, name) in &view.groups { li { (name) } } }
+        }
+        h2 { "State history" }
+        (history_table(&view.history))
+        h2 { "Linked accounts" }
+        (links_table(&view.links))
+    };
+    page(
+        StatusCode::OK,
+        layout(&st, Some(&signed), &view.row.user_name, body),
+    )
+}
+
+fn not_found(st: &WebState, signed: &Signed) -> Response {
+    pages::error_page(
+        st,
+        Some(signed),
+        StatusCode::NOT_FOUND,
+        "No such user",
+        "There is no user with this id (it may have been purged).",
+    )
+}
+
+fn attributes(st: &WebState, v: &UserView) -> Markup {
+    let r = resource(&v.row);
+    let purge_on = v.row.pending_since.as_deref().and_then(|since| {
+        chrono::DateTime::parse_from_rfc3339(since)
+            .ok()
+            .map(|t| fmt_time(t.to_utc() + chrono::Duration::days(st.svc.retention_days)))
+    });
+    html! {
+        dl {
+            dt { "userName" } dd { (v.row.user_name) }
+            dt { "State" } dd class={ "state-" (v.row.state) } { (state_text(&v.row.state)) }
+            @if let Some(since) = &v.row.pending_since {
+                dt { "Pending since" } dd { (since) }
+                dt { "Purged on" } dd { (purge_on.as_deref().unwrap_or("")) }
+            }
+            @if let Some(until) = &v.locked_until { dt { "Locked until" } dd { (until) } }
+            dt { "externalId" } dd { (v.row.external_id.as_deref().unwrap_or("")) }
+            dt { "displayName" } dd { (r["displayName"].as_str().unwrap_or("")) }
+            dt { "Name" } dd { (r["name"]["formatted"].as_str().unwrap_or("")) " "
+                (r["name"]["familyName"].as_str().unwrap_or("")) " "
+                (r["name"]["givenName"].as_str().unwrap_or("")) }
+            dt { "Emails" } dd {
+                @for e in r["emails"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                    (e["value"].as_str().unwrap_or(""))
+                    @if e["primary"] == Value::Bool(true) { " (primary)" }
+                    br;
+                }
+            }
+            dt { "id" } dd { code { (v.row.id) } }
+            dt { "Created" } dd { (v.row.created) }
+            dt { "Last modified" } dd { (v.row.last_modified) }
+        }
+    }
+}
+
+/// The actions this administrator may take on the user in its state, as links to their
+/// confirmation pages.
+fn action_links(signed: &Signed, v: &UserView) -> Markup {
+    let locked = v.locked_until.is_some();
+    html! {
+        p.actions {
+            @for a in Action::ALL {
+                @if a.fits(&v.row, locked) && pages::allowed(signed.role, a.as_str()) {
+                    a href={ "/admin/users/" (v.row.id) "/" (a.as_str()) } { (a.label()) }
+                }
+            }
+        }
+    }
+}
+
+fn history_table(history: &[su::StateChange]) -> Markup {
+    html! {
+        @if history.is_empty() { p { "No changes recorded (created active)." } } @else {
+            table {
+                thead { tr { th scope="col" { "When" } th scope="col" { "From" } th scope="col" { "To" } } }
+                tbody { @for h in history { tr {
+                    td { (h.at) }
+                    td { (h.from_state.as_deref().map(state_text).unwrap_or("(created)")) }
+                    td { (state_text(&h.to_state)) }
+                } } }
+            }
+        }
+    }
+}
+
+fn links_table(links: &[crate::store::apps::LinkRow]) -> Markup {
+    html! {
+        @if links.is_empty() { p { "No linked applications." } } @else {
+            table {
+                thead { tr {
+                    th scope="col" { "Application" } th scope="col" { "Account" }
+                    th scope="col" { "Link state" } th scope="col" { "Last error" }
+                } }
+                tbody { @for l in links { tr {
+                    td { (l.app) }
+                    td { (l.downstream_id.as_deref().unwrap_or("")) }
+                    td { (l.state) }
+                    td { (l.last_error.as_deref().unwrap_or("")) }
+                } } }
+            }
+        }
+    }
+}
+
+/// The user and action of an action URL, checked against the role and the user's state.
+async fn prepare(
+    st: &WebState,
+    signed: &Signed,
+    id: &str,
+    action: &str,
+) -> Result<(Action, UserView), Response> {
+    let Some(a) = Action::parse(action) else {
+        return Err(pages::error_page(
+            st,
+            Some(signed),
+            StatusCode::NOT_FOUND,
+            "No such action",
+            "The console has no such action.",
+        ));
+    };
+    signed.require(st, a.role()).map_err(|r| *r)?;
+    let view = match load(st, id).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return Err(not_found(st, signed)),
+        Err(e) => return Err(db_error(st, signed, &e)),
+    };
+    if !a.fits(&view.row, view.locked_until.is_some()) {
+        return Err(pages::error_page(
+            st,
+            Some(signed),
+            StatusCode::CONFLICT,
+            "Not possible now",
+            &format!(
+                "{} does not apply to {}, who is {}.",
+                a.label(),
+                view.row.user_name,
+                state_text(&view.row.state).to_lowercase()
+            ),
+        ));
+    }
+    Ok((a, view))
+}
+
+/// `GET /admin/users/{id}/{action}`: the confirmation step.
+pub async fn confirm(
+    State(st): State<WebState>,
+    signed: Signed,
+    Path((id, action)): Path<(String, String)>,
+) -> Response {
+    let (a, view) = match prepare(&st, &signed, &id, &action).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let body = html! {
+        p { (a.consequence()) }
+        form method="post" action={ "/admin/users/" (view.row.id) "/" (a.as_str()) } {
+            (csrf(&signed))
+            button type="submit" { (a.label()) }
+            a href={ "/admin/users/" (view.row.id) } { "Cancel" }
+        }
+    };
+    let title = format!("{} {}?", a.label(), view.row.user_name);
+    page(StatusCode::OK, layout(&st, Some(&signed), &title, body))
+}
+
+#[derive(Deserialize)]
+pub struct ActForm {
+    csrf_token: Option<String>,
+}
+
+/// `POST /admin/users/{id}/{action}`: the action, then back to the user's page (the list,
+/// after a purge) with a note.
+pub async fn act(
+    State(st): State<WebState>,
+    signed: Signed,
+    Path((id, action)): Path<(String, String)>,
+    Form(f): Form<ActForm>,
+) -> Response {
+    if let Err(r) = signed.check_csrf(&st, f.csrf_token.as_deref()) {
+        return *r;
+    }
+    let (a, view) = match prepare(&st, &signed, &id, &action).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let outcome = match perform(&st, a, &view.row).await {
+        Ok(done) => done,
+        Err(ActError::Db(e)) => return db_error(&st, &signed, &e),
+        Err(ActError::Scim(e)) => {
+            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::CONFLICT);
+            return pages::error_page(&st, Some(&signed), status, "Not possible now", &e.detail);
+        }
+    };
+    if let Err(e) = signed
+        .audit(&st, a.as_str(), Some(&view.row.user_name), Some(outcome))
+        .await
+    {
+        return db_error(&st, &signed, &e);
+    }
+    if a == Action::Purge {
+        return see_other_to(format!("/admin/users?done={outcome}"));
+    }
+    see_other_to(format!("/admin/users/{}?done={outcome}", view.row.id))
+}
+
+/// Why an action failed.
+#[derive(Debug, thiserror::Error)]
+enum ActError {
+    #[error("{0}")]
+    Scim(scim::ScimError),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Carries out an action; returns the `done` note to show.
+async fn perform(st: &WebState, a: Action, row: &UserRow) -> Result<&'static str, ActError> {
+    let console = |c| async move {
+        du::console_action(&st.svc, &row.id, c)
+            .await
+            .map_err(ActError::Scim)
+    };
+    match a {
+        Action::Disable => console(ConsoleAction::Disable).await?,
+        Action::Enable => console(ConsoleAction::Enable).await?,
+        Action::Restore => console(ConsoleAction::Restore).await?,
+        Action::Purge => console(ConsoleAction::Purge).await?,
+        Action::Unlock => {
+            crate::store::retry(crate::store::is_retryable, || async {
+                let mut tx = st.svc.store.begin().await?;
+                acct::clear_failures(&mut tx, &row.id).await?;
+                tx.commit().await
+            })
+            .await?;
+        }
+        Action::SendReset => {
+            let sent = crate::store::retry(crate::store::is_retryable, || {
+                request_reset(st, &row.user_name)
+            })
+            .await?;
+            return Ok(match sent {
+                ResetSent::Queued => "send-reset",
+                ResetSent::NoAddress => "reset-no-address",
+                ResetSent::EmailOff => "reset-email-off",
+                ResetSent::NoSuchUser | ResetSent::CannotSignIn => "reset-cannot-sign-in",
+            });
+        }
+    }
+    Ok(a.as_str())
+}
