@@ -1,7 +1,8 @@
 //! Test harness: starts the real peers the tests talk to — a private OpenLDAP `slapd`, Samba
 //! AD domain controllers ([`SambaDc`], each in its own network namespace) and the independent
 //! `scim2-server` (PyPI), an SMTP sink ([`SmtpSink`]), PostgreSQL ([`PgServer`]) and HAProxy
-//! ([`Haproxy`], with several idservice nodes: [`IdCluster`]) — on loopback in temporary directories, and stops them when the
+//! ([`Haproxy`], with several idservice nodes: [`IdCluster`]), and headless Chromium behind
+//! chromedriver ([`Browser`]) — on loopback in temporary directories, and stops them when the
 //! handle is dropped. [`FakeAd`] is an in-process LDAP server for AD behaviour Samba lacks
 //! (auto-ranged `member;range=0-1499`, malformed responses).
 //!
@@ -11,9 +12,11 @@
 //! separate process. Errors are [`Error`]s whose messages carry the script's own output: a
 //! test that cannot start its peer fails with it.
 
+mod browser;
 mod cluster;
 mod error;
 mod idservice;
+pub use browser::{Browser, axe_source};
 pub use cluster::{Haproxy, IdCluster, PG_USER, PgDurability, PgServer, pg_bin_dir};
 pub use error::{Error, Result};
 pub use idservice::{IdService, idservice_binary};

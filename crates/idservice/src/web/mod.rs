@@ -323,11 +323,14 @@ fn html(status: StatusCode, body: String) -> Response {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // same-origin, not no-referrer: under no-referrer a browser sends `Origin: null` with the
+    // page's own form posts, and the same-origin check refuses them (found by the console's
+    // browser tests). Other sites still get no Referer (the reset page's URL holds a secret).
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     h.insert(
         "content-security-policy",
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+            "default-src 'none'; style-src 'self' 'unsafe-inline'; form-action 'self'",
         ),
     );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));

@@ -1,0 +1,353 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The administrator's console of `idservice` in a real browser: Debian's headless Chromium
+//! driven through chromedriver (WebDriver, `fantoccini`), against an `idservice` filled by a
+//! real `dirsync` run from a real slapd. Each test signs in through the form, works as an
+//! administrator would (search, open a user, confirm an action), runs axe-core in every page
+//! it opens (0 serious or critical violations), and saves a screenshot of its final page
+//! under `target/screenshots/`.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{Env, TargetKind, gen_uid, gen_user};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use testenv::Browser;
+
+const ADMIN_PW: &str = "browser test admin password";
+const HELP_PW: &str = "browser test helpdesk password";
+
+/// slapd with `users` generated users, synced into idservice; two console accounts.
+fn synced(users: usize) -> (Env, PathBuf) {
+    let env = Env::start(TargetKind::IdService);
+    env.slapd.load_generated(users, 3, &[]).unwrap();
+    let config = env.config(
+        "main",
+        json!({"iid": {"scim": {"attribute": {"user": {"ad_bind": {
+            "displayName": "displayName",
+        }}}}}, "sync": {"deletion_ratio_floor": 0}}),
+    );
+    let run = env.sync(&config, &[]);
+    assert_eq!(run.code, 0, "{:#}", run.report);
+    for (name, pw, role) in [("alice", ADMIN_PW, "admin"), ("helen", HELP_PW, "helpdesk")] {
+        let file = env.dir.path().join(format!("{name}.pw"));
+        std::fs::write(&file, format!("{pw}\n")).unwrap();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        env.target
+            .idservice()
+            .admin_command(&[
+                "admins",
+                "add",
+                name,
+                "--password-file",
+                file.to_str().unwrap(),
+                "--role",
+                role,
+            ])
+            .unwrap();
+    }
+    (env, config)
+}
+
+/// The service's root URL (`http://127.0.0.1:PORT`).
+fn root(env: &Env) -> String {
+    env.target.url().trim_end_matches("/scim/v2").to_string()
+}
+
+/// A headless Chromium session.
+async fn open(browser: &Browser, language: &str) -> Client {
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(browser.capabilities(language))
+        .connect(&browser.webdriver_url)
+        .await
+        .unwrap_or_else(|e| panic!("webdriver session: {e}"))
+}
+
+/// Runs axe-core in the page; fails on any serious or critical violation.
+async fn assert_accessible(c: &Client, what: &str) {
+    let axe = testenv::axe_source().unwrap();
+    c.execute(&axe, vec![]).await.unwrap();
+    let result = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             axe.run(document).then(r => done(r.violations.map(v => \
+               ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length}))));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let bad: Vec<&Value> = result
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+        .collect();
+    assert!(bad.is_empty(), "{what}: accessibility violations {bad:#?}");
+}
+
+/// Saves the current page as `target/screenshots/NAME.png`.
+async fn screenshot(c: &Client, name: &str) {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+        .join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.png")),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
+}
+
+async fn body_text(c: &Client) -> String {
+    c.find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn heading(c: &Client) -> String {
+    c.find(Locator::Css("h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Signs in through the form and lands on the users page.
+async fn sign_in(c: &Client, root: &str, name: &str, password: &str) {
+    c.goto(&format!("{root}/admin/")).await.unwrap();
+    assert_eq!(heading(c).await, "Console sign-in");
+    assert_accessible(c, "sign-in page").await;
+    c.find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys(name)
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(password)
+        .await
+        .unwrap();
+    c.find(Locator::Css("main button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(heading(c).await, "Users", "{}", body_text(c).await);
+}
+
+/// Searches the users page and opens the one result named `user_name`.
+async fn open_user(c: &Client, prefix: &str, state: Option<&str>, user_name: &str) {
+    c.find(Locator::Css("a[href='/admin/users']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let q = c.find(Locator::Id("q")).await.unwrap();
+    q.clear().await.unwrap();
+    q.send_keys(prefix).await.unwrap();
+    if let Some(s) = state {
+        c.find(Locator::Css(&format!("#state option[value='{s}']")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+    c.find(Locator::Css("form.search button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_accessible(c, "users page with a search").await;
+    c.find(Locator::LinkText(user_name))
+        .await
+        .unwrap_or_else(|e| panic!("{user_name} not found: {e}"))
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(heading(c).await, user_name);
+    assert_accessible(c, "a user's page").await;
+}
+
+/// Clicks the action's link on a user's page, checks the confirmation page, confirms.
+async fn confirm_action(c: &Client, label: &str) {
+    c.find(Locator::LinkText(label))
+        .await
+        .unwrap_or_else(|e| panic!("no {label} link: {e}"))
+        .click()
+        .await
+        .unwrap();
+    assert!(heading(c).await.starts_with(label), "{}", heading(c).await);
+    assert_accessible(c, "a confirmation page").await;
+    c.find(Locator::Css("main form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_finds_disables_restores_and_purges_users() {
+    let (env, config) = synced(60);
+    let root = root(&env);
+    let browser = Browser::start().unwrap();
+    let c = open(&browser, "en").await;
+    sign_in(&c, &root, "alice", ADMIN_PW).await;
+
+    // Find a user, disable them.
+    let victim = gen_user(7);
+    open_user(&c, &gen_uid(7), None, &victim).await;
+    confirm_action(&c, "Disable").await;
+    assert!(body_text(&c).await.contains("The user was disabled."));
+    assert_eq!(env.target.user(&victim).unwrap()["active"], json!(false));
+
+    // Two users leave the directory: the sync moves them to pending deletion.
+    env.slapd
+        .delete(&[&env.user_dn(&gen_uid(11)), &env.user_dn(&gen_uid(12))])
+        .unwrap();
+    let run = env.sync(&config, &[]);
+    assert_eq!(run.code, 0, "{:#}", run.report);
+    env.target.assert_pending(&gen_user(11));
+
+    // Restore one from the pending list…
+    open_user(&c, "", Some("pendingDeletion"), &gen_user(11)).await;
+    assert!(body_text(&c).await.contains("Purged on"));
+    confirm_action(&c, "Restore").await;
+    assert!(body_text(&c).await.contains("The user was restored."));
+    assert_eq!(
+        env.target.user(&gen_user(11)).unwrap()["active"],
+        json!(true)
+    );
+
+    // …and purge the other now.
+    open_user(&c, &gen_uid(12), Some("pendingDeletion"), &gen_user(12)).await;
+    confirm_action(&c, "Purge now").await;
+    assert!(body_text(&c).await.contains("The user was purged."));
+    let pending = env.target.pending_list();
+    assert!(!pending.contains(&gen_user(12)), "{pending}");
+
+    // The audit log has each action.
+    c.find(Locator::LinkText("Audit log"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_accessible(&c, "audit log").await;
+    let audit = body_text(&c).await;
+    for action in ["disable", "restore", "purge"] {
+        assert!(audit.contains(action), "{action}: {audit}");
+    }
+    screenshot(&c, "console-audit-log").await;
+
+    // The users page, for the README.
+    c.goto(&format!("{root}/admin/users")).await.unwrap();
+    assert_accessible(&c, "users page").await;
+    screenshot(&c, "console-users").await;
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn helpdesk_sees_no_purge_button_and_is_refused() {
+    let (env, config) = synced(20);
+    env.slapd.delete(&[&env.user_dn(&gen_uid(3))]).unwrap();
+    assert_eq!(env.sync(&config, &[]).code, 0);
+    let root = root(&env);
+    let browser = Browser::start().unwrap();
+    let c = open(&browser, "en").await;
+    sign_in(&c, &root, "helen", HELP_PW).await;
+    open_user(&c, &gen_uid(3), Some("pendingDeletion"), &gen_user(3)).await;
+    let page = c.source().await.unwrap();
+    assert!(
+        !page.contains("Purge now") && !page.contains("Restore"),
+        "{page}"
+    );
+
+    // Typing the action's address gets 403 and changes nothing.
+    let user_url = c.current_url().await.unwrap();
+    c.goto(&format!("{}/purge", user_url.as_str()))
+        .await
+        .unwrap();
+    assert_eq!(heading(&c).await, "Not allowed");
+    assert_accessible(&c, "the 403 page").await;
+    screenshot(&c, "console-helpdesk-refused").await;
+    env.target.assert_pending(&gen_user(3));
+    c.close().await.unwrap();
+}
+
+/// The end user's side in the same browser: `/` leads to the sign-in page, which names the
+/// service, and the form signs in (its post carries a real `Origin`, which the same-origin
+/// check accepts).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_synced_user_signs_in_from_the_root_page() {
+    let (env, _config) = synced(5);
+    let root = root(&env);
+    let user = env.target.user(&gen_user(2)).unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = http
+        .patch(format!(
+            "{}/Users/{}",
+            env.target.url(),
+            user["id"].as_str().unwrap()
+        ))
+        .bearer_auth(env.target.token())
+        .header("content-type", "application/scim+json")
+        .body(
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                   "Operations": [{"op": "replace", "path": "password",
+                                   "value": "a user's own password 9"}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    let browser = Browser::start().unwrap();
+    let c = open(&browser, "en").await;
+    c.goto(&format!("{root}/")).await.unwrap();
+    assert!(c.current_url().await.unwrap().as_str().ends_with("/signin"));
+    assert_eq!(c.title().await.unwrap(), "Sign in – idservice");
+    assert_accessible(&c, "the users' sign-in page").await;
+    c.find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys(&gen_user(2))
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("a user's own password 9")
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let text = body_text(&c).await;
+    assert!(
+        text.contains(&format!("Signed in as {}", gen_user(2))),
+        "{text}"
+    );
+    assert_accessible(&c, "the account page").await;
+    screenshot(&c, "account-signed-in").await;
+    c.close().await.unwrap();
+}

@@ -1,0 +1,154 @@
+//! [`Browser`]: Debian's `chromedriver` (package chromium-driver) on a private loopback port,
+//! driving Debian's `chromium` headless with a profile in a temporary directory; and
+//! [`axe_source`], the axe-core page script (`scripts/install-test-deps` installs it from the
+//! npm registry) that the accessibility checks run inside a page.
+//!
+//! The harness only starts the WebDriver server and says which capabilities open a headless
+//! session; the tests speak WebDriver themselves (with a client crate of their choice).
+
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{io, spawn};
+use crate::{Error, Result, free_port};
+
+/// A running chromedriver; stopped (with the browsers it started) on drop.
+pub struct Browser {
+    child: Child,
+    /// The WebDriver endpoint, `http://127.0.0.1:PORT`.
+    pub webdriver_url: String,
+    profile: tempfile::TempDir,
+    log: PathBuf,
+}
+
+fn find(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([
+            PathBuf::from("/usr/bin"),
+            PathBuf::from("/usr/lib/chromium"),
+        ])
+        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
+        .find(|p| p.is_file())
+}
+
+impl Browser {
+    /// Starts chromedriver and waits until it accepts connections.
+    pub fn start() -> Result<Browser> {
+        let driver = find(&["chromedriver"]).ok_or_else(|| Error::NotInstalled {
+            what: "chromedriver".into(),
+            hint: "apt-get install chromium-driver (scripts/install-test-deps)".into(),
+        })?;
+        if find(&["chromium", "chromium-browser"]).is_none() {
+            return Err(Error::NotInstalled {
+                what: "chromium".into(),
+                hint: "apt-get install chromium (scripts/install-test-deps)".into(),
+            });
+        }
+        let profile = tempfile::tempdir().map_err(io("chromium profile directory"))?;
+        let log = profile.path().join("chromedriver.log");
+        let port = free_port()?;
+        let child = Command::new(&driver)
+            // its own process group: stopping it stops the browsers it started too
+            .process_group(0)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(spawn(driver.display().to_string()))?;
+        let mut browser = Browser {
+            child,
+            webdriver_url: format!("http://127.0.0.1:{port}"),
+            profile,
+            log,
+        };
+        browser.wait_ready(port)?;
+        Ok(browser)
+    }
+
+    fn wait_ready(&mut self, port: u16) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(Error::NotReady {
+                    what: format!("chromedriver exited ({status})"),
+                    log: std::fs::read_to_string(&self.log).unwrap_or_default(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(Error::NotReady {
+            what: "chromedriver did not listen within 20 s".into(),
+            log: std::fs::read_to_string(&self.log).unwrap_or_default(),
+        })
+    }
+
+    /// The W3C capabilities of a headless Chromium session with its own profile, a fixed
+    /// window size (screenshots are comparable) and the given `Accept-Language`.
+    pub fn capabilities(
+        &self,
+        accept_language: &str,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let profile = self
+            .profile
+            .path()
+            .join(format!("profile-{}", rand::random::<u32>()));
+        let caps = serde_json::json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--no-first-run",
+                    "--disable-extensions",
+                    "--window-size=1280,900",
+                    format!("--lang={accept_language}"),
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+                "prefs": { "intl.accept_languages": accept_language },
+            }
+        });
+        match caps {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The axe-core script (`axe.min.js`): `DIRSYNC_AXE_JS`, else where
+/// `scripts/install-test-deps` puts it (`DIRSYNC_AXE_DIR`, default
+/// `$TMPDIR/dirsync-peers/axe`).
+pub fn axe_source() -> Result<String> {
+    let path = match std::env::var_os("DIRSYNC_AXE_JS") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::var_os("DIRSYNC_AXE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("dirsync-peers/axe"))
+            .join("node_modules/axe-core/axe.min.js"),
+    };
+    std::fs::read_to_string(&path).map_err(|_| Error::NotInstalled {
+        what: format!("axe-core ({})", path.display()),
+        hint: "scripts/install-test-deps installs it with npm".into(),
+    })
+}
