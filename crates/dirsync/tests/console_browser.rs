@@ -102,6 +102,31 @@ async fn screenshot(c: &Client, name: &str) {
     .unwrap();
 }
 
+/// Clicks `element` and waits until the page it leads to has loaded (a form post or a link:
+/// the old document is marked, and the new one is complete and unmarked).
+async fn click_to_next_page(c: &Client, element: fantoccini::elements::Element) {
+    c.execute("window.__stale = true;", vec![]).await.unwrap();
+    element.click().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let loaded = c
+            .execute(
+                "return window.__stale === undefined && document.readyState === 'complete';",
+                vec![],
+            )
+            .await
+            .unwrap_or(Value::Bool(false));
+        if loaded == Value::Bool(true) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new page after a click"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn body_text(c: &Client) -> String {
     c.find(Locator::Css("body"))
         .await
@@ -137,23 +162,21 @@ async fn sign_in(c: &Client, root: &str, name: &str, password: &str) {
         .send_keys(password)
         .await
         .unwrap();
-    c.find(Locator::Css("main button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
+    let target = c
+        .find(Locator::Css("main button[type=submit]"))
         .await
         .unwrap();
+    click_to_next_page(c, target).await;
     assert_eq!(heading(c).await, "Users", "{}", body_text(c).await);
 }
 
 /// Searches the users page and opens the one result named `user_name`.
 async fn open_user(c: &Client, prefix: &str, state: Option<&str>, user_name: &str) {
-    c.find(Locator::Css("a[href='/admin/users']"))
-        .await
-        .unwrap()
-        .click()
+    let target = c
+        .find(Locator::Css("a[href='/admin/users']"))
         .await
         .unwrap();
+    click_to_next_page(c, target).await;
     let q = c.find(Locator::Id("q")).await.unwrap();
     q.clear().await.unwrap();
     q.send_keys(prefix).await.unwrap();
@@ -165,39 +188,32 @@ async fn open_user(c: &Client, prefix: &str, state: Option<&str>, user_name: &st
             .await
             .unwrap();
     }
-    c.find(Locator::Css("form.search button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let target = c.find(Locator::Css("form.search button")).await.unwrap();
+    click_to_next_page(c, target).await;
     assert_accessible(c, "users page with a search").await;
-    c.find(Locator::LinkText(user_name))
+    let target = c
+        .find(Locator::LinkText(user_name))
         .await
-        .unwrap_or_else(|e| panic!("{user_name} not found: {e}"))
-        .click()
-        .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{user_name} not found: {e}"));
+    click_to_next_page(c, target).await;
     assert_eq!(heading(c).await, user_name);
     assert_accessible(c, "a user's page").await;
 }
 
 /// Clicks the action's link on a user's page, checks the confirmation page, confirms.
 async fn confirm_action(c: &Client, label: &str) {
-    c.find(Locator::LinkText(label))
+    let target = c
+        .find(Locator::LinkText(label))
         .await
-        .unwrap_or_else(|e| panic!("no {label} link: {e}"))
-        .click()
-        .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("no {label} link: {e}"));
+    click_to_next_page(c, target).await;
     assert!(heading(c).await.starts_with(label), "{}", heading(c).await);
     assert_accessible(c, "a confirmation page").await;
-    c.find(Locator::Css("main form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
+    let target = c
+        .find(Locator::Css("main form button[type=submit]"))
         .await
         .unwrap();
+    click_to_next_page(c, target).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -241,12 +257,8 @@ async fn admin_finds_disables_restores_and_purges_users() {
     assert!(!pending.contains(&gen_user(12)), "{pending}");
 
     // The audit log has each action.
-    c.find(Locator::LinkText("Audit log"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let target = c.find(Locator::LinkText("Audit log")).await.unwrap();
+    click_to_next_page(&c, target).await;
     assert_accessible(&c, "audit log").await;
     let audit = body_text(&c).await;
     for action in ["disable", "restore", "purge"] {
@@ -336,12 +348,8 @@ async fn a_synced_user_signs_in_from_the_root_page() {
         .send_keys("a user's own password 9")
         .await
         .unwrap();
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let target = c.find(Locator::Css("button[type=submit]")).await.unwrap();
+    click_to_next_page(&c, target).await;
     let text = body_text(&c).await;
     assert!(
         text.contains(&format!("Signed in as {}", gen_user(2))),
@@ -349,5 +357,68 @@ async fn a_synced_user_signs_in_from_the_root_page() {
     );
     assert_accessible(&c, "the account page").await;
     screenshot(&c, "account-signed-in").await;
+    c.close().await.unwrap();
+}
+
+/// Status of `GET /Users` with `token`.
+async fn users_status(env: &Env, token: &str) -> u16 {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    http.get(format!("{}/Users?count=1", env.target.url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_creates_and_revokes_a_token() {
+    let (env, _config) = synced(5);
+    let root = root(&env);
+    let browser = Browser::start().unwrap();
+    let c = open(&browser, "en").await;
+    sign_in(&c, &root, "alice", ADMIN_PW).await;
+    let target = c.find(Locator::LinkText("API tokens")).await.unwrap();
+    click_to_next_page(&c, target).await;
+    assert_accessible(&c, "tokens page").await;
+    for scope in ["escim_read_users", "escim_read_groups"] {
+        c.find(Locator::Id(&format!("scope-{scope}")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+    let target = c
+        .find(Locator::Css("main form button[type=submit]"))
+        .await
+        .unwrap();
+    click_to_next_page(&c, target).await;
+    let value = c
+        .find(Locator::Id("token-value"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(value.starts_with("ids_"), "{value}");
+    assert_accessible(&c, "tokens page with a new token").await;
+    assert_eq!(users_status(&env, &value).await, 200);
+
+    // The newest token is listed first: revoke it.
+    let target = c.find(Locator::LinkText("Revoke")).await.unwrap();
+    click_to_next_page(&c, target).await;
+    assert!(heading(&c).await.starts_with("Revoke token"));
+    let target = c
+        .find(Locator::Css("main form button[type=submit]"))
+        .await
+        .unwrap();
+    click_to_next_page(&c, target).await;
+    assert!(body_text(&c).await.contains("The token was revoked."));
+    assert_eq!(users_status(&env, &value).await, 401);
+    screenshot(&c, "console-tokens").await;
     c.close().await.unwrap();
 }

@@ -499,3 +499,193 @@ async fn expire_sessions(db: &Path) {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn groups_show_member_counts_and_page_their_members() {
+    let server = Server::start();
+    add_admin(&server, "alice", ADMIN_PW, "admin");
+    let mut members = Vec::new();
+    for i in 0..120 {
+        let id = server
+            .create_user(user(&format!("m{i:03}@example.com"), &format!("M-{i:03}")))
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        members.push(json!({"value": id}));
+    }
+    let big = server
+        .post(
+            "/Groups",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                   "displayName": "Engineering", "members": members}),
+        )
+        .await;
+    assert_eq!(big.status, 201, "{}", big.body);
+    let small = server
+        .post(
+            "/Groups",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                   "displayName": "Engineers on call",
+                   "members": [{"value": big.id(), "type": "Group"}, members[5].clone()]}),
+        )
+        .await;
+    assert_eq!(small.status, 201, "{}", small.body);
+    let mut c = Console::new(&format!("http://{}", server.addr));
+    c.signin("alice", ADMIN_PW).await;
+
+    let list = c.get("/admin/groups?q=ENGINEER").await;
+    assert_eq!(list.status, 200);
+    assert!(
+        list.body.contains("<td>120</td>") && list.body.contains("<td>2</td>"),
+        "{}",
+        list.body
+    );
+    assert!(!c.get("/admin/groups?q=sales").await.body.contains("<td>"));
+
+    let first = c.get(&format!("/admin/groups/{}", big.id())).await;
+    assert_eq!(first.status, 200);
+    let mut seen: BTreeSet<String> = listed_users(&first.body).into_iter().collect();
+    assert_eq!(seen.len(), 100);
+    let next = hidden_link(&first.body, "rel=\"next\"").unwrap();
+    let second = c.get(&next.replace("&amp;", "&")).await;
+    seen.extend(listed_users(&second.body));
+    assert_eq!(seen.len(), 120);
+    assert!(hidden_link(&second.body, "rel=\"next\"").is_none());
+
+    let nested = c.get(&format!("/admin/groups/{}", small.id())).await.body;
+    assert!(
+        nested.contains("Member groups") && nested.contains(">Engineering<"),
+        "{nested}"
+    );
+    assert_eq!(listed_users(&nested), vec!["m005@example.com".to_string()]);
+}
+
+#[tokio::test]
+async fn tokens_are_created_shown_once_and_revoked() {
+    let server = Server::start();
+    add_admin(&server, "alice", ADMIN_PW, "admin");
+    add_admin(&server, "helen", HELP_PW, "helpdesk");
+    // A token nearing expiry carries the owner's warning on the page.
+    let out = server.cli(&[
+        "token",
+        "create",
+        "--scope",
+        "escim_read_users",
+        "--expires",
+        "10d",
+        "--owner",
+        "ops@example.com",
+    ]);
+    assert!(out.status.success());
+    let mut c = Console::new(&format!("http://{}", server.addr));
+    c.signin("alice", ADMIN_PW).await;
+    let page = c.get("/admin/tokens").await;
+    assert!(
+        page.body.contains("Expires within 14 days"),
+        "{}",
+        page.body
+    );
+
+    let token = page.csrf();
+    let created = c
+        .post(
+            "/admin/tokens",
+            &[
+                ("csrf_token", &token),
+                ("scope", "escim_read_users"),
+                ("scope", "escim_read_groups"),
+                ("expires", "30d"),
+                ("owner", "app@example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    // The value, in the read-only field of the answer.
+    let at = created.body.find("value=\"ids_").unwrap() + "value=\"".len();
+    let secret: String = created.body[at..]
+        .chars()
+        .take_while(|c| *c != '"')
+        .collect();
+    assert!(secret.starts_with("ids_"), "{secret}");
+    let r = server
+        .send(Some(&secret), reqwest::Method::GET, "/Users", None, &[])
+        .await;
+    assert_eq!(r.status, 200);
+    let r = server
+        .send(
+            Some(&secret),
+            reqwest::Method::POST,
+            "/Users",
+            Some(user("x@example.com", "X")),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 403, "read scopes only");
+    // Shown once: the list never has it.
+    let listed = c.get("/admin/tokens").await.body;
+    assert!(!listed.contains(&secret));
+    assert!(
+        listed.contains("escim_read_users, escim_read_groups"),
+        "{listed}"
+    );
+
+    // No scope: refused, nothing created.
+    let before = listed.matches("<code>").count();
+    let r = c
+        .post(
+            "/admin/tokens",
+            &[("csrf_token", &token), ("expires", "30d")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        c.get("/admin/tokens").await.body.matches("<code>").count(),
+        before
+    );
+
+    // The helpdesk may look but not create or revoke.
+    let mut h = Console::new(&format!("http://{}", server.addr));
+    h.signin("helen", HELP_PW).await;
+    let help_page = h.get("/admin/tokens").await;
+    assert!(!help_page.body.contains("Create a token") && !help_page.body.contains("/revoke"));
+    let r = h
+        .post(
+            "/admin/tokens",
+            &[
+                ("csrf_token", &help_page.csrf()),
+                ("scope", "escim_read_users"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // Revoke through the confirmation page: the token stops working.
+    let id = created
+        .body
+        .split("Token <code>")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    let confirm = c.get(&format!("/admin/tokens/{id}/revoke")).await;
+    assert_eq!(confirm.status, 200);
+    let r = c
+        .post(
+            &format!("/admin/tokens/{id}/revoke"),
+            &[("csrf_token", &confirm.csrf())],
+        )
+        .await;
+    assert_eq!(r.location.as_deref(), Some("/admin/tokens?done=revoked"));
+    let r = server
+        .send(Some(&secret), reqwest::Method::GET, "/Users", None, &[])
+        .await;
+    assert_eq!(r.status, 401);
+    let audit = c.get("/admin/audit").await.body;
+    assert!(
+        audit.contains("token-create") && audit.contains("token-revoke"),
+        "{audit}"
+    );
+}

@@ -46,3 +46,4 @@ CREATE INDEX users_user_name_search ON users (user_name_lc COLLATE "C");
 CREATE INDEX users_external_id_search ON users (external_id COLLATE "C");
 CREATE INDEX users_display_name_search ON users ((lower(resource::jsonb ->> 'displayName')) COLLATE "C");
 CREATE INDEX users_email_search ON users ((lower(resource::jsonb #>> '{emails,0,value}')) COLLATE "C");
+CREATE INDEX groups_display_name_search ON groups (display_name_lc COLLATE "C");

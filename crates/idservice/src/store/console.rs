@@ -376,6 +376,115 @@ pub async fn links_of(conn: &mut Conn, user_id: &str) -> Result<Vec<LinkRow>, sq
     .await
 }
 
+/// A row of the console's group list.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GroupListRow {
+    pub id: String,
+    pub display_name: String,
+    pub display_name_lc: String,
+    pub external_id: Option<String>,
+    /// Direct members (users and groups, pending users included).
+    pub members: i64,
+}
+
+/// One page of groups whose displayName starts with `prefix` (ignoring ASCII case), in name
+/// order after `after`; each with its member count (read through the members' primary key).
+pub async fn groups_page(
+    conn: &mut Conn,
+    prefix: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<GroupListRow>, sqlx::Error> {
+    let collate = match engine_of(conn) {
+        Engine::Sqlite => "",
+        Engine::Postgres => " COLLATE \"C\"",
+    };
+    let name = format!("g.display_name_lc{collate}");
+    let lower = prefix.to_lowercase();
+    let sql = format!(
+        "SELECT g.id, g.display_name, g.display_name_lc, g.external_id, \
+         (SELECT count(*) FROM group_members m WHERE m.group_id = g.id) AS members \
+         FROM groups g WHERE {name} >= $1 AND {name} < $2 AND {name} > $3 \
+         ORDER BY {name} LIMIT $4"
+    );
+    // Audited: the text is built from constants; the values are binds.
+    sqlx::query_as::<_, GroupListRow>(sqlx::AssertSqlSafe(sql))
+        .bind(&lower)
+        .bind(prefix_end(&lower))
+        .bind(after.unwrap_or(""))
+        .bind(limit.max(1))
+        .fetch_all(conn)
+        .await
+}
+
+/// A member on a group's page.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MemberRow {
+    pub id: String,
+    pub name: String,
+    pub name_lc: String,
+    pub state: String,
+}
+
+/// One page of a group's user members in userName order after `after`: the group's rows of
+/// the members' primary key, each user by id, sorted (docs/performance.md has the figure for a
+/// 5,000-member group).
+pub async fn user_members_page(
+    conn: &mut Conn,
+    group_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<MemberRow>, sqlx::Error> {
+    let collate = match engine_of(conn) {
+        Engine::Sqlite => "",
+        Engine::Postgres => " COLLATE \"C\"",
+    };
+    let name = format!("u.user_name_lc{collate}");
+    let sql = format!(
+        "SELECT u.id, u.user_name AS name, u.user_name_lc AS name_lc, u.state \
+         FROM group_members m JOIN users u ON u.id = m.member_id \
+         WHERE m.group_id = $1 AND m.member_type = 'User' AND {name} > $2 \
+         ORDER BY {name} LIMIT $3"
+    );
+    // Audited: the text is built from constants; the values are binds.
+    sqlx::query_as::<_, MemberRow>(sqlx::AssertSqlSafe(sql))
+        .bind(group_id)
+        .bind(after.unwrap_or(""))
+        .bind(limit.max(1))
+        .fetch_all(conn)
+        .await
+}
+
+/// How many direct members a group has.
+pub async fn member_count(conn: &mut Conn, group_id: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM group_members WHERE group_id = $1")
+        .bind(group_id)
+        .fetch_one(conn)
+        .await
+}
+
+/// The groups that are direct members of a group, by name.
+pub async fn group_members(conn: &mut Conn, group_id: &str) -> Result<Vec<MemberRow>, sqlx::Error> {
+    sqlx::query_as::<_, MemberRow>(
+        "SELECT g.id, g.display_name AS name, g.display_name_lc AS name_lc, 'active' AS state \
+         FROM group_members m JOIN groups g ON g.id = m.member_id \
+         WHERE m.group_id = $1 AND m.member_type = 'Group' ORDER BY g.display_name_lc",
+    )
+    .bind(group_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// Every token, newest first (never a secret: the table holds hashes).
+pub async fn tokens(conn: &mut Conn) -> Result<Vec<crate::store::admin::TokenRow>, sqlx::Error> {
+    sqlx::query_as::<_, crate::store::admin::TokenRow>(
+        "SELECT id, hash, scopes, owner, created, expires, revoked FROM tokens \
+         ORDER BY created DESC, id",
+    )
+    .fetch_all(conn)
+    .await
+}
+
 /// [`USER_COLUMNS`] with the `u.` table prefix.
 fn qualified_columns() -> String {
     USER_COLUMNS

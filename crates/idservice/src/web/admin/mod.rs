@@ -4,6 +4,8 @@
 //! - `GET/POST /admin/signin` (`username`, `password`, `csrf_token`), `POST /admin/signout`;
 //! - `GET /admin/users` (search, state filter, pages), `GET /admin/users/{id}`, and per action
 //!   `GET /admin/users/{id}/{action}` (the confirmation step) and `POST` (the action);
+//! - `GET /admin/groups`, `GET /admin/groups/{id}`: groups and their members, paged;
+//! - `GET/POST /admin/tokens`, `GET/POST /admin/tokens/{id}/revoke`: API tokens;
 //! - `GET /admin/audit`: every administrator action, newest first.
 //!
 //! Accounts are the console's own (`idservice admins`, [`crate::domain::admins`]), with roles:
@@ -20,7 +22,9 @@
 
 mod audit;
 mod auth;
+mod groups;
 mod pages;
+mod tokens;
 mod users;
 
 use std::net::{IpAddr, SocketAddr};
@@ -59,6 +63,13 @@ pub(super) fn routes() -> Router<WebState> {
         .route(
             "/admin/users/{id}/{action}",
             get(users::confirm).post(users::act),
+        )
+        .route("/admin/groups", get(groups::list))
+        .route("/admin/groups/{id}", get(groups::show))
+        .route("/admin/tokens", get(tokens::list).post(tokens::create))
+        .route(
+            "/admin/tokens/{id}/revoke",
+            get(tokens::confirm_revoke).post(tokens::revoke),
         )
         .route("/admin/audit", get(audit::list))
 }

@@ -23,7 +23,8 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weig
 .state-pendingDeletion,.state-disabled{color:#8a1c1c;font-weight:bold}\
 form.search{display:flex;flex-wrap:wrap;gap:.6em;align-items:flex-end;margin-bottom:1em}\
 form.search label{margin:0}.actions a{margin-right:1em}\
-.visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}\
+fieldset{border:1px solid #ccc;margin:.6em 0}label.inline{display:inline;margin-left:.3em}\
+.warn-text{color:#8a1c1c}.visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}\
 ";
 
 /// `GET /admin/console.css`.
@@ -67,6 +68,8 @@ pub fn layout(st: &WebState, signed: Option<&Signed>, title: &str, body: Markup)
                         nav aria-label="Console" {
                             a href="/admin/users" { "Users" }
                             a href="/admin/users?state=pendingDeletion" { "Pending deletion" }
+                            a href="/admin/groups" { "Groups" }
+                            a href="/admin/tokens" { "API tokens" }
                             a href="/admin/audit" { "Audit log" }
                         }
                         span.who {
