@@ -689,3 +689,79 @@ async fn tokens_are_created_shown_once_and_revoked() {
         "{audit}"
     );
 }
+
+#[tokio::test]
+async fn pending_users_are_listed_with_purge_dates_and_bulk_purged_after_confirmation() {
+    let server = Server::start();
+    add_admin(&server, "alice", ADMIN_PW, "admin");
+    add_admin(&server, "helen", HELP_PW, "helpdesk");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let id = server
+            .create_user(user(&format!("p{i}@example.com"), &format!("P-{i}")))
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        server.delete(&format!("/Users/{id}")).await;
+        ids.push(id);
+    }
+    let mut c = Console::new(&format!("http://{}", server.addr));
+    c.signin("alice", ADMIN_PW).await;
+    let page = c.get("/admin/pending").await;
+    assert_eq!(listed_users(&page.body).len(), 5, "{}", page.body);
+    assert!(
+        page.body.contains("Purged on") && page.body.contains("(30 days)"),
+        "{}",
+        page.body
+    );
+
+    // Two ticked: the confirmation names exactly them; nothing is purged yet.
+    let token = page.csrf();
+    let confirm = c
+        .post(
+            "/admin/pending/confirm",
+            &[("csrf_token", &token), ("id", &ids[1]), ("id", &ids[3])],
+        )
+        .await;
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    assert!(confirm.body.contains("p1@example.com") && confirm.body.contains("p3@example.com"));
+    assert!(!confirm.body.contains("p2@example.com"));
+    let pending = String::from_utf8(server.cli(&["users", "list-pending"]).stdout).unwrap();
+    assert_eq!(pending.matches("@example.com").count(), 5, "{pending}");
+
+    // Without the token: nothing. With it: the two are purged, the others stay.
+    let r = c
+        .post("/admin/pending/purge", &[("id", &ids[1]), ("id", &ids[3])])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = c
+        .post(
+            "/admin/pending/purge",
+            &[("csrf_token", &token), ("id", &ids[1]), ("id", &ids[3])],
+        )
+        .await;
+    assert_eq!(r.location.as_deref(), Some("/admin/pending?purged=2"));
+    let pending = String::from_utf8(server.cli(&["users", "list-pending"]).stdout).unwrap();
+    assert!(
+        !pending.contains("p1@") && !pending.contains("p3@") && pending.contains("p2@"),
+        "{pending}"
+    );
+    let history = String::from_utf8(server.cli(&["users", "history"]).stdout).unwrap();
+    assert_eq!(history.matches("purged").count(), 2, "{history}");
+
+    // The helpdesk sees the list without boxes and cannot purge.
+    let mut h = Console::new(&format!("http://{}", server.addr));
+    h.signin("helen", HELP_PW).await;
+    let page = h.get("/admin/pending").await;
+    assert!(!page.body.contains("type=\"checkbox\"") && !page.body.contains("Purge selected"));
+    let r = h
+        .post(
+            "/admin/pending/purge",
+            &[("csrf_token", &h.token().await), ("id", &ids[0])],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let pending = String::from_utf8(server.cli(&["users", "list-pending"]).stdout).unwrap();
+    assert!(pending.contains("p0@"), "{pending}");
+}

@@ -485,6 +485,42 @@ pub async fn tokens(conn: &mut Conn) -> Result<Vec<crate::store::admin::TokenRow
     .await
 }
 
+/// One page of the users pending deletion, longest pending first, after the (pending since,
+/// id) of the last row of the page before.
+pub async fn pending_page(
+    conn: &mut Conn,
+    after: Option<(&str, &str)>,
+    limit: i64,
+) -> Result<Vec<UserRow>, sqlx::Error> {
+    let (since, id) = after.unwrap_or(("", ""));
+    let sql = format!(
+        "SELECT {} FROM users u WHERE u.state = 'pendingDeletion' \
+         AND u.pending_since IS NOT NULL AND (u.pending_since > $1 \
+              OR (u.pending_since = $1 AND u.id > $2)) \
+         ORDER BY u.pending_since, u.id LIMIT $3",
+        qualified_columns()
+    );
+    // Audited: the text is built from constants; the values are binds.
+    sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
+        .bind(since)
+        .bind(id)
+        .bind(limit.max(1))
+        .fetch_all(conn)
+        .await
+}
+
+/// The users with these ids, by userName (for a bulk action's confirmation).
+pub async fn users_by_ids(conn: &mut Conn, ids: &[String]) -> Result<Vec<UserRow>, sqlx::Error> {
+    let mut rows = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(r) = crate::store::users::get(conn, id).await? {
+            rows.push(r);
+        }
+    }
+    rows.sort_by(|a, b| a.user_name_lc.cmp(&b.user_name_lc));
+    Ok(rows)
+}
+
 /// [`USER_COLUMNS`] with the `u.` table prefix.
 fn qualified_columns() -> String {
     USER_COLUMNS

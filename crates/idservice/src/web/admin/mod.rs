@@ -4,6 +4,8 @@
 //! - `GET/POST /admin/signin` (`username`, `password`, `csrf_token`), `POST /admin/signout`;
 //! - `GET /admin/users` (search, state filter, pages), `GET /admin/users/{id}`, and per action
 //!   `GET /admin/users/{id}/{action}` (the confirmation step) and `POST` (the action);
+//! - `GET /admin/pending`, `POST /admin/pending/confirm` and `/purge`: users pending deletion
+//!   and their bulk purge;
 //! - `GET /admin/groups`, `GET /admin/groups/{id}`: groups and their members, paged;
 //! - `GET/POST /admin/tokens`, `GET/POST /admin/tokens/{id}/revoke`: API tokens;
 //! - `GET /admin/audit`: every administrator action, newest first.
@@ -24,6 +26,7 @@ mod audit;
 mod auth;
 mod groups;
 mod pages;
+mod pending;
 mod tokens;
 mod users;
 
@@ -64,6 +67,12 @@ pub(super) fn routes() -> Router<WebState> {
             "/admin/users/{id}/{action}",
             get(users::confirm).post(users::act),
         )
+        .route("/admin/pending", get(pending::list))
+        .route(
+            "/admin/pending/confirm",
+            axum::routing::post(pending::confirm),
+        )
+        .route("/admin/pending/purge", axum::routing::post(pending::purge))
         .route("/admin/groups", get(groups::list))
         .route("/admin/groups/{id}", get(groups::show))
         .route("/admin/tokens", get(tokens::list).post(tokens::create))

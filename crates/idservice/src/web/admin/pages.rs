@@ -67,7 +67,7 @@ pub fn layout(st: &WebState, signed: Option<&Signed>, title: &str, body: Markup)
                     @if let Some(s) = signed {
                         nav aria-label="Console" {
                             a href="/admin/users" { "Users" }
-                            a href="/admin/users?state=pendingDeletion" { "Pending deletion" }
+                            a href="/admin/pending" { "Pending deletion" }
                             a href="/admin/groups" { "Groups" }
                             a href="/admin/tokens" { "API tokens" }
                             a href="/admin/audit" { "Audit log" }
