@@ -543,6 +543,81 @@ async fn relink_different_id_blocked_account_fails_until_purged() {
     );
 }
 
+/// The same failing row fixed from the console: the linked applications page shows the
+/// application, its queue and the failed link with a "Delete account …" button for the
+/// account the message names; confirming it deletes that account and the link succeeds.
+#[tokio::test]
+async fn the_console_offers_the_fix_of_a_failed_link() {
+    let w = World::start("block", false, &[]);
+    let (id, old) = linked_user(&w, "cora@example.test", "ext-cora-1").await;
+    let old_id = old["id"].as_str().unwrap().to_string();
+    blocked_then_purged(&w, &id, "cora@example.test").await;
+    w.create(user("cora@example.test", "ext-cora-2")).await;
+    w.until("the link to fail", || async {
+        w.links()
+            .into_iter()
+            .find(|l| l["USERNAME"] == "cora@example.test" && l["STATE"] == "failed")
+    })
+    .await;
+
+    let pw = w.data().join("admin.pw");
+    std::fs::write(&pw, "console password for apps\n").unwrap();
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let (ok, _, err) = w.admin(&[
+        "admins",
+        "add",
+        "alice",
+        "--password-file",
+        pw.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let mut c = common::console::Console::new(w.base.trim_end_matches("/scim/v2"));
+    c.signin("alice", "console password for apps").await;
+    let page = c.get("/admin/apps").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains(APP) && page.body.contains(LICENCE),
+        "{}",
+        page.body
+    );
+    let fix = format!("/admin/apps/{APP}/accounts/{old_id}/purge");
+    assert!(
+        page.body.contains(&format!("href=\"{fix}\"")),
+        "{}",
+        page.body
+    );
+
+    let confirm = c.get(&fix).await;
+    assert_eq!(confirm.status, 200);
+    assert_eq!(
+        w.downstream_by_name("cora@example.test").await.len(),
+        1,
+        "nothing deleted yet"
+    );
+    let r = c.post(&fix, &[("csrf_token", &confirm.csrf())]).await;
+    assert_eq!(
+        r.location.as_deref(),
+        Some("/admin/apps?done=purged"),
+        "{}",
+        r.body
+    );
+    w.until("the link to succeed", || async {
+        w.links()
+            .into_iter()
+            .find(|l| l["USERNAME"] == "cora@example.test" && l["STATE"] == "linked")
+    })
+    .await;
+    let accounts = w.downstream_by_name("cora@example.test").await;
+    assert_eq!(accounts.len(), 1, "{accounts:#?}");
+    assert_ne!(accounts[0]["id"].as_str(), Some(old_id.as_str()));
+    assert!(
+        c.get("/admin/audit")
+            .await
+            .body
+            .contains("app-purge-account")
+    );
+}
+
 /// Relink row 4: a different immutable id, no downstream account → created. The re-created
 /// user also carries a `downstreamId`, which takes precedence over its externalId.
 #[tokio::test]

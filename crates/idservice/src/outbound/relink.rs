@@ -372,14 +372,28 @@ fn duplicate_message(svc: &Service, link: &NewLink<'_>, other: &Value) -> String
     } else {
         "an active downstream account"
     };
+    duplicate_text(what, [id, name, ext], &link.immutable, &db, &link.app.name)
+}
+
+/// The text of [`duplicate_message`]: `account` is the holding account's id, userName and
+/// externalId.
+fn duplicate_text(what: &str, account: [&str; 3], immutable: &str, db: &str, app: &str) -> String {
+    let [id, name, ext] = account;
     format!(
         "cannot link: {what} (id {id}, userName {name}, externalId {ext}) holds this \
          userName with another immutable id than {immutable}; linking would duplicate it. \
          Delete the old account permanently: idservice apps purge-account {db} \
-         {app} {id}",
-        immutable = link.immutable,
-        app = link.app.name,
+         {app} {id}"
     )
+}
+
+/// The downstream account a failed link's message (from [`duplicate_message`]) names as the
+/// one to purge: what the console's "delete the old account" button acts on.
+pub fn account_to_purge(last_error: &str) -> Option<&str> {
+    let rest = last_error.strip_prefix("cannot link: ")?;
+    let after = rest.split_once("(id ")?.1;
+    let id = after.split_once(", userName ")?.0;
+    (!id.is_empty() && id != "?").then_some(id)
 }
 
 /// Creates the downstream account (none holds the immutable id or the userName).
@@ -409,4 +423,30 @@ fn failed_with(mut link: LinkRow, message: String) -> Outcome {
     link.state = FAILED.into();
     link.last_error = Some(message);
     Outcome::Recorded(link)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_account_to_purge_is_read_back_from_the_failure() {
+        let text = duplicate_text(
+            "a blocked downstream account",
+            ["2819c223-7f76", "bjensen@example.com", "E-1"],
+            "E-2",
+            "--data /var/lib/idservice",
+            "crm",
+        );
+        assert_eq!(account_to_purge(&text), Some("2819c223-7f76"));
+        assert_eq!(account_to_purge("HTTP 500 from the application"), None);
+        let unknown = duplicate_text(
+            "an active downstream account",
+            ["?", "x", "y"],
+            "i",
+            "d",
+            "a",
+        );
+        assert_eq!(account_to_purge(&unknown), None);
+    }
 }

@@ -8,6 +8,8 @@
 //!   and their bulk purge;
 //! - `GET /admin/groups`, `GET /admin/groups/{id}`: groups and their members, paged;
 //! - `GET/POST /admin/tokens`, `GET/POST /admin/tokens/{id}/revoke`: API tokens;
+//! - `GET /admin/apps`, `GET/POST /admin/apps/{app}/accounts/{account}/purge`: linked
+//!   applications, their failed links and the fix of a refused one;
 //! - `GET /admin/audit`: every administrator action, newest first.
 //!
 //! Accounts are the console's own (`idservice admins`, [`crate::domain::admins`]), with roles:
@@ -22,6 +24,7 @@
 //! It does not know the end users' sessions: a user's cookie is never looked at here, so a
 //! signed-in user is just a visitor to `/admin/`.
 
+mod apps;
 mod audit;
 mod auth;
 mod groups;
@@ -79,6 +82,11 @@ pub(super) fn routes() -> Router<WebState> {
         .route(
             "/admin/tokens/{id}/revoke",
             get(tokens::confirm_revoke).post(tokens::revoke),
+        )
+        .route("/admin/apps", get(apps::list))
+        .route(
+            "/admin/apps/{app}/accounts/{account}/purge",
+            get(apps::confirm_purge).post(apps::purge),
         )
         .route("/admin/audit", get(audit::list))
 }
