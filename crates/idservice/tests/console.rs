@@ -765,3 +765,101 @@ async fn pending_users_are_listed_with_purge_dates_and_bulk_purged_after_confirm
     let pending = String::from_utf8(server.cli(&["users", "list-pending"]).stdout).unwrap();
     assert!(pending.contains("p0@"), "{pending}");
 }
+
+#[tokio::test]
+async fn the_outbox_shows_waiting_mail_and_retries_it_now() {
+    // The relay is down (nothing listens on its port) and retries wait an hour: a reset
+    // email stays waiting until someone retries it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("idservice.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "smtp:\n  host: 127.0.0.1\n  port: {port}\n  starttls: false\n  from: id@example.com\n\
+             outbox:\n  poll_seconds: 1\n  retry_base_seconds: 3600\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(&["--config", config.to_str().unwrap()]);
+    add_admin(&server, "alice", ADMIN_PW, "admin");
+    add_admin(&server, "helen", HELP_PW, "helpdesk");
+    let mut body = user("gina@example.com", "E-GINA");
+    body["emails"] = json!([{"value": "gina@example.com", "primary": true}]);
+    let id = server.create_user(body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut h = Console::new(&format!("http://{}", server.addr));
+    h.signin("helen", HELP_PW).await;
+    let token = h.token().await;
+    let r = h
+        .post(
+            &format!("/admin/users/{id}/send-reset"),
+            &[("csrf_token", &token)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(
+        h.get(r.location.as_deref().unwrap())
+            .await
+            .body
+            .contains("A reset email was queued.")
+    );
+
+    let mut c = Console::new(&format!("http://{}", server.addr));
+    c.signin("alice", ADMIN_PW).await;
+    let attempts = |body: &str| -> Option<u32> {
+        let row = body.split("<td>gina@example.com</td>").nth(1)?;
+        row.split("<td>").nth(2)?.split('<').next()?.parse().ok()
+    };
+    let mut page = c.get("/admin/outbox").await;
+    for _ in 0..100 {
+        if attempts(&page.body) == Some(1) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        page = c.get("/admin/outbox").await;
+    }
+    assert_eq!(attempts(&page.body), Some(1), "{}", page.body);
+    assert!(page.body.contains("1 waiting"), "{}", page.body);
+    assert!(!page.body.contains("reset?token="), "no body on the page");
+
+    // The helpdesk may not retry; the administrator's retry makes it due now: a second
+    // attempt follows within seconds instead of an hour.
+    let retry = page
+        .body
+        .split("action=\"/admin/outbox/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let retry = format!("/admin/outbox/{retry}");
+    assert_eq!(
+        h.post(&retry, &[("csrf_token", &token)]).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let r = c.post(&retry, &[("csrf_token", &page.csrf())]).await;
+    assert_eq!(
+        r.location.as_deref(),
+        Some("/admin/outbox?done=retried"),
+        "{}",
+        r.body
+    );
+    let mut tries = None;
+    for _ in 0..100 {
+        tries = attempts(&c.get("/admin/outbox").await.body);
+        if tries == Some(2) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(tries, Some(2));
+    assert!(c.get("/admin/audit").await.body.contains("mail-retry"));
+}

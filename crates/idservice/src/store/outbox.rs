@@ -121,3 +121,42 @@ pub async fn counts(conn: &mut Conn) -> Result<Vec<(String, i64)>, sqlx::Error> 
         .fetch_all(conn)
         .await
 }
+
+/// A row as the console lists it (never the body).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Listed {
+    pub id: i64,
+    pub kind: String,
+    pub recipient: String,
+    pub subject: String,
+    pub created: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt: String,
+    pub last_error: Option<String>,
+    pub done: Option<String>,
+}
+
+/// The newest rows with this status (`queued` or `failed`), at most `limit`.
+pub async fn listed(conn: &mut Conn, status: &str, limit: i64) -> Result<Vec<Listed>, sqlx::Error> {
+    sqlx::query_as::<_, Listed>(
+        "SELECT id, kind, recipient, subject, created, status, attempts, next_attempt, \
+         last_error, done FROM mail_outbox WHERE status = $1 ORDER BY id DESC LIMIT $2",
+    )
+    .bind(status)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Makes a queued row due now (a retry before its backoff ends); false when the row is not
+/// queued (sent or failed meanwhile).
+pub async fn due_now(conn: &mut Conn, id: i64, at: &str) -> Result<bool, sqlx::Error> {
+    let r =
+        sqlx::query("UPDATE mail_outbox SET next_attempt = $2 WHERE id = $1 AND status = 'queued'")
+            .bind(id)
+            .bind(at)
+            .execute(conn)
+            .await?;
+    Ok(r.rows_affected() > 0)
+}

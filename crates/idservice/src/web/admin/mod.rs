@@ -10,6 +10,7 @@
 //! - `GET/POST /admin/tokens`, `GET/POST /admin/tokens/{id}/revoke`: API tokens;
 //! - `GET /admin/apps`, `GET/POST /admin/apps/{app}/accounts/{account}/purge`: linked
 //!   applications, their failed links and the fix of a refused one;
+//! - `GET /admin/outbox`, `POST /admin/outbox/{id}/retry`: the email outbox;
 //! - `GET /admin/audit`: every administrator action, newest first.
 //!
 //! Accounts are the console's own (`idservice admins`, [`crate::domain::admins`]), with roles:
@@ -28,6 +29,7 @@ mod apps;
 mod audit;
 mod auth;
 mod groups;
+mod outbox;
 mod pages;
 mod pending;
 mod tokens;
@@ -87,6 +89,11 @@ pub(super) fn routes() -> Router<WebState> {
         .route(
             "/admin/apps/{app}/accounts/{account}/purge",
             get(apps::confirm_purge).post(apps::purge),
+        )
+        .route("/admin/outbox", get(outbox::list))
+        .route(
+            "/admin/outbox/{id}/retry",
+            axum::routing::post(outbox::retry),
         )
         .route("/admin/audit", get(audit::list))
 }
