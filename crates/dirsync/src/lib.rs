@@ -23,5 +23,6 @@ pub mod notify;
 pub mod password_sync;
 pub mod report;
 pub mod run;
+pub mod run_report;
 pub mod saved_plan;
 pub mod source;

@@ -321,6 +321,7 @@ async fn async_main(cli: Cli) -> i32 {
             print_result(&result, report, dry_run);
             // After the report is out: a slow relay does not hold it back.
             dirsync::notify::after_run(&config, &result.report).await;
+            dirsync::run_report::after_run(&config, &result.report, None).await;
             result.report.outcome.exit_code()
         }
         Command::Apply {
@@ -481,6 +482,7 @@ async fn apply(
     }
     print_result(&result, report, false);
     dirsync::notify::after_run(config, &result.report).await;
+    dirsync::run_report::after_run(config, &result.report, None).await;
     code
 }
 

@@ -422,3 +422,41 @@ async fn admin_creates_and_revokes_a_token() {
     screenshot(&c, "console-tokens").await;
     c.close().await.unwrap();
 }
+
+/// The agent reports each run to idservice; a run refused by the deletion threshold is marked
+/// on the console's runs page with its reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_run_shows_on_the_runs_page() {
+    let (env, config) = synced(10);
+    env.slapd
+        .delete(&[&env.user_dn(&gen_uid(1)), &env.user_dn(&gen_uid(2))])
+        .unwrap();
+    let run = env.sync(&config, &[]);
+    assert_eq!(run.code, 2, "{:#}", run.report);
+    let reason = run.report["refused"].as_str().unwrap().to_string();
+
+    let root = root(&env);
+    let browser = Browser::start().unwrap();
+    let c = open(&browser, "en").await;
+    sign_in(&c, &root, "alice", ADMIN_PW).await;
+    let target = c.find(Locator::LinkText("Sync runs")).await.unwrap();
+    click_to_next_page(&c, target).await;
+    assert_accessible(&c, "runs page").await;
+    let text = body_text(&c).await;
+    assert!(text.contains("Refused (exit 2)"), "{text}");
+    assert!(text.contains(&reason), "{reason:?} not in {text}");
+    assert!(
+        text.contains("Synced (exit 0)"),
+        "the first run too: {text}"
+    );
+    let refused = c
+        .find(Locator::XPath("//td[contains(., 'Refused (exit 2)')]"))
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.attr("class").await.unwrap().as_deref(),
+        Some("warn-text")
+    );
+    screenshot(&c, "console-runs").await;
+    c.close().await.unwrap();
+}

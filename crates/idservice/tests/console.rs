@@ -863,3 +863,69 @@ async fn the_outbox_shows_waiting_mail_and_retries_it_now() {
     assert_eq!(tries, Some(2));
     assert!(c.get("/admin/audit").await.body.contains("mail-retry"));
 }
+
+fn run_report(
+    instance: &str,
+    ended: &str,
+    exit_code: i32,
+    interval: Option<u64>,
+) -> serde_json::Value {
+    json!({"schemas": [scim::run_report::SCHEMA], "instance": instance, "runId": "r-1",
+           "started": ended, "ended": ended, "mode": "full", "dryRun": false,
+           "exitCode": exit_code, "reason": (exit_code == 2).then_some("deletion threshold"),
+           "counts": {"created": 3, "updated": 0},
+           "failures": [], "failedCount": 0, "expectedIntervalSeconds": interval})
+}
+
+#[tokio::test]
+async fn run_reports_are_checked_stored_and_late_agents_flagged() {
+    let server = Server::start();
+    add_admin(&server, "alice", ADMIN_PW, "admin");
+    // Only a token that may write users may report; only a well-formed report is kept.
+    let reader = server.new_token("escim_read_users", "1d");
+    let body = run_report("dc1 (dc=a)", "2026-12-07T10:00:00Z", 0, Some(600));
+    let r = server
+        .send(
+            Some(&reader),
+            reqwest::Method::POST,
+            "/DirsyncRuns",
+            Some(body.clone()),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let mut bad = body.clone();
+    bad["schemas"] = json!(["urn:ietf:params:scim:schemas:core:2.0:User"]);
+    server
+        .post("/DirsyncRuns", bad)
+        .await
+        .assert_error(400, Some("invalidValue"), None);
+    assert_eq!(server.post("/DirsyncRuns", body).await.status, 201);
+    let now = chrono::Utc::now().to_rfc3339();
+    let r = server
+        .post("/DirsyncRuns", run_report("dc2 (dc=b)", &now, 2, Some(600)))
+        .await;
+    assert_eq!(r.status, 201);
+
+    let mut c = Console::new(&format!("http://{}", server.addr));
+    c.signin("alice", ADMIN_PW).await;
+    let page = c.get("/admin/runs").await.body;
+    assert!(
+        page.contains("dc1 (dc=a)") && page.contains("dc2 (dc=b)"),
+        "{page}"
+    );
+    assert!(page.contains("Refused (exit 2)") && page.contains("deletion threshold"));
+    assert!(page.contains("created 3"), "{page}");
+    // dc1 said every 10 minutes and last reported long ago; dc2 just reported.
+    assert_eq!(
+        page.matches("Not reported for longer than expected")
+            .count(),
+        1,
+        "{page}"
+    );
+    let dc1 = page.split("<td>dc1 (dc=a)</td>").nth(1).unwrap();
+    assert!(
+        dc1.split("</tr>").next().unwrap().contains("Not reported"),
+        "{page}"
+    );
+}

@@ -225,6 +225,20 @@ impl ScimClient {
         }
     }
 
+    /// POSTs a message that is not a resource (a dirsync run report) to `path` under the base
+    /// URL; the answer's body, if any. Not retried past the transport's own retries of a
+    /// request that never reached the service (a report is sent once).
+    pub async fn post_message(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<Option<Value>, ClientError> {
+        Ok(self
+            .send(Method::POST, path, Some(body), &[], false)
+            .await?
+            .body)
+    }
+
     /// The schema extensions the service lists for `kind` in `/ResourceTypes` (RFC 7644 §4).
     /// Empty when the service does not publish resource types: an extension it does not
     /// advertise is one the agent does not send.

@@ -11,6 +11,7 @@ pub mod filter;
 pub mod patch;
 pub mod projection;
 pub mod resource;
+pub mod run_report;
 pub mod schema;
 pub mod urn;
 

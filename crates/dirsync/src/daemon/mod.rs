@@ -200,6 +200,8 @@ impl Daemon<'_> {
         };
         self.metrics.record(&result.report);
         crate::notify::after_run(&self.current.config, &result.report).await;
+        let every = self.current.config.sync.schedule.period();
+        crate::run_report::after_run(&self.current.config, &result.report, Some(every)).await;
         ended
     }
 

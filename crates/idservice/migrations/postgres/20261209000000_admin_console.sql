@@ -47,3 +47,23 @@ CREATE INDEX users_external_id_search ON users (external_id COLLATE "C");
 CREATE INDEX users_display_name_search ON users ((lower(resource::jsonb ->> 'displayName')) COLLATE "C");
 CREATE INDEX users_email_search ON users ((lower(resource::jsonb #>> '{emails,0,value}')) COLLATE "C");
 CREATE INDEX groups_display_name_search ON groups (display_name_lc COLLATE "C");
+
+-- Run reports of dirsync agents (POST /scim/v2/DirsyncRuns; scim::run_report): one row per
+-- run, kept for the console's runs page. `counts` and `failures` are the report's JSON.
+CREATE TABLE sync_runs (
+    seq       BIGSERIAL PRIMARY KEY,
+    received  TEXT NOT NULL,
+    instance  TEXT NOT NULL,
+    run_id    TEXT NOT NULL,
+    started   TEXT NOT NULL,
+    ended     TEXT NOT NULL,
+    mode      TEXT NOT NULL,
+    dry_run   BIGINT NOT NULL,
+    exit_code BIGINT NOT NULL,
+    reason    TEXT,
+    counts    TEXT NOT NULL,
+    failures  TEXT NOT NULL,
+    failed_count BIGINT NOT NULL,
+    expected_interval_seconds BIGINT
+);
+CREATE INDEX sync_runs_instance ON sync_runs (instance, seq);

@@ -44,3 +44,23 @@ CREATE INDEX admin_audit_at ON admin_audit (at);
 -- externalId have their indexes already.
 CREATE INDEX users_display_name_search ON users (lower(json_extract(resource, '$.displayName')));
 CREATE INDEX users_email_search ON users (lower(json_extract(resource, '$.emails[0].value')));
+
+-- Run reports of dirsync agents (POST /scim/v2/DirsyncRuns; scim::run_report): one row per
+-- run, kept for the console's runs page. `counts` and `failures` are the report's JSON.
+CREATE TABLE sync_runs (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    received  TEXT NOT NULL,
+    instance  TEXT NOT NULL,
+    run_id    TEXT NOT NULL,
+    started   TEXT NOT NULL,
+    ended     TEXT NOT NULL,
+    mode      TEXT NOT NULL,
+    dry_run   INTEGER NOT NULL,
+    exit_code INTEGER NOT NULL,
+    reason    TEXT,
+    counts    TEXT NOT NULL,
+    failures  TEXT NOT NULL,
+    failed_count INTEGER NOT NULL,
+    expected_interval_seconds INTEGER
+);
+CREATE INDEX sync_runs_instance ON sync_runs (instance, seq);

@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod groups;
 pub mod password;
 pub mod rules;
+pub mod runs;
 pub mod tokens;
 pub mod users;
 

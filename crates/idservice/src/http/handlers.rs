@@ -408,6 +408,20 @@ pub async fn bulk(
     Ok(scim(StatusCode::OK, &r))
 }
 
+/// `POST /DirsyncRuns`: a dirsync agent's run report (a token that may write users).
+pub async fn report_run(
+    State(st): State<AppState>,
+    Extension(s): Extension<Scopes>,
+    ScimBody(body): ScimBody,
+) -> ApiResult {
+    need(s, Scope::WriteUsers)?;
+    let seq = domain::runs::record(&st.svc, &body).await?;
+    Ok(scim(
+        StatusCode::CREATED,
+        &serde_json::json!({"id": seq.to_string()}),
+    ))
+}
+
 pub async fn service_provider_config(
     State(st): State<AppState>,
     Extension(b): Extension<Base>,

@@ -1,6 +1,6 @@
-//! The console's tables (`admins`, `admin_sessions`, `admin_audit`) and its user search: a
-//! prefix match on userName, externalId, displayName and the first email address, filtered by
-//! state, paged by userName (keyset: each page starts after the last name of the one before,
+//! The console's tables (`admins`, `admin_sessions`, `admin_audit`, `sync_runs`) and its user
+//! search: a prefix match on userName, externalId, displayName and the first email address,
+//! filtered by state, paged by userName (keyset: each page starts after the last name of the one before,
 //! so page 2,000 costs what page 1 does).
 //!
 //! It does not know who may do what (the console's roles) nor how passwords are hashed: it
@@ -519,6 +519,84 @@ pub async fn users_by_ids(conn: &mut Conn, ids: &[String]) -> Result<Vec<UserRow
     }
     rows.sort_by(|a, b| a.user_name_lc.cmp(&b.user_name_lc));
     Ok(rows)
+}
+
+/// A stored run report.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RunRow {
+    pub seq: i64,
+    pub received: String,
+    pub instance: String,
+    pub run_id: String,
+    pub started: String,
+    pub ended: String,
+    pub mode: String,
+    pub dry_run: i64,
+    pub exit_code: i64,
+    pub reason: Option<String>,
+    pub counts: String,
+    pub failures: String,
+    pub failed_count: i64,
+    pub expected_interval_seconds: Option<i64>,
+}
+
+macro_rules! run_columns {
+    () => {
+        "seq, received, instance, run_id, started, ended, mode, dry_run, exit_code, reason, \
+         counts, failures, failed_count, expected_interval_seconds"
+    };
+}
+
+pub async fn insert_run(conn: &mut Conn, r: &RunRow) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO sync_runs (received, instance, run_id, started, ended, mode, dry_run, \
+         exit_code, reason, counts, failures, failed_count, expected_interval_seconds) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING seq",
+    )
+    .bind(&r.received)
+    .bind(&r.instance)
+    .bind(&r.run_id)
+    .bind(&r.started)
+    .bind(&r.ended)
+    .bind(&r.mode)
+    .bind(r.dry_run)
+    .bind(r.exit_code)
+    .bind(&r.reason)
+    .bind(&r.counts)
+    .bind(&r.failures)
+    .bind(r.failed_count)
+    .bind(r.expected_interval_seconds)
+    .fetch_one(conn)
+    .await
+}
+
+/// The newest runs, before sequence number `before` when paging back.
+pub async fn runs_page(
+    conn: &mut Conn,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<RunRow>, sqlx::Error> {
+    sqlx::query_as::<_, RunRow>(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM sync_runs WHERE seq < $1 ORDER BY seq DESC LIMIT $2"
+    ))
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(limit.max(1))
+    .fetch_all(conn)
+    .await
+}
+
+/// Each instance's newest run.
+pub async fn last_runs(conn: &mut Conn) -> Result<Vec<RunRow>, sqlx::Error> {
+    sqlx::query_as::<_, RunRow>(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM sync_runs WHERE seq IN (SELECT max(seq) FROM sync_runs GROUP BY instance) \
+         ORDER BY instance"
+    ))
+    .fetch_all(conn)
+    .await
 }
 
 /// [`USER_COLUMNS`] with the `u.` table prefix.

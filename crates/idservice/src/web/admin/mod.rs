@@ -11,6 +11,7 @@
 //! - `GET /admin/apps`, `GET/POST /admin/apps/{app}/accounts/{account}/purge`: linked
 //!   applications, their failed links and the fix of a refused one;
 //! - `GET /admin/outbox`, `POST /admin/outbox/{id}/retry`: the email outbox;
+//! - `GET /admin/runs`: the dirsync agents' run reports;
 //! - `GET /admin/audit`: every administrator action, newest first.
 //!
 //! Accounts are the console's own (`idservice admins`, [`crate::domain::admins`]), with roles:
@@ -32,6 +33,7 @@ mod groups;
 mod outbox;
 mod pages;
 mod pending;
+mod runs;
 mod tokens;
 mod users;
 
@@ -95,6 +97,7 @@ pub(super) fn routes() -> Router<WebState> {
             "/admin/outbox/{id}/retry",
             axum::routing::post(outbox::retry),
         )
+        .route("/admin/runs", get(runs::list))
         .route("/admin/audit", get(audit::list))
 }
 

@@ -72,6 +72,7 @@ pub fn layout(st: &WebState, signed: Option<&Signed>, title: &str, body: Markup)
                             a href="/admin/tokens" { "API tokens" }
                             a href="/admin/apps" { "Linked applications" }
                             a href="/admin/outbox" { "Email outbox" }
+                            a href="/admin/runs" { "Sync runs" }
                             a href="/admin/audit" { "Audit log" }
                         }
                         span.who {
