@@ -35,6 +35,11 @@ pub struct Endpoint {
 }
 
 impl IdService {
+    /// The data directory (`--data`) of an instance on SQLite.
+    pub fn data_dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     /// This instance's URL and token.
     pub fn endpoint(&self) -> Endpoint {
         Endpoint {
