@@ -9,7 +9,7 @@ use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
 
-use super::pages::{self, csrf, layout, message};
+use super::pages::{self, layout, message};
 use super::{Signed, page, see_other_to};
 use crate::domain::admins::Role;
 use crate::outbound::relink::account_to_purge;
@@ -114,17 +114,16 @@ pub async fn confirm_purge(
     if let Err(r) = signed.require(&st, Role::Admin) {
         return *r;
     }
-    let body = html! {
-        p { "The account " code { (account) } " is deleted in " (app)
-            " for good, and the application's failed links are tried again." }
-        form method="post" action={ "/admin/apps/" (app) "/accounts/" (account) "/purge" } {
-            (csrf(&signed))
-            button type="submit" { "Delete the account" }
-            a href="/admin/apps" { "Cancel" }
-        }
-    };
-    let title = format!("Delete account {account} in {app}?");
-    page(StatusCode::OK, layout(&st, Some(&signed), &title, body))
+    pages::confirm_page(
+        &st,
+        &signed,
+        &format!("Delete account {account} in {app}?"),
+        html! { p { "The account " code { (account) } " is deleted in " (app)
+        " for good, and the application's failed links are tried again." } },
+        &format!("/admin/apps/{app}/accounts/{account}/purge"),
+        "Delete the account",
+        "/admin/apps",
+    )
 }
 
 #[derive(Deserialize)]

@@ -23,17 +23,6 @@ pub struct ListParams {
     after: Option<String>,
 }
 
-fn db_error(st: &WebState, signed: &Signed, e: &sqlx::Error) -> Response {
-    tracing::error!(error = %e, "console page failed on a database error");
-    pages::error_page(
-        st,
-        Some(signed),
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Console unavailable",
-        "The database could not be read. Try again later.",
-    )
-}
-
 fn link(base: &str, params: &[(&str, &str)]) -> String {
     let kept: Vec<(&str, &str)> = params
         .iter()
@@ -59,7 +48,7 @@ pub async fn list(
     };
     let mut rows = match rows {
         Ok(r) => r,
-        Err(e) => return db_error(&st, &signed, &e),
+        Err(e) => return pages::db_error(&st, &signed, &e),
     };
     let more = rows.len() as i64 > PAGE;
     rows.truncate(PAGE as usize);
@@ -137,7 +126,7 @@ pub async fn show(
                 "There is no group with this id.",
             );
         }
-        Err(e) => return db_error(&st, &signed, &e),
+        Err(e) => return pages::db_error(&st, &signed, &e),
     };
     let members = count;
     let more = users.len() as i64 > MEMBERS_PAGE;

@@ -19,17 +19,6 @@ use crate::web::WebState;
 /// Rows shown per section.
 const SHOWN: i64 = 200;
 
-fn db_error(st: &WebState, signed: &Signed, e: &sqlx::Error) -> Response {
-    tracing::error!(error = %e, "console page failed on a database error");
-    pages::error_page(
-        st,
-        Some(signed),
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Console unavailable",
-        "The database could not be read. Try again later.",
-    )
-}
-
 #[derive(Deserialize)]
 pub struct ListParams {
     done: Option<String>,
@@ -51,7 +40,7 @@ pub async fn list(
     .await;
     let (counts, queued, failed) = match loaded {
         Ok(x) => x,
-        Err(e) => return db_error(&st, &signed, &e),
+        Err(e) => return pages::db_error(&st, &signed, &e),
     };
     let count = |s: &str| counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
     let admin = signed.role == Role::Admin;
@@ -138,14 +127,14 @@ pub async fn retry(
                 "This message is no longer waiting (it was sent or given up meanwhile).",
             );
         }
-        Err(e) => return db_error(&st, &signed, &e),
+        Err(e) => return pages::db_error(&st, &signed, &e),
     }
     st.mail.wake();
     if let Err(e) = signed
         .audit(&st, "mail-retry", Some(&id.to_string()), None)
         .await
     {
-        return db_error(&st, &signed, &e);
+        return pages::db_error(&st, &signed, &e);
     }
     see_other_to("/admin/outbox?done=retried".to_string())
 }

@@ -114,6 +114,40 @@ pub fn error_page(
     super::page(status, layout(st, signed, title, body))
 }
 
+/// The page for a read or write the database refused (the error goes to the log only).
+pub fn db_error(st: &WebState, signed: &Signed, e: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "console page failed on a database error");
+    error_page(
+        st,
+        Some(signed),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Console unavailable",
+        "The database could not be read. Try again later.",
+    )
+}
+
+/// The confirmation step of an action: what it does, its button posting to `action`, and a
+/// way back.
+pub fn confirm_page(
+    st: &WebState,
+    signed: &Signed,
+    title: &str,
+    consequence: Markup,
+    action: &str,
+    button: &str,
+    cancel: &str,
+) -> Response {
+    let body = html! {
+        (consequence)
+        form method="post" action=(action) {
+            (csrf(signed))
+            button type="submit" { (button) }
+            a href=(cancel) { "Cancel" }
+        }
+    };
+    super::page(StatusCode::OK, layout(st, Some(signed), title, body))
+}
+
 pub fn signin(st: &WebState, msg: Option<&str>, username: &str, token: &str) -> String {
     let body = html! {
         (message(msg))

@@ -18,17 +18,6 @@ use crate::web::WebState;
 
 const PAGE: i64 = 100;
 
-fn db_error(st: &WebState, signed: &Signed, e: &dyn std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "console page failed on a database error");
-    pages::error_page(
-        st,
-        Some(signed),
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Console unavailable",
-        "The database could not be read. Try again later.",
-    )
-}
-
 /// The day the retention period purges a user pending since `since`.
 fn purge_day(st: &WebState, since: Option<&str>) -> String {
     since
@@ -60,7 +49,7 @@ pub async fn list(
     };
     let mut rows = match rows {
         Ok(r) => r,
-        Err(e) => return db_error(&st, &signed, &e),
+        Err(e) => return pages::db_error(&st, &signed, &e),
     };
     let more = rows.len() as i64 > PAGE;
     rows.truncate(PAGE as usize);
@@ -146,7 +135,7 @@ pub async fn confirm(State(st): State<WebState>, signed: Signed, body: String) -
     };
     let rows: Vec<_> = match rows {
         Ok(r) => r.into_iter().filter(|r| r.state == STATE_PENDING).collect(),
-        Err(e) => return db_error(&st, &signed, &e),
+        Err(e) => return pages::db_error(&st, &signed, &e),
     };
     if rows.is_empty() {
         return see_other_to("/admin/pending".to_string());
@@ -180,7 +169,7 @@ pub async fn purge(State(st): State<WebState>, signed: Signed, body: String) -> 
     };
     let rows = match rows {
         Ok(r) => r,
-        Err(e) => return db_error(&st, &signed, &e),
+        Err(e) => return pages::db_error(&st, &signed, &e),
     };
     let mut purged = 0;
     for r in rows.iter().filter(|r| r.state == STATE_PENDING) {
@@ -193,7 +182,7 @@ pub async fn purge(State(st): State<WebState>, signed: Signed, body: String) -> 
             .audit(&st, "purge", Some(&r.user_name), Some("bulk purge"))
             .await
         {
-            return db_error(&st, &signed, &e);
+            return pages::db_error(&st, &signed, &e);
         }
     }
     see_other_to(format!("/admin/pending?purged={purged}"))

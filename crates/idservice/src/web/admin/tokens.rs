@@ -28,17 +28,6 @@ const VALIDITY: [(&str, &str); 5] = [
     ("never", "Never expires"),
 ];
 
-fn db_error(st: &WebState, signed: &Signed, e: &sqlx::Error) -> Response {
-    tracing::error!(error = %e, "console page failed on a database error");
-    pages::error_page(
-        st,
-        Some(signed),
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Console unavailable",
-        "The database could not be read. Try again later.",
-    )
-}
-
 /// "Expires in N days" for a token within 30 days of expiry (the owner's warnings), "Expired"
 /// after, nothing otherwise.
 fn expiry_note(t: &TokenRow, now_t: chrono::DateTime<chrono::Utc>) -> Option<String> {
@@ -66,7 +55,7 @@ async fn tokens_page(
     };
     let rows = match rows {
         Ok(r) => r,
-        Err(e) => return db_error(st, signed, &e),
+        Err(e) => return pages::db_error(st, signed, &e),
     };
     let now_t = chrono::Utc::now();
     let body = html! {
@@ -211,14 +200,14 @@ pub async fn create(State(st): State<WebState>, signed: Signed, body: String) ->
         .filter(|o| !o.is_empty());
     let created = match tokens::create(&st.svc.store, scopes, valid_for, owner).await {
         Ok(t) => t,
-        Err(e) => return db_error(&st, &signed, &e),
+        Err(e) => return pages::db_error(&st, &signed, &e),
     };
     let detail = format!("scopes {}", scopes.to_list());
     if let Err(e) = signed
         .audit(&st, "token-create", Some(&created.id), Some(&detail))
         .await
     {
-        return db_error(&st, &signed, &e);
+        return pages::db_error(&st, &signed, &e);
     }
     let note = html! {
         div.msg role="alert" {
@@ -244,16 +233,15 @@ pub async fn confirm_revoke(
     if let Err(r) = signed.require(&st, Role::Admin) {
         return *r;
     }
-    let body = html! {
-        p { "Clients using this token are refused from now on. This cannot be undone." }
-        form method="post" action={ "/admin/tokens/" (id) "/revoke" } {
-            (csrf(&signed))
-            button type="submit" { "Revoke" }
-            a href="/admin/tokens" { "Cancel" }
-        }
-    };
-    let title = format!("Revoke token {id}?");
-    page(StatusCode::OK, layout(&st, Some(&signed), &title, body))
+    pages::confirm_page(
+        &st,
+        &signed,
+        &format!("Revoke token {id}?"),
+        html! { p { "Clients using this token are refused from now on. This cannot be undone." } },
+        &format!("/admin/tokens/{id}/revoke"),
+        "Revoke",
+        "/admin/tokens",
+    )
 }
 
 #[derive(Deserialize)]
@@ -293,10 +281,10 @@ pub async fn revoke(
                 "There is no unrevoked token with this id.",
             );
         }
-        Err(e) => return db_error(&st, &signed, &e),
+        Err(e) => return pages::db_error(&st, &signed, &e),
     }
     if let Err(e) = signed.audit(&st, "token-revoke", Some(&id), None).await {
-        return db_error(&st, &signed, &e);
+        return pages::db_error(&st, &signed, &e);
     }
     see_other_to("/admin/tokens?done=revoked".to_string())
 }

@@ -10,7 +10,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::pages::{self, csrf, layout, message};
+use super::pages::{self, layout, message};
 use super::{Signed, page, see_other_to};
 use crate::domain::admins::Role;
 use crate::domain::users::{
@@ -148,17 +148,6 @@ const STATE_CHOICES: [(&str, &str); 5] = [
     ("pendingDeletion", "Pending deletion"),
 ];
 
-fn db_error(st: &WebState, signed: &Signed, e: &dyn std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "console page failed on a database error");
-    pages::error_page(
-        st,
-        Some(signed),
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Console unavailable",
-        "The database could not be read. Try again later.",
-    )
-}
-
 /// `GET /admin/users`.
 pub async fn list(
     State(st): State<WebState>,
@@ -190,7 +179,7 @@ pub async fn list(
     };
     let mut rows = match rows {
         Ok(r) => r,
-        Err(e) => return db_error(&st, &signed, &e),
+        Err(e) => return pages::db_error(&st, &signed, &e),
     };
     let more = rows.len() as i64 > PAGE;
     rows.truncate(PAGE as usize);
@@ -357,7 +346,7 @@ pub async fn show(
     let view = match load(&st, &id).await {
         Ok(Some(v)) => v,
         Ok(None) => return not_found(&st, &signed),
-        Err(e) => return db_error(&st, &signed, &e),
+        Err(e) => return pages::db_error(&st, &signed, &e),
     };
     let done = p.done.as_deref().and_then(done_message);
     let body = html! {
@@ -493,7 +482,7 @@ async fn prepare(
     let view = match load(st, id).await {
         Ok(Some(v)) => v,
         Ok(None) => return Err(not_found(st, signed)),
-        Err(e) => return Err(db_error(st, signed, &e)),
+        Err(e) => return Err(pages::db_error(st, signed, &e)),
     };
     if !a.fits(&view.row, view.locked_until.is_some()) {
         return Err(pages::error_page(
@@ -522,16 +511,16 @@ pub async fn confirm(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let body = html! {
-        p { (a.consequence()) }
-        form method="post" action={ "/admin/users/" (view.row.id) "/" (a.as_str()) } {
-            (csrf(&signed))
-            button type="submit" { (a.label()) }
-            a href={ "/admin/users/" (view.row.id) } { "Cancel" }
-        }
-    };
-    let title = format!("{} {}?", a.label(), view.row.user_name);
-    page(StatusCode::OK, layout(&st, Some(&signed), &title, body))
+    let user_page = format!("/admin/users/{}", view.row.id);
+    pages::confirm_page(
+        &st,
+        &signed,
+        &format!("{} {}?", a.label(), view.row.user_name),
+        html! { p { (a.consequence()) } },
+        &format!("{user_page}/{}", a.as_str()),
+        a.label(),
+        &user_page,
+    )
 }
 
 #[derive(Deserialize)]
@@ -556,7 +545,7 @@ pub async fn act(
     };
     let outcome = match perform(&st, a, &view.row).await {
         Ok(done) => done,
-        Err(ActError::Db(e)) => return db_error(&st, &signed, &e),
+        Err(ActError::Db(e)) => return pages::db_error(&st, &signed, &e),
         Err(ActError::Scim(e)) => {
             let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::CONFLICT);
             return pages::error_page(&st, Some(&signed), status, "Not possible now", &e.detail);
@@ -566,7 +555,7 @@ pub async fn act(
         .audit(&st, a.as_str(), Some(&view.row.user_name), Some(outcome))
         .await
     {
-        return db_error(&st, &signed, &e);
+        return pages::db_error(&st, &signed, &e);
     }
     if a == Action::Purge {
         return see_other_to(format!("/admin/users?done={outcome}"));
