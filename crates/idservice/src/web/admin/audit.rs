@@ -30,16 +30,7 @@ pub async fn list(
     };
     let rows = match rows {
         Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "the audit log could not be read");
-            return pages::error_page(
-                &st,
-                Some(&signed),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Console unavailable",
-                "The database could not be read. Try again later.",
-            );
-        }
+        Err(e) => return pages::db_error(&st, &signed, &e),
     };
     let older = (rows.len() as i64 == PAGE)
         .then(|| rows.last().map(|r| r.seq))

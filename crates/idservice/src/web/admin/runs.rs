@@ -79,16 +79,7 @@ pub async fn list(
     .await;
     let (last, runs) = match loaded {
         Ok(x) => x,
-        Err(e) => {
-            tracing::error!(error = %e, "the runs page could not be read");
-            return pages::error_page(
-                &st,
-                Some(&signed),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Console unavailable",
-                "The database could not be read. Try again later.",
-            );
-        }
+        Err(e) => return pages::db_error(&st, &signed, &e),
     };
     let now_t = chrono::Utc::now();
     let older = (runs.len() as i64 == PAGE)
