@@ -15,6 +15,33 @@ use std::time::{Duration, Instant};
 use crate::error::{io, spawn};
 use crate::{Error, Result, free_port};
 
+/// Chromium's switches that keep every byte it sends on loopback. Left to itself, a fresh
+/// profile looks up Google's update and sync hosts and the default search engine at start
+/// (DNS queries to the machine's resolver, which is not on loopback). The background services
+/// are switched off, every host name resolves to "not found" without asking DNS (the tests
+/// open `http://127.0.0.1:PORT` only) and any request not for loopback goes to a proxy on
+/// the discard port, where nothing listens. `tests/browser_network.rs` checks it. The
+/// profile's [`preferences`] also turn off the DNS probe of Chromium's error page, which asks
+/// public resolvers directly (seen once a loopback page failed to load).
+pub const LOOPBACK_ONLY: &[&str] = &[
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+    "--disable-breakpad",
+    "--disable-quic",
+    "--dns-prefetch-disable",
+    "--no-default-browser-check",
+    "--no-pings",
+    "--metrics-recording-only",
+    "--disable-features=OptimizationHints,MediaRouter,Translate,AutofillServerCommunication,\
+     InterestFeedContentSuggestions,CertificateTransparencyComponentUpdater,DnsOverHttps",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
+    "--proxy-server=http://127.0.0.1:9",
+];
+
 /// A running chromedriver; stopped (with the browsers it started) on drop.
 pub struct Browser {
     child: Child,
@@ -35,6 +62,23 @@ fn find(names: &[&str]) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The profile preferences of a test browser: the given `Accept-Language`, and no DNS probe
+/// on an error page (Chromium would query Google's public resolvers to explain a failed name).
+pub fn preferences(accept_language: &str) -> serde_json::Value {
+    serde_json::json!({
+        "intl": { "accept_languages": accept_language },
+        "alternate_error_pages": { "enabled": false },
+    })
+}
+
+/// Where Debian's Chromium is (`chromium` or `chromium-browser` on `PATH`).
+pub fn chromium() -> Result<PathBuf> {
+    find(&["chromium", "chromium-browser"]).ok_or_else(|| Error::NotInstalled {
+        what: "chromium".into(),
+        hint: "apt-get install chromium (scripts/install-test-deps)".into(),
+    })
+}
+
 impl Browser {
     /// Starts chromedriver and waits until it accepts connections.
     pub fn start() -> Result<Browser> {
@@ -42,12 +86,7 @@ impl Browser {
             what: "chromedriver".into(),
             hint: "apt-get install chromium-driver (scripts/install-test-deps)".into(),
         })?;
-        if find(&["chromium", "chromium-browser"]).is_none() {
-            return Err(Error::NotInstalled {
-                what: "chromium".into(),
-                hint: "apt-get install chromium (scripts/install-test-deps)".into(),
-            });
-        }
+        chromium()?;
         let profile = tempfile::tempdir().map_err(io("chromium profile directory"))?;
         let log = profile.path().join("chromedriver.log");
         let port = free_port()?;
@@ -105,18 +144,22 @@ impl Browser {
         let caps = serde_json::json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
-                "args": [
-                    "--headless=new",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--no-first-run",
-                    "--disable-extensions",
-                    "--window-size=1280,900",
-                    format!("--lang={accept_language}"),
-                    format!("--user-data-dir={}", profile.display()),
-                ],
-                "prefs": { "intl.accept_languages": accept_language },
+                "args": LOOPBACK_ONLY
+                    .iter()
+                    .map(|a| a.to_string())
+                    .chain([
+                        "--headless=new".to_string(),
+                        "--no-sandbox".to_string(),
+                        "--disable-gpu".to_string(),
+                        "--disable-dev-shm-usage".to_string(),
+                        "--no-first-run".to_string(),
+                        "--disable-extensions".to_string(),
+                        "--window-size=1280,900".to_string(),
+                        format!("--lang={accept_language}"),
+                        format!("--user-data-dir={}", profile.display()),
+                    ])
+                    .collect::<Vec<_>>(),
+                "prefs": preferences(accept_language),
             }
         });
         match caps {

@@ -16,7 +16,7 @@ mod browser;
 mod cluster;
 mod error;
 mod idservice;
-pub use browser::{Browser, axe_source};
+pub use browser::{Browser, LOOPBACK_ONLY, axe_source, chromium, preferences};
 pub use cluster::{Haproxy, IdCluster, PG_USER, PgDurability, PgServer, pg_bin_dir};
 pub use error::{Error, Result};
 pub use idservice::{IdService, idservice_binary};
