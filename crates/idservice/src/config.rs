@@ -34,6 +34,9 @@ pub struct Config {
     pub checks_interval_minutes: u32,
     pub search: SearchConfig,
     pub console: ConsoleConfig,
+    /// The language (`en` or `ja`) of pages whose viewer's browser asks for neither, and of
+    /// emails to users with neither `preferredLanguage` nor `locale` in one of them.
+    pub default_language: crate::i18n::Lang,
 }
 
 /// The administrator's console (`/admin/`).
@@ -100,6 +103,7 @@ impl Default for Config {
             checks_interval_minutes: 60,
             search: SearchConfig::default(),
             console: ConsoleConfig::default(),
+            default_language: crate::i18n::Lang::En,
         }
     }
 }

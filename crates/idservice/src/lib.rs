@@ -8,6 +8,7 @@
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod i18n;
 /// Email (behaviour §7.5): templates, durable outbox, SMTP sender, expiry checks.
 pub mod mail;
 /// Linked downstream applications (behaviour §7.6): outbound provisioning worker and admin ops.

@@ -78,6 +78,7 @@ async fn notify_expired_passwords(
             &mut *conn,
             Kind::PasswordExpired,
             &to,
+            crate::i18n::Lang::of_user(&resource, mail.cfg.default_language),
             &[
                 ("user_name", &user_name),
                 ("days", &days),
@@ -116,6 +117,8 @@ async fn warn_expiring_tokens(
             &mut *conn,
             Kind::TokenExpiring,
             std::slice::from_ref(&owner),
+            // a token's owner is an address, not a user: the service's language
+            mail.cfg.default_language,
             &[
                 ("token_id", &id),
                 ("expires", &expires),

@@ -181,7 +181,7 @@ impl Mail {
         self.cfg.smtp.is_some()
     }
 
-    /// Renders `kind` with `vars` and queues one row per recipient inside the caller's
+    /// Renders `kind` in `lang` with `vars` and queues one row per recipient inside the caller's
     /// transaction. Returns how many rows were queued. The caller calls [`Mail::wake`] after
     /// committing.
     pub async fn queue(
@@ -189,6 +189,7 @@ impl Mail {
         conn: &mut Conn,
         kind: Kind,
         recipients: &[String],
+        lang: crate::i18n::Lang,
         vars: &[(&str, &str)],
     ) -> Result<usize, sqlx::Error> {
         // The key is loaded exactly when a relay is configured.
@@ -205,7 +206,7 @@ impl Mail {
         }
         let mut all_vars = vec![("service_name", self.cfg.service_name.as_str())];
         all_vars.extend_from_slice(vars);
-        let (subject, body) = self.templates.render(kind, &all_vars);
+        let (subject, body) = self.templates.render(kind, lang, &all_vars);
         let subject = format!("[{}] {subject}", self.cfg.service_name);
         let body = zeroize::Zeroizing::new(body);
         for r in recipients {

@@ -1,20 +1,41 @@
 //! Email templates: plain-text files, `Subject: …` on the first line, a blank line, then the
 //! body. `{{name}}` placeholders are replaced; the service name prefix is added to the
-//! subject by the caller. The built-in files (crates/idservice/templates/) are compiled in;
-//! a `templates_dir` may replace any of them by a file of the same name.
+//! subject by the caller. The built-in files (crates/idservice/templates/, English, and
+//! templates/ja/, Japanese) are compiled in; a `templates_dir` may replace any of them by a
+//! file of the same name: `DIR/NAME.txt` the English one, `DIR/ja/NAME.txt` the Japanese one.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use super::{Error, Kind};
+use crate::i18n::Lang;
 
-fn builtin(kind: Kind) -> &'static str {
-    match kind {
-        Kind::ResetRequested => include_str!("../../templates/reset_requested.txt"),
-        Kind::PasswordReset => include_str!("../../templates/password_reset.txt"),
-        Kind::PasswordExpired => include_str!("../../templates/password_expired.txt"),
-        Kind::AccountLocked => include_str!("../../templates/account_locked.txt"),
-        Kind::TokenExpiring => include_str!("../../templates/token_expiring.txt"),
+fn builtin(lang: Lang, kind: Kind) -> &'static str {
+    match (lang, kind) {
+        (Lang::En, Kind::ResetRequested) => include_str!("../../templates/reset_requested.txt"),
+        (Lang::En, Kind::PasswordReset) => include_str!("../../templates/password_reset.txt"),
+        (Lang::En, Kind::PasswordExpired) => include_str!("../../templates/password_expired.txt"),
+        (Lang::En, Kind::AccountLocked) => include_str!("../../templates/account_locked.txt"),
+        (Lang::En, Kind::TokenExpiring) => include_str!("../../templates/token_expiring.txt"),
+        (Lang::Ja, Kind::ResetRequested) => {
+            include_str!("../../templates/ja/reset_requested.txt")
+        }
+        (Lang::Ja, Kind::PasswordReset) => include_str!("../../templates/ja/password_reset.txt"),
+        (Lang::Ja, Kind::PasswordExpired) => {
+            include_str!("../../templates/ja/password_expired.txt")
+        }
+        (Lang::Ja, Kind::AccountLocked) => include_str!("../../templates/ja/account_locked.txt"),
+        (Lang::Ja, Kind::TokenExpiring) => include_str!("../../templates/ja/token_expiring.txt"),
+    }
+}
+
+/// Where `DIR` keeps the replacement of a template: English at the top, other languages in a
+/// folder named by their tag.
+fn override_path(dir: &Path, lang: Lang, kind: Kind) -> std::path::PathBuf {
+    let file = format!("{}.txt", kind.name());
+    match lang {
+        Lang::En => dir.join(file),
+        other => dir.join(other.tag()).join(file),
     }
 }
 
@@ -48,15 +69,18 @@ fn parse(text: &str) -> Option<Template> {
 /// The templates in use.
 #[derive(Debug, Clone)]
 pub struct Templates {
-    by_kind: HashMap<&'static str, Template>,
+    by_kind: HashMap<(Lang, &'static str), Template>,
 }
 
 impl Templates {
-    /// The built-in templates, each replaced by `DIR/NAME.txt` when that file exists.
+    /// The built-in templates, each replaced by its file in `DIR` when that file exists.
     pub fn load(dir: Option<&Path>) -> Result<Templates, Error> {
         let mut by_kind = HashMap::new();
-        for kind in Kind::ALL {
-            let file = dir.map(|d| d.join(format!("{}.txt", kind.name())));
+        for (lang, kind) in Lang::ALL
+            .into_iter()
+            .flat_map(|l| Kind::ALL.into_iter().map(move |k| (l, k)))
+        {
+            let file = dir.map(|d| override_path(d, lang, kind));
             let (text, origin) = match &file {
                 Some(f) if f.exists() => (
                     std::fs::read_to_string(f).map_err(|source| Error::TemplateRead {
@@ -66,19 +90,19 @@ impl Templates {
                     f.display().to_string(),
                 ),
                 _ => (
-                    builtin(kind).to_string(),
-                    format!("built-in {}", kind.name()),
+                    builtin(lang, kind).to_string(),
+                    format!("built-in {} ({})", kind.name(), lang.tag()),
                 ),
             };
             let t = parse(&text).ok_or(Error::TemplateFormat { origin })?;
-            by_kind.insert(kind.name(), t);
+            by_kind.insert((lang, kind.name()), t);
         }
         Ok(Templates { by_kind })
     }
 
-    /// (subject, body) of `kind` with the placeholders replaced.
-    pub fn render(&self, kind: Kind, vars: &[(&str, &str)]) -> (String, String) {
-        let Some(t) = self.by_kind.get(kind.name()) else {
+    /// (subject, body) of `kind` in `lang` with the placeholders replaced.
+    pub fn render(&self, kind: Kind, lang: Lang, vars: &[(&str, &str)]) -> (String, String) {
+        let Some(t) = self.by_kind.get(&(lang, kind.name())) else {
             return (kind.name().to_string(), String::new());
         };
         (fill(&t.subject, vars), fill(&t.body, vars))
@@ -121,6 +145,7 @@ mod tests {
         let t = Templates::load(None).unwrap();
         let (s, b) = t.render(
             Kind::ResetRequested,
+            Lang::En,
             &[
                 ("user_name", "alice@x.test"),
                 ("link", "http://h/reset?token=T"),
@@ -135,6 +160,23 @@ mod tests {
         assert_eq!(fill("{{unknown}}", &[]), "{{unknown}}");
     }
 
+    /// Every built-in template exists in every language with the same placeholders.
+    #[test]
+    fn japanese_templates_use_the_english_placeholders() {
+        let names = |text: &str| -> std::collections::BTreeSet<String> {
+            text.split("{{")
+                .skip(1)
+                .filter_map(|p| p.split_once("}}").map(|(n, _)| n.trim().to_string()))
+                .collect()
+        };
+        for kind in Kind::ALL {
+            let en = names(builtin(Lang::En, kind));
+            let ja = names(builtin(Lang::Ja, kind));
+            assert_eq!(en, ja, "{}", kind.name());
+            assert!(parse(builtin(Lang::Ja, kind)).is_some(), "{}", kind.name());
+        }
+    }
+
     #[test]
     fn override_dir_replaces_one_template_and_bad_files_are_named() {
         let dir = tempfile::tempdir().unwrap();
@@ -144,12 +186,26 @@ mod tests {
         )
         .unwrap();
         let t = Templates::load(Some(dir.path())).unwrap();
-        let (s, b) = t.render(Kind::AccountLocked, &[("user_name", "u")]);
+        let (s, b) = t.render(Kind::AccountLocked, Lang::En, &[("user_name", "u")]);
         assert_eq!((s.as_str(), b.as_str()), ("Locked out", "Body u\n"));
         assert_eq!(
-            t.render(Kind::PasswordReset, &[]).0,
+            t.render(Kind::PasswordReset, Lang::En, &[]).0,
             "Password has been reset"
         );
+        // the Japanese one is still the built-in until ja/account_locked.txt exists
+        assert_eq!(
+            t.render(Kind::AccountLocked, Lang::Ja, &[]).0,
+            "アカウントがロックされました"
+        );
+        std::fs::create_dir(dir.path().join("ja")).unwrap();
+        std::fs::write(
+            dir.path().join("ja/account_locked.txt"),
+            "Subject: ロック\n\n本文 {{user_name}}\n",
+        )
+        .unwrap();
+        let t = Templates::load(Some(dir.path())).unwrap();
+        let (s, b) = t.render(Kind::AccountLocked, Lang::Ja, &[("user_name", "u")]);
+        assert_eq!((s.as_str(), b.as_str()), ("ロック", "本文 u\n"));
         std::fs::write(dir.path().join("token_expiring.txt"), "no subject\n").unwrap();
         let e = Templates::load(Some(dir.path())).unwrap_err().to_string();
         assert!(e.contains("token_expiring.txt"), "{e}");

@@ -33,6 +33,7 @@ use axum::routing::{get, post};
 
 use crate::config::Config;
 use crate::domain::{Service, fmt_time, now};
+use crate::i18n::Lang;
 use crate::mail::Mail;
 use crate::store::account::Session;
 use crate::store::{self, Store};
@@ -44,11 +45,88 @@ pub struct WebPage;
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "idservice_session";
 
-/// The generic sign-in failure: the same for every reason, so it tells an attacker nothing.
-pub const SIGNIN_FAILED: &str = "Incorrect user name or password.";
+/// The language cookie's name: set by the language switch (`?lang=`), read on every page.
+pub const LANG_COOKIE: &str = "idservice_lang";
 
-/// The neutral answer to a reset request, whether or not the account exists.
-pub const FORGOT_SENT: &str = "If an account with that user name exists and can sign in, a link to set a new password has been sent to its email addresses.";
+/// Who looks at a page: the language it is shown in and the page's address (path and query,
+/// for the language switch's links). See [`crate::i18n`] for the order of choice.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub lang: Lang,
+    pub uri: String,
+}
+
+impl Viewer {
+    /// The rendering context of an end-user page.
+    pub fn ctx<'a>(&'a self, st: &'a WebState) -> pages::Ctx<'a> {
+        pages::Ctx {
+            service: &st.cfg.service_name,
+            lang: self.lang,
+            uri: &self.uri,
+        }
+    }
+}
+
+/// The language a request's `lang` query parameter names.
+fn query_lang(uri: &axum::http::Uri) -> Option<Lang> {
+    uri.query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("lang="))
+        .and_then(Lang::from_tag)
+}
+
+/// The page language of a request: `?lang=`, the language cookie, `Accept-Language`, the
+/// configured default — the first that names a language the service speaks.
+pub fn page_lang(parts: &axum::http::request::Parts, default: Lang) -> Lang {
+    query_lang(&parts.uri)
+        .or_else(|| cookie(&parts.headers, LANG_COOKIE).and_then(|c| Lang::from_tag(&c)))
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(Lang::from_accept_language)
+        })
+        .unwrap_or(default)
+}
+
+impl axum::extract::FromRequestParts<WebState> for Viewer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        st: &WebState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Viewer {
+            lang: page_lang(parts, st.cfg.default_language),
+            uri: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string()),
+        })
+    }
+}
+
+/// Remembers the language a viewer picked with the switch (`?lang=`) in a cookie for a year.
+async fn remember_language(
+    axum::extract::State(st): axum::extract::State<WebState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let picked = query_lang(req.uri());
+    let mut resp = next.run(req).await;
+    if let Some(lang) = picked {
+        let cookie = format!(
+            "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly{}",
+            lang.tag(),
+            if st.secure_cookies() { "; Secure" } else { "" }
+        );
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
 
 /// Shared state of the web pages.
 #[derive(Clone)]
@@ -257,6 +335,10 @@ pub fn router(state: WebState) -> Router {
         .route("/reset", get(reset::reset_form).post(reset::reset_submit))
         .merge(admin::routes())
         .layer(origin_check)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            remember_language,
+        ))
         .with_state(state)
 }
 
@@ -287,13 +369,15 @@ async fn same_origin_only(
     }
     tracing::warn!(target: "audit", event = "cross_site_form", origin = %claimed, path = %req.uri().path(),
         "form submission from another site refused");
+    let (parts, _) = req.into_parts();
+    let viewer = Viewer {
+        lang: page_lang(&parts, st.cfg.default_language),
+        uri: parts.uri.path().to_string(),
+    };
+    let cx = viewer.ctx(&st);
     html(
         StatusCode::FORBIDDEN,
-        pages::notice(
-            &st.cfg.service_name,
-            "Request refused",
-            "This form was sent from another site. Open the page on this service and try again.",
-        ),
+        pages::notice(&cx, &cx.t("web-refused-title"), &cx.t("web-cross-site")),
     )
 }
 
@@ -330,7 +414,7 @@ fn html(status: StatusCode, body: String) -> Response {
     h.insert(
         "content-security-policy",
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'self' 'unsafe-inline'; form-action 'self'",
+            "default-src 'none'; style-src 'self' 'unsafe-inline'; script-src 'self'; form-action 'self'",
         ),
     );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));

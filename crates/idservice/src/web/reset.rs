@@ -5,20 +5,19 @@ use std::net::SocketAddr;
 
 use axum::Extension;
 use axum::extract::{ConnectInfo, Form, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{FORGOT_SENT, WebState, account, html, pages};
+use super::signin::too_many;
+use super::{Viewer, WebState, account, html, pages};
 use crate::domain::users::STATE_ACTIVE;
 use crate::domain::{fmt_time, now, password};
+use crate::i18n::Lang;
 use crate::mail::{Kind, recipients};
 use crate::store::users as su;
-
-const LINK_INVALID: &str =
-    "This link is not valid: it was already used, it has expired, or a newer link was sent.";
 
 #[derive(Deserialize)]
 pub struct ForgotForm {
@@ -45,28 +44,44 @@ fn secret_text(s: &Option<SecretString>) -> zeroize::Zeroizing<String> {
     )
 }
 
-fn server_error(st: &WebState, e: &sqlx::Error) -> Response {
+fn server_error(cx: &pages::Ctx<'_>, e: &sqlx::Error) -> Response {
     tracing::error!(error = %e, "password reset failed on a database error");
     html(
         StatusCode::INTERNAL_SERVER_ERROR,
         pages::notice(
-            &st.cfg.service_name,
-            "Password reset",
-            "This is not available right now. Try again later.",
+            cx,
+            &cx.t("web-reset-request-title"),
+            &cx.t("web-unavailable"),
         ),
     )
 }
 
-pub async fn forgot_form(State(st): State<WebState>) -> Response {
-    html(StatusCode::OK, pages::forgot(&st.cfg.service_name, None))
+/// What is wrong with a new password, in the viewer's language.
+fn policy_message(lang: Lang, e: &password::PolicyError) -> String {
+    match e {
+        password::PolicyError::Empty => lang.t("web-policy-empty"),
+        password::PolicyError::TooShort { min_length } => {
+            lang.ta("web-policy-too-short", &[("min", (*min_length).into())])
+        }
+        password::PolicyError::TooLong => lang.ta(
+            "web-policy-too-long",
+            &[("max", password::MAX_BYTES.into())],
+        ),
+    }
+}
+
+pub async fn forgot_form(State(st): State<WebState>, viewer: Viewer) -> Response {
+    html(StatusCode::OK, pages::forgot(&viewer.ctx(&st), None))
 }
 
 pub async fn forgot_submit(
     State(st): State<WebState>,
+    viewer: Viewer,
     ci: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Form(f): Form<ForgotForm>,
 ) -> Response {
+    let cx = viewer.ctx(&st);
     let username = f.username.unwrap_or_default().trim().to_string();
     if !st
         .limits
@@ -78,17 +93,7 @@ pub async fn forgot_submit(
         .await
     {
         tracing::info!("reset request refused: too many attempts");
-        let mut r = html(
-            StatusCode::TOO_MANY_REQUESTS,
-            pages::notice(
-                &st.cfg.service_name,
-                "Forgot your password?",
-                "Too many attempts. Wait a minute and try again.",
-            ),
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-        return r;
+        return too_many(&cx, "web-forgot-title");
     }
     // Done after the answer: only an existing account creates a link and an email, so
     // waiting for that work would tell which accounts exist.
@@ -103,7 +108,7 @@ pub async fn forgot_submit(
     // The same answer whatever happened, so the page does not reveal which accounts exist.
     html(
         StatusCode::OK,
-        pages::forgot(&st.cfg.service_name, Some(FORGOT_SENT)),
+        pages::forgot(&cx, Some(&cx.t("web-forgot-sent"))),
     )
 }
 
@@ -164,6 +169,7 @@ pub(super) async fn request_reset(st: &WebState, username: &str) -> Result<Reset
             &mut tx,
             Kind::ResetRequested,
             &to,
+            Lang::of_user(&resource, st.cfg.default_language),
             &[
                 ("user_name", &user.user_name),
                 ("link", &link),
@@ -194,37 +200,39 @@ async fn link_user(st: &WebState, secret: &str) -> Result<Option<String>, sqlx::
         .map(|u| u.id))
 }
 
-fn invalid_link(st: &WebState) -> Response {
+fn invalid_link(cx: &pages::Ctx<'_>) -> Response {
     html(
         StatusCode::BAD_REQUEST,
-        pages::notice(&st.cfg.service_name, "Set a new password", LINK_INVALID),
+        pages::notice(cx, &cx.t("web-reset-title"), &cx.t("web-link-invalid")),
     )
 }
 
 /// Shows the form; opening the link does not use it up (mail scanners open links too).
-pub async fn reset_form(State(st): State<WebState>, Query(q): Query<TokenQuery>) -> Response {
+pub async fn reset_form(
+    State(st): State<WebState>,
+    viewer: Viewer,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    let cx = viewer.ctx(&st);
     let secret = secret_text(&q.token);
     match link_user(&st, &secret).await {
         Ok(Some(_)) => html(
             StatusCode::OK,
-            pages::reset(
-                &st.cfg.service_name,
-                None,
-                &secret,
-                password::policy().min_length,
-            ),
+            pages::reset(&cx, None, &secret, password::policy().min_length),
         ),
-        Ok(None) => invalid_link(&st),
-        Err(e) => server_error(&st, &e),
+        Ok(None) => invalid_link(&cx),
+        Err(e) => server_error(&cx, &e),
     }
 }
 
 pub async fn reset_submit(
     State(st): State<WebState>,
+    viewer: Viewer,
     ci: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Form(f): Form<ResetForm>,
 ) -> Response {
+    let cx = viewer.ctx(&st);
     let secret = secret_text(&f.token);
     let new_pw = secret_text(&f.password);
     let confirm = secret_text(&f.confirm);
@@ -237,33 +245,25 @@ pub async fn reset_submit(
         )
         .await
     {
-        let mut r = html(
-            StatusCode::TOO_MANY_REQUESTS,
-            pages::notice(
-                &st.cfg.service_name,
-                "Set a new password",
-                "Too many attempts. Wait a minute and try again.",
-            ),
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-        return r;
+        return too_many(&cx, "web-reset-title");
     }
     match link_user(&st, &secret).await {
         Ok(Some(_)) => {}
-        Ok(None) => return invalid_link(&st),
-        Err(e) => return server_error(&st, &e),
+        Ok(None) => return invalid_link(&cx),
+        Err(e) => return server_error(&cx, &e),
     }
     let min = password::policy().min_length;
     let problem = if *new_pw != *confirm {
-        Some("The two passwords differ.".to_string())
+        Some(cx.t("web-passwords-differ"))
     } else {
-        password::check_policy(&new_pw).err().map(|e| e.to_string())
+        password::check_policy(&new_pw)
+            .err()
+            .map(|e| policy_message(cx.lang, &e))
     };
     if let Some(msg) = problem {
         return html(
             StatusCode::BAD_REQUEST,
-            pages::reset(&st.cfg.service_name, Some(&msg), &secret, min),
+            pages::reset(&cx, Some(&msg), &secret, min),
         );
     }
     let hash = match password::hash_blocking(zeroize::Zeroizing::new(new_pw.to_string())).await {
@@ -272,9 +272,9 @@ pub async fn reset_submit(
             return html(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 pages::notice(
-                    &st.cfg.service_name,
-                    "Set a new password",
-                    "The password could not be stored. Try again later.",
+                    &cx,
+                    &cx.t("web-reset-title"),
+                    &cx.t("web-password-not-stored"),
                 ),
             );
         }
@@ -284,13 +284,13 @@ pub async fn reset_submit(
         Ok(Some(_)) => html(
             StatusCode::OK,
             pages::notice(
-                &st.cfg.service_name,
-                "Password set",
-                "Your new password is set. You can sign in with it now.",
+                &cx,
+                &cx.t("web-password-set-title"),
+                &cx.t("web-password-set"),
             ),
         ),
-        Ok(None) => invalid_link(&st),
-        Err(e) => server_error(&st, &e),
+        Ok(None) => invalid_link(&cx),
+        Err(e) => server_error(&cx, &e),
     }
 }
 
@@ -326,6 +326,7 @@ async fn set_password(
             &mut tx,
             Kind::PasswordReset,
             &recipients(Kind::PasswordReset, &resource),
+            Lang::of_user(&resource, st.cfg.default_language),
             &[("user_name", &user.user_name), ("time", &at)],
         )
         .await?;

@@ -12,11 +12,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    SESSION_COOKIE, SIGNIN_FAILED, Session, Sessions, WebState, account, cookie, html, pages,
-    see_other,
+    SESSION_COOKIE, Session, Sessions, Viewer, WebState, account, cookie, html, pages, see_other,
 };
 use crate::domain::users::STATE_ACTIVE;
 use crate::domain::{fmt_time, now, password};
+use crate::i18n::Lang;
 use crate::mail::{Kind, recipients};
 use crate::store::users as su;
 
@@ -26,11 +26,8 @@ pub struct SigninForm {
     password: Option<SecretString>,
 }
 
-pub async fn form(State(st): State<WebState>) -> Response {
-    html(
-        StatusCode::OK,
-        pages::signin(&st.cfg.service_name, None, ""),
-    )
+pub async fn form(State(st): State<WebState>, viewer: Viewer) -> Response {
+    html(StatusCode::OK, pages::signin(&viewer.ctx(&st), None, ""))
 }
 
 /// A hash to verify against when there is no real one (unknown user, no password yet), so
@@ -70,15 +67,17 @@ enum Outcome {
     Failed,
 }
 
-fn failed(st: &WebState, status: StatusCode, username: &str) -> Response {
+fn failed(cx: &pages::Ctx<'_>, status: StatusCode, username: &str) -> Response {
     html(
         status,
-        pages::signin(&st.cfg.service_name, Some(SIGNIN_FAILED), username),
+        pages::signin(cx, Some(&cx.t("web-signin-failed")), username),
     )
 }
 
-fn too_many(st: &WebState, page: fn(&str) -> String) -> Response {
-    let mut r = html(StatusCode::TOO_MANY_REQUESTS, page(&st.cfg.service_name));
+/// The 429 page of a request over the rate limit, titled `title_key`.
+pub(super) fn too_many(cx: &pages::Ctx<'_>, title_key: &str) -> Response {
+    let page = pages::notice(cx, &cx.t(title_key), &cx.t("web-too-many"));
+    let mut r = html(StatusCode::TOO_MANY_REQUESTS, page);
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
     r
@@ -86,10 +85,12 @@ fn too_many(st: &WebState, page: fn(&str) -> String) -> Response {
 
 pub async fn submit(
     State(st): State<WebState>,
+    viewer: Viewer,
     ci: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Form(f): Form<SigninForm>,
 ) -> Response {
+    let cx = viewer.ctx(&st);
     let username = f.username.unwrap_or_default().trim().to_string();
     let password = zeroize::Zeroizing::new(
         f.password
@@ -107,13 +108,7 @@ pub async fn submit(
         .await
     {
         tracing::info!("sign-in refused: too many attempts");
-        return too_many(&st, |s| {
-            pages::notice(
-                s,
-                "Sign in",
-                "Too many attempts. Wait a minute and try again.",
-            )
-        });
+        return too_many(&cx, "web-signin-title");
     }
     match attempt(&st, &username, password).await {
         Ok(Outcome::Ok { user_id, user_name }) => {
@@ -127,7 +122,7 @@ pub async fn submit(
             let key = account::token_hash(&secret);
             if let Err(e) = Sessions::insert(&st.svc.store, &key, &session, valid_for).await {
                 tracing::error!(error = %e, "sign-in could not store the session");
-                return unavailable(&st);
+                return unavailable(&cx);
             }
             tracing::info!(user_id = %user_id, "signed in");
             let mut resp = see_other("/account");
@@ -145,26 +140,26 @@ pub async fn submit(
         Ok(Outcome::Expired) => html(
             StatusCode::FORBIDDEN,
             pages::notice(
-                &st.cfg.service_name,
-                "Password expired",
-                "Your password has expired. Use \"Forgot your password?\" to set a new one.",
+                &cx,
+                &cx.t("web-password-expired-title"),
+                &cx.t("web-password-expired"),
             ),
         ),
-        Ok(Outcome::Failed) => failed(&st, StatusCode::UNAUTHORIZED, &username),
+        Ok(Outcome::Failed) => failed(&cx, StatusCode::UNAUTHORIZED, &username),
         Err(e) => {
             tracing::error!(error = %e, "sign-in failed on a database error");
-            unavailable(&st)
+            unavailable(&cx)
         }
     }
 }
 
-fn unavailable(st: &WebState) -> Response {
+fn unavailable(cx: &pages::Ctx<'_>) -> Response {
     html(
         StatusCode::INTERNAL_SERVER_ERROR,
         pages::notice(
-            &st.cfg.service_name,
-            "Sign in",
-            "Sign-in is not available right now. Try again later.",
+            cx,
+            &cx.t("web-signin-title"),
+            &cx.t("web-signin-unavailable"),
         ),
     )
 }
@@ -260,6 +255,7 @@ async fn record_failure(st: &WebState, user: &su::UserRow, at: &str) -> Result<(
                 &mut tx,
                 Kind::AccountLocked,
                 &recipients(Kind::AccountLocked, &resource),
+                Lang::of_user(&resource, st.cfg.default_language),
                 &[
                     ("user_name", &user.user_name),
                     ("time", at),
@@ -292,7 +288,7 @@ fn password_expired(state: &account::AccountState) -> bool {
     false
 }
 
-pub async fn account(State(st): State<WebState>, headers: HeaderMap) -> Response {
+pub async fn account(State(st): State<WebState>, viewer: Viewer, headers: HeaderMap) -> Response {
     let session = match cookie(&headers, SESSION_COOKIE) {
         Some(c) => Sessions::get(&st.svc.store, &account::token_hash(&c)).await,
         None => None,
@@ -300,7 +296,7 @@ pub async fn account(State(st): State<WebState>, headers: HeaderMap) -> Response
     match session {
         Some(s) => html(
             StatusCode::OK,
-            pages::account(&st.cfg.service_name, &s.user_name),
+            pages::account(&viewer.ctx(&st), &s.user_name),
         ),
         None => see_other("/signin"),
     }

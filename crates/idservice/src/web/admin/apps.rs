@@ -20,6 +20,7 @@ fn failure(st: &WebState, signed: &Signed, e: &crate::outbound::Error) -> Respon
     tracing::error!(error = %e, "console: linked applications");
     pages::error_page(
         st,
+        &signed.viewer,
         Some(signed),
         StatusCode::INTERNAL_SERVER_ERROR,
         "Linked applications",
@@ -101,7 +102,7 @@ pub async fn list(
     };
     page(
         StatusCode::OK,
-        layout(&st, Some(&signed), "Linked applications", body),
+        layout(&st, &signed, "Linked applications", body),
     )
 }
 

@@ -53,8 +53,5 @@ pub async fn list(
         }
         @if let Some(seq) = older { p { a href={ "/admin/audit?before=" (seq) } { "Older" } } }
     };
-    page(
-        StatusCode::OK,
-        layout(&st, Some(&signed), "Audit log", body),
-    )
+    page(StatusCode::OK, layout(&st, &signed, "Audit log", body))
 }

@@ -17,7 +17,7 @@ use super::{ADMIN_COOKIE, SIGNIN_CSRF_COOKIE, Signed, pages};
 use crate::domain::admins;
 use crate::domain::{fmt_time, now};
 use crate::store::console as sc;
-use crate::web::{SIGNIN_FAILED, WebState, account, cookie, see_other};
+use crate::web::{Viewer, WebState, account, cookie, see_other};
 
 #[derive(Deserialize)]
 pub struct SigninForm {
@@ -32,13 +32,22 @@ pub struct SignoutForm {
 }
 
 /// The sign-in form, with a fresh form token in the form and in its cookie.
-pub async fn form(State(st): State<WebState>) -> Response {
-    signin_page(&st, StatusCode::OK, None, "")
+pub async fn form(State(st): State<WebState>, viewer: Viewer) -> Response {
+    signin_page(&st, &viewer, StatusCode::OK, None, "")
 }
 
-fn signin_page(st: &WebState, status: StatusCode, msg: Option<&str>, username: &str) -> Response {
+/// The sign-in form with the message `msg_key` (a text key), if any.
+fn signin_page(
+    st: &WebState,
+    v: &Viewer,
+    status: StatusCode,
+    msg_key: Option<&str>,
+    username: &str,
+) -> Response {
     let token = account::new_secret();
-    let mut resp = super::page(status, pages::signin(st, msg, username, token.as_str()));
+    let msg = msg_key.map(|k| v.lang.t(k));
+    let page = pages::signin(v, st, msg.as_deref(), username, token.as_str());
+    let mut resp = super::page(status, page);
     let c = format!(
         "{SIGNIN_CSRF_COOKIE}={}; Path=/admin/signin; HttpOnly; SameSite=Strict; Max-Age=3600{}",
         token.as_str(),
@@ -52,6 +61,7 @@ fn signin_page(st: &WebState, status: StatusCode, msg: Option<&str>, username: &
 
 pub async fn submit(
     State(st): State<WebState>,
+    viewer: Viewer,
     ci: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Form(f): Form<SigninForm>,
@@ -63,8 +73,9 @@ pub async fn submit(
         tracing::warn!(target: "audit", event = "admin_csrf_refused", "console sign-in refused: missing or wrong csrf_token");
         return signin_page(
             &st,
+            &viewer,
             StatusCode::FORBIDDEN,
-            Some("The form had expired. Sign in again."),
+            Some("console-form-expired"),
             &username,
         );
     }
@@ -78,8 +89,9 @@ pub async fn submit(
         tracing::info!("console sign-in refused: too many attempts");
         let mut r = signin_page(
             &st,
+            &viewer,
             StatusCode::TOO_MANY_REQUESTS,
-            Some("Too many attempts. Wait a minute and try again."),
+            Some("web-too-many"),
             &username,
         );
         r.headers_mut()
@@ -93,19 +105,21 @@ pub async fn submit(
             .unwrap_or_default(),
     );
     match attempt(&st, &username, password).await {
-        Ok(Some(admin)) => start_session(&st, &admin, address).await,
+        Ok(Some(admin)) => start_session(&st, viewer, &admin, address).await,
         Ok(None) => signin_page(
             &st,
+            &viewer,
             StatusCode::UNAUTHORIZED,
-            Some(SIGNIN_FAILED),
+            Some("web-signin-failed"),
             &username,
         ),
         Err(e) => {
             tracing::error!(error = %e, "console sign-in failed on a database error");
             signin_page(
                 &st,
+                &viewer,
                 StatusCode::INTERNAL_SERVER_ERROR,
-                Some("Sign-in is not available right now. Try again later."),
+                Some("web-signin-unavailable"),
                 &username,
             )
         }
@@ -159,6 +173,7 @@ async fn attempt(
 /// Stores a new session and answers with its cookie, to the users page.
 async fn start_session(
     st: &WebState,
+    viewer: Viewer,
     admin: &sc::AdminRow,
     address: Option<std::net::IpAddr>,
 ) -> Response {
@@ -185,8 +200,9 @@ async fn start_session(
         tracing::error!(error = %e, "console sign-in could not store the session");
         return signin_page(
             st,
+            &viewer,
             StatusCode::INTERNAL_SERVER_ERROR,
-            Some("Sign-in is not available right now. Try again later."),
+            Some("web-signin-unavailable"),
             &admin.name,
         );
     }
@@ -195,6 +211,7 @@ async fn start_session(
         role: admins::Role::from_stored(&admin.role),
         csrf: csrf.as_str().to_string(),
         address,
+        viewer,
     };
     if let Err(e) = signed.audit(st, "signin", None, None).await {
         tracing::error!(error = %e, "the console's audit log could not record a sign-in");

@@ -88,7 +88,7 @@ pub async fn list(
             @if let Some(n) = next { a href=(n) rel="next" { "Next page" } }
         }
     };
-    page(StatusCode::OK, layout(&st, Some(&signed), "Groups", body))
+    page(StatusCode::OK, layout(&st, &signed, "Groups", body))
 }
 
 #[derive(Deserialize)]
@@ -120,6 +120,7 @@ pub async fn show(
         Ok(None) => {
             return pages::error_page(
                 &st,
+                &signed.viewer,
                 Some(&signed),
                 StatusCode::NOT_FOUND,
                 "No such group",
@@ -168,6 +169,6 @@ pub async fn show(
     };
     page(
         StatusCode::OK,
-        layout(&st, Some(&signed), &group.display_name, body),
+        layout(&st, &signed, &group.display_name, body),
     )
 }

@@ -1,5 +1,6 @@
 //! The administrator's console under `/admin/`: server-rendered pages (maud), one small
-//! stylesheet, no script. docs/console.md describes what an administrator sees and may do.
+//! stylesheet, one small script (progressive: it shows times in the viewer's time zone),
+//! in English and Japanese ([`crate::i18n`]). docs/console.md describes what an administrator sees and may do.
 //!
 //! - `GET/POST /admin/signin` (`username`, `password`, `csrf_token`), `POST /admin/signout`;
 //! - `GET /admin/users` (search, state filter, pages), `GET /admin/users/{id}`, and per action
@@ -47,7 +48,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use subtle::ConstantTimeEq;
 
-use super::{WebState, cookie, html};
+use super::{Viewer, WebState, cookie, html};
 use crate::domain::admins::Role;
 use crate::domain::{fmt_time, now};
 use crate::store::console::{self as sc, AuditRow};
@@ -66,6 +67,7 @@ pub(super) fn routes() -> Router<WebState> {
             get(|| async { super::see_other("/admin/users") }),
         )
         .route("/admin/console.css", get(pages::stylesheet))
+        .route("/admin/console.js", get(pages::script))
         .route("/admin/signin", get(auth::form).post(auth::submit))
         .route("/admin/signout", axum::routing::post(auth::signout))
         .route("/admin/users", get(users::list))
@@ -111,6 +113,8 @@ pub struct Signed {
     pub csrf: String,
     /// Where the request came from (for the audit log).
     pub address: Option<IpAddr>,
+    /// The page's language and address.
+    pub viewer: Viewer,
 }
 
 impl Signed {
@@ -119,12 +123,14 @@ impl Signed {
         if needed == Role::Admin && self.role != Role::Admin {
             tracing::warn!(target: "audit", event = "admin_forbidden", admin = %self.name,
                 "console action refused: not allowed for the helpdesk role");
+            let lang = self.viewer.lang;
             return Err(Box::new(pages::error_page(
                 st,
+                &self.viewer,
                 Some(self),
                 StatusCode::FORBIDDEN,
-                "Not allowed",
-                "Your role (helpdesk) may view, unlock and send reset emails, nothing else.",
+                &lang.t("console-not-allowed-title"),
+                &lang.t("console-not-allowed"),
             )));
         }
         Ok(())
@@ -138,12 +144,14 @@ impl Signed {
         }
         tracing::warn!(target: "audit", event = "admin_csrf_refused", admin = %self.name,
             "console form refused: missing or wrong csrf_token");
+        let lang = self.viewer.lang;
         Err(Box::new(pages::error_page(
             st,
+            &self.viewer,
             Some(self),
             StatusCode::FORBIDDEN,
-            "Request refused",
-            "This form has expired or did not come from this console. Open the page again and retry.",
+            &lang.t("web-refused-title"),
+            &lang.t("console-csrf-refused"),
         )))
     }
 
@@ -181,6 +189,7 @@ impl FromRequestParts<WebState> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, st: &WebState) -> Result<Self, Response> {
+        let Ok(viewer) = Viewer::from_request_parts(parts, st).await;
         let Some(secret) = cookie(&parts.headers, ADMIN_COOKIE) else {
             return Err(to_signin());
         };
@@ -203,6 +212,7 @@ impl FromRequestParts<WebState> for Signed {
                     role: Role::from_stored(&s.role),
                     csrf: s.csrf,
                     address: st.client_ip(ci, &parts.headers),
+                    viewer,
                 })
             }
             Ok(None) => Err(to_signin()),
@@ -210,10 +220,11 @@ impl FromRequestParts<WebState> for Signed {
                 tracing::error!(error = %e, "console session lookup failed");
                 Err(pages::error_page(
                     st,
+                    &viewer,
                     None,
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "Console unavailable",
-                    "The console cannot reach its database right now. Try again later.",
+                    &viewer.lang.t("console-unavailable-title"),
+                    &viewer.lang.t("console-db-unreachable"),
                 ))
             }
         }

@@ -56,10 +56,7 @@ pub async fn list(
         p { "A message given up no longer has its body (it may have held a reset link) and cannot be sent again; a user who needs a reset link asks for a new one, or send one from the user's page." }
         (rows_table(&signed, &failed, false, false))
     };
-    page(
-        StatusCode::OK,
-        layout(&st, Some(&signed), "Email outbox", body),
-    )
+    page(StatusCode::OK, layout(&st, &signed, "Email outbox", body))
 }
 
 fn rows_table(signed: &Signed, rows: &[Listed], retry: bool, waiting: bool) -> Markup {
@@ -121,6 +118,7 @@ pub async fn retry(
         Ok(false) => {
             return pages::error_page(
                 &st,
+                &signed.viewer,
                 Some(&signed),
                 StatusCode::CONFLICT,
                 "Email outbox",

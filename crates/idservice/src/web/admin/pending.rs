@@ -101,7 +101,7 @@ pub async fn list(
     };
     page(
         StatusCode::OK,
-        layout(&st, Some(&signed), "Pending deletion", body),
+        layout(&st, &signed, "Pending deletion", body),
     )
 }
 
@@ -151,7 +151,7 @@ pub async fn confirm(State(st): State<WebState>, signed: Signed, body: String) -
         }
     };
     let title = format!("Purge {} user(s)?", rows.len());
-    page(StatusCode::OK, layout(&st, Some(&signed), &title, body))
+    page(StatusCode::OK, layout(&st, &signed, &title, body))
 }
 
 /// `POST /admin/pending/purge`: purges each named user still pending; each is audited.

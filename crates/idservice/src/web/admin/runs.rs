@@ -129,8 +129,5 @@ pub async fn list(
         }
         @if let Some(seq) = older { p { a href={ "/admin/runs?before=" (seq) } { "Older runs" } } }
     };
-    page(
-        StatusCode::OK,
-        layout(&st, Some(&signed), "Sync runs", body),
-    )
+    page(StatusCode::OK, layout(&st, &signed, "Sync runs", body))
 }

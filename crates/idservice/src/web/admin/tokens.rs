@@ -86,7 +86,7 @@ async fn tokens_page(
         }
         @if signed.role == Role::Admin { (create_form(signed)) }
     };
-    page(status, layout(st, Some(signed), "API tokens", body))
+    page(status, layout(st, signed, "API tokens", body))
 }
 
 fn create_form(signed: &Signed) -> Markup {
@@ -163,6 +163,7 @@ pub async fn create(State(st): State<WebState>, signed: Signed, body: String) ->
         None => {
             return pages::error_page(
                 &st,
+                &signed.viewer,
                 Some(&signed),
                 StatusCode::BAD_REQUEST,
                 "API tokens",
@@ -275,6 +276,7 @@ pub async fn revoke(
         Ok(false) => {
             return pages::error_page(
                 &st,
+                &signed.viewer,
                 Some(&signed),
                 StatusCode::NOT_FOUND,
                 "No such token",

@@ -159,6 +159,7 @@ pub async fn list(
     let Some(state) = state_filter(state_key) else {
         return pages::error_page(
             &st,
+            &signed.viewer,
             Some(&signed),
             StatusCode::BAD_REQUEST,
             "Users",
@@ -203,7 +204,7 @@ pub async fn list(
             @if let Some(n) = next { a href=(n) rel="next" { "Next page" } }
         }
     };
-    page(StatusCode::OK, layout(&st, Some(&signed), "Users", body))
+    page(StatusCode::OK, layout(&st, &signed, "Users", body))
 }
 
 /// The list's address with these parameters (`after` empty: the first page).
@@ -364,13 +365,14 @@ pub async fn show(
     };
     page(
         StatusCode::OK,
-        layout(&st, Some(&signed), &view.row.user_name, body),
+        layout(&st, &signed, &view.row.user_name, body),
     )
 }
 
 fn not_found(st: &WebState, signed: &Signed) -> Response {
     pages::error_page(
         st,
+        &signed.viewer,
         Some(signed),
         StatusCode::NOT_FOUND,
         "No such user",
@@ -472,6 +474,7 @@ async fn prepare(
     let Some(a) = Action::parse(action) else {
         return Err(pages::error_page(
             st,
+            &signed.viewer,
             Some(signed),
             StatusCode::NOT_FOUND,
             "No such action",
@@ -487,6 +490,7 @@ async fn prepare(
     if !a.fits(&view.row, view.locked_until.is_some()) {
         return Err(pages::error_page(
             st,
+            &signed.viewer,
             Some(signed),
             StatusCode::CONFLICT,
             "Not possible now",
@@ -548,7 +552,14 @@ pub async fn act(
         Err(ActError::Db(e)) => return pages::db_error(&st, &signed, &e),
         Err(ActError::Scim(e)) => {
             let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::CONFLICT);
-            return pages::error_page(&st, Some(&signed), status, "Not possible now", &e.detail);
+            return pages::error_page(
+                &st,
+                &signed.viewer,
+                Some(&signed),
+                status,
+                "Not possible now",
+                &e.detail,
+            );
         }
     };
     if let Err(e) = signed
