@@ -10,10 +10,10 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{Env, TargetKind, gen_uid, gen_user};
+use common::{Env, Target, TargetKind, gen_uid, gen_user};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
-use testenv::Browser;
+use testenv::{Browser, IdService, SmtpSink};
 
 const ADMIN_PW: &str = "browser test admin password";
 const HELP_PW: &str = "browser test helpdesk password";
@@ -458,5 +458,214 @@ async fn a_refused_run_shows_on_the_runs_page() {
         Some("warn-text")
     );
     screenshot(&c, "console-runs").await;
+    c.close().await.unwrap();
+}
+
+/// Types `text` into the field with id `id`.
+async fn fill(c: &Client, id: &str, text: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// Submits the page's form (its submit button inside `main`) and waits for the next page.
+async fn submit(c: &Client) {
+    let button = c
+        .find(Locator::Css("main button[type=submit]"))
+        .await
+        .unwrap();
+    click_to_next_page(c, button).await;
+}
+
+/// An idservice named "Example ID" that mails through a real SMTP sink, filled by a dirsync
+/// run from slapd in which user 1 has `preferredLanguage: ja-JP` (mapped to the SCIM
+/// attribute of the same name) and user 2 has none.
+fn japanese_user_env() -> (Env, SmtpSink) {
+    let sink = SmtpSink::start().unwrap_or_else(|e| panic!("smtp sink: {e}"));
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("idservice.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "service_name: Example ID\nsmtp:\n  host: 127.0.0.1\n  port: {}\n  starttls: false\n  from: noreply@example.test\noutbox:\n  poll_seconds: 1\n",
+            sink.port
+        ),
+    )
+    .unwrap();
+    let ids = IdService::start_with(&["--config", cfg.to_str().unwrap()])
+        .unwrap_or_else(|e| panic!("idservice: {e}"));
+    let env = Env::start_on(Target::Id(ids));
+    env.slapd.load_generated(3, 1, &[]).unwrap();
+    env.slapd
+        .modify(&format!(
+            "dn: {}\nchangetype: modify\nadd: preferredLanguage\npreferredLanguage: ja-JP\n\n",
+            env.user_dn(&gen_uid(1))
+        ))
+        .unwrap();
+    let config = env.config(
+        "main",
+        json!({"iid": {"scim": {"attribute": {"user": {"ad_bind": {
+            "preferredLanguage": "preferredLanguage",
+        }}}}}}),
+    );
+    let run = env.sync(&config, &[]);
+    assert_eq!(run.code, 0, "{:#}", run.report);
+    let user = env.target.user(&gen_user(1)).unwrap();
+    assert_eq!(user["preferredLanguage"], "ja-JP", "{user:#}");
+    (env, sink)
+}
+
+/// The reset link in a mail body.
+fn reset_link(body: &str) -> String {
+    let start = body.find("http").unwrap_or_else(|| panic!("no link in {body}"));
+    body[start..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// A user whose browser asks for Japanese: the forgot-password page, the reset email (the
+/// user's `preferredLanguage` is ja-JP), the reset page, the sign-in page and `/account` are
+/// all in Japanese, name the service in the title and the heading, and pass axe; the switch
+/// to English is remembered. A user without `preferredLanguage` gets the English email.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_japanese_user_resets_a_password_and_signs_in_in_japanese() {
+    let (env, sink) = japanese_user_env();
+    let root = root(&env);
+    let browser = Browser::start().unwrap();
+    let c = open(&browser, "ja").await;
+
+    c.goto(&format!("{root}/forgot")).await.unwrap();
+    assert_eq!(
+        c.title().await.unwrap(),
+        "パスワードをお忘れですか? – Example ID"
+    );
+    assert_eq!(heading(&c).await, "Example ID");
+    assert_accessible(&c, "the forgot page in Japanese").await;
+    fill(&c, "username", &gen_user(1)).await;
+    submit(&c).await;
+    let text = body_text(&c).await;
+    assert!(text.contains("リンクを登録されているメールアドレスに送信しました"), "{text}");
+
+    let mails = sink
+        .wait_for(1, std::time::Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(mails[0].subject, "[Example ID] パスワード再設定のご依頼");
+    assert!(mails[0].body.contains("分以内に次のリンクを開いてください"), "{}", mails[0].body);
+    let link = reset_link(&mails[0].body);
+
+    c.goto(&link).await.unwrap();
+    assert_eq!(c.title().await.unwrap(), "新しいパスワードの設定 – Example ID");
+    assert_accessible(&c, "the reset page in Japanese").await;
+    fill(&c, "password", "short").await;
+    fill(&c, "confirm", "short").await;
+    submit(&c).await;
+    let text = body_text(&c).await;
+    assert!(text.contains("パスワードが短すぎます"), "{text}");
+    let new_password = "新しいパスワード long enough 7";
+    fill(&c, "password", new_password).await;
+    fill(&c, "confirm", new_password).await;
+    submit(&c).await;
+    let text = body_text(&c).await;
+    assert!(text.contains("新しいパスワードを設定しました"), "{text}");
+    let mails = sink
+        .wait_for(2, std::time::Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(mails[1].subject, "[Example ID] パスワードが再設定されました");
+
+    c.goto(&format!("{root}/signin")).await.unwrap();
+    assert_eq!(c.title().await.unwrap(), "サインイン – Example ID");
+    fill(&c, "username", &gen_user(1)).await;
+    fill(&c, "password", new_password).await;
+    submit(&c).await;
+    assert!(c.current_url().await.unwrap().as_str().ends_with("/account"));
+    let text = body_text(&c).await;
+    assert!(
+        text.contains(&format!("{} としてサインインしています", gen_user(1))),
+        "{text}"
+    );
+    assert_eq!(c.title().await.unwrap(), "アカウント – Example ID");
+    assert_accessible(&c, "the account page in Japanese").await;
+    screenshot(&c, "account-ja").await;
+
+    // the switch: English, and it stays English on the next page
+    let english = c.find(Locator::Css("nav.lang a[lang=en]")).await.unwrap();
+    click_to_next_page(&c, english).await;
+    assert!(body_text(&c).await.contains(&format!("Signed in as {}", gen_user(1))));
+    c.goto(&format!("{root}/account")).await.unwrap();
+    assert_eq!(c.title().await.unwrap(), "Your account – Example ID");
+    c.close().await.unwrap();
+
+    // a user with no preferredLanguage gets the configured default, English, whatever the
+    // browser asked for
+    let c = open(&browser, "ja").await;
+    c.goto(&format!("{root}/forgot")).await.unwrap();
+    fill(&c, "username", &gen_user(2)).await;
+    submit(&c).await;
+    let mails = sink
+        .wait_for(3, std::time::Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(mails[2].subject, "[Example ID] Password reset requested");
+    c.close().await.unwrap();
+}
+
+/// The console in Japanese, with the times in the viewer's time zone: a browser in Tokyo
+/// (`TZ=Asia/Tokyo`) asking for Japanese signs in, sees Japanese navigation, and the times of
+/// a user's state history shown with +09:00; the English switch turns the console English.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_speaks_japanese_with_times_in_the_viewers_zone() {
+    let (env, _config) = synced(3);
+    let root = root(&env);
+    let browser = Browser::start_in_zone(Some("Asia/Tokyo")).unwrap();
+    let c = open(&browser, "ja").await;
+    c.goto(&format!("{root}/admin/")).await.unwrap();
+    assert_eq!(heading(&c).await, "コンソールへのサインイン");
+    assert_accessible(&c, "the console sign-in in Japanese").await;
+    fill(&c, "username", "alice").await;
+    fill(&c, "password", ADMIN_PW).await;
+    submit(&c).await;
+    let nav = c
+        .find(Locator::Css("header nav"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(nav.contains("ユーザー") && nav.contains("監査ログ"), "{nav}");
+    c.goto(&format!(
+        "{root}/admin/users/{}",
+        env.target.user(&gen_user(1)).unwrap()["id"].as_str().unwrap()
+    ))
+    .await
+    .unwrap();
+    assert_accessible(&c, "a user's page in Japanese").await;
+    let times = c.find_all(Locator::Css("main time[datetime]")).await.unwrap();
+    assert!(!times.is_empty(), "{}", body_text(&c).await);
+    for t in times {
+        let shown = t.text().await.unwrap();
+        let stored = t.attr("datetime").await.unwrap().unwrap();
+        let utc = chrono::DateTime::parse_from_rfc3339(&stored).unwrap();
+        let tokyo = utc.with_timezone(&chrono::FixedOffset::east_opt(9 * 3600).unwrap());
+        assert_eq!(
+            shown,
+            format!("{} (UTC+09:00)", tokyo.format("%Y-%m-%d %H:%M:%S")),
+            "stored {stored}"
+        );
+    }
+    screenshot(&c, "console-user-ja").await;
+    let english = c.find(Locator::Css("nav.lang a[lang=en]")).await.unwrap();
+    click_to_next_page(&c, english).await;
+    let nav = c
+        .find(Locator::Css("header nav"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(nav.contains("Users") && nav.contains("Audit log"), "{nav}");
     c.close().await.unwrap();
 }

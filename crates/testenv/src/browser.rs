@@ -82,6 +82,12 @@ pub fn chromium() -> Result<PathBuf> {
 impl Browser {
     /// Starts chromedriver and waits until it accepts connections.
     pub fn start() -> Result<Browser> {
+        Browser::start_in_zone(None)
+    }
+
+    /// As [`Browser::start`], with the browsers it starts in the time zone `tz` (`TZ`, e.g.
+    /// `Asia/Tokyo`) when given.
+    pub fn start_in_zone(tz: Option<&str>) -> Result<Browser> {
         let driver = find(&["chromedriver"]).ok_or_else(|| Error::NotInstalled {
             what: "chromedriver".into(),
             hint: "apt-get install chromium-driver (scripts/install-test-deps)".into(),
@@ -90,7 +96,11 @@ impl Browser {
         let profile = tempfile::tempdir().map_err(io("chromium profile directory"))?;
         let log = profile.path().join("chromedriver.log");
         let port = free_port()?;
-        let child = Command::new(&driver)
+        let mut cmd = Command::new(&driver);
+        if let Some(tz) = tz {
+            cmd.env("TZ", tz);
+        }
+        let child = cmd
             // its own process group: stopping it stops the browsers it started too
             .process_group(0)
             .arg(format!("--port={port}"))

@@ -260,6 +260,17 @@ impl Env {
         let slapd = Slapd::start_with(options).expect("start slapd");
         let target = Target::start(kind);
         eprintln!("peers ({kind:?}) started in {:.2?}", started.elapsed());
+        Env::assemble(slapd, target)
+    }
+
+    /// A fresh slapd syncing into a target the test started itself (e.g. an idservice with a
+    /// configuration file).
+    #[allow(dead_code)]
+    pub fn start_on(target: Target) -> Env {
+        Env::assemble(Slapd::start().expect("start slapd"), target)
+    }
+
+    fn assemble(slapd: Slapd, target: Target) -> Env {
         let dir = tempfile::Builder::new()
             .prefix("dirsync-e2e-")
             .tempdir()

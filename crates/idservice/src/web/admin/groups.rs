@@ -4,14 +4,15 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use maud::html;
+use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::pages::{self, layout};
 use super::{Signed, page};
-use crate::store::console as sc;
-use crate::store::groups as sg;
+use crate::i18n::Lang;
+use crate::store::console::{self as sc, MemberRow};
+use crate::store::groups::{self as sg, GroupRow};
 use crate::web::WebState;
 
 const PAGE: i64 = 50;
@@ -62,19 +63,22 @@ pub async fn list(
             })
         })
         .flatten();
+    let lang = signed.viewer.lang;
+    let t = |key: &str| lang.t(key);
     let body = html! {
         form.search method="get" action="/admin/groups" role="search" {
             div {
-                label for="q" { "displayName starts with" }
+                label for="q" { (t("groups-search-label")) }
                 input #q name="q" type="search" value=(prefix);
             }
-            div { button type="submit" { "Search" } }
+            div { button type="submit" { (t("groups-search-button")) } }
         }
-        @if rows.is_empty() { p { "No groups match." } } @else {
+        @if rows.is_empty() { p { (t("groups-none-match")) } } @else {
             table {
                 thead { tr {
-                    th scope="col" { "displayName" } th scope="col" { "externalId" }
-                    th scope="col" { "Members" }
+                    th scope="col" { (t("groups-display-name")) }
+                    th scope="col" { (t("groups-external-id")) }
+                    th scope="col" { (t("groups-members")) }
                 } }
                 tbody { @for g in &rows { tr {
                     td { a href={ "/admin/groups/" (g.id) } { (g.display_name) } }
@@ -84,11 +88,16 @@ pub async fn list(
             }
         }
         p.actions {
-            @if p.after.is_some() { a href=(link("/admin/groups", &[("q", &prefix)])) { "First page" } }
-            @if let Some(n) = next { a href=(n) rel="next" { "Next page" } }
+            @if p.after.is_some() {
+                a href=(link("/admin/groups", &[("q", &prefix)])) { (t("groups-first-page")) }
+            }
+            @if let Some(n) = next { a href=(n) rel="next" { (t("groups-next-page")) } }
         }
     };
-    page(StatusCode::OK, layout(&st, &signed, "Groups", body))
+    page(
+        StatusCode::OK,
+        layout(&st, &signed, &t("console-nav-groups"), body),
+    )
 }
 
 #[derive(Deserialize)]
@@ -123,8 +132,8 @@ pub async fn show(
                 &signed.viewer,
                 Some(&signed),
                 StatusCode::NOT_FOUND,
-                "No such group",
-                "There is no group with this id.",
+                &signed.viewer.lang.t("groups-not-found-title"),
+                &signed.viewer.lang.t("groups-not-found"),
             );
         }
         Err(e) => return pages::db_error(&st, &signed, &e),
@@ -136,39 +145,59 @@ pub async fn show(
     let next = more
         .then(|| users.last().map(|u| link(&base, &[("after", &u.name_lc)])))
         .flatten();
-    let resource: Value = serde_json::from_str(&group.resource).unwrap_or(Value::Null);
+    let lang = signed.viewer.lang;
     let body = html! {
-        dl {
-            dt { "displayName" } dd { (group.display_name) }
-            dt { "externalId" } dd { (group.external_id.as_deref().unwrap_or("")) }
-            dt { "Members" } dd { (members) }
-            dt { "id" } dd { code { (group.id) } }
-            dt { "Last modified" } dd { (group.last_modified) }
-            @if let Some(owner) = resource.get("owner").and_then(Value::as_str) {
-                dt { "Owner" } dd { (owner) }
-            }
-        }
-        @if !nested.is_empty() {
-            h2 { "Member groups" }
-            ul { @for g in &nested { li { a href={ "/admin/groups/" (g.id) } { (g.name) } } } }
-        }
-        h2 { "Users" }
-        @if users.is_empty() { p { "None." } } @else {
-            table {
-                thead { tr { th scope="col" { "userName" } th scope="col" { "State" } } }
-                tbody { @for u in &users { tr {
-                    td { a href={ "/admin/users/" (u.id) } { (u.name) } }
-                    td class={ "state-" (u.state) } { (u.state) }
-                } } }
-            }
-        }
+        (attributes(lang, &group, members))
+        (member_lists(lang, &nested, &users))
         p.actions {
-            @if p.after.is_some() { a href=(base) { "First page" } }
-            @if let Some(n) = next { a href=(n) rel="next" { "Next page" } }
+            @if p.after.is_some() { a href=(base) { (lang.t("groups-first-page")) } }
+            @if let Some(n) = next { a href=(n) rel="next" { (lang.t("groups-next-page")) } }
         }
     };
     page(
         StatusCode::OK,
         layout(&st, &signed, &group.display_name, body),
     )
+}
+
+/// A group's attributes.
+fn attributes(lang: Lang, group: &GroupRow, members: i64) -> Markup {
+    let resource: Value = serde_json::from_str(&group.resource).unwrap_or(Value::Null);
+    let t = |key: &str| lang.t(key);
+    html! {
+        dl {
+            dt { (t("groups-display-name")) } dd { (group.display_name) }
+            dt { (t("groups-external-id")) } dd { (group.external_id.as_deref().unwrap_or("")) }
+            dt { (t("groups-members")) } dd { (members) }
+            dt { (t("groups-id")) } dd { code { (group.id) } }
+            dt { (t("groups-last-modified")) } dd { (pages::when(&group.last_modified)) }
+            @if let Some(owner) = resource.get("owner").and_then(Value::as_str) {
+                dt { (t("groups-owner")) } dd { (owner) }
+            }
+        }
+    }
+}
+
+/// A group's member groups, and one page of its user members.
+fn member_lists(lang: Lang, nested: &[MemberRow], users: &[MemberRow]) -> Markup {
+    let t = |key: &str| lang.t(key);
+    html! {
+        @if !nested.is_empty() {
+            h2 { (t("groups-member-groups")) }
+            ul { @for g in nested { li { a href={ "/admin/groups/" (g.id) } { (g.name) } } } }
+        }
+        h2 { (t("groups-users")) }
+        @if users.is_empty() { p { (t("groups-none")) } } @else {
+            table {
+                thead { tr {
+                    th scope="col" { (t("groups-user-name")) }
+                    th scope="col" { (t("groups-state")) }
+                } }
+                tbody { @for u in users { tr {
+                    td { a href={ "/admin/users/" (u.id) } { (u.name) } }
+                    td class={ "state-" (u.state) } { (u.state) }
+                } } }
+            }
+        }
+    }
 }
