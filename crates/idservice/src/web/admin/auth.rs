@@ -46,7 +46,7 @@ fn signin_page(
 ) -> Response {
     let token = account::new_secret();
     let msg = msg_key.map(|k| v.lang.t(k));
-    let page = pages::signin(v, st, msg.as_deref(), username, token.as_str());
+    let page = pages::signin(st, v, msg.as_deref(), username, token.as_str());
     let mut resp = super::page(status, page);
     let c = format!(
         "{SIGNIN_CSRF_COOKIE}={}; Path=/admin/signin; HttpOnly; SameSite=Strict; Max-Age=3600{}",

@@ -229,7 +229,7 @@ pub fn confirm_page(
     super::page(StatusCode::OK, layout(st, signed, title, body))
 }
 
-pub fn signin(v: &Viewer, st: &WebState, msg: Option<&str>, username: &str, token: &str) -> String {
+pub fn signin(st: &WebState, v: &Viewer, msg: Option<&str>, username: &str, token: &str) -> String {
     let lang = v.lang;
     let body = html! {
         (message(msg))
