@@ -7,8 +7,8 @@
 //! else the configured `default_language`. An email is in the recipient's `preferredLanguage`,
 //! else `locale`, else the configured default.
 //!
-//! This module does not know HTTP or the database: callers hand it header values and
-//! attribute values.
+//! Callers hand it header values and attribute values; it reads neither requests nor the
+//! database itself.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
