@@ -130,7 +130,7 @@ pub fn page_layout(
             body {
                 header {
                     strong { (console) }
-                    @if let Some(s) = signed {
+                    @if signed.is_some() {
                         nav aria-label=(lang.t("console-nav-label")) {
                             @for (href, key) in NAV {
                                 a href=(href) { (lang.t(key)) }

@@ -5,7 +5,7 @@
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use maud::html;
+use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::pages::{self, csrf, layout, message};
@@ -14,6 +14,7 @@ use crate::domain::admins::Role;
 use crate::domain::fmt_time;
 use crate::domain::users::{self as du, ConsoleAction, STATE_PENDING};
 use crate::store::console as sc;
+use crate::store::users::UserRow;
 use crate::web::WebState;
 
 const PAGE: i64 = 100;
@@ -65,44 +66,57 @@ pub async fn list(
             })
         })
         .flatten();
-    let admin = signed.role == Role::Admin;
-    let done = p.purged.map(|n| format!("{n} user(s) purged."));
+    let lang = signed.viewer.lang;
+    let done = p
+        .purged
+        .map(|n| lang.ta("pending-purged", &[("n", n.into())]));
+    let explain = lang.ta("pending-explain", &[("days", st.svc.retention_days.into())]);
     let body = html! {
         (message(done.as_deref()))
-        p { "Users pending deletion are purged for good when the retention period ("
-            (st.svc.retention_days) " days) ends." }
-        @if rows.is_empty() { p { "No users are pending deletion." } } @else {
-            form method="post" action="/admin/pending/confirm" {
-                (csrf(&signed))
-                table {
-                    thead { tr {
-                        @if admin { th scope="col" { span.visually-hidden { "Select" } } }
-                        th scope="col" { "userName" } th scope="col" { "externalId" }
-                        th scope="col" { "Pending since" } th scope="col" { "Purged on" }
-                    } }
-                    tbody { @for r in &rows { tr {
-                        @if admin { td {
-                            input type="checkbox" name="id" value=(r.id) id={ "pick-" (r.id) }
-                                aria-label={ "Select " (r.user_name) };
-                        } }
-                        td { a href={ "/admin/users/" (r.id) } { (r.user_name) } }
-                        td { (r.external_id.as_deref().unwrap_or("")) }
-                        td { (r.pending_since.as_deref().unwrap_or("")) }
-                        td { (purge_day(&st, r.pending_since.as_deref())) }
-                    } } }
-                }
-                @if admin { div { button type="submit" { "Purge selected…" } } }
-            }
+        p { (explain) }
+        @if rows.is_empty() { p { (lang.t("pending-none")) } } @else {
+            (pending_form(&st, &signed, &rows))
         }
         p.actions {
-            @if after.is_some() { a href="/admin/pending" { "First page" } }
-            @if let Some(n) = next { a href=(n) rel="next" { "Next page" } }
+            @if after.is_some() { a href="/admin/pending" { (lang.t("pending-first-page")) } }
+            @if let Some(n) = next { a href=(n) rel="next" { (lang.t("pending-next-page")) } }
         }
     };
     page(
         StatusCode::OK,
-        layout(&st, &signed, "Pending deletion", body),
+        layout(&st, &signed, &lang.t("pending-title"), body),
     )
+}
+
+/// The table of users pending deletion; for an administrator, with a box to tick on each
+/// row and the button to the bulk purge's confirmation.
+fn pending_form(st: &WebState, signed: &Signed, rows: &[UserRow]) -> Markup {
+    let lang = signed.viewer.lang;
+    let admin = signed.role == Role::Admin;
+    html! {
+        form method="post" action="/admin/pending/confirm" {
+            (csrf(signed))
+            table {
+                thead { tr {
+                    @if admin { th scope="col" { span.visually-hidden { (lang.t("pending-select")) } } }
+                    th scope="col" { "userName" } th scope="col" { "externalId" }
+                    th scope="col" { (lang.t("pending-since")) }
+                    th scope="col" { (lang.t("pending-purged-on")) }
+                } }
+                tbody { @for r in rows { tr {
+                    @if admin { td {
+                        input type="checkbox" name="id" value=(r.id) id={ "pick-" (r.id) }
+                            aria-label=(lang.ta("pending-select-user", &[("user", (&r.user_name).into())]));
+                    } }
+                    td { a href={ "/admin/users/" (r.id) } { (r.user_name) } }
+                    td { (r.external_id.as_deref().unwrap_or("")) }
+                    td { (pages::when(r.pending_since.as_deref().unwrap_or(""))) }
+                    td { (pages::when(&purge_day(st, r.pending_since.as_deref()))) }
+                } } }
+            }
+            @if admin { div { button type="submit" { (lang.t("pending-purge-selected")) } } }
+        }
+    }
 }
 
 /// The ids and form token of a bulk form (`id` repeats, one per ticked user).
@@ -140,17 +154,19 @@ pub async fn confirm(State(st): State<WebState>, signed: Signed, body: String) -
     if rows.is_empty() {
         return see_other_to("/admin/pending".to_string());
     }
+    let lang = signed.viewer.lang;
+    let n = &[("n", rows.len().into())];
     let body = html! {
-        p { "These users are deleted for good now, before the retention period ends. This cannot be undone." }
+        p { (lang.t("pending-confirm-explain")) }
         ul { @for r in &rows { li { (r.user_name) } } }
         form method="post" action="/admin/pending/purge" {
             (csrf(&signed))
             @for r in &rows { input type="hidden" name="id" value=(r.id); }
-            button type="submit" { "Purge " (rows.len()) " user(s)" }
-            a href="/admin/pending" { "Cancel" }
+            button type="submit" { (lang.ta("pending-purge-button", n)) }
+            a href="/admin/pending" { (lang.t("console-cancel")) }
         }
     };
-    let title = format!("Purge {} user(s)?", rows.len());
+    let title = lang.ta("pending-confirm-title", n);
     page(StatusCode::OK, layout(&st, &signed, &title, body))
 }
 

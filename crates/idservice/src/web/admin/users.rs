@@ -17,6 +17,7 @@ use crate::domain::users::{
     self as du, ConsoleAction, STATE_ACTIVE, STATE_DISABLED, STATE_PENDING,
 };
 use crate::domain::{fmt_time, now};
+use crate::i18n::Lang;
 use crate::store::console::{self as sc, StateFilter, UserQuery};
 use crate::store::users::{self as su, UserRow};
 use crate::web::WebState;
@@ -61,35 +62,39 @@ impl Action {
         }
     }
 
-    /// The button's text.
+    /// The text key of the link's and the button's text.
     fn label(self) -> &'static str {
         match self {
-            Action::Disable => "Disable",
-            Action::Enable => "Enable",
-            Action::Unlock => "Unlock",
-            Action::SendReset => "Send reset email",
-            Action::Restore => "Restore",
-            Action::Purge => "Purge now",
+            Action::Disable => "users-action-disable",
+            Action::Enable => "users-action-enable",
+            Action::Unlock => "users-action-unlock",
+            Action::SendReset => "users-action-send-reset",
+            Action::Restore => "users-action-restore",
+            Action::Purge => "users-action-purge",
         }
     }
 
-    /// What the confirmation page says the action does.
+    /// The text key of what the confirmation page says the action does.
     fn consequence(self) -> &'static str {
         match self {
-            Action::Disable => {
-                "The user can no longer sign in; their sessions and reset links end. A directory sync that owns the user may enable them again."
-            }
-            Action::Enable => "The user can sign in again.",
-            Action::Unlock => "The sign-in lockout after failed attempts ends now.",
-            Action::SendReset => {
-                "A single-use link to set a new password is sent to the user's email addresses."
-            }
-            Action::Restore => {
-                "The user leaves pending deletion and is active again, with their groups."
-            }
-            Action::Purge => {
-                "The user is deleted for good now, before the retention period ends. This cannot be undone."
-            }
+            Action::Disable => "users-consequence-disable",
+            Action::Enable => "users-consequence-enable",
+            Action::Unlock => "users-consequence-unlock",
+            Action::SendReset => "users-consequence-send-reset",
+            Action::Restore => "users-consequence-restore",
+            Action::Purge => "users-consequence-purge",
+        }
+    }
+
+    /// The text key of the confirmation page's title (argument `user`).
+    fn confirm_title(self) -> &'static str {
+        match self {
+            Action::Disable => "users-confirm-disable",
+            Action::Enable => "users-confirm-enable",
+            Action::Unlock => "users-confirm-unlock",
+            Action::SendReset => "users-confirm-send-reset",
+            Action::Restore => "users-confirm-restore",
+            Action::Purge => "users-confirm-purge",
         }
     }
 
@@ -140,12 +145,13 @@ fn state_filter(s: &str) -> Option<StateFilter> {
     })
 }
 
+/// The state filter's choices: (value, text key).
 const STATE_CHOICES: [(&str, &str); 5] = [
-    ("", "Any state"),
-    ("active", "Active"),
-    ("disabled", "Disabled"),
-    ("locked", "Locked"),
-    ("pendingDeletion", "Pending deletion"),
+    ("", "users-state-any"),
+    ("active", "users-state-active"),
+    ("disabled", "users-state-disabled"),
+    ("locked", "users-state-locked"),
+    ("pendingDeletion", "users-state-pending"),
 ];
 
 /// `GET /admin/users`.
@@ -154,6 +160,7 @@ pub async fn list(
     signed: Signed,
     Query(p): Query<ListParams>,
 ) -> Response {
+    let lang = signed.viewer.lang;
     let prefix = p.q.as_deref().unwrap_or("").trim().to_string();
     let state_key = p.state.as_deref().unwrap_or("");
     let Some(state) = state_filter(state_key) else {
@@ -162,8 +169,8 @@ pub async fn list(
             &signed.viewer,
             Some(&signed),
             StatusCode::BAD_REQUEST,
-            "Users",
-            "Unknown state filter.",
+            &lang.t("users-title"),
+            &lang.t("users-unknown-state-filter"),
         );
     };
     let at = now();
@@ -190,21 +197,26 @@ pub async fn list(
                 .map(|r| page_link(&prefix, state_key, &r.user_name_lc))
         })
         .flatten();
-    let done = p.done.as_deref().and_then(done_message);
+    let done = p.done.as_deref().and_then(done_message).map(|k| lang.t(k));
     let body = html! {
-        (message(done))
-        (search_form(&prefix, state_key))
+        (message(done.as_deref()))
+        (search_form(lang, &prefix, state_key))
         @if rows.is_empty() {
-            p { "No users match." }
+            p { (lang.t("users-none-match")) }
         } @else {
-            (users_table(&rows))
+            (users_table(lang, &rows))
         }
         p.actions {
-            @if p.after.is_some() { a href=(page_link(&prefix, state_key, "")) { "First page" } }
-            @if let Some(n) = next { a href=(n) rel="next" { "Next page" } }
+            @if p.after.is_some() {
+                a href=(page_link(&prefix, state_key, "")) { (lang.t("users-first-page")) }
+            }
+            @if let Some(n) = next { a href=(n) rel="next" { (lang.t("users-next-page")) } }
         }
     };
-    page(StatusCode::OK, layout(&st, &signed, "Users", body))
+    page(
+        StatusCode::OK,
+        layout(&st, &signed, &lang.t("users-title"), body),
+    )
 }
 
 /// The list's address with these parameters (`after` empty: the first page).
@@ -221,22 +233,22 @@ fn page_link(prefix: &str, state: &str, after: &str) -> String {
     }
 }
 
-fn search_form(prefix: &str, state: &str) -> Markup {
+fn search_form(lang: Lang, prefix: &str, state: &str) -> Markup {
     html! {
         form.search method="get" action="/admin/users" role="search" {
             div {
-                label for="q" { "userName, name, email or externalId starts with" }
+                label for="q" { (lang.t("users-search-label")) }
                 input #q name="q" type="search" value=(prefix);
             }
             div {
-                label for="state" { "State" }
+                label for="state" { (lang.t("users-state")) }
                 select #state name="state" {
-                    @for (value, text) in STATE_CHOICES {
-                        option value=(value) selected[value == state] { (text) }
+                    @for (value, key) in STATE_CHOICES {
+                        option value=(value) selected[value == state] { (lang.t(key)) }
                     }
                 }
             }
-            div { button type="submit" { "Search" } }
+            div { button type="submit" { (lang.t("users-search")) } }
         }
     }
 }
@@ -250,13 +262,16 @@ fn first_email(r: &Value) -> &str {
     r["emails"][0]["value"].as_str().unwrap_or("")
 }
 
-fn users_table(rows: &[UserRow]) -> Markup {
+fn users_table(lang: Lang, rows: &[UserRow]) -> Markup {
     html! {
         table {
-            caption.visually-hidden { "Users" }
+            caption.visually-hidden { (lang.t("users-title")) }
             thead { tr {
-                th scope="col" { "userName" } th scope="col" { "Name" } th scope="col" { "Email" }
-                th scope="col" { "externalId" } th scope="col" { "State" }
+                th scope="col" { "userName" }
+                th scope="col" { (lang.t("users-name")) }
+                th scope="col" { (lang.t("users-email")) }
+                th scope="col" { "externalId" }
+                th scope="col" { (lang.t("users-state")) }
             } }
             tbody {
                 @for row in rows {
@@ -266,7 +281,7 @@ fn users_table(rows: &[UserRow]) -> Markup {
                         td { (r["displayName"].as_str().unwrap_or("")) }
                         td { (first_email(&r)) }
                         td { (row.external_id.as_deref().unwrap_or("")) }
-                        td class={ "state-" (row.state) } { (state_text(&row.state)) }
+                        td class={ "state-" (row.state) } { (state_text(lang, &row.state)) }
                     }
                 }
             }
@@ -274,29 +289,38 @@ fn users_table(rows: &[UserRow]) -> Markup {
     }
 }
 
-fn state_text(state: &str) -> &str {
+/// A user's state as the viewer reads it (a state the console does not know: as stored).
+fn state_text(lang: Lang, state: &str) -> String {
     match state {
-        STATE_ACTIVE => "Active",
-        STATE_DISABLED => "Disabled",
-        STATE_PENDING => "Pending deletion",
-        other => other,
+        STATE_ACTIVE => lang.t("users-state-active"),
+        STATE_DISABLED => lang.t("users-state-disabled"),
+        STATE_PENDING => lang.t("users-state-pending"),
+        other => other.to_string(),
     }
 }
 
-/// The note shown after an action (`?done=`).
+/// A linked account's state as the viewer reads it (an unknown one: as stored).
+fn link_state_text(lang: Lang, state: &str) -> String {
+    match state {
+        crate::outbound::LINKED => lang.t("users-link-linked"),
+        crate::outbound::BLOCKED => lang.t("users-link-blocked"),
+        crate::outbound::FAILED => lang.t("users-link-failed"),
+        other => other.to_string(),
+    }
+}
+
+/// The text key of the note shown after an action (`?done=`).
 fn done_message(done: &str) -> Option<&'static str> {
     Some(match done {
-        "disable" => "The user was disabled.",
-        "enable" => "The user was enabled.",
-        "unlock" => "The user was unlocked.",
-        "send-reset" => "A reset email was queued.",
-        "restore" => "The user was restored.",
-        "purge" => "The user was purged.",
-        "reset-no-address" => "No reset email was sent: the user has no email address.",
-        "reset-email-off" => {
-            "No reset email was sent: email is off (no smtp in the configuration)."
-        }
-        "reset-cannot-sign-in" => "No reset email was sent: the user cannot sign in.",
+        "disable" => "users-done-disable",
+        "enable" => "users-done-enable",
+        "unlock" => "users-done-unlock",
+        "send-reset" => "users-done-send-reset",
+        "restore" => "users-done-restore",
+        "purge" => "users-done-purge",
+        "reset-no-address" => "users-done-reset-no-address",
+        "reset-email-off" => "users-done-reset-email-off",
+        "reset-cannot-sign-in" => "users-done-reset-cannot-sign-in",
         _ => return None,
     })
 }
@@ -349,19 +373,20 @@ pub async fn show(
         Ok(None) => return not_found(&st, &signed),
         Err(e) => return pages::db_error(&st, &signed, &e),
     };
-    let done = p.done.as_deref().and_then(done_message);
+    let lang = signed.viewer.lang;
+    let done = p.done.as_deref().and_then(done_message).map(|k| lang.t(k));
     let body = html! {
-        (message(done))
-        (attributes(&st, &view))
+        (message(done.as_deref()))
+        (attributes(&st, lang, &view))
         (action_links(&signed, &view))
-        h2 { "Groups" }
-        @if view.groups.is_empty() { p { "None." } } @else {
+        h2 { (lang.t("users-groups")) }
+        @if view.groups.is_empty() { p { (lang.t("users-groups-none")) } } @else {
             ul { @for (_, name) in &view.groups { li { (name) } } }
         }
-        h2 { "State history" }
-        (history_table(&view.history))
-        h2 { "Linked accounts" }
-        (links_table(&view.links))
+        h2 { (lang.t("users-state-history")) }
+        (history_table(lang, &view.history))
+        h2 { (lang.t("users-linked-accounts")) }
+        (links_table(lang, &view.links))
     };
     page(
         StatusCode::OK,
@@ -370,47 +395,61 @@ pub async fn show(
 }
 
 fn not_found(st: &WebState, signed: &Signed) -> Response {
+    let lang = signed.viewer.lang;
     pages::error_page(
         st,
         &signed.viewer,
         Some(signed),
         StatusCode::NOT_FOUND,
-        "No such user",
-        "There is no user with this id (it may have been purged).",
+        &lang.t("users-not-found-title"),
+        &lang.t("users-not-found"),
     )
 }
 
-fn attributes(st: &WebState, v: &UserView) -> Markup {
+fn attributes(st: &WebState, lang: Lang, v: &UserView) -> Markup {
     let r = resource(&v.row);
+    html! {
+        dl {
+            dt { "userName" } dd { (v.row.user_name) }
+            dt { (lang.t("users-state")) }
+            dd class={ "state-" (v.row.state) } { (state_text(lang, &v.row.state)) }
+            (pending_and_lock(st, lang, v))
+            dt { "externalId" } dd { (v.row.external_id.as_deref().unwrap_or("")) }
+            dt { "displayName" } dd { (r["displayName"].as_str().unwrap_or("")) }
+            dt { (lang.t("users-name")) } dd { (r["name"]["formatted"].as_str().unwrap_or("")) " "
+                (r["name"]["familyName"].as_str().unwrap_or("")) " "
+                (r["name"]["givenName"].as_str().unwrap_or("")) }
+            dt { (lang.t("users-emails")) } dd {
+                @for e in r["emails"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                    @let address = e["value"].as_str().unwrap_or("");
+                    @if e["primary"] == Value::Bool(true) {
+                        (lang.ta("users-email-primary", &[("email", address.into())]))
+                    } @else { (address) }
+                    br;
+                }
+            }
+            dt { "id" } dd { code { (v.row.id) } }
+            dt { (lang.t("users-created")) } dd { (pages::when(&v.row.created)) }
+            dt { (lang.t("users-last-modified")) } dd { (pages::when(&v.row.last_modified)) }
+        }
+    }
+}
+
+/// The attributes of a user pending deletion (since when, the day the retention period
+/// purges them) and of a locked one (until when).
+fn pending_and_lock(st: &WebState, lang: Lang, v: &UserView) -> Markup {
     let purge_on = v.row.pending_since.as_deref().and_then(|since| {
         chrono::DateTime::parse_from_rfc3339(since)
             .ok()
             .map(|t| fmt_time(t.to_utc() + chrono::Duration::days(st.svc.retention_days)))
     });
     html! {
-        dl {
-            dt { "userName" } dd { (v.row.user_name) }
-            dt { "State" } dd class={ "state-" (v.row.state) } { (state_text(&v.row.state)) }
-            @if let Some(since) = &v.row.pending_since {
-                dt { "Pending since" } dd { (since) }
-                dt { "Purged on" } dd { (purge_on.as_deref().unwrap_or("")) }
-            }
-            @if let Some(until) = &v.locked_until { dt { "Locked until" } dd { (until) } }
-            dt { "externalId" } dd { (v.row.external_id.as_deref().unwrap_or("")) }
-            dt { "displayName" } dd { (r["displayName"].as_str().unwrap_or("")) }
-            dt { "Name" } dd { (r["name"]["formatted"].as_str().unwrap_or("")) " "
-                (r["name"]["familyName"].as_str().unwrap_or("")) " "
-                (r["name"]["givenName"].as_str().unwrap_or("")) }
-            dt { "Emails" } dd {
-                @for e in r["emails"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
-                    (e["value"].as_str().unwrap_or(""))
-                    @if e["primary"] == Value::Bool(true) { " (primary)" }
-                    br;
-                }
-            }
-            dt { "id" } dd { code { (v.row.id) } }
-            dt { "Created" } dd { (v.row.created) }
-            dt { "Last modified" } dd { (v.row.last_modified) }
+        @if let Some(since) = &v.row.pending_since {
+            dt { (lang.t("users-pending-since")) } dd { (pages::when(since)) }
+            dt { (lang.t("users-purged-on")) } dd { (pages::when(purge_on.as_deref().unwrap_or(""))) }
+        }
+        @if let Some(until) = &v.locked_until {
+            dt { (lang.t("users-locked-until")) } dd { (pages::when(until)) }
         }
     }
 }
@@ -423,40 +462,51 @@ fn action_links(signed: &Signed, v: &UserView) -> Markup {
         p.actions {
             @for a in Action::ALL {
                 @if a.fits(&v.row, locked) && pages::allowed(signed.role, a.as_str()) {
-                    a href={ "/admin/users/" (v.row.id) "/" (a.as_str()) } { (a.label()) }
+                    a href={ "/admin/users/" (v.row.id) "/" (a.as_str()) } {
+                        (signed.viewer.lang.t(a.label()))
+                    }
                 }
             }
         }
     }
 }
 
-fn history_table(history: &[su::StateChange]) -> Markup {
+fn history_table(lang: Lang, history: &[su::StateChange]) -> Markup {
     html! {
-        @if history.is_empty() { p { "No changes recorded (created active)." } } @else {
+        @if history.is_empty() { p { (lang.t("users-history-empty")) } } @else {
             table {
-                thead { tr { th scope="col" { "When" } th scope="col" { "From" } th scope="col" { "To" } } }
+                thead { tr {
+                    th scope="col" { (lang.t("users-history-when")) }
+                    th scope="col" { (lang.t("users-history-from")) }
+                    th scope="col" { (lang.t("users-history-to")) }
+                } }
                 tbody { @for h in history { tr {
-                    td { (h.at) }
-                    td { (h.from_state.as_deref().map(state_text).unwrap_or("(created)")) }
-                    td { (state_text(&h.to_state)) }
+                    td { (pages::when(&h.at)) }
+                    td { (h.from_state.as_deref().map_or_else(
+                        || lang.t("users-history-created"),
+                        |s| state_text(lang, s),
+                    )) }
+                    td { (state_text(lang, &h.to_state)) }
                 } } }
             }
         }
     }
 }
 
-fn links_table(links: &[crate::store::apps::LinkRow]) -> Markup {
+fn links_table(lang: Lang, links: &[crate::store::apps::LinkRow]) -> Markup {
     html! {
-        @if links.is_empty() { p { "No linked applications." } } @else {
+        @if links.is_empty() { p { (lang.t("users-links-empty")) } } @else {
             table {
                 thead { tr {
-                    th scope="col" { "Application" } th scope="col" { "Account" }
-                    th scope="col" { "Link state" } th scope="col" { "Last error" }
+                    th scope="col" { (lang.t("users-link-application")) }
+                    th scope="col" { (lang.t("users-link-account")) }
+                    th scope="col" { (lang.t("users-link-state")) }
+                    th scope="col" { (lang.t("users-link-last-error")) }
                 } }
                 tbody { @for l in links { tr {
                     td { (l.app) }
                     td { (l.downstream_id.as_deref().unwrap_or("")) }
-                    td { (l.state) }
+                    td { (link_state_text(lang, &l.state)) }
                     td { (l.last_error.as_deref().unwrap_or("")) }
                 } } }
             }
@@ -471,14 +521,15 @@ async fn prepare(
     id: &str,
     action: &str,
 ) -> Result<(Action, UserView), Response> {
+    let lang = signed.viewer.lang;
     let Some(a) = Action::parse(action) else {
         return Err(pages::error_page(
             st,
             &signed.viewer,
             Some(signed),
             StatusCode::NOT_FOUND,
-            "No such action",
-            "The console has no such action.",
+            &lang.t("users-no-such-action-title"),
+            &lang.t("users-no-such-action"),
         ));
     };
     signed.require(st, a.role()).map_err(|r| *r)?;
@@ -488,18 +539,23 @@ async fn prepare(
         Err(e) => return Err(pages::db_error(st, signed, &e)),
     };
     if !a.fits(&view.row, view.locked_until.is_some()) {
+        let label = lang.t(a.label());
+        let state = state_text(lang, &view.row.state).to_lowercase();
+        let msg = lang.ta(
+            "users-not-applicable",
+            &[
+                ("action", (&label).into()),
+                ("user", (&view.row.user_name).into()),
+                ("state", (&state).into()),
+            ],
+        );
         return Err(pages::error_page(
             st,
             &signed.viewer,
             Some(signed),
             StatusCode::CONFLICT,
-            "Not possible now",
-            &format!(
-                "{} does not apply to {}, who is {}.",
-                a.label(),
-                view.row.user_name,
-                state_text(&view.row.state).to_lowercase()
-            ),
+            &lang.t("users-not-possible-title"),
+            &msg,
         ));
     }
     Ok((a, view))
@@ -515,14 +571,15 @@ pub async fn confirm(
         Ok(x) => x,
         Err(r) => return r,
     };
+    let lang = signed.viewer.lang;
     let user_page = format!("/admin/users/{}", view.row.id);
     pages::confirm_page(
         &st,
         &signed,
-        &format!("{} {}?", a.label(), view.row.user_name),
-        html! { p { (a.consequence()) } },
+        &lang.ta(a.confirm_title(), &[("user", (&view.row.user_name).into())]),
+        html! { p { (lang.t(a.consequence())) } },
         &format!("{user_page}/{}", a.as_str()),
-        a.label(),
+        &lang.t(a.label()),
         &user_page,
     )
 }
@@ -557,7 +614,7 @@ pub async fn act(
                 &signed.viewer,
                 Some(&signed),
                 status,
-                "Not possible now",
+                &signed.viewer.lang.t("users-not-possible-title"),
                 &e.detail,
             );
         }
