@@ -6,14 +6,16 @@
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use maud::html;
+use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::pages::{self, layout, message};
+use super::pages::{self, MARK, layout, message, with_code};
 use super::{Signed, page, see_other_to};
 use crate::domain::admins::Role;
+use crate::i18n::Lang;
 use crate::outbound::relink::account_to_purge;
 use crate::outbound::{FAILED, apps};
+use crate::store::apps::{AppRow, LinkRow};
 use crate::web::WebState;
 
 fn failure(st: &WebState, signed: &Signed, e: &crate::outbound::Error) -> Response {
@@ -23,7 +25,7 @@ fn failure(st: &WebState, signed: &Signed, e: &crate::outbound::Error) -> Respon
         &signed.viewer,
         Some(signed),
         StatusCode::INTERNAL_SERVER_ERROR,
-        "Linked applications",
+        &signed.viewer.lang.t("console-nav-apps"),
         &e.to_string(),
     )
 }
@@ -48,62 +50,81 @@ pub async fn list(
         Err(e) => return failure(&st, &signed, &e),
     };
     let failed: Vec<_> = links.iter().filter(|l| l.state == FAILED).collect();
-    let admin = signed.role == Role::Admin;
+    let lang = signed.viewer.lang;
+    let done = (p.done.as_deref() == Some("purged")).then(|| lang.t("apps-purged-notice"));
     let body = html! {
-        (message((p.done.as_deref() == Some("purged")).then_some(
-            "The account was deleted; the application's failed links are queued again.",
-        )))
+        (message(done.as_deref()))
         @if listed.is_empty() {
-            p { "No linked applications. Add one with " code { "idservice apps add" } "." }
+            p { (with_code(&lang.ta("apps-none", &[("command", MARK.into())]), "idservice apps add")) }
         } @else {
-            table {
-                thead { tr {
-                    th scope="col" { "Application" } th scope="col" { "URL" }
-                    th scope="col" { "Licence" } th scope="col" { "Users linked" }
-                    th scope="col" { "Queue" } th scope="col" { "Status" }
-                } }
-                tbody { @for (a, backlog) in &listed { tr {
-                    td { (a.name) }
-                    td { (a.url) }
-                    td { (a.licence.as_deref().unwrap_or("")) }
-                    td { (a.groups.as_deref().map_or("every user".to_string(), |g| format!("members of {g}"))) }
-                    td { (backlog) }
-                    td {
-                        @if let Some(e) = &a.last_error {
-                            strong.warn-text { "Held: " } (e) " (" (a.last_error_at.as_deref().unwrap_or("")) ")"
-                        } @else { "OK" }
-                    }
-                } } }
-            }
+            (apps_table(lang, &listed))
         }
-        h2 { "Failed links" }
-        @if failed.is_empty() { p { "None." } } @else {
-            table {
-                thead { tr {
-                    th scope="col" { "Application" } th scope="col" { "User" }
-                    th scope="col" { "Error" } th scope="col" { "Fix" }
-                } }
-                tbody { @for l in &failed { tr {
-                    td { (l.app) }
-                    td { a href={ "/admin/users/" (l.user_id) } { (l.user_name) } }
-                    td { (l.last_error.as_deref().unwrap_or("")) }
-                    td {
-                        @if let Some(account) = l.last_error.as_deref().and_then(account_to_purge) {
-                            @if admin {
-                                a href={ "/admin/apps/" (l.app) "/accounts/" (account) "/purge" } {
-                                    "Delete account " (account)
-                                }
-                            }
-                        }
-                    }
-                } } }
-            }
+        h2 { (lang.t("apps-failed-links")) }
+        @if failed.is_empty() { p { (lang.t("apps-none-failed")) } } @else {
+            (failed_table(lang, &failed, signed.role == Role::Admin))
         }
     };
     page(
         StatusCode::OK,
-        layout(&st, &signed, "Linked applications", body),
+        layout(&st, &signed, &lang.t("console-nav-apps"), body),
     )
+}
+
+/// The applications, each with its queue depth (backlog).
+fn apps_table(lang: Lang, listed: &[(AppRow, i64)]) -> Markup {
+    let t = |key: &str| lang.t(key);
+    html! {
+        table {
+            thead { tr {
+                th scope="col" { (t("apps-application")) } th scope="col" { (t("apps-url")) }
+                th scope="col" { (t("apps-licence")) } th scope="col" { (t("apps-users-linked")) }
+                th scope="col" { (t("apps-queue")) } th scope="col" { (t("apps-status")) }
+            } }
+            tbody { @for (a, backlog) in listed { tr {
+                td { (a.name) }
+                td { (a.url) }
+                td { (a.licence.as_deref().unwrap_or("")) }
+                td { (a.groups.as_deref().map_or_else(
+                    || t("apps-every-user"),
+                    |g| lang.ta("apps-members-of", &[("group", g.into())]),
+                )) }
+                td { (backlog) }
+                td {
+                    @if let Some(e) = &a.last_error {
+                        strong.warn-text { (t("apps-held")) } " " (e)
+                        " (" (pages::when(a.last_error_at.as_deref().unwrap_or(""))) ")"
+                    } @else { (t("apps-ok")) }
+                }
+            } } }
+        }
+    }
+}
+
+/// The failed links, with the fix of a refused one for the admin role.
+fn failed_table(lang: Lang, failed: &[&LinkRow], admin: bool) -> Markup {
+    let t = |key: &str| lang.t(key);
+    html! {
+        table {
+            thead { tr {
+                th scope="col" { (t("apps-application")) } th scope="col" { (t("apps-user")) }
+                th scope="col" { (t("apps-error")) } th scope="col" { (t("apps-fix")) }
+            } }
+            tbody { @for l in failed { tr {
+                td { (l.app) }
+                td { a href={ "/admin/users/" (l.user_id) } { (l.user_name) } }
+                td { (l.last_error.as_deref().unwrap_or("")) }
+                td {
+                    @if let Some(account) = l.last_error.as_deref().and_then(account_to_purge) {
+                        @if admin {
+                            a href={ "/admin/apps/" (l.app) "/accounts/" (account) "/purge" } {
+                                (lang.ta("apps-delete-account", &[("account", account.into())]))
+                            }
+                        }
+                    }
+                }
+            } } }
+        }
+    }
 }
 
 /// `GET /admin/apps/{app}/accounts/{account}/purge`: the confirmation step.
@@ -115,14 +136,19 @@ pub async fn confirm_purge(
     if let Err(r) = signed.require(&st, Role::Admin) {
         return *r;
     }
+    let lang = signed.viewer.lang;
+    let names = [("account", (&account).into()), ("app", (&app).into())];
+    let consequence = lang.ta(
+        "apps-purge-consequence",
+        &[("account", MARK.into()), ("app", (&app).into())],
+    );
     pages::confirm_page(
         &st,
         &signed,
-        &format!("Delete account {account} in {app}?"),
-        html! { p { "The account " code { (account) } " is deleted in " (app)
-        " for good, and the application's failed links are tried again." } },
+        &lang.ta("apps-purge-title", &names),
+        html! { p { (with_code(&consequence, &account)) } },
         &format!("/admin/apps/{app}/accounts/{account}/purge"),
-        "Delete the account",
+        &lang.t("apps-purge-button"),
         "/admin/apps",
     )
 }

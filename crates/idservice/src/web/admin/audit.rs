@@ -35,23 +35,28 @@ pub async fn list(
     let older = (rows.len() as i64 == PAGE)
         .then(|| rows.last().map(|r| r.seq))
         .flatten();
+    let lang = signed.viewer.lang;
+    let t = |key: &str| lang.t(key);
     let body = html! {
-        @if rows.is_empty() { p { "No actions yet." } } @else {
+        @if rows.is_empty() { p { (t("audit-none")) } } @else {
             table {
                 thead { tr {
-                    th scope="col" { "When" } th scope="col" { "Administrator" }
-                    th scope="col" { "Action" } th scope="col" { "On" }
-                    th scope="col" { "Result" } th scope="col" { "From" }
+                    th scope="col" { (t("audit-when")) } th scope="col" { (t("audit-admin")) }
+                    th scope="col" { (t("audit-action")) } th scope="col" { (t("audit-on")) }
+                    th scope="col" { (t("audit-result")) } th scope="col" { (t("audit-from")) }
                 } }
                 tbody { @for r in &rows { tr {
-                    td { (r.at) } td { (r.admin) } td { (r.action) }
+                    td { (pages::when(&r.at)) } td { (r.admin) } td { (r.action) }
                     td { (r.target.as_deref().unwrap_or("")) }
                     td { (r.detail.as_deref().unwrap_or("")) }
                     td { (r.address.as_deref().unwrap_or("")) }
                 } } }
             }
         }
-        @if let Some(seq) = older { p { a href={ "/admin/audit?before=" (seq) } { "Older" } } }
+        @if let Some(seq) = older { p { a href={ "/admin/audit?before=" (seq) } { (t("audit-older")) } } }
     };
-    page(StatusCode::OK, layout(&st, &signed, "Audit log", body))
+    page(
+        StatusCode::OK,
+        layout(&st, &signed, &t("console-nav-audit"), body),
+    )
 }

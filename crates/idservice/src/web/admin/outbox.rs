@@ -44,45 +44,77 @@ pub async fn list(
     };
     let count = |s: &str| counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
     let admin = signed.role == Role::Admin;
+    let lang = signed.viewer.lang;
+    let t = |key: &str| lang.t(key);
+    let done = (p.done.as_deref() == Some("retried")).then(|| t("outbox-retried-notice"));
+    let totals = lang.ta(
+        "outbox-counts",
+        &[
+            ("queued", count("queued").into()),
+            ("sent", count("sent").into()),
+            ("failed", count("failed").into()),
+        ],
+    );
     let body = html! {
-        (message((p.done.as_deref() == Some("retried")).then_some("The message is due now; the sender tries it next.")))
+        (message(done.as_deref()))
         @if !st.mail.enabled() {
-            p.warn role="alert" { "Email is off: the configuration has no smtp section, so nothing is queued." }
+            p.warn role="alert" { (t("outbox-mail-off")) }
         }
-        p { (count("queued")) " waiting, " (count("sent")) " sent, " (count("failed")) " given up." }
-        h2 { "Waiting" }
+        p { (totals) }
+        h2 { (t("outbox-waiting")) }
         (rows_table(&signed, &queued, admin, true))
-        h2 { "Given up" }
-        p { "A message given up no longer has its body (it may have held a reset link) and cannot be sent again; a user who needs a reset link asks for a new one, or send one from the user's page." }
+        h2 { (t("outbox-given-up")) }
+        p { (t("outbox-given-up-explain")) }
         (rows_table(&signed, &failed, false, false))
     };
-    page(StatusCode::OK, layout(&st, &signed, "Email outbox", body))
+    page(
+        StatusCode::OK,
+        layout(&st, &signed, &t("console-nav-outbox"), body),
+    )
 }
 
 fn rows_table(signed: &Signed, rows: &[Listed], retry: bool, waiting: bool) -> Markup {
+    let lang = signed.viewer.lang;
+    let t = |key: &str| lang.t(key);
     html! {
-        @if rows.is_empty() { p { "None." } } @else {
+        @if rows.is_empty() { p { (t("outbox-none")) } } @else {
             table {
                 thead { tr {
-                    th scope="col" { "Queued" } th scope="col" { "Kind" } th scope="col" { "To" }
-                    th scope="col" { "Subject" } th scope="col" { "Attempts" }
-                    th scope="col" { @if waiting { "Next try" } @else { "Given up" } }
-                    th scope="col" { "Last error" }
-                    @if retry { th scope="col" { "Action" } }
+                    th scope="col" { (t("outbox-queued")) } th scope="col" { (t("outbox-kind")) }
+                    th scope="col" { (t("outbox-to")) } th scope="col" { (t("outbox-subject")) }
+                    th scope="col" { (t("outbox-attempts")) }
+                    th scope="col" {
+                        @if waiting { (t("outbox-next-try")) } @else { (t("outbox-given-up-at")) }
+                    }
+                    th scope="col" { (t("outbox-last-error")) }
+                    @if retry { th scope="col" { (t("outbox-action")) } }
                 } }
                 tbody { @for r in rows { tr {
-                    td { (r.created) } td { (r.kind) } td { (r.recipient) } td { (r.subject) }
-                    td { (r.attempts) }
-                    td { @if waiting { (r.next_attempt) } @else { (r.done.as_deref().unwrap_or("")) } }
+                    td { (pages::when(&r.created)) } td { (r.kind) } td { (r.recipient) }
+                    td { (r.subject) } td { (r.attempts) }
+                    td {
+                        @if waiting { (pages::when(&r.next_attempt)) }
+                        @else { (pages::when(r.done.as_deref().unwrap_or(""))) }
+                    }
                     td { (r.last_error.as_deref().unwrap_or("")) }
-                    @if retry { td {
-                        form method="post" action={ "/admin/outbox/" (r.id) "/retry" } {
-                            (csrf(signed))
-                            button type="submit" aria-label={ "Retry the message to " (r.recipient) " now" } { "Retry now" }
-                        }
-                    } }
+                    @if retry { td { (retry_form(signed, r)) } }
                 } } }
             }
+        }
+    }
+}
+
+/// The "retry now" button of a waiting message.
+fn retry_form(signed: &Signed, r: &Listed) -> Markup {
+    let lang = signed.viewer.lang;
+    let label = lang.ta(
+        "outbox-retry-label",
+        &[("recipient", (&r.recipient).into())],
+    );
+    html! {
+        form method="post" action={ "/admin/outbox/" (r.id) "/retry" } {
+            (csrf(signed))
+            button type="submit" aria-label=(label) { (lang.t("outbox-retry")) }
         }
     }
 }
@@ -121,8 +153,8 @@ pub async fn retry(
                 &signed.viewer,
                 Some(&signed),
                 StatusCode::CONFLICT,
-                "Email outbox",
-                "This message is no longer waiting (it was sent or given up meanwhile).",
+                &signed.viewer.lang.t("console-nav-outbox"),
+                &signed.viewer.lang.t("outbox-not-waiting"),
             );
         }
         Err(e) => return pages::db_error(&st, &signed, &e),

@@ -87,6 +87,16 @@ pub fn when(stored: &str) -> Markup {
     }
 }
 
+/// Where a sentence's `<code>` part goes: the text of its argument, split out again by
+/// [`with_code`], so that each language puts it where its word order wants it.
+pub const MARK: &str = "\u{1}";
+
+/// `text`, a sentence one of whose arguments was [`MARK`], with `code` as `<code>` there.
+pub fn with_code(text: &str, code: &str) -> Markup {
+    let (before, after) = text.split_once(MARK).unwrap_or((text, ""));
+    html! { (before) code { (code) } (after) }
+}
+
 /// The hidden form token of a signed-in page's forms.
 pub fn csrf(signed: &Signed) -> Markup {
     html! { input type="hidden" name="csrf_token" value=(signed.csrf); }

@@ -10,37 +10,45 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::pages::{self, csrf, layout, message};
+use super::pages::{MARK, with_code};
 use super::{Signed, page, see_other_to};
 use crate::domain::admins::Role;
 use crate::domain::now;
 use crate::domain::tokens::{self, Scope, Scopes};
+use crate::i18n::Lang;
 use crate::mail::checks::warning_threshold;
 use crate::store::admin::{self as sa, TokenRow};
 use crate::store::console as sc;
 use crate::web::WebState;
 
-/// The validity choices of the form.
+/// The validity choices of the form: (value, text key).
 const VALIDITY: [(&str, &str); 5] = [
-    ("30d", "30 days"),
-    ("90d", "90 days"),
-    ("180d", "180 days"),
-    ("365d", "1 year"),
-    ("never", "Never expires"),
+    ("30d", "tokens-validity-30d"),
+    ("90d", "tokens-validity-90d"),
+    ("180d", "tokens-validity-180d"),
+    ("365d", "tokens-validity-365d"),
+    ("never", "tokens-validity-never"),
 ];
 
-/// "Expires in N days" for a token within 30 days of expiry (the owner's warnings), "Expired"
-/// after, nothing otherwise.
-fn expiry_note(t: &TokenRow, now_t: chrono::DateTime<chrono::Utc>) -> Option<String> {
+/// "Expires within N days" for a token within 30 days of expiry (the owner's warnings),
+/// "Expired" after, nothing otherwise.
+fn expiry_note(lang: Lang, t: &TokenRow, now_t: chrono::DateTime<chrono::Utc>) -> Option<String> {
     let expires = chrono::DateTime::parse_from_rfc3339(t.expires.as_deref()?).ok()?;
     let remaining = expires.to_utc() - now_t;
     if remaining <= chrono::Duration::zero() {
-        return Some("Expired".into());
+        return Some(lang.t("tokens-expired"));
     }
     let days = warning_threshold(remaining)?;
-    Some(format!(
-        "Expires within {days} day{}",
-        if days == 1 { "" } else { "s" }
-    ))
+    Some(lang.ta("tokens-expires-within", &[("days", days.into())]))
+}
+
+/// The state cell of a token: revoked (when), the expiry warning, or valid.
+fn state(lang: Lang, t: &TokenRow, now_t: chrono::DateTime<chrono::Utc>) -> Markup {
+    html! {
+        @if let Some(r) = &t.revoked { (lang.t("tokens-revoked")) " " (pages::when(r)) }
+        @else if let Some(note) = expiry_note(lang, t, now_t) { strong.warn-text { (note) } }
+        @else { (lang.t("tokens-valid")) }
+    }
 }
 
 async fn tokens_page(
@@ -57,45 +65,60 @@ async fn tokens_page(
         Ok(r) => r,
         Err(e) => return pages::db_error(st, signed, &e),
     };
-    let now_t = chrono::Utc::now();
+    let lang = signed.viewer.lang;
     let body = html! {
         @if let Some(n) = notice { (n) }
+        (tokens_table(signed, &rows))
+        @if signed.role == Role::Admin { (create_form(signed)) }
+    };
+    page(
+        status,
+        layout(st, signed, &lang.t("console-nav-tokens"), body),
+    )
+}
+
+/// The tokens, with a revoke link each for the admin role.
+fn tokens_table(signed: &Signed, rows: &[TokenRow]) -> Markup {
+    let lang = signed.viewer.lang;
+    let t = |key: &str| lang.t(key);
+    let admin = signed.role == Role::Admin;
+    let now_t = chrono::Utc::now();
+    html! {
         table {
             thead { tr {
-                th scope="col" { "id" } th scope="col" { "Scopes" } th scope="col" { "Owner" }
-                th scope="col" { "Created" } th scope="col" { "Expires" } th scope="col" { "State" }
-                @if signed.role == Role::Admin { th scope="col" { "Action" } }
+                th scope="col" { (t("tokens-id")) } th scope="col" { (t("tokens-scopes")) }
+                th scope="col" { (t("tokens-owner")) } th scope="col" { (t("tokens-created")) }
+                th scope="col" { (t("tokens-expires")) } th scope="col" { (t("tokens-state")) }
+                @if admin { th scope="col" { (t("tokens-action")) } }
             } }
-            tbody { @for t in &rows { tr {
-                td { code { (t.id) } }
-                td { (t.scopes.replace(',', ", ")) }
-                td { (t.owner.as_deref().unwrap_or("")) }
-                td { (t.created) }
-                td { (t.expires.as_deref().unwrap_or("never")) }
+            tbody { @for row in rows { tr {
+                td { code { (row.id) } }
+                td { (row.scopes.replace(',', ", ")) }
+                td { (row.owner.as_deref().unwrap_or("")) }
+                td { (pages::when(&row.created)) }
                 td {
-                    @if let Some(r) = &t.revoked { "Revoked " (r) }
-                    @else if let Some(note) = expiry_note(t, now_t) { strong.warn-text { (note) } }
-                    @else { "Valid" }
+                    @if let Some(e) = &row.expires { (pages::when(e)) }
+                    @else { (t("tokens-never")) }
                 }
-                @if signed.role == Role::Admin {
-                    td { @if t.revoked.is_none() {
-                        a href={ "/admin/tokens/" (t.id) "/revoke" } { "Revoke" }
+                td { (state(lang, row, now_t)) }
+                @if admin {
+                    td { @if row.revoked.is_none() {
+                        a href={ "/admin/tokens/" (row.id) "/revoke" } { (t("tokens-revoke")) }
                     } }
                 }
             } } }
         }
-        @if signed.role == Role::Admin { (create_form(signed)) }
-    };
-    page(status, layout(st, signed, "API tokens", body))
+    }
 }
 
 fn create_form(signed: &Signed) -> Markup {
+    let t = |key: &str| signed.viewer.lang.t(key);
     html! {
-        h2 { "Create a token" }
+        h2 { (t("tokens-create-heading")) }
         form method="post" action="/admin/tokens" {
             (csrf(signed))
             fieldset {
-                legend { "Scopes" }
+                legend { (t("tokens-scopes")) }
                 @for s in Scope::ALL {
                     div {
                         input type="checkbox" name="scope" value=(s.as_str()) id={ "scope-" (s.as_str()) };
@@ -103,13 +126,13 @@ fn create_form(signed: &Signed) -> Markup {
                     }
                 }
             }
-            label for="expires" { "Valid for" }
+            label for="expires" { (t("tokens-valid-for")) }
             select #expires name="expires" {
-                @for (v, text) in VALIDITY { option value=(v) selected[v == "90d"] { (text) } }
+                @for (v, key) in VALIDITY { option value=(v) selected[v == "90d"] { (t(key)) } }
             }
-            label for="owner" { "Owner's email (warned before expiry)" }
+            label for="owner" { (t("tokens-owner-email")) }
             input #owner name="owner" type="email";
-            div { button type="submit" { "Create token" } }
+            div { button type="submit" { (t("tokens-create-button")) } }
         }
     }
 }
@@ -125,8 +148,9 @@ pub async fn list(
     signed: Signed,
     axum::extract::Query(p): axum::extract::Query<ListParams>,
 ) -> Response {
-    let note =
-        (p.done.as_deref() == Some("revoked")).then(|| message(Some("The token was revoked.")));
+    let done = (p.done.as_deref() == Some("revoked"))
+        .then(|| signed.viewer.lang.t("tokens-revoked-notice"));
+    let note = done.map(|d| message(Some(&d)));
     tokens_page(&st, &signed, StatusCode::OK, note).await
 }
 
@@ -166,8 +190,8 @@ pub async fn create(State(st): State<WebState>, signed: Signed, body: String) ->
                 &signed.viewer,
                 Some(&signed),
                 StatusCode::BAD_REQUEST,
-                "API tokens",
-                "The form could not be read.",
+                &signed.viewer.lang.t("console-nav-tokens"),
+                &signed.viewer.lang.t("tokens-form-unreadable"),
             );
         }
     };
@@ -177,6 +201,7 @@ pub async fn create(State(st): State<WebState>, signed: Signed, body: String) ->
     if let Err(r) = signed.require(&st, Role::Admin) {
         return *r;
     }
+    let lang = signed.viewer.lang;
     let refuse = |msg: &str| {
         let note = html! { p.warn role="alert" { (msg) } };
         tokens_page(&st, &signed, StatusCode::BAD_REQUEST, Some(note))
@@ -185,11 +210,11 @@ pub async fn create(State(st): State<WebState>, signed: Signed, body: String) ->
     for s in &f.scope {
         match Scope::parse(s) {
             Some(s) => scopes = scopes.with(s),
-            None => return refuse("Unknown scope.").await,
+            None => return refuse(&lang.t("tokens-unknown-scope")).await,
         }
     }
     if scopes == Scopes::default() {
-        return refuse("Choose at least one scope.").await;
+        return refuse(&lang.t("tokens-no-scope")).await;
     }
     let valid_for = match tokens::parse_duration(f.expires.as_deref().unwrap_or("90d")) {
         Ok(v) => v,
@@ -210,13 +235,7 @@ pub async fn create(State(st): State<WebState>, signed: Signed, body: String) ->
     {
         return pages::db_error(&st, &signed, &e);
     }
-    let note = html! {
-        div.msg role="alert" {
-            p { "Token " code { (created.id) } " created. Copy its value now: it is shown only once." }
-            label for="token-value" { "Token value" }
-            input #token-value readonly value=(created.secret) size="60";
-        }
-    };
+    let note = created_note(lang, &created.id, &created.secret);
     let mut resp = tokens_page(&st, &signed, StatusCode::OK, Some(note)).await;
     resp.headers_mut().insert(
         axum::http::header::CACHE_CONTROL,
@@ -234,13 +253,14 @@ pub async fn confirm_revoke(
     if let Err(r) = signed.require(&st, Role::Admin) {
         return *r;
     }
+    let lang = signed.viewer.lang;
     pages::confirm_page(
         &st,
         &signed,
-        &format!("Revoke token {id}?"),
-        html! { p { "Clients using this token are refused from now on. This cannot be undone." } },
+        &lang.ta("tokens-revoke-title", &[("id", (&id).into())]),
+        html! { p { (lang.t("tokens-revoke-consequence")) } },
         &format!("/admin/tokens/{id}/revoke"),
-        "Revoke",
+        &lang.t("tokens-revoke"),
         "/admin/tokens",
     )
 }
@@ -279,8 +299,8 @@ pub async fn revoke(
                 &signed.viewer,
                 Some(&signed),
                 StatusCode::NOT_FOUND,
-                "No such token",
-                "There is no unrevoked token with this id.",
+                &signed.viewer.lang.t("tokens-not-found-title"),
+                &signed.viewer.lang.t("tokens-not-found"),
             );
         }
         Err(e) => return pages::db_error(&st, &signed, &e),
@@ -289,4 +309,16 @@ pub async fn revoke(
         return pages::db_error(&st, &signed, &e);
     }
     see_other_to("/admin/tokens?done=revoked".to_string())
+}
+
+/// The answer to a created token: its id, and its value, shown this once.
+fn created_note(lang: Lang, id: &str, secret: &str) -> Markup {
+    let text = lang.ta("tokens-created-notice", &[("id", MARK.into())]);
+    html! {
+        div.msg role="alert" {
+            p { (with_code(&text, id)) }
+            label for="token-value" { (lang.t("tokens-value")) }
+            input #token-value readonly value=(secret) size="60";
+        }
+    }
 }
