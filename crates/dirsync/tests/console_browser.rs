@@ -520,12 +520,10 @@ fn japanese_user_env() -> (Env, SmtpSink) {
 
 /// The reset link in a mail body.
 fn reset_link(body: &str) -> String {
-    let start = body.find("http").unwrap_or_else(|| panic!("no link in {body}"));
-    body[start..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
+    let start = body
+        .find("http")
+        .unwrap_or_else(|| panic!("no link in {body}"));
+    body[start..].split_whitespace().next().unwrap().to_string()
 }
 
 /// A user whose browser asks for Japanese: the forgot-password page, the reset email (the
@@ -549,17 +547,27 @@ async fn a_japanese_user_resets_a_password_and_signs_in_in_japanese() {
     fill(&c, "username", &gen_user(1)).await;
     submit(&c).await;
     let text = body_text(&c).await;
-    assert!(text.contains("リンクを登録されているメールアドレスに送信しました"), "{text}");
+    assert!(
+        text.contains("リンクを登録されているメールアドレスに送信しました"),
+        "{text}"
+    );
 
     let mails = sink
         .wait_for(1, std::time::Duration::from_secs(30))
         .unwrap();
     assert_eq!(mails[0].subject, "[Example ID] パスワード再設定のご依頼");
-    assert!(mails[0].body.contains("分以内に次のリンクを開いてください"), "{}", mails[0].body);
+    assert!(
+        mails[0].body.contains("分以内に次のリンクを開いてください"),
+        "{}",
+        mails[0].body
+    );
     let link = reset_link(&mails[0].body);
 
     c.goto(&link).await.unwrap();
-    assert_eq!(c.title().await.unwrap(), "新しいパスワードの設定 – Example ID");
+    assert_eq!(
+        c.title().await.unwrap(),
+        "新しいパスワードの設定 – Example ID"
+    );
     assert_accessible(&c, "the reset page in Japanese").await;
     fill(&c, "password", "short").await;
     fill(&c, "confirm", "short").await;
@@ -575,14 +583,23 @@ async fn a_japanese_user_resets_a_password_and_signs_in_in_japanese() {
     let mails = sink
         .wait_for(2, std::time::Duration::from_secs(30))
         .unwrap();
-    assert_eq!(mails[1].subject, "[Example ID] パスワードが再設定されました");
+    assert_eq!(
+        mails[1].subject,
+        "[Example ID] パスワードが再設定されました"
+    );
 
     c.goto(&format!("{root}/signin")).await.unwrap();
     assert_eq!(c.title().await.unwrap(), "サインイン – Example ID");
     fill(&c, "username", &gen_user(1)).await;
     fill(&c, "password", new_password).await;
     submit(&c).await;
-    assert!(c.current_url().await.unwrap().as_str().ends_with("/account"));
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with("/account")
+    );
     let text = body_text(&c).await;
     assert!(
         text.contains(&format!("{} としてサインインしています", gen_user(1))),
@@ -595,7 +612,11 @@ async fn a_japanese_user_resets_a_password_and_signs_in_in_japanese() {
     // the switch: English, and it stays English on the next page
     let english = c.find(Locator::Css("nav.lang a[lang=en]")).await.unwrap();
     click_to_next_page(&c, english).await;
-    assert!(body_text(&c).await.contains(&format!("Signed in as {}", gen_user(1))));
+    assert!(
+        body_text(&c)
+            .await
+            .contains(&format!("Signed in as {}", gen_user(1)))
+    );
     c.goto(&format!("{root}/account")).await.unwrap();
     assert_eq!(c.title().await.unwrap(), "Your account – Example ID");
     c.close().await.unwrap();
@@ -635,15 +656,23 @@ async fn the_console_speaks_japanese_with_times_in_the_viewers_zone() {
         .text()
         .await
         .unwrap();
-    assert!(nav.contains("ユーザー") && nav.contains("監査ログ"), "{nav}");
+    assert!(
+        nav.contains("ユーザー") && nav.contains("監査ログ"),
+        "{nav}"
+    );
     c.goto(&format!(
         "{root}/admin/users/{}",
-        env.target.user(&gen_user(1)).unwrap()["id"].as_str().unwrap()
+        env.target.user(&gen_user(1)).unwrap()["id"]
+            .as_str()
+            .unwrap()
     ))
     .await
     .unwrap();
     assert_accessible(&c, "a user's page in Japanese").await;
-    let times = c.find_all(Locator::Css("main time[datetime]")).await.unwrap();
+    let times = c
+        .find_all(Locator::Css("main time[datetime]"))
+        .await
+        .unwrap();
     assert!(!times.is_empty(), "{}", body_text(&c).await);
     for t in times {
         let shown = t.text().await.unwrap();
