@@ -121,6 +121,11 @@ impl Browser {
         Ok(browser)
     }
 
+    /// chromedriver's process id (the id of its process group too).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn wait_ready(&mut self, port: u16) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -181,12 +186,24 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.child.id())])
-            .status();
+        stop_group(&self.child);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Kills the process group `child` leads (chromedriver and the browsers it started), by the
+/// system call. Not by the `kill` command: Debian 12's procps-ng 4.0.2 reads `kill -KILL -1234`
+/// as `kill(-1, SIGKILL)` — every process the caller may signal — whenever the id starts with
+/// a 1 (seen: it stopped a whole CI run and this machine's shell).
+fn stop_group(child: &Child) {
+    let Some(pid) = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return;
+    };
+    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
 }
 
 /// The axe-core script (`axe.min.js`): `DIRSYNC_AXE_JS`, else where

@@ -111,3 +111,61 @@ fn chromium_with_the_harness_switches_stays_on_loopback() {
          (without the switches: {without})"
     );
 }
+
+/// Whether process `pid` still runs (a zombie counts as gone).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        })
+        .unwrap_or(false)
+}
+
+/// Dropping a `Browser` stops chromedriver and every browser process it started (its process
+/// group), and nothing else: a process of the test's, started before, still runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn stopping_the_browser_stops_its_group_and_nothing_else() {
+    let mut bystander = Command::new("sleep").arg("60").spawn().unwrap();
+    let browser = testenv::Browser::start().unwrap();
+    let driver = browser.pid();
+    let caps = browser.capabilities("en");
+    let client =
+        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&browser.webdriver_url)
+            .await
+            .unwrap();
+    client.goto("about:blank").await.unwrap();
+    let group: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit(')')
+                        .next()?
+                        .split_whitespace()
+                        .nth(2)?
+                        .parse::<u32>()
+                        .ok()
+                })
+                == Some(driver)
+        })
+        .collect();
+    assert!(
+        group.len() > 1,
+        "no browser started in the group: {group:?}"
+    );
+    drop(browser);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let left: Vec<u32> = group.into_iter().filter(|p| running(*p)).collect();
+    assert!(left.is_empty(), "still running after the drop: {left:?}");
+    assert!(
+        running(bystander.id()),
+        "the drop killed a process outside its group"
+    );
+    bystander.kill().unwrap();
+    let _ = bystander.wait();
+}
