@@ -698,3 +698,49 @@ async fn the_console_speaks_japanese_with_times_in_the_viewers_zone() {
     assert!(nav.contains("Users") && nav.contains("Audit log"), "{nav}");
     c.close().await.unwrap();
 }
+
+/// Every page of the console's navigation, and a group's page, in English and in Japanese:
+/// each opens from its link, is in the language asked for, and has no serious or critical
+/// accessibility violation.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_console_page_passes_axe_in_both_languages() {
+    let (env, _config) = synced(5);
+    let root = root(&env);
+    let browser = Browser::start().unwrap();
+    let c = open(&browser, "en").await;
+    sign_in(&c, &root, "alice", ADMIN_PW).await;
+    let group = env.target.group("group00001").unwrap();
+    let group_page = format!("/admin/groups/{}", group["id"].as_str().unwrap());
+    let pages = [
+        "/admin/users",
+        "/admin/pending",
+        "/admin/groups",
+        group_page.as_str(),
+        "/admin/tokens",
+        "/admin/apps",
+        "/admin/outbox",
+        "/admin/runs",
+        "/admin/audit",
+    ];
+    for (lang, html_lang) in [("en", "en"), ("ja", "ja")] {
+        for page in pages {
+            c.goto(&format!("{root}{page}?lang={lang}")).await.unwrap();
+            let shown = c
+                .find(Locator::Css("html"))
+                .await
+                .unwrap()
+                .attr("lang")
+                .await
+                .unwrap();
+            assert_eq!(shown.as_deref(), Some(html_lang), "{page}");
+            let text = body_text(&c).await;
+            assert!(
+                !text.contains("Unknown localization"),
+                "{page} ({lang}): {text}"
+            );
+            assert_accessible(&c, &format!("{page} ({lang})")).await;
+        }
+    }
+    screenshot(&c, "console-audit-ja").await;
+    c.close().await.unwrap();
+}
