@@ -461,6 +461,16 @@ async fn a_refused_run_shows_on_the_runs_page() {
     c.close().await.unwrap();
 }
 
+/// The text of the console's navigation.
+async fn nav_text(c: &Client) -> String {
+    c.find(Locator::Css("header nav"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Types `text` into the field with id `id`.
 async fn fill(c: &Client, id: &str, text: &str) {
     c.find(Locator::Id(id))
@@ -649,13 +659,7 @@ async fn the_console_speaks_japanese_with_times_in_the_viewers_zone() {
     fill(&c, "username", "alice").await;
     fill(&c, "password", ADMIN_PW).await;
     submit(&c).await;
-    let nav = c
-        .find(Locator::Css("header nav"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let nav = nav_text(&c).await;
     assert!(
         nav.contains("ユーザー") && nav.contains("監査ログ"),
         "{nav}"
@@ -688,13 +692,7 @@ async fn the_console_speaks_japanese_with_times_in_the_viewers_zone() {
     screenshot(&c, "console-user-ja").await;
     let english = c.find(Locator::Css("nav.lang a[lang=en]")).await.unwrap();
     click_to_next_page(&c, english).await;
-    let nav = c
-        .find(Locator::Css("header nav"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let nav = nav_text(&c).await;
     assert!(nav.contains("Users") && nav.contains("Audit log"), "{nav}");
     c.close().await.unwrap();
 }

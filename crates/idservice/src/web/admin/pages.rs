@@ -29,14 +29,11 @@ fieldset{border:1px solid #ccc;margin:.6em 0}label.inline{display:inline;margin-
 .warn-text{color:#8a1c1c}nav.lang{display:inline;margin-left:.6em}nav.lang a{color:#fff}.visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}\
 ";
 
-/// `GET /admin/console.css`.
-pub async fn stylesheet() -> Response {
-    let mut resp = CSS.into_response();
+/// A static file of the console, cached for an hour.
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut resp = body.into_response();
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/css; charset=utf-8"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=3600"),
@@ -45,21 +42,15 @@ pub async fn stylesheet() -> Response {
     resp
 }
 
+/// `GET /admin/console.css`.
+pub async fn stylesheet() -> Response {
+    asset(CSS, "text/css; charset=utf-8")
+}
+
 /// `GET /admin/console.js`: shows each `<time datetime>` of a page in the viewer's time zone,
 /// with its offset. Without script the times stay in UTC, marked so.
 pub async fn script() -> Response {
-    let mut resp = JS.into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/javascript; charset=utf-8"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    );
-    resp.extensions_mut().insert(crate::web::WebPage);
-    resp
+    asset(JS, "text/javascript; charset=utf-8")
 }
 
 const JS: &str = "\
