@@ -297,3 +297,148 @@ async fn discovery_endpoints() {
         .await
         .assert_error(404, None, None);
 }
+
+/// The same users on two fresh servers: an active one (`taken@`, `t1`) and a pending one
+/// (`pend@`, `p1`), under the registered domain example.jp.
+async fn bulk_runs_server() -> Server {
+    let s = Server::start();
+    assert!(s.cli(&["domain", "add", "example.jp"]).status.success());
+    s.create_user(user("taken@example.jp", "t1")).await;
+    let pend = s.create_user(user("pend@example.jp", "p1")).await;
+    let id = pend["id"].as_str().unwrap();
+    assert_eq!(s.delete(&format!("/Users/{id}")).await.status, 204);
+    s
+}
+
+fn create_op(bulk_id: &str, data: Value) -> Value {
+    json!({"method": "POST", "path": "/Users", "bulkId": bulk_id, "data": data})
+}
+
+fn bulk(ops: Vec<Value>, fail_on_errors: Option<u64>) -> Value {
+    let mut b = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": ops});
+    if let Some(n) = fail_on_errors {
+        b["failOnErrors"] = json!(n);
+    }
+    b
+}
+
+/// An answer without what differs from server to server (ids, times, versions).
+fn comparable(op: &Value) -> Value {
+    json!({"status": op["status"], "bulkId": op["bulkId"], "detail": op["response"]["detail"],
+        "scimType": op["response"]["scimType"]})
+}
+
+/// Every listed user (pending ones are not) as (userName, externalId, state).
+async fn every_user(s: &Server) -> Vec<(String, String, String)> {
+    let r = s.get("/Users?count=1000").await;
+    let mut out: Vec<(String, String, String)> = r.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["userName"].as_str().unwrap().to_string(),
+                u["externalId"].as_str().unwrap_or("").to_string(),
+                u["urn:iij:params:scim:schemas:extension:enterprisejp:2.0:User"]["state"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A run of user creates in one Bulk request takes the fast path (checked together, inserted
+/// many rows at a time); each answer and the stored users must be what the same operations
+/// give one request each (the one-by-one path).
+#[tokio::test]
+async fn bulk_creates_in_one_run_answer_as_one_by_one() {
+    let mut with_password = user("d@example.jp", "dx");
+    with_password["password"] = json!("Correct-Horse-9-battery");
+    let ops = vec![
+        create_op("a", user("a@example.jp", "ax")),
+        create_op("b", user("b@example.jp", "bx")),
+        create_op("taken", user("TAKEN@example.jp", "other")),
+        create_op("restore", user("pend@example.jp", "p1")),
+        create_op("c", user("c@example.jp", "cx")),
+        create_op("b-again", user("B@Example.jp", "b2")),
+        create_op("invalid", json!({"externalId": "nameless"})),
+        create_op("a-ext", user("a2@example.jp", "ax")),
+        create_op("d", with_password),
+        create_op("d-ext", user("e@example.jp", "dx")),
+        create_op("domain", user("f@elsewhere.jp", "fx")),
+        create_op("g", user("g@example.jp", "gx")),
+        create_op("t1-ext", user("h@example.jp", "t1")),
+        create_op("i", user("i@example.jp", "ix")),
+    ];
+    let (together, apart) = (bulk_runs_server().await, bulk_runs_server().await);
+    let r = together.post("/Bulk", bulk(ops.clone(), None)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let answers: Vec<Value> = r.body["Operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(comparable)
+        .collect();
+    let mut one_by_one = Vec::new();
+    for op in &ops {
+        let r = apart.post("/Bulk", bulk(vec![op.clone()], None)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        one_by_one.push(comparable(&r.body["Operations"][0]));
+    }
+    assert_eq!(answers, one_by_one);
+    let statuses: Vec<&str> = answers
+        .iter()
+        .map(|a| a["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "201", "201", "409", "201", "201", "409", "400", "409", "201", "409", "404", "201",
+            "409", "201"
+        ]
+    );
+    assert_eq!(every_user(&together).await, every_user(&apart).await);
+    // A created user reads back as its answer says.
+    let loc = r.body["Operations"][0]["location"].as_str().unwrap();
+    let a = together.get(loc).await;
+    assert_eq!(a.body["userName"], "a@example.jp");
+    assert_eq!(
+        a.body["meta"]["version"],
+        r.body["Operations"][0]["version"]
+    );
+}
+
+/// failOnErrors counts the errors of a run in request order: nothing after the limit is
+/// written, everything before it is.
+#[tokio::test]
+async fn fail_on_errors_stops_a_run_of_creates_in_order() {
+    let s = bulk_runs_server().await;
+    let ops = vec![
+        create_op("1", user("one@example.jp", "1")),
+        create_op("2", user("two@example.jp", "2")),
+        create_op("3", user("taken@example.jp", "3")),
+        create_op("4", user("four@example.jp", "4")),
+        create_op("5", json!({"externalId": "5"})),
+        create_op("6", user("six@example.jp", "6")),
+        create_op("7", user("seven@example.jp", "7")),
+    ];
+    let r = s.post("/Bulk", bulk(ops, Some(2))).await;
+    let statuses: Vec<&str> = r.body["Operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["201", "201", "409", "201", "400"], "{}", r.body);
+    let names = s.user_names("userName co \"o\"").await;
+    assert!(names.contains(&"four@example.jp".to_string()), "{names:?}");
+    assert!(
+        s.user_names("userName eq \"six@example.jp\"")
+            .await
+            .is_empty()
+    );
+}

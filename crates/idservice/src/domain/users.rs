@@ -259,6 +259,16 @@ pub fn render_with_groups(row: &UserRow, groups: &[(String, String)], base: &str
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
+    render_stored(row, stored, groups, base)
+}
+
+/// [`render_with_groups`] from the stored attributes as a map (not read back from the row).
+fn render_stored(
+    row: &UserRow,
+    stored: Map<String, Value>,
+    groups: &[(String, String)],
+    base: &str,
+) -> Value {
     let mut out = Map::with_capacity(stored.len() + 5);
     let mut schemas = match stored.get("schemas") {
         Some(Value::Array(s)) => s.clone(),
@@ -337,6 +347,53 @@ fn row_of(
         version,
         resource: resource_text(&p.resource)?,
     })
+}
+
+/// A new user that Bulk inserts together with others (one statement for many rows): its row
+/// and its resource, kept to answer with (encoded once for the row, never parsed back).
+pub struct NewUser {
+    pub row: UserRow,
+    resource: Value,
+}
+
+impl NewUser {
+    /// The row for `p` under a fresh id, created at `at`; `None` when `p` needs the one-by-one
+    /// path of [`create_in`]: a password to store, or a `downstreamId` to check against other
+    /// users' externalIds and ids.
+    pub fn of(p: PreparedUser, at: &str) -> Result<Option<NewUser>, ScimError> {
+        if p.password_hash.is_some() || downstream_id_of(&p.resource).is_some() {
+            return Ok(None);
+        }
+        let row = row_of(
+            &p,
+            uuid::Uuid::new_v4().to_string(),
+            at.into(),
+            at.into(),
+            1,
+        )?;
+        Ok(Some(NewUser {
+            row,
+            resource: p.resource,
+        }))
+    }
+
+    /// The immutable id of the new user (behaviour §7.6): its externalId, else its id.
+    pub fn immutable_id(&self) -> &str {
+        immutable_of(
+            &self.resource,
+            self.row.external_id.as_deref(),
+            &self.row.id,
+        )
+    }
+
+    /// The SCIM representation, as [`create_in`] answers it.
+    pub fn render(self, base: &str) -> Value {
+        let stored = match self.resource {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        render_stored(&self.row, stored, &[], base)
+    }
 }
 
 /// POST /Users inside a transaction. Returns the resource and whether a pending user was

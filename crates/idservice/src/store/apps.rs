@@ -7,6 +7,8 @@
 //! still running, so a row can never appear behind a position already read (see the
 //! queue_order migration): writers on several nodes need no common lock.
 
+use std::collections::HashSet;
+
 use super::{Conn, Engine, engine_of};
 
 /// A registered downstream application. The token is not here: it is read from `token_file`
@@ -434,6 +436,28 @@ pub async fn immutable_holder(
     .bind(user_id)
     .fetch_optional(conn)
     .await
+}
+
+/// Which of `immutable_ids` a link of an existing user already holds (the many-users form of
+/// [`immutable_holder`], for ids no new user can share with its own links).
+pub async fn held_immutable_ids(
+    conn: &mut Conn,
+    immutable_ids: &[&str],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let mut held = HashSet::new();
+    for chunk in immutable_ids.chunks(super::groups::MEMBER_CHUNK) {
+        let sql = format!(
+            "SELECT immutable_id FROM app_links WHERE immutable_id IN {} \
+             AND EXISTS (SELECT 1 FROM users u WHERE u.id = app_links.user_id)",
+            super::in_list(1, chunk.len())
+        );
+        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        held.extend(q.fetch_all(&mut *conn).await?);
+    }
+    Ok(held)
 }
 
 /// Links of one application (or every one), by application then userName.

@@ -187,7 +187,7 @@ pub async fn remove_members(
     for chunk in ids.chunks(MEMBER_CHUNK) {
         let sql = format!(
             "DELETE FROM group_members WHERE group_id = $1 AND member_id IN {}",
-            in_list(2, chunk.len())
+            super::in_list(2, chunk.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(group_id);
         for id in chunk {
@@ -198,12 +198,6 @@ pub async fn remove_members(
     Ok(())
 }
 
-/// `($first, …)`: `n` numbered placeholders.
-fn in_list(first: usize, n: usize) -> String {
-    let items: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
-    format!("({})", items.join(", "))
-}
-
 /// Member id → `User` or `Group`.
 pub type MemberKinds = HashMap<String, String>;
 
@@ -211,7 +205,7 @@ pub type MemberKinds = HashMap<String, String>;
 pub async fn member_kinds(conn: &mut Conn, ids: &[String]) -> Result<MemberKinds, sqlx::Error> {
     let mut out = HashMap::new();
     for chunk in ids.chunks(MEMBER_CHUNK) {
-        let list = in_list(1, chunk.len());
+        let list = super::in_list(1, chunk.len());
         let sql = format!(
             "SELECT id, 'User' AS kind FROM users WHERE id IN {list} \
              UNION ALL SELECT id, 'Group' AS kind FROM groups WHERE id IN {list}"

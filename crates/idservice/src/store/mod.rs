@@ -403,6 +403,13 @@ pub fn engine_of(conn: &Conn) -> Engine {
     }
 }
 
+/// `($first, …)`: `n` numbered placeholders, for an `IN` list or one row of a multi-row
+/// `VALUES`.
+pub(crate) fn in_list(first: usize, n: usize) -> String {
+    let items: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
+    format!("({})", items.join(", "))
+}
+
 /// True when `e` is a UNIQUE constraint violation (the domain turns it into a 409).
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())

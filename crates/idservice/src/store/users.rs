@@ -1,5 +1,7 @@
 //! Rows of the `users` table and the user side of memberships.
 
+use std::collections::HashSet;
+
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, FromRow, Row};
@@ -123,6 +125,64 @@ pub async fn insert(conn: &mut Conn, row: &UserRow) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// Rows a multi-row INSERT carries at most (11 parameters each: well under SQLite's 32,766
+/// and PostgreSQL's 65,535 bound parameters).
+pub const INSERT_CHUNK: usize = 200;
+
+/// Inserts many new rows with one statement per [`INSERT_CHUNK`] rows (Bulk's fast path: the
+/// per-statement hand-off to the database, not the rows, is what a user insert costs most).
+pub async fn insert_many(conn: &mut Conn, rows: &[UserRow]) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|r| super::in_list(r * 11 + 1, 11))
+            .collect();
+        let sql = format!(
+            concat!("INSERT INTO users (", user_columns!(), ") VALUES {}"),
+            values.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in chunk {
+            q = bind_row(q, row);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Which of `user_names_lc` (lower-cased userNames) and `external_ids` a stored user (any
+/// state) already holds: (the userNames taken, the externalIds taken).
+pub async fn taken_keys(
+    conn: &mut Conn,
+    user_names_lc: &[&str],
+    external_ids: &[&str],
+) -> Result<(HashSet<String>, HashSet<String>), sqlx::Error> {
+    let mut names = HashSet::new();
+    for chunk in user_names_lc.chunks(super::groups::MEMBER_CHUNK) {
+        let sql = format!(
+            "SELECT user_name_lc FROM users WHERE user_name_lc IN {}",
+            super::in_list(1, chunk.len())
+        );
+        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        for k in chunk {
+            q = q.bind(*k);
+        }
+        names.extend(q.fetch_all(&mut *conn).await?);
+    }
+    let mut ext = HashSet::new();
+    for chunk in external_ids.chunks(super::groups::MEMBER_CHUNK) {
+        let sql = format!(
+            "SELECT external_id FROM users WHERE external_id IN {}",
+            super::in_list(1, chunk.len())
+        );
+        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        for k in chunk {
+            q = q.bind(*k);
+        }
+        ext.extend(q.fetch_all(&mut *conn).await?);
+    }
+    Ok((names, ext))
+}
+
 /// Overwrites every column of an existing row (by id).
 pub async fn update(conn: &mut Conn, row: &UserRow) -> Result<(), sqlx::Error> {
     let sql = "UPDATE users SET user_name = $2, user_name_lc = $3, external_id = $4, \
@@ -177,12 +237,11 @@ pub async fn groups_of_many(
 ) -> Result<std::collections::HashMap<String, Vec<(String, String)>>, sqlx::Error> {
     let mut out: std::collections::HashMap<String, Vec<(String, String)>> = Default::default();
     for chunk in user_ids.chunks(super::groups::MEMBER_CHUNK) {
-        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT m.member_id, g.id, g.display_name FROM group_members m \
-             JOIN groups g ON g.id = m.group_id WHERE m.member_id IN ({}) \
+             JOIN groups g ON g.id = m.group_id WHERE m.member_id IN {} \
              ORDER BY m.member_id, g.display_name_lc",
-            list.join(", ")
+            super::in_list(1, chunk.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for id in chunk {

@@ -1,10 +1,13 @@
 //! `/Bulk` (RFC 7644 §3.7): many operations in one request, run in one transaction with a
 //! savepoint per operation, so a failed operation leaves no trace and the others still land.
+//! Runs of new users are inserted many at a time, with the same answers ([`new_users`]).
 //!
 //! `bulkId:x` references (in `data` anywhere, e.g. a group's `members[].value`, and in `path`)
 //! are resolved to the ids created earlier in the request; an operation whose reference is
 //! not yet known waits until the operation that defines it has run, so order in the request
 //! does not matter. References that never resolve (unknown, failed or circular) fail with 409.
+
+mod new_users;
 
 use std::collections::{HashMap, HashSet};
 
@@ -386,12 +389,23 @@ async fn run_passes(
     loop {
         let before = waiting.len();
         let mut still = Vec::new();
-        for w in std::mem::take(&mut waiting) {
+        let mut queue = std::mem::take(&mut waiting).into_iter().peekable();
+        while let Some(w) = queue.next() {
             if progress.stopped() {
                 return Ok(Vec::new());
             }
             if !w.refs.iter().all(|r| progress.ids.contains_key(r)) {
                 still.push(w);
+                continue;
+            }
+            if new_users::is_plain_create(&w, req) {
+                let mut run = vec![w];
+                while let Some(next) = queue.next_if(|n| new_users::is_plain_create(n, req)) {
+                    run.push(next);
+                }
+                if !new_users::run(tx, run, progress, req).await? {
+                    return Ok(Vec::new());
+                }
                 continue;
             }
             run_one(tx, &w, progress, req).await?;
