@@ -1,7 +1,25 @@
-//! Shared parts of the fuzz targets: the in-process idservice (the real axum router over a
+//! The fuzz targets' bodies, one module each (`fuzz/fuzz_targets/NAME.rs` runs `NAME::run`
+//! under libFuzzer; `tests/seeds.rs` runs every checked-in seed through them in the test
+//! suite), and their shared parts: the in-process idservice (the real axum router over a
 //! SQLite store in a temporary directory, called without sockets), the checks every SCIM
 //! response must pass, and the panic guard for ldap3's control parsers.
+//!
+//! A test-harness crate: a failed check panics (that is what libFuzzer reports as a crash), so
+//! the workspace's no-panic lints are allowed here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod config_load;
+pub mod dirsync_control;
+pub mod idservice_bulk;
+pub mod idservice_groups;
+pub mod idservice_search;
+pub mod idservice_users;
+pub mod ldap_filter;
+pub mod ldif;
+pub mod password_capture;
+pub mod scim_filter_sql;
+pub mod scim_patch;
+pub mod syncrepl_control;
 
 use std::sync::Arc;
 use std::time::Duration;
