@@ -2,6 +2,7 @@
 //! up to the first NUL is config.yml, the rest (when there is a NUL) secret.yml, mode 0600.
 //! Beyond not panicking: an error about secret.yml is one of the loader's fixed descriptions,
 //! which never quote a value from the file.
+
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;

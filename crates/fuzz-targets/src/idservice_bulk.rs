@@ -2,10 +2,11 @@
 //! a temporary directory, [`crate::App`]). Beyond not panicking: no 500, every error an
 //! RFC 7644 error with the right status ([`crate::check`]), and a 200 is a
 //! BulkResponse whose every operation has a status.
+
 use std::sync::OnceLock;
 
-use axum::http::Method;
 use crate::App;
+use axum::http::Method;
 
 fn app() -> &'static App {
     static APP: OnceLock<App> = OnceLock::new();

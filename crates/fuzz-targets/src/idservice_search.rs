@@ -6,10 +6,11 @@
 //! for the time limit would be a 503), every error an RFC 7644 error with the right status
 //! ([`crate::check`]), and a 200 is a ListResponse with no more Resources than
 //! itemsPerPage says.
+
 use std::sync::OnceLock;
 
-use axum::http::Method;
 use crate::App;
+use axum::http::Method;
 use serde_json::json;
 
 fn app() -> &'static App {

@@ -4,11 +4,12 @@
 //! created for this input and deleted after it. Beyond not panicking: no 500, every error an
 //! RFC 7644 error with the right status ([`crate::check`]), and a User answered with
 //! 200/201 has an id, its schemas and the userName it reads back with.
+
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::http::Method;
 use crate::App;
+use axum::http::Method;
 use serde_json::{Value, json};
 
 fn app() -> &'static App {

@@ -3,6 +3,7 @@
 //! an entry (the LDIF source). Beyond not panicking: a parsed filter written back out (every
 //! value byte escaped as `\xx`) parses to the same filter, and an error's position lies within
 //! the text.
+
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 

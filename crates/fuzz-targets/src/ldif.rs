@@ -1,6 +1,7 @@
 //! An LDIF file through `dirsync_source::ldif::parse`, the reader of `ad.ldif_file`. Beyond
 //! not panicking: every record read, written back out (each DN and value base64), reads back
 //! as the same entries, and an error names a line of the file.
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use dirsync_model::entry::Entry;

@@ -6,6 +6,7 @@
 //!
 //! A test-harness crate: a failed check panics (that is what libFuzzer reports as a crash), so
 //! the workspace's no-panic lints are allowed here.
+
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod config_load;

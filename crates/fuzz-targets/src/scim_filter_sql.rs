@@ -3,10 +3,11 @@
 //! query run by `store::search::users` / `groups` on SQLite holding a few users and groups.
 //! Beyond not panicking: a filter that passed parsing and the limits must translate into SQL
 //! that runs; a database error here would be a 500 to the client.
+
 use std::sync::OnceLock;
 
-use axum::http::Method;
 use crate::App;
+use axum::http::Method;
 use idservice::store::Engine;
 use idservice::store::filter_sql::{self, Kind};
 use idservice::store::search::{self, SearchSpec};

@@ -3,6 +3,7 @@
 //! Beyond not panicking: a failed PATCH leaves the resource unchanged (all or nothing); a
 //! successful one leaves a JSON object that lists its schemas, is still JSON once written out, and
 //! has no difference from itself (`scim::patch::diff`).
+
 use std::sync::OnceLock;
 
 use scim::schema::ResourceSchema;

@@ -7,6 +7,7 @@
 //! inside ldap3 counts as a refused message here too ([`crate::guarded`]); a panic
 //! anywhere else is a crash. Beyond that: a change set never carries an empty cookie, every
 //! upserted entry has its entryUUID, and a cursor written by the agent reads back.
+
 use dirsync_source::syncrepl::fuzzing;
 use dirsync_source::{DirectorySearches, ldap::SearchSpec};
 use ldap3::ResultEntry;
@@ -84,8 +85,7 @@ fn searches() -> DirectorySearches {
 
 fn refresh(messages: Vec<ResultEntry>, done: SyncDone) {
     let sent = Some(b"rid=001,csn=20261127100233.676363Z#000000#000#000000".to_vec());
-    let Some(Some((changes, cookie))) =
-        crate::guarded(|| fuzzing::refresh(messages, done, sent))
+    let Some(Some((changes, cookie))) = crate::guarded(|| fuzzing::refresh(messages, done, sent))
     else {
         return;
     };
