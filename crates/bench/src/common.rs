@@ -40,6 +40,25 @@ impl IdService {
         self._dir.path()
     }
 
+    /// Starts a new peak of the service's resident memory (Linux `clear_refs` 5), so that
+    /// [`IdService::peak_rss_kib`] measures from here.
+    pub fn reset_peak_rss(&self) -> Result<()> {
+        let path = format!("/proc/{}/clear_refs", self.child.id());
+        std::fs::write(&path, "5").map_err(io(path))
+    }
+
+    /// The service's peak resident memory since it started or since
+    /// [`IdService::reset_peak_rss`] (`VmHWM`).
+    pub fn peak_rss_kib(&self) -> Result<u64> {
+        let path = format!("/proc/{}/status", self.child.id());
+        let status = std::fs::read_to_string(&path).map_err(io(path.clone()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or(Error::NoPeakRss(path))
+    }
+
     /// This instance's URL and token.
     pub fn endpoint(&self) -> Endpoint {
         Endpoint {

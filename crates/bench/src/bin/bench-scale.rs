@@ -24,7 +24,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use bench::common::{
-    Endpoint, Measured, binaries, bulk_load, run_dirsync, start_idservice, write_dirsync_config,
+    Endpoint, IdService, Measured, binaries, bulk_load, run_dirsync, start_idservice, write_dirsync_config,
     writes,
 };
 use bench::error::io;
@@ -103,10 +103,12 @@ struct Row {
     wall: Duration,
     objects: u64,
     rss_mib: Option<f64>,
+    /// idservice's peak resident memory during the step (the target's, on SQLite).
+    service_rss_mib: Option<f64>,
     operations: String,
 }
 
-fn dirsync_row(step: &str, m: &Measured) -> Row {
+fn dirsync_row(step: &str, m: &Measured, service_rss_kib: Option<u64>) -> Row {
     let r = &m.report;
     let c = &r["counts"];
     let n = |k: &str| c[k].as_u64().unwrap_or(0);
@@ -139,6 +141,7 @@ fn dirsync_row(step: &str, m: &Measured) -> Row {
         wall: m.wall,
         objects: r["read_users"].as_u64().unwrap_or(0) + r["read_groups"].as_u64().unwrap_or(0),
         rss_mib: Some(m.peak_rss_kib as f64 / 1024.0),
+        service_rss_mib: service_rss_kib.map(|k| k as f64 / 1024.0),
         operations: ops.join(", "),
     }
 }
@@ -353,7 +356,7 @@ fn initial_into_postgres(
 
 /// The table row of the initial sync into PostgreSQL.
 fn postgres_row(args: &Args, m: &Measured) -> Row {
-    let mut row = dirsync_row("initial sync into PostgreSQL", m);
+    let mut row = dirsync_row("initial sync into PostgreSQL", m, None);
     let proxy = if args.pg.nodes > 1 {
         " behind HAProxy"
     } else {
@@ -405,6 +408,7 @@ fn bench(args: &Args) -> Result<()> {
         wall: read_wall,
         objects: read_entries,
         rss_mib: None,
+        service_rss_mib: None,
         operations: format!(
             "pr=1000, users + groups, the {} attributes dirsync asks for",
             directory.searches().1.len()
@@ -416,6 +420,7 @@ fn bench(args: &Args) -> Result<()> {
         wall: ingest_wall,
         objects: ingested as u64,
         rss_mib: None,
+        service_rss_mib: None,
         operations: format!(
             "{} users created, {} per request, {} in flight",
             ingested, args.batch, args.bulk_concurrency
@@ -463,14 +468,14 @@ fn start_directory(args: &Args, shape: &Shape, work: &Path) -> Result<Directory>
     Ok(Directory::Slapd(slapd))
 }
 
-/// The measured dirsync runs, in order.
+/// The measured dirsync runs, in order, each with idservice's peak RSS during it.
 struct Runs {
-    initial: Measured,
+    initial: (Measured, u64),
     /// The initial sync into PostgreSQL, with `--database` or `--private-postgres`.
     on_postgres: Option<Measured>,
-    no_change: Measured,
-    churned: Measured,
-    full: Measured,
+    no_change: (Measured, u64),
+    churned: (Measured, u64),
+    full: (Measured, u64),
     /// Whether this dirsync has `sync --full` (else the full reconcile was a plain `sync`).
     full_flag: bool,
 }
@@ -478,16 +483,17 @@ struct Runs {
 impl Runs {
     /// The table rows of the runs.
     fn rows(&self, args: &Args) -> Vec<Row> {
-        let mut rows = vec![dirsync_row("initial sync", &self.initial)];
+        let row = |step: &str, (m, service): &(Measured, u64)| dirsync_row(step, m, Some(*service));
+        let mut rows = vec![row("initial sync", &self.initial)];
         if let Some(m) = &self.on_postgres {
             rows.push(postgres_row(args, m));
         }
-        rows.push(dirsync_row("no changes", &self.no_change));
-        rows.push(dirsync_row(
+        rows.push(row("no changes", &self.no_change));
+        rows.push(row(
             &format!("{:.0} % churn", args.churn * 100.0),
             &self.churned,
         ));
-        rows.push(dirsync_row(
+        rows.push(row(
             if self.full_flag {
                 "full reconcile (sync --full)"
             } else {
@@ -497,6 +503,16 @@ impl Runs {
         ));
         rows
     }
+}
+
+/// Runs one step and measures idservice's peak resident memory during it (KiB).
+fn measured(
+    target: &IdService,
+    step: impl FnOnce() -> Result<Measured>,
+) -> Result<(Measured, u64)> {
+    target.reset_peak_rss()?;
+    let m = step()?;
+    Ok((m, target.peak_rss_kib()?))
 }
 
 /// Steps 1–4 into a fresh idservice (and the initial sync into PostgreSQL when asked); with
@@ -513,34 +529,34 @@ fn dirsync_runs(
     let dir = work.join("dirsync");
     write_config(args, directory, &target.endpoint(), &dir)?;
     eprintln!("dirsync: initial sync...");
-    let initial = run_dirsync(dirsync_bin, &dir, &[])?;
-    let c = &initial.report["counts"];
+    let initial = measured(&target, || run_dirsync(dirsync_bin, &dir, &[]))?;
+    let c = &initial.0.report["counts"];
     if c["created"] != json!(args.users) || c["groups_created"] != json!(args.groups) {
         return Err(Error::Incomplete(format!(
             "the initial run did not create everything: {:#}",
-            initial.report
+            initial.0.report
         )));
     }
     // The same initial sync into PostgreSQL, from the same directory (before the churn).
     let on_postgres = initial_into_postgres(args, directory, idservice_bin, dirsync_bin, work)?;
 
     eprintln!("dirsync: no-change run...");
-    let no_change = run_dirsync(dirsync_bin, &dir, &[])?;
-    if writes(&no_change.report) != 0 {
+    let no_change = measured(&target, || run_dirsync(dirsync_bin, &dir, &[]))?;
+    if writes(&no_change.0.report) != 0 {
         return Err(Error::Incomplete(format!(
             "the no-change run changed something: {:#}",
-            no_change.report
+            no_change.0.report
         )));
     }
 
     apply_churn(args, shape, directory, work)?;
     eprintln!("dirsync: churn run...");
-    let churned = run_dirsync(dirsync_bin, &dir, &[])?;
+    let churned = measured(&target, || run_dirsync(dirsync_bin, &dir, &[]))?;
 
     let full_flag = has_full_flag(dirsync_bin);
     eprintln!("dirsync: full reconcile, no changes...");
     let full_args: &[&str] = if full_flag { &["--full"] } else { &[] };
-    let full = run_dirsync(dirsync_bin, &dir, full_args)?;
+    let full = measured(&target, || run_dirsync(dirsync_bin, &dir, full_args))?;
     if args.hold {
         let (addr, port, _, _, _) = directory.access();
         eprintln!(
@@ -636,17 +652,21 @@ fn print_table(args: &Args, shape: &Shape, rows: &[Row], full_flag: bool) {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!();
-    println!("| step | mode | wall s | objects/s | peak RSS MiB | operations |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| step | mode | wall s | objects/s | peak RSS MiB | idservice peak RSS MiB | operations |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mib = |m: Option<f64>| m.map_or("-".into(), |m| format!("{m:.1}"));
     for r in rows {
         let secs = r.wall.as_secs_f64();
         println!(
-            "| {} | {} | {:.2} | {:.0} | {} | {} |",
+            "| {} | {} | {:.2} | {:.0} | {} | {} | {} |",
             r.step,
             r.mode,
             secs,
             r.objects as f64 / secs.max(1e-9),
-            r.rss_mib.map_or("-".into(), |m| format!("{m:.1}")),
+            mib(r.rss_mib),
+            mib(r.service_rss_mib),
             r.operations
         );
     }
@@ -665,11 +685,11 @@ fn print_table(args: &Args, shape: &Shape, rows: &[Row], full_flag: bool) {
 /// The issue-5 goal checks: pass/fail with the numbers; they do not change the exit code.
 fn print_goals(args: &Args, runs: &Runs, read_wall: Duration, ingest_wall: Duration) {
     let Runs {
-        initial,
+        initial: (initial, _),
         on_postgres,
-        no_change,
-        churned,
-        full,
+        no_change: (no_change, _),
+        churned: (churned, _),
+        full: (full, _),
         ..
     } = runs;
     let initial_s = initial.wall.as_secs_f64();
