@@ -24,8 +24,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use bench::common::{
-    Endpoint, IdService, Measured, binaries, bulk_load, run_dirsync, start_idservice, write_dirsync_config,
-    writes,
+    Endpoint, IdService, Measured, binaries, bulk_load, run_dirsync, start_idservice,
+    write_dirsync_config, writes,
 };
 use bench::error::io;
 use bench::gen_ldif::{Churn, Shape, write_ad_churn};
