@@ -444,20 +444,17 @@ pub async fn held_immutable_ids(
     conn: &mut Conn,
     immutable_ids: &[&str],
 ) -> Result<HashSet<String>, sqlx::Error> {
-    let mut held = HashSet::new();
-    for chunk in immutable_ids.chunks(super::groups::MEMBER_CHUNK) {
-        let sql = format!(
-            "SELECT immutable_id FROM app_links WHERE immutable_id IN {} \
-             AND EXISTS (SELECT 1 FROM users u WHERE u.id = app_links.user_id)",
-            super::in_list(1, chunk.len())
-        );
-        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        held.extend(q.fetch_all(&mut *conn).await?);
-    }
-    Ok(held)
+    super::found_among(
+        conn,
+        |list| {
+            format!(
+                "SELECT immutable_id FROM app_links WHERE immutable_id IN {list} \
+                 AND EXISTS (SELECT 1 FROM users u WHERE u.id = app_links.user_id)"
+            )
+        },
+        immutable_ids,
+    )
+    .await
 }
 
 /// Links of one application (or every one), by application then userName.

@@ -410,6 +410,26 @@ pub(crate) fn in_list(first: usize, n: usize) -> String {
     format!("({})", items.join(", "))
 }
 
+/// Which of `keys` a query finds, asked [`groups::MEMBER_CHUNK`] keys at a time: `select`
+/// writes the query (one text column) for an `IN` list of placeholders such as
+/// `SELECT external_id FROM users WHERE external_id IN {list}`.
+pub(crate) async fn found_among(
+    conn: &mut Conn,
+    select: impl Fn(&str) -> String,
+    keys: &[&str],
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    let mut found = std::collections::HashSet::new();
+    for chunk in keys.chunks(groups::MEMBER_CHUNK) {
+        let sql = select(&in_list(1, chunk.len()));
+        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        for key in chunk {
+            q = q.bind(*key);
+        }
+        found.extend(q.fetch_all(&mut *conn).await?);
+    }
+    Ok(found)
+}
+
 /// True when `e` is a UNIQUE constraint violation (the domain turns it into a 409).
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())

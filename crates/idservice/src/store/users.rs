@@ -125,16 +125,19 @@ pub async fn insert(conn: &mut Conn, row: &UserRow) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Rows a multi-row INSERT carries at most (11 parameters each: well under SQLite's 32,766
-/// and PostgreSQL's 65,535 bound parameters).
+/// The number of [`USER_COLUMNS`] (the parameters [`bind_row`] binds).
+const USER_COLUMN_COUNT: usize = 11;
+
+/// Rows a multi-row INSERT carries at most ([`USER_COLUMN_COUNT`] parameters each: well under
+/// SQLite's 32,766 and PostgreSQL's 65,535 bound parameters).
 pub const INSERT_CHUNK: usize = 200;
 
 /// Inserts many new rows with one statement per [`INSERT_CHUNK`] rows (Bulk's fast path: the
 /// per-statement hand-off to the database, not the rows, is what a user insert costs most).
-pub async fn insert_many(conn: &mut Conn, rows: &[UserRow]) -> Result<(), sqlx::Error> {
+pub async fn insert_many(conn: &mut Conn, rows: &[&UserRow]) -> Result<(), sqlx::Error> {
     for chunk in rows.chunks(INSERT_CHUNK) {
         let values: Vec<String> = (0..chunk.len())
-            .map(|r| super::in_list(r * 11 + 1, 11))
+            .map(|r| super::in_list(r * USER_COLUMN_COUNT + 1, USER_COLUMN_COUNT))
             .collect();
         let sql = format!(
             concat!("INSERT INTO users (", user_columns!(), ") VALUES {}"),
@@ -156,31 +159,19 @@ pub async fn taken_keys(
     user_names_lc: &[&str],
     external_ids: &[&str],
 ) -> Result<(HashSet<String>, HashSet<String>), sqlx::Error> {
-    let mut names = HashSet::new();
-    for chunk in user_names_lc.chunks(super::groups::MEMBER_CHUNK) {
-        let sql = format!(
-            "SELECT user_name_lc FROM users WHERE user_name_lc IN {}",
-            super::in_list(1, chunk.len())
-        );
-        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
-        for k in chunk {
-            q = q.bind(*k);
-        }
-        names.extend(q.fetch_all(&mut *conn).await?);
-    }
-    let mut ext = HashSet::new();
-    for chunk in external_ids.chunks(super::groups::MEMBER_CHUNK) {
-        let sql = format!(
-            "SELECT external_id FROM users WHERE external_id IN {}",
-            super::in_list(1, chunk.len())
-        );
-        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
-        for k in chunk {
-            q = q.bind(*k);
-        }
-        ext.extend(q.fetch_all(&mut *conn).await?);
-    }
-    Ok((names, ext))
+    let names = super::found_among(
+        conn,
+        |list| format!("SELECT user_name_lc FROM users WHERE user_name_lc IN {list}"),
+        user_names_lc,
+    )
+    .await?;
+    let exts = super::found_among(
+        conn,
+        |list| format!("SELECT external_id FROM users WHERE external_id IN {list}"),
+        external_ids,
+    )
+    .await?;
+    Ok((names, exts))
 }
 
 /// Overwrites every column of an existing row (by id).
@@ -311,4 +302,14 @@ pub async fn state_history(
     .bind(user_name_lc)
     .fetch_all(conn)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_column_count_is_the_columns() {
+        assert_eq!(USER_COLUMNS.split(',').count(), USER_COLUMN_COUNT);
+    }
 }

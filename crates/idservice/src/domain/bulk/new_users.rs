@@ -171,7 +171,7 @@ async fn flush(
     if pending.is_empty() {
         return Ok(true);
     }
-    let rows: Vec<su::UserRow> = pending.iter().map(|(_, u)| u.row.clone()).collect();
+    let rows: Vec<&su::UserRow> = pending.iter().map(|(_, u)| &u.row).collect();
     let mut sp = sqlx::Acquire::begin(&mut **tx).await.map_err(db)?;
     match su::insert_many(&mut sp, &rows).await {
         Ok(()) => {
